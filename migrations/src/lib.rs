@@ -1,0 +1,33 @@
+//! latchkey's schema, as sea-orm migrations that run unchanged on SQLite,
+//! PostgreSQL and MySQL/MariaDB.
+//!
+//! Times are stored as `BIGINT` milliseconds since the Unix epoch: the same
+//! type and the same comparisons on every backend, and no 2038 limit
+//! (MySQL's `TIMESTAMP` has one, and app passwords may expire later).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_account;
+mod m20261125_000002_create_app_password;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_account::Migration),
+            Box::new(m20261125_000002_create_app_password::Migration),
+        ]
+    }
+}
+
+/// Text columns compared for identity (usernames, selectors) must compare
+/// byte for byte. MySQL's default collations fold case and accents, which
+/// would merge distinct normalized usernames, so there they get a binary
+/// collation; the other backends compare bytes already.
+pub(crate) fn exact_text(manager: &SchemaManager, column: &mut ColumnDef) {
+    if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::MySql {
+        column.extra("CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
+    }
+}

@@ -1,0 +1,257 @@
+//! Configuration, layered from lowest to highest precedence: built-in
+//! defaults, a TOML file, `LATCHKEY_*` environment variables, command-line
+//! flags. Nested keys use a double underscore in the environment
+//! (`LATCHKEY_ARGON2__MEMORY_KIB=65536`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::hashing::HashParams;
+use crate::store::PoolConfig;
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "latchkey.toml";
+const ENV_PREFIX: &str = "LATCHKEY_";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the gRPC server listens.
+    pub listen: SocketAddr,
+    /// `sqlite://…`, `postgres://…` or `mysql://…`.
+    pub database_url: DatabaseUrl,
+    /// Read the database URL from this file instead (for secrets mounted as
+    /// files); wins over `database_url`.
+    pub database_url_file: Option<PathBuf>,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+    /// Serve gRPC server reflection (v1 and v1alpha), for grpcurl.
+    pub reflection: bool,
+    /// Active app passwords one account may hold.
+    pub max_active_app_passwords: u32,
+    pub argon2: HashParams,
+    pub database: PoolConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: DatabaseUrl("sqlite://latchkey.db?mode=rwc".to_owned()),
+            database_url_file: None,
+            migrate_on_start: true,
+            reflection: true,
+            max_active_app_passwords: 25,
+            argon2: HashParams::default(),
+            database: PoolConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `latchkey=debug,info`, …
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A database URL. It may embed a password, so `Debug` and
+/// [`DatabaseUrl::redacted`] hide it; only [`DatabaseUrl::expose`] shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `*****`.
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return self.0.clone();
+        };
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let Some((userinfo, host)) = authority.rsplit_once('@') else {
+            return self.0.clone();
+        };
+        match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:*****@{host}{tail}"),
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<DatabaseUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrate_on_start: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogOverrides>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogOverrides {
+    pub format: LogFormat,
+}
+
+/// A loaded configuration and what was noticed while loading it, to be
+/// logged once logging is set up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Layers defaults, `file` (or `latchkey.toml` if present), the
+    /// environment and `overrides`. An explicitly named file must exist.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Loaded, figment::Error> {
+        let toml = match file {
+            Some(path) => Toml::file_exact(path),
+            None => Toml::file(DEFAULT_CONFIG_FILE),
+        };
+        let known = known_keys();
+        let mut warnings = Vec::new();
+        for (name, _) in std::env::vars() {
+            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+                let top = key
+                    .split("__")
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                if !known.contains(&top) && top != "config" {
+                    warnings.push(format!("ignoring unknown environment variable {name}"));
+                }
+            }
+        }
+        let env = Env::prefixed(ENV_PREFIX).split("__").filter(move |key| {
+            known
+                .iter()
+                .any(|k| key.as_str().split('.').next() == Some(k.as_str()))
+        });
+
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(toml)
+            .merge(env)
+            .merge(Serialized::defaults(overrides))
+            .extract()?;
+        if let Some(path) = &config.database_url_file {
+            let url = std::fs::read_to_string(path).map_err(|error| {
+                figment::Error::from(format!(
+                    "cannot read database_url_file {}: {error}",
+                    path.display()
+                ))
+            })?;
+            config.database_url = DatabaseUrl(url.trim().to_owned());
+        }
+        Ok(Loaded { config, warnings })
+    }
+
+    /// The effective configuration as TOML, with secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = DatabaseUrl(self.database_url.redacted());
+        toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot render: {error}\n"))
+    }
+}
+
+fn known_keys() -> Vec<String> {
+    match figment::value::Value::serialize(Config::default()) {
+        Ok(figment::value::Value::Dict(_, dict)) => dict.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        let url = DatabaseUrl::new(
+            "postgres://latchkey:s3cret@db.internal:5432/latchkey?sslmode=require",
+        );
+        assert_eq!(
+            url.redacted(),
+            "postgres://latchkey:*****@db.internal:5432/latchkey?sslmode=require"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let plain = DatabaseUrl::new("sqlite://latchkey.db?mode=rwc");
+        assert_eq!(plain.redacted(), "sqlite://latchkey.db?mode=rwc");
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("custom.toml", "listen = \"127.0.0.1:6000\"\nmax_active_app_passwords = 3\n[argon2]\nmemory_kib = 65536\niterations = 3\nparallelism = 1\n")?;
+            jail.set_env("LATCHKEY_MAX_ACTIVE_APP_PASSWORDS", "7");
+            jail.set_env("LATCHKEY_ARGON2__ITERATIONS", "4");
+            jail.set_env("LATCHKEY_NOT_A_SETTING", "1");
+            let overrides = Overrides {
+                listen: Some("127.0.0.1:7000".parse().unwrap()),
+                ..Overrides::default()
+            };
+            let loaded = Config::load(Some(Path::new("custom.toml")), overrides).unwrap();
+            assert_eq!(loaded.config.listen.port(), 7000);
+            assert_eq!(loaded.config.max_active_app_passwords, 7);
+            assert_eq!(loaded.config.argon2.memory_kib, 65536);
+            assert_eq!(loaded.config.argon2.iterations, 4);
+            assert!(loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("LATCHKEY_NOT_A_SETTING")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = Config::default();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.max_active_app_passwords, 25);
+        assert_eq!(config.argon2, HashParams::default());
+    }
+}

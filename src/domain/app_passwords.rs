@@ -1,0 +1,170 @@
+//! Issuing, reviewing and revoking app passwords.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::error::{Error, Result};
+use super::model::{AppPassword, AppPasswordCursor, Page};
+use super::network::AllowedNetworks;
+use super::protocol::ProtocolSet;
+use super::secret::Secret;
+use super::store::{IssueOutcome, NewAppPassword, Store};
+use super::username::Username;
+use super::{clock::Timestamp, Latchkey};
+
+/// How many times a selector collision is retried before giving up; four
+/// collisions in a row would mean the generator is broken.
+const SELECTOR_ATTEMPTS: usize = 4;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Expiry {
+    At(Timestamp),
+    After(Duration),
+}
+
+/// An issue request, already validated for shape at the edge.
+#[derive(Debug)]
+pub struct IssueRequest {
+    pub username: Username,
+    pub display_name: String,
+    pub protocols: ProtocolSet,
+    pub expiry: Option<Expiry>,
+    pub allowed_networks: AllowedNetworks,
+    pub issued_by: String,
+}
+
+/// A freshly issued password and its secret; the only value that ever holds
+/// both.
+#[derive(Debug)]
+pub struct Issued {
+    pub app_password: AppPassword,
+    pub secret: Secret,
+}
+
+impl<S: Store> Latchkey<S> {
+    pub async fn issue(&self, request: IssueRequest) -> Result<Issued> {
+        let now = self.now();
+        let expires_at = match request.expiry {
+            None => None,
+            Some(Expiry::At(at)) if at <= now => {
+                return Err(Error::invalid("expire_time", "must be in the future"))
+            }
+            Some(Expiry::At(at)) => Some(at),
+            Some(Expiry::After(ttl)) => Some(
+                now.checked_add(ttl)
+                    .ok_or_else(|| Error::invalid("ttl", "is too long"))?,
+            ),
+        };
+        let cap = self.inner.policy.max_active_per_account;
+
+        // A cheap early refusal, so a disabled or full account costs no
+        // hashing; `Store::issue` checks the same again atomically.
+        if let Some(account) = self.store().get_account(&request.username, now).await? {
+            if account.disabled.is_some() {
+                return Err(account_disabled());
+            }
+            if account.active_app_passwords >= cap {
+                return Err(cap_reached(cap));
+            }
+        }
+
+        for _ in 0..SELECTOR_ATTEMPTS {
+            let secret = Secret::generate();
+            let secret_hash = self.inner.hasher.hash(secret.clone()).await?;
+            let new = NewAppPassword {
+                id: Uuid::now_v7(),
+                username: request.username.clone(),
+                selector: secret.selector().to_owned(),
+                secret_hash,
+                display_name: request.display_name.clone(),
+                protocols: request.protocols,
+                allowed_networks: request.allowed_networks.clone(),
+                issued_by: request.issued_by.clone(),
+                created_at: now,
+                expires_at,
+            };
+            match self.store().issue(new, cap).await? {
+                IssueOutcome::Issued(app_password) => {
+                    return Ok(Issued {
+                        app_password,
+                        secret,
+                    })
+                }
+                IssueOutcome::AccountDisabled => return Err(account_disabled()),
+                IssueOutcome::CapReached => return Err(cap_reached(cap)),
+                IssueOutcome::SelectorTaken => continue,
+            }
+        }
+        Err(Error::internal("no free selector after repeated attempts"))
+    }
+
+    pub async fn get_app_password(&self, username: &Username, id: Uuid) -> Result<AppPassword> {
+        self.store()
+            .get_app_password(username, id)
+            .await?
+            .ok_or_else(|| app_password_not_found(username, id))
+    }
+
+    pub async fn list_app_passwords(
+        &self,
+        username: &Username,
+        show_revoked: bool,
+        after: Option<AppPasswordCursor>,
+        limit: u32,
+    ) -> Result<Page<AppPassword>> {
+        self.store()
+            .list_app_passwords(username, show_revoked, after, limit)
+            .await?
+            .ok_or_else(|| account_not_found(username))
+    }
+
+    pub async fn revoke_app_password(
+        &self,
+        username: &Username,
+        id: Uuid,
+        reason: &str,
+    ) -> Result<AppPassword> {
+        self.store()
+            .revoke_app_password(username, id, reason, self.now())
+            .await?
+            .ok_or_else(|| app_password_not_found(username, id))
+    }
+
+    pub async fn revoke_account_app_passwords(
+        &self,
+        username: &Username,
+        reason: &str,
+    ) -> Result<u64> {
+        self.store()
+            .revoke_account_app_passwords(username, reason, self.now())
+            .await
+    }
+
+    /// The clock the rules run on, for callers that present state "as of now".
+    pub fn current_time(&self) -> Timestamp {
+        self.now()
+    }
+}
+
+fn account_disabled() -> Error {
+    Error::FailedPrecondition("the account is disabled".to_owned())
+}
+
+fn cap_reached(cap: u32) -> Error {
+    Error::ResourceExhausted(format!(
+        "the account already has the maximum of {cap} active app passwords; revoke one first"
+    ))
+}
+
+pub(crate) fn account_not_found(username: &Username) -> Error {
+    Error::NotFound {
+        resource: format!("accounts/{username}"),
+    }
+}
+
+fn app_password_not_found(username: &Username, id: Uuid) -> Error {
+    Error::NotFound {
+        resource: format!("accounts/{username}/appPasswords/{id}"),
+    }
+}

@@ -1,0 +1,103 @@
+//! The one error type of the domain. The gRPC layer maps it to a status in
+//! one table (`grpc::status`); nothing here knows about tonic.
+
+use std::fmt;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request was malformed; nothing was changed.
+    #[error("invalid argument: {}", FieldViolations(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+    /// `resource` names what was missing, e.g. `accounts/alice`.
+    #[error("{resource} not found")]
+    NotFound { resource: String },
+    /// The target is in a state that forbids the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A quota or cap is reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The database could not be reached or did not answer in time. Nothing
+    /// was changed and the request may be retried.
+    #[error("storage unavailable")]
+    Unavailable(#[source] BoxError),
+    /// A bug or an unexpected state; details go to the log, never to callers.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::InvalidArgument(vec![FieldViolation::new(field, description)])
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Internal(message.into().into())
+    }
+}
+
+/// One bad field of a request: the API's field name and what is wrong with
+/// it, in words a caller can act on. Never contains the field's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl FieldViolation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+struct FieldViolations<'a>(&'a [FieldViolation]);
+
+impl fmt::Display for FieldViolations<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, violation) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", violation.field, violation.description)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects the violations of a whole request, so a caller learns every bad
+/// field at once instead of one per round trip.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// Keeps the value of a check, or records why it failed.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(description) => {
+                self.0.push(FieldViolation::new(field, description));
+                None
+            }
+        }
+    }
+
+    pub fn add(&mut self, field: &str, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// `Err` when anything was recorded; callers `?` this before using the
+    /// values they collected.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(self.0))
+        }
+    }
+}

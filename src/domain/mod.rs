@@ -1,0 +1,70 @@
+//! The rules of latchkey: issuing, verifying, reviewing and revoking app
+//! passwords, and managing accounts. Time, randomness and storage come in
+//! from outside; nothing here knows about gRPC or SQL.
+
+pub mod accounts;
+pub mod app_passwords;
+pub mod authenticate;
+pub mod clock;
+pub mod error;
+pub mod hashing;
+pub mod limits;
+pub mod model;
+pub mod network;
+pub mod protocol;
+pub mod secret;
+pub mod store;
+pub mod username;
+
+use std::sync::Arc;
+
+use clock::Clock;
+use hashing::Hasher;
+
+/// Limits an operator sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Active (unrevoked, unexpired) app passwords one account may hold.
+    pub max_active_per_account: u32,
+}
+
+/// The domain's entry point; cheap to clone, shared by every handler.
+pub struct Latchkey<S> {
+    inner: Arc<Inner<S>>,
+}
+
+struct Inner<S> {
+    store: S,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+    policy: Policy,
+}
+
+impl<S> Clone for Latchkey<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: store::Store> Latchkey<S> {
+    pub fn new(store: S, hasher: Hasher, clock: Arc<dyn Clock>, policy: Policy) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                hasher,
+                clock,
+                policy,
+            }),
+        }
+    }
+
+    fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    fn now(&self) -> clock::Timestamp {
+        self.inner.clock.now()
+    }
+}

@@ -1,0 +1,103 @@
+//! AccountService: translation only; the rules live in `domain`.
+
+use tonic::{Request, Response, Status};
+
+use crate::domain::error::{Error, Violations};
+use crate::domain::store::Store;
+use crate::domain::Latchkey;
+
+use super::app_password_service::unchecked;
+use super::convert::account_to_pb;
+use super::pb::account_service_server::AccountService;
+use super::pb::{
+    Account, DeleteAccountRequest, DisableAccountRequest, EnableAccountRequest, GetAccountRequest,
+    ListAccountsRequest, ListAccountsResponse,
+};
+use super::{names, paging, validate};
+
+pub struct AccountHandler<S> {
+    core: Latchkey<S>,
+}
+
+impl<S> AccountHandler<S> {
+    pub fn new(core: Latchkey<S>) -> Self {
+        Self { core }
+    }
+}
+
+fn account_name(name: &str) -> Result<crate::domain::username::Username, Status> {
+    names::parse_account(name).map_err(|why| Error::invalid("name", why).into())
+}
+
+#[tonic::async_trait]
+impl<S: Store> AccountService for AccountHandler<S> {
+    async fn get_account(
+        &self,
+        request: Request<GetAccountRequest>,
+    ) -> Result<Response<Account>, Status> {
+        let username = account_name(&request.get_ref().name)?;
+        let account = self.core.get_account(&username).await?;
+        Ok(Response::new(account_to_pb(account)))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<ListAccountsRequest>,
+    ) -> Result<Response<ListAccountsResponse>, Status> {
+        let request = request.into_inner();
+        let mut v = Violations::default();
+        let page_size = v.check("page_size", paging::page_size(request.page_size));
+        let after = v.check(
+            "page_token",
+            paging::parse_account_token(&request.page_token),
+        );
+        v.finish()?;
+        let (Some(page_size), Some(after)) = (page_size, after) else {
+            return Err(unchecked());
+        };
+
+        let page = self.core.list_accounts(after.as_ref(), page_size).await?;
+        let next_page_token = match page.items.last() {
+            Some(last) if page.more => paging::account_token(&last.username),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListAccountsResponse {
+            accounts: page.items.into_iter().map(account_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn disable_account(
+        &self,
+        request: Request<DisableAccountRequest>,
+    ) -> Result<Response<Account>, Status> {
+        let request = request.into_inner();
+        let mut v = Violations::default();
+        let username = v.check("name", names::parse_account(&request.name));
+        let reason = v.check("reason", validate::reason(&request.reason));
+        v.finish()?;
+        let (Some(username), Some(reason)) = (username, reason) else {
+            return Err(unchecked());
+        };
+        let account = self.core.disable_account(&username, &reason).await?;
+        Ok(Response::new(account_to_pb(account)))
+    }
+
+    async fn enable_account(
+        &self,
+        request: Request<EnableAccountRequest>,
+    ) -> Result<Response<Account>, Status> {
+        let username = account_name(&request.get_ref().name)?;
+        let account = self.core.enable_account(&username).await?;
+        Ok(Response::new(account_to_pb(account)))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<DeleteAccountRequest>,
+    ) -> Result<Response<()>, Status> {
+        let username = account_name(&request.get_ref().name)?;
+        self.core.delete_account(&username).await?;
+        Ok(Response::new(()))
+    }
+}

@@ -1,0 +1,191 @@
+//! Protobuf ↔ domain values.
+
+use std::time::Duration;
+
+use crate::domain::clock::Timestamp;
+use crate::domain::model::{Account, AppPassword, AppPasswordState};
+use crate::domain::protocol::{Protocol, ProtocolSet};
+
+use super::names;
+use super::pb;
+
+pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
+    let millis = at.as_millis();
+    prost_types::Timestamp {
+        seconds: millis.div_euclid(1000),
+        // Always in 0..1_000_000_000, so the cast cannot truncate.
+        nanos: (millis.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// Reads a timestamp given by a caller; millisecond precision is kept.
+pub fn parse_timestamp(at: &prost_types::Timestamp) -> Result<Timestamp, String> {
+    if !(0..1_000_000_000).contains(&at.nanos) {
+        return Err("nanos must be between 0 and 999,999,999".to_owned());
+    }
+    at.seconds
+        .checked_mul(1000)
+        .and_then(|millis| millis.checked_add(i64::from(at.nanos / 1_000_000)))
+        .map(Timestamp::from_millis)
+        .ok_or_else(|| "is out of range".to_owned())
+}
+
+/// Reads a positive duration given by a caller.
+pub fn parse_positive_duration(duration: &prost_types::Duration) -> Result<Duration, String> {
+    let parsed = Duration::try_from(*duration).map_err(|_| "must be positive".to_owned())?;
+    if parsed.is_zero() {
+        return Err("must be positive".to_owned());
+    }
+    Ok(parsed)
+}
+
+pub fn protocol_to_pb(protocol: Protocol) -> pb::Protocol {
+    match protocol {
+        Protocol::Imap => pb::Protocol::Imap,
+        Protocol::Pop3 => pb::Protocol::Pop3,
+        Protocol::Smtp => pb::Protocol::Smtp,
+        Protocol::CalDav => pb::Protocol::Caldav,
+        Protocol::CardDav => pb::Protocol::Carddav,
+        Protocol::ExchangeActiveSync => pb::Protocol::ExchangeActivesync,
+        Protocol::ExchangeWebServices => pb::Protocol::ExchangeWebServices,
+        Protocol::Mapi => pb::Protocol::Mapi,
+    }
+}
+
+/// A protocol as named by a login: concrete, never ANY or UNSPECIFIED.
+pub fn parse_login_protocol(value: i32) -> Result<Protocol, String> {
+    match pb::Protocol::try_from(value) {
+        Ok(pb::Protocol::Unspecified) => Err("is required".to_owned()),
+        Ok(pb::Protocol::Any) => Err("must name the login's concrete protocol, not ANY".to_owned()),
+        Ok(pb::Protocol::Imap) => Ok(Protocol::Imap),
+        Ok(pb::Protocol::Pop3) => Ok(Protocol::Pop3),
+        Ok(pb::Protocol::Smtp) => Ok(Protocol::Smtp),
+        Ok(pb::Protocol::Caldav) => Ok(Protocol::CalDav),
+        Ok(pb::Protocol::Carddav) => Ok(Protocol::CardDav),
+        Ok(pb::Protocol::ExchangeActivesync) => Ok(Protocol::ExchangeActiveSync),
+        Ok(pb::Protocol::ExchangeWebServices) => Ok(Protocol::ExchangeWebServices),
+        Ok(pb::Protocol::Mapi) => Ok(Protocol::Mapi),
+        Err(_) => Err(format!("{value} is not a known protocol")),
+    }
+}
+
+/// The protocols an issued password allows: ANY alone, or concrete ones.
+pub fn parse_protocol_set(values: &[i32]) -> Result<ProtocolSet, String> {
+    if values.is_empty() {
+        return Err("at least one protocol is required (PROTOCOL_ANY allows all)".to_owned());
+    }
+    if values.len() > crate::domain::limits::PROTOCOLS_MAX {
+        return Err(format!(
+            "must have at most {} entries",
+            crate::domain::limits::PROTOCOLS_MAX
+        ));
+    }
+    if values.contains(&(pb::Protocol::Any as i32)) {
+        return if values.len() == 1 {
+            Ok(ProtocolSet::any())
+        } else {
+            Err("PROTOCOL_ANY cannot be combined with other protocols".to_owned())
+        };
+    }
+    let protocols = values
+        .iter()
+        .map(|&value| parse_login_protocol(value))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ProtocolSet::of(protocols))
+}
+
+pub fn app_password_to_pb(password: AppPassword, now: Timestamp) -> pb::AppPassword {
+    let state = match password.state(now) {
+        AppPasswordState::Active => pb::app_password::State::Active,
+        AppPasswordState::Expired => pb::app_password::State::Expired,
+        AppPasswordState::Revoked => pb::app_password::State::Revoked,
+    };
+    let protocols = if password.protocols.is_any() {
+        vec![pb::Protocol::Any as i32]
+    } else {
+        password
+            .protocols
+            .protocols()
+            .map(|p| protocol_to_pb(p) as i32)
+            .collect()
+    };
+    let last_use = password.last_use.as_ref();
+    pb::AppPassword {
+        name: names::app_password(&password.username, password.id),
+        username: password.username.to_string(),
+        display_name: password.display_name,
+        protocols,
+        allowed_networks: password
+            .allowed_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        create_time: Some(timestamp(password.created_at)),
+        expire_time: password.expires_at.map(timestamp),
+        issued_by: password.issued_by,
+        state: state as i32,
+        last_use_time: last_use.map(|u| timestamp(u.at)),
+        last_use_client_ip: last_use
+            .and_then(|u| u.client_ip)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
+        last_use_protocol: last_use
+            .and_then(|u| u.protocol)
+            .map_or(pb::Protocol::Unspecified, protocol_to_pb) as i32,
+        use_count: password.use_count,
+        revoke_time: password.revoked.as_ref().map(|r| timestamp(r.at)),
+        revoke_reason: password.revoked.map(|r| r.reason).unwrap_or_default(),
+    }
+}
+
+pub fn account_to_pb(account: Account) -> pb::Account {
+    let state = if account.disabled.is_some() {
+        pb::account::State::Disabled
+    } else {
+        pb::account::State::Active
+    };
+    pb::Account {
+        name: names::account(&account.username),
+        username: account.username.to_string(),
+        state: state as i32,
+        create_time: Some(timestamp(account.created_at)),
+        disable_time: account.disabled.as_ref().map(|d| timestamp(d.at)),
+        disable_reason: account.disabled.map(|d| d.reason).unwrap_or_default(),
+        active_app_password_count: i32::try_from(account.active_app_passwords).unwrap_or(i32::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_including_before_the_epoch() {
+        for millis in [0, 1, 999, 1_764_000_000_123, -1, -1001] {
+            let at = Timestamp::from_millis(millis);
+            assert_eq!(parse_timestamp(&timestamp(at)), Ok(at));
+        }
+        let bad = prost_types::Timestamp {
+            seconds: 0,
+            nanos: -1,
+        };
+        assert!(parse_timestamp(&bad).is_err());
+        let huge = prost_types::Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert!(parse_timestamp(&huge).is_err());
+    }
+
+    #[test]
+    fn protocol_lists_are_any_alone_or_concrete() {
+        let any = pb::Protocol::Any as i32;
+        let imap = pb::Protocol::Imap as i32;
+        assert!(parse_protocol_set(&[any]).unwrap().is_any());
+        assert!(parse_protocol_set(&[any, imap]).is_err());
+        assert!(parse_protocol_set(&[]).is_err());
+        assert!(parse_protocol_set(&[0]).is_err());
+        assert!(parse_protocol_set(&[999]).is_err());
+        assert!(parse_protocol_set(&[imap]).unwrap().allows(Protocol::Imap));
+    }
+}

@@ -1,0 +1,86 @@
+//! The gRPC edge: thin handlers that validate and translate requests into
+//! domain calls, and domain results into responses.
+
+mod account_service;
+mod app_password_service;
+pub mod caller;
+mod convert;
+mod legacy_auth_service;
+mod names;
+mod paging;
+mod redact;
+pub mod request_log;
+pub mod status;
+mod validate;
+
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+use crate::domain::store::Store;
+use crate::domain::Latchkey;
+
+pub use account_service::AccountHandler;
+pub use app_password_service::AppPasswordHandler;
+pub use legacy_auth_service::LegacyAuthHandler;
+
+/// Code generated from `proto/latchkey/v1`.
+pub mod pb {
+    tonic::include_proto!("latchkey.v1");
+
+    /// The compiled protos, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/latchkey_descriptor.bin"));
+}
+
+use pb::account_service_server::AccountServiceServer;
+use pb::app_password_service_server::AppPasswordServiceServer;
+use pb::legacy_auth_service_server::LegacyAuthServiceServer;
+
+/// Fully qualified names of latchkey's own services, as health checks and
+/// reflection name them.
+pub const SERVICE_NAMES: [&str; 3] = [
+    "latchkey.v1.AppPasswordService",
+    "latchkey.v1.LegacyAuthService",
+    "latchkey.v1.AccountService",
+];
+
+/// Every service the server answers: latchkey's own, grpc.health.v1 and,
+/// when enabled, server reflection in both v1 and v1alpha (grpcurl 1.8 only
+/// speaks v1alpha).
+pub async fn routes<S: Store>(
+    core: Latchkey<S>,
+    reflection: bool,
+) -> Result<(Routes, tonic_health::server::HealthReporter), tonic_reflection::server::Error> {
+    let max = crate::domain::limits::REQUEST_MAX_BYTES;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    for service in SERVICE_NAMES {
+        health_reporter
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
+
+    let mut routes = Routes::default()
+        .add_service(health_service)
+        .add_service(
+            AppPasswordServiceServer::new(AppPasswordHandler::new(core.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            LegacyAuthServiceServer::new(LegacyAuthHandler::new(core.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            AccountServiceServer::new(AccountHandler::new(core)).max_decoding_message_size(max),
+        );
+    if reflection {
+        let configure = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        routes = routes
+            .add_service(configure().build_v1()?)
+            .add_service(configure().build_v1alpha()?);
+    }
+    Ok((routes, health_reporter))
+}

@@ -1,0 +1,144 @@
+//! Page sizes and page tokens.
+//!
+//! A token is opaque to callers (URL-safe base64) and records the query it
+//! belongs to, so a token from one listing cannot be replayed against
+//! another: that is INVALID_ARGUMENT, as AIP-158 asks.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use uuid::Uuid;
+
+use crate::domain::clock::Timestamp;
+use crate::domain::limits::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PAGE_TOKEN_MAX_BYTES};
+use crate::domain::model::AppPasswordCursor;
+use crate::domain::username::Username;
+
+const VERSION: &str = "v1";
+const INVALID: &str = "is not a page token from a previous call with the same parameters";
+
+pub fn page_size(requested: i32) -> Result<u32, String> {
+    match u32::try_from(requested) {
+        Ok(0) => Ok(PAGE_SIZE_DEFAULT),
+        Ok(size) if size <= PAGE_SIZE_MAX => Ok(size),
+        _ => Err(format!("must be between 0 and {PAGE_SIZE_MAX}")),
+    }
+}
+
+/// Token for the page after `cursor` in `username`'s app passwords.
+pub fn app_password_token(
+    username: &Username,
+    show_revoked: bool,
+    cursor: AppPasswordCursor,
+) -> String {
+    encode(&[
+        "ap",
+        username.as_str(),
+        if show_revoked { "1" } else { "0" },
+        &cursor.created_at.as_millis().to_string(),
+        &cursor.id.to_string(),
+    ])
+}
+
+pub fn parse_app_password_token(
+    token: &str,
+    username: &Username,
+    show_revoked: bool,
+) -> Result<Option<AppPasswordCursor>, String> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let parts = decode(token)?;
+    let [kind, user, revoked, created_at, id] = parts.as_slice() else {
+        return Err(INVALID.to_owned());
+    };
+    let expected_revoked = if show_revoked { "1" } else { "0" };
+    if kind != "ap" || user != username.as_str() || revoked != expected_revoked {
+        return Err(INVALID.to_owned());
+    }
+    let created_at = created_at.parse::<i64>().map_err(|_| INVALID.to_owned())?;
+    let id = Uuid::try_parse(id).map_err(|_| INVALID.to_owned())?;
+    Ok(Some(AppPasswordCursor {
+        created_at: Timestamp::from_millis(created_at),
+        id,
+    }))
+}
+
+/// Token for the page of accounts after `last`.
+pub fn account_token(last: &Username) -> String {
+    encode(&["acct", last.as_str()])
+}
+
+pub fn parse_account_token(token: &str) -> Result<Option<Username>, String> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let parts = decode(token)?;
+    let [kind, last] = parts.as_slice() else {
+        return Err(INVALID.to_owned());
+    };
+    if kind != "acct" {
+        return Err(INVALID.to_owned());
+    }
+    Username::parse(last)
+        .map(Some)
+        .map_err(|_| INVALID.to_owned())
+}
+
+/// Fields are joined with NUL, which no field can contain (usernames refuse
+/// control characters).
+fn encode(parts: &[&str]) -> String {
+    let mut joined = String::from(VERSION);
+    for part in parts {
+        joined.push('\0');
+        joined.push_str(part);
+    }
+    URL_SAFE_NO_PAD.encode(joined)
+}
+
+fn decode(token: &str) -> Result<Vec<String>, String> {
+    if token.len() > PAGE_TOKEN_MAX_BYTES {
+        return Err(format!("must be at most {PAGE_TOKEN_MAX_BYTES} bytes"));
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| INVALID.to_owned())?;
+    let text = String::from_utf8(bytes).map_err(|_| INVALID.to_owned())?;
+    let mut parts = text.split('\0').map(str::to_owned);
+    if parts.next().as_deref() != Some(VERSION) {
+        return Err(INVALID.to_owned());
+    }
+    Ok(parts.collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_only_fit_the_listing_they_came_from() {
+        let alice = Username::parse("alice").unwrap();
+        let bob = Username::parse("bob").unwrap();
+        let cursor = AppPasswordCursor {
+            created_at: Timestamp::from_millis(42),
+            id: Uuid::now_v7(),
+        };
+        let token = app_password_token(&alice, false, cursor);
+        assert_eq!(
+            parse_app_password_token(&token, &alice, false),
+            Ok(Some(cursor))
+        );
+        assert!(parse_app_password_token(&token, &bob, false).is_err());
+        assert!(parse_app_password_token(&token, &alice, true).is_err());
+        assert!(parse_account_token(&token).is_err());
+        assert!(parse_app_password_token("garbage!", &alice, false).is_err());
+        assert_eq!(parse_account_token(&account_token(&bob)), Ok(Some(bob)));
+    }
+
+    #[test]
+    fn page_sizes_are_bounded() {
+        assert_eq!(page_size(0), Ok(PAGE_SIZE_DEFAULT));
+        assert_eq!(page_size(1000), Ok(1000));
+        assert!(page_size(1001).is_err());
+        assert!(page_size(-1).is_err());
+    }
+}

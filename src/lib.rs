@@ -1,0 +1,13 @@
+//! latchkey: a gRPC identity backend for app passwords.
+//!
+//! Layers, outermost first: `grpc` (thin handlers, protobuf ↔ domain, the
+//! one error table), `domain` (the rules; no tonic, no SQL), `store`
+//! (sea-orm). `app` wires them together and serves on a listener it is
+//! given; `config` and `telemetry` set the process up.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod store;
+pub mod telemetry;

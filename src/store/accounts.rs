@@ -1,0 +1,138 @@
+//! Queries on accounts.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+
+use super::app_passwords::{account_id_of, active_at};
+use super::entities::{account, app_password};
+use super::{convert, db_error, SqlStore};
+use crate::domain::clock::Timestamp;
+use crate::domain::error::Result;
+use crate::domain::model::{Account, Page};
+use crate::domain::username::Username;
+
+impl SqlStore {
+    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
+    pub(super) async fn account(
+        &self,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<Option<Account>> {
+        let Some(row) = account::Entity::find()
+            .filter(account::Column::Username.eq(username.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let mut counts = self.active_counts(&[row.id], now).await?;
+        let active = counts.remove(&row.id).unwrap_or(0);
+        Ok(Some(convert::account(row, active)))
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    pub(super) async fn accounts_page(
+        &self,
+        after: Option<&Username>,
+        limit: u32,
+        now: Timestamp,
+    ) -> Result<Page<Account>> {
+        let mut query = account::Entity::find();
+        if let Some(after) = after {
+            query = query.filter(account::Column::Username.gt(after.as_str()));
+        }
+        let rows = query
+            .order_by_asc(account::Column::Username)
+            .limit(u64::from(limit) + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
+        let counts = self.active_counts(&ids, now).await?;
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let active = counts.get(&row.id).copied().unwrap_or(0);
+                convert::account(row, active)
+            })
+            .collect();
+        Ok(Page::from_overfetch(items, limit))
+    }
+
+    /// Active app passwords per account, in one grouped query.
+    async fn active_counts(
+        &self,
+        account_ids: &[i64],
+        now: Timestamp,
+    ) -> Result<HashMap<i64, u64>> {
+        if account_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(i64, i64)> = app_password::Entity::find()
+            .select_only()
+            .column(app_password::Column::AccountId)
+            .column_as(app_password::Column::Id.count(), "active")
+            .filter(app_password::Column::AccountId.is_in(account_ids.iter().copied()))
+            .filter(active_at(now))
+            .group_by(app_password::Column::AccountId)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, count)| (id, u64::try_from(count).unwrap_or(0)))
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
+    pub(super) async fn set_disabled(
+        &self,
+        username: &Username,
+        disable: Option<(Timestamp, &str)>,
+        now: Timestamp,
+    ) -> Result<Option<Account>> {
+        let by_username = account::Column::Username.eq(username.as_str());
+        let update = match disable {
+            Some((at, reason)) => account::Entity::update_many()
+                .col_expr(account::Column::DisabledAt, Expr::value(at.as_millis()))
+                .col_expr(account::Column::DisableReason, Expr::value(reason))
+                .filter(by_username)
+                .filter(account::Column::DisabledAt.is_null()),
+            None => account::Entity::update_many()
+                .col_expr(
+                    account::Column::DisabledAt,
+                    Expr::value(Option::<i64>::None),
+                )
+                .col_expr(
+                    account::Column::DisableReason,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(by_username),
+        };
+        update.exec(&self.db).await.map_err(db_error)?;
+        self.account(username, now).await
+    }
+
+    /// Deletes the passwords, then the account, in one transaction whose
+    /// first statement writes (so SQLite takes its write lock up front).
+    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
+    pub(super) async fn delete(&self, username: &Username) -> Result<bool> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        app_password::Entity::delete_many()
+            .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        let deleted = account::Entity::delete_many()
+            .filter(account::Column::Username.eq(username.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(deleted.rows_affected > 0)
+    }
+}

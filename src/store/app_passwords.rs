@@ -1,0 +1,307 @@
+//! Queries on app passwords.
+
+use sea_orm::sea_query::{Expr, OnConflict, Query, SelectStatement};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::entities::app_password::SecretHash;
+use super::entities::{account, app_password};
+use super::{convert, db_error, ip_to_stored, SqlStore};
+use crate::domain::clock::Timestamp;
+use crate::domain::error::{Error, Result};
+use crate::domain::model::{AppPassword, AppPasswordCursor, Page};
+use crate::domain::network::AllowedNetworks;
+use crate::domain::protocol::ProtocolSet;
+use crate::domain::store::{Credential, IssueOutcome, NewAppPassword, Usage};
+use crate::domain::username::Username;
+
+/// Rows that count against the cap: neither revoked nor expired at `now`.
+pub(super) fn active_at(now: Timestamp) -> Condition {
+    Condition::all()
+        .add(app_password::Column::RevokedAt.is_null())
+        .add(
+            Condition::any()
+                .add(app_password::Column::ExpiresAt.is_null())
+                .add(app_password::Column::ExpiresAt.gt(now.as_millis())),
+        )
+}
+
+/// `SELECT id FROM account WHERE username = ?`, for statements that must
+/// find and change rows in one go.
+pub(super) fn account_id_of(username: &Username) -> SelectStatement {
+    Query::select()
+        .column(account::Column::Id)
+        .from(account::Entity)
+        .and_where(account::Column::Username.eq(username.as_str()))
+        .to_owned()
+}
+
+impl SqlStore {
+    #[tracing::instrument(skip_all, err(Display), fields(username = %new.username))]
+    pub(super) async fn issue_app_password(
+        &self,
+        new: NewAppPassword,
+        cap: u32,
+    ) -> Result<IssueOutcome> {
+        let created = account::ActiveModel {
+            username: Set(new.username.as_str().to_owned()),
+            created_at: Set(new.created_at.as_millis()),
+            issue_count: Set(0),
+            ..Default::default()
+        };
+        account::Entity::insert(created)
+            .on_conflict(
+                OnConflict::column(account::Column::Username)
+                    .do_nothing_on([account::Column::Username])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(db_error)?;
+
+        let txn = self.db.begin().await.map_err(db_error)?;
+        // The first statement writes the account row: on PostgreSQL and MySQL
+        // that locks the row, on SQLite it takes the database write lock. Every
+        // other issue for this account now waits until we commit, so the
+        // count below cannot go stale before our insert.
+        let locked = account::Entity::update_many()
+            .col_expr(
+                account::Column::IssueCount,
+                Expr::col(account::Column::IssueCount).add(1),
+            )
+            .filter(account::Column::Username.eq(new.username.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        if locked.rows_affected == 0 {
+            return Err(Error::FailedPrecondition(
+                "the account was deleted while the password was being issued".to_owned(),
+            ));
+        }
+        let account = account::Entity::find()
+            .filter(account::Column::Username.eq(new.username.as_str()))
+            .one(&txn)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::internal("locked account row disappeared"))?;
+        if account.disabled_at.is_some() {
+            return Ok(IssueOutcome::AccountDisabled);
+        }
+        let active = app_password::Entity::find()
+            .filter(app_password::Column::AccountId.eq(account.id))
+            .filter(active_at(new.created_at))
+            .count(&txn)
+            .await
+            .map_err(db_error)?;
+        if active >= u64::from(cap) {
+            return Ok(IssueOutcome::CapReached);
+        }
+        let selector_taken = app_password::Entity::find()
+            .filter(app_password::Column::AccountId.eq(account.id))
+            .filter(app_password::Column::Selector.eq(new.selector.as_str()))
+            .count(&txn)
+            .await
+            .map_err(db_error)?
+            > 0;
+        if selector_taken {
+            return Ok(IssueOutcome::SelectorTaken);
+        }
+
+        let row = app_password::ActiveModel {
+            id: Set(new.id),
+            account_id: Set(account.id),
+            selector: Set(new.selector),
+            secret_hash: Set(SecretHash(new.secret_hash)),
+            display_name: Set(new.display_name),
+            protocols: Set(new.protocols.bits()),
+            allowed_networks: Set(new.allowed_networks.to_stored()),
+            issued_by: Set(new.issued_by),
+            created_at: Set(new.created_at.as_millis()),
+            expires_at: Set(new.expires_at.map(Timestamp::as_millis)),
+            revoked_at: Set(None),
+            revoke_reason: Set(None),
+            last_used_at: Set(None),
+            last_used_ip: Set(None),
+            last_used_protocol: Set(None),
+            use_count: Set(0),
+        };
+        app_password::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+
+        self.app_password(&new.username, new.id)
+            .await?
+            .map(IssueOutcome::Issued)
+            .ok_or_else(|| Error::internal("issued app password not found after commit"))
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    pub(super) async fn credential(
+        &self,
+        username: &Username,
+        selector: &str,
+    ) -> Result<Option<Credential>> {
+        let found = app_password::Entity::find()
+            .find_also_related(account::Entity)
+            .filter(account::Column::Username.eq(username.as_str()))
+            .filter(app_password::Column::Selector.eq(selector))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        let Some((row, Some(account))) = found else {
+            return Ok(None);
+        };
+        Ok(Some(Credential {
+            app_password_id: row.id,
+            username: Username::from_stored(account.username),
+            secret_hash: row.secret_hash.0,
+            account_disabled: account.disabled_at.is_some(),
+            revoked: row.revoked_at.is_some(),
+            expires_at: row.expires_at.map(Timestamp::from_millis),
+            protocols: ProtocolSet::from_bits(row.protocols),
+            allowed_networks: AllowedNetworks::from_stored(&row.allowed_networks),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(Display), fields(app_password = %id))]
+    pub(super) async fn record_app_password_use(&self, id: Uuid, usage: Usage) -> Result<()> {
+        app_password::Entity::update_many()
+            .col_expr(
+                app_password::Column::LastUsedAt,
+                Expr::value(usage.at.as_millis()),
+            )
+            .col_expr(
+                app_password::Column::LastUsedIp,
+                Expr::value(ip_to_stored(usage.client_ip)),
+            )
+            .col_expr(
+                app_password::Column::LastUsedProtocol,
+                Expr::value(usage.protocol.code()),
+            )
+            .col_expr(
+                app_password::Column::UseCount,
+                Expr::col(app_password::Column::UseCount).add(1),
+            )
+            .filter(app_password::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, err(Display), fields(app_password = %id))]
+    pub(super) async fn app_password(
+        &self,
+        username: &Username,
+        id: Uuid,
+    ) -> Result<Option<AppPassword>> {
+        let found = app_password::Entity::find_by_id(id)
+            .find_also_related(account::Entity)
+            .filter(account::Column::Username.eq(username.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(found.and_then(|(row, account)| {
+            account
+                .map(|account| convert::app_password(row, Username::from_stored(account.username)))
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    pub(super) async fn app_passwords_page(
+        &self,
+        username: &Username,
+        show_revoked: bool,
+        after: Option<AppPasswordCursor>,
+        limit: u32,
+    ) -> Result<Option<Page<AppPassword>>> {
+        let Some(account) = account::Entity::find()
+            .filter(account::Column::Username.eq(username.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let mut query =
+            app_password::Entity::find().filter(app_password::Column::AccountId.eq(account.id));
+        if !show_revoked {
+            query = query.filter(app_password::Column::RevokedAt.is_null());
+        }
+        if let Some(cursor) = after {
+            let created_at = cursor.created_at.as_millis();
+            query = query.filter(
+                Condition::any()
+                    .add(app_password::Column::CreatedAt.lt(created_at))
+                    .add(
+                        Condition::all()
+                            .add(app_password::Column::CreatedAt.eq(created_at))
+                            .add(app_password::Column::Id.lt(cursor.id)),
+                    ),
+            );
+        }
+        let rows = query
+            .order_by_desc(app_password::Column::CreatedAt)
+            .order_by_desc(app_password::Column::Id)
+            .limit(u64::from(limit) + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let items = rows
+            .into_iter()
+            .map(|row| convert::app_password(row, username.clone()))
+            .collect();
+        Ok(Some(Page::from_overfetch(items, limit)))
+    }
+
+    /// One statement, so the revocation is atomic and durable when it
+    /// returns; `revoked_at IS NULL` keeps the first revocation's record.
+    #[tracing::instrument(skip_all, err(Display), fields(app_password = %id))]
+    pub(super) async fn revoke_one(
+        &self,
+        username: &Username,
+        id: Uuid,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Option<AppPassword>> {
+        app_password::Entity::update_many()
+            .col_expr(
+                app_password::Column::RevokedAt,
+                Expr::value(now.as_millis()),
+            )
+            .col_expr(app_password::Column::RevokeReason, Expr::value(reason))
+            .filter(app_password::Column::Id.eq(id))
+            .filter(app_password::Column::RevokedAt.is_null())
+            .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        self.app_password(username, id).await
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    pub(super) async fn revoke_all(
+        &self,
+        username: &Username,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let revoked = app_password::Entity::update_many()
+            .col_expr(
+                app_password::Column::RevokedAt,
+                Expr::value(now.as_millis()),
+            )
+            .col_expr(app_password::Column::RevokeReason, Expr::value(reason))
+            .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
+            .filter(active_at(now))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(revoked.rows_affected)
+    }
+}

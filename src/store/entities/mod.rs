@@ -1,0 +1,4 @@
+//! sea-orm entities, one per table created in `migrations/`.
+
+pub mod account;
+pub mod app_password;
