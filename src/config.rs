@@ -168,9 +168,10 @@ impl Config {
             }
         }
         let env = Env::prefixed(ENV_PREFIX).split("__").filter(move |key| {
-            known
-                .iter()
-                .any(|k| key.as_str().split('.').next() == Some(k.as_str()))
+            // By now the prefix is stripped and "__" became "."; the case is
+            // still the environment's.
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            known.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
 
         let mut config: Config = Figment::from(Serialized::defaults(Config::default()))

@@ -22,12 +22,19 @@ impl MigratorTrait for Migrator {
     }
 }
 
-/// Text columns compared for identity (usernames, selectors) must compare
-/// byte for byte. MySQL's default collations fold case and accents, which
-/// would merge distinct normalized usernames, so there they get a binary
-/// collation; the other backends compare bytes already.
-pub(crate) fn exact_text(manager: &SchemaManager, column: &mut ColumnDef) {
+/// A `varchar(len)` column compared for identity (usernames, selectors),
+/// which must compare byte for byte. MySQL's default collations fold case
+/// and accents, which would merge distinct normalized usernames, so there it
+/// gets a binary collation; the other backends compare bytes already.
+pub(crate) fn exact_text<C: IntoIden>(manager: &SchemaManager, name: C, len: u32) -> ColumnDef {
+    let mut column = ColumnDef::new(name);
     if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::MySql {
-        column.extra("CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
+        column.custom(Alias::new(format!(
+            "varchar({len}) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )));
+    } else {
+        column.string_len(len);
     }
+    column.not_null();
+    column
 }

@@ -8,9 +8,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let mut username = ColumnDef::new(Account::Username);
-        username.string_len(256).not_null();
-        exact_text(manager, &mut username);
+        let mut username = exact_text(manager, Account::Username, 256);
 
         manager
             .create_table(

@@ -9,9 +9,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let mut selector = ColumnDef::new(AppPassword::Selector);
-        selector.string_len(8).not_null();
-        exact_text(manager, &mut selector);
+        let mut selector = exact_text(manager, AppPassword::Selector, 8);
 
         manager
             .create_table(

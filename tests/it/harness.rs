@@ -1,0 +1,300 @@
+//! Starts the real server on an ephemeral port against a fresh database and
+//! hands out gRPC clients for it.
+//!
+//! Backends: SQLite always (a file in a temporary directory); PostgreSQL
+//! and MariaDB/MySQL when `LATCHKEY_TEST_POSTGRES_URL` /
+//! `LATCHKEY_TEST_MYSQL_URL` name an admin connection. Each test gets a
+//! database of its own, created here and dropped when the test ends, so
+//! runs never collide. Without a URL those variants are skipped locally, but
+//! fail under CI (`CI` set), so CI can never skip them silently.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey::app::App;
+use latchkey::config::{Config, DatabaseUrl};
+use latchkey::domain::clock::{ManualClock, Timestamp};
+use latchkey::domain::hashing::HashParams;
+use latchkey::grpc::pb::account_service_client::AccountServiceClient;
+use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
+use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Backend {
+    fn admin_url_var(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("LATCHKEY_TEST_POSTGRES_URL"),
+            Backend::MySql => Some("LATCHKEY_TEST_MYSQL_URL"),
+        }
+    }
+}
+
+/// 2026-01-01T00:00:00Z: tests start from a known time and move it by hand.
+pub const START: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+
+/// argon2 parameters small enough for a test suite; never a default.
+pub const TEST_ARGON2: HashParams = HashParams {
+    memory_kib: 256,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// The configuration every test server starts from.
+pub fn test_config() -> Config {
+    Config {
+        argon2: TEST_ARGON2,
+        ..Config::default()
+    }
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub clock: ManualClock,
+    pub database: TestDatabase,
+    channel: Channel,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl TestServer {
+    /// `None` when the backend is not configured here (and this is not CI).
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
+        let database = TestDatabase::create(backend).await?;
+        let mut config = test_config();
+        config.database_url = DatabaseUrl::new(database.url.clone());
+        adjust(&mut config);
+        Some(Self::serve(config, database).await)
+    }
+
+    /// Starts another server on the same database, as a second replica.
+    pub async fn replica(&self) -> TestServer {
+        let mut config = test_config();
+        config.database_url = DatabaseUrl::new(self.database.url.clone());
+        let database = TestDatabase {
+            url: self.database.url.clone(),
+            cleanup: None,
+            _dir: None,
+        };
+        Self::serve(config, database).await
+    }
+
+    async fn serve(config: Config, database: TestDatabase) -> Self {
+        let clock = ManualClock::starting_at(START);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(|error| error.to_string())
+        });
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            addr,
+            clock,
+            database,
+            channel,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    pub fn app_passwords(&self) -> AppPasswordServiceClient<Channel> {
+        AppPasswordServiceClient::new(self.channel.clone())
+    }
+
+    pub fn auth(&self) -> LegacyAuthServiceClient<Channel> {
+        LegacyAuthServiceClient::new(self.channel.clone())
+    }
+
+    pub fn accounts(&self) -> AccountServiceClient<Channel> {
+        AccountServiceClient::new(self.channel.clone())
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Graceful shutdown; fails the test if the server did not stop cleanly.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server did not stop within 10 s")
+                .expect("server task panicked");
+            result.expect("server returned an error");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A database that exists for one test.
+pub struct TestDatabase {
+    pub url: String,
+    cleanup: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestDatabase {
+    async fn create(backend: Backend) -> Option<Self> {
+        let Some(var) = backend.admin_url_var() else {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("latchkey.db").display()
+            );
+            return Some(Self {
+                url,
+                cleanup: None,
+                _dir: Some(dir),
+            });
+        };
+        let admin_url = match std::env::var(var) {
+            Ok(url) if !url.is_empty() => url,
+            _ if std::env::var_os("CI").is_some() => {
+                panic!("{var} must be set under CI: the {backend:?} tests may not be skipped")
+            }
+            _ => {
+                eprintln!("skipping the {backend:?} variant: {var} is not set");
+                return None;
+            }
+        };
+        let name = format!(
+            "latchkey_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            uuid::Uuid::new_v4().simple()
+        );
+        let admin = Database::connect(&admin_url).await.unwrap();
+        execute(&admin, &format!("CREATE DATABASE {name}")).await;
+        admin.close().await.unwrap();
+        Some(Self {
+            url: with_database(&admin_url, &name),
+            cleanup: Some((admin_url, name)),
+            _dir: None,
+        })
+    }
+
+    /// A connection straight to the test database, for looking at what the
+    /// server stored.
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.cleanup.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot block on async
+        // work: drop the database from a thread with a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let force = if admin_url.starts_with("postgres") {
+                        " WITH (FORCE)"
+                    } else {
+                        ""
+                    };
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}{force}"))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn execute(db: &DatabaseConnection, sql: &str) {
+    db.execute(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap_or_else(|error| panic!("{sql}: {error}"));
+}
+
+/// The admin URL with its database path replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+/// Runs a test body once per backend: `backend_tests!(walk, …)` makes
+/// `walk::sqlite`, `walk::postgres` and `walk::mysql`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::harness::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::harness::Backend::Postgres).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mysql() {
+                    super::$name($crate::harness::Backend::MySql).await
+                }
+            }
+        )+
+    };
+}

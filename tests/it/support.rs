@@ -1,0 +1,111 @@
+//! Request builders and assertions shared by the tests.
+
+use latchkey::grpc::pb::{
+    issue_app_password_request::Expiration, AuthenticateRequest, AuthenticateResponse,
+    FailureReason, IssueAppPasswordRequest, IssueAppPasswordResponse, Protocol,
+};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use crate::harness::TestServer;
+
+pub fn issue_request(
+    username: &str,
+    display_name: &str,
+    protocols: &[Protocol],
+) -> IssueAppPasswordRequest {
+    IssueAppPasswordRequest {
+        parent: format!("accounts/{username}"),
+        display_name: display_name.to_owned(),
+        protocols: protocols.iter().map(|&p| p as i32).collect(),
+        expiration: None,
+        allowed_networks: Vec::new(),
+    }
+}
+
+pub fn with_ttl(mut request: IssueAppPasswordRequest, seconds: i64) -> IssueAppPasswordRequest {
+    request.expiration = Some(Expiration::Ttl(prost_types::Duration { seconds, nanos: 0 }));
+    request
+}
+
+pub async fn issue(
+    server: &TestServer,
+    request: IssueAppPasswordRequest,
+) -> IssueAppPasswordResponse {
+    server
+        .app_passwords()
+        .issue_app_password(request)
+        .await
+        .expect("issue should succeed")
+        .into_inner()
+}
+
+/// Issues an IMAP+SMTP password for `username` and returns (name, secret).
+pub async fn issue_simple(server: &TestServer, username: &str) -> (String, String) {
+    let issued = issue(
+        server,
+        issue_request(username, "Thunderbird", &[Protocol::Imap, Protocol::Smtp]),
+    )
+    .await;
+    (issued.app_password.unwrap().name, issued.secret)
+}
+
+pub fn login_request(
+    username: &str,
+    password: &str,
+    protocol: Protocol,
+    client_ip: &str,
+) -> AuthenticateRequest {
+    AuthenticateRequest {
+        username: username.to_owned(),
+        password: password.to_owned(),
+        protocol: protocol as i32,
+        client_ip: client_ip.to_owned(),
+    }
+}
+
+pub async fn login(server: &TestServer, username: &str, password: &str) -> AuthenticateResponse {
+    login_with(server, username, password, Protocol::Imap, "192.0.2.10").await
+}
+
+pub async fn login_with(
+    server: &TestServer,
+    username: &str,
+    password: &str,
+    protocol: Protocol,
+    client_ip: &str,
+) -> AuthenticateResponse {
+    server
+        .auth()
+        .authenticate(login_request(username, password, protocol, client_ip))
+        .await
+        .expect("authenticate should answer, not fail")
+        .into_inner()
+}
+
+pub fn assert_refused(response: &AuthenticateResponse, reason: FailureReason) {
+    assert!(
+        !response.authenticated,
+        "login unexpectedly succeeded: {response:?}"
+    );
+    assert_eq!(response.failure_reason(), reason, "{response:?}");
+    assert!(response.username.is_empty() && response.app_password.is_empty());
+}
+
+/// The fields named in an INVALID_ARGUMENT status's BadRequest details.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let details = status
+        .get_details_bad_request()
+        .expect("INVALID_ARGUMENT carries BadRequest");
+    details
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+/// A secret in every form a leak could take: as shown, and canonical.
+pub fn secret_forms(secret: &str) -> [String; 2] {
+    [secret.to_owned(), secret.replace(' ', "")]
+}
