@@ -148,7 +148,7 @@ pub struct Loaded {
 impl Config {
     /// Layers defaults, `file` (or `latchkey.toml` if present), the
     /// environment and `overrides`. An explicitly named file must exist.
-    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Loaded, figment::Error> {
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Loaded, Box<figment::Error>> {
         let toml = match file {
             Some(path) => Toml::file_exact(path),
             None => Toml::file(DEFAULT_CONFIG_FILE),
@@ -181,10 +181,10 @@ impl Config {
             .extract()?;
         if let Some(path) = &config.database_url_file {
             let url = std::fs::read_to_string(path).map_err(|error| {
-                figment::Error::from(format!(
+                Box::new(figment::Error::from(format!(
                     "cannot read database_url_file {}: {error}",
                     path.display()
-                ))
+                )))
             })?;
             config.database_url = DatabaseUrl(url.trim().to_owned());
         }
@@ -225,6 +225,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's type
     fn layers_apply_in_order_file_env_flags() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("custom.toml", "listen = \"127.0.0.1:6000\"\nmax_active_app_passwords = 3\n[argon2]\nmemory_kib = 65536\niterations = 3\nparallelism = 1\n")?;

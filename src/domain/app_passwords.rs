@@ -87,7 +87,7 @@ impl<S: Store> Latchkey<S> {
             match self.store().issue(new, cap).await? {
                 IssueOutcome::Issued(app_password) => {
                     return Ok(Issued {
-                        app_password,
+                        app_password: *app_password,
                         secret,
                     })
                 }

@@ -34,7 +34,7 @@ pub struct NewAppPassword {
 
 #[derive(Debug)]
 pub enum IssueOutcome {
-    Issued(AppPassword),
+    Issued(Box<AppPassword>),
     AccountDisabled,
     CapReached,
     /// The account already has a password with this selector (about one

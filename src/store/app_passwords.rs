@@ -136,7 +136,7 @@ impl SqlStore {
 
         self.app_password(&new.username, new.id)
             .await?
-            .map(IssueOutcome::Issued)
+            .map(|issued| IssueOutcome::Issued(Box::new(issued)))
             .ok_or_else(|| Error::internal("issued app password not found after commit"))
     }
 

@@ -8,7 +8,6 @@
 //! runs never collide. Without a URL those variants are skipped locally, but
 //! fail under CI (`CI` set), so CI can never skip them silently.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +60,6 @@ pub fn test_config() -> Config {
 }
 
 pub struct TestServer {
-    pub addr: SocketAddr,
     pub clock: ManualClock,
     pub database: TestDatabase,
     channel: Channel,
@@ -81,18 +79,6 @@ impl TestServer {
         config.database_url = DatabaseUrl::new(database.url.clone());
         adjust(&mut config);
         Some(Self::serve(config, database).await)
-    }
-
-    /// Starts another server on the same database, as a second replica.
-    pub async fn replica(&self) -> TestServer {
-        let mut config = test_config();
-        config.database_url = DatabaseUrl::new(self.database.url.clone());
-        let database = TestDatabase {
-            url: self.database.url.clone(),
-            cleanup: None,
-            _dir: None,
-        };
-        Self::serve(config, database).await
     }
 
     async fn serve(config: Config, database: TestDatabase) -> Self {
@@ -115,7 +101,6 @@ impl TestServer {
             .await
             .unwrap();
         Self {
-            addr,
             clock,
             database,
             channel,

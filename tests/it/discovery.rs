@@ -1,0 +1,135 @@
+//! What grpcurl and load balancers rely on: reflection (v1 and v1alpha) and
+//! health checking.
+
+use latchkey::grpc::SERVICE_NAMES;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::{v1, v1alpha};
+
+use crate::harness::{Backend, TestServer};
+
+const EXPECTED: [&str; 4] = [
+    "grpc.health.v1.Health",
+    "latchkey.v1.AccountService",
+    "latchkey.v1.AppPasswordService",
+    "latchkey.v1.LegacyAuthService",
+];
+
+#[tokio::test]
+async fn reflection_v1alpha_lists_and_describes_the_services() {
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel());
+    let requests = [
+        v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        },
+        v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                    "latchkey.v1.LegacyAuthService".into(),
+                ),
+            ),
+        },
+    ];
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed = responses.message().await.unwrap().unwrap();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        listed.message_response
+    else {
+        panic!("expected a service list, got {listed:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in EXPECTED {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let described = responses.message().await.unwrap().unwrap();
+    let Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(files)) =
+        described.message_response
+    else {
+        panic!("expected file descriptors, got {described:?}");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_v1_lists_the_services() {
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(server.channel());
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let listed = responses.message().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        listed.message_response
+    else {
+        panic!("expected a service list, got {listed:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in EXPECTED {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_reports_every_service_serving() {
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let mut health = HealthClient::new(server.channel());
+    for service in SERVICE_NAMES.into_iter().chain([""]) {
+        let response = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.status(), ServingStatus::Serving, "{service}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_can_be_turned_off() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| config.reflection = false)
+        .await
+        .unwrap();
+    let mut client =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel());
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let status = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    server.stop().await;
+}

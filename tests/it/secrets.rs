@@ -1,0 +1,115 @@
+//! The secret leaves the server once, in the issue response, and is never
+//! stored, returned or printed again.
+
+use latchkey::grpc::pb::{
+    GetAppPasswordRequest, ListAccountsRequest, ListAppPasswordsRequest, Protocol,
+    RevokeAppPasswordRequest,
+};
+use prost::Message;
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::backend_tests;
+use crate::harness::{Backend, TestServer};
+use crate::support::*;
+
+backend_tests!(secret_is_shown_once_and_stored_only_as_argon2id);
+
+async fn secret_is_shown_once_and_stored_only_as_argon2id(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let issued = issue(&server, issue_request("judy", "Laptop", &[Protocol::Imap])).await;
+    let name = issued.app_password.clone().unwrap().name;
+    assert!(
+        !format!("{issued:?}").contains(&issued.secret),
+        "Debug shows the secret"
+    );
+    let login_ok = login(&server, "judy", &issued.secret).await;
+    assert!(login_ok.authenticated);
+
+    // Every read RPC, byte for byte.
+    let mut responses: Vec<Vec<u8>> = Vec::new();
+    responses.push(login_ok.encode_to_vec());
+    let listed = server
+        .app_passwords()
+        .list_app_passwords(ListAppPasswordsRequest {
+            parent: "accounts/judy".into(),
+            show_revoked: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    responses.push(listed.encode_to_vec());
+    let fetched = server
+        .app_passwords()
+        .get_app_password(GetAppPasswordRequest { name: name.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    responses.push(fetched.encode_to_vec());
+    let revoked = server
+        .app_passwords()
+        .revoke_app_password(RevokeAppPasswordRequest {
+            name,
+            reason: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    responses.push(revoked.encode_to_vec());
+    let accounts = server
+        .accounts()
+        .list_accounts(ListAccountsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    responses.push(accounts.encode_to_vec());
+    for form in secret_forms(&issued.secret) {
+        for bytes in &responses {
+            assert!(
+                !contains(bytes, form.as_bytes()),
+                "a response carries the secret"
+            );
+        }
+    }
+
+    // The database: every text column of every row.
+    let db = server.database.connect().await;
+    let backend_kind = db.get_database_backend();
+    let dump: Vec<String> = db
+        .query_all(Statement::from_string(
+            backend_kind,
+            "SELECT selector, secret_hash, display_name, allowed_networks, issued_by FROM app_password",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            (0..5)
+                .map(|i| row.try_get_by_index::<String>(i).unwrap())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    assert_eq!(dump.len(), 1);
+    let row = &dump[0];
+    for form in secret_forms(&issued.secret) {
+        assert!(
+            !row.contains(&form),
+            "the database holds the plaintext secret"
+        );
+    }
+    let hash = row.split('|').nth(1).unwrap();
+    assert!(hash.starts_with("$argon2id$v=19$m=256,t=1,p=1$"), "{hash}");
+    // Only the selector, the first group, is stored in the clear.
+    assert_eq!(row.split('|').next().unwrap(), &issued.secret[..4]);
+    db.close().await.unwrap();
+    server.stop().await;
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
