@@ -10,7 +10,10 @@ pub fn init(config: &LogConfig) -> Result<(), Box<dyn std::error::Error + Send +
     let filter = EnvFilter::try_new(&config.filter)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only help a person at a terminal; in files and
+        // collectors they are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
