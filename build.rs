@@ -11,6 +11,7 @@ use prost::Message;
 const SECRET_BEARING_MESSAGES: &[&str] = &[
     ".latchkey.v1.IssueAppPasswordResponse",
     ".latchkey.v1.AuthenticateRequest",
+    ".latchkey.v1.CreateCallerResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/latchkey/v1/app_password.proto",
         "proto/latchkey/v1/legacy_auth.proto",
         "proto/latchkey/v1/account.proto",
+        "proto/latchkey/v1/caller.proto",
+        "proto/latchkey/v1/audit.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
 

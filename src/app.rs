@@ -4,17 +4,21 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-use crate::config::Config;
+use crate::config::{AuditConfig, Config, TlsConfig};
 use crate::domain::clock::Clock;
 use crate::domain::hashing::Hasher;
 use crate::domain::{Latchkey, Policy};
 use crate::grpc;
+use crate::grpc::access::ReflectionAccess;
+use crate::grpc::auth::CallerAuthLayer;
 use crate::grpc::request_log::RequestLogLayer;
 use crate::store::SqlStore;
 
@@ -23,17 +27,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub struct App {
     core: Latchkey<SqlStore>,
     store: SqlStore,
-    reflection: bool,
+    reflection: ReflectionAccess,
+    tls: Option<ServerTlsConfig>,
+    audit: AuditConfig,
 }
 
 impl App {
-    /// Connects to the database, applies migrations if configured to, and
-    /// prepares the hasher (which computes its dummy hash up front).
+    /// Connects to the database, applies migrations if configured to,
+    /// prepares the hasher (which computes its dummy hash up front) and
+    /// reads the TLS files, so that a bad setting fails here, at start.
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, BoxError> {
-        let store = SqlStore::connect(config.database_url.expose(), config.database).await?;
-        if config.migrate_on_start {
-            store.migrate().await?;
-        }
+        let tls = config.tls.as_ref().map(tls_config).transpose()?;
+        let store = open_store(config).await?;
         let hasher = Hasher::new(config.argon2).await?;
         let policy = Policy {
             max_active_per_account: config.max_active_app_passwords,
@@ -43,7 +48,14 @@ impl App {
             core,
             store,
             reflection: config.reflection,
+            tls,
+            audit: config.audit,
         })
+    }
+
+    /// The domain, for commands that act directly on the database.
+    pub fn core(&self) -> &Latchkey<SqlStore> {
+        &self.core
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets
@@ -53,29 +65,93 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), BoxError> {
-        let (routes, health) = grpc::routes(self.core, self.reflection).await?;
+        let (routes, health) = grpc::routes(self.core.clone(), self.reflection).await?;
         let address = listener.local_addr()?;
-        tracing::info!(%address, "serving gRPC");
+        if self.tls.is_none() && !address.ip().is_loopback() {
+            tracing::warn!(
+                %address,
+                "SERVING WITHOUT TLS ON A NON-LOOPBACK ADDRESS: caller keys and app passwords cross the network in clear; configure [tls]"
+            );
+        }
+        tracing::info!(%address, tls = self.tls.is_some(), "serving gRPC");
+
+        let (stopping, stop) = watch::channel(false);
+        let pruning = tokio::spawn(prune_audit_trail(self.core.clone(), self.audit, stop));
         let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stopping.send(true);
             for service in grpc::SERVICE_NAMES {
                 health
                     .set_service_status(service, ServingStatus::NotServing)
                     .await;
             }
         };
-        Server::builder()
+
+        let mut server = Server::builder();
+        if let Some(tls) = self.tls {
+            server = server.tls_config(tls)?;
+        }
+        server
             .layer(RequestLogLayer)
+            .layer(CallerAuthLayer::new(self.core, self.reflection))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
                 shutdown,
             )
             .await?;
+        let _ = pruning.await;
         self.store.close().await?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Connects and, if configured to, migrates.
+pub async fn open_store(config: &Config) -> Result<SqlStore, BoxError> {
+    let store = SqlStore::connect(config.database_url.expose(), config.database).await?;
+    if config.migrate_on_start {
+        store.migrate().await?;
+    }
+    Ok(store)
+}
+
+fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, BoxError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))
+    };
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(&tls.cert_file)?,
+        read(&tls.key_file)?,
+    ));
+    if let Some(ca) = &tls.client_ca_file {
+        config = config
+            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_auth_optional(true);
+    }
+    Ok(config)
+}
+
+/// Deletes audit events past their retention, now and then every interval,
+/// until the server stops. A failed run is logged and retried next time.
+async fn prune_audit_trail(
+    core: Latchkey<SqlStore>,
+    audit: AuditConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let retention = Duration::from_secs(u64::from(audit.retention_days) * 86_400);
+    let mut interval = tokio::time::interval(Duration::from_secs(audit.prune_interval_secs.max(1)));
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match core.prune_audit_events(retention).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "pruned audit events past retention"),
+            Err(error) => tracing::warn!(%error, "pruning the audit trail failed; will retry"),
+        }
     }
 }
 

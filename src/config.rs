@@ -12,6 +12,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::hashing::HashParams;
+use crate::grpc::access::ReflectionAccess;
 use crate::store::PoolConfig;
 
 /// The file read when no `--config` is given, if it exists.
@@ -30,8 +31,12 @@ pub struct Config {
     pub database_url_file: Option<PathBuf>,
     /// Apply pending migrations when `serve` starts.
     pub migrate_on_start: bool,
-    /// Serve gRPC server reflection (v1 and v1alpha), for grpcurl.
-    pub reflection: bool,
+    /// Who may use gRPC server reflection (v1 and v1alpha), for grpcurl:
+    /// `open`, `authenticated` (any caller key) or `off`.
+    pub reflection: ReflectionAccess,
+    /// TLS for the gRPC listener; plaintext when unset.
+    pub tls: Option<TlsConfig>,
+    pub audit: AuditConfig,
     /// Active app passwords one account may hold.
     pub max_active_app_passwords: u32,
     pub argon2: HashParams,
@@ -46,11 +51,44 @@ impl Default for Config {
             database_url: DatabaseUrl("sqlite://latchkey.db?mode=rwc".to_owned()),
             database_url_file: None,
             migrate_on_start: true,
-            reflection: true,
+            reflection: ReflectionAccess::Authenticated,
+            tls: None,
+            audit: AuditConfig::default(),
             max_active_app_passwords: 25,
             argon2: HashParams::default(),
             database: PoolConfig::default(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+/// Certificate and key (PEM files) for the listener, and optionally the CA
+/// whose client certificates are accepted for mutual TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Clients presenting a certificate signed by this CA are asked for it
+    /// and, when it names a caller's TLS identity, authenticated by it.
+    /// Clients without one can still use bearer keys.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Events older than this many days are deleted in the background.
+    pub retention_days: u32,
+    /// How often the background pruning runs, in seconds.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 400,
+            prune_interval_secs: 3600,
         }
     }
 }

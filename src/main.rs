@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use latchkey::app::{self, App, BoxError};
 use latchkey::config::{Config, DatabaseUrl, LogFormat, LogOverrides, Overrides};
+use latchkey::domain::caller::{self, Role};
 use latchkey::domain::clock::SystemClock;
 use latchkey::store::SqlStore;
 use latchkey::telemetry;
@@ -32,7 +33,43 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Manage latchkey's own callers (works directly on the database, so the
+    /// first operator key can be made before the server ever runs).
+    #[command(subcommand)]
+    Caller(CallerCommand),
 }
+
+#[derive(Debug, Subcommand)]
+enum CallerCommand {
+    /// Create a caller and print its key (once: only a hash is kept).
+    Add {
+        /// 1 to 64 of a-z, 0-9, '.', '_' and '-'.
+        name: String,
+        /// issuer (manages app passwords), authenticator (verifies logins) or
+        /// operator (everything).
+        #[arg(long)]
+        role: String,
+        /// Also accept TLS client certificates whose subject CN or SAN is this.
+        #[arg(long, value_name = "IDENTITY")]
+        tls_identity: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List callers.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a caller: its key and TLS identity stop working at once.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// The actor recorded in the audit trail for changes made from the CLI.
+const CLI_ACTOR: &str = "cli";
 
 #[derive(Debug, Args)]
 struct DatabaseArgs {
@@ -109,7 +146,77 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             tracing::info!(database = %config.database_url.redacted(), "migrations applied");
             Ok(())
         }
+        Command::Caller(command) => caller(cli.config, command).await,
     }
+}
+
+async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<(), BoxError> {
+    let database = match &command {
+        CallerCommand::Add { database, .. }
+        | CallerCommand::List { database }
+        | CallerCommand::Revoke { database, .. } => database.database_url.clone(),
+    };
+    let overrides = Overrides {
+        database_url: database.map(DatabaseUrl::new),
+        ..Overrides::default()
+    };
+    let config = load(config_file, overrides)?;
+    let app = App::build(&config, Arc::new(SystemClock)).await?;
+    let core = app.core();
+    match command {
+        CallerCommand::Add {
+            name,
+            role,
+            tls_identity,
+            ..
+        } => {
+            let name = caller::parse_name(&name).map_err(|why| format!("name {why}"))?;
+            let role = Role::parse(&role).ok_or_else(|| {
+                format!("unknown role {role:?}: use issuer, authenticator or operator")
+            })?;
+            let tls_identity =
+                caller::parse_tls_identity(tls_identity.as_deref().unwrap_or_default())
+                    .map_err(|why| format!("TLS identity {why}"))?;
+            let (created, key) = core
+                .create_caller(name, role, tls_identity, CLI_ACTOR)
+                .await?;
+            eprintln!(
+                "created caller {} with role {}; its key follows, shown this once:",
+                created.name, created.role
+            );
+            println!("{}", key.expose());
+        }
+        CallerCommand::List { .. } => {
+            let mut after: Option<String> = None;
+            println!("{:<32} {:<14} {:<8} TLS IDENTITY", "NAME", "ROLE", "STATE");
+            loop {
+                let page = core.list_callers(after.as_deref(), 1000).await?;
+                for caller in &page.items {
+                    let state = if caller.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    let identity = caller.tls_identity.as_deref().unwrap_or("-");
+                    println!(
+                        "{:<32} {:<14} {:<8} {identity}",
+                        caller.name,
+                        caller.role.as_str(),
+                        state
+                    );
+                }
+                match page.items.last() {
+                    Some(last) if page.more => after = Some(last.name.clone()),
+                    _ => break,
+                }
+            }
+        }
+        CallerCommand::Revoke { name, .. } => {
+            let revoked = core.revoke_caller(&name, CLI_ACTOR).await?;
+            eprintln!("revoked caller {}", revoked.name);
+        }
+    }
+    Ok(())
 }
 
 /// Loads the configuration and sets up logging from it.

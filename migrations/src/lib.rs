@@ -9,6 +9,9 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_create_account;
 mod m20261125_000002_create_app_password;
+mod m20261125_000003_create_caller;
+mod m20261125_000004_create_audit_event;
+mod m20261125_000005_add_app_password_seen_networks;
 
 pub struct Migrator;
 
@@ -18,6 +21,9 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_create_account::Migration),
             Box::new(m20261125_000002_create_app_password::Migration),
+            Box::new(m20261125_000003_create_caller::Migration),
+            Box::new(m20261125_000004_create_audit_event::Migration),
+            Box::new(m20261125_000005_add_app_password_seen_networks::Migration),
         ]
     }
 }
@@ -27,6 +33,23 @@ impl MigratorTrait for Migrator {
 /// and accents, which would merge distinct normalized usernames, so there it
 /// gets a binary collation; the other backends compare bytes already.
 pub(crate) fn exact_text<C: IntoIden>(manager: &SchemaManager, name: C, len: u32) -> ColumnDef {
+    let mut column = exact_text_type(manager, name, len);
+    column.not_null();
+    column
+}
+
+/// [`exact_text`] for a column that may be NULL.
+pub(crate) fn exact_text_null<C: IntoIden>(
+    manager: &SchemaManager,
+    name: C,
+    len: u32,
+) -> ColumnDef {
+    let mut column = exact_text_type(manager, name, len);
+    column.null();
+    column
+}
+
+fn exact_text_type<C: IntoIden>(manager: &SchemaManager, name: C, len: u32) -> ColumnDef {
     let mut column = ColumnDef::new(name);
     if manager.get_database_backend() == sea_orm_migration::sea_orm::DatabaseBackend::MySql {
         column.custom(Alias::new(format!(
@@ -35,6 +58,5 @@ pub(crate) fn exact_text<C: IntoIden>(manager: &SchemaManager, name: C, len: u32
     } else {
         column.string_len(len);
     }
-    column.not_null();
     column
 }

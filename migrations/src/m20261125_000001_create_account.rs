@@ -8,7 +8,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let mut username = exact_text(manager, Account::Username, 256);
+        let username = exact_text(manager, Account::Username, 256);
 
         manager
             .create_table(
@@ -21,7 +21,7 @@ impl MigrationTrait for Migration {
                             .auto_increment()
                             .primary_key(),
                     )
-                    .col(&mut username)
+                    .col(username)
                     .col(ColumnDef::new(Account::CreatedAt).big_integer().not_null())
                     .col(ColumnDef::new(Account::DisabledAt).big_integer().null())
                     .col(

@@ -9,7 +9,7 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let mut selector = exact_text(manager, AppPassword::Selector, 8);
+        let selector = exact_text(manager, AppPassword::Selector, 8);
 
         manager
             .create_table(
@@ -26,7 +26,7 @@ impl MigrationTrait for Migration {
                             .big_integer()
                             .not_null(),
                     )
-                    .col(&mut selector)
+                    .col(selector)
                     .col(
                         ColumnDef::new(AppPassword::SecretHash)
                             .string_len(255)

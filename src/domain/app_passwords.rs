@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::audit::{AuditEvent, EventType};
 use super::error::{Error, Result};
 use super::model::{AppPassword, AppPasswordCursor, Page};
 use super::network::AllowedNetworks;
@@ -84,7 +85,10 @@ impl<S: Store> Latchkey<S> {
                 created_at: now,
                 expires_at,
             };
-            match self.store().issue(new, cap).await? {
+            let event = AuditEvent::new(EventType::AppPasswordIssued, now, &request.issued_by)
+                .app_password(&request.username, new.id)
+                .detail(&request.display_name);
+            match self.store().issue(new, cap, event).await? {
                 IssueOutcome::Issued(app_password) => {
                     return Ok(Issued {
                         app_password: *app_password,
@@ -119,14 +123,20 @@ impl<S: Store> Latchkey<S> {
             .ok_or_else(|| account_not_found(username))
     }
 
+    /// Durable when it returns; every replica refuses the password from then
+    /// on, since Authenticate reads the row on every login.
     pub async fn revoke_app_password(
         &self,
         username: &Username,
         id: Uuid,
         reason: &str,
+        actor: &str,
     ) -> Result<AppPassword> {
+        let event = AuditEvent::new(EventType::AppPasswordRevoked, self.now(), actor)
+            .app_password(username, id)
+            .detail(reason);
         self.store()
-            .revoke_app_password(username, id, reason, self.now())
+            .revoke_app_password(username, id, reason, event)
             .await?
             .ok_or_else(|| app_password_not_found(username, id))
     }
@@ -135,9 +145,13 @@ impl<S: Store> Latchkey<S> {
         &self,
         username: &Username,
         reason: &str,
+        actor: &str,
     ) -> Result<u64> {
+        let event = AuditEvent::new(EventType::AccountAppPasswordsRevoked, self.now(), actor)
+            .account(username)
+            .detail(reason);
         self.store()
-            .revoke_account_app_passwords(username, reason, self.now())
+            .revoke_account_app_passwords(username, reason, event)
             .await
     }
 

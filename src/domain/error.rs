@@ -14,6 +14,9 @@ pub enum Error {
     /// `resource` names what was missing, e.g. `accounts/alice`.
     #[error("{resource} not found")]
     NotFound { resource: String },
+    /// What the request would create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The target is in a state that forbids the operation.
     #[error("{0}")]
     FailedPrecondition(String),

@@ -4,7 +4,11 @@
 
 pub mod accounts;
 pub mod app_passwords;
+pub mod audit;
+pub mod audit_trail;
 pub mod authenticate;
+pub mod caller;
+pub mod callers;
 pub mod clock;
 pub mod error;
 pub mod hashing;

@@ -66,6 +66,49 @@ impl fmt::Display for AllowedNetworks {
     }
 }
 
+/// The client networks an app password has succeeded from, oldest first:
+/// IPv4 /24s and IPv6 /64s, so that a new DHCP lease on the same home or
+/// office network is not "new". Bounded to the most recent
+/// [`SeenNetworks::MAX`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenNetworks(Vec<IpNet>);
+
+impl SeenNetworks {
+    pub const MAX: usize = 16;
+
+    /// The network a client address belongs to, for this purpose.
+    pub fn network_of(client: IpAddr) -> IpNet {
+        let prefix = match canonical_ip(client) {
+            IpAddr::V4(_) => 24,
+            IpAddr::V6(_) => 64,
+        };
+        IpNet::new(canonical_ip(client), prefix)
+            .map(|net| net.trunc())
+            .unwrap_or_else(|_| IpNet::from(client))
+    }
+
+    pub fn contains(&self, network: &IpNet) -> bool {
+        self.0.contains(network)
+    }
+
+    /// This set with `network` added as the most recent.
+    pub fn with(&self, network: IpNet) -> Self {
+        let mut networks: Vec<IpNet> = self.0.iter().copied().filter(|n| *n != network).collect();
+        networks.push(network);
+        let excess = networks.len().saturating_sub(Self::MAX);
+        networks.drain(..excess);
+        Self(networks)
+    }
+
+    pub fn to_stored(&self) -> String {
+        AllowedNetworks(self.0.clone()).to_stored()
+    }
+
+    pub(crate) fn from_stored(stored: &str) -> Self {
+        Self(AllowedNetworks::from_stored(stored).0)
+    }
+}
+
 /// An IPv4 client seen through an IPv6 socket arrives as `::ffff:a.b.c.d`;
 /// rules and records treat it as the IPv4 address it is.
 pub fn canonical_ip(addr: IpAddr) -> IpAddr {
@@ -97,6 +140,27 @@ mod tests {
         assert!(!nets.permits(ip("198.51.100.1")));
         assert!(AllowedNetworks::default().permits(ip("198.51.100.1")));
         assert_eq!(AllowedNetworks::from_stored(&nets.to_stored()), nets);
+    }
+
+    #[test]
+    fn seen_networks_group_addresses_and_stay_bounded() {
+        let home = SeenNetworks::network_of(ip("192.0.2.77"));
+        assert_eq!(home.to_string(), "192.0.2.0/24");
+        assert_eq!(
+            SeenNetworks::network_of(ip("2001:db8:1:2:3:4:5:6")).to_string(),
+            "2001:db8:1:2::/64"
+        );
+        let mut seen = SeenNetworks::default().with(home);
+        assert!(seen.contains(&SeenNetworks::network_of(ip("192.0.2.1"))));
+        for i in 0..20 {
+            seen = seen.with(SeenNetworks::network_of(ip(&format!("10.0.{i}.1"))));
+        }
+        assert_eq!(seen.0.len(), SeenNetworks::MAX);
+        assert!(
+            !seen.contains(&home),
+            "the oldest network is forgotten first"
+        );
+        assert_eq!(SeenNetworks::from_stored(&seen.to_stored()), seen);
     }
 
     #[test]

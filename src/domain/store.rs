@@ -9,10 +9,12 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 
+use super::audit::{AuditCursor, AuditEvent, AuditFilter};
+use super::caller::Caller;
 use super::clock::Timestamp;
 use super::error::Result;
 use super::model::{Account, AppPassword, AppPasswordCursor, Page};
-use super::network::AllowedNetworks;
+use super::network::{AllowedNetworks, SeenNetworks};
 use super::protocol::{Protocol, ProtocolSet};
 use super::username::Username;
 
@@ -53,6 +55,16 @@ pub struct Credential {
     pub expires_at: Option<Timestamp>,
     pub protocols: ProtocolSet,
     pub allowed_networks: AllowedNetworks,
+    pub use_count: i64,
+    pub seen_networks: SeenNetworks,
+}
+
+/// The result of looking up a login: whether the account exists (for the
+/// audit trail only; it never changes the response) and the one candidate.
+#[derive(Debug)]
+pub struct CredentialLookup {
+    pub account_exists: bool,
+    pub credential: Option<Credential>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,14 +74,31 @@ pub struct Usage {
     pub protocol: Protocol,
 }
 
-pub trait Store: Send + Sync + 'static {
+#[derive(Debug)]
+pub enum CreateCallerOutcome {
+    Created(Caller),
+    NameTaken,
+    TlsIdentityTaken,
+}
+
+/// A caller's row as key verification needs it.
+#[derive(Debug)]
+pub struct StoredCaller {
+    pub caller: Caller,
+    pub key_digest: String,
+}
+
+/// Storage of app passwords and the logins that use them.
+pub trait AppPasswordStore: Send + Sync + 'static {
     /// Creates the account if it does not exist, then, atomically with
     /// respect to every other issue for the same account, checks that it is
-    /// enabled and below `cap` active passwords and inserts the password.
+    /// enabled and below `cap` active passwords, inserts the password and
+    /// writes `event`.
     fn issue(
         &self,
         new: NewAppPassword,
         cap: u32,
+        event: AuditEvent,
     ) -> impl Future<Output = Result<IssueOutcome>> + Send;
 
     /// The one candidate record for a login: the password of `username`
@@ -78,9 +107,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         username: &Username,
         selector: &str,
-    ) -> impl Future<Output = Result<Option<Credential>>> + Send;
+    ) -> impl Future<Output = Result<CredentialLookup>> + Send;
 
-    fn record_use(&self, id: Uuid, usage: Usage) -> impl Future<Output = Result<()>> + Send;
+    /// Records a successful login; with `seen_networks`, also replaces the
+    /// password's seen networks and writes `events`, in one transaction.
+    fn record_use(
+        &self,
+        id: Uuid,
+        usage: Usage,
+        seen_networks: Option<SeenNetworks>,
+        events: Vec<AuditEvent>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     fn get_app_password(
         &self,
@@ -97,25 +134,28 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Option<Page<AppPassword>>>> + Send;
 
-    /// Revokes unless already revoked; returns the password as it now is,
-    /// `None` when there is no such password.
+    /// Revokes unless already revoked, writing `event` if it did; returns
+    /// the password as it now is, `None` when there is no such password.
     fn revoke_app_password(
         &self,
         username: &Username,
         id: Uuid,
         reason: &str,
-        now: Timestamp,
+        event: AuditEvent,
     ) -> impl Future<Output = Result<Option<AppPassword>>> + Send;
 
-    /// Revokes every unrevoked, unexpired password of the account; returns
-    /// how many.
+    /// Revokes every unrevoked, unexpired password of the account and, if
+    /// any, writes `event` with their count; returns how many.
     fn revoke_account_app_passwords(
         &self,
         username: &Username,
         reason: &str,
-        now: Timestamp,
+        event: AuditEvent,
     ) -> impl Future<Output = Result<u64>> + Send;
+}
 
+/// Storage of accounts.
+pub trait AccountStore: Send + Sync + 'static {
     fn get_account(
         &self,
         username: &Username,
@@ -130,14 +170,78 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Page<Account>>> + Send;
 
     /// Disables (keeping the first disablement if already disabled) or, with
-    /// `None`, enables. Returns the account as it now is.
+    /// `None`, enables, writing `event` if the state changed. Returns the
+    /// account as it now is.
     fn set_account_disabled(
         &self,
         username: &Username,
-        disable: Option<(Timestamp, &str)>,
-        now: Timestamp,
+        disable: Option<&str>,
+        event: AuditEvent,
     ) -> impl Future<Output = Result<Option<Account>>> + Send;
 
-    /// Deletes the account and its passwords; `false` if it did not exist.
-    fn delete_account(&self, username: &Username) -> impl Future<Output = Result<bool>> + Send;
+    /// Deletes the account and its passwords and writes `event`; `false` if
+    /// it did not exist.
+    fn delete_account(
+        &self,
+        username: &Username,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<bool>> + Send;
 }
+
+/// Storage of latchkey's own callers.
+pub trait CallerStore: Send + Sync + 'static {
+    fn create_caller(
+        &self,
+        caller: Caller,
+        key_id: &str,
+        key_digest: &str,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<CreateCallerOutcome>> + Send;
+
+    fn caller_by_key_id(
+        &self,
+        key_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredCaller>>> + Send;
+
+    /// The unrevoked caller whose TLS identity is one of `identities`.
+    fn caller_by_tls_identity(
+        &self,
+        identities: &[String],
+    ) -> impl Future<Output = Result<Option<Caller>>> + Send;
+
+    fn touch_caller(&self, name: &str, now: Timestamp) -> impl Future<Output = Result<()>> + Send;
+
+    fn list_callers(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<Caller>>> + Send;
+
+    /// Revokes unless already revoked, writing `event` if it did.
+    fn revoke_caller(
+        &self,
+        name: &str,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<Option<Caller>>> + Send;
+}
+
+/// Storage of the audit trail.
+pub trait AuditStore: Send + Sync + 'static {
+    /// Writes one event on its own (a failed login changes nothing else).
+    fn record_event(&self, event: AuditEvent) -> impl Future<Output = Result<()>> + Send;
+
+    fn list_events(
+        &self,
+        filter: &AuditFilter,
+        after: Option<AuditCursor>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<AuditEvent>>> + Send;
+
+    /// Deletes events older than `before`; returns how many.
+    fn prune_events(&self, before: Timestamp) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Everything the domain needs from storage.
+pub trait Store: AppPasswordStore + AccountStore + CallerStore + AuditStore {}
+
+impl<T: AppPasswordStore + AccountStore + CallerStore + AuditStore> Store for T {}

@@ -13,7 +13,7 @@ use super::pb::{
     Account, DeleteAccountRequest, DisableAccountRequest, EnableAccountRequest, GetAccountRequest,
     ListAccountsRequest, ListAccountsResponse,
 };
-use super::{names, paging, validate};
+use super::{caller, names, paging, validate};
 
 pub struct AccountHandler<S> {
     core: Latchkey<S>,
@@ -71,6 +71,7 @@ impl<S: Store> AccountService for AccountHandler<S> {
         &self,
         request: Request<DisableAccountRequest>,
     ) -> Result<Response<Account>, Status> {
+        let actor = caller::name_of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
         let username = v.check("name", names::parse_account(&request.name));
@@ -79,7 +80,10 @@ impl<S: Store> AccountService for AccountHandler<S> {
         let (Some(username), Some(reason)) = (username, reason) else {
             return Err(unchecked());
         };
-        let account = self.core.disable_account(&username, &reason).await?;
+        let account = self
+            .core
+            .disable_account(&username, &reason, &actor)
+            .await?;
         Ok(Response::new(account_to_pb(account)))
     }
 
@@ -88,7 +92,10 @@ impl<S: Store> AccountService for AccountHandler<S> {
         request: Request<EnableAccountRequest>,
     ) -> Result<Response<Account>, Status> {
         let username = account_name(&request.get_ref().name)?;
-        let account = self.core.enable_account(&username).await?;
+        let account = self
+            .core
+            .enable_account(&username, &caller::name_of(&request))
+            .await?;
         Ok(Response::new(account_to_pb(account)))
     }
 
@@ -97,7 +104,9 @@ impl<S: Store> AccountService for AccountHandler<S> {
         request: Request<DeleteAccountRequest>,
     ) -> Result<Response<()>, Status> {
         let username = account_name(&request.get_ref().name)?;
-        self.core.delete_account(&username).await?;
+        self.core
+            .delete_account(&username, &caller::name_of(&request))
+            .await?;
         Ok(Response::new(()))
     }
 }

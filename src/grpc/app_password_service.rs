@@ -153,6 +153,7 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
         &self,
         request: Request<RevokeAppPasswordRequest>,
     ) -> Result<Response<AppPassword>, Status> {
+        let actor = caller::name_of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
         let name = v.check("name", names::parse_app_password(&request.name));
@@ -164,7 +165,7 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
 
         let password = self
             .core
-            .revoke_app_password(&username, id, &reason)
+            .revoke_app_password(&username, id, &reason, &actor)
             .await?;
         Ok(Response::new(app_password_to_pb(
             password,
@@ -176,6 +177,7 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
         &self,
         request: Request<RevokeAccountAppPasswordsRequest>,
     ) -> Result<Response<RevokeAccountAppPasswordsResponse>, Status> {
+        let actor = caller::name_of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
         let username = v.check("parent", names::parse_account(&request.parent));
@@ -187,7 +189,7 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
 
         let revoked = self
             .core
-            .revoke_account_app_passwords(&username, &reason)
+            .revoke_account_app_passwords(&username, &reason, &actor)
             .await?;
         Ok(Response::new(RevokeAccountAppPasswordsResponse {
             revoked_count: i64::try_from(revoked).unwrap_or(i64::MAX),

@@ -1,19 +1,16 @@
-//! Who is calling, as far as the handlers need to know: a name to record as
-//! the issuer of a password.
+//! Who is calling, as established by the authentication layer for the
+//! handlers: they read the caller's name to record it as the actor.
 
 use tonic::Request;
 
-/// The authenticated caller of a request, put into the request's
-/// extensions by the layer that authenticated it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub name: String,
-}
+pub use crate::domain::caller::Caller;
 
-/// The caller's name, or "anonymous" where no caller was established.
+/// The caller's name. The authentication layer puts a caller on every
+/// request that reaches a handler needing one; "unauthenticated" marks the
+/// open methods that need none.
 pub fn name_of<T>(request: &Request<T>) -> String {
-    request
-        .extensions()
-        .get::<Caller>()
-        .map_or_else(|| "anonymous".to_owned(), |caller| caller.name.clone())
+    request.extensions().get::<Caller>().map_or_else(
+        || "unauthenticated".to_owned(),
+        |caller| caller.name.clone(),
+    )
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::domain::audit::{AuditEvent, EventType};
+use crate::domain::caller::{Caller, Role};
 use crate::domain::clock::Timestamp;
 use crate::domain::model::{Account, AppPassword, AppPasswordState};
 use crate::domain::protocol::{Protocol, ProtocolSet};
@@ -152,6 +154,131 @@ pub fn account_to_pb(account: Account) -> pb::Account {
         disable_time: account.disabled.as_ref().map(|d| timestamp(d.at)),
         disable_reason: account.disabled.map(|d| d.reason).unwrap_or_default(),
         active_app_password_count: i32::try_from(account.active_app_passwords).unwrap_or(i32::MAX),
+    }
+}
+
+pub fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::Issuer => pb::Role::Issuer,
+        Role::Authenticator => pb::Role::Authenticator,
+        Role::Operator => pb::Role::Operator,
+    }
+}
+
+pub fn parse_role(value: i32) -> Result<Role, String> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Issuer) => Ok(Role::Issuer),
+        Ok(pb::Role::Authenticator) => Ok(Role::Authenticator),
+        Ok(pb::Role::Operator) => Ok(Role::Operator),
+        Ok(pb::Role::Unspecified) => Err("is required".to_owned()),
+        Err(_) => Err(format!("{value} is not a known role")),
+    }
+}
+
+pub fn caller_to_pb(caller: Caller) -> pb::Caller {
+    pb::Caller {
+        name: names::caller(&caller.name),
+        display_name: caller.name,
+        role: role_to_pb(caller.role) as i32,
+        tls_identity: caller.tls_identity.unwrap_or_default(),
+        create_time: Some(timestamp(caller.created_at)),
+        created_by: caller.created_by,
+        last_use_time: caller.last_used_at.map(timestamp),
+        revoke_time: caller.revoked_at.map(timestamp),
+    }
+}
+
+const EVENT_TYPES: [(EventType, pb::AuditEventType); 11] = [
+    (
+        EventType::AppPasswordIssued,
+        pb::AuditEventType::AppPasswordIssued,
+    ),
+    (
+        EventType::AppPasswordRevoked,
+        pb::AuditEventType::AppPasswordRevoked,
+    ),
+    (
+        EventType::AccountAppPasswordsRevoked,
+        pb::AuditEventType::AccountAppPasswordsRevoked,
+    ),
+    (
+        EventType::AccountDisabled,
+        pb::AuditEventType::AccountDisabled,
+    ),
+    (
+        EventType::AccountEnabled,
+        pb::AuditEventType::AccountEnabled,
+    ),
+    (
+        EventType::AccountDeleted,
+        pb::AuditEventType::AccountDeleted,
+    ),
+    (EventType::CallerCreated, pb::AuditEventType::CallerCreated),
+    (EventType::CallerRevoked, pb::AuditEventType::CallerRevoked),
+    (
+        EventType::AuthenticationFailed,
+        pb::AuditEventType::AuthenticationFailed,
+    ),
+    (
+        EventType::AppPasswordFirstUse,
+        pb::AuditEventType::AppPasswordFirstUse,
+    ),
+    (
+        EventType::AppPasswordNewNetwork,
+        pb::AuditEventType::AppPasswordNewNetwork,
+    ),
+];
+
+pub fn parse_event_types(values: &[i32]) -> Result<Vec<EventType>, String> {
+    if values.len() > EVENT_TYPES.len() + 5 {
+        return Err(format!(
+            "must have at most {} entries",
+            EVENT_TYPES.len() + 5
+        ));
+    }
+    values
+        .iter()
+        .map(|&value| {
+            EVENT_TYPES
+                .iter()
+                .find(|(_, pb)| *pb as i32 == value)
+                .map(|&(domain, _)| domain)
+                .ok_or_else(|| format!("{value} is not a known event type"))
+        })
+        .collect()
+}
+
+pub fn audit_event_to_pb(event: AuditEvent) -> pb::AuditEvent {
+    let event_type = EVENT_TYPES
+        .iter()
+        .find(|(domain, _)| *domain == event.event_type)
+        .map_or(pb::AuditEventType::Unspecified, |&(_, pb)| pb);
+    let app_password = match (&event.username, event.app_password_id) {
+        (Some(username), Some(id)) => names::app_password(username, id),
+        _ => String::new(),
+    };
+    pb::AuditEvent {
+        name: format!("auditEvents/{}", event.id),
+        occur_time: Some(timestamp(event.at)),
+        r#type: event_type as i32,
+        actor: event.actor,
+        account: event
+            .username
+            .as_ref()
+            .map(names::account)
+            .unwrap_or_default(),
+        app_password,
+        caller: event
+            .caller_name
+            .as_deref()
+            .map(names::caller)
+            .unwrap_or_default(),
+        client_ip: event.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        protocol: event
+            .protocol
+            .map_or(pb::Protocol::Unspecified, protocol_to_pb) as i32,
+        item_count: event.item_count.unwrap_or_default(),
+        detail: event.detail,
     }
 }
 

@@ -16,7 +16,7 @@ use super::convert::parse_login_protocol;
 use super::pb::legacy_auth_service_server::LegacyAuthService;
 use super::pb::{self, AuthenticateRequest, AuthenticateResponse};
 use super::request_log::Outcome;
-use super::{names, validate};
+use super::{caller, names, validate};
 
 pub struct LegacyAuthHandler<S> {
     core: Latchkey<S>,
@@ -41,21 +41,14 @@ fn password(raw: &str) -> Result<Option<Secret>, String> {
     Ok(Secret::parse(raw))
 }
 
-fn reason_to_pb(reason: FailureReason) -> (pb::FailureReason, &'static str) {
+fn reason_to_pb(reason: FailureReason) -> pb::FailureReason {
     match reason {
-        FailureReason::InvalidCredentials => {
-            (pb::FailureReason::InvalidCredentials, "invalid_credentials")
-        }
-        FailureReason::AccountDisabled => (pb::FailureReason::AccountDisabled, "account_disabled"),
-        FailureReason::Revoked => (pb::FailureReason::Revoked, "revoked"),
-        FailureReason::Expired => (pb::FailureReason::Expired, "expired"),
-        FailureReason::ProtocolNotAllowed => (
-            pb::FailureReason::ProtocolNotAllowed,
-            "protocol_not_allowed",
-        ),
-        FailureReason::NetworkNotAllowed => {
-            (pb::FailureReason::NetworkNotAllowed, "network_not_allowed")
-        }
+        FailureReason::InvalidCredentials => pb::FailureReason::InvalidCredentials,
+        FailureReason::AccountDisabled => pb::FailureReason::AccountDisabled,
+        FailureReason::Revoked => pb::FailureReason::Revoked,
+        FailureReason::Expired => pb::FailureReason::Expired,
+        FailureReason::ProtocolNotAllowed => pb::FailureReason::ProtocolNotAllowed,
+        FailureReason::NetworkNotAllowed => pb::FailureReason::NetworkNotAllowed,
     }
 }
 
@@ -65,6 +58,7 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
         &self,
         request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
+        let actor = caller::name_of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
         let username = v.check("username", Username::parse(&request.username));
@@ -85,6 +79,7 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
                 secret,
                 protocol,
                 client_ip,
+                actor,
             })
             .await?;
         let (body, logged) = match outcome {
@@ -107,10 +102,10 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
                 (body, logged)
             }
             LoginOutcome::Failure(reason) => {
-                let (reason, result) = reason_to_pb(reason);
+                let result = reason.as_str();
                 let body = AuthenticateResponse {
                     authenticated: false,
-                    failure_reason: reason as i32,
+                    failure_reason: reason_to_pb(reason) as i32,
                     username: String::new(),
                     app_password: String::new(),
                 };

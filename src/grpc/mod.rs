@@ -1,9 +1,13 @@
 //! The gRPC edge: thin handlers that validate and translate requests into
 //! domain calls, and domain results into responses.
 
+pub mod access;
 mod account_service;
 mod app_password_service;
+mod audit_service;
+pub mod auth;
 pub mod caller;
+mod caller_service;
 mod convert;
 mod legacy_auth_service;
 mod names;
@@ -11,6 +15,7 @@ mod paging;
 mod redact;
 pub mod request_log;
 pub mod status;
+mod tls_identity;
 mod validate;
 
 use tonic::service::Routes;
@@ -21,6 +26,8 @@ use crate::domain::Latchkey;
 
 pub use account_service::AccountHandler;
 pub use app_password_service::AppPasswordHandler;
+pub use audit_service::AuditHandler;
+pub use caller_service::CallerHandler;
 pub use legacy_auth_service::LegacyAuthHandler;
 
 /// Code generated from `proto/latchkey/v1`.
@@ -32,16 +39,21 @@ pub mod pb {
         include_bytes!(concat!(env!("OUT_DIR"), "/latchkey_descriptor.bin"));
 }
 
+use access::ReflectionAccess;
 use pb::account_service_server::AccountServiceServer;
 use pb::app_password_service_server::AppPasswordServiceServer;
+use pb::audit_service_server::AuditServiceServer;
+use pb::caller_service_server::CallerServiceServer;
 use pb::legacy_auth_service_server::LegacyAuthServiceServer;
 
 /// Fully qualified names of latchkey's own services, as health checks and
 /// reflection name them.
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 5] = [
     "latchkey.v1.AppPasswordService",
     "latchkey.v1.LegacyAuthService",
     "latchkey.v1.AccountService",
+    "latchkey.v1.CallerService",
+    "latchkey.v1.AuditService",
 ];
 
 /// Every service the server answers: latchkey's own, grpc.health.v1 and,
@@ -49,7 +61,7 @@ pub const SERVICE_NAMES: [&str; 3] = [
 /// speaks v1alpha).
 pub async fn routes<S: Store>(
     core: Latchkey<S>,
-    reflection: bool,
+    reflection: ReflectionAccess,
 ) -> Result<(Routes, tonic_health::server::HealthReporter), tonic_reflection::server::Error> {
     let max = crate::domain::limits::REQUEST_MAX_BYTES;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -70,9 +82,17 @@ pub async fn routes<S: Store>(
                 .max_decoding_message_size(max),
         )
         .add_service(
-            AccountServiceServer::new(AccountHandler::new(core)).max_decoding_message_size(max),
+            AccountServiceServer::new(AccountHandler::new(core.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            CallerServiceServer::new(CallerHandler::new(core.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            AuditServiceServer::new(AuditHandler::new(core)).max_decoding_message_size(max),
         );
-    if reflection {
+    if reflection != ReflectionAccess::Off {
         let configure = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)

@@ -9,6 +9,7 @@ use crate::domain::username::Username;
 
 const ACCOUNTS: &str = "accounts/";
 const APP_PASSWORDS: &str = "/appPasswords/";
+const CALLERS: &str = "callers/";
 
 pub fn account(username: &Username) -> String {
     format!("{ACCOUNTS}{username}")
@@ -16,6 +17,21 @@ pub fn account(username: &Username) -> String {
 
 pub fn app_password(username: &Username, id: Uuid) -> String {
     format!("{ACCOUNTS}{username}{APP_PASSWORDS}{id}")
+}
+
+pub fn caller(name: &str) -> String {
+    format!("{CALLERS}{name}")
+}
+
+/// Reads `callers/{name}`.
+pub fn parse_caller(name: &str) -> Result<String, String> {
+    if name.len() > RESOURCE_NAME_MAX_BYTES {
+        return Err(format!("must be at most {RESOURCE_NAME_MAX_BYTES} bytes"));
+    }
+    let rest = name
+        .strip_prefix(CALLERS)
+        .ok_or_else(|| "must be of the form callers/{name}".to_owned())?;
+    crate::domain::caller::parse_name(rest)
 }
 
 /// Reads `accounts/{username}`, normalizing the username.

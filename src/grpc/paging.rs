@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use uuid::Uuid;
 
+use crate::domain::audit::AuditCursor;
 use crate::domain::clock::Timestamp;
 use crate::domain::limits::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PAGE_TOKEN_MAX_BYTES};
 use crate::domain::model::AppPasswordCursor;
@@ -82,6 +83,51 @@ pub fn parse_account_token(token: &str) -> Result<Option<Username>, String> {
     Username::parse(last)
         .map(Some)
         .map_err(|_| INVALID.to_owned())
+}
+
+/// Token for the page of callers after `last`.
+pub fn caller_token(last: &str) -> String {
+    encode(&["caller", last])
+}
+
+pub fn parse_caller_token(token: &str) -> Result<Option<String>, String> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    match decode(token)?.as_slice() {
+        [kind, last] if kind == "caller" => Ok(Some(last.clone())),
+        _ => Err(INVALID.to_owned()),
+    }
+}
+
+/// Token for the page of audit events after `cursor`, bound to the filter
+/// (rendered by the caller into `filter_key`).
+pub fn audit_token(filter_key: &str, cursor: AuditCursor) -> String {
+    encode(&[
+        "audit",
+        filter_key,
+        &cursor.at.as_millis().to_string(),
+        &cursor.id.to_string(),
+    ])
+}
+
+pub fn parse_audit_token(token: &str, filter_key: &str) -> Result<Option<AuditCursor>, String> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let parts = decode(token)?;
+    let [kind, key, at, id] = parts.as_slice() else {
+        return Err(INVALID.to_owned());
+    };
+    if kind != "audit" || key != filter_key {
+        return Err(INVALID.to_owned());
+    }
+    let at = at.parse::<i64>().map_err(|_| INVALID.to_owned())?;
+    let id = id.parse::<i64>().map_err(|_| INVALID.to_owned())?;
+    Ok(Some(AuditCursor {
+        at: Timestamp::from_millis(at),
+        id,
+    }))
 }
 
 /// Fields are joined with NUL, which no field can contain (usernames refuse

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::pb::{AuthenticateRequest, IssueAppPasswordResponse};
+use super::pb::{AuthenticateRequest, CreateCallerResponse, IssueAppPasswordResponse};
 
 impl fmt::Debug for IssueAppPasswordResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -22,6 +22,15 @@ impl fmt::Debug for AuthenticateRequest {
             .field("password", &"<redacted>")
             .field("protocol", &self.protocol)
             .field("client_ip", &self.client_ip)
+            .finish()
+    }
+}
+
+impl fmt::Debug for CreateCallerResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateCallerResponse")
+            .field("caller", &self.caller)
+            .field("key", &"<redacted>")
             .finish()
     }
 }

@@ -22,6 +22,7 @@ impl From<Error> for Status {
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
             Error::NotFound { resource } => Status::not_found(format!("{resource} not found")),
+            Error::AlreadyExists(message) => Status::already_exists(message),
             Error::FailedPrecondition(message) => Status::failed_precondition(message),
             Error::ResourceExhausted(message) => Status::resource_exhausted(message),
             Error::Unavailable(source) => {

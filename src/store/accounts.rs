@@ -6,20 +6,19 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 
 use super::app_passwords::{account_id_of, active_at};
+use super::audit::insert_event;
 use super::entities::{account, app_password};
 use super::{convert, db_error, SqlStore};
+use crate::domain::audit::AuditEvent;
 use crate::domain::clock::Timestamp;
 use crate::domain::error::Result;
 use crate::domain::model::{Account, Page};
+use crate::domain::store::AccountStore;
 use crate::domain::username::Username;
 
-impl SqlStore {
+impl AccountStore for SqlStore {
     #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
-    pub(super) async fn account(
-        &self,
-        username: &Username,
-        now: Timestamp,
-    ) -> Result<Option<Account>> {
+    async fn get_account(&self, username: &Username, now: Timestamp) -> Result<Option<Account>> {
         let Some(row) = account::Entity::find()
             .filter(account::Column::Username.eq(username.as_str()))
             .one(&self.db)
@@ -34,7 +33,7 @@ impl SqlStore {
     }
 
     #[tracing::instrument(skip_all, err(Display))]
-    pub(super) async fn accounts_page(
+    async fn list_accounts(
         &self,
         after: Option<&Username>,
         limit: u32,
@@ -62,6 +61,73 @@ impl SqlStore {
         Ok(Page::from_overfetch(items, limit))
     }
 
+    /// The state change and its event commit together; a repeated call
+    /// changes nothing and records nothing.
+    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
+    async fn set_account_disabled(
+        &self,
+        username: &Username,
+        disable: Option<&str>,
+        event: AuditEvent,
+    ) -> Result<Option<Account>> {
+        let by_username = account::Column::Username.eq(username.as_str());
+        let update = match disable {
+            Some(reason) => account::Entity::update_many()
+                .col_expr(
+                    account::Column::DisabledAt,
+                    Expr::value(event.at.as_millis()),
+                )
+                .col_expr(account::Column::DisableReason, Expr::value(reason))
+                .filter(by_username)
+                .filter(account::Column::DisabledAt.is_null()),
+            None => account::Entity::update_many()
+                .col_expr(
+                    account::Column::DisabledAt,
+                    Expr::value(Option::<i64>::None),
+                )
+                .col_expr(
+                    account::Column::DisableReason,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(by_username)
+                .filter(account::Column::DisabledAt.is_not_null()),
+        };
+        let now = event.at;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let changed = update.exec(&txn).await.map_err(db_error)?;
+        if changed.rows_affected > 0 {
+            insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        self.get_account(username, now).await
+    }
+
+    /// Deletes the passwords, then the account, then records it, in one
+    /// transaction whose first statement writes (so SQLite takes its write
+    /// lock up front). The account's audit events stay: they are the record
+    /// of what happened to it.
+    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
+    async fn delete_account(&self, username: &Username, event: AuditEvent) -> Result<bool> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        app_password::Entity::delete_many()
+            .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        let deleted = account::Entity::delete_many()
+            .filter(account::Column::Username.eq(username.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        if deleted.rows_affected > 0 {
+            insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(deleted.rows_affected > 0)
+    }
+}
+
+impl SqlStore {
     /// Active app passwords per account, in one grouped query.
     async fn active_counts(
         &self,
@@ -86,53 +152,5 @@ impl SqlStore {
             .into_iter()
             .map(|(id, count)| (id, u64::try_from(count).unwrap_or(0)))
             .collect())
-    }
-
-    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
-    pub(super) async fn set_disabled(
-        &self,
-        username: &Username,
-        disable: Option<(Timestamp, &str)>,
-        now: Timestamp,
-    ) -> Result<Option<Account>> {
-        let by_username = account::Column::Username.eq(username.as_str());
-        let update = match disable {
-            Some((at, reason)) => account::Entity::update_many()
-                .col_expr(account::Column::DisabledAt, Expr::value(at.as_millis()))
-                .col_expr(account::Column::DisableReason, Expr::value(reason))
-                .filter(by_username)
-                .filter(account::Column::DisabledAt.is_null()),
-            None => account::Entity::update_many()
-                .col_expr(
-                    account::Column::DisabledAt,
-                    Expr::value(Option::<i64>::None),
-                )
-                .col_expr(
-                    account::Column::DisableReason,
-                    Expr::value(Option::<String>::None),
-                )
-                .filter(by_username),
-        };
-        update.exec(&self.db).await.map_err(db_error)?;
-        self.account(username, now).await
-    }
-
-    /// Deletes the passwords, then the account, in one transaction whose
-    /// first statement writes (so SQLite takes its write lock up front).
-    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
-    pub(super) async fn delete(&self, username: &Username) -> Result<bool> {
-        let txn = self.db.begin().await.map_err(db_error)?;
-        app_password::Entity::delete_many()
-            .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
-            .exec(&txn)
-            .await
-            .map_err(db_error)?;
-        let deleted = account::Entity::delete_many()
-            .filter(account::Column::Username.eq(username.as_str()))
-            .exec(&txn)
-            .await
-            .map_err(db_error)?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(deleted.rows_affected > 0)
     }
 }

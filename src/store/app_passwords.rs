@@ -1,21 +1,25 @@
 //! Queries on app passwords.
 
-use sea_orm::sea_query::{Expr, OnConflict, Query, SelectStatement};
+use sea_orm::sea_query::{Expr, IntoCondition, OnConflict, Query, SelectStatement};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, JoinType, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, RelationTrait, TransactionTrait,
 };
 use uuid::Uuid;
 
+use super::audit::insert_event;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password};
-use super::{convert, db_error, ip_to_stored, SqlStore};
+use super::{convert, db_error, SqlStore};
+use crate::domain::audit::AuditEvent;
 use crate::domain::clock::Timestamp;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{AppPassword, AppPasswordCursor, Page};
-use crate::domain::network::AllowedNetworks;
+use crate::domain::network::{AllowedNetworks, SeenNetworks};
 use crate::domain::protocol::ProtocolSet;
-use crate::domain::store::{Credential, IssueOutcome, NewAppPassword, Usage};
+use crate::domain::store::{
+    AppPasswordStore, Credential, CredentialLookup, IssueOutcome, NewAppPassword, Usage,
+};
 use crate::domain::username::Username;
 
 /// Rows that count against the cap: neither revoked nor expired at `now`.
@@ -39,12 +43,13 @@ pub(super) fn account_id_of(username: &Username) -> SelectStatement {
         .to_owned()
 }
 
-impl SqlStore {
+impl AppPasswordStore for SqlStore {
     #[tracing::instrument(skip_all, err(Display), fields(username = %new.username))]
-    pub(super) async fn issue_app_password(
+    async fn issue(
         &self,
         new: NewAppPassword,
         cap: u32,
+        event: AuditEvent,
     ) -> Result<IssueOutcome> {
         let created = account::ActiveModel {
             username: Set(new.username.as_str().to_owned()),
@@ -127,57 +132,87 @@ impl SqlStore {
             last_used_ip: Set(None),
             last_used_protocol: Set(None),
             use_count: Set(0),
+            seen_networks: Set(String::new()),
         };
         app_password::Entity::insert(row)
             .exec_without_returning(&txn)
             .await
             .map_err(db_error)?;
+        insert_event(&txn, event).await?;
         txn.commit().await.map_err(db_error)?;
 
-        self.app_password(&new.username, new.id)
+        self.get_app_password(&new.username, new.id)
             .await?
             .map(|issued| IssueOutcome::Issued(Box::new(issued)))
             .ok_or_else(|| Error::internal("issued app password not found after commit"))
     }
 
+    /// One query whatever the outcome: the account by its unique username,
+    /// left-joined to its password with this selector through the unique
+    /// (account, selector) index. No row: no account; a row without a
+    /// password: no such selector.
     #[tracing::instrument(skip_all, err(Display))]
-    pub(super) async fn credential(
+    async fn find_credential(
         &self,
         username: &Username,
         selector: &str,
-    ) -> Result<Option<Credential>> {
-        let found = app_password::Entity::find()
-            .find_also_related(account::Entity)
+    ) -> Result<CredentialLookup> {
+        let selector = selector.to_owned();
+        let with_selector =
+            account::Relation::AppPassword
+                .def()
+                .on_condition(move |_, password| {
+                    Expr::col((password, app_password::Column::Selector))
+                        .eq(selector.clone())
+                        .into_condition()
+                });
+        let found = account::Entity::find()
+            .select_also(app_password::Entity)
+            .join(JoinType::LeftJoin, with_selector)
             .filter(account::Column::Username.eq(username.as_str()))
-            .filter(app_password::Column::Selector.eq(selector))
             .one(&self.db)
             .await
             .map_err(db_error)?;
-        let Some((row, Some(account))) = found else {
-            return Ok(None);
+        let Some((account, row)) = found else {
+            return Ok(CredentialLookup {
+                account_exists: false,
+                credential: None,
+            });
         };
-        Ok(Some(Credential {
+        let credential = row.map(|row| Credential {
             app_password_id: row.id,
-            username: Username::from_stored(account.username),
+            username: Username::from_stored(account.username.clone()),
             secret_hash: row.secret_hash.0,
             account_disabled: account.disabled_at.is_some(),
             revoked: row.revoked_at.is_some(),
             expires_at: row.expires_at.map(Timestamp::from_millis),
             protocols: ProtocolSet::from_bits(row.protocols),
             allowed_networks: AllowedNetworks::from_stored(&row.allowed_networks),
-        }))
+            use_count: row.use_count,
+            seen_networks: SeenNetworks::from_stored(&row.seen_networks),
+        });
+        Ok(CredentialLookup {
+            account_exists: true,
+            credential,
+        })
     }
 
     #[tracing::instrument(skip_all, err(Display), fields(app_password = %id))]
-    pub(super) async fn record_app_password_use(&self, id: Uuid, usage: Usage) -> Result<()> {
-        app_password::Entity::update_many()
+    async fn record_use(
+        &self,
+        id: Uuid,
+        usage: Usage,
+        seen_networks: Option<SeenNetworks>,
+        events: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let mut update = app_password::Entity::update_many()
             .col_expr(
                 app_password::Column::LastUsedAt,
                 Expr::value(usage.at.as_millis()),
             )
             .col_expr(
                 app_password::Column::LastUsedIp,
-                Expr::value(ip_to_stored(usage.client_ip)),
+                Expr::value(usage.client_ip.to_string()),
             )
             .col_expr(
                 app_password::Column::LastUsedProtocol,
@@ -187,19 +222,25 @@ impl SqlStore {
                 app_password::Column::UseCount,
                 Expr::col(app_password::Column::UseCount).add(1),
             )
-            .filter(app_password::Column::Id.eq(id))
-            .exec(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(())
+            .filter(app_password::Column::Id.eq(id));
+        let Some(seen_networks) = seen_networks else {
+            update.exec(&self.db).await.map_err(db_error)?;
+            return Ok(());
+        };
+        update = update.col_expr(
+            app_password::Column::SeenNetworks,
+            Expr::value(seen_networks.to_stored()),
+        );
+        let txn = self.db.begin().await.map_err(db_error)?;
+        update.exec(&txn).await.map_err(db_error)?;
+        for event in events {
+            insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(db_error)
     }
 
     #[tracing::instrument(skip_all, err(Display), fields(app_password = %id))]
-    pub(super) async fn app_password(
-        &self,
-        username: &Username,
-        id: Uuid,
-    ) -> Result<Option<AppPassword>> {
+    async fn get_app_password(&self, username: &Username, id: Uuid) -> Result<Option<AppPassword>> {
         let found = app_password::Entity::find_by_id(id)
             .find_also_related(account::Entity)
             .filter(account::Column::Username.eq(username.as_str()))
@@ -213,7 +254,7 @@ impl SqlStore {
     }
 
     #[tracing::instrument(skip_all, err(Display))]
-    pub(super) async fn app_passwords_page(
+    async fn list_app_passwords(
         &self,
         username: &Username,
         show_revoked: bool,
@@ -259,49 +300,61 @@ impl SqlStore {
         Ok(Some(Page::from_overfetch(items, limit)))
     }
 
-    /// One statement, so the revocation is atomic and durable when it
-    /// returns; `revoked_at IS NULL` keeps the first revocation's record.
+    /// The revocation is one statement, durable when it returns;
+    /// `revoked_at IS NULL` keeps the first revocation's record, and the
+    /// event is written only when this call revoked.
     #[tracing::instrument(skip_all, err(Display), fields(app_password = %id))]
-    pub(super) async fn revoke_one(
+    async fn revoke_app_password(
         &self,
         username: &Username,
         id: Uuid,
         reason: &str,
-        now: Timestamp,
+        event: AuditEvent,
     ) -> Result<Option<AppPassword>> {
-        app_password::Entity::update_many()
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let revoked = app_password::Entity::update_many()
             .col_expr(
                 app_password::Column::RevokedAt,
-                Expr::value(now.as_millis()),
+                Expr::value(event.at.as_millis()),
             )
             .col_expr(app_password::Column::RevokeReason, Expr::value(reason))
             .filter(app_password::Column::Id.eq(id))
             .filter(app_password::Column::RevokedAt.is_null())
             .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
-            .exec(&self.db)
+            .exec(&txn)
             .await
             .map_err(db_error)?;
-        self.app_password(username, id).await
+        if revoked.rows_affected > 0 {
+            insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        self.get_app_password(username, id).await
     }
 
     #[tracing::instrument(skip_all, err(Display))]
-    pub(super) async fn revoke_all(
+    async fn revoke_account_app_passwords(
         &self,
         username: &Username,
         reason: &str,
-        now: Timestamp,
+        mut event: AuditEvent,
     ) -> Result<u64> {
+        let txn = self.db.begin().await.map_err(db_error)?;
         let revoked = app_password::Entity::update_many()
             .col_expr(
                 app_password::Column::RevokedAt,
-                Expr::value(now.as_millis()),
+                Expr::value(event.at.as_millis()),
             )
             .col_expr(app_password::Column::RevokeReason, Expr::value(reason))
             .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
-            .filter(active_at(now))
-            .exec(&self.db)
+            .filter(active_at(event.at))
+            .exec(&txn)
             .await
             .map_err(db_error)?;
+        if revoked.rows_affected > 0 {
+            event.item_count = Some(i64::try_from(revoked.rows_affected).unwrap_or(i64::MAX));
+            insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(db_error)?;
         Ok(revoked.rows_affected)
     }
 }

@@ -6,7 +6,10 @@ use crate::domain::network::AllowedNetworks;
 use crate::domain::protocol::{Protocol, ProtocolSet};
 use crate::domain::username::Username;
 
-use super::entities::{account, app_password};
+use crate::domain::audit::{AuditEvent, EventType};
+use crate::domain::caller::{Caller, Role};
+
+use super::entities::{account, app_password, audit_event, caller};
 
 pub(super) fn app_password(row: app_password::Model, username: Username) -> AppPassword {
     AppPassword {
@@ -41,4 +44,35 @@ pub(super) fn account(row: account::Model, active_app_passwords: u64) -> Account
         }),
         active_app_passwords: u32::try_from(active_app_passwords).unwrap_or(u32::MAX),
     }
+}
+
+/// `None` for a row whose type this build does not know (written by a newer
+/// version); such rows are skipped rather than failing the whole listing.
+pub(super) fn audit_event(row: audit_event::Model) -> Option<AuditEvent> {
+    Some(AuditEvent {
+        id: row.id,
+        at: Timestamp::from_millis(row.occurred_at),
+        event_type: EventType::parse(&row.event_type)?,
+        actor: row.actor,
+        username: row.username.map(Username::from_stored),
+        app_password_id: row.app_password_id,
+        caller_name: row.caller_name,
+        client_ip: row.client_ip.and_then(|ip| ip.parse().ok()),
+        protocol: row.protocol.and_then(Protocol::from_code),
+        item_count: row.item_count,
+        detail: row.detail,
+    })
+}
+
+/// `None` for a row with a role this build does not know.
+pub(super) fn caller(row: caller::Model) -> Option<Caller> {
+    Some(Caller {
+        name: row.name,
+        role: Role::parse(&row.role)?,
+        tls_identity: row.tls_identity,
+        created_at: Timestamp::from_millis(row.created_at),
+        created_by: row.created_by,
+        last_used_at: row.last_used_at.map(Timestamp::from_millis),
+        revoked_at: row.revoked_at.map(Timestamp::from_millis),
+    })
 }

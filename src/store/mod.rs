@@ -1,26 +1,22 @@
 //! Storage on sea-orm: SQLite, PostgreSQL or MySQL/MariaDB, chosen by the
-//! database URL.
+//! database URL. Each file implements one of the domain's storage traits.
 
 mod accounts;
 mod app_passwords;
+mod audit;
+mod callers;
 mod convert;
 pub mod entities;
 mod errors;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use latchkey_migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::domain::clock::Timestamp;
 use crate::domain::error::Result;
-use crate::domain::model::{Account, AppPassword, AppPasswordCursor, Page};
-use crate::domain::store::{Credential, IssueOutcome, NewAppPassword, Store, Usage};
-use crate::domain::username::Username;
 pub use errors::db_error;
 
 /// Connection pool settings.
@@ -87,87 +83,4 @@ impl SqlStore {
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
-}
-
-impl Store for SqlStore {
-    async fn issue(&self, new: NewAppPassword, cap: u32) -> Result<IssueOutcome> {
-        self.issue_app_password(new, cap).await
-    }
-
-    async fn find_credential(
-        &self,
-        username: &Username,
-        selector: &str,
-    ) -> Result<Option<Credential>> {
-        self.credential(username, selector).await
-    }
-
-    async fn record_use(&self, id: Uuid, usage: Usage) -> Result<()> {
-        self.record_app_password_use(id, usage).await
-    }
-
-    async fn get_app_password(&self, username: &Username, id: Uuid) -> Result<Option<AppPassword>> {
-        self.app_password(username, id).await
-    }
-
-    async fn list_app_passwords(
-        &self,
-        username: &Username,
-        show_revoked: bool,
-        after: Option<AppPasswordCursor>,
-        limit: u32,
-    ) -> Result<Option<Page<AppPassword>>> {
-        self.app_passwords_page(username, show_revoked, after, limit)
-            .await
-    }
-
-    async fn revoke_app_password(
-        &self,
-        username: &Username,
-        id: Uuid,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<Option<AppPassword>> {
-        self.revoke_one(username, id, reason, now).await
-    }
-
-    async fn revoke_account_app_passwords(
-        &self,
-        username: &Username,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<u64> {
-        self.revoke_all(username, reason, now).await
-    }
-
-    async fn get_account(&self, username: &Username, now: Timestamp) -> Result<Option<Account>> {
-        self.account(username, now).await
-    }
-
-    async fn list_accounts(
-        &self,
-        after: Option<&Username>,
-        limit: u32,
-        now: Timestamp,
-    ) -> Result<Page<Account>> {
-        self.accounts_page(after, limit, now).await
-    }
-
-    async fn set_account_disabled(
-        &self,
-        username: &Username,
-        disable: Option<(Timestamp, &str)>,
-        now: Timestamp,
-    ) -> Result<Option<Account>> {
-        self.set_disabled(username, disable, now).await
-    }
-
-    async fn delete_account(&self, username: &Username) -> Result<bool> {
-        self.delete(username).await
-    }
-}
-
-/// Stored text form of a client address.
-fn ip_to_stored(ip: IpAddr) -> String {
-    ip.to_string()
 }

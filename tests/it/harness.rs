@@ -14,14 +14,20 @@ use std::time::Duration;
 
 use latchkey::app::App;
 use latchkey::config::{Config, DatabaseUrl};
+use latchkey::domain::caller::Role;
 use latchkey::domain::clock::{ManualClock, Timestamp};
 use latchkey::domain::hashing::HashParams;
 use latchkey::grpc::pb::account_service_client::AccountServiceClient;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
+use latchkey::grpc::pb::audit_service_client::AuditServiceClient;
+use latchkey::grpc::pb::caller_service_client::CallerServiceClient;
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +68,9 @@ pub fn test_config() -> Config {
 pub struct TestServer {
     pub clock: ManualClock,
     pub database: TestDatabase,
+    /// A key for each role, made before the server starts.
+    pub keys: HashMap<Role, String>,
+    pub addr: std::net::SocketAddr,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), String>>>,
@@ -86,6 +95,16 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
+        let mut keys = HashMap::new();
+        for role in Role::ALL {
+            let name = format!("test-{role}");
+            let (_, key) = app
+                .core()
+                .create_caller(name, role, None, "test-harness")
+                .await
+                .unwrap();
+            keys.insert(role, key.expose().to_owned());
+        }
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.serve(listener, async {
@@ -103,22 +122,44 @@ impl TestServer {
         Self {
             clock,
             database,
+            keys,
+            addr,
             channel,
             shutdown: Some(shutdown),
             task: Some(task),
         }
     }
 
-    pub fn app_passwords(&self) -> AppPasswordServiceClient<Channel> {
-        AppPasswordServiceClient::new(self.channel.clone())
+    /// Clients authenticated as an operator, who may call everything; the
+    /// role tests use [`TestServer::as_caller`].
+    pub fn app_passwords(&self) -> AppPasswordServiceClient<Authed> {
+        AppPasswordServiceClient::new(self.as_role(Role::Issuer))
     }
 
-    pub fn auth(&self) -> LegacyAuthServiceClient<Channel> {
-        LegacyAuthServiceClient::new(self.channel.clone())
+    pub fn auth(&self) -> LegacyAuthServiceClient<Authed> {
+        LegacyAuthServiceClient::new(self.as_role(Role::Authenticator))
     }
 
-    pub fn accounts(&self) -> AccountServiceClient<Channel> {
-        AccountServiceClient::new(self.channel.clone())
+    pub fn accounts(&self) -> AccountServiceClient<Authed> {
+        AccountServiceClient::new(self.as_role(Role::Operator))
+    }
+
+    pub fn callers(&self) -> CallerServiceClient<Authed> {
+        CallerServiceClient::new(self.as_role(Role::Operator))
+    }
+
+    pub fn audit(&self) -> AuditServiceClient<Authed> {
+        AuditServiceClient::new(self.as_role(Role::Operator))
+    }
+
+    /// The channel, sending the key of the test caller with `role`.
+    pub fn as_role(&self, role: Role) -> Authed {
+        self.as_caller(Some(&self.keys[&role]))
+    }
+
+    /// The channel, sending `key` as a bearer key (or nothing).
+    pub fn as_caller(&self, key: Option<&str>) -> Authed {
+        InterceptedService::new(self.channel.clone(), Bearer(key.map(str::to_owned)))
     }
 
     pub fn channel(&self) -> Channel {
@@ -126,7 +167,8 @@ impl TestServer {
     }
 
     /// Graceful shutdown; fails the test if the server did not stop cleanly.
-    pub async fn stop(mut self) {
+    /// Returns the database, which is dropped (and deleted) with the value.
+    pub async fn stop(mut self) -> TestDatabase {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
@@ -137,6 +179,14 @@ impl TestServer {
                 .expect("server task panicked");
             result.expect("server returned an error");
         }
+        std::mem::replace(
+            &mut self.database,
+            TestDatabase {
+                url: String::new(),
+                cleanup: None,
+                _dir: None,
+            },
+        )
     }
 }
 
@@ -145,6 +195,28 @@ impl Drop for TestServer {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+}
+
+pub type Authed = InterceptedService<Channel, Bearer>;
+
+/// Adds `authorization: Bearer <key>` to every request, as grpcurl's `-H`
+/// does.
+#[derive(Clone)]
+pub struct Bearer(Option<String>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(key) = &self.0 {
+            let value = format!("Bearer {key}")
+                .parse()
+                .expect("a key is valid metadata");
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
     }
 }
 

@@ -6,11 +6,15 @@
 // A failed unwrap is how a test reports a broken expectation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access;
+mod audit_trail;
 mod discovery;
 mod harness;
+mod leaks;
 mod limits;
 mod refusals;
 mod review;
 mod secrets;
 mod support;
+mod tls;
 mod walk;

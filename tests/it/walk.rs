@@ -40,7 +40,7 @@ async fn issue_authenticate_review_revoke(backend: Backend) {
         [Protocol::Imap as i32, Protocol::Smtp as i32]
     );
     assert_eq!(password.state(), State::Active);
-    assert_eq!(password.issued_by, "anonymous");
+    assert_eq!(password.issued_by, "test-issuer");
     assert_eq!(password.use_count, 0);
     assert!(password.last_use_time.is_none() && password.revoke_time.is_none());
     let groups: Vec<&str> = issued.secret.split(' ').collect();

@@ -22,6 +22,7 @@ pub struct Model {
     pub last_used_ip: Option<String>,
     pub last_used_protocol: Option<i32>,
     pub use_count: i64,
+    pub seen_networks: String,
 }
 
 /// The stored argon2id PHC string. Its own type so that the derived `Debug`

@@ -2,3 +2,5 @@
 
 pub mod account;
 pub mod app_password;
+pub mod audit_event;
+pub mod caller;

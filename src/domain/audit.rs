@@ -1,0 +1,130 @@
+//! The audit trail's vocabulary. Events carry who, what and which target;
+//! never a secret.
+
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use super::clock::Timestamp;
+use super::protocol::Protocol;
+use super::username::Username;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    AppPasswordIssued,
+    AppPasswordRevoked,
+    AccountAppPasswordsRevoked,
+    AccountDisabled,
+    AccountEnabled,
+    AccountDeleted,
+    CallerCreated,
+    CallerRevoked,
+    AuthenticationFailed,
+    AppPasswordFirstUse,
+    AppPasswordNewNetwork,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 11] = [
+        EventType::AppPasswordIssued,
+        EventType::AppPasswordRevoked,
+        EventType::AccountAppPasswordsRevoked,
+        EventType::AccountDisabled,
+        EventType::AccountEnabled,
+        EventType::AccountDeleted,
+        EventType::CallerCreated,
+        EventType::CallerRevoked,
+        EventType::AuthenticationFailed,
+        EventType::AppPasswordFirstUse,
+        EventType::AppPasswordNewNetwork,
+    ];
+
+    /// The stored name. Never rename: stored rows use it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventType::AppPasswordIssued => "app_password_issued",
+            EventType::AppPasswordRevoked => "app_password_revoked",
+            EventType::AccountAppPasswordsRevoked => "account_app_passwords_revoked",
+            EventType::AccountDisabled => "account_disabled",
+            EventType::AccountEnabled => "account_enabled",
+            EventType::AccountDeleted => "account_deleted",
+            EventType::CallerCreated => "caller_created",
+            EventType::CallerRevoked => "caller_revoked",
+            EventType::AuthenticationFailed => "authentication_failed",
+            EventType::AppPasswordFirstUse => "app_password_first_use",
+            EventType::AppPasswordNewNetwork => "app_password_new_network",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Assigned by storage; 0 until written.
+    pub id: i64,
+    pub at: Timestamp,
+    pub event_type: EventType,
+    /// The caller that made the request.
+    pub actor: String,
+    pub username: Option<Username>,
+    pub app_password_id: Option<Uuid>,
+    pub caller_name: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    pub protocol: Option<Protocol>,
+    pub item_count: Option<i64>,
+    pub detail: String,
+}
+
+impl AuditEvent {
+    pub fn new(event_type: EventType, at: Timestamp, actor: &str) -> Self {
+        Self {
+            id: 0,
+            at,
+            event_type,
+            actor: actor.to_owned(),
+            username: None,
+            app_password_id: None,
+            caller_name: None,
+            client_ip: None,
+            protocol: None,
+            item_count: None,
+            detail: String::new(),
+        }
+    }
+
+    pub fn account(mut self, username: &Username) -> Self {
+        self.username = Some(username.clone());
+        self
+    }
+
+    pub fn app_password(mut self, username: &Username, id: Uuid) -> Self {
+        self.username = Some(username.clone());
+        self.app_password_id = Some(id);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+}
+
+/// Which events to list; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub username: Option<Username>,
+    pub app_password_id: Option<Uuid>,
+    pub event_types: Vec<EventType>,
+    pub from: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+/// A position in the newest-first list of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditCursor {
+    pub at: Timestamp,
+    pub id: i64,
+}

@@ -1,0 +1,108 @@
+//! Managing and recognising latchkey's own callers.
+
+use super::audit::{AuditEvent, EventType};
+use super::caller::{Caller, CallerKey, Role};
+use super::error::{Error, Result};
+use super::model::Page;
+use super::store::{CreateCallerOutcome, Store};
+use super::Latchkey;
+
+/// A caller's `last_used_at` is refreshed at most this often, so that
+/// recognising a caller on every request does not also write on every
+/// request.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+impl<S: Store> Latchkey<S> {
+    /// The caller a presented bearer key belongs to, if it is valid and not
+    /// revoked.
+    pub async fn caller_by_key(&self, presented: &str) -> Result<Option<Caller>> {
+        let Some(key) = CallerKey::parse(presented) else {
+            return Ok(None);
+        };
+        let Some(stored) = self.store().caller_by_key_id(key.key_id()).await? else {
+            return Ok(None);
+        };
+        if !key.matches(&stored.key_digest) || stored.caller.revoked_at.is_some() {
+            return Ok(None);
+        }
+        self.touch(&stored.caller).await?;
+        Ok(Some(stored.caller))
+    }
+
+    /// The caller a verified TLS client certificate maps to: the first of
+    /// the certificate's identities (subject CN, SANs) that names one.
+    pub async fn caller_by_tls_identities(&self, identities: &[String]) -> Result<Option<Caller>> {
+        if identities.is_empty() {
+            return Ok(None);
+        }
+        let caller = self.store().caller_by_tls_identity(identities).await?;
+        if let Some(caller) = &caller {
+            self.touch(caller).await?;
+        }
+        Ok(caller)
+    }
+
+    async fn touch(&self, caller: &Caller) -> Result<()> {
+        let now = self.now();
+        let stale = caller
+            .last_used_at
+            .is_none_or(|at| now.as_millis() - at.as_millis() >= LAST_USED_RESOLUTION_MS);
+        if stale {
+            self.store().touch_caller(&caller.name, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a caller; the key is returned once and only its digest kept.
+    pub async fn create_caller(
+        &self,
+        name: String,
+        role: Role,
+        tls_identity: Option<String>,
+        actor: &str,
+    ) -> Result<(Caller, CallerKey)> {
+        let now = self.now();
+        let key = CallerKey::generate();
+        let caller = Caller {
+            name: name.clone(),
+            role,
+            tls_identity,
+            created_at: now,
+            created_by: actor.to_owned(),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        let mut event = AuditEvent::new(EventType::CallerCreated, now, actor).detail(role.as_str());
+        event.caller_name = Some(name.clone());
+        match self
+            .store()
+            .create_caller(caller, key.key_id(), &key.digest(), event)
+            .await?
+        {
+            CreateCallerOutcome::Created(caller) => Ok((caller, key)),
+            CreateCallerOutcome::NameTaken => Err(Error::AlreadyExists(format!(
+                "callers/{name} already exists"
+            ))),
+            CreateCallerOutcome::TlsIdentityTaken => Err(Error::AlreadyExists(
+                "another caller already has this TLS identity".to_owned(),
+            )),
+        }
+    }
+
+    pub async fn list_callers(&self, after: Option<&str>, limit: u32) -> Result<Page<Caller>> {
+        self.store().list_callers(after, limit).await
+    }
+
+    /// Effective at once on this replica and, since every request reads the
+    /// caller's row, on every other.
+    pub async fn revoke_caller(&self, name: &str, actor: &str) -> Result<Caller> {
+        let mut event = AuditEvent::new(EventType::CallerRevoked, self.now(), actor);
+        event.caller_name = Some(name.to_owned());
+        self.store()
+            .revoke_caller(name, event)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                resource: format!("callers/{name}"),
+            })
+    }
+}

@@ -1,0 +1,164 @@
+//! Caller authentication and authorization, for every request in one place.
+//!
+//! A request carries either a bearer key (`authorization: Bearer <key>`,
+//! what grpcurl's `-H` sends) or arrives over mutual TLS with a client
+//! certificate naming a caller's TLS identity. A bearer key, when present,
+//! is what counts. No credential, or one that does not check out, is
+//! UNAUTHENTICATED; a caller outside its role is PERMISSION_DENIED. Both are
+//! decided before any handler runs, so neither says anything about the
+//! account a request names.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tower::{Layer, Service};
+
+use super::access::{access_for, Access, ReflectionAccess};
+use super::tls_identity;
+use crate::domain::caller::Caller;
+use crate::domain::store::Store;
+use crate::domain::Latchkey;
+
+const UNAUTHENTICATED: &str =
+    "a valid caller credential is required: send `authorization: Bearer <key>` or a client certificate";
+
+#[derive(Clone)]
+pub struct CallerAuthLayer<S> {
+    core: Latchkey<S>,
+    reflection: ReflectionAccess,
+}
+
+impl<S> CallerAuthLayer<S> {
+    pub fn new(core: Latchkey<S>, reflection: ReflectionAccess) -> Self {
+        Self { core, reflection }
+    }
+}
+
+impl<S, Inner> Layer<Inner> for CallerAuthLayer<S> {
+    type Service = CallerAuth<S, Inner>;
+
+    fn layer(&self, inner: Inner) -> Self::Service {
+        CallerAuth {
+            core: self.core.clone(),
+            reflection: self.reflection,
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CallerAuth<S, Inner> {
+    core: Latchkey<S>,
+    reflection: ReflectionAccess,
+    inner: Inner,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, Inner, ReqBody, ResBody> Service<http::Request<ReqBody>> for CallerAuth<S, Inner>
+where
+    S: Store,
+    Inner: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    Inner::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Inner::Response;
+    type Error = Inner::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        // The clone that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let core = self.core.clone();
+        let reflection = self.reflection;
+        Box::pin(async move {
+            let needed = match access_for(request.uri().path()) {
+                Some(Access::Open) => return inner.call(request).await,
+                Some(Access::Reflection) if reflection == ReflectionAccess::Open => {
+                    return inner.call(request).await
+                }
+                Some(Access::Reflection) => None,
+                Some(Access::Roles(roles)) => Some(roles),
+                None => Some(&[][..]),
+            };
+            let presented = Presented::of(&request);
+            let caller = match presented.identify(&core).await {
+                Ok(Some(caller)) => caller,
+                Ok(None) => return Ok(refuse(Status::unauthenticated(UNAUTHENTICATED))),
+                Err(error) => return Ok(refuse(Status::from(error))),
+            };
+            if let Some(roles) = needed {
+                if !roles.contains(&caller.role) {
+                    let status = Status::permission_denied(format!(
+                        "caller {} (role {}) may not call {}",
+                        caller.name,
+                        caller.role,
+                        request.uri().path()
+                    ));
+                    let mut response = refuse(status);
+                    response.extensions_mut().insert(caller);
+                    return Ok(response);
+                }
+            }
+            request.extensions_mut().insert(caller.clone());
+            let mut response = inner.call(request).await?;
+            response.extensions_mut().insert(caller);
+            Ok(response)
+        })
+    }
+}
+
+/// What a request presents to prove who sent it, copied out of the
+/// request so that checking it holds no borrow across an await.
+enum Presented {
+    /// An `authorization` header: `Some(key)` if it is a bearer key.
+    Bearer(Option<String>),
+    /// The identities of a TLS client certificate (empty without one).
+    Certificate(Vec<String>),
+}
+
+impl Presented {
+    /// A bearer key, if sent, is what counts; otherwise the client
+    /// certificate.
+    fn of<B>(request: &http::Request<B>) -> Self {
+        match request.headers().get(http::header::AUTHORIZATION) {
+            Some(value) => Self::Bearer(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    })
+                    .map(|key| key.trim().to_owned()),
+            ),
+            None => Self::Certificate(tls_identity::of_request(request)),
+        }
+    }
+
+    async fn identify<S: Store>(
+        self,
+        core: &Latchkey<S>,
+    ) -> crate::domain::error::Result<Option<Caller>> {
+        match self {
+            Self::Bearer(Some(key)) => core.caller_by_key(&key).await,
+            Self::Bearer(None) => Ok(None),
+            Self::Certificate(identities) => core.caller_by_tls_identities(&identities).await,
+        }
+    }
+}
+
+fn refuse<B: Default>(status: Status) -> http::Response<B> {
+    status.into_http()
+}

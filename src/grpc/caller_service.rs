@@ -1,0 +1,91 @@
+//! CallerService: operators manage latchkey's own callers.
+
+use tonic::{Request, Response, Status};
+
+use crate::domain::caller::{parse_name, parse_tls_identity};
+use crate::domain::error::{Error, Violations};
+use crate::domain::store::Store;
+use crate::domain::Latchkey;
+
+use super::app_password_service::unchecked;
+use super::convert::{caller_to_pb, parse_role};
+use super::pb::caller_service_server::CallerService;
+use super::pb::{
+    Caller, CreateCallerRequest, CreateCallerResponse, ListCallersRequest, ListCallersResponse,
+    RevokeCallerRequest,
+};
+use super::{caller, names, paging};
+
+pub struct CallerHandler<S> {
+    core: Latchkey<S>,
+}
+
+impl<S> CallerHandler<S> {
+    pub fn new(core: Latchkey<S>) -> Self {
+        Self { core }
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> CallerService for CallerHandler<S> {
+    async fn create_caller(
+        &self,
+        request: Request<CreateCallerRequest>,
+    ) -> Result<Response<CreateCallerResponse>, Status> {
+        let actor = caller::name_of(&request);
+        let request = request.into_inner();
+        let mut v = Violations::default();
+        let name = v.check("name", parse_name(&request.name));
+        let role = v.check("role", parse_role(request.role));
+        let tls_identity = v.check("tls_identity", parse_tls_identity(&request.tls_identity));
+        v.finish()?;
+        let (Some(name), Some(role), Some(tls_identity)) = (name, role, tls_identity) else {
+            return Err(unchecked());
+        };
+        let (created, key) = self
+            .core
+            .create_caller(name, role, tls_identity, &actor)
+            .await?;
+        Ok(Response::new(CreateCallerResponse {
+            caller: Some(caller_to_pb(created)),
+            key: key.expose().to_owned(),
+        }))
+    }
+
+    async fn list_callers(
+        &self,
+        request: Request<ListCallersRequest>,
+    ) -> Result<Response<ListCallersResponse>, Status> {
+        let request = request.into_inner();
+        let mut v = Violations::default();
+        let page_size = v.check("page_size", paging::page_size(request.page_size));
+        let after = v.check(
+            "page_token",
+            paging::parse_caller_token(&request.page_token),
+        );
+        v.finish()?;
+        let (Some(page_size), Some(after)) = (page_size, after) else {
+            return Err(unchecked());
+        };
+        let page = self.core.list_callers(after.as_deref(), page_size).await?;
+        let next_page_token = match page.items.last() {
+            Some(last) if page.more => paging::caller_token(&last.name),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListCallersResponse {
+            callers: page.items.into_iter().map(caller_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn revoke_caller(
+        &self,
+        request: Request<RevokeCallerRequest>,
+    ) -> Result<Response<Caller>, Status> {
+        let actor = caller::name_of(&request);
+        let name = names::parse_caller(&request.get_ref().name)
+            .map_err(|why| Error::invalid("name", why))?;
+        let revoked = self.core.revoke_caller(&name, &actor).await?;
+        Ok(Response::new(caller_to_pb(revoked)))
+    }
+}

@@ -1,0 +1,106 @@
+//! The audit trail: written beside the change it describes, read newest
+//! first.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use super::entities::audit_event;
+use super::{convert, db_error, SqlStore};
+use crate::domain::audit::{AuditCursor, AuditEvent, AuditFilter};
+use crate::domain::clock::Timestamp;
+use crate::domain::error::Result;
+use crate::domain::model::Page;
+use crate::domain::store::AuditStore;
+
+/// Writes `event` on `connection`: pass the transaction of the change it
+/// describes, so that neither can be committed without the other.
+pub(super) async fn insert_event(
+    connection: &impl ConnectionTrait,
+    event: AuditEvent,
+) -> Result<()> {
+    let row = audit_event::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        occurred_at: Set(event.at.as_millis()),
+        event_type: Set(event.event_type.as_str().to_owned()),
+        actor: Set(event.actor),
+        username: Set(event.username.map(|u| u.as_str().to_owned())),
+        app_password_id: Set(event.app_password_id),
+        caller_name: Set(event.caller_name),
+        client_ip: Set(event.client_ip.map(|ip| ip.to_string())),
+        protocol: Set(event.protocol.map(|p| p.code())),
+        item_count: Set(event.item_count),
+        detail: Set(event.detail),
+    };
+    audit_event::Entity::insert(row)
+        .exec_without_returning(connection)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+impl AuditStore for SqlStore {
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn record_event(&self, event: AuditEvent) -> Result<()> {
+        insert_event(&self.db, event).await
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn list_events(
+        &self,
+        filter: &AuditFilter,
+        after: Option<AuditCursor>,
+        limit: u32,
+    ) -> Result<Page<AuditEvent>> {
+        let mut query = audit_event::Entity::find();
+        if let Some(username) = &filter.username {
+            query = query.filter(audit_event::Column::Username.eq(username.as_str()));
+        }
+        if let Some(id) = filter.app_password_id {
+            query = query.filter(audit_event::Column::AppPasswordId.eq(id));
+        }
+        if !filter.event_types.is_empty() {
+            query = query.filter(
+                audit_event::Column::EventType.is_in(filter.event_types.iter().map(|t| t.as_str())),
+            );
+        }
+        if let Some(from) = filter.from {
+            query = query.filter(audit_event::Column::OccurredAt.gte(from.as_millis()));
+        }
+        if let Some(until) = filter.until {
+            query = query.filter(audit_event::Column::OccurredAt.lt(until.as_millis()));
+        }
+        if let Some(cursor) = after {
+            let at = cursor.at.as_millis();
+            query = query.filter(
+                Condition::any()
+                    .add(audit_event::Column::OccurredAt.lt(at))
+                    .add(
+                        Condition::all()
+                            .add(audit_event::Column::OccurredAt.eq(at))
+                            .add(audit_event::Column::Id.lt(cursor.id)),
+                    ),
+            );
+        }
+        let rows = query
+            .order_by_desc(audit_event::Column::OccurredAt)
+            .order_by_desc(audit_event::Column::Id)
+            .limit(u64::from(limit) + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let items = rows.into_iter().filter_map(convert::audit_event).collect();
+        Ok(Page::from_overfetch(items, limit))
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn prune_events(&self, before: Timestamp) -> Result<u64> {
+        let deleted = audit_event::Entity::delete_many()
+            .filter(audit_event::Column::OccurredAt.lt(before.as_millis()))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(deleted.rows_affected)
+    }
+}

@@ -1,0 +1,166 @@
+//! Queries on latchkey's own callers.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+
+use super::audit::insert_event;
+use super::entities::caller::{self, KeyDigest};
+use super::{convert, db_error, SqlStore};
+use crate::domain::audit::AuditEvent;
+use crate::domain::caller::Caller;
+use crate::domain::clock::Timestamp;
+use crate::domain::error::{Error, Result};
+use crate::domain::model::Page;
+use crate::domain::store::{CallerStore, CreateCallerOutcome, StoredCaller};
+
+fn known_role(row: caller::Model) -> Result<Caller> {
+    let role = row.role.clone();
+    convert::caller(row)
+        .ok_or_else(|| Error::internal(format!("caller row has unknown role {role:?}")))
+}
+
+impl CallerStore for SqlStore {
+    /// Name and TLS identity are unique; checked inside the transaction
+    /// that inserts, and backed by unique indexes should two creations race.
+    #[tracing::instrument(skip_all, err(Display), fields(caller = %new.name))]
+    async fn create_caller(
+        &self,
+        new: Caller,
+        key_id: &str,
+        key_digest: &str,
+        event: AuditEvent,
+    ) -> Result<CreateCallerOutcome> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let name_taken = caller::Entity::find()
+            .filter(caller::Column::Name.eq(new.name.as_str()))
+            .one(&txn)
+            .await
+            .map_err(db_error)?
+            .is_some();
+        if name_taken {
+            return Ok(CreateCallerOutcome::NameTaken);
+        }
+        if let Some(identity) = &new.tls_identity {
+            let identity_taken = caller::Entity::find()
+                .filter(caller::Column::TlsIdentity.eq(identity.as_str()))
+                .one(&txn)
+                .await
+                .map_err(db_error)?
+                .is_some();
+            if identity_taken {
+                return Ok(CreateCallerOutcome::TlsIdentityTaken);
+            }
+        }
+        let row = caller::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            name: Set(new.name.clone()),
+            role: Set(new.role.as_str().to_owned()),
+            key_id: Set(key_id.to_owned()),
+            key_hash: Set(KeyDigest(key_digest.to_owned())),
+            tls_identity: Set(new.tls_identity.clone()),
+            created_at: Set(new.created_at.as_millis()),
+            created_by: Set(new.created_by.clone()),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+        };
+        let inserted = caller::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await;
+        if let Err(error) = inserted {
+            if matches!(
+                error.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) {
+                return Ok(CreateCallerOutcome::NameTaken);
+            }
+            return Err(db_error(error));
+        }
+        insert_event(&txn, event).await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(CreateCallerOutcome::Created(new))
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn caller_by_key_id(&self, key_id: &str) -> Result<Option<StoredCaller>> {
+        let Some(row) = caller::Entity::find()
+            .filter(caller::Column::KeyId.eq(key_id))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let key_digest = row.key_hash.0.clone();
+        Ok(Some(StoredCaller {
+            caller: known_role(row)?,
+            key_digest,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn caller_by_tls_identity(&self, identities: &[String]) -> Result<Option<Caller>> {
+        let row = caller::Entity::find()
+            .filter(caller::Column::TlsIdentity.is_in(identities.iter().map(String::as_str)))
+            .filter(caller::Column::RevokedAt.is_null())
+            .order_by_asc(caller::Column::Name)
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        row.map(known_role).transpose()
+    }
+
+    async fn touch_caller(&self, name: &str, now: Timestamp) -> Result<()> {
+        caller::Entity::update_many()
+            .col_expr(caller::Column::LastUsedAt, Expr::value(now.as_millis()))
+            .filter(caller::Column::Name.eq(name))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn list_callers(&self, after: Option<&str>, limit: u32) -> Result<Page<Caller>> {
+        let mut query = caller::Entity::find();
+        if let Some(after) = after {
+            query = query.filter(caller::Column::Name.gt(after));
+        }
+        let rows = query
+            .order_by_asc(caller::Column::Name)
+            .limit(u64::from(limit) + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let items = rows
+            .into_iter()
+            .map(known_role)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit))
+    }
+
+    #[tracing::instrument(skip_all, err(Display), fields(caller = %name))]
+    async fn revoke_caller(&self, name: &str, event: AuditEvent) -> Result<Option<Caller>> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let revoked = caller::Entity::update_many()
+            .col_expr(caller::Column::RevokedAt, Expr::value(event.at.as_millis()))
+            .filter(caller::Column::Name.eq(name))
+            .filter(caller::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        if revoked.rows_affected > 0 {
+            insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(db_error)?;
+        caller::Entity::find()
+            .filter(caller::Column::Name.eq(name))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .map(known_role)
+            .transpose()
+    }
+}

@@ -1,0 +1,23 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "audit_event")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub occurred_at: i64,
+    pub event_type: String,
+    pub actor: String,
+    pub username: Option<String>,
+    pub app_password_id: Option<Uuid>,
+    pub caller_name: Option<String>,
+    pub client_ip: Option<String>,
+    pub protocol: Option<i32>,
+    pub item_count: Option<i64>,
+    pub detail: String,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

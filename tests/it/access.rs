@@ -1,0 +1,168 @@
+//! Every RPC against every kind of caller: no credential, a malformed,
+//! unknown or revoked key, and each role. The expected table below is the
+//! specification; it must name exactly the methods the protos define, so an
+//! RPC added without a decision about who may call it fails here.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use latchkey::domain::caller::Role;
+use latchkey::grpc::access::{access_for, Access, POLICY};
+use latchkey::grpc::pb::{CreateCallerRequest, RevokeCallerRequest};
+use prost::Message;
+use tonic::Code;
+
+use crate::harness::{Authed, Backend, TestServer};
+
+const ISSUER_OR_OPERATOR: &[Role] = &[Role::Issuer, Role::Operator];
+const AUTHENTICATOR_OR_OPERATOR: &[Role] = &[Role::Authenticator, Role::Operator];
+const OPERATOR: &[Role] = &[Role::Operator];
+
+/// Who may call each latchkey RPC: the brief's roles, written out.
+const EXPECTED: &[(&str, &[Role])] = &[
+    (
+        "/latchkey.v1.AppPasswordService/IssueAppPassword",
+        ISSUER_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/ListAppPasswords",
+        ISSUER_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/GetAppPassword",
+        ISSUER_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/RevokeAppPassword",
+        ISSUER_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/RevokeAccountAppPasswords",
+        ISSUER_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.LegacyAuthService/Authenticate",
+        AUTHENTICATOR_OR_OPERATOR,
+    ),
+    ("/latchkey.v1.AccountService/GetAccount", OPERATOR),
+    ("/latchkey.v1.AccountService/ListAccounts", OPERATOR),
+    ("/latchkey.v1.AccountService/DisableAccount", OPERATOR),
+    ("/latchkey.v1.AccountService/EnableAccount", OPERATOR),
+    ("/latchkey.v1.AccountService/DeleteAccount", OPERATOR),
+    ("/latchkey.v1.CallerService/CreateCaller", OPERATOR),
+    ("/latchkey.v1.CallerService/ListCallers", OPERATOR),
+    ("/latchkey.v1.CallerService/RevokeCaller", OPERATOR),
+    ("/latchkey.v1.AuditService/ListAuditEvents", OPERATOR),
+];
+
+/// Every RPC the compiled protos define, as request paths.
+fn defined_methods() -> BTreeSet<String> {
+    let files =
+        prost_types::FileDescriptorSet::decode(latchkey::grpc::pb::FILE_DESCRIPTOR_SET).unwrap();
+    let mut methods = BTreeSet::new();
+    for file in files.file {
+        for service in &file.service {
+            for method in &service.method {
+                methods.insert(format!(
+                    "/{}.{}/{}",
+                    file.package(),
+                    service.name(),
+                    method.name()
+                ));
+            }
+        }
+    }
+    methods
+}
+
+#[test]
+fn the_policy_covers_exactly_the_defined_methods() {
+    let defined = defined_methods();
+    let expected: BTreeSet<String> = EXPECTED.iter().map(|(m, _)| (*m).to_owned()).collect();
+    assert_eq!(defined, expected, "the protos and this table disagree");
+    let in_policy: BTreeSet<String> = POLICY
+        .iter()
+        .map(|(m, _)| (*m).to_owned())
+        .filter(|m| m.starts_with("/latchkey."))
+        .collect();
+    assert_eq!(
+        in_policy, expected,
+        "src/grpc/access.rs and this table disagree"
+    );
+    for (method, roles) in EXPECTED {
+        assert_eq!(access_for(method), Some(Access::Roles(roles)), "{method}");
+    }
+    assert_eq!(
+        access_for("/latchkey.v1.AppPasswordService/NoSuchMethod"),
+        None
+    );
+}
+
+/// Calls `path` with an empty request (valid protobuf for any message) and
+/// returns the status code.
+async fn call(channel: Authed, path: &str) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    let path = http::uri::PathAndQuery::from_str(path).unwrap();
+    match grpc.unary(tonic::Request::new(()), path, codec).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+crate::backend_tests!(every_method_checks_its_caller);
+
+async fn every_method_checks_its_caller(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let revoked_key = server
+        .callers()
+        .create_caller(CreateCallerRequest {
+            name: "retired-proxy".into(),
+            role: latchkey::grpc::pb::Role::Operator as i32,
+            tls_identity: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    server
+        .callers()
+        .revoke_caller(RevokeCallerRequest {
+            name: "callers/retired-proxy".into(),
+        })
+        .await
+        .unwrap();
+    let operator_key = server.keys[&Role::Operator].clone();
+    // Well-formed, but no caller has it: the id is right, the secret is not.
+    let (id_part, _) = operator_key.rsplit_once('_').unwrap();
+    let forged = format!("{id_part}_{}", "A".repeat(43));
+    let unknown = "latchkey_aaaaaaaaaaaa_".to_owned() + &"B".repeat(43);
+
+    for (method, allowed) in EXPECTED {
+        for key in [
+            None,
+            Some("not-a-key"),
+            Some(unknown.as_str()),
+            Some(forged.as_str()),
+            Some(revoked_key.as_str()),
+        ] {
+            let code = call(server.as_caller(key), method).await;
+            assert_eq!(code, Code::Unauthenticated, "{method} with {key:?}");
+        }
+        for role in Role::ALL {
+            let code = call(server.as_role(role), method).await;
+            if allowed.contains(&role) {
+                assert!(
+                    !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
+                    "{method} refused {role}: {code:?}"
+                );
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{method} let {role} through");
+            }
+        }
+    }
+    server.stop().await;
+}

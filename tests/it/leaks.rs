@@ -1,0 +1,148 @@
+//! No secret reaches the database, the audit trail or the logs: a whole
+//! walk runs with debug logging captured, then the database files and the
+//! log are searched for every app password and caller key it handled.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use latchkey::domain::caller::Role;
+use latchkey::grpc::pb::{
+    CreateCallerRequest, DisableAccountRequest, ListAuditEventsRequest, Protocol,
+    RevokeAppPasswordRequest,
+};
+
+use crate::harness::{Backend, TestServer};
+use crate::support::*;
+
+#[derive(Clone)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every log line of this test process, at debug level, from every crate.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Captured(buffer.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    })
+    .clone()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_database_files_audit_trail_or_logs() {
+    let logs = captured_logs();
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let mut secrets: Vec<String> = server.keys.values().cloned().collect();
+
+    let created = server
+        .callers()
+        .create_caller(CreateCallerRequest {
+            name: "portal".into(),
+            role: latchkey::grpc::pb::Role::Issuer as i32,
+            tls_identity: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    secrets.push(created.key.clone());
+    assert!(
+        !format!("{created:?}").contains(&created.key),
+        "Debug shows the caller key"
+    );
+
+    let issued = issue(&server, issue_request("uma", "Laptop", &[Protocol::Imap])).await;
+    secrets.extend(secret_forms(&issued.secret));
+    let (_, other) = issue_simple(&server, "victor").await;
+    secrets.extend(secret_forms(&other));
+    assert!(login(&server, "uma", &issued.secret).await.authenticated);
+    assert!(!login(&server, "uma", &other).await.authenticated);
+    // A password typed into the username box must not be logged either.
+    assert!(
+        !login(&server, &issued.secret.replace(' ', ""), &other)
+            .await
+            .authenticated
+    );
+    server
+        .app_passwords()
+        .revoke_app_password(RevokeAppPasswordRequest {
+            name: issued.app_password.unwrap().name,
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    server
+        .accounts()
+        .disable_account(DisableAccountRequest {
+            name: "accounts/victor".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let trail = server
+        .audit()
+        .list_audit_events(ListAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(trail.audit_events.len() >= 6);
+    let trail_text = format!("{trail:?}");
+    let database_path = server
+        .database
+        .url
+        .trim_start_matches("sqlite://")
+        .trim_end_matches("?mode=rwc")
+        .to_owned();
+    let key = server.keys[&Role::Operator].clone();
+    let _database = server.stop().await;
+
+    let mut stored = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        if let Ok(bytes) = std::fs::read(format!("{database_path}{suffix}")) {
+            stored.extend(bytes);
+        }
+    }
+    assert!(
+        contains(&stored, "$argon2id$"),
+        "the database file was not read"
+    );
+    let logs = logs.lock().unwrap().clone();
+    assert!(
+        contains(&logs, "IssueAppPassword"),
+        "the logs were not captured"
+    );
+    for secret in &secrets {
+        assert!(!contains(&stored, secret), "the database holds a secret");
+        assert!(!contains(&logs, secret), "the logs hold a secret");
+        assert!(
+            !trail_text.contains(secret.as_str()),
+            "the audit trail holds a secret"
+        );
+    }
+    // Caller keys are stored as SHA-256 only: not even their secret half.
+    let (_, secret_half) = key.rsplit_once('_').unwrap();
+    assert!(!contains(&stored, secret_half));
+    assert!(!contains(&logs, secret_half));
+}

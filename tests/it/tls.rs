@@ -1,0 +1,178 @@
+//! TLS and mutual TLS, with certificates made here: a CA, a server
+//! certificate for localhost, and client certificates that do and do not
+//! name a caller.
+
+use latchkey::config::TlsConfig;
+use latchkey::domain::caller::Role;
+use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
+use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
+use latchkey::grpc::pb::{CreateCallerRequest, ListAppPasswordsRequest, Protocol};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::Code;
+
+use crate::harness::{Backend, TestServer};
+use crate::support::login_request;
+
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "latchkey test CA");
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            ca,
+        }
+    }
+
+    /// A certificate signed by the CA: (cert PEM, key PEM).
+    fn issue(&self, common_name: &str, sans: &[&str]) -> (String, String) {
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn server_config(&self) -> TlsConfig {
+        let (cert, key) = self.issue("localhost", &["localhost", "127.0.0.1"]);
+        let write = |name: &str, contents: &str| {
+            let path = self.dir.path().join(name);
+            std::fs::write(&path, contents).unwrap();
+            path
+        };
+        TlsConfig {
+            cert_file: write("server.pem", &cert),
+            key_file: write("server.key", &key),
+            client_ca_file: Some(write("ca.pem", &self.ca.pem())),
+        }
+    }
+
+    async fn channel(&self, server: &TestServer, client: Option<(String, String)>) -> Channel {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(self.ca.pem()))
+            .domain_name("localhost");
+        if let Some((cert, key)) = client {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        Endpoint::from_shared(format!("https://{}", server.addr))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn tls_with_bearer_keys_and_with_client_certificates() {
+    let pki = Pki::new();
+    let tls = pki.server_config();
+    let server = TestServer::start_with(Backend::Sqlite, |config| config.tls = Some(tls))
+        .await
+        .unwrap();
+    // The harness's own plaintext channel cannot talk to a TLS server; make
+    // a caller for the proxy's certificate over TLS with the operator key.
+    let operator = pki.channel(&server, None).await;
+    let operator_key = server.keys[&Role::Operator].clone();
+    let bearer = move |mut request: tonic::Request<()>| {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {operator_key}").parse().unwrap(),
+        );
+        Ok(request)
+    };
+    let mut callers =
+        latchkey::grpc::pb::caller_service_client::CallerServiceClient::with_interceptor(
+            operator.clone(),
+            bearer.clone(),
+        );
+    callers
+        .create_caller(CreateCallerRequest {
+            name: "imap-proxy".into(),
+            role: latchkey::grpc::pb::Role::Authenticator as i32,
+            tls_identity: "imap-proxy.internal".into(),
+        })
+        .await
+        .unwrap();
+
+    // A bearer key over TLS works.
+    let listed = AppPasswordServiceClient::with_interceptor(operator, bearer)
+        .list_app_passwords(ListAppPasswordsRequest {
+            parent: "accounts/nobody".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        listed.code(),
+        Code::NotFound,
+        "authenticated, then the account is missing"
+    );
+
+    // The proxy's certificate (SAN DNS name) authenticates it, no key needed.
+    let proxy_cert = pki.issue("imap proxy", &["imap-proxy.internal"]);
+    let proxy = pki.channel(&server, Some(proxy_cert)).await;
+    let answer = LegacyAuthServiceClient::new(proxy.clone())
+        .authenticate(login_request(
+            "someone",
+            "abcd",
+            Protocol::Imap,
+            "192.0.2.1",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!answer.authenticated);
+    // ... within its role only.
+    let denied = AppPasswordServiceClient::new(proxy)
+        .list_app_passwords(ListAppPasswordsRequest {
+            parent: "accounts/someone".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // A certificate from the right CA that names no caller is not enough.
+    let stranger = pki
+        .channel(&server, Some(pki.issue("stranger", &["stranger.internal"])))
+        .await;
+    let status = LegacyAuthServiceClient::new(stranger)
+        .authenticate(login_request(
+            "someone",
+            "abcd",
+            Protocol::Imap,
+            "192.0.2.1",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    // Plaintext does not reach a TLS listener.
+    let plaintext = server
+        .auth()
+        .authenticate(login_request(
+            "someone",
+            "abcd",
+            Protocol::Imap,
+            "192.0.2.1",
+        ))
+        .await
+        .unwrap_err();
+    assert_ne!(plaintext.code(), Code::Ok);
+    server.stop().await;
+}
