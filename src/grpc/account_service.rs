@@ -57,10 +57,8 @@ impl<S: Store> AccountService for AccountHandler<S> {
         };
 
         let page = self.core.list_accounts(after.as_ref(), page_size).await?;
-        let next_page_token = match page.items.last() {
-            Some(last) if page.more => paging::account_token(&last.username),
-            _ => String::new(),
-        };
+        let next_page_token =
+            paging::next_token(&page, |last| paging::account_token(&last.username));
         Ok(Response::new(ListAccountsResponse {
             accounts: page.items.into_iter().map(account_to_pb).collect(),
             next_page_token,

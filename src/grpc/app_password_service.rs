@@ -119,12 +119,9 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
             .core
             .list_app_passwords(&username, request.show_revoked, after, page_size)
             .await?;
-        let next_page_token = match page.items.last() {
-            Some(last) if page.more => {
-                paging::app_password_token(&username, request.show_revoked, last.cursor())
-            }
-            _ => String::new(),
-        };
+        let next_page_token = paging::next_token(&page, |last| {
+            paging::app_password_token(&username, request.show_revoked, last.cursor())
+        });
         let now = self.core.current_time();
         Ok(Response::new(ListAppPasswordsResponse {
             app_passwords: page

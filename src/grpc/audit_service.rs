@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::audit::AuditFilter;
+use crate::domain::audit::{AuditCursor, AuditFilter};
 use crate::domain::error::Violations;
 use crate::domain::store::Store;
 use crate::domain::Latchkey;
@@ -104,16 +104,15 @@ impl<S: Store> AuditService for AuditHandler<S> {
             .core
             .list_audit_events(&filter, after, page_size)
             .await?;
-        let next_page_token = match page.items.last() {
-            Some(last) if page.more => paging::audit_token(
+        let next_page_token = paging::next_token(&page, |last| {
+            paging::audit_token(
                 &key,
-                crate::domain::audit::AuditCursor {
+                AuditCursor {
                     at: last.at,
                     id: last.id,
                 },
-            ),
-            _ => String::new(),
-        };
+            )
+        });
         Ok(Response::new(ListAuditEventsResponse {
             audit_events: page.items.into_iter().map(audit_event_to_pb).collect(),
             next_page_token,

@@ -68,10 +68,7 @@ impl<S: Store> CallerService for CallerHandler<S> {
             return Err(unchecked());
         };
         let page = self.core.list_callers(after.as_deref(), page_size).await?;
-        let next_page_token = match page.items.last() {
-            Some(last) if page.more => paging::caller_token(&last.name),
-            _ => String::new(),
-        };
+        let next_page_token = paging::next_token(&page, |last| paging::caller_token(&last.name));
         Ok(Response::new(ListCallersResponse {
             callers: page.items.into_iter().map(caller_to_pb).collect(),
             next_page_token,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::domain::audit::AuditCursor;
 use crate::domain::clock::Timestamp;
 use crate::domain::limits::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PAGE_TOKEN_MAX_BYTES};
-use crate::domain::model::AppPasswordCursor;
+use crate::domain::model::{AppPasswordCursor, Page};
 use crate::domain::username::Username;
 
 const VERSION: &str = "v1";
@@ -22,6 +22,15 @@ pub fn page_size(requested: i32) -> Result<u32, String> {
         Ok(0) => Ok(PAGE_SIZE_DEFAULT),
         Ok(size) if size <= PAGE_SIZE_MAX => Ok(size),
         _ => Err(format!("must be between 0 and {PAGE_SIZE_MAX}")),
+    }
+}
+
+/// The token for the page after `page`: empty when it is the last, else
+/// `token` of its last item.
+pub fn next_token<T>(page: &Page<T>, token: impl FnOnce(&T) -> String) -> String {
+    match page.items.last() {
+        Some(last) if page.more => token(last),
+        _ => String::new(),
     }
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::audit::insert_event;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password};
-use super::{convert, db_error, SqlStore};
+use super::{before_cursor, convert, db_error, SqlStore};
 use crate::domain::audit::AuditEvent;
 use crate::domain::clock::Timestamp;
 use crate::domain::error::{Error, Result};
@@ -275,16 +275,12 @@ impl AppPasswordStore for SqlStore {
             query = query.filter(app_password::Column::RevokedAt.is_null());
         }
         if let Some(cursor) = after {
-            let created_at = cursor.created_at.as_millis();
-            query = query.filter(
-                Condition::any()
-                    .add(app_password::Column::CreatedAt.lt(created_at))
-                    .add(
-                        Condition::all()
-                            .add(app_password::Column::CreatedAt.eq(created_at))
-                            .add(app_password::Column::Id.lt(cursor.id)),
-                    ),
-            );
+            query = query.filter(before_cursor(
+                app_password::Column::CreatedAt,
+                app_password::Column::Id,
+                cursor.created_at.as_millis(),
+                cursor.id,
+            ));
         }
         let rows = query
             .order_by_desc(app_password::Column::CreatedAt)

@@ -2,12 +2,12 @@
 //! first.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 
 use super::entities::audit_event;
-use super::{convert, db_error, SqlStore};
+use super::{before_cursor, convert, db_error, SqlStore};
 use crate::domain::audit::{AuditCursor, AuditEvent, AuditFilter};
 use crate::domain::clock::Timestamp;
 use crate::domain::error::Result;
@@ -72,16 +72,12 @@ impl AuditStore for SqlStore {
             query = query.filter(audit_event::Column::OccurredAt.lt(until.as_millis()));
         }
         if let Some(cursor) = after {
-            let at = cursor.at.as_millis();
-            query = query.filter(
-                Condition::any()
-                    .add(audit_event::Column::OccurredAt.lt(at))
-                    .add(
-                        Condition::all()
-                            .add(audit_event::Column::OccurredAt.eq(at))
-                            .add(audit_event::Column::Id.lt(cursor.id)),
-                    ),
-            );
+            query = query.filter(before_cursor(
+                audit_event::Column::OccurredAt,
+                audit_event::Column::Id,
+                cursor.at.as_millis(),
+                cursor.id,
+            ));
         }
         let rows = query
             .order_by_desc(audit_event::Column::OccurredAt)

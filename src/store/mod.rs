@@ -12,7 +12,9 @@ mod errors;
 use std::time::Duration;
 
 use latchkey_migrations::{Migrator, MigratorTrait};
+use sea_orm::sea_query::Value;
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{ColumnTrait, Condition};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 
@@ -83,4 +85,17 @@ impl SqlStore {
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
+}
+
+/// Rows after a `(time, id)` cursor in a newest-first listing: older, or as
+/// old with a smaller id. Every paged listing orders by the same pair.
+fn before_cursor(
+    time: impl ColumnTrait,
+    id: impl ColumnTrait,
+    at: i64,
+    last_id: impl Into<Value> + Clone,
+) -> Condition {
+    Condition::any()
+        .add(time.lt(at))
+        .add(Condition::all().add(time.eq(at)).add(id.lt(last_id)))
 }
