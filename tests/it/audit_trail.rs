@@ -249,3 +249,31 @@ fn latchkey_start_plus(seconds: i64) -> prost_types::Timestamp {
         nanos: 0,
     }
 }
+
+#[tokio::test]
+async fn events_past_retention_are_pruned_in_the_background() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.audit.retention_days = 1;
+        config.audit.prune_interval_secs = 1;
+    })
+    .await
+    .unwrap();
+    issue_simple(&server, "old").await;
+    server.clock.advance(Duration::from_secs(36 * 3600));
+    issue_simple(&server, "new").await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let remaining = events(&server, ListAuditEventsRequest::default()).await;
+        let accounts: Vec<&str> = remaining.iter().map(|e| e.account.as_str()).collect();
+        if accounts == ["accounts/new"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not pruned: {accounts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop().await;
+}

@@ -8,6 +8,7 @@
 
 mod access;
 mod audit_trail;
+mod cli;
 mod discovery;
 mod harness;
 mod leaks;

@@ -1,0 +1,90 @@
+//! The `latchkey` binary as an operator uses it: the first operator key is
+//! made against the database before any server runs.
+
+use std::process::Command;
+
+use latchkey::domain::caller::KEY_PREFIX;
+use latchkey::grpc::pb::account_service_client::AccountServiceClient;
+use latchkey::grpc::pb::ListAccountsRequest;
+use tonic::Code;
+
+fn latchkey(database_url: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .args(["--database-url", database_url])
+        .env("LATCHKEY_LOG__FILTER", "warn")
+        .output()
+        .expect("the latchkey binary runs")
+}
+
+#[tokio::test]
+async fn caller_commands_work_before_and_beside_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("latchkey.db").display()
+    );
+
+    let added = latchkey(&url, &["caller", "add", "admin", "--role", "operator"]);
+    assert!(added.status.success(), "{added:?}");
+    let key = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    assert!(
+        key.starts_with(KEY_PREFIX),
+        "stdout is the key alone: {key:?}"
+    );
+    assert!(!String::from_utf8_lossy(&added.stderr).contains(&key));
+
+    let duplicate = latchkey(&url, &["caller", "add", "admin", "--role", "issuer"]);
+    assert!(!duplicate.status.success());
+    let bad_role = latchkey(&url, &["caller", "add", "x", "--role", "root"]);
+    assert!(!bad_role.status.success());
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role"));
+
+    let listed = latchkey(&url, &["caller", "list"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains("admin") && listed.contains("operator") && listed.contains("active"));
+    assert!(!listed.contains(&key));
+
+    // A server on that database accepts the key...
+    let mut config = crate::harness::test_config();
+    config.database_url = latchkey::config::DatabaseUrl::new(url.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let clock = latchkey::domain::clock::SystemClock;
+    let app = latchkey::app::App::build(&config, std::sync::Arc::new(clock))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {key}");
+    let mut client =
+        AccountServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.parse().unwrap());
+            Ok(request)
+        });
+    client
+        .list_accounts(ListAccountsRequest::default())
+        .await
+        .unwrap();
+
+    // ...until the CLI revokes it, which takes effect at once.
+    let revoked = latchkey(&url, &["caller", "revoke", "admin"]);
+    assert!(revoked.status.success(), "{revoked:?}");
+    let status = client
+        .list_accounts(ListAccountsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
