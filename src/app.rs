@@ -42,6 +42,7 @@ impl App {
         let hasher = Hasher::new(config.argon2).await?;
         let policy = Policy {
             max_active_per_account: config.max_active_app_passwords,
+            throttle: config.throttle,
         };
         let core = Latchkey::new(store.clone(), hasher, clock, policy);
         Ok(Self {
@@ -76,7 +77,7 @@ impl App {
         tracing::info!(%address, tls = self.tls.is_some(), "serving gRPC");
 
         let (stopping, stop) = watch::channel(false);
-        let pruning = tokio::spawn(prune_audit_trail(self.core.clone(), self.audit, stop));
+        let pruning = tokio::spawn(housekeeping(self.core.clone(), self.audit, stop));
         let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
@@ -133,9 +134,10 @@ fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, BoxError> {
     Ok(config)
 }
 
-/// Deletes audit events past their retention, now and then every interval,
-/// until the server stops. A failed run is logged and retried next time.
-async fn prune_audit_trail(
+/// Deletes audit events past their retention and failure counters that no
+/// longer matter, now and then every interval, until the server stops. A
+/// failed run is logged and retried next time.
+async fn housekeeping(
     core: Latchkey<SqlStore>,
     audit: AuditConfig,
     mut stop: watch::Receiver<bool>,
@@ -151,6 +153,11 @@ async fn prune_audit_trail(
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned audit events past retention"),
             Err(error) => tracing::warn!(%error, "pruning the audit trail failed; will retry"),
+        }
+        match core.prune_throttle_counters().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "pruned idle failure counters"),
+            Err(error) => tracing::warn!(%error, "pruning failure counters failed; will retry"),
         }
     }
 }

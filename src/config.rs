@@ -12,6 +12,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::hashing::HashParams;
+use crate::domain::throttle::ThrottleConfig;
 use crate::grpc::access::ReflectionAccess;
 use crate::store::PoolConfig;
 
@@ -37,6 +38,8 @@ pub struct Config {
     /// TLS for the gRPC listener; plaintext when unset.
     pub tls: Option<TlsConfig>,
     pub audit: AuditConfig,
+    /// Failed-login throttling.
+    pub throttle: ThrottleConfig,
     /// Active app passwords one account may hold.
     pub max_active_app_passwords: u32,
     pub argon2: HashParams,
@@ -54,6 +57,7 @@ impl Default for Config {
             reflection: ReflectionAccess::Authenticated,
             tls: None,
             audit: AuditConfig::default(),
+            throttle: ThrottleConfig::default(),
             max_active_app_passwords: 25,
             argon2: HashParams::default(),
             database: PoolConfig::default(),

@@ -12,6 +12,7 @@ mod m20261125_000002_create_app_password;
 mod m20261125_000003_create_caller;
 mod m20261125_000004_create_audit_event;
 mod m20261125_000005_add_app_password_seen_networks;
+mod m20261125_000006_create_auth_throttle;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_create_caller::Migration),
             Box::new(m20261125_000004_create_audit_event::Migration),
             Box::new(m20261125_000005_add_app_password_seen_networks::Migration),
+            Box::new(m20261125_000006_create_auth_throttle::Migration),
         ]
     }
 }

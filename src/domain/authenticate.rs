@@ -1,24 +1,43 @@
 //! Verifying a legacy login.
 
+use std::fmt;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use super::audit::{AuditEvent, EventType};
+use super::clock::Timestamp;
 use super::error::Result;
 use super::network::{canonical_ip, SeenNetworks};
 use super::protocol::Protocol;
 use super::secret::Secret;
 use super::store::{Credential, Store, Usage};
+use super::throttle::{Counter, ScopeKind, Scopes};
 use super::username::Username;
 use super::Latchkey;
+
+/// The password as typed, already bounded in length at the edge. Wiped on
+/// drop; `Debug` shows nothing of it.
+pub struct TypedPassword(Zeroizing<String>);
+
+impl TypedPassword {
+    pub fn new(typed: &str) -> Self {
+        Self(Zeroizing::new(typed.to_owned()))
+    }
+}
+
+impl fmt::Debug for TypedPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TypedPassword(<redacted>)")
+    }
+}
 
 #[derive(Debug)]
 pub struct LoginAttempt {
     pub username: Username,
-    /// `None` when what was typed cannot be an app password; such a login
-    /// still costs one verification, like any other failure.
-    pub secret: Option<Secret>,
+    pub password: TypedPassword,
     pub protocol: Protocol,
     pub client_ip: IpAddr,
     /// The proxy that asked, for the audit trail.
@@ -32,6 +51,11 @@ pub enum LoginOutcome {
         app_password_id: Uuid,
     },
     Failure(FailureReason),
+    /// Too many recent failures in this login's scope; try again after
+    /// `retry_after`. Decided before any verification.
+    Throttled {
+        retry_after: Duration,
+    },
 }
 
 /// Only `InvalidCredentials` can be reached without knowing the password,
@@ -61,29 +85,39 @@ impl FailureReason {
 }
 
 impl<S: Store> Latchkey<S> {
-    /// Decides one login with exactly one argon2 verification: the selector
+    /// Decides one login. A throttled login is refused before anything else;
+    /// every other one costs exactly one argon2 verification: the selector
     /// inside the secret leads to at most one stored record, and when there
     /// is none the verification runs against a dummy hash.
-    pub async fn authenticate(&self, mut attempt: LoginAttempt) -> Result<LoginOutcome> {
+    pub async fn authenticate(&self, attempt: LoginAttempt) -> Result<LoginOutcome> {
+        let now = self.now();
+        let client_ip = canonical_ip(attempt.client_ip);
+        let scopes = Scopes::of(&attempt.username, client_ip);
+        let pair_counter = match self.throttle_check(&scopes, now).await? {
+            Ok(pair_counter) => pair_counter,
+            Err(until) => {
+                let wait = until.as_millis().saturating_sub(now.as_millis()).max(0);
+                return Ok(LoginOutcome::Throttled {
+                    retry_after: Duration::from_millis(u64::try_from(wait).unwrap_or(0)),
+                });
+            }
+        };
+
+        let secret = Secret::parse(&attempt.password.0);
         // A malformed secret still runs the same query (with a selector that
         // matches nothing), so it costs what any other failure costs.
-        let selector = attempt.secret.as_ref().map_or("", Secret::selector);
+        let selector = secret.as_ref().map_or("", Secret::selector);
         let lookup = self
             .store()
             .find_credential(&attempt.username, selector)
             .await?;
         let stored_hash = lookup.credential.as_ref().map(|c| c.secret_hash.clone());
-        let verified = self
-            .inner
-            .hasher
-            .verify(stored_hash, attempt.secret.take())
-            .await?;
-        let now = self.now();
-        let client_ip = canonical_ip(attempt.client_ip);
+        let verified = self.inner.hasher.verify(stored_hash, secret).await?;
 
         let credential = match lookup.credential {
             Some(credential) if verified => credential,
             _ => {
+                self.count_failure(&scopes, &attempt.password, now).await?;
                 let known = lookup.account_exists.then_some(&attempt.username);
                 self.record_failure(
                     &attempt,
@@ -97,6 +131,7 @@ impl<S: Store> Latchkey<S> {
             }
         };
 
+        // A refusal with the right password is not a guess: not counted.
         if let Some(reason) = refusal(&credential, now, attempt.protocol, client_ip) {
             self.record_failure(
                 &attempt,
@@ -109,6 +144,7 @@ impl<S: Store> Latchkey<S> {
             return Ok(LoginOutcome::Failure(reason));
         }
 
+        self.clear_pair(&scopes, pair_counter, now).await?;
         let usage = Usage {
             at: now,
             client_ip,
@@ -122,6 +158,92 @@ impl<S: Store> Latchkey<S> {
             username: credential.username,
             app_password_id: credential.app_password_id,
         })
+    }
+
+    /// `Err(until)` when a block covers this login; otherwise the pair's
+    /// counter, for the success path. Blocks of the source and the pair
+    /// that this replica has seen are answered from memory; the account's
+    /// block is skipped for a known source of the account.
+    async fn throttle_check(
+        &self,
+        scopes: &Scopes,
+        now: Timestamp,
+    ) -> Result<Result<Counter, Timestamp>> {
+        let throttle = &self.inner.throttle;
+        if let Some(until) = throttle.cached_block(&[&scopes.source, &scopes.pair], now) {
+            return Ok(Err(until));
+        }
+        let counters = self.store().counters(&scopes.all()).await?;
+        let get = |kind: ScopeKind| {
+            let scope = match kind {
+                ScopeKind::Source => &scopes.source,
+                ScopeKind::Pair => &scopes.pair,
+                ScopeKind::Account => &scopes.account,
+            };
+            (scope, counters.get(&scope.key).copied().unwrap_or_default())
+        };
+        let pair = get(ScopeKind::Pair).1;
+        let known_for = throttle.config().known_source_for();
+        let known_source = pair
+            .last_success_at
+            .is_some_and(|at| now.as_millis().saturating_sub(at.as_millis()) < millis(known_for));
+        let mut latest = None;
+        for kind in [ScopeKind::Source, ScopeKind::Pair, ScopeKind::Account] {
+            if kind == ScopeKind::Account && known_source {
+                continue;
+            }
+            let (scope, counter) = get(kind);
+            if let Some(until) = counter.blocked_until.filter(|until| *until > now) {
+                if kind != ScopeKind::Account {
+                    throttle.remember_block(scope, until, now);
+                }
+                latest = latest.max(Some(until));
+            }
+        }
+        Ok(latest.map_or(Ok(pair), Err))
+    }
+
+    /// Counts a wrong guess in all three scopes, unless it repeats a recent
+    /// one from the same source for the same account.
+    async fn count_failure(
+        &self,
+        scopes: &Scopes,
+        typed: &TypedPassword,
+        now: Timestamp,
+    ) -> Result<()> {
+        let throttle = &self.inner.throttle;
+        if throttle.repeated_guess(&scopes.pair, &typed.0, now) {
+            return Ok(());
+        }
+        for scope in scopes.all() {
+            let rule = throttle.config().rule(scope.kind);
+            let counter = self.store().record_failure(scope, rule, now).await?;
+            if let Some(until) = counter.blocked_until {
+                if scope.kind != ScopeKind::Account {
+                    throttle.remember_block(scope, until, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A success proves this source holds a valid password for this account:
+    /// its pair counter is cleared and the source becomes known. The
+    /// source's and the account's counters are left alone: one good login
+    /// does not clear a network that is spraying other accounts, nor an
+    /// attack on this account from elsewhere. Written only when something
+    /// changes, so a steady stream of good logins costs no write here.
+    async fn clear_pair(&self, scopes: &Scopes, pair: Counter, now: Timestamp) -> Result<()> {
+        let refresh_after = millis(Duration::from_secs(86_400));
+        let stale = pair
+            .last_success_at
+            .is_none_or(|at| now.as_millis().saturating_sub(at.as_millis()) >= refresh_after);
+        if pair.failures > 0 || pair.blocked_until.is_some() || stale {
+            self.store().record_success(&scopes.pair, now).await?;
+        }
+        self.inner.throttle.forget_block(&scopes.pair);
+        self.inner.throttle.forget_guesses(&scopes.pair);
+        Ok(())
     }
 
     /// The audit events a success earns: the password's first use, or its
@@ -168,12 +290,31 @@ impl<S: Store> Latchkey<S> {
         event.protocol = Some(attempt.protocol);
         self.store().record_event(event).await
     }
+
+    /// Deletes failure counters that no longer matter.
+    pub async fn prune_throttle_counters(&self) -> Result<u64> {
+        let now = self.now();
+        let config = self.inner.throttle.config();
+        let window = millis(Duration::from_secs(config.window_secs));
+        let known = millis(config.known_source_for());
+        self.store()
+            .prune_counters(
+                Timestamp::from_millis(now.as_millis().saturating_sub(window)),
+                Timestamp::from_millis(now.as_millis().saturating_sub(known)),
+                now,
+            )
+            .await
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Why a verified password is still refused, cheapest check first.
 fn refusal(
     credential: &Credential,
-    now: super::clock::Timestamp,
+    now: Timestamp,
     protocol: Protocol,
     client_ip: IpAddr,
 ) -> Option<FailureReason> {

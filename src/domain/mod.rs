@@ -18,6 +18,7 @@ pub mod network;
 pub mod protocol;
 pub mod secret;
 pub mod store;
+pub mod throttle;
 pub mod username;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use hashing::Hasher;
 pub struct Policy {
     /// Active (unrevoked, unexpired) app passwords one account may hold.
     pub max_active_per_account: u32,
+    pub throttle: throttle::ThrottleConfig,
 }
 
 /// The domain's entry point; cheap to clone, shared by every handler.
@@ -42,6 +44,7 @@ struct Inner<S> {
     hasher: Hasher,
     clock: Arc<dyn Clock>,
     policy: Policy,
+    throttle: throttle::Throttle,
 }
 
 impl<S> Clone for Latchkey<S> {
@@ -60,6 +63,7 @@ impl<S: store::Store> Latchkey<S> {
                 hasher,
                 clock,
                 policy,
+                throttle: throttle::Throttle::new(policy.throttle),
             }),
         }
     }

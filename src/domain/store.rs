@@ -4,6 +4,7 @@
 //! Every method is one transaction: when it returns `Ok`, what it wrote is
 //! committed and durable.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 
@@ -16,6 +17,7 @@ use super::error::Result;
 use super::model::{Account, AppPassword, AppPasswordCursor, Page};
 use super::network::{AllowedNetworks, SeenNetworks};
 use super::protocol::{Protocol, ProtocolSet};
+use super::throttle::{Counter, FailureRule, Scope};
 use super::username::Username;
 
 /// A new app password, hashed and ready to store.
@@ -241,7 +243,44 @@ pub trait AuditStore: Send + Sync + 'static {
     fn prune_events(&self, before: Timestamp) -> impl Future<Output = Result<u64>> + Send;
 }
 
-/// Everything the domain needs from storage.
-pub trait Store: AppPasswordStore + AccountStore + CallerStore + AuditStore {}
+/// Storage of failed-login counters, shared by every replica.
+pub trait ThrottleStore: Send + Sync + 'static {
+    /// The stored counters of `scopes`, by key; absent ones have none.
+    fn counters(
+        &self,
+        scopes: &[&Scope],
+    ) -> impl Future<Output = Result<HashMap<String, Counter>>> + Send;
 
-impl<T: AppPasswordStore + AccountStore + CallerStore + AuditStore> Store for T {}
+    /// Adds one failure to `scope` by `rule`, atomically with respect to
+    /// every other replica; returns the new counter.
+    fn record_failure(
+        &self,
+        scope: &Scope,
+        rule: FailureRule,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Counter>> + Send;
+
+    /// Clears `scope`'s failures and notes a success.
+    fn record_success(
+        &self,
+        scope: &Scope,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes counters untouched since `idle_before`, not blocked at
+    /// `now`, and without a success since `success_before`.
+    fn prune_counters(
+        &self,
+        idle_before: Timestamp,
+        success_before: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Everything the domain needs from storage.
+pub trait Store:
+    AppPasswordStore + AccountStore + CallerStore + AuditStore + ThrottleStore
+{
+}
+
+impl<T: AppPasswordStore + AccountStore + CallerStore + AuditStore + ThrottleStore> Store for T {}

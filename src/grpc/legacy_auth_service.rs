@@ -3,10 +3,9 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::authenticate::{FailureReason, LoginAttempt, LoginOutcome};
+use crate::domain::authenticate::{FailureReason, LoginAttempt, LoginOutcome, TypedPassword};
 use crate::domain::error::Violations;
 use crate::domain::limits::PASSWORD_INPUT_MAX_BYTES;
-use crate::domain::secret::Secret;
 use crate::domain::store::Store;
 use crate::domain::username::Username;
 use crate::domain::Latchkey;
@@ -29,16 +28,16 @@ impl<S> LegacyAuthHandler<S> {
 }
 
 /// Bounds the password before anything else looks at it. What is not
-/// shaped like an app password becomes `None`: a failed login, not an
-/// error, at the cost of any other failure.
-fn password(raw: &str) -> Result<Option<Secret>, String> {
+/// shaped like an app password is still a login (a failed one, at the cost
+/// of any other failure), not an error.
+fn password(raw: &str) -> Result<TypedPassword, String> {
     if raw.is_empty() {
         return Err("is required".to_owned());
     }
     if raw.len() > PASSWORD_INPUT_MAX_BYTES {
         return Err(format!("must be at most {PASSWORD_INPUT_MAX_BYTES} bytes"));
     }
-    Ok(Secret::parse(raw))
+    Ok(TypedPassword::new(raw))
 }
 
 fn reason_to_pb(reason: FailureReason) -> pb::FailureReason {
@@ -52,6 +51,19 @@ fn reason_to_pb(reason: FailureReason) -> pb::FailureReason {
     }
 }
 
+fn refused(
+    reason: pb::FailureReason,
+    retry_after: Option<prost_types::Duration>,
+) -> AuthenticateResponse {
+    AuthenticateResponse {
+        authenticated: false,
+        failure_reason: reason as i32,
+        username: String::new(),
+        app_password: String::new(),
+        retry_after,
+    }
+}
+
 #[tonic::async_trait]
 impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
     async fn authenticate(
@@ -62,12 +74,12 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
         let request = request.into_inner();
         let mut v = Violations::default();
         let username = v.check("username", Username::parse(&request.username));
-        let secret = v.check("password", password(&request.password));
+        let password = v.check("password", password(&request.password));
         let protocol = v.check("protocol", parse_login_protocol(request.protocol));
         let client_ip = v.check("client_ip", validate::client_ip(&request.client_ip));
         v.finish()?;
-        let (Some(username), Some(secret), Some(protocol), Some(client_ip)) =
-            (username, secret, protocol, client_ip)
+        let (Some(username), Some(password), Some(protocol), Some(client_ip)) =
+            (username, password, protocol, client_ip)
         else {
             return Err(unchecked());
         };
@@ -76,7 +88,7 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
             .core
             .authenticate(LoginAttempt {
                 username,
-                secret,
+                password,
                 protocol,
                 client_ip,
                 actor,
@@ -98,21 +110,24 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
                     failure_reason: pb::FailureReason::Unspecified as i32,
                     app_password: names::app_password(&username, app_password_id),
                     username: username.to_string(),
+                    retry_after: None,
                 };
                 (body, logged)
             }
-            LoginOutcome::Failure(reason) => {
-                let result = reason.as_str();
-                let body = AuthenticateResponse {
-                    authenticated: false,
-                    failure_reason: reason_to_pb(reason) as i32,
-                    username: String::new(),
-                    app_password: String::new(),
-                };
+            LoginOutcome::Failure(reason) => (
+                refused(reason_to_pb(reason), None),
+                Outcome {
+                    result: reason.as_str(),
+                    account: None,
+                },
+            ),
+            LoginOutcome::Throttled { retry_after } => {
+                let retry_after = prost_types::Duration::try_from(retry_after).unwrap_or_default();
+                let body = refused(pb::FailureReason::Throttled, Some(retry_after));
                 (
                     body,
                     Outcome {
-                        result,
+                        result: "throttled",
                         account: None,
                     },
                 )

@@ -8,6 +8,7 @@ mod callers;
 mod convert;
 pub mod entities;
 mod errors;
+mod throttle;
 
 use std::time::Duration;
 

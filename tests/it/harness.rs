@@ -15,7 +15,7 @@ use std::time::Duration;
 use latchkey::app::App;
 use latchkey::config::{Config, DatabaseUrl};
 use latchkey::domain::caller::Role;
-use latchkey::domain::clock::{ManualClock, Timestamp};
+use latchkey::domain::clock::{Clock, ManualClock, Timestamp};
 use latchkey::domain::hashing::HashParams;
 use latchkey::grpc::pb::account_service_client::AccountServiceClient;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
@@ -90,11 +90,28 @@ impl TestServer {
         Some(Self::serve(config, database).await)
     }
 
+    /// Starts another server on the same database, as a second replica would
+    /// run (or this one after a restart), with `adjust`ed configuration.
+    pub async fn replica_with(&self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = test_config();
+        config.database_url = DatabaseUrl::new(self.database.url.clone());
+        adjust(&mut config);
+        let database = TestDatabase {
+            url: self.database.url.clone(),
+            cleanup: None,
+            _dir: None,
+        };
+        let replica = Self::serve_with_keys(config, database, Some(self.keys.clone())).await;
+        replica.clock.set(self.clock.now());
+        replica
+    }
+
     async fn serve(config: Config, database: TestDatabase) -> Self {
-        let clock = ManualClock::starting_at(START);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
+        Self::serve_with_keys(config, database, None).await
+    }
+
+    /// One caller per role, named `test-{role}`.
+    async fn create_callers(app: &App) -> HashMap<Role, String> {
         let mut keys = HashMap::new();
         for role in Role::ALL {
             let name = format!("test-{role}");
@@ -105,6 +122,24 @@ impl TestServer {
                 .unwrap();
             keys.insert(role, key.expose().to_owned());
         }
+        keys
+    }
+
+    /// `keys`: the callers already in the database (for a replica); without
+    /// them, one caller per role is created.
+    async fn serve_with_keys(
+        config: Config,
+        database: TestDatabase,
+        keys: Option<HashMap<Role, String>>,
+    ) -> Self {
+        let clock = ManualClock::starting_at(START);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
+        let keys = match keys {
+            Some(keys) => keys,
+            None => Self::create_callers(&app).await,
+        };
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.serve(listener, async {

@@ -17,5 +17,6 @@ mod refusals;
 mod review;
 mod secrets;
 mod support;
+mod throttling;
 mod tls;
 mod walk;

@@ -3,4 +3,5 @@
 pub mod account;
 pub mod app_password;
 pub mod audit_event;
+pub mod auth_throttle;
 pub mod caller;

@@ -1,0 +1,394 @@
+//! Throttling failed logins, before any argon2 work.
+//!
+//! Failures are counted in three scopes: the client's network (an IPv4
+//! address, or an IPv6 /64, which one subscriber usually holds whole), the
+//! account, and the pair of both. Past a scope's limit, attempts in that
+//! scope are refused for a delay that doubles with every further failure, up
+//! to a ceiling. Counters live in the database, so they survive restarts and
+//! hold across replicas; blocks a replica has seen are also kept in memory,
+//! so a throttled attempt costs a map lookup.
+//!
+//! Two rules keep the owner of an account usable while it is attacked:
+//! - The account-wide block does not apply to a network the account has
+//!   signed in from successfully (a *known source*): spraying one account
+//!   from many addresses cannot lock out its owner's devices.
+//! - A stale device repeating the same wrong password is counted once: a
+//!   keyed digest of recent wrong guesses (HMAC with a key made at process
+//!   start and never stored) is remembered per account and source.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use ipnet::IpNet;
+use rand::rngs::OsRng;
+use rand::TryRngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::clock::Timestamp;
+use super::network::canonical_ip;
+use super::username::Username;
+
+/// Limits and delays; the defaults and their reasons are in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Failures from one client network, across all accounts.
+    pub source_limit: u32,
+    /// Failures for one account from one client network.
+    pub pair_limit: u32,
+    /// Failures for one account from all networks; NIST SP 800-63B §5.2.2
+    /// allows at most 100 consecutive failures.
+    pub account_limit: u32,
+    /// The first block's length, in seconds; each further failure doubles it.
+    pub base_delay_secs: u64,
+    /// The longest block, in seconds.
+    pub max_delay_secs: u64,
+    /// A scope with no failure for this long starts counting from zero.
+    pub window_secs: u64,
+    /// How long a network stays a known source of an account after a
+    /// successful sign-in from it, in days.
+    pub known_source_days: u64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            source_limit: 30,
+            pair_limit: 5,
+            account_limit: 100,
+            base_delay_secs: 30,
+            max_delay_secs: 3600,
+            window_secs: 86_400,
+            known_source_days: 30,
+        }
+    }
+}
+
+/// Where failures are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScopeKind {
+    Source,
+    Pair,
+    Account,
+}
+
+/// One counter's identity: its kind and a storage key derived from what it
+/// counts (SHA-256, so usernames are not stored in clear).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub kind: ScopeKind,
+    pub key: String,
+}
+
+impl Scope {
+    fn new(kind: ScopeKind, parts: &[&str]) -> Self {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        let key = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self { kind, key }
+    }
+}
+
+/// The three scopes of one login.
+#[derive(Debug, Clone)]
+pub struct Scopes {
+    pub source: Scope,
+    pub pair: Scope,
+    pub account: Scope,
+}
+
+impl Scopes {
+    pub fn of(username: &Username, client: IpAddr) -> Self {
+        let network = source_network(client).to_string();
+        Self {
+            source: Scope::new(ScopeKind::Source, &["source", &network]),
+            pair: Scope::new(ScopeKind::Pair, &["pair", username.as_str(), &network]),
+            account: Scope::new(ScopeKind::Account, &["account", username.as_str()]),
+        }
+    }
+
+    pub fn all(&self) -> [&Scope; 3] {
+        [&self.source, &self.pair, &self.account]
+    }
+}
+
+/// IPv4 addresses count alone; IPv6 addresses by /64.
+pub fn source_network(client: IpAddr) -> IpNet {
+    match canonical_ip(client) {
+        IpAddr::V4(v4) => IpNet::from(IpAddr::V4(v4)),
+        IpAddr::V6(v6) => IpNet::new(IpAddr::V6(v6), 64)
+            .map(|net| net.trunc())
+            .unwrap_or_else(|_| IpNet::from(IpAddr::V6(v6))),
+    }
+}
+
+/// A scope's counter as stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub failures: u32,
+    pub last_failure_at: Option<Timestamp>,
+    pub blocked_until: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+}
+
+/// How one scope's failures turn into blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureRule {
+    pub limit: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    pub window: Duration,
+}
+
+impl FailureRule {
+    /// The counter after one more failure at `now`: counting restarts when
+    /// the previous failure is older than the window, and from the limit on
+    /// each failure doubles the block.
+    pub fn after_failure(&self, counter: Counter, now: Timestamp) -> Counter {
+        let window_ms = millis(self.window);
+        let fresh = counter
+            .last_failure_at
+            .is_some_and(|at| now.as_millis().saturating_sub(at.as_millis()) < window_ms);
+        let failures = if fresh {
+            counter.failures.saturating_add(1)
+        } else {
+            1
+        };
+        let blocked_until = (failures >= self.limit).then(|| {
+            let doublings = (failures - self.limit).min(30);
+            let delay = millis(self.base_delay)
+                .saturating_mul(1i64 << doublings)
+                .min(millis(self.max_delay));
+            Timestamp::from_millis(now.as_millis().saturating_add(delay))
+        });
+        Counter {
+            failures,
+            last_failure_at: Some(now),
+            blocked_until,
+            last_success_at: counter.last_success_at,
+        }
+    }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl ThrottleConfig {
+    pub fn rule(&self, kind: ScopeKind) -> FailureRule {
+        let limit = match kind {
+            ScopeKind::Source => self.source_limit,
+            ScopeKind::Pair => self.pair_limit,
+            ScopeKind::Account => self.account_limit,
+        };
+        FailureRule {
+            limit: limit.max(1),
+            base_delay: Duration::from_secs(self.base_delay_secs),
+            max_delay: Duration::from_secs(self.max_delay_secs.max(self.base_delay_secs)),
+            window: Duration::from_secs(self.window_secs),
+        }
+    }
+
+    pub fn known_source_for(&self) -> Duration {
+        Duration::from_secs(self.known_source_days.saturating_mul(86_400))
+    }
+}
+
+/// How many distinct recent wrong guesses are remembered per pair, and how
+/// many pairs / blocks are kept in memory at most.
+const RECENT_GUESSES: usize = 8;
+const MEMORY_ENTRIES: usize = 100_000;
+
+/// Digests of a pair's recent wrong guesses, oldest first, with when each
+/// was last made.
+type RecentGuesses = VecDeque<([u8; 32], Timestamp)>;
+
+/// The in-memory half: blocks this replica has seen, and digests of recent
+/// wrong guesses.
+pub struct Throttle {
+    config: ThrottleConfig,
+    guess_key: [u8; 32],
+    blocks: Mutex<HashMap<String, Timestamp>>,
+    guesses: Mutex<HashMap<String, RecentGuesses>>,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Throttle {
+    pub fn new(config: ThrottleConfig) -> Self {
+        let mut guess_key = [0u8; 32];
+        let _ = OsRng.try_fill_bytes(&mut guess_key);
+        Self {
+            config,
+            guess_key,
+            blocks: Mutex::new(HashMap::new()),
+            guesses: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
+    /// The latest block among `scopes` that this replica knows of and that
+    /// still runs at `now`.
+    pub fn cached_block(&self, scopes: &[&Scope], now: Timestamp) -> Option<Timestamp> {
+        let blocks = self
+            .blocks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        scopes
+            .iter()
+            .filter_map(|scope| blocks.get(&scope.key).copied())
+            .filter(|until| *until > now)
+            .max()
+    }
+
+    pub fn remember_block(&self, scope: &Scope, until: Timestamp, now: Timestamp) {
+        let mut blocks = self
+            .blocks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if blocks.len() >= MEMORY_ENTRIES {
+            blocks.retain(|_, until| *until > now);
+            if blocks.len() >= MEMORY_ENTRIES {
+                blocks.clear();
+            }
+        }
+        blocks.insert(scope.key.clone(), until);
+    }
+
+    pub fn forget_block(&self, scope: &Scope) {
+        let mut blocks = self
+            .blocks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        blocks.remove(&scope.key);
+    }
+
+    /// Records a wrong guess for `pair`; `true` if the same guess was made
+    /// recently (a stale device retrying), which then is not counted again.
+    pub fn repeated_guess(&self, pair: &Scope, typed: &str, now: Timestamp) -> bool {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.guess_key) else {
+            return false;
+        };
+        mac.update(pair.key.as_bytes());
+        mac.update(typed.as_bytes());
+        let digest: [u8; 32] = mac.finalize().into_bytes().into();
+        let window_ms = millis(Duration::from_secs(self.config.window_secs));
+        let mut guesses = self
+            .guesses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guesses.len() >= MEMORY_ENTRIES && !guesses.contains_key(&pair.key) {
+            guesses.retain(|_, recent| {
+                recent
+                    .back()
+                    .is_some_and(|(_, at)| now.as_millis() - at.as_millis() < window_ms)
+            });
+            if guesses.len() >= MEMORY_ENTRIES {
+                guesses.clear();
+            }
+        }
+        let recent = guesses.entry(pair.key.clone()).or_default();
+        recent.retain(|(_, at)| now.as_millis() - at.as_millis() < window_ms);
+        if recent
+            .iter()
+            .any(|(seen, _)| bool::from(subtle::ConstantTimeEq::ct_eq(&seen[..], &digest[..])))
+        {
+            return true;
+        }
+        if recent.len() == RECENT_GUESSES {
+            recent.pop_front();
+        }
+        recent.push_back((digest, now));
+        false
+    }
+
+    /// Forgets a pair's wrong guesses (after it signed in successfully).
+    pub fn forget_guesses(&self, pair: &Scope) {
+        let mut guesses = self
+            .guesses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guesses.remove(&pair.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_millis(seconds * 1000)
+    }
+
+    #[test]
+    fn blocks_start_at_the_limit_and_double() {
+        let rule = ThrottleConfig::default().rule(ScopeKind::Pair);
+        let mut counter = Counter::default();
+        for _ in 0..4 {
+            counter = rule.after_failure(counter, at(100));
+            assert_eq!(counter.blocked_until, None);
+        }
+        counter = rule.after_failure(counter, at(100));
+        assert_eq!(counter.blocked_until, Some(at(130)));
+        counter = rule.after_failure(counter, at(200));
+        assert_eq!(counter.blocked_until, Some(at(260)));
+        for _ in 0..20 {
+            counter = rule.after_failure(counter, at(300));
+        }
+        assert_eq!(counter.blocked_until, Some(at(300 + 3600)), "capped");
+        // A day later, counting starts over.
+        counter = rule.after_failure(counter, at(300 + 86_400));
+        assert_eq!((counter.failures, counter.blocked_until), (1, None));
+    }
+
+    #[test]
+    fn ipv6_counts_by_64_and_ipv4_alone() {
+        let a = Scopes::of(
+            &Username::parse("u").unwrap(),
+            "2001:db8:1:2::1".parse().unwrap(),
+        );
+        let b = Scopes::of(
+            &Username::parse("u").unwrap(),
+            "2001:db8:1:2:ffff::9".parse().unwrap(),
+        );
+        let c = Scopes::of(&Username::parse("u").unwrap(), "192.0.2.1".parse().unwrap());
+        let d = Scopes::of(&Username::parse("u").unwrap(), "192.0.2.2".parse().unwrap());
+        assert_eq!(a.source, b.source);
+        assert_eq!(a.pair, b.pair);
+        assert_ne!(c.source, d.source);
+        assert_eq!(a.account, c.account);
+    }
+
+    #[test]
+    fn a_repeated_wrong_guess_is_recognised() {
+        let throttle = Throttle::new(ThrottleConfig::default());
+        let pair = Scopes::of(&Username::parse("u").unwrap(), "192.0.2.1".parse().unwrap()).pair;
+        assert!(!throttle.repeated_guess(&pair, "old password", at(0)));
+        assert!(throttle.repeated_guess(&pair, "old password", at(10)));
+        assert!(!throttle.repeated_guess(&pair, "another", at(10)));
+        assert!(
+            !throttle.repeated_guess(&pair, "old password", at(10 + 86_400)),
+            "forgotten after the window"
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! Throttling through the real server, with the clock moved by hand.
+
+use std::time::Duration;
+
+use latchkey::config::Config;
+use latchkey::domain::throttle::Scopes;
+use latchkey::domain::username::Username;
+use latchkey::grpc::pb::{AuthenticateResponse, FailureReason, Protocol};
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::backend_tests;
+use crate::harness::{Backend, TestServer};
+use crate::support::*;
+
+backend_tests!(
+    a_pair_is_blocked_then_released_with_growing_delays,
+    a_stale_device_repeating_one_wrong_password_does_not_escalate,
+    unknown_and_real_accounts_are_throttled_alike,
+    spraying_one_account_does_not_lock_out_its_known_source,
+    a_source_spraying_many_accounts_is_blocked,
+    success_clears_the_pair_only,
+    blocks_hold_across_replicas_and_restarts,
+    concurrent_failures_are_all_counted,
+);
+
+/// Throttling with small limits, so tests reach them quickly.
+fn limits(pair: u32, source: u32, account: u32) -> impl FnOnce(&mut Config) {
+    move |config| {
+        config.throttle.pair_limit = pair;
+        config.throttle.source_limit = source;
+        config.throttle.account_limit = account;
+        config.throttle.base_delay_secs = 60;
+        config.throttle.max_delay_secs = 3600;
+    }
+}
+
+/// A well-formed app password that belongs to nobody.
+fn wrong(n: u32) -> String {
+    let letters: String = format!("{n:0>28}")
+        .bytes()
+        .map(|digit| char::from(b'a' + (digit - b'0')))
+        .collect();
+    letters
+}
+
+fn assert_throttled(response: &AuthenticateResponse, seconds: u64) {
+    assert!(!response.authenticated);
+    assert_eq!(
+        response.failure_reason(),
+        FailureReason::Throttled,
+        "{response:?}"
+    );
+    let retry = response.retry_after.expect("a retry-after hint");
+    assert_eq!(retry.seconds as u64, seconds, "{response:?}");
+}
+
+async fn a_pair_is_blocked_then_released_with_growing_delays(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
+        return;
+    };
+    let (_, secret) = issue_simple(&server, "wendy").await;
+    for n in 0..3 {
+        let response = login(&server, "wendy", &wrong(n)).await;
+        assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
+    }
+    // Blocked now, even with the right password, which is not even checked.
+    assert_throttled(&login(&server, "wendy", &secret).await, 60);
+    server.clock.advance(Duration::from_secs(30));
+    assert_throttled(&login(&server, "wendy", &wrong(9)).await, 30);
+    // Another network is not affected by this pair's block.
+    let elsewhere = login_with(&server, "wendy", &secret, Protocol::Imap, "198.51.100.1").await;
+    assert!(elsewhere.authenticated);
+
+    server.clock.advance(Duration::from_secs(31));
+    // The block is over; one more failure doubles it.
+    let response = login(&server, "wendy", &wrong(3)).await;
+    assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
+    assert_throttled(&login(&server, "wendy", &secret).await, 120);
+    server.clock.advance(Duration::from_secs(121));
+    assert!(login(&server, "wendy", &secret).await.authenticated);
+    server.stop().await;
+}
+
+async fn a_stale_device_repeating_one_wrong_password_does_not_escalate(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
+        return;
+    };
+    let (_, secret) = issue_simple(&server, "xavier").await;
+    let old = wrong(42);
+    for _ in 0..20 {
+        let response = login(&server, "xavier", &old).await;
+        assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
+        server.clock.advance(Duration::from_secs(5));
+    }
+    // The owner fixes the device and signs in at once.
+    assert!(login(&server, "xavier", &secret).await.authenticated);
+    server.stop().await;
+}
+
+async fn unknown_and_real_accounts_are_throttled_alike(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
+        return;
+    };
+    issue_simple(&server, "yara").await;
+    let mut real = Vec::new();
+    let mut ghost = Vec::new();
+    for n in 0..5 {
+        real.push(login(&server, "yara", &wrong(n)).await);
+        ghost.push(login(&server, "ghost", &wrong(n)).await);
+    }
+    assert_eq!(real, ghost);
+    assert_eq!(real[4].failure_reason(), FailureReason::Throttled);
+    server.stop().await;
+}
+
+async fn spraying_one_account_does_not_lock_out_its_known_source(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, limits(1000, 1000, 10)).await else {
+        return;
+    };
+    let (_, secret) = issue_simple(&server, "zach").await;
+    let home = "192.0.2.10";
+    assert!(
+        login_with(&server, "zach", &secret, Protocol::Imap, home)
+            .await
+            .authenticated
+    );
+
+    for n in 0..30u32 {
+        let attacker = format!("203.0.113.{n}");
+        login_with(&server, "zach", &wrong(n), Protocol::Imap, &attacker).await;
+    }
+    // The account is blocked for networks it has never signed in from...
+    let stranger = login_with(&server, "zach", &secret, Protocol::Imap, "198.51.100.99").await;
+    assert_eq!(stranger.failure_reason(), FailureReason::Throttled);
+    // ...but its owner's known network carries on.
+    for _ in 0..3 {
+        assert!(
+            login_with(&server, "zach", &secret, Protocol::Imap, home)
+                .await
+                .authenticated
+        );
+    }
+    server.stop().await;
+}
+
+async fn a_source_spraying_many_accounts_is_blocked(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, limits(1000, 4, 1000)).await else {
+        return;
+    };
+    let (_, secret) = issue_simple(&server, "abby").await;
+    for n in 0..4 {
+        login_with(
+            &server,
+            &format!("user{n}"),
+            &wrong(n),
+            Protocol::Imap,
+            "2001:db8:5:6::1",
+        )
+        .await;
+    }
+    // The whole /64 is blocked, for every account, until the delay passes.
+    let blocked = login_with(
+        &server,
+        "abby",
+        &secret,
+        Protocol::Imap,
+        "2001:db8:5:6:ffff::2",
+    )
+    .await;
+    assert_throttled(&blocked, 60);
+    let other_network =
+        login_with(&server, "abby", &secret, Protocol::Imap, "2001:db8:5:7::1").await;
+    assert!(other_network.authenticated);
+    server.clock.advance(Duration::from_secs(60));
+    assert!(
+        login_with(&server, "abby", &secret, Protocol::Imap, "2001:db8:5:6::3")
+            .await
+            .authenticated
+    );
+    server.stop().await;
+}
+
+async fn success_clears_the_pair_only(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
+        return;
+    };
+    let (_, secret) = issue_simple(&server, "bruno").await;
+    for round in 0..3 {
+        for n in 0..2 {
+            let response = login(&server, "bruno", &wrong(round * 10 + n)).await;
+            assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
+        }
+        assert!(
+            login(&server, "bruno", &secret).await.authenticated,
+            "round {round}"
+        );
+    }
+    // Six failures in all, but never three in a row without a success.
+    let scopes = Scopes::of(
+        &Username::parse("bruno").unwrap(),
+        "192.0.2.10".parse().unwrap(),
+    );
+    assert_eq!(stored_failures(&server, &scopes.pair.key).await, 0);
+    assert_eq!(stored_failures(&server, &scopes.account.key).await, 6);
+    assert_eq!(stored_failures(&server, &scopes.source.key).await, 6);
+    server.stop().await;
+}
+
+async fn blocks_hold_across_replicas_and_restarts(backend: Backend) {
+    let Some(first) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
+        return;
+    };
+    let (_, secret) = issue_simple(&first, "carla").await;
+    for n in 0..3 {
+        login(&first, "carla", &wrong(n)).await;
+    }
+    let second = first.replica_with(limits(3, 1000, 1000)).await;
+    assert_throttled(&login(&second, "carla", &secret).await, 60);
+    let database = first.stop().await;
+    // The second replica alone, after the first is gone, still holds it.
+    assert_throttled(&login(&second, "carla", &secret).await, 60);
+    second.clock.advance(Duration::from_secs(60));
+    assert!(login(&second, "carla", &secret).await.authenticated);
+    second.stop().await;
+    drop(database);
+}
+
+async fn concurrent_failures_are_all_counted(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, limits(1000, 1000, 1000)).await else {
+        return;
+    };
+    issue_simple(&server, "dora").await;
+    let attempts = (0..40u32).map(|n| {
+        let mut client = server.auth();
+        async move {
+            let ip = format!("203.0.113.{n}");
+            client
+                .authenticate(login_request("dora", &wrong(n), Protocol::Imap, &ip))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    let responses = futures::future::join_all(attempts).await;
+    assert!(responses
+        .iter()
+        .all(|r| r.failure_reason() == FailureReason::InvalidCredentials));
+    let scopes = Scopes::of(
+        &Username::parse("dora").unwrap(),
+        "203.0.113.1".parse().unwrap(),
+    );
+    assert_eq!(stored_failures(&server, &scopes.account.key).await, 40);
+    server.stop().await;
+}
+
+async fn stored_failures(server: &TestServer, key: &str) -> i64 {
+    let db = server.database.connect().await;
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one(Statement::from_sql_and_values(
+            backend,
+            match backend {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "SELECT failures FROM auth_throttle WHERE scope_key = $1"
+                }
+                _ => "SELECT failures FROM auth_throttle WHERE scope_key = ?",
+            },
+            [key.into()],
+        ))
+        .await
+        .unwrap();
+    let failures = row.map_or(0, |row| row.try_get_by_index::<i64>(0).unwrap());
+    db.close().await.unwrap();
+    failures
+}
