@@ -117,30 +117,32 @@ impl<S: Store> Latchkey<S> {
         let credential = match lookup.credential {
             Some(credential) if verified => credential,
             _ => {
-                self.count_failure(&scopes, &attempt.password, now).await?;
                 let known = lookup.account_exists.then_some(&attempt.username);
-                self.record_failure(
+                let event = failure_event(
                     &attempt,
+                    now,
                     client_ip,
                     known,
                     None,
                     FailureReason::InvalidCredentials,
-                )
-                .await?;
+                );
+                self.count_failure(&scopes, &attempt.password, now, event)
+                    .await?;
                 return Ok(LoginOutcome::Failure(FailureReason::InvalidCredentials));
             }
         };
 
         // A refusal with the right password is not a guess: not counted.
         if let Some(reason) = refusal(&credential, now, attempt.protocol, client_ip) {
-            self.record_failure(
+            let event = failure_event(
                 &attempt,
+                now,
                 client_ip,
                 Some(&credential.username),
                 Some(credential.app_password_id),
                 reason,
-            )
-            .await?;
+            );
+            self.store().record_event(event).await?;
             return Ok(LoginOutcome::Failure(reason));
         }
 
@@ -203,24 +205,30 @@ impl<S: Store> Latchkey<S> {
         Ok(latest.map_or(Ok(pair), Err))
     }
 
-    /// Counts a wrong guess in all three scopes, unless it repeats a recent
-    /// one from the same source for the same account.
+    /// Counts a wrong guess in all three scopes and audits it, in one
+    /// transaction; a guess that repeats a recent one from the same source
+    /// for the same account is audited but not counted again.
     async fn count_failure(
         &self,
         scopes: &Scopes,
         typed: &TypedPassword,
         now: Timestamp,
+        event: AuditEvent,
     ) -> Result<()> {
         let throttle = &self.inner.throttle;
         if throttle.repeated_guess(&scopes.pair, &typed.0, now) {
-            return Ok(());
+            return self.store().record_event(event).await;
         }
-        for scope in scopes.all() {
-            let rule = throttle.config().rule(scope.kind);
-            let counter = self.store().record_failure(scope, rule, now).await?;
+        let rules = scopes
+            .all()
+            .into_iter()
+            .map(|scope| (scope.clone(), throttle.config().rule(scope.kind)))
+            .collect();
+        let counters = self.store().record_failures(rules, now, event).await?;
+        for (scope, counter) in counters {
             if let Some(until) = counter.blocked_until {
                 if scope.kind != ScopeKind::Account {
-                    throttle.remember_block(scope, until, now);
+                    throttle.remember_block(&scope, until, now);
                 }
             }
         }
@@ -273,24 +281,6 @@ impl<S: Store> Latchkey<S> {
         (Some(credential.seen_networks.with(network)), vec![event])
     }
 
-    async fn record_failure(
-        &self,
-        attempt: &LoginAttempt,
-        client_ip: IpAddr,
-        account: Option<&Username>,
-        app_password_id: Option<Uuid>,
-        reason: FailureReason,
-    ) -> Result<()> {
-        let mut event =
-            AuditEvent::new(EventType::AuthenticationFailed, self.now(), &attempt.actor)
-                .detail(reason.as_str());
-        event.username = account.cloned();
-        event.app_password_id = app_password_id;
-        event.client_ip = Some(client_ip);
-        event.protocol = Some(attempt.protocol);
-        self.store().record_event(event).await
-    }
-
     /// Deletes failure counters that no longer matter.
     pub async fn prune_throttle_counters(&self) -> Result<u64> {
         let now = self.now();
@@ -305,6 +295,23 @@ impl<S: Store> Latchkey<S> {
             )
             .await
     }
+}
+
+fn failure_event(
+    attempt: &LoginAttempt,
+    now: Timestamp,
+    client_ip: IpAddr,
+    account: Option<&Username>,
+    app_password_id: Option<Uuid>,
+    reason: FailureReason,
+) -> AuditEvent {
+    let mut event = AuditEvent::new(EventType::AuthenticationFailed, now, &attempt.actor)
+        .detail(reason.as_str());
+    event.username = account.cloned();
+    event.app_password_id = app_password_id;
+    event.client_ip = Some(client_ip);
+    event.protocol = Some(attempt.protocol);
+    event
 }
 
 fn millis(duration: Duration) -> i64 {

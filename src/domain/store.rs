@@ -251,14 +251,16 @@ pub trait ThrottleStore: Send + Sync + 'static {
         scopes: &[&Scope],
     ) -> impl Future<Output = Result<HashMap<String, Counter>>> + Send;
 
-    /// Adds one failure to `scope` by `rule`, atomically with respect to
-    /// every other replica; returns the new counter.
-    fn record_failure(
+    /// Adds one failure to each scope by its rule and writes `event`, all
+    /// in one transaction, atomically with respect to every other replica:
+    /// either the failure counts everywhere and is audited, or nothing
+    /// changed. Returns the new counters.
+    fn record_failures(
         &self,
-        scope: &Scope,
-        rule: FailureRule,
+        scopes: Vec<(Scope, FailureRule)>,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Counter>> + Send;
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<Vec<(Scope, Counter)>>> + Send;
 
     /// Clears `scope`'s failures and notes a success.
     fn record_success(

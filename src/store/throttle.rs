@@ -4,11 +4,14 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect, TransactionTrait,
 };
 
+use super::audit::insert_event;
 use super::entities::auth_throttle;
 use super::{db_error, SqlStore};
+use crate::domain::audit::AuditEvent;
 use crate::domain::clock::Timestamp;
 use crate::domain::error::{Error, Result};
 use crate::domain::store::ThrottleStore;
@@ -21,6 +24,49 @@ fn counter(row: &auth_throttle::Model) -> Counter {
         blocked_until: row.blocked_until.map(Timestamp::from_millis),
         last_success_at: row.last_success_at.map(Timestamp::from_millis),
     }
+}
+
+/// Locks `scope`'s row (which must exist), reads its latest committed
+/// state and writes the next one. `FOR UPDATE` makes the read current: under
+/// MySQL's REPEATABLE READ a plain read would see the transaction's first
+/// snapshot and lose increments made since.
+async fn count_failure(
+    txn: &DatabaseTransaction,
+    scope: &Scope,
+    rule: FailureRule,
+    now: Timestamp,
+) -> Result<Counter> {
+    let by_key = auth_throttle::Column::ScopeKey.eq(scope.key.as_str());
+    let row = auth_throttle::Entity::find()
+        .filter(by_key.clone())
+        .lock_exclusive()
+        .one(txn)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::internal("throttle row missing after insert"))?;
+    let next = rule.after_failure(counter(&row), now);
+    auth_throttle::Entity::update_many()
+        .col_expr(
+            auth_throttle::Column::Failures,
+            Expr::value(i64::from(next.failures)),
+        )
+        .col_expr(
+            auth_throttle::Column::LastFailureAt,
+            Expr::value(next.last_failure_at.map(Timestamp::as_millis)),
+        )
+        .col_expr(
+            auth_throttle::Column::BlockedUntil,
+            Expr::value(next.blocked_until.map(Timestamp::as_millis)),
+        )
+        .col_expr(
+            auth_throttle::Column::UpdatedAt,
+            Expr::value(now.as_millis()),
+        )
+        .filter(by_key)
+        .exec(txn)
+        .await
+        .map_err(db_error)?;
+    Ok(next)
 }
 
 fn empty_row(key: &str, now: Timestamp) -> auth_throttle::ActiveModel {
@@ -47,62 +93,53 @@ impl ThrottleStore for SqlStore {
             .collect())
     }
 
-    /// One transaction that makes sure the row exists, locks it with a
-    /// write, reads it and writes the next state: concurrent failures in
-    /// one scope queue on the lock, so none is lost.
+    /// The rows are made to exist first, outside the transaction (an
+    /// idempotent insert; inserting inside it would take gap locks that
+    /// deadlock concurrent first failures on MySQL). Then one transaction
+    /// takes the rows in key order, so concurrent ones lock in the same order
+    /// and cannot deadlock, and counts: concurrent failures in one scope
+    /// queue on its lock, so none is lost. The audit event commits with them.
+    /// On SQLite the transaction's first statement writes, taking the
+    /// database's write lock before anything is read.
     #[tracing::instrument(skip_all, err(Display))]
-    async fn record_failure(
+    async fn record_failures(
         &self,
-        scope: &Scope,
-        rule: FailureRule,
+        mut scopes: Vec<(Scope, FailureRule)>,
         now: Timestamp,
-    ) -> Result<Counter> {
+        event: AuditEvent,
+    ) -> Result<Vec<(Scope, Counter)>> {
+        scopes.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        auth_throttle::Entity::insert_many(
+            scopes.iter().map(|(scope, _)| empty_row(&scope.key, now)),
+        )
+        .on_conflict(
+            OnConflict::column(auth_throttle::Column::ScopeKey)
+                .do_nothing_on([auth_throttle::Column::ScopeKey])
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(db_error)?;
         let txn = self.db.begin().await.map_err(db_error)?;
-        auth_throttle::Entity::insert(empty_row(&scope.key, now))
-            .on_conflict(
-                OnConflict::column(auth_throttle::Column::ScopeKey)
-                    .do_nothing_on([auth_throttle::Column::ScopeKey])
-                    .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await
-            .map_err(db_error)?;
-        let by_key = auth_throttle::Column::ScopeKey.eq(scope.key.as_str());
-        auth_throttle::Entity::update_many()
-            .col_expr(
-                auth_throttle::Column::UpdatedAt,
-                Expr::value(now.as_millis()),
-            )
-            .filter(by_key.clone())
-            .exec(&txn)
-            .await
-            .map_err(db_error)?;
-        let row = auth_throttle::Entity::find()
-            .filter(by_key.clone())
-            .one(&txn)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| Error::internal("locked throttle row disappeared"))?;
-        let next = rule.after_failure(counter(&row), now);
-        auth_throttle::Entity::update_many()
-            .col_expr(
-                auth_throttle::Column::Failures,
-                Expr::value(i64::from(next.failures)),
-            )
-            .col_expr(
-                auth_throttle::Column::LastFailureAt,
-                Expr::value(next.last_failure_at.map(Timestamp::as_millis)),
-            )
-            .col_expr(
-                auth_throttle::Column::BlockedUntil,
-                Expr::value(next.blocked_until.map(Timestamp::as_millis)),
-            )
-            .filter(by_key)
-            .exec(&txn)
-            .await
-            .map_err(db_error)?;
+        if let Some((first, _)) = scopes.first() {
+            auth_throttle::Entity::update_many()
+                .col_expr(
+                    auth_throttle::Column::UpdatedAt,
+                    Expr::value(now.as_millis()),
+                )
+                .filter(auth_throttle::Column::ScopeKey.eq(first.key.as_str()))
+                .exec(&txn)
+                .await
+                .map_err(db_error)?;
+        }
+        let mut counters = Vec::with_capacity(scopes.len());
+        for (scope, rule) in scopes {
+            let next = count_failure(&txn, &scope, rule, now).await?;
+            counters.push((scope, next));
+        }
+        insert_event(&txn, event).await?;
         txn.commit().await.map_err(db_error)?;
-        Ok(next)
+        Ok(counters)
     }
 
     #[tracing::instrument(skip_all, err(Display))]

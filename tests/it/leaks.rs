@@ -2,9 +2,6 @@
 //! walk runs with debug logging captured, then the database files and the
 //! log are searched for every app password and caller key it handled.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use latchkey::domain::caller::Role;
 use latchkey::grpc::pb::{
     CreateCallerRequest, DisableAccountRequest, ListAuditEventsRequest, Protocol,
@@ -14,37 +11,6 @@ use latchkey::grpc::pb::{
 use crate::harness::{Backend, TestServer};
 use crate::support::*;
 
-#[derive(Clone)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every log line of this test process, at debug level, from every crate.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Captured(buffer.clone());
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buffer
-    })
-    .clone()
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -53,7 +19,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_database_files_audit_trail_or_logs() {
-    let logs = captured_logs();
+    let logs = crate::logs::captured();
     let server = TestServer::start(Backend::Sqlite).await.unwrap();
     let mut secrets: Vec<String> = server.keys.values().cloned().collect();
 
@@ -142,7 +108,7 @@ async fn no_secret_in_database_files_audit_trail_or_logs() {
         );
     }
     // Caller keys are stored as SHA-256 only: not even their secret half.
-    let (_, secret_half) = key.rsplit_once('_').unwrap();
+    let secret_half = crate::support::key_secret_half(&key);
     assert!(!contains(&stored, secret_half));
     assert!(!contains(&logs, secret_half));
 }

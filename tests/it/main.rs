@@ -13,6 +13,7 @@ mod discovery;
 mod harness;
 mod leaks;
 mod limits;
+mod logs;
 mod refusals;
 mod review;
 mod secrets;

@@ -109,3 +109,12 @@ pub fn violated_fields(status: &Status) -> Vec<String> {
 pub fn secret_forms(secret: &str) -> [String; 2] {
     [secret.to_owned(), secret.replace(' ', "")]
 }
+
+/// The random part of a caller key (`latchkey_{id}_{random}`; the id has no
+/// `_`, the random part may).
+pub fn key_secret_half(key: &str) -> &str {
+    let rest = key
+        .strip_prefix(latchkey::domain::caller::KEY_PREFIX)
+        .unwrap();
+    rest.split_once('_').unwrap().1
+}
