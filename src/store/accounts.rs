@@ -17,7 +17,7 @@ use crate::domain::store::AccountStore;
 use crate::domain::username::Username;
 
 impl AccountStore for SqlStore {
-    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
+    #[tracing::instrument(skip_all, fields(username = %username))]
     async fn get_account(&self, username: &Username, now: Timestamp) -> Result<Option<Account>> {
         let Some(row) = account::Entity::find()
             .filter(account::Column::Username.eq(username.as_str()))
@@ -32,7 +32,7 @@ impl AccountStore for SqlStore {
         Ok(Some(convert::account(row, active)))
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn list_accounts(
         &self,
         after: Option<&Username>,
@@ -63,7 +63,7 @@ impl AccountStore for SqlStore {
 
     /// The state change and its event commit together; a repeated call
     /// changes nothing and records nothing.
-    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
+    #[tracing::instrument(skip_all, fields(username = %username))]
     async fn set_account_disabled(
         &self,
         username: &Username,
@@ -106,7 +106,7 @@ impl AccountStore for SqlStore {
     /// transaction whose first statement writes (so SQLite takes its write
     /// lock up front). The account's audit events stay: they are the record
     /// of what happened to it.
-    #[tracing::instrument(skip_all, err(Display), fields(username = %username))]
+    #[tracing::instrument(skip_all, fields(username = %username))]
     async fn delete_account(&self, username: &Username, event: AuditEvent) -> Result<bool> {
         let txn = self.db.begin().await.map_err(db_error)?;
         app_password::Entity::delete_many()

@@ -44,7 +44,7 @@ pub(super) fn account_id_of(username: &Username) -> SelectStatement {
 }
 
 impl AppPasswordStore for SqlStore {
-    #[tracing::instrument(skip_all, err(Display), fields(username = %new.username))]
+    #[tracing::instrument(skip_all, fields(username = %new.username))]
     async fn issue(
         &self,
         new: NewAppPassword,
@@ -151,7 +151,7 @@ impl AppPasswordStore for SqlStore {
     /// left-joined to its password with this selector through the unique
     /// (account, selector) index. No row: no account; a row without a
     /// password: no such selector.
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn find_credential(
         &self,
         username: &Username,
@@ -197,7 +197,7 @@ impl AppPasswordStore for SqlStore {
         })
     }
 
-    #[tracing::instrument(skip_all, err(Display), fields(app_password = %id))]
+    #[tracing::instrument(skip_all, fields(app_password = %id))]
     async fn record_use(
         &self,
         id: Uuid,
@@ -239,7 +239,7 @@ impl AppPasswordStore for SqlStore {
         txn.commit().await.map_err(db_error)
     }
 
-    #[tracing::instrument(skip_all, err(Display), fields(app_password = %id))]
+    #[tracing::instrument(skip_all, fields(app_password = %id))]
     async fn get_app_password(&self, username: &Username, id: Uuid) -> Result<Option<AppPassword>> {
         let found = app_password::Entity::find_by_id(id)
             .find_also_related(account::Entity)
@@ -253,7 +253,7 @@ impl AppPasswordStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn list_app_passwords(
         &self,
         username: &Username,
@@ -299,7 +299,7 @@ impl AppPasswordStore for SqlStore {
     /// The revocation is one statement, durable when it returns;
     /// `revoked_at IS NULL` keeps the first revocation's record, and the
     /// event is written only when this call revoked.
-    #[tracing::instrument(skip_all, err(Display), fields(app_password = %id))]
+    #[tracing::instrument(skip_all, fields(app_password = %id))]
     async fn revoke_app_password(
         &self,
         username: &Username,
@@ -327,7 +327,7 @@ impl AppPasswordStore for SqlStore {
         self.get_app_password(username, id).await
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn revoke_account_app_passwords(
         &self,
         username: &Username,

@@ -41,12 +41,12 @@ pub(super) async fn insert_event(
 }
 
 impl AuditStore for SqlStore {
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn record_event(&self, event: AuditEvent) -> Result<()> {
         insert_event(&self.db, event).await
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn list_events(
         &self,
         filter: &AuditFilter,
@@ -90,7 +90,7 @@ impl AuditStore for SqlStore {
         Ok(Page::from_overfetch(items, limit))
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn prune_events(&self, before: Timestamp) -> Result<u64> {
         let deleted = audit_event::Entity::delete_many()
             .filter(audit_event::Column::OccurredAt.lt(before.as_millis()))

@@ -25,7 +25,7 @@ fn known_role(row: caller::Model) -> Result<Caller> {
 impl CallerStore for SqlStore {
     /// Name and TLS identity are unique; checked inside the transaction
     /// that inserts, and backed by unique indexes should two creations race.
-    #[tracing::instrument(skip_all, err(Display), fields(caller = %new.name))]
+    #[tracing::instrument(skip_all, fields(caller = %new.name))]
     async fn create_caller(
         &self,
         new: Caller,
@@ -83,7 +83,7 @@ impl CallerStore for SqlStore {
         Ok(CreateCallerOutcome::Created(new))
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn caller_by_key_id(&self, key_id: &str) -> Result<Option<StoredCaller>> {
         let Some(row) = caller::Entity::find()
             .filter(caller::Column::KeyId.eq(key_id))
@@ -100,7 +100,7 @@ impl CallerStore for SqlStore {
         }))
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn caller_by_tls_identity(&self, identities: &[String]) -> Result<Option<Caller>> {
         let row = caller::Entity::find()
             .filter(caller::Column::TlsIdentity.is_in(identities.iter().map(String::as_str)))
@@ -122,7 +122,7 @@ impl CallerStore for SqlStore {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn list_callers(&self, after: Option<&str>, limit: u32) -> Result<Page<Caller>> {
         let mut query = caller::Entity::find();
         if let Some(after) = after {
@@ -141,7 +141,7 @@ impl CallerStore for SqlStore {
         Ok(Page::from_overfetch(items, limit))
     }
 
-    #[tracing::instrument(skip_all, err(Display), fields(caller = %name))]
+    #[tracing::instrument(skip_all, fields(caller = %name))]
     async fn revoke_caller(&self, name: &str, event: AuditEvent) -> Result<Option<Caller>> {
         let txn = self.db.begin().await.map_err(db_error)?;
         let revoked = caller::Entity::update_many()

@@ -101,7 +101,7 @@ impl ThrottleStore for SqlStore {
     /// queue on its lock, so none is lost. The audit event commits with them.
     /// On SQLite the transaction's first statement writes, taking the
     /// database's write lock before anything is read.
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn record_failures(
         &self,
         mut scopes: Vec<(Scope, FailureRule)>,
@@ -142,7 +142,7 @@ impl ThrottleStore for SqlStore {
         Ok(counters)
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn record_success(&self, scope: &Scope, now: Timestamp) -> Result<()> {
         let mut row = empty_row(&scope.key, now);
         row.last_success_at = Set(Some(now.as_millis()));
@@ -164,7 +164,7 @@ impl ThrottleStore for SqlStore {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, err(Display))]
+    #[tracing::instrument(skip_all)]
     async fn prune_counters(
         &self,
         idle_before: Timestamp,

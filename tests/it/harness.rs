@@ -90,6 +90,20 @@ impl TestServer {
         Some(Self::serve(config, database).await)
     }
 
+    /// Starts a server whose database connections go through a link the
+    /// test can cut (PostgreSQL and MySQL only).
+    pub async fn start_behind_link(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Option<(Self, crate::link::FaultyLink)> {
+        let database = TestDatabase::create(backend).await?;
+        let link = crate::link::FaultyLink::to(crate::link::target_of(&database.url)).await;
+        let mut config = test_config();
+        config.database_url = DatabaseUrl::new(crate::link::through(&database.url, link.addr));
+        adjust(&mut config);
+        Some((Self::serve(config, database).await, link))
+    }
+
     /// Starts another server on the same database, as a second replica would
     /// run (or this one after a restart), with `adjust`ed configuration.
     pub async fn replica_with(&self, adjust: impl FnOnce(&mut Config)) -> TestServer {

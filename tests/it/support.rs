@@ -118,3 +118,11 @@ pub fn key_secret_half(key: &str) -> &str {
         .unwrap();
     rest.split_once('_').unwrap().1
 }
+
+/// A well-formed app password that belongs to nobody, distinct for each `n`.
+pub fn wrong_secret(n: u32) -> String {
+    format!("{n:0>28}")
+        .bytes()
+        .map(|digit| char::from(b'a' + (digit - b'0')))
+        .collect()
+}

@@ -34,13 +34,8 @@ fn limits(pair: u32, source: u32, account: u32) -> impl FnOnce(&mut Config) {
     }
 }
 
-/// A well-formed app password that belongs to nobody.
 fn wrong(n: u32) -> String {
-    let letters: String = format!("{n:0>28}")
-        .bytes()
-        .map(|digit| char::from(b'a' + (digit - b'0')))
-        .collect();
-    letters
+    wrong_secret(n)
 }
 
 fn assert_throttled(response: &AuthenticateResponse, seconds: u64) {

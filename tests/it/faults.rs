@@ -1,0 +1,251 @@
+//! Database faults: requests fail closed with UNAVAILABLE, no failure is
+//! counted against anyone, nothing acknowledged is lost, and the service
+//! recovers by itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use latchkey::config::Config;
+use latchkey::domain::throttle::Scopes;
+use latchkey::domain::username::Username;
+use latchkey::grpc::pb::app_password::State;
+use latchkey::grpc::pb::{
+    FailureReason, GetAppPasswordRequest, Protocol, RevokeAppPasswordRequest,
+};
+use sea_orm::{ConnectionTrait, Statement};
+use tonic::Code;
+
+use crate::harness::{Backend, TestServer};
+use crate::support::*;
+
+const WRONG_GUESS_IP: &str = "198.51.100.200";
+
+fn fault_config(config: &mut Config) {
+    config.database.acquire_timeout_ms = 500;
+    config.max_active_app_passwords = 100_000;
+    config.database.sqlite_busy_timeout_ms = 200;
+    config.throttle.pair_limit = 100_000;
+    config.throttle.source_limit = 100_000;
+    config.throttle.account_limit = 100_000;
+}
+
+/// What the load saw and what the server acknowledged.
+#[derive(Default)]
+struct Ledger {
+    issued: Vec<(String, String)>,
+    revoked: Vec<String>,
+    wrong_counted: u32,
+    codes: Vec<Code>,
+    unavailable_at: Vec<Instant>,
+    ok_at: Vec<Instant>,
+}
+
+impl Ledger {
+    fn saw(&mut self, code: Code) {
+        self.codes.push(code);
+        match code {
+            Code::Ok => self.ok_at.push(Instant::now()),
+            Code::Unavailable => self.unavailable_at.push(Instant::now()),
+            other => panic!("a fault surfaced as {other:?}, not UNAVAILABLE"),
+        }
+    }
+}
+
+/// Issues, revokes, signs in and guesses in a loop until `until`.
+async fn load(server: &TestServer, worker: u32, until: Instant, ledger: Arc<Mutex<Ledger>>) {
+    let mut n = 0u32;
+    while Instant::now() < until {
+        n += 1;
+        let started = Instant::now();
+        let request = issue_request(
+            &format!("load{worker}"),
+            &format!("Device {n}"),
+            &[Protocol::Imap],
+        );
+        match server.app_passwords().issue_app_password(request).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                let name = response.app_password.unwrap().name;
+                ledger.lock().unwrap().saw(Code::Ok);
+                if n % 3 == 0 {
+                    let revoke = RevokeAppPasswordRequest {
+                        name: name.clone(),
+                        reason: String::new(),
+                    };
+                    match server.app_passwords().revoke_app_password(revoke).await {
+                        Ok(_) => {
+                            let mut ledger = ledger.lock().unwrap();
+                            ledger.saw(Code::Ok);
+                            ledger.revoked.push(name.clone());
+                        }
+                        Err(status) => ledger.lock().unwrap().saw(status.code()),
+                    }
+                }
+                ledger.lock().unwrap().issued.push((name, response.secret));
+            }
+            Err(status) => ledger.lock().unwrap().saw(status.code()),
+        }
+        let guess = wrong_secret(worker * 1_000_000 + n);
+        let login = login_request("olive", &guess, Protocol::Imap, WRONG_GUESS_IP);
+        match server.auth().authenticate(login).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
+                let mut ledger = ledger.lock().unwrap();
+                ledger.saw(Code::Ok);
+                ledger.wrong_counted += 1;
+            }
+            Err(status) => ledger.lock().unwrap().saw(status.code()),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a request hung during the fault"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn stored_failures(server: &TestServer) -> i64 {
+    let scopes = Scopes::of(
+        &Username::parse("olive").unwrap(),
+        WRONG_GUESS_IP.parse().unwrap(),
+    );
+    let db = server.database.connect().await;
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DatabaseBackend::Postgres => {
+            "SELECT failures FROM auth_throttle WHERE scope_key = $1"
+        }
+        _ => "SELECT failures FROM auth_throttle WHERE scope_key = ?",
+    };
+    let row = db
+        .query_one(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [scopes.pair.key.into()],
+        ))
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    row.map_or(0, |row| row.try_get_by_index::<i64>(0).unwrap())
+}
+
+/// Every acknowledged issue and revoke survived, and the failures stored
+/// are exactly the ones that were answered.
+async fn check_nothing_lost(server: &TestServer, ledger: &Ledger) {
+    assert!(!ledger.issued.is_empty());
+    for (name, secret) in &ledger.issued {
+        let password = server
+            .app_passwords()
+            .get_app_password(GetAppPasswordRequest { name: name.clone() })
+            .await
+            .expect("an acknowledged issue was lost")
+            .into_inner();
+        let revoked = ledger.revoked.contains(name);
+        assert_eq!(password.state() == State::Revoked, revoked, "{name}");
+        let username = password.username.clone();
+        let response = login(server, &username, secret).await;
+        if revoked {
+            assert_eq!(response.failure_reason(), FailureReason::Revoked);
+        } else {
+            assert!(response.authenticated || response.failure_reason() == FailureReason::Revoked);
+        }
+    }
+    assert_eq!(
+        stored_failures(server).await,
+        i64::from(ledger.wrong_counted),
+        "a failure was counted without being answered, or answered without being counted"
+    );
+}
+
+async fn database_outage(backend: Backend) {
+    let Some((server, link)) = TestServer::start_behind_link(backend, fault_config).await else {
+        return;
+    };
+    issue_simple(&server, "olive").await;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let until = Instant::now() + Duration::from_secs(6);
+    let workers = (0..4).map(|worker| load(&server, worker, until, ledger.clone()));
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        link.down();
+        let cut_at = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        link.restore();
+        (cut_at, Instant::now())
+    };
+    let ((cut_at, restored_at), _) = tokio::join!(outage, futures::future::join_all(workers));
+
+    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
+    assert!(
+        ledger.unavailable_at.iter().any(|at| *at > cut_at),
+        "the outage was not noticed"
+    );
+    let recovered = ledger
+        .ok_at
+        .iter()
+        .find(|at| **at > restored_at)
+        .expect("never recovered");
+    assert!(
+        recovered.duration_since(restored_at) < Duration::from_secs(3),
+        "slow recovery"
+    );
+    check_nothing_lost(&server, &ledger).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_fails_closed_and_recovers() {
+    database_outage(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_outage_fails_closed_and_recovers() {
+    database_outage(Backend::MySql).await;
+}
+
+/// SQLite is a file in the server's own process; its fault is another
+/// process holding the database locked. Writes then fail (after the busy
+/// timeout) with UNAVAILABLE, and succeed again once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_locked_database_fails_closed_and_recovers() {
+    let server = TestServer::start_with(Backend::Sqlite, fault_config)
+        .await
+        .unwrap();
+    issue_simple(&server, "olive").await;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let until = Instant::now() + Duration::from_secs(5);
+    let workers = (0..3).map(|worker| load(&server, worker, until, ledger.clone()));
+    let database_url = server.database.url.clone();
+    let lock = async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let locker = sea_orm::Database::connect(&database_url).await.unwrap();
+        let txn = sea_orm::TransactionTrait::begin(&locker).await.unwrap();
+        txn.execute_unprepared("DELETE FROM auth_throttle WHERE scope_key = 'none'")
+            .await
+            .unwrap();
+        let locked_at = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        txn.rollback().await.unwrap();
+        locker.close().await.unwrap();
+        (locked_at, Instant::now())
+    };
+    let ((locked_at, released_at), _) = tokio::join!(lock, futures::future::join_all(workers));
+
+    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
+    assert!(
+        ledger.unavailable_at.iter().any(|at| *at > locked_at),
+        "the lock was not noticed"
+    );
+    let recovered = ledger
+        .ok_at
+        .iter()
+        .find(|at| **at > released_at)
+        .expect("never recovered");
+    assert!(
+        recovered.duration_since(released_at) < Duration::from_secs(3),
+        "slow recovery"
+    );
+    check_nothing_lost(&server, &ledger).await;
+    server.stop().await;
+}
