@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
 
 use super::app_passwords::{account_id_of, active_at};
 use super::audit::insert_event;
@@ -19,17 +22,7 @@ use crate::domain::username::Username;
 impl AccountStore for SqlStore {
     #[tracing::instrument(skip_all, fields(username = %username))]
     async fn get_account(&self, username: &Username, now: Timestamp) -> Result<Option<Account>> {
-        let Some(row) = account::Entity::find()
-            .filter(account::Column::Username.eq(username.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?
-        else {
-            return Ok(None);
-        };
-        let mut counts = self.active_counts(&[row.id], now).await?;
-        let active = counts.remove(&row.id).unwrap_or(0);
-        Ok(Some(convert::account(row, active)))
+        account_on(&self.db, username, now).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -50,7 +43,7 @@ impl AccountStore for SqlStore {
             .await
             .map_err(db_error)?;
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
-        let counts = self.active_counts(&ids, now).await?;
+        let counts = active_counts(&self.db, &ids, now).await?;
         let items = rows
             .into_iter()
             .map(|row| {
@@ -98,8 +91,9 @@ impl AccountStore for SqlStore {
         if changed.rows_affected > 0 {
             insert_event(&txn, event).await?;
         }
+        let now_is = account_on(&txn, username, now).await?;
         txn.commit().await.map_err(db_error)?;
-        self.get_account(username, now).await
+        Ok(now_is)
     }
 
     /// Deletes the passwords, then the account, then records it, in one
@@ -127,30 +121,48 @@ impl AccountStore for SqlStore {
     }
 }
 
-impl SqlStore {
-    /// Active app passwords per account, in one grouped query.
-    async fn active_counts(
-        &self,
-        account_ids: &[i64],
-        now: Timestamp,
-    ) -> Result<HashMap<i64, u64>> {
-        if account_ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let rows: Vec<(i64, i64)> = app_password::Entity::find()
-            .select_only()
-            .column(app_password::Column::AccountId)
-            .column_as(app_password::Column::Id.count(), "active")
-            .filter(app_password::Column::AccountId.is_in(account_ids.iter().copied()))
-            .filter(active_at(now))
-            .group_by(app_password::Column::AccountId)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, count)| (id, u64::try_from(count).unwrap_or(0)))
-            .collect())
+/// One account with its active password count, read on `connection` (the
+/// pool, or a transaction that is about to commit).
+async fn account_on(
+    connection: &impl ConnectionTrait,
+    username: &Username,
+    now: Timestamp,
+) -> Result<Option<Account>> {
+    let Some(row) = account::Entity::find()
+        .filter(account::Column::Username.eq(username.as_str()))
+        .one(connection)
+        .await
+        .map_err(db_error)?
+    else {
+        return Ok(None);
+    };
+    let mut counts = active_counts(connection, &[row.id], now).await?;
+    let active = counts.remove(&row.id).unwrap_or(0);
+    Ok(Some(convert::account(row, active)))
+}
+
+/// Active app passwords per account, in one grouped query.
+async fn active_counts(
+    connection: &impl ConnectionTrait,
+    account_ids: &[i64],
+    now: Timestamp,
+) -> Result<HashMap<i64, u64>> {
+    if account_ids.is_empty() {
+        return Ok(HashMap::new());
     }
+    let rows: Vec<(i64, i64)> = app_password::Entity::find()
+        .select_only()
+        .column(app_password::Column::AccountId)
+        .column_as(app_password::Column::Id.count(), "active")
+        .filter(app_password::Column::AccountId.is_in(account_ids.iter().copied()))
+        .filter(active_at(now))
+        .group_by(app_password::Column::AccountId)
+        .into_tuple()
+        .all(connection)
+        .await
+        .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, count)| (id, u64::try_from(count).unwrap_or(0)))
+        .collect())
 }

@@ -2,8 +2,8 @@
 
 use sea_orm::sea_query::{Expr, IntoCondition, OnConflict, Query, SelectStatement};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, JoinType, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, RelationTrait, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -41,6 +41,24 @@ pub(super) fn account_id_of(username: &Username) -> SelectStatement {
         .from(account::Entity)
         .and_where(account::Column::Username.eq(username.as_str()))
         .to_owned()
+}
+
+/// One app password of one account, read on `connection` (the pool, or a
+/// transaction that is about to commit).
+async fn app_password_on(
+    connection: &impl ConnectionTrait,
+    username: &Username,
+    id: Uuid,
+) -> Result<Option<AppPassword>> {
+    let found = app_password::Entity::find_by_id(id)
+        .find_also_related(account::Entity)
+        .filter(account::Column::Username.eq(username.as_str()))
+        .one(connection)
+        .await
+        .map_err(db_error)?;
+    Ok(found.and_then(|(row, account)| {
+        account.map(|account| convert::app_password(row, Username::from_stored(account.username)))
+    }))
 }
 
 impl AppPasswordStore for SqlStore {
@@ -139,12 +157,13 @@ impl AppPasswordStore for SqlStore {
             .await
             .map_err(db_error)?;
         insert_event(&txn, event).await?;
-        txn.commit().await.map_err(db_error)?;
-
-        self.get_app_password(&new.username, new.id)
+        // Read back before committing: once the commit returns, nothing
+        // else can fail and turn an issued password into an error.
+        let issued = app_password_on(&txn, &new.username, new.id)
             .await?
-            .map(|issued| IssueOutcome::Issued(Box::new(issued)))
-            .ok_or_else(|| Error::internal("issued app password not found after commit"))
+            .ok_or_else(|| Error::internal("issued app password not found before commit"))?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(IssueOutcome::Issued(Box::new(issued)))
     }
 
     /// One query whatever the outcome: the account by its unique username,
@@ -241,16 +260,7 @@ impl AppPasswordStore for SqlStore {
 
     #[tracing::instrument(skip_all, fields(app_password = %id))]
     async fn get_app_password(&self, username: &Username, id: Uuid) -> Result<Option<AppPassword>> {
-        let found = app_password::Entity::find_by_id(id)
-            .find_also_related(account::Entity)
-            .filter(account::Column::Username.eq(username.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(found.and_then(|(row, account)| {
-            account
-                .map(|account| convert::app_password(row, Username::from_stored(account.username)))
-        }))
+        app_password_on(&self.db, username, id).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -323,8 +333,9 @@ impl AppPasswordStore for SqlStore {
         if revoked.rows_affected > 0 {
             insert_event(&txn, event).await?;
         }
+        let now_is = app_password_on(&txn, username, id).await?;
         txn.commit().await.map_err(db_error)?;
-        self.get_app_password(username, id).await
+        Ok(now_is)
     }
 
     #[tracing::instrument(skip_all)]

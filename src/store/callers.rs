@@ -154,13 +154,14 @@ impl CallerStore for SqlStore {
         if revoked.rows_affected > 0 {
             insert_event(&txn, event).await?;
         }
-        txn.commit().await.map_err(db_error)?;
-        caller::Entity::find()
+        let now_is = caller::Entity::find()
             .filter(caller::Column::Name.eq(name))
-            .one(&self.db)
+            .one(&txn)
             .await
             .map_err(db_error)?
             .map(known_role)
-            .transpose()
+            .transpose()?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(now_is)
     }
 }

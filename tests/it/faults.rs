@@ -141,8 +141,13 @@ async fn check_nothing_lost(server: &TestServer, ledger: &Ledger) {
             .await
             .expect("an acknowledged issue was lost")
             .into_inner();
-        let revoked = ledger.revoked.contains(name);
-        assert_eq!(password.state() == State::Revoked, revoked, "{name}");
+        // An acknowledged revoke holds. (A revoke answered UNAVAILABLE changed
+        // nothing, unless the link died between its commit and the commit's
+        // acknowledgement, which no client can tell apart; not asserted.)
+        let revoked = password.state() == State::Revoked;
+        if ledger.revoked.contains(name) {
+            assert!(revoked, "an acknowledged revoke was lost: {name}");
+        }
         let username = password.username.clone();
         let response = login(server, &username, secret).await;
         if revoked {
