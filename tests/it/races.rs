@@ -1,0 +1,119 @@
+//! Replicas and deadlines: a revoke that returned holds on every replica at
+//! once; a client's deadline is honoured and a cancelled request leaks
+//! nothing.
+
+use std::time::{Duration, Instant};
+
+use latchkey::domain::hashing::HashParams;
+use latchkey::grpc::pb::{
+    DisableAccountRequest, FailureReason, ListAccountsRequest, Protocol, RevokeAppPasswordRequest,
+};
+use tonic::Code;
+
+use crate::backend_tests;
+use crate::harness::{Backend, TestServer};
+use crate::support::*;
+
+backend_tests!(a_returned_revoke_holds_on_every_replica_at_once);
+
+async fn a_returned_revoke_holds_on_every_replica_at_once(backend: Backend) {
+    let Some(first) = TestServer::start(backend).await else {
+        return;
+    };
+    let second = first.replica_with(|_| {}).await;
+    for round in 0..10 {
+        let (name, secret) = issue_simple(&first, &format!("replica{round}")).await;
+        assert!(
+            login(&second, &format!("replica{round}"), &secret)
+                .await
+                .authenticated
+        );
+        first
+            .app_passwords()
+            .revoke_app_password(RevokeAppPasswordRequest {
+                name,
+                reason: String::new(),
+            })
+            .await
+            .unwrap();
+        // The very next login, on the other replica, is refused.
+        let refused = login(&second, &format!("replica{round}"), &secret).await;
+        assert_eq!(
+            refused.failure_reason(),
+            FailureReason::Revoked,
+            "round {round}"
+        );
+    }
+    // Disabling an account, likewise.
+    let (_, secret) = issue_simple(&second, "disabled-everywhere").await;
+    first
+        .accounts()
+        .disable_account(DisableAccountRequest {
+            name: "accounts/disabled-everywhere".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let refused = login(&second, "disabled-everywhere", &secret).await;
+    assert_eq!(refused.failure_reason(), FailureReason::AccountDisabled);
+    second.stop().await;
+    first.stop().await;
+}
+
+/// argon2 slow enough that a few milliseconds of deadline run out first.
+const SLOW_ARGON2: HashParams = HashParams {
+    memory_kib: 32 * 1024,
+    iterations: 3,
+    parallelism: 1,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_are_honoured_and_cancelled_requests_leak_nothing() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.argon2 = SLOW_ARGON2;
+        config.database.max_connections = 2;
+    })
+    .await
+    .unwrap();
+    let (_, secret) = issue_simple(&server, "hasty").await;
+
+    let attempts = (0..40).map(|_| {
+        let mut client = server.auth();
+        let secret = secret.clone();
+        async move {
+            let mut request =
+                tonic::Request::new(login_request("hasty", &secret, Protocol::Imap, "192.0.2.1"));
+            // The header alone, as any gRPC client sends it: the server must
+            // enforce it itself.
+            request
+                .metadata_mut()
+                .insert("grpc-timeout", "3m".parse().unwrap());
+            let started = Instant::now();
+            let result = client.authenticate(request).await;
+            (
+                result.map(|_| ()).map_err(|status| status.code()),
+                started.elapsed(),
+            )
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    for (result, elapsed) in &results {
+        assert!(
+            matches!(result, Err(Code::DeadlineExceeded | Code::Cancelled)),
+            "a 3 ms deadline was not enforced: {result:?}"
+        );
+        assert!(*elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    }
+
+    // Nothing leaked: with two database connections in all, everything
+    // still works, promptly.
+    for _ in 0..20 {
+        server
+            .accounts()
+            .list_accounts(ListAccountsRequest::default())
+            .await
+            .unwrap();
+    }
+    assert!(login(&server, "hasty", &secret).await.authenticated);
+    server.stop().await;
+}
