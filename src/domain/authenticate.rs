@@ -132,7 +132,10 @@ impl<S: Store> Latchkey<S> {
             }
         };
 
-        // A refusal with the right password is not a guess: not counted.
+        // A refusal with the right password counts as a failure too: a
+        // revoked or expired password in use is as suspicious as a wrong
+        // one, a stale device repeating it is counted once all the same, and
+        // every failure then costs the same, so timing tells none apart.
         if let Some(reason) = refusal(&credential, now, attempt.protocol, client_ip) {
             let event = failure_event(
                 &attempt,
@@ -142,7 +145,7 @@ impl<S: Store> Latchkey<S> {
                 Some(credential.app_password_id),
                 reason,
             );
-            self.store().record_event(event).await?;
+            self.count_failure(&scopes, &attempt.password, now, event).await?;
             return Ok(LoginOutcome::Failure(reason));
         }
 
