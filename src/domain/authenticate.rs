@@ -145,7 +145,8 @@ impl<S: Store> Latchkey<S> {
                 Some(credential.app_password_id),
                 reason,
             );
-            self.count_failure(&scopes, &attempt.password, now, event).await?;
+            self.count_failure(&scopes, &attempt.password, now, event)
+                .await?;
             return Ok(LoginOutcome::Failure(reason));
         }
 

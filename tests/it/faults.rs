@@ -12,7 +12,7 @@ use latchkey::grpc::pb::app_password::State;
 use latchkey::grpc::pb::{
     FailureReason, GetAppPasswordRequest, Protocol, RevokeAppPasswordRequest,
 };
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::ConnectionTrait;
 use tonic::Code;
 
 use crate::harness::{Backend, TestServer};
@@ -105,29 +105,12 @@ async fn load(server: &TestServer, worker: u32, until: Instant, ledger: Arc<Mute
     }
 }
 
-async fn stored_failures(server: &TestServer) -> i64 {
+async fn guesses_stored(server: &TestServer) -> i64 {
     let scopes = Scopes::of(
         &Username::parse("olive").unwrap(),
         WRONG_GUESS_IP.parse().unwrap(),
     );
-    let db = server.database.connect().await;
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        sea_orm::DatabaseBackend::Postgres => {
-            "SELECT failures FROM auth_throttle WHERE scope_key = $1"
-        }
-        _ => "SELECT failures FROM auth_throttle WHERE scope_key = ?",
-    };
-    let row = db
-        .query_one(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [scopes.pair.key.into()],
-        ))
-        .await
-        .unwrap();
-    db.close().await.unwrap();
-    row.map_or(0, |row| row.try_get_by_index::<i64>(0).unwrap())
+    stored_failures(server, &scopes.pair.key).await
 }
 
 /// Every acknowledged issue and revoke survived, and the failures stored
@@ -157,7 +140,7 @@ async fn check_nothing_lost(server: &TestServer, ledger: &Ledger) {
         }
     }
     assert_eq!(
-        stored_failures(server).await,
+        guesses_stored(server).await,
         i64::from(ledger.wrong_counted),
         "a failure was counted without being answered, or answered without being counted"
     );

@@ -126,3 +126,26 @@ pub fn wrong_secret(n: u32) -> String {
         .map(|digit| char::from(b'a' + (digit - b'0')))
         .collect()
 }
+
+/// The failures stored for a throttle scope, read straight from the database.
+pub async fn stored_failures(server: &TestServer, key: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = server.database.connect().await;
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one(Statement::from_sql_and_values(
+            backend,
+            match backend {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "SELECT failures FROM auth_throttle WHERE scope_key = $1"
+                }
+                _ => "SELECT failures FROM auth_throttle WHERE scope_key = ?",
+            },
+            [key.into()],
+        ))
+        .await
+        .unwrap();
+    let failures = row.map_or(0, |row| row.try_get_by_index::<i64>(0).unwrap());
+    db.close().await.unwrap();
+    failures
+}

@@ -6,7 +6,6 @@ use latchkey::config::Config;
 use latchkey::domain::throttle::Scopes;
 use latchkey::domain::username::Username;
 use latchkey::grpc::pb::{AuthenticateResponse, FailureReason, Protocol};
-use sea_orm::{ConnectionTrait, Statement};
 
 use crate::backend_tests;
 use crate::harness::{Backend, TestServer};
@@ -246,25 +245,4 @@ async fn concurrent_failures_are_all_counted(backend: Backend) {
     );
     assert_eq!(stored_failures(&server, &scopes.account.key).await, 40);
     server.stop().await;
-}
-
-async fn stored_failures(server: &TestServer, key: &str) -> i64 {
-    let db = server.database.connect().await;
-    let backend = db.get_database_backend();
-    let row = db
-        .query_one(Statement::from_sql_and_values(
-            backend,
-            match backend {
-                sea_orm::DatabaseBackend::Postgres => {
-                    "SELECT failures FROM auth_throttle WHERE scope_key = $1"
-                }
-                _ => "SELECT failures FROM auth_throttle WHERE scope_key = ?",
-            },
-            [key.into()],
-        ))
-        .await
-        .unwrap();
-    let failures = row.map_or(0, |row| row.try_get_by_index::<i64>(0).unwrap());
-    db.close().await.unwrap();
-    failures
 }
