@@ -30,6 +30,7 @@ pub struct App {
     reflection: ReflectionAccess,
     tls: Option<ServerTlsConfig>,
     audit: AuditConfig,
+    health_interval: Duration,
 }
 
 impl App {
@@ -51,6 +52,9 @@ impl App {
             reflection: config.reflection,
             tls,
             audit: config.audit,
+            health_interval: Duration::from_millis(
+                config.database.health_check_interval_ms.max(100),
+            ),
         })
     }
 
@@ -77,16 +81,19 @@ impl App {
         tracing::info!(%address, tls = self.tls.is_some(), "serving gRPC");
 
         let (stopping, stop) = watch::channel(false);
-        let pruning = tokio::spawn(housekeeping(self.core.clone(), self.audit, stop));
+        let pruning = tokio::spawn(housekeeping(self.core.clone(), self.audit, stop.clone()));
+        let watching = tokio::spawn(watch_database(
+            self.store.clone(),
+            health.clone(),
+            self.health_interval,
+            stop,
+        ));
         let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping.send(true);
-            for service in grpc::SERVICE_NAMES {
-                health
-                    .set_service_status(service, ServingStatus::NotServing)
-                    .await;
-            }
+            let _ = watching.await;
+            set_serving(&health, false).await;
         };
 
         let mut server = Server::builder();
@@ -106,6 +113,47 @@ impl App {
         self.store.close().await?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Reports every service (and the server as a whole) as serving or not.
+async fn set_serving(health: &tonic_health::server::HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for service in grpc::SERVICE_NAMES.into_iter().chain([""]) {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// Pings the database every `interval` and reports NOT_SERVING through
+/// grpc.health.v1 while it cannot be reached, so load balancers send
+/// traffic to replicas that can answer; SERVING again once it can.
+async fn watch_database(
+    store: SqlStore,
+    health: tonic_health::server::HealthReporter,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    let mut reachable = true;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now_reachable = store.ping().await.is_ok();
+        if now_reachable != reachable {
+            if now_reachable {
+                tracing::info!("database reachable again: serving");
+            } else {
+                tracing::warn!("database unreachable: reporting NOT_SERVING");
+            }
+            set_serving(&health, now_reachable).await;
+            reachable = now_reachable;
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct PoolConfig {
     pub acquire_timeout_ms: u64,
     /// How long SQLite waits on a locked database before giving up.
     pub sqlite_busy_timeout_ms: u64,
+    /// How often the database is pinged for grpc.health.v1.
+    pub health_check_interval_ms: u64,
 }
 
 impl Default for PoolConfig {
@@ -41,6 +43,7 @@ impl Default for PoolConfig {
             max_connections: 16,
             acquire_timeout_ms: 3_000,
             sqlite_busy_timeout_ms: 5_000,
+            health_check_interval_ms: 2_000,
         }
     }
 }
@@ -77,6 +80,11 @@ impl SqlStore {
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<()> {
         Migrator::up(&self.db, None).await.map_err(db_error)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await.map_err(db_error)
     }
 
     pub async fn close(self) -> Result<()> {

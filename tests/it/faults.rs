@@ -237,3 +237,49 @@ async fn sqlite_locked_database_fails_closed_and_recovers() {
     check_nothing_lost(&server, &ledger).await;
     server.stop().await;
 }
+
+/// Load balancers learn of the outage from grpc.health.v1, and of the
+/// recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_database() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let Some((server, link)) = TestServer::start_behind_link(Backend::Postgres, |config| {
+        fault_config(config);
+        config.database.health_check_interval_ms = 100;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut health = HealthClient::new(server.channel());
+    let mut wait_for = async |wanted: ServingStatus| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: "latchkey.v1.LegacyAuthService".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status();
+            if status == wanted {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "health stayed {status:?}, wanted {wanted:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    wait_for(ServingStatus::Serving).await;
+    link.down();
+    wait_for(ServingStatus::NotServing).await;
+    link.restore();
+    wait_for(ServingStatus::Serving).await;
+    server.stop().await;
+}
