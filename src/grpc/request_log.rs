@@ -116,7 +116,7 @@ impl Drop for Entry {
     fn drop(&mut self) {
         if !self.finished {
             let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-            tracing::info!(method = %self.method, code = "Cancelled", latency_ms, "request cancelled by the client");
+            tracing::info!(method = %self.method, code = "Cancelled", latency_ms, "request dropped before it completed (client cancelled or deadline passed)");
         }
     }
 }
