@@ -112,6 +112,8 @@ impl<S: Store> Latchkey<S> {
             .find_credential(&attempt.username, selector)
             .await?;
         let stored_hash = lookup.credential.as_ref().map(|c| c.secret_hash.clone());
+        // Kept for a re-hash should the stored hash turn out outdated.
+        let known_secret = secret.clone();
         let verified = self.inner.hasher.verify(stored_hash, secret).await?;
 
         let credential = match lookup.credential {
@@ -160,6 +162,11 @@ impl<S: Store> Latchkey<S> {
         self.store()
             .record_use(credential.app_password_id, usage, seen_networks, events)
             .await?;
+        if let Some(secret) =
+            known_secret.filter(|_| self.inner.hasher.is_outdated(&credential.secret_hash))
+        {
+            self.upgrade_hash(&credential, secret).await;
+        }
         Ok(LoginOutcome::Success {
             username: credential.username,
             app_password_id: credential.app_password_id,
@@ -283,6 +290,29 @@ impl<S: Store> Latchkey<S> {
         event.client_ip = Some(usage.client_ip);
         event.protocol = Some(usage.protocol);
         (Some(credential.seen_networks.with(network)), vec![event])
+    }
+
+    /// Re-hashes a verified secret whose stored hash has outdated argon2
+    /// parameters, so that raising them upgrades every password in use
+    /// without anyone re-issuing. Best effort: the login has succeeded
+    /// either way, and a failed upgrade is tried again at the next login.
+    async fn upgrade_hash(&self, credential: &Credential, secret: Secret) {
+        let upgraded = match self.inner.hasher.hash(secret).await {
+            Ok(hash) => {
+                self.store()
+                    .replace_hash(credential.app_password_id, &credential.secret_hash, &hash)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match upgraded {
+            Ok(()) => {
+                tracing::info!(app_password = %credential.app_password_id, "re-hashed with the configured argon2 parameters")
+            }
+            Err(error) => {
+                tracing::warn!(app_password = %credential.app_password_id, %error, "re-hashing failed; will retry at the next login")
+            }
+        }
     }
 
     /// Deletes failure counters that no longer matter.

@@ -73,6 +73,26 @@ impl Hasher {
         })
     }
 
+    /// Whether a stored hash is weaker than the configured parameters (less
+    /// memory or fewer passes, or not argon2id), and so should be re-made
+    /// the next time its secret is known. Stronger hashes are left alone:
+    /// lowering the cost must not weaken existing hashes, and replicas
+    /// mid-way through a rolling change must not re-hash back and forth.
+    pub fn is_outdated(&self, stored: &str) -> bool {
+        let Ok(hash) = PasswordHash::new(stored) else {
+            return false;
+        };
+        let configured = self.argon2.params();
+        let weaker = |name: &str, wanted: u32| {
+            hash.params
+                .get_decimal(name)
+                .is_none_or(|value| value < wanted)
+        };
+        hash.algorithm.as_str() != "argon2id"
+            || weaker("m", configured.m_cost())
+            || weaker("t", configured.t_cost())
+    }
+
     /// Hashes a new secret into a PHC string (`$argon2id$v=19$m=…`).
     pub async fn hash(&self, secret: Secret) -> Result<String> {
         hash_blocking(self.argon2.clone(), secret).await
@@ -153,6 +173,26 @@ mod tests {
             .verify(Some("not a hash".into()), Some(Secret::generate()))
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_with_other_parameters_are_outdated() {
+        let small = Hasher::new(SMALL).await.unwrap();
+        let larger = Hasher::new(HashParams {
+            memory_kib: 128,
+            ..SMALL
+        })
+        .await
+        .unwrap();
+        let hash = small.hash(Secret::generate()).await.unwrap();
+        assert!(!small.is_outdated(&hash));
+        assert!(larger.is_outdated(&hash));
+        let strong = larger.hash(Secret::generate()).await.unwrap();
+        assert!(
+            !small.is_outdated(&strong),
+            "a stronger hash is not downgraded"
+        );
+        assert!(!larger.is_outdated("not a hash"), "garbage is not upgraded");
     }
 
     #[test]

@@ -121,6 +121,14 @@ pub trait AppPasswordStore: Send + Sync + 'static {
         events: Vec<AuditEvent>,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Replaces a password's hash, unless it changed since `old` was read.
+    fn replace_hash(
+        &self,
+        id: Uuid,
+        old: &str,
+        new: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     fn get_app_password(
         &self,
         username: &Username,

@@ -259,6 +259,18 @@ impl AppPasswordStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all, fields(app_password = %id))]
+    async fn replace_hash(&self, id: Uuid, old: &str, new: &str) -> Result<()> {
+        app_password::Entity::update_many()
+            .col_expr(app_password::Column::SecretHash, Expr::value(new))
+            .filter(app_password::Column::Id.eq(id))
+            .filter(app_password::Column::SecretHash.eq(old))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(app_password = %id))]
     async fn get_app_password(&self, username: &Username, id: Uuid) -> Result<Option<AppPassword>> {
         app_password_on(&self.db, username, id).await
     }

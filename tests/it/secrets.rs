@@ -113,3 +113,64 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         .windows(needle.len())
         .any(|window| window == needle)
 }
+
+backend_tests!(raising_argon2_parameters_upgrades_hashes_at_the_next_login);
+
+async fn stored_hash(server: &TestServer) -> String {
+    let db = server.database.connect().await;
+    let backend = db.get_database_backend();
+    let hash = db
+        .query_one(Statement::from_string(
+            backend,
+            "SELECT secret_hash FROM app_password",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<String>(0)
+        .unwrap();
+    db.close().await.unwrap();
+    hash
+}
+
+async fn raising_argon2_parameters_upgrades_hashes_at_the_next_login(backend: Backend) {
+    let Some(old) = TestServer::start(backend).await else {
+        return;
+    };
+    let (_, secret) = issue_simple(&old, "yves").await;
+    assert!(stored_hash(&old)
+        .await
+        .starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
+
+    // The operator raises the cost; a replica (or the restarted server) runs
+    // with the new parameters.
+    let new = old
+        .replica_with(|config| {
+            config.argon2.memory_kib = 512;
+            config.argon2.iterations = 2;
+        })
+        .await;
+    // A failed login changes nothing.
+    assert!(
+        !login(&new, "yves", &crate::support::wrong_secret(1))
+            .await
+            .authenticated
+    );
+    assert!(stored_hash(&new)
+        .await
+        .starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
+    // A successful one re-hashes.
+    assert!(login(&new, "yves", &secret).await.authenticated);
+    assert!(stored_hash(&new)
+        .await
+        .starts_with("$argon2id$v=19$m=512,t=2,p=1$"));
+    // The password still works on both, and the replica still on the old
+    // parameters does not re-hash it back down.
+    assert!(login(&new, "yves", &secret).await.authenticated);
+    assert!(login(&old, "yves", &secret).await.authenticated);
+    assert!(stored_hash(&old)
+        .await
+        .starts_with("$argon2id$v=19$m=512,t=2,p=1$"));
+    new.stop().await;
+    old.stop().await;
+}
