@@ -44,6 +44,7 @@ impl App {
         let policy = Policy {
             max_active_per_account: config.max_active_app_passwords,
             throttle: config.throttle,
+            verified_cache: config.verified_cache,
         };
         let core = Latchkey::new(store.clone(), hasher, clock, policy);
         Ok(Self {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::hashing::HashParams;
 use crate::domain::throttle::ThrottleConfig;
+use crate::domain::verified_cache::VerifiedCacheConfig;
 use crate::grpc::access::ReflectionAccess;
 use crate::store::PoolConfig;
 
@@ -40,6 +41,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Failed-login throttling.
     pub throttle: ThrottleConfig,
+    /// Skipping argon2 for a secret that verified recently.
+    pub verified_cache: VerifiedCacheConfig,
     /// Active app passwords one account may hold.
     pub max_active_app_passwords: u32,
     pub argon2: HashParams,
@@ -58,6 +61,7 @@ impl Default for Config {
             tls: None,
             audit: AuditConfig::default(),
             throttle: ThrottleConfig::default(),
+            verified_cache: VerifiedCacheConfig::default(),
             max_active_app_passwords: 25,
             argon2: HashParams::default(),
             database: PoolConfig::default(),

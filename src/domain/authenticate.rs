@@ -112,9 +112,24 @@ impl<S: Store> Latchkey<S> {
             .find_credential(&attempt.username, selector)
             .await?;
         let stored_hash = lookup.credential.as_ref().map(|c| c.secret_hash.clone());
-        // Kept for a re-hash should the stored hash turn out outdated.
+        // Kept for the verified-secret cache and for a re-hash.
         let known_secret = secret.clone();
-        let verified = self.inner.hasher.verify(stored_hash, secret).await?;
+        // The cache may stand in for argon2 only for a login that would
+        // succeed: every refusal and every failure pays a full verification,
+        // so timing still tells none of them apart.
+        let acceptable = lookup
+            .credential
+            .as_ref()
+            .filter(|c| refusal(c, now, attempt.protocol, client_ip).is_none());
+        let cached = match (acceptable, &known_secret) {
+            (Some(c), Some(secret)) => self.inner.verified.matches(c.app_password_id, secret, now),
+            _ => false,
+        };
+        let verified = cached || self.inner.hasher.verify(stored_hash, secret).await?;
+        if let (Some(c), Some(secret), true, false) = (acceptable, &known_secret, verified, cached)
+        {
+            self.inner.verified.remember(c.app_password_id, secret, now);
+        }
 
         let credential = match lookup.credential {
             Some(credential) if verified => credential,

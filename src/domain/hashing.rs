@@ -5,6 +5,7 @@
 //! sharing that worker, so every hash and verification goes to the blocking
 //! pool.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -44,6 +45,8 @@ impl Default for HashParams {
 #[derive(Clone)]
 pub struct Hasher {
     argon2: Argon2<'static>,
+    /// argon2 verifications run so far, dummy ones included.
+    verifications: Arc<AtomicU64>,
     /// A valid hash of a random secret nobody knows, with the configured
     /// parameters: verified against when there is no real candidate, so an
     /// unknown user costs what a wrong password costs.
@@ -69,6 +72,7 @@ impl Hasher {
         let dummy_hash = hash_blocking(argon2.clone(), Secret::generate()).await?;
         Ok(Self {
             argon2,
+            verifications: Arc::new(AtomicU64::new(0)),
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -93,6 +97,11 @@ impl Hasher {
             || weaker("t", configured.t_cost())
     }
 
+    /// argon2 verifications run since start.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
     /// Hashes a new secret into a PHC string (`$argon2id$v=19$m=…`).
     pub async fn hash(&self, secret: Secret) -> Result<String> {
         hash_blocking(self.argon2.clone(), secret).await
@@ -102,6 +111,7 @@ impl Hasher {
     /// well-formed secret, it verifies against the dummy hash instead and
     /// returns `false`, at the same cost.
     pub async fn verify(&self, stored: Option<String>, secret: Option<Secret>) -> Result<bool> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let argon2 = self.argon2.clone();
         let dummy_hash = Arc::clone(&self.dummy_hash);
         tokio::task::spawn_blocking(move || {

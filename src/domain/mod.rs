@@ -20,6 +20,7 @@ pub mod secret;
 pub mod store;
 pub mod throttle;
 pub mod username;
+pub mod verified_cache;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub struct Policy {
     /// Active (unrevoked, unexpired) app passwords one account may hold.
     pub max_active_per_account: u32,
     pub throttle: throttle::ThrottleConfig,
+    pub verified_cache: verified_cache::VerifiedCacheConfig,
 }
 
 /// The domain's entry point; cheap to clone, shared by every handler.
@@ -45,6 +47,7 @@ struct Inner<S> {
     clock: Arc<dyn Clock>,
     policy: Policy,
     throttle: throttle::Throttle,
+    verified: verified_cache::VerifiedCache,
 }
 
 impl<S> Clone for Latchkey<S> {
@@ -64,8 +67,15 @@ impl<S: store::Store> Latchkey<S> {
                 clock,
                 policy,
                 throttle: throttle::Throttle::new(policy.throttle),
+                verified: verified_cache::VerifiedCache::new(policy.verified_cache),
             }),
         }
+    }
+
+    /// argon2 verifications run since start (what the verified-secret
+    /// cache saves shows here).
+    pub fn argon2_verifications(&self) -> u64 {
+        self.inner.hasher.verifications()
     }
 
     fn store(&self) -> &S {

@@ -71,6 +71,8 @@ pub struct TestServer {
     /// A key for each role, made before the server starts.
     pub keys: HashMap<Role, String>,
     pub addr: std::net::SocketAddr,
+    /// The domain of the running server, to look at its counters.
+    pub core: latchkey::domain::Latchkey<latchkey::store::SqlStore>,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), String>>>,
@@ -151,6 +153,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
+        let core = app.core().clone();
         let keys = match keys {
             Some(keys) => keys,
             None => Self::create_callers(&app).await,
@@ -174,6 +177,7 @@ impl TestServer {
             database,
             keys,
             addr,
+            core,
             channel,
             shutdown: Some(shutdown),
             task: Some(task),

@@ -24,4 +24,5 @@ mod secrets;
 mod support;
 mod throttling;
 mod tls;
+mod verified_cache;
 mod walk;

@@ -1,0 +1,158 @@
+//! Remembers which secret last verified for each app password, so that a
+//! client reconnecting with the same secret skips argon2.
+//!
+//! Only a keyed digest is kept (HMAC-SHA256 under a key made at process
+//! start and never stored), never the secret, with a TTL and a size bound.
+//! The password's row is still read on every login and every refusal rule
+//! still applies, so the cache only saves work and can never grant what
+//! the database would deny; a wrong password never enters it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rand::rngs::OsRng;
+use rand::TryRngCore;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::clock::Timestamp;
+use super::secret::Secret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifiedCacheConfig {
+    /// How long a verified secret is trusted without argon2, in seconds; 0
+    /// turns the cache off.
+    pub ttl_secs: u64,
+    /// At most this many app passwords are remembered.
+    pub capacity: usize,
+}
+
+impl Default for VerifiedCacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 300,
+            capacity: 100_000,
+        }
+    }
+}
+
+pub struct VerifiedCache {
+    config: VerifiedCacheConfig,
+    key: [u8; 32],
+    entries: Mutex<HashMap<Uuid, ([u8; 32], Timestamp)>>,
+}
+
+impl std::fmt::Debug for VerifiedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCache")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedCache {
+    pub fn new(config: VerifiedCacheConfig) -> Self {
+        let mut key = [0u8; 32];
+        let _ = OsRng.try_fill_bytes(&mut key);
+        Self {
+            config,
+            key,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn digest(&self, id: Uuid, secret: &Secret) -> Option<[u8; 32]> {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.key).ok()?;
+        mac.update(id.as_bytes());
+        mac.update(secret.canonical());
+        Some(mac.finalize().into_bytes().into())
+    }
+
+    /// Whether `secret` verified for `id` within the TTL.
+    pub fn matches(&self, id: Uuid, secret: &Secret, now: Timestamp) -> bool {
+        let Some(digest) = self.digest(id, secret) else {
+            return false;
+        };
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(&id)
+            .is_some_and(|(known, until)| *until > now && bool::from(known.ct_eq(&digest)))
+    }
+
+    /// Records that `secret` verified for `id` at `now`.
+    pub fn remember(&self, id: Uuid, secret: &Secret, now: Timestamp) {
+        if self.config.ttl_secs == 0 || self.config.capacity == 0 {
+            return;
+        }
+        let Some(digest) = self.digest(id, secret) else {
+            return;
+        };
+        let ttl = i64::try_from(Duration::from_secs(self.config.ttl_secs).as_millis())
+            .unwrap_or(i64::MAX);
+        let until = Timestamp::from_millis(now.as_millis().saturating_add(ttl));
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= self.config.capacity && !entries.contains_key(&id) {
+            entries.retain(|_, (_, until)| *until > now);
+            if entries.len() >= self.config.capacity {
+                // Still full of live entries: drop an arbitrary one; it only
+                // costs that password one argon2 verification later.
+                if let Some(victim) = entries.keys().next().copied() {
+                    entries.remove(&victim);
+                }
+            }
+        }
+        entries.insert(id, (digest, until));
+    }
+
+    pub fn forget(&self, id: Uuid) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_verified_secret_matches_within_its_ttl() {
+        let cache = VerifiedCache::new(VerifiedCacheConfig {
+            ttl_secs: 60,
+            capacity: 2,
+        });
+        let (id, secret, other) = (Uuid::now_v7(), Secret::generate(), Secret::generate());
+        let t0 = Timestamp::from_millis(0);
+        assert!(!cache.matches(id, &secret, t0));
+        cache.remember(id, &secret, t0);
+        assert!(cache.matches(id, &secret, Timestamp::from_millis(59_999)));
+        assert!(!cache.matches(id, &other, t0));
+        assert!(
+            !cache.matches(Uuid::now_v7(), &secret, t0),
+            "bound to its password"
+        );
+        assert!(
+            !cache.matches(id, &secret, Timestamp::from_millis(60_000)),
+            "expired"
+        );
+        for _ in 0..5 {
+            cache.remember(Uuid::now_v7(), &Secret::generate(), t0);
+        }
+        assert!(cache.entries.lock().unwrap().len() <= 2, "bounded");
+        cache.remember(id, &secret, t0);
+        cache.forget(id);
+        assert!(!cache.matches(id, &secret, t0));
+    }
+}
