@@ -40,7 +40,7 @@ impl App {
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, BoxError> {
         let tls = config.tls.as_ref().map(tls_config).transpose()?;
         let store = open_store(config).await?;
-        let hasher = Hasher::new(config.argon2).await?;
+        let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
         let policy = Policy {
             max_active_per_account: config.max_active_app_passwords,
             throttle: config.throttle,

@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::hash_pool::HashPoolConfig;
 use crate::domain::hashing::HashParams;
 use crate::domain::throttle::ThrottleConfig;
 use crate::domain::verified_cache::VerifiedCacheConfig;
@@ -46,6 +47,8 @@ pub struct Config {
     /// Active app passwords one account may hold.
     pub max_active_app_passwords: u32,
     pub argon2: HashParams,
+    /// The threads that run argon2, and the queue in front of them.
+    pub hash_pool: HashPoolConfig,
     pub database: PoolConfig,
     pub log: LogConfig,
 }
@@ -64,6 +67,7 @@ impl Default for Config {
             verified_cache: VerifiedCacheConfig::default(),
             max_active_app_passwords: 25,
             argon2: HashParams::default(),
+            hash_pool: HashPoolConfig::default(),
             database: PoolConfig::default(),
             log: LogConfig::default(),
         }

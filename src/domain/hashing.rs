@@ -8,13 +8,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::PasswordHash;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine as _;
 use rand::rngs::OsRng;
 use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use super::error::{Error, Result};
+use super::hash_pool::{HashPool, HashPoolConfig};
 use super::secret::Secret;
 
 /// argon2id cost parameters. The defaults are OWASP's recommendation for
@@ -44,7 +48,8 @@ impl Default for HashParams {
 
 #[derive(Clone)]
 pub struct Hasher {
-    argon2: Argon2<'static>,
+    params: Params,
+    pool: Arc<HashPool>,
     /// argon2 verifications run so far, dummy ones included.
     verifications: Arc<AtomicU64>,
     /// A valid hash of a random secret nobody knows, with the configured
@@ -60,21 +65,35 @@ impl std::fmt::Debug for Hasher {
 }
 
 impl Hasher {
-    pub async fn new(params: HashParams) -> Result<Self> {
-        let argon2_params = Params::new(
+    pub async fn new(params: HashParams, pool: HashPoolConfig) -> Result<Self> {
+        let params = Params::new(
             params.memory_kib,
             params.iterations,
             params.parallelism,
             None,
         )
         .map_err(|error| Error::internal(format!("invalid argon2 parameters: {error}")))?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon2_params);
-        let dummy_hash = hash_blocking(argon2.clone(), Secret::generate()).await?;
+        let pool = Arc::new(HashPool::new(pool)?);
+        let dummy_params = params.clone();
+        let dummy_hash = pool
+            .run(move |buffer| hash_with(&dummy_params, &Secret::generate(), buffer))
+            .await??;
         Ok(Self {
-            argon2,
+            params,
+            pool,
             verifications: Arc::new(AtomicU64::new(0)),
             dummy_hash: dummy_hash.into(),
         })
+    }
+
+    /// argon2 verifications run since start.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// The hashing pool, for its queue depth and busy workers.
+    pub fn pool(&self) -> &HashPool {
+        &self.pool
     }
 
     /// Whether a stored hash is weaker than the configured parameters (less
@@ -86,25 +105,22 @@ impl Hasher {
         let Ok(hash) = PasswordHash::new(stored) else {
             return false;
         };
-        let configured = self.argon2.params();
         let weaker = |name: &str, wanted: u32| {
             hash.params
                 .get_decimal(name)
                 .is_none_or(|value| value < wanted)
         };
         hash.algorithm.as_str() != "argon2id"
-            || weaker("m", configured.m_cost())
-            || weaker("t", configured.t_cost())
-    }
-
-    /// argon2 verifications run since start.
-    pub fn verifications(&self) -> u64 {
-        self.verifications.load(Ordering::Relaxed)
+            || weaker("m", self.params.m_cost())
+            || weaker("t", self.params.t_cost())
     }
 
     /// Hashes a new secret into a PHC string (`$argon2id$v=19$m=…`).
     pub async fn hash(&self, secret: Secret) -> Result<String> {
-        hash_blocking(self.argon2.clone(), secret).await
+        let params = self.params.clone();
+        self.pool
+            .run(move |buffer| hash_with(&params, &secret, buffer))
+            .await?
     }
 
     /// Runs exactly one argon2 verification. With no stored hash, or no
@@ -112,45 +128,87 @@ impl Hasher {
     /// returns `false`, at the same cost.
     pub async fn verify(&self, stored: Option<String>, secret: Option<Secret>) -> Result<bool> {
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        let argon2 = self.argon2.clone();
         let dummy_hash = Arc::clone(&self.dummy_hash);
-        tokio::task::spawn_blocking(move || {
-            let real = stored.is_some() && secret.is_some();
-            let secret = secret.unwrap_or_else(Secret::generate);
-            let stored = stored.as_deref().unwrap_or(&dummy_hash);
-            let matches = match PasswordHash::new(stored) {
-                Ok(hash) => argon2.verify_password(secret.canonical(), &hash).is_ok(),
-                Err(error) => {
-                    tracing::error!(%error, "stored app password hash is not a valid PHC string");
-                    if let Ok(hash) = PasswordHash::new(&dummy_hash) {
-                        let _ = argon2.verify_password(secret.canonical(), &hash);
-                    }
-                    false
-                }
-            };
-            real && matches
-        })
-        .await
-        .map_err(|error| Error::Internal(error.into()))
+        self.pool
+            .run(move |buffer| {
+                let real = stored.is_some() && secret.is_some();
+                let secret = secret.unwrap_or_else(Secret::generate);
+                let matches =
+                    match verify_with(stored.as_deref().unwrap_or(&dummy_hash), &secret, buffer) {
+                        Some(matches) => matches,
+                        None => {
+                            tracing::error!(
+                                "stored app password hash is not a valid argon2 PHC string"
+                            );
+                            let _ = verify_with(&dummy_hash, &secret, buffer);
+                            false
+                        }
+                    };
+                real && matches
+            })
+            .await
     }
 }
 
-async fn hash_blocking(argon2: Argon2<'static>, secret: Secret) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let mut salt = [0u8; 16];
-        OsRng
-            .unwrap_err()
-            .try_fill_bytes(&mut salt)
-            .map_err(|error| Error::Internal(error.into()))?;
-        let salt =
-            SaltString::encode_b64(&salt).map_err(|error| Error::internal(error.to_string()))?;
-        argon2
-            .hash_password(secret.canonical(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|error| Error::internal(format!("argon2 hashing failed: {error}")))
-    })
-    .await
-    .map_err(|error| Error::Internal(error.into()))?
+/// The buffer, grown if needed, cut to the blocks `params` uses.
+fn blocks<'a>(buffer: &'a mut Vec<Block>, params: &Params) -> &'a mut [Block] {
+    let needed = params.block_count();
+    if buffer.len() < needed {
+        buffer.resize(needed, Block::default());
+    }
+    &mut buffer[..needed]
+}
+
+/// argon2id with the pool thread's buffer, written as a PHC string.
+fn hash_with(params: &Params, secret: &Secret, buffer: &mut Vec<Block>) -> Result<String> {
+    let mut salt = [0u8; 16];
+    OsRng
+        .unwrap_err()
+        .try_fill_bytes(&mut salt)
+        .map_err(|error| Error::Internal(error.into()))?;
+    let mut output = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(
+            secret.canonical(),
+            &salt,
+            &mut output,
+            blocks(buffer, params),
+        )
+        .map_err(|error| Error::internal(format!("argon2 hashing failed: {error}")))?;
+    // PHC strings use standard base64 without padding.
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(output)
+    ))
+}
+
+/// Verifies `secret` against a PHC string with the parameters it carries,
+/// comparing in constant time. `None` if the string is not a usable hash.
+fn verify_with(stored: &str, secret: &Secret, buffer: &mut Vec<Block>) -> Option<bool> {
+    let hash = PasswordHash::new(stored).ok()?;
+    let algorithm = Algorithm::try_from(hash.algorithm).ok()?;
+    let version = match hash.version {
+        Some(version) => Version::try_from(version).ok()?,
+        None => Version::V0x13,
+    };
+    let params = Params::try_from(&hash).ok()?;
+    let expected = hash.hash?;
+    let mut salt = [0u8; 64];
+    let salt = hash.salt?.decode_b64(&mut salt).ok()?;
+    let mut output = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params.clone())
+        .hash_password_into_with_memory(
+            secret.canonical(),
+            salt,
+            &mut output,
+            blocks(buffer, &params),
+        )
+        .ok()?;
+    Some(output.ct_eq(expected.as_bytes()).into())
 }
 
 #[cfg(test)]
@@ -165,7 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_secret_and_nothing_else() {
-        let hasher = Hasher::new(SMALL).await.unwrap();
+        let hasher = Hasher::new(SMALL, HashPoolConfig::default()).await.unwrap();
         let secret = Secret::generate();
         let hash = hasher.hash(secret.clone()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
@@ -187,11 +245,14 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_with_other_parameters_are_outdated() {
-        let small = Hasher::new(SMALL).await.unwrap();
-        let larger = Hasher::new(HashParams {
-            memory_kib: 128,
-            ..SMALL
-        })
+        let small = Hasher::new(SMALL, HashPoolConfig::default()).await.unwrap();
+        let larger = Hasher::new(
+            HashParams {
+                memory_kib: 128,
+                ..SMALL
+            },
+            HashPoolConfig::default(),
+        )
         .await
         .unwrap();
         let hash = small.hash(Secret::generate()).await.unwrap();
@@ -203,6 +264,33 @@ mod tests {
             "a stronger hash is not downgraded"
         );
         assert!(!larger.is_outdated("not a hash"), "garbage is not upgraded");
+    }
+
+    #[test]
+    fn pool_hashes_are_standard_phc_strings_both_ways() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _, SaltString};
+        let params =
+            Params::new(SMALL.memory_kib, SMALL.iterations, SMALL.parallelism, None).unwrap();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let secret = Secret::generate();
+        let mut buffer = Vec::new();
+        // Ours verifies with the argon2 crate's own verifier...
+        let ours = hash_with(&params, &secret, &mut buffer).unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon2.verify_password(secret.canonical(), &parsed).is_ok());
+        // ...and the crate's verifies with ours, with a buffer of another size.
+        let salt = SaltString::encode_b64(b"sixteen byte sal").unwrap();
+        let theirs = argon2
+            .hash_password(secret.canonical(), &salt)
+            .unwrap()
+            .to_string();
+        let mut big = vec![Block::default(); 1024];
+        assert_eq!(verify_with(&theirs, &secret, &mut big), Some(true));
+        assert_eq!(
+            verify_with(&theirs, &Secret::generate(), &mut big),
+            Some(false)
+        );
+        assert_eq!(verify_with("$argon2id$garbage", &secret, &mut big), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod caller;
 pub mod callers;
 pub mod clock;
 pub mod error;
+pub mod hash_pool;
 pub mod hashing;
 pub mod limits;
 pub mod model;
@@ -76,6 +77,11 @@ impl<S: store::Store> Latchkey<S> {
     /// cache saves shows here).
     pub fn argon2_verifications(&self) -> u64 {
         self.inner.hasher.verifications()
+    }
+
+    /// Verifications waiting for a hashing thread.
+    pub fn hash_pool_queued(&self) -> usize {
+        self.inner.hasher.pool().queued()
     }
 
     fn store(&self) -> &S {

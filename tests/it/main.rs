@@ -13,6 +13,7 @@ mod discovery;
 mod faults;
 mod fuzz;
 mod harness;
+mod hash_pool;
 mod leaks;
 mod limits;
 mod link;
