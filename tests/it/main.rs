@@ -8,6 +8,7 @@
 
 mod access;
 mod audit_trail;
+mod callers;
 mod cli;
 mod discovery;
 mod faults;

@@ -1,0 +1,168 @@
+//! CallerService: creating, listing and revoking callers, and its bad inputs.
+
+use latchkey::grpc::pb::{CreateCallerRequest, ListCallersRequest, RevokeCallerRequest, Role};
+use tonic::Code;
+
+use crate::backend_tests;
+use crate::harness::{Backend, TestServer};
+use crate::support::*;
+
+backend_tests!(callers_are_created_listed_revoked_and_validated);
+
+fn create(name: &str, role: Role, tls_identity: &str) -> CreateCallerRequest {
+    CreateCallerRequest {
+        name: name.into(),
+        role: role as i32,
+        tls_identity: tls_identity.into(),
+    }
+}
+
+async fn callers_are_created_listed_revoked_and_validated(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let mut callers = server.callers();
+
+    let created = callers
+        .create_caller(create("imap-proxy", Role::Authenticator, "imap.internal"))
+        .await
+        .unwrap()
+        .into_inner();
+    let caller = created.caller.unwrap();
+    assert_eq!(caller.name, "callers/imap-proxy");
+    assert_eq!(caller.role(), Role::Authenticator);
+    assert_eq!(caller.created_by, "test-operator");
+    assert!(created
+        .key
+        .starts_with(latchkey::domain::caller::KEY_PREFIX));
+
+    for (request, fields) in [
+        (create("", Role::Issuer, ""), vec!["name"]),
+        (create("Upper", Role::Issuer, ""), vec!["name"]),
+        (create(&"x".repeat(65), Role::Issuer, ""), vec!["name"]),
+        (create("ok-name", Role::Unspecified, ""), vec!["role"]),
+        (
+            create("ok-name", Role::Issuer, &"x".repeat(256)),
+            vec!["tls_identity"],
+        ),
+        (
+            create("ok-name", Role::Issuer, "a\nb"),
+            vec!["tls_identity"],
+        ),
+        (
+            create("a b", Role::Unspecified, "\0"),
+            vec!["name", "role", "tls_identity"],
+        ),
+    ] {
+        let status = callers.create_caller(request).await.unwrap_err();
+        assert_eq!(violated_fields(&status), fields);
+    }
+    let mut bad_role = create("ok-name", Role::Issuer, "");
+    bad_role.role = 42;
+    assert_eq!(
+        violated_fields(&callers.create_caller(bad_role).await.unwrap_err()),
+        ["role"]
+    );
+    let taken = callers
+        .create_caller(create("imap-proxy", Role::Issuer, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists);
+    let identity_taken = callers
+        .create_caller(create("other", Role::Issuer, "imap.internal"))
+        .await
+        .unwrap_err();
+    assert_eq!(identity_taken.code(), Code::AlreadyExists);
+
+    let listed = callers
+        .list_callers(ListCallersRequest {
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.callers.len(), 2);
+    let rest = callers
+        .list_callers(ListCallersRequest {
+            page_size: 10,
+            page_token: listed.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // imap-proxy and the harness's three, in name order, across two pages.
+    let names: Vec<String> = listed
+        .callers
+        .iter()
+        .chain(&rest.callers)
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "callers/imap-proxy",
+            "callers/test-authenticator",
+            "callers/test-issuer",
+            "callers/test-operator"
+        ]
+    );
+    for (page_size, page_token) in [(-1, ""), (1001, ""), (10, "bogus")] {
+        let status = callers
+            .list_callers(ListCallersRequest {
+                page_size,
+                page_token: page_token.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+
+    let revoked = callers
+        .revoke_caller(RevokeCallerRequest {
+            name: "callers/imap-proxy".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoke_time.is_some());
+    let again = callers
+        .revoke_caller(RevokeCallerRequest {
+            name: "callers/imap-proxy".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.revoke_time, revoked.revoke_time, "idempotent");
+    for (name, code) in [
+        ("imap-proxy", Code::InvalidArgument),
+        ("callers/", Code::InvalidArgument),
+        ("callers/Nope", Code::InvalidArgument),
+        ("callers/nobody", Code::NotFound),
+    ] {
+        let status = callers
+            .revoke_caller(RevokeCallerRequest { name: name.into() })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "{name}");
+    }
+    // The revoked key no longer works.
+    let status = call_with_key(&server, &created.key).await;
+    assert_eq!(status, Code::Unauthenticated);
+    server.stop().await;
+}
+
+async fn call_with_key(server: &TestServer, key: &str) -> Code {
+    let mut client = latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient::new(
+        server.as_caller(Some(key)),
+    );
+    client
+        .authenticate(login_request(
+            "x",
+            "y",
+            latchkey::grpc::pb::Protocol::Imap,
+            "192.0.2.1",
+        ))
+        .await
+        .map_or_else(|status| status.code(), |_| Code::Ok)
+}
