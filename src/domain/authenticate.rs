@@ -117,10 +117,11 @@ impl<S: Store> Latchkey<S> {
         // The cache may stand in for argon2 only for a login that would
         // succeed: every refusal and every failure pays a full verification,
         // so timing still tells none of them apart.
-        let acceptable = lookup
+        let refused = lookup
             .credential
             .as_ref()
-            .filter(|c| refusal(c, now, attempt.protocol, client_ip).is_none());
+            .and_then(|c| refusal(c, now, attempt.protocol, client_ip));
+        let acceptable = lookup.credential.as_ref().filter(|_| refused.is_none());
         let cached = match (acceptable, &known_secret) {
             (Some(c), Some(secret)) => self.inner.verified.matches(c.app_password_id, secret, now),
             _ => false,
@@ -153,7 +154,7 @@ impl<S: Store> Latchkey<S> {
         // revoked or expired password in use is as suspicious as a wrong
         // one, a stale device repeating it is counted once all the same, and
         // every failure then costs the same, so timing tells none apart.
-        if let Some(reason) = refusal(&credential, now, attempt.protocol, client_ip) {
+        if let Some(reason) = refused {
             let event = failure_event(
                 &attempt,
                 now,

@@ -43,7 +43,6 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 pub struct HashPool {
     sender: SyncSender<Job>,
     queued: Arc<AtomicUsize>,
-    busy: Arc<AtomicUsize>,
     workers: usize,
 }
 
@@ -65,14 +64,12 @@ impl HashPool {
         let (sender, receiver) = sync_channel::<Job>(config.queue.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
         let queued = Arc::new(AtomicUsize::new(0));
-        let busy = Arc::new(AtomicUsize::new(0));
         for index in 0..workers {
             let receiver = Arc::clone(&receiver);
             let queued = Arc::clone(&queued);
-            let busy = Arc::clone(&busy);
             std::thread::Builder::new()
                 .name(format!("latchkey-hash-{index}"))
-                .spawn(move || work(&receiver, &queued, &busy))
+                .spawn(move || work(&receiver, &queued))
                 .map_err(|error| {
                     Error::internal(format!("cannot start a hashing thread: {error}"))
                 })?;
@@ -80,7 +77,6 @@ impl HashPool {
         Ok(Self {
             sender,
             queued,
-            busy,
             workers,
         })
     }
@@ -118,20 +114,11 @@ impl HashPool {
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)
     }
-
-    /// Threads hashing right now.
-    pub fn busy(&self) -> usize {
-        self.busy.load(Ordering::SeqCst)
-    }
-
-    pub fn workers(&self) -> usize {
-        self.workers
-    }
 }
 
 /// A pool thread: takes jobs until the pool is dropped, always with the
 /// same buffer, which only ever grows to the largest memory cost seen.
-fn work(receiver: &Mutex<Receiver<Job>>, queued: &AtomicUsize, busy: &AtomicUsize) {
+fn work(receiver: &Mutex<Receiver<Job>>, queued: &AtomicUsize) {
     let mut buffer: Vec<Block> = Vec::new();
     loop {
         let job = {
@@ -144,8 +131,6 @@ fn work(receiver: &Mutex<Receiver<Job>>, queued: &AtomicUsize, busy: &AtomicUsiz
             }
         };
         queued.fetch_sub(1, Ordering::SeqCst);
-        busy.fetch_add(1, Ordering::SeqCst);
         job(&mut buffer);
-        busy.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -90,10 +90,6 @@ impl SqlStore {
     pub async fn close(self) -> Result<()> {
         self.db.close().await.map_err(db_error)
     }
-
-    pub fn connection(&self) -> &DatabaseConnection {
-        &self.db
-    }
 }
 
 /// Rows after a `(time, id)` cursor in a newest-first listing: older, or as
