@@ -127,12 +127,7 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
     let proxy_cert = pki.issue("imap proxy", &["imap-proxy.internal"]);
     let proxy = pki.channel(&server, Some(proxy_cert)).await;
     let answer = LegacyAuthServiceClient::new(proxy.clone())
-        .authenticate(login_request(
-            "someone",
-            "abcd",
-            Protocol::Imap,
-            "192.0.2.1",
-        ))
+        .authenticate(stranger_login())
         .await
         .unwrap()
         .into_inner();
@@ -152,12 +147,7 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
         .channel(&server, Some(pki.issue("stranger", &["stranger.internal"])))
         .await;
     let status = LegacyAuthServiceClient::new(stranger)
-        .authenticate(login_request(
-            "someone",
-            "abcd",
-            Protocol::Imap,
-            "192.0.2.1",
-        ))
+        .authenticate(stranger_login())
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -165,14 +155,14 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
     // Plaintext does not reach a TLS listener.
     let plaintext = server
         .auth()
-        .authenticate(login_request(
-            "someone",
-            "abcd",
-            Protocol::Imap,
-            "192.0.2.1",
-        ))
+        .authenticate(stranger_login())
         .await
         .unwrap_err();
     assert_ne!(plaintext.code(), Code::Ok);
     server.stop().await;
+}
+
+/// A login whose outcome does not matter: only who may make it.
+fn stranger_login() -> latchkey::grpc::pb::AuthenticateRequest {
+    login_request("someone", "abcd", Protocol::Imap, "192.0.2.1")
 }

@@ -2,8 +2,8 @@
 
 use latchkey::grpc::pb::app_password::State;
 use latchkey::grpc::pb::{
-    FailureReason, GetAccountRequest, GetAppPasswordRequest, ListAppPasswordsRequest, Protocol,
-    RevokeAppPasswordRequest,
+    FailureReason, GetAccountRequest, GetAppPasswordRequest, ListAppPasswordsRequest,
+    ListAppPasswordsResponse, Protocol, RevokeAppPasswordRequest,
 };
 
 use crate::backend_tests;
@@ -62,15 +62,7 @@ async fn issue_authenticate_review_revoke(backend: Backend) {
     assert_eq!(ok.username, "alice@example.com");
     assert_eq!(ok.app_password, password.name);
 
-    let listed = server
-        .app_passwords()
-        .list_app_passwords(ListAppPasswordsRequest {
-            parent: "accounts/alice@example.com".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let listed = list_alice(&server, false).await;
     assert_eq!(listed.app_passwords.len(), 1);
     assert!(listed.next_page_token.is_empty());
     let reviewed = &listed.app_passwords[0];
@@ -123,29 +115,12 @@ async fn issue_authenticate_review_revoke(backend: Backend) {
     assert_eq!(fetched.state(), State::Revoked);
     assert_eq!(fetched.use_count, 1, "a refused login is not a use");
 
-    let hidden = server
-        .app_passwords()
-        .list_app_passwords(ListAppPasswordsRequest {
-            parent: "accounts/alice@example.com".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let hidden = list_alice(&server, false).await;
     assert!(
         hidden.app_passwords.is_empty(),
         "revoked passwords are hidden by default"
     );
-    let shown = server
-        .app_passwords()
-        .list_app_passwords(ListAppPasswordsRequest {
-            parent: "accounts/alice@example.com".into(),
-            show_revoked: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let shown = list_alice(&server, true).await;
     assert_eq!(shown.app_passwords.len(), 1);
 
     let account = server
@@ -215,4 +190,17 @@ async fn usernames_are_normalized_alike(backend: Backend) {
         .into_inner();
     assert_eq!(account.active_app_password_count, 2);
     server.stop().await;
+}
+
+async fn list_alice(server: &TestServer, show_revoked: bool) -> ListAppPasswordsResponse {
+    server
+        .app_passwords()
+        .list_app_passwords(ListAppPasswordsRequest {
+            parent: "accounts/alice@example.com".into(),
+            show_revoked,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
 }
