@@ -216,6 +216,18 @@ impl TestServer {
         InterceptedService::new(self.channel.clone(), Bearer(key.map(str::to_owned)))
     }
 
+    /// A connection of its own, sending the key of the test caller with
+    /// `role`: for bursts whose transport-level fate must not touch the
+    /// shared channel.
+    pub async fn new_connection_as(&self, role: Role) -> Authed {
+        let channel = Endpoint::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        InterceptedService::new(channel, Bearer(Some(self.keys[&role].clone())))
+    }
+
     pub fn channel(&self) -> Channel {
         self.channel.clone()
     }
