@@ -45,6 +45,7 @@ impl App {
             max_active_per_account: config.max_active_app_passwords,
             throttle: config.throttle,
             verified_cache: config.verified_cache,
+            usage: config.usage,
         };
         let core = Latchkey::new(store.clone(), hasher, clock, policy);
         Ok(Self {
@@ -83,6 +84,7 @@ impl App {
 
         let (stopping, stop) = watch::channel(false);
         let pruning = tokio::spawn(housekeeping(self.core.clone(), self.audit, stop.clone()));
+        let flushing = tokio::spawn(flush_usage(self.core.clone(), stop.clone()));
         let watching = tokio::spawn(watch_database(
             self.store.clone(),
             health.clone(),
@@ -103,7 +105,7 @@ impl App {
         }
         server
             .layer(RequestLogLayer)
-            .layer(CallerAuthLayer::new(self.core, self.reflection))
+            .layer(CallerAuthLayer::new(self.core.clone(), self.reflection))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -111,6 +113,14 @@ impl App {
             )
             .await?;
         let _ = pruning.await;
+        let _ = flushing.await;
+        // In-flight requests have finished: what they used is written now.
+        match self.core.flush_usage().await {
+            Ok(written) => tracing::info!(written, "flushed usage of app passwords"),
+            Err(error) => {
+                tracing::error!(%error, "flushing usage at shutdown failed: last-used fields and use counts since the last flush are lost")
+            }
+        }
         self.store.close().await?;
         tracing::info!("stopped");
         Ok(())
@@ -207,6 +217,30 @@ async fn housekeeping(
             Ok(0) => {}
             Ok(deleted) => tracing::debug!(deleted, "pruned idle failure counters"),
             Err(error) => tracing::warn!(%error, "pruning failure counters failed; will retry"),
+        }
+    }
+}
+
+/// Writes the usage of logins gathered since the last flush, every
+/// interval, and early when the buffer fills, until the server stops (the
+/// last flush is `serve`'s, once in-flight requests have finished).
+async fn flush_usage(core: Latchkey<SqlStore>, mut stop: watch::Receiver<bool>) {
+    let Some(every) = core.usage_config().flush_interval() else {
+        return;
+    };
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = core.usage_buffer_filled() => {}
+            _ = stop.changed() => return,
+        }
+        match core.flush_usage().await {
+            Ok(0) => {}
+            Ok(written) => tracing::debug!(written, "flushed usage of app passwords"),
+            Err(error) => tracing::warn!(%error, "flushing usage failed; will retry"),
         }
     }
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::hash_pool::HashPoolConfig;
 use crate::domain::hashing::HashParams;
 use crate::domain::throttle::ThrottleConfig;
+use crate::domain::usage_buffer::UsageConfig;
 use crate::domain::verified_cache::VerifiedCacheConfig;
 use crate::grpc::access::ReflectionAccess;
 use crate::store::PoolConfig;
@@ -44,6 +45,8 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Skipping argon2 for a secret that verified recently.
     pub verified_cache: VerifiedCacheConfig,
+    /// Coalescing the last-used fields and use counts of logins.
+    pub usage: UsageConfig,
     /// Active app passwords one account may hold.
     pub max_active_app_passwords: u32,
     pub argon2: HashParams,
@@ -65,6 +68,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             throttle: ThrottleConfig::default(),
             verified_cache: VerifiedCacheConfig::default(),
+            usage: UsageConfig::default(),
             max_active_app_passwords: 25,
             argon2: HashParams::default(),
             hash_pool: HashPoolConfig::default(),

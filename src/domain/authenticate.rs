@@ -15,6 +15,7 @@ use super::protocol::Protocol;
 use super::secret::Secret;
 use super::store::{Credential, Store, Usage};
 use super::throttle::{Counter, ScopeKind, Scopes};
+use super::usage_buffer::{PendingUse, UsageConfig};
 use super::username::Username;
 use super::Latchkey;
 
@@ -174,10 +175,7 @@ impl<S: Store> Latchkey<S> {
             client_ip,
             protocol: attempt.protocol,
         };
-        let (seen_networks, events) = self.success_events(&credential, &usage, &attempt.actor);
-        self.store()
-            .record_use(credential.app_password_id, usage, seen_networks, events)
-            .await?;
+        self.record_use(&credential, usage, &attempt.actor).await?;
         if let Some(secret) =
             known_secret.filter(|_| self.inner.hasher.is_outdated(&credential.secret_hash))
         {
@@ -279,6 +277,55 @@ impl<S: Store> Latchkey<S> {
         self.inner.throttle.forget_block(&scopes.pair);
         self.inner.throttle.forget_guesses(&scopes.pair);
         Ok(())
+    }
+
+    /// Records a success's usage: at once when it earns an audit event (or
+    /// coalescing is off), else in the usage buffer, which a background task
+    /// writes once per interval.
+    async fn record_use(&self, credential: &Credential, usage: Usage, actor: &str) -> Result<()> {
+        let (seen_networks, events) = self.success_events(credential, &usage, actor);
+        let buffer = &self.inner.usage;
+        if seen_networks.is_none() && buffer.config().flush_interval().is_some() {
+            buffer.add(credential.app_password_id, PendingUse::one(usage));
+            return Ok(());
+        }
+        self.store()
+            .record_use(
+                credential.app_password_id,
+                PendingUse::one(usage),
+                seen_networks,
+                events,
+            )
+            .await
+    }
+
+    /// Writes the usage gathered in the buffer, in transactions of a few
+    /// hundred rows: each is one commit for many rows, and none holds
+    /// SQLite's write lock long enough to stall a login's write. What a
+    /// failure leaves unwritten is kept for the next flush. Returns how many
+    /// app passwords were written.
+    pub async fn flush_usage(&self) -> Result<usize> {
+        const PER_TRANSACTION: usize = 256;
+        let batch = self.inner.usage.take();
+        let mut written = 0;
+        for chunk in batch.chunks(PER_TRANSACTION) {
+            if let Err(error) = self.store().record_uses(chunk).await {
+                self.inner.usage.put_back(batch[written..].to_vec());
+                return Err(error);
+            }
+            written += chunk.len();
+        }
+        Ok(written)
+    }
+
+    /// How coalescing is configured, for the task that flushes.
+    pub fn usage_config(&self) -> UsageConfig {
+        self.inner.usage.config()
+    }
+
+    /// Resolves when the usage buffer has filled and should be flushed early.
+    pub async fn usage_buffer_filled(&self) {
+        self.inner.usage.filled().await;
     }
 
     /// The audit events a success earns: the password's first use, or its

@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod secret;
 pub mod store;
 pub mod throttle;
+pub mod usage_buffer;
 pub mod username;
 pub mod verified_cache;
 
@@ -35,6 +36,7 @@ pub struct Policy {
     pub max_active_per_account: u32,
     pub throttle: throttle::ThrottleConfig,
     pub verified_cache: verified_cache::VerifiedCacheConfig,
+    pub usage: usage_buffer::UsageConfig,
 }
 
 /// The domain's entry point; cheap to clone, shared by every handler.
@@ -49,6 +51,7 @@ struct Inner<S> {
     policy: Policy,
     throttle: throttle::Throttle,
     verified: verified_cache::VerifiedCache,
+    usage: usage_buffer::UsageBuffer,
 }
 
 impl<S> Clone for Latchkey<S> {
@@ -69,6 +72,7 @@ impl<S: store::Store> Latchkey<S> {
                 policy,
                 throttle: throttle::Throttle::new(policy.throttle),
                 verified: verified_cache::VerifiedCache::new(policy.verified_cache),
+                usage: usage_buffer::UsageBuffer::new(policy.usage),
             }),
         }
     }

@@ -18,6 +18,7 @@ use super::model::{Account, AppPassword, AppPasswordCursor, Page};
 use super::network::{AllowedNetworks, SeenNetworks};
 use super::protocol::{Protocol, ProtocolSet};
 use super::throttle::{Counter, FailureRule, Scope};
+use super::usage_buffer::PendingUse;
 use super::username::Username;
 
 /// A new app password, hashed and ready to store.
@@ -69,7 +70,7 @@ pub struct CredentialLookup {
     pub credential: Option<Credential>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
     pub at: Timestamp,
     pub client_ip: IpAddr,
@@ -111,15 +112,22 @@ pub trait AppPasswordStore: Send + Sync + 'static {
         selector: &str,
     ) -> impl Future<Output = Result<CredentialLookup>> + Send;
 
-    /// Records a successful login; with `seen_networks`, also replaces the
+    /// Records successful logins; with `seen_networks`, also replaces the
     /// password's seen networks and writes `events`, in one transaction.
+    /// The last-used fields move only forward in time (replicas flush in
+    /// any order); the count is added.
     fn record_use(
         &self,
         id: Uuid,
-        usage: Usage,
+        usage: PendingUse,
         seen_networks: Option<SeenNetworks>,
         events: Vec<AuditEvent>,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records the coalesced usage of many app passwords, as `record_use`
+    /// does for one, in one transaction. Passwords deleted meanwhile are
+    /// skipped.
+    fn record_uses(&self, batch: &[(Uuid, PendingUse)]) -> impl Future<Output = Result<()>> + Send;
 
     /// Replaces a password's hash, unless it changed since `old` was read.
     fn replace_hash(

@@ -1,9 +1,10 @@
 //! Queries on app passwords.
 
-use sea_orm::sea_query::{Expr, IntoCondition, OnConflict, Query, SelectStatement};
+use sea_orm::sea_query::{Expr, IntoCondition, OnConflict, Query, SelectStatement, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, TransactionTrait,
+    UpdateMany,
 };
 use uuid::Uuid;
 
@@ -18,9 +19,43 @@ use crate::domain::model::{AppPassword, AppPasswordCursor, Page};
 use crate::domain::network::{AllowedNetworks, SeenNetworks};
 use crate::domain::protocol::ProtocolSet;
 use crate::domain::store::{
-    AppPasswordStore, Credential, CredentialLookup, IssueOutcome, NewAppPassword, Usage,
+    AppPasswordStore, Credential, CredentialLookup, IssueOutcome, NewAppPassword,
 };
+use crate::domain::usage_buffer::PendingUse;
 use crate::domain::username::Username;
+
+/// The update recording `usage` of one password. The last-used fields move
+/// only forward: replicas flush their batches in any order.
+fn usage_update(id: Uuid, usage: &PendingUse) -> UpdateMany<app_password::Entity> {
+    use app_password::Column;
+    let at = usage.last.at.as_millis();
+    let if_newer = |column: Column, value: sea_orm::Value| -> SimpleExpr {
+        let newer = Condition::any()
+            .add(Column::LastUsedAt.is_null())
+            .add(Column::LastUsedAt.lt(at));
+        Expr::case(newer, Expr::val(value))
+            .finally(Expr::col(column))
+            .into()
+    };
+    app_password::Entity::update_many()
+        // MySQL evaluates assignments left to right, each seeing the ones
+        // before it: last_used_at goes last, so every condition reads the
+        // old value.
+        .col_expr(
+            Column::LastUsedIp,
+            if_newer(Column::LastUsedIp, usage.last.client_ip.to_string().into()),
+        )
+        .col_expr(
+            Column::LastUsedProtocol,
+            if_newer(Column::LastUsedProtocol, usage.last.protocol.code().into()),
+        )
+        .col_expr(Column::LastUsedAt, if_newer(Column::LastUsedAt, at.into()))
+        .col_expr(
+            Column::UseCount,
+            Expr::col(Column::UseCount).add(i64::from(usage.count)),
+        )
+        .filter(Column::Id.eq(id))
+}
 
 /// Rows that count against the cap: neither revoked nor expired at `now`.
 pub(super) fn active_at(now: Timestamp) -> Condition {
@@ -220,28 +255,11 @@ impl AppPasswordStore for SqlStore {
     async fn record_use(
         &self,
         id: Uuid,
-        usage: Usage,
+        usage: PendingUse,
         seen_networks: Option<SeenNetworks>,
         events: Vec<AuditEvent>,
     ) -> Result<()> {
-        let mut update = app_password::Entity::update_many()
-            .col_expr(
-                app_password::Column::LastUsedAt,
-                Expr::value(usage.at.as_millis()),
-            )
-            .col_expr(
-                app_password::Column::LastUsedIp,
-                Expr::value(usage.client_ip.to_string()),
-            )
-            .col_expr(
-                app_password::Column::LastUsedProtocol,
-                Expr::value(usage.protocol.code()),
-            )
-            .col_expr(
-                app_password::Column::UseCount,
-                Expr::col(app_password::Column::UseCount).add(1),
-            )
-            .filter(app_password::Column::Id.eq(id));
+        let mut update = usage_update(id, &usage);
         let Some(seen_networks) = seen_networks else {
             update.exec(&self.db).await.map_err(db_error)?;
             return Ok(());
@@ -254,6 +272,18 @@ impl AppPasswordStore for SqlStore {
         update.exec(&txn).await.map_err(db_error)?;
         for event in events {
             insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(db_error)
+    }
+
+    #[tracing::instrument(skip_all, fields(passwords = batch.len()))]
+    async fn record_uses(&self, batch: &[(Uuid, PendingUse)]) -> Result<()> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        for (id, usage) in batch {
+            usage_update(*id, usage)
+                .exec(&txn)
+                .await
+                .map_err(db_error)?;
         }
         txn.commit().await.map_err(db_error)
     }

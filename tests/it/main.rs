@@ -26,5 +26,6 @@ mod secrets;
 mod support;
 mod throttling;
 mod tls;
+mod usage;
 mod verified_cache;
 mod walk;

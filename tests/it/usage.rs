@@ -1,0 +1,125 @@
+//! Last-used fields and use counts are coalesced: written at most once per
+//! interval per app password, off the request path, and flushed at stop.
+
+use std::time::Duration;
+
+use latchkey::domain::clock::Clock;
+use latchkey::grpc::pb::{AppPassword, GetAppPasswordRequest, Protocol};
+
+use crate::backend_tests;
+use crate::harness::{Backend, TestServer};
+use crate::support::*;
+
+backend_tests!(
+    usage_is_deferred_then_flushed_at_stop,
+    usage_is_flushed_every_interval,
+    older_usage_never_overwrites_newer
+);
+
+const AN_HOUR: u64 = 3600;
+
+async fn fetch(server: &TestServer, name: &str) -> AppPassword {
+    server
+        .app_passwords()
+        .get_app_password(GetAppPasswordRequest {
+            name: name.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn usage_is_deferred_then_flushed_at_stop(backend: Backend) {
+    let Some(server) =
+        TestServer::start_with(backend, |c| c.usage.flush_interval_secs = AN_HOUR).await
+    else {
+        return;
+    };
+    let (name, secret) = issue_simple(&server, "uma").await;
+
+    // The first use is audited, so it is written at once.
+    assert!(login(&server, "uma", &secret).await.authenticated);
+    let first = fetch(&server, &name).await;
+    assert_eq!(first.use_count, 1);
+    assert_eq!(first.last_use_client_ip, "192.0.2.10");
+
+    // Later uses from a known network wait for the flush.
+    for _ in 0..4 {
+        server.clock.advance(Duration::from_secs(5));
+        assert!(login(&server, "uma", &secret).await.authenticated);
+    }
+    server.clock.advance(Duration::from_secs(5));
+    let last = login_with(&server, "uma", &secret, Protocol::Smtp, "192.0.2.77").await;
+    assert!(last.authenticated);
+    assert_eq!(fetch(&server, &name).await, first, "nothing written yet");
+
+    // A second replica reads what the first one wrote when it stopped.
+    let reader = server.replica_with(|_| {}).await;
+    let database = server.stop().await;
+    let flushed = fetch(&reader, &name).await;
+    assert_eq!(flushed.use_count, 6);
+    assert_eq!(flushed.last_use_client_ip, "192.0.2.77");
+    assert_eq!(flushed.last_use_protocol(), Protocol::Smtp);
+    let moved = flushed.last_use_time.unwrap().seconds - first.last_use_time.unwrap().seconds;
+    assert_eq!(moved, 25);
+    reader.stop().await;
+    drop(database);
+}
+
+async fn usage_is_flushed_every_interval(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, |c| c.usage.flush_interval_secs = 1).await
+    else {
+        return;
+    };
+    let (name, secret) = issue_simple(&server, "ulf").await;
+    for _ in 0..3 {
+        assert!(login(&server, "ulf", &secret).await.authenticated);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fetch(&server, &name).await.use_count != 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "usage not flushed within 10 s of a 1 s interval"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
+
+/// Replicas flush in any order: the count adds up, and the last-used fields
+/// keep the most recent login, whichever replica wrote last.
+async fn older_usage_never_overwrites_newer(backend: Backend) {
+    let Some(early) =
+        TestServer::start_with(backend, |c| c.usage.flush_interval_secs = AN_HOUR).await
+    else {
+        return;
+    };
+    let late = early
+        .replica_with(|c| c.usage.flush_interval_secs = AN_HOUR)
+        .await;
+    let (name, secret) = issue_simple(&early, "ursula").await;
+    assert!(login(&early, "ursula", &secret).await.authenticated);
+
+    early.clock.advance(Duration::from_secs(10));
+    late.clock.set(early.clock.now());
+    late.clock.advance(Duration::from_secs(10));
+    assert!(
+        login_with(&early, "ursula", &secret, Protocol::Imap, "192.0.2.1")
+            .await
+            .authenticated
+    );
+    assert!(
+        login_with(&late, "ursula", &secret, Protocol::Smtp, "192.0.2.2")
+            .await
+            .authenticated
+    );
+    assert_eq!(late.core.flush_usage().await.unwrap(), 1);
+    assert_eq!(early.core.flush_usage().await.unwrap(), 1);
+
+    let stored = fetch(&early, &name).await;
+    assert_eq!(stored.use_count, 3);
+    assert_eq!(stored.last_use_client_ip, "192.0.2.2");
+    assert_eq!(stored.last_use_protocol(), Protocol::Smtp);
+    late.stop().await;
+    early.stop().await;
+}
