@@ -6,6 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
@@ -20,12 +24,16 @@ use crate::grpc;
 use crate::grpc::access::ReflectionAccess;
 use crate::grpc::auth::CallerAuthLayer;
 use crate::grpc::request_log::RequestLogLayer;
+use crate::metrics::Metrics;
 use crate::store::SqlStore;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub struct App {
     core: Latchkey<SqlStore>,
+    metrics: Arc<Metrics>,
+    metrics_address: Option<std::net::SocketAddr>,
+    metrics_listener: Option<TcpListener>,
     store: SqlStore,
     reflection: ReflectionAccess,
     tls: Option<ServerTlsConfig>,
@@ -48,8 +56,15 @@ impl App {
             usage: config.usage,
         };
         let core = Latchkey::new(store.clone(), hasher, clock, policy);
+        let metrics = {
+            let core = core.clone();
+            Arc::new(Metrics::new(move || core.stats()))
+        };
         Ok(Self {
             core,
+            metrics,
+            metrics_address: config.metrics.listen,
+            metrics_listener: None,
             store,
             reflection: config.reflection,
             tls,
@@ -63,6 +78,21 @@ impl App {
     /// The domain, for commands that act directly on the database.
     pub fn core(&self) -> &Latchkey<SqlStore> {
         &self.core
+    }
+
+    /// Binds the configured metrics address, if any, for `serve` to serve
+    /// `/metrics` on; returns the bound address. Separate from `build`, so
+    /// the CLI's one-shot commands never take the port.
+    pub async fn bind_metrics(&mut self) -> Result<Option<std::net::SocketAddr>, BoxError> {
+        let Some(address) = self.metrics_address else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|error| format!("cannot listen for metrics on {address}: {error}"))?;
+        let bound = listener.local_addr()?;
+        self.metrics_listener = Some(listener);
+        Ok(Some(bound))
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets
@@ -85,6 +115,13 @@ impl App {
         let (stopping, stop) = watch::channel(false);
         let pruning = tokio::spawn(housekeeping(self.core.clone(), self.audit, stop.clone()));
         let flushing = tokio::spawn(flush_usage(self.core.clone(), stop.clone()));
+        let exporting = self.metrics_listener.map(|listener| {
+            tokio::spawn(serve_metrics(
+                listener,
+                Arc::clone(&self.metrics),
+                stop.clone(),
+            ))
+        });
         let watching = tokio::spawn(watch_database(
             self.store.clone(),
             health.clone(),
@@ -104,7 +141,7 @@ impl App {
             server = server.tls_config(tls)?;
         }
         server
-            .layer(RequestLogLayer)
+            .layer(RequestLogLayer::new(self.metrics))
             .layer(CallerAuthLayer::new(self.core.clone(), self.reflection))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
@@ -114,6 +151,9 @@ impl App {
             .await?;
         let _ = pruning.await;
         let _ = flushing.await;
+        if let Some(exporting) = exporting {
+            let _ = exporting.await;
+        }
         // In-flight requests have finished: what they used is written now.
         match self.core.flush_usage().await {
             Ok(written) => tracing::info!(written, "flushed usage of app passwords"),
@@ -242,6 +282,42 @@ async fn flush_usage(core: Latchkey<SqlStore>, mut stop: watch::Receiver<bool>) 
             Ok(written) => tracing::debug!(written, "flushed usage of app passwords"),
             Err(error) => tracing::warn!(%error, "flushing usage failed; will retry"),
         }
+    }
+}
+
+/// Serves `GET /metrics` until the server stops.
+async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    async fn scrape(State(metrics): State<Arc<Metrics>>) -> axum::response::Response {
+        match metrics.render() {
+            Ok(text) => (
+                [(
+                    http::header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response(),
+            Err(_) => http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        }
+    }
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving Prometheus metrics on /metrics");
+    }
+    let router = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(metrics);
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    if let Err(error) = axum::serve(listener, router)
+        .with_graceful_shutdown(stopped)
+        .await
+    {
+        tracing::error!(%error, "the metrics listener failed");
     }
 }
 

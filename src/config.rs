@@ -54,6 +54,7 @@ pub struct Config {
     pub hash_pool: HashPoolConfig,
     pub database: PoolConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -74,6 +75,7 @@ impl Default for Config {
             hash_pool: HashPoolConfig::default(),
             database: PoolConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -107,6 +109,15 @@ impl Default for AuditConfig {
             prune_interval_secs: 3600,
         }
     }
+}
+
+/// Prometheus metrics, on their own HTTP listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served (`127.0.0.1:9464`, say); off when unset.
+    /// Off by default: a port nobody asked for is a port to secure.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +195,8 @@ pub struct Overrides {
     pub migrate_on_start: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<LogOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
 }
 
 #[derive(Debug, Clone, Serialize)]

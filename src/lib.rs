@@ -9,5 +9,6 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod metrics;
 pub mod store;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey::app::{self, App, BoxError};
-use latchkey::config::{Config, DatabaseUrl, LogFormat, LogOverrides, Overrides};
+use latchkey::config::{Config, DatabaseUrl, LogFormat, LogOverrides, MetricsConfig, Overrides};
 use latchkey::domain::caller::{self, Role};
 use latchkey::domain::clock::SystemClock;
 use latchkey::store::SqlStore;
@@ -85,6 +85,9 @@ struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:50051]
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics on this address at /metrics [default: off]
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Do not apply pending migrations on start.
     #[arg(long)]
     no_migrate: bool,
@@ -122,6 +125,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 database_url: args.database.database_url.map(DatabaseUrl::new),
                 migrate_on_start: args.no_migrate.then_some(false),
                 log: args.log_format.map(|format| LogOverrides { format }),
+                metrics: args.metrics_listen.map(|listen| MetricsConfig {
+                    listen: Some(listen),
+                }),
             };
             let config = load(cli.config, overrides)?;
             if args.print_config {
@@ -131,7 +137,8 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
-            let app = App::build(&config, Arc::new(SystemClock)).await?;
+            let mut app = App::build(&config, Arc::new(SystemClock)).await?;
+            app.bind_metrics().await?;
             app.serve(listener, app::shutdown_signal()).await
         }
         Command::Migrate(args) => {

@@ -42,8 +42,17 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 pub struct HashPool {
     sender: SyncSender<Job>,
-    queued: Arc<AtomicUsize>,
+    load: Arc<Load>,
     workers: usize,
+}
+
+/// What the pool is doing now, for metrics.
+#[derive(Debug, Default)]
+struct Load {
+    /// Jobs waiting for a thread.
+    queued: AtomicUsize,
+    /// Threads running a job.
+    busy: AtomicUsize,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -63,20 +72,20 @@ impl HashPool {
         };
         let (sender, receiver) = sync_channel::<Job>(config.queue.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
-        let queued = Arc::new(AtomicUsize::new(0));
+        let load = Arc::new(Load::default());
         for index in 0..workers {
             let receiver = Arc::clone(&receiver);
-            let queued = Arc::clone(&queued);
+            let load = Arc::clone(&load);
             std::thread::Builder::new()
                 .name(format!("latchkey-hash-{index}"))
-                .spawn(move || work(&receiver, &queued))
+                .spawn(move || work(&receiver, &load))
                 .map_err(|error| {
                     Error::internal(format!("cannot start a hashing thread: {error}"))
                 })?;
         }
         Ok(Self {
             sender,
-            queued,
+            load,
             workers,
         })
     }
@@ -91,17 +100,17 @@ impl HashPool {
         let boxed: Job = Box::new(move |buffer| {
             let _ = reply.send(job(buffer));
         });
-        self.queued.fetch_add(1, Ordering::SeqCst);
+        self.load.queued.fetch_add(1, Ordering::SeqCst);
         match self.sender.try_send(boxed) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.queued.fetch_sub(1, Ordering::SeqCst);
+                self.load.queued.fetch_sub(1, Ordering::SeqCst);
                 return Err(Error::ResourceExhausted(
                     "too many password verifications are waiting; retry shortly".to_owned(),
                 ));
             }
             Err(TrySendError::Disconnected(_)) => {
-                self.queued.fetch_sub(1, Ordering::SeqCst);
+                self.load.queued.fetch_sub(1, Ordering::SeqCst);
                 return Err(Error::internal("the hashing threads are gone"));
             }
         }
@@ -112,13 +121,22 @@ impl HashPool {
 
     /// Jobs waiting for a thread.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::SeqCst)
+        self.load.queued.load(Ordering::SeqCst)
+    }
+
+    /// Threads running a job now.
+    pub fn busy(&self) -> usize {
+        self.load.busy.load(Ordering::SeqCst)
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 }
 
 /// A pool thread: takes jobs until the pool is dropped, always with the
 /// same buffer, which only ever grows to the largest memory cost seen.
-fn work(receiver: &Mutex<Receiver<Job>>, queued: &AtomicUsize) {
+fn work(receiver: &Mutex<Receiver<Job>>, load: &Load) {
     let mut buffer: Vec<Block> = Vec::new();
     loop {
         let job = {
@@ -130,7 +148,9 @@ fn work(receiver: &Mutex<Receiver<Job>>, queued: &AtomicUsize) {
                 Err(_) => return,
             }
         };
-        queued.fetch_sub(1, Ordering::SeqCst);
+        load.busy.fetch_add(1, Ordering::SeqCst);
+        load.queued.fetch_sub(1, Ordering::SeqCst);
         job(&mut buffer);
+        load.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -39,6 +39,23 @@ pub struct Policy {
     pub usage: usage_buffer::UsageConfig,
 }
 
+/// Counters and gauges of the domain's moving parts, read on demand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// argon2 verifications run since start, dummy ones included.
+    pub argon2_verifications: u64,
+    pub hash_pool_workers: usize,
+    /// Verifications waiting for a hashing thread.
+    pub hash_pool_queued: usize,
+    /// Hashing threads running a job.
+    pub hash_pool_busy: usize,
+    /// Verified-secret cache lookups that skipped argon2, and that did not.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// App passwords whose usage waits for the next flush.
+    pub usage_pending: usize,
+}
+
 /// The domain's entry point; cheap to clone, shared by every handler.
 pub struct Latchkey<S> {
     inner: Arc<Inner<S>>,
@@ -77,15 +94,19 @@ impl<S: store::Store> Latchkey<S> {
         }
     }
 
-    /// argon2 verifications run since start (what the verified-secret
-    /// cache saves shows here).
-    pub fn argon2_verifications(&self) -> u64 {
-        self.inner.hasher.verifications()
-    }
-
-    /// Verifications waiting for a hashing thread.
-    pub fn hash_pool_queued(&self) -> usize {
-        self.inner.hasher.pool().queued()
+    /// What the server is doing, for metrics and tests.
+    pub fn stats(&self) -> Stats {
+        let pool = self.inner.hasher.pool();
+        let (cache_hits, cache_misses) = self.inner.verified.hits_and_misses();
+        Stats {
+            argon2_verifications: self.inner.hasher.verifications(),
+            hash_pool_workers: pool.workers(),
+            hash_pool_queued: pool.queued(),
+            hash_pool_busy: pool.busy(),
+            cache_hits,
+            cache_misses,
+            usage_pending: self.inner.usage.len(),
+        }
     }
 
     fn store(&self) -> &S {

@@ -39,6 +39,20 @@ impl Protocol {
         }
     }
 
+    /// A short lowercase name, for logs and metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+            Protocol::Smtp => "smtp",
+            Protocol::CalDav => "caldav",
+            Protocol::CardDav => "carddav",
+            Protocol::ExchangeActiveSync => "eas",
+            Protocol::ExchangeWebServices => "ews",
+            Protocol::Mapi => "mapi",
+        }
+    }
+
     pub fn from_code(code: i32) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.code() == code)
     }

@@ -8,6 +8,7 @@
 //! the database would deny; a wrong password never enters it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ pub struct VerifiedCache {
     config: VerifiedCacheConfig,
     key: [u8; 32],
     entries: Mutex<HashMap<Uuid, ([u8; 32], Timestamp)>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl std::fmt::Debug for VerifiedCache {
@@ -62,6 +65,8 @@ impl VerifiedCache {
             config,
             key,
             entries: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
@@ -81,9 +86,21 @@ impl VerifiedCache {
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
+        let hit = entries
             .get(&id)
-            .is_some_and(|(known, until)| *until > now && bool::from(known.ct_eq(&digest)))
+            .is_some_and(|(known, until)| *until > now && bool::from(known.ct_eq(&digest)));
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    /// Lookups answered from the cache, and lookups that needed argon2,
+    /// since start.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// Records that `secret` verified for `id` at `now`.

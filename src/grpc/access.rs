@@ -100,10 +100,17 @@ pub const POLICY: &[(&str, Access)] = &[
 
 /// `None` for a path not in [`POLICY`]: refused.
 pub fn access_for(path: &str) -> Option<Access> {
-    POLICY
-        .iter()
-        .find(|(method, _)| *method == path)
-        .map(|&(_, access)| access)
+    entry(path).map(|&(_, access)| access)
+}
+
+/// The path as a `'static` name when it is a known method (for metrics
+/// labels, which must come from a fixed set).
+pub fn known_method(path: &str) -> Option<&'static str> {
+    entry(path).map(|&(method, _)| method)
+}
+
+fn entry(path: &str) -> Option<&'static (&'static str, Access)> {
+    POLICY.iter().find(|(method, _)| *method == path)
 }
 
 /// Who may use server reflection.

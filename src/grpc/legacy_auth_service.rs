@@ -104,6 +104,7 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
                     // Only a known account's name is logged: an unknown
                     // "username" is sometimes a password typed in the wrong box.
                     account: Some(username.to_string()),
+                    protocol: Some(protocol.as_str()),
                 };
                 let body = AuthenticateResponse {
                     authenticated: true,
@@ -119,6 +120,7 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
                 Outcome {
                     result: reason.as_str(),
                     account: None,
+                    protocol: Some(protocol.as_str()),
                 },
             ),
             LoginOutcome::Throttled { retry_after } => {
@@ -129,6 +131,7 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
                     Outcome {
                         result: "throttled",
                         account: None,
+                        protocol: Some(protocol.as_str()),
                     },
                 )
             }

@@ -1,16 +1,19 @@
-//! One structured log line per request: method, caller, gRPC code, outcome
-//! and latency. Health checks and reflection log at debug level, so load
-//! balancer probes do not drown the rest.
+//! One structured log line per request (method, caller, gRPC code, outcome
+//! and latency) and the request metrics. Health checks and reflection log
+//! at debug level, so load balancer probes do not drown the rest.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tonic::Code;
 use tower::{Layer, Service};
 
+use super::access::known_method;
 use super::caller::Caller;
+use crate::metrics::{LoginResult, Metrics};
 
 /// What a handler adds to its response for the log line, beyond the status
 /// code (for example, why a login failed). Never a secret.
@@ -18,22 +21,36 @@ use super::caller::Caller;
 pub struct Outcome {
     pub result: &'static str,
     pub account: Option<String>,
+    /// For a login: its protocol, so the metrics count outcomes by it.
+    pub protocol: Option<&'static str>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestLogLayer;
+#[derive(Debug, Clone)]
+pub struct RequestLogLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl RequestLogLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> Layer<S> for RequestLogLayer {
     type Service = RequestLog<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestLog { inner }
+        RequestLog {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RequestLog<S> {
     inner: S,
+    metrics: Arc<Metrics>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -55,6 +72,7 @@ where
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let mut entry = Entry {
             method: request.uri().path().to_owned(),
+            metrics: Arc::clone(&self.metrics),
             caller: request.extensions().get::<Caller>().map(|c| c.name.clone()),
             started: Instant::now(),
             finished: false,
@@ -84,6 +102,7 @@ where
 /// and the request's future is dropped.
 struct Entry {
     method: String,
+    metrics: Arc<Metrics>,
     caller: Option<String>,
     started: Instant,
     finished: bool,
@@ -92,7 +111,9 @@ struct Entry {
 impl Entry {
     fn log(&mut self, code: Code, outcome: Option<&Outcome>) {
         self.finished = true;
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let latency = self.started.elapsed();
+        self.record(code, latency, outcome);
+        let latency_ms = latency.as_secs_f64() * 1000.0;
         let caller = self.caller.as_deref().unwrap_or("-");
         let result = outcome.map_or("-", |o| o.result);
         let account = outcome.and_then(|o| o.account.as_deref()).unwrap_or("-");
@@ -106,6 +127,17 @@ impl Entry {
 }
 
 impl Entry {
+    fn record(&self, code: Code, latency: std::time::Duration, outcome: Option<&Outcome>) {
+        let login = outcome.and_then(|o| {
+            o.protocol.map(|protocol| LoginResult {
+                protocol,
+                result: o.result,
+            })
+        });
+        let method = known_method(&self.method).unwrap_or("unknown");
+        self.metrics.record_request(method, code, latency, login);
+    }
+
     fn log_transport_error(&mut self, error: &dyn std::fmt::Display) {
         self.finished = true;
         tracing::warn!(method = %self.method, %error, "request failed in transport");
@@ -115,7 +147,9 @@ impl Entry {
 impl Drop for Entry {
     fn drop(&mut self) {
         if !self.finished {
-            let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            let latency = self.started.elapsed();
+            self.record(Code::Cancelled, latency, None);
+            let latency_ms = latency.as_secs_f64() * 1000.0;
             tracing::info!(method = %self.method, code = "Cancelled", latency_ms, "request dropped before it completed (client cancelled or deadline passed)");
         }
     }

@@ -35,6 +35,8 @@ struct Ledger {
     issued: Vec<(String, String)>,
     revoked: Vec<String>,
     wrong_counted: u32,
+    /// Wrong guesses answered UNAVAILABLE.
+    wrong_unanswered: u32,
     codes: Vec<Code>,
     unavailable_at: Vec<Instant>,
     ok_at: Vec<Instant>,
@@ -95,7 +97,11 @@ async fn load(server: &TestServer, worker: u32, until: Instant, ledger: Arc<Mute
                 ledger.saw(Code::Ok);
                 ledger.wrong_counted += 1;
             }
-            Err(status) => ledger.lock().unwrap().saw(status.code()),
+            Err(status) => {
+                let mut ledger = ledger.lock().unwrap();
+                ledger.saw(status.code());
+                ledger.wrong_unanswered += 1;
+            }
         }
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -139,10 +145,18 @@ async fn check_nothing_lost(server: &TestServer, ledger: &Ledger) {
             assert!(response.authenticated || response.failure_reason() == FailureReason::Revoked);
         }
     }
-    assert_eq!(
-        guesses_stored(server).await,
-        i64::from(ledger.wrong_counted),
-        "a failure was counted without being answered, or answered without being counted"
+    // Every failure answered was counted. One answered UNAVAILABLE may have
+    // been counted too, when the link died between its commit and the
+    // commit's acknowledgement; no more than those.
+    let stored = guesses_stored(server).await;
+    let answered = i64::from(ledger.wrong_counted);
+    assert!(
+        stored >= answered,
+        "a failure was answered without being counted: {stored} stored, {answered} answered"
+    );
+    assert!(
+        stored <= answered + i64::from(ledger.wrong_unanswered),
+        "a failure was counted that was never sent: {stored} stored, {answered} answered"
     );
 }
 

@@ -61,6 +61,9 @@ pub const TEST_ARGON2: HashParams = HashParams {
 pub fn test_config() -> Config {
     Config {
         argon2: TEST_ARGON2,
+        metrics: latchkey::config::MetricsConfig {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        },
         ..Config::default()
     }
 }
@@ -71,6 +74,8 @@ pub struct TestServer {
     /// A key for each role, made before the server starts.
     pub keys: HashMap<Role, String>,
     pub addr: std::net::SocketAddr,
+    /// Where `/metrics` is served (every test server serves it).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// The domain of the running server, to look at its counters.
     pub core: latchkey::domain::Latchkey<latchkey::store::SqlStore>,
     channel: Channel,
@@ -152,7 +157,8 @@ impl TestServer {
         let clock = ManualClock::starting_at(START);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
+        let mut app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
+        let metrics_addr = app.bind_metrics().await.unwrap();
         let core = app.core().clone();
         let keys = match keys {
             Some(keys) => keys,
@@ -177,6 +183,7 @@ impl TestServer {
             database,
             keys,
             addr,
+            metrics_addr,
             core,
             channel,
             shutdown: Some(shutdown),

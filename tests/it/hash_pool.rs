@@ -54,7 +54,7 @@ async fn a_full_queue_is_refused_at_once_and_recovers() {
         30,
         "only answers or RESOURCE_EXHAUSTED: {results:?}"
     );
-    assert_eq!(server.core.hash_pool_queued(), 0);
+    assert_eq!(server.core.stats().hash_pool_queued, 0);
 
     // Once the burst is over, logins work again.
     assert!(login(&server, "busy", &secret).await.authenticated);

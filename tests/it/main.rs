@@ -19,6 +19,7 @@ mod leaks;
 mod limits;
 mod link;
 mod logs;
+mod metrics;
 mod races;
 mod refusals;
 mod review;

@@ -1,0 +1,233 @@
+//! Prometheus metrics, served on their own HTTP listener (`/metrics`), apart
+//! from the gRPC port: scraping needs no caller key, and the gRPC port's
+//! exposure is not widened.
+//!
+//! Label values come only from fixed sets (known method names, gRPC codes,
+//! protocols, failure reasons), so nobody can grow the series by sending
+//! odd requests; nothing about an account or a secret is ever a label.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use tonic::Code;
+
+use crate::domain::Stats;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LoginLabels {
+    protocol: &'static str,
+    result: &'static str,
+}
+
+/// A login's answer, as Authenticate's handler reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginResult {
+    pub protocol: &'static str,
+    /// `success`, a failure reason, or `throttled`.
+    pub result: &'static str,
+}
+
+type LatencyFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: LatencyFamily,
+    logins: Family<LoginLabels, Counter>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// 100 µs to about 3.3 s: a warm login is well under a millisecond, a cold
+/// one some tens of milliseconds, a queued one more.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
+impl Metrics {
+    /// `stats` is read at each scrape, for the gauges and counters the
+    /// domain keeps itself.
+    pub fn new(stats: impl Fn() -> Stats + Send + Sync + 'static) -> Self {
+        let mut registry = Registry::with_prefix("latchkey");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC requests answered, by method and status code",
+            requests.clone(),
+        );
+        let latency = LatencyFamily::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "grpc_request_duration",
+            "Time to answer a gRPC request, by method",
+            Unit::Seconds,
+            latency.clone(),
+        );
+        let logins = Family::<LoginLabels, Counter>::default();
+        registry.register(
+            "authentications",
+            "Authenticate answers by protocol and result (success, a failure reason, or throttled)",
+            logins.clone(),
+        );
+        registry.register_collector(Box::new(DomainCollector {
+            stats: Arc::new(stats),
+        }));
+        Self {
+            registry,
+            requests,
+            latency,
+            logins,
+        }
+    }
+
+    /// Counts one answered request. `method` is a known method's full path
+    /// or `unknown`.
+    pub fn record_request(
+        &self,
+        method: &'static str,
+        code: Code,
+        latency: Duration,
+        login: Option<LoginResult>,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                code: code_name(code),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { method })
+            .observe(latency.as_secs_f64());
+        if let Some(login) = login {
+            self.logins
+                .get_or_create(&LoginLabels {
+                    protocol: login.protocol,
+                    result: login.result,
+                })
+                .inc();
+        }
+    }
+
+    /// The OpenMetrics text exposition of everything.
+    pub fn render(&self) -> Result<String, fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Reads the domain's own counters at scrape time, so the hot path keeps
+/// nothing twice.
+struct DomainCollector {
+    stats: Arc<dyn Fn() -> Stats + Send + Sync>,
+}
+
+impl fmt::Debug for DomainCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for DomainCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let stats = (self.stats)();
+        let counters = [
+            (
+                "argon2_verifications",
+                "argon2 verifications run, dummy ones included",
+                stats.argon2_verifications,
+            ),
+            (
+                "verified_cache_hits",
+                "Logins whose secret matched the verified-secret cache (argon2 skipped)",
+                stats.cache_hits,
+            ),
+            (
+                "verified_cache_misses",
+                "Logins that would succeed but were not in the verified-secret cache",
+                stats.cache_misses,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "hash_pool_workers",
+                "Threads that run argon2",
+                stats.hash_pool_workers,
+            ),
+            (
+                "hash_pool_queue_depth",
+                "argon2 jobs waiting for a thread",
+                stats.hash_pool_queued,
+            ),
+            (
+                "hash_pool_busy_workers",
+                "Threads running argon2 now",
+                stats.hash_pool_busy,
+            ),
+            (
+                "usage_pending",
+                "App passwords whose usage waits for the next flush",
+                stats.usage_pending,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The canonical name of a gRPC code, as grpc-status documents it.
+pub const fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
