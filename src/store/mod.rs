@@ -58,6 +58,7 @@ impl SqlStore {
     /// writer) with a busy timeout; `synchronous` stays FULL so that a
     /// returned write survives a power cut, as the API promises.
     pub async fn connect(url: &str, pool: PoolConfig) -> Result<Self> {
+        let is_sqlite = url.starts_with("sqlite:");
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(pool.max_connections)
@@ -67,6 +68,12 @@ impl SqlStore {
             // sqlx would log statements with their bound values, and those
             // include hashes on insert.
             .sqlx_logging(false)
+            // A pooled SQLite connection is a file handle that cannot go
+            // stale, and pinging it first is a round trip to its worker
+            // thread on every query. Over a network the ping is kept: it
+            // is what keeps a dead connection from failing a request after
+            // an outage.
+            .test_before_acquire(!is_sqlite)
             .map_sqlx_sqlite_opts(move |sqlite| {
                 sqlite
                     .journal_mode(SqliteJournalMode::Wal)

@@ -1,0 +1,41 @@
+//! The Markdown table the benchmark prints and writes.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::drive::Run;
+
+pub fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+#[derive(Default)]
+pub struct Report {
+    pub rows: String,
+    pub checks: String,
+}
+
+impl Report {
+    pub fn row(&mut self, scenario: &str, backend: &str, run: &Run, expected: &[&str]) {
+        let unexpected = run.unexpected(expected);
+        let flag = if unexpected > 0 {
+            format!(" **{unexpected} UNEXPECTED**")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            self.rows,
+            "| {scenario} | {backend} | {:.0} | {} | {} | {} | {}{flag} |",
+            run.rate(),
+            ms(run.quantile(0.5)),
+            ms(run.quantile(0.99)),
+            ms(run.max()),
+            run.outcomes_text()
+        );
+    }
+
+    pub fn check(&mut self, target: &str, measured: String, met: bool) {
+        let verdict = if met { "met" } else { "**MISSED**" };
+        let _ = writeln!(self.checks, "| {target} | {measured} | {verdict} |");
+    }
+}

@@ -1,0 +1,148 @@
+//! The server under test: the real `latchkey` binary in its own process, so
+//! its peak memory is its own and its threads are not the load's.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::BoxError;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_latchkey");
+
+pub struct Server {
+    database_url: String,
+    log: PathBuf,
+    child: Option<Child>,
+    pub addr: String,
+    pub issuer_key: String,
+    pub authenticator_key: String,
+}
+
+impl Server {
+    /// Migrates `database_url`, makes an issuer and an authenticator key,
+    /// and starts serving with the default configuration (default argon2
+    /// parameters included), but for a per-account cap out of the way.
+    pub async fn start(database_url: &str, dir: &Path) -> Result<Self, BoxError> {
+        run(&["migrate", "--database-url", database_url])?;
+        let key = |name: &str, role: &str| {
+            run(&[
+                "caller",
+                "add",
+                name,
+                "--role",
+                role,
+                "--database-url",
+                database_url,
+            ])
+        };
+        let mut server = Self {
+            database_url: database_url.to_owned(),
+            log: dir.join(format!("server-{}.log", std::process::id())),
+            child: None,
+            addr: String::new(),
+            issuer_key: key("bench-issuer", "issuer")?,
+            authenticator_key: key("bench-authenticator", "authenticator")?,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    async fn spawn(&mut self) -> Result<(), BoxError> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        self.addr = format!("127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(BINARY)
+            .args(["serve", "--no-migrate", "--listen", &self.addr])
+            .args(["--database-url", &self.database_url])
+            .env("LATCHKEY_MAX_ACTIVE_APP_PASSWORDS", "1000")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.answers().await {
+            if Instant::now() > deadline {
+                return Err(format!("server did not start; see {}", self.log.display()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// Whether the server answers a health check yet.
+    async fn answers(&self) -> bool {
+        let Ok(channel) = self.channel().await else {
+            return false;
+        };
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .is_ok()
+    }
+
+    /// A fresh process on the same database: its verified-secret cache is
+    /// empty (its key is new), so every secret is cold again.
+    pub async fn restart(&mut self) -> Result<(), BoxError> {
+        self.stop()?;
+        self.spawn().await
+    }
+
+    /// SIGTERM, then wait: a graceful stop, as an operator's would be.
+    pub fn stop(&mut self) -> Result<(), BoxError> {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill").arg(child.id().to_string()).status()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// The process's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Result<u64, BoxError> {
+        let pid = self.child.as_ref().ok_or("server not running")?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| "no VmHWM in /proc/<pid>/status".into())
+    }
+
+    /// A new HTTP/2 connection (one connection serializes its frames, so
+    /// the load spreads over several).
+    pub async fn channel(&self) -> Result<Channel, BoxError> {
+        Ok(Endpoint::from_shared(format!("http://{}", self.addr))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Runs a one-shot CLI command; returns its stdout, trimmed.
+fn run(args: &[&str]) -> Result<String, BoxError> {
+    let output = Command::new(BINARY)
+        .args(args)
+        .env("LATCHKEY_LOG__FILTER", "warn")
+        .output()?;
+    if !output.status.success() {
+        return Err(format!(
+            "latchkey {} failed: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(output.stdout)?.trim().to_owned())
+}
