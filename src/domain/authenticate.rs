@@ -14,7 +14,7 @@ use super::network::{canonical_ip, SeenNetworks};
 use super::protocol::Protocol;
 use super::secret::Secret;
 use super::store::{Credential, Store, Usage};
-use super::throttle::{Counter, ScopeKind, Scopes};
+use super::throttle::{Counter, ScopeCounters, ScopeKind, Scopes};
 use super::usage_buffer::{PendingUse, UsageConfig};
 use super::username::Username;
 use super::Latchkey;
@@ -94,35 +94,42 @@ impl<S: Store> Latchkey<S> {
         let now = self.now();
         let client_ip = canonical_ip(attempt.client_ip);
         let scopes = Scopes::of(&attempt.username, client_ip);
-        let pair_counter = match self.throttle_check(&scopes, now).await? {
-            Ok(pair_counter) => pair_counter,
-            Err(until) => {
-                let wait = until.as_millis().saturating_sub(now.as_millis()).max(0);
-                return Ok(LoginOutcome::Throttled {
-                    retry_after: Duration::from_millis(u64::try_from(wait).unwrap_or(0)),
-                });
+        let throttled = |until: Timestamp| {
+            let wait = until.as_millis().saturating_sub(now.as_millis()).max(0);
+            LoginOutcome::Throttled {
+                retry_after: Duration::from_millis(u64::try_from(wait).unwrap_or(0)),
             }
         };
+        // Blocks of the source and the pair that this replica has seen are
+        // answered from memory, before anything is read.
+        let remembered = [&scopes.source, &scopes.pair];
+        if let Some(until) = self.inner.throttle.cached_block(&remembered, now) {
+            return Ok(throttled(until));
+        }
 
         let secret = Secret::parse(&attempt.password.0);
         // A malformed secret still runs the same query (with a selector that
         // matches nothing), so it costs what any other failure costs.
         let selector = secret.as_ref().map_or("", Secret::selector);
-        let lookup = self
+        let state = self
             .store()
-            .find_credential(&attempt.username, selector)
+            .login_state(&scopes, &attempt.username, selector)
             .await?;
-        let stored_hash = lookup.credential.as_ref().map(|c| c.secret_hash.clone());
+        let pair_counter = match self.throttle_check(&scopes, &state.counters, now) {
+            Ok(pair_counter) => pair_counter,
+            Err(until) => return Ok(throttled(until)),
+        };
+        let stored_hash = state.credential.as_ref().map(|c| c.secret_hash.clone());
         // Kept for the verified-secret cache and for a re-hash.
         let known_secret = secret.clone();
         // The cache may stand in for argon2 only for a login that would
         // succeed: every refusal and every failure pays a full verification,
         // so timing still tells none of them apart.
-        let refused = lookup
+        let refused = state
             .credential
             .as_ref()
             .and_then(|c| refusal(c, now, attempt.protocol, client_ip));
-        let acceptable = lookup.credential.as_ref().filter(|_| refused.is_none());
+        let acceptable = state.credential.as_ref().filter(|_| refused.is_none());
         let cached = match (acceptable, &known_secret) {
             (Some(c), Some(secret)) => self.inner.verified.matches(c.app_password_id, secret, now),
             _ => false,
@@ -133,10 +140,10 @@ impl<S: Store> Latchkey<S> {
             self.inner.verified.remember(c.app_password_id, secret, now);
         }
 
-        let credential = match lookup.credential {
+        let credential = match state.credential {
             Some(credential) if verified => credential,
             _ => {
-                let known = lookup.account_exists.then_some(&attempt.username);
+                let known = state.account_exists.then_some(&attempt.username);
                 let event = failure_event(
                     &attempt,
                     now,
@@ -187,29 +194,18 @@ impl<S: Store> Latchkey<S> {
         })
     }
 
-    /// `Err(until)` when a block covers this login; otherwise the pair's
-    /// counter, for the success path. Blocks of the source and the pair
-    /// that this replica has seen are answered from memory; the account's
-    /// block is skipped for a known source of the account.
-    async fn throttle_check(
+    /// `Err(until)` when a stored block covers this login; otherwise the
+    /// pair's counter, for the success path. The account's block is skipped
+    /// for a known source of the account. Blocks of the source and the pair
+    /// are remembered, so the next attempt is refused without a read.
+    fn throttle_check(
         &self,
         scopes: &Scopes,
+        counters: &ScopeCounters,
         now: Timestamp,
-    ) -> Result<Result<Counter, Timestamp>> {
+    ) -> std::result::Result<Counter, Timestamp> {
         let throttle = &self.inner.throttle;
-        if let Some(until) = throttle.cached_block(&[&scopes.source, &scopes.pair], now) {
-            return Ok(Err(until));
-        }
-        let counters = self.store().counters(&scopes.all()).await?;
-        let get = |kind: ScopeKind| {
-            let scope = match kind {
-                ScopeKind::Source => &scopes.source,
-                ScopeKind::Pair => &scopes.pair,
-                ScopeKind::Account => &scopes.account,
-            };
-            (scope, counters.get(&scope.key).copied().unwrap_or_default())
-        };
-        let pair = get(ScopeKind::Pair).1;
+        let pair = counters.pair;
         let known_for = throttle.config().known_source_for();
         let known_source = pair
             .last_success_at
@@ -219,15 +215,15 @@ impl<S: Store> Latchkey<S> {
             if kind == ScopeKind::Account && known_source {
                 continue;
             }
-            let (scope, counter) = get(kind);
+            let counter = counters.get(kind);
             if let Some(until) = counter.blocked_until.filter(|until| *until > now) {
                 if kind != ScopeKind::Account {
-                    throttle.remember_block(scope, until, now);
+                    throttle.remember_block(scopes.get(kind), until, now);
                 }
                 latest = latest.max(Some(until));
             }
         }
-        Ok(latest.map_or(Ok(pair), Err))
+        latest.map_or(Ok(pair), Err)
     }
 
     /// Counts a wrong guess in all three scopes and audits it, in one

@@ -4,7 +4,6 @@
 //! Every method is one transaction: when it returns `Ok`, what it wrote is
 //! committed and durable.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 
@@ -17,7 +16,7 @@ use super::error::Result;
 use super::model::{Account, AppPassword, AppPasswordCursor, Page};
 use super::network::{AllowedNetworks, SeenNetworks};
 use super::protocol::{Protocol, ProtocolSet};
-use super::throttle::{Counter, FailureRule, Scope};
+use super::throttle::{Counter, FailureRule, Scope, ScopeCounters, Scopes};
 use super::usage_buffer::PendingUse;
 use super::username::Username;
 
@@ -62,10 +61,15 @@ pub struct Credential {
     pub seen_networks: SeenNetworks,
 }
 
-/// The result of looking up a login: whether the account exists (for the
-/// audit trail only; it never changes the response) and the one candidate.
+/// Everything a login is decided on, read in one round trip to the
+/// database (on SQLite each statement is a hand-off to the connection's
+/// thread and back, and these hand-offs were most of a warm login's cost):
+/// the stored counters of its three throttle scopes, whether the account
+/// exists (for the audit trail only; it never changes the response), and
+/// the one candidate credential.
 #[derive(Debug)]
-pub struct CredentialLookup {
+pub struct LoginState {
+    pub counters: ScopeCounters,
     pub account_exists: bool,
     pub credential: Option<Credential>,
 }
@@ -103,14 +107,6 @@ pub trait AppPasswordStore: Send + Sync + 'static {
         cap: u32,
         event: AuditEvent,
     ) -> impl Future<Output = Result<IssueOutcome>> + Send;
-
-    /// The one candidate record for a login: the password of `username`
-    /// whose selector is `selector`, if any.
-    fn find_credential(
-        &self,
-        username: &Username,
-        selector: &str,
-    ) -> impl Future<Output = Result<CredentialLookup>> + Send;
 
     /// Records successful logins; with `seen_networks`, also replaces the
     /// password's seen networks and writes `events`, in one transaction.
@@ -170,6 +166,19 @@ pub trait AppPasswordStore: Send + Sync + 'static {
         reason: &str,
         event: AuditEvent,
     ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// What Authenticate reads before it decides a login.
+pub trait LoginStore: Send + Sync + 'static {
+    /// What a login needs, in one query: the counters of `scopes` and the
+    /// one candidate record, the password of `username` whose selector is
+    /// `selector`, if any.
+    fn login_state(
+        &self,
+        scopes: &Scopes,
+        username: &Username,
+        selector: &str,
+    ) -> impl Future<Output = Result<LoginState>> + Send;
 }
 
 /// Storage of accounts.
@@ -261,12 +270,6 @@ pub trait AuditStore: Send + Sync + 'static {
 
 /// Storage of failed-login counters, shared by every replica.
 pub trait ThrottleStore: Send + Sync + 'static {
-    /// The stored counters of `scopes`, by key; absent ones have none.
-    fn counters(
-        &self,
-        scopes: &[&Scope],
-    ) -> impl Future<Output = Result<HashMap<String, Counter>>> + Send;
-
     /// Adds one failure to each scope by its rule and writes `event`, all
     /// in one transaction, atomically with respect to every other replica:
     /// either the failure counts everywhere and is audited, or nothing
@@ -297,8 +300,11 @@ pub trait ThrottleStore: Send + Sync + 'static {
 
 /// Everything the domain needs from storage.
 pub trait Store:
-    AppPasswordStore + AccountStore + CallerStore + AuditStore + ThrottleStore
+    AppPasswordStore + LoginStore + AccountStore + CallerStore + AuditStore + ThrottleStore
 {
 }
 
-impl<T: AppPasswordStore + AccountStore + CallerStore + AuditStore + ThrottleStore> Store for T {}
+impl<T> Store for T where
+    T: AppPasswordStore + LoginStore + AccountStore + CallerStore + AuditStore + ThrottleStore
+{
+}

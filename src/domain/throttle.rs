@@ -142,6 +142,35 @@ pub struct Counter {
     pub last_success_at: Option<Timestamp>,
 }
 
+/// The stored counters of one login's three scopes; a scope with no row
+/// has the default (empty) counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScopeCounters {
+    pub source: Counter,
+    pub pair: Counter,
+    pub account: Counter,
+}
+
+impl ScopeCounters {
+    pub fn get(&self, kind: ScopeKind) -> Counter {
+        match kind {
+            ScopeKind::Source => self.source,
+            ScopeKind::Pair => self.pair,
+            ScopeKind::Account => self.account,
+        }
+    }
+}
+
+impl Scopes {
+    pub fn get(&self, kind: ScopeKind) -> &Scope {
+        match kind {
+            ScopeKind::Source => &self.source,
+            ScopeKind::Pair => &self.pair,
+            ScopeKind::Account => &self.account,
+        }
+    }
+}
+
 /// How one scope's failures turn into blocks.
 #[derive(Debug, Clone, Copy)]
 pub struct FailureRule {

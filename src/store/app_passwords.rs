@@ -1,10 +1,9 @@
 //! Queries on app passwords.
 
-use sea_orm::sea_query::{Expr, IntoCondition, OnConflict, Query, SelectStatement, SimpleExpr};
+use sea_orm::sea_query::{Expr, OnConflict, Query, SelectStatement, SimpleExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait, TransactionTrait,
-    UpdateMany,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -16,11 +15,8 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::clock::Timestamp;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{AppPassword, AppPasswordCursor, Page};
-use crate::domain::network::{AllowedNetworks, SeenNetworks};
-use crate::domain::protocol::ProtocolSet;
-use crate::domain::store::{
-    AppPasswordStore, Credential, CredentialLookup, IssueOutcome, NewAppPassword,
-};
+use crate::domain::network::SeenNetworks;
+use crate::domain::store::{AppPasswordStore, IssueOutcome, NewAppPassword};
 use crate::domain::usage_buffer::PendingUse;
 use crate::domain::username::Username;
 
@@ -199,56 +195,6 @@ impl AppPasswordStore for SqlStore {
             .ok_or_else(|| Error::internal("issued app password not found before commit"))?;
         txn.commit().await.map_err(db_error)?;
         Ok(IssueOutcome::Issued(Box::new(issued)))
-    }
-
-    /// One query whatever the outcome: the account by its unique username,
-    /// left-joined to its password with this selector through the unique
-    /// (account, selector) index. No row: no account; a row without a
-    /// password: no such selector.
-    #[tracing::instrument(skip_all)]
-    async fn find_credential(
-        &self,
-        username: &Username,
-        selector: &str,
-    ) -> Result<CredentialLookup> {
-        let selector = selector.to_owned();
-        let with_selector =
-            account::Relation::AppPassword
-                .def()
-                .on_condition(move |_, password| {
-                    Expr::col((password, app_password::Column::Selector))
-                        .eq(selector.clone())
-                        .into_condition()
-                });
-        let found = account::Entity::find()
-            .select_also(app_password::Entity)
-            .join(JoinType::LeftJoin, with_selector)
-            .filter(account::Column::Username.eq(username.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(db_error)?;
-        let Some((account, row)) = found else {
-            return Ok(CredentialLookup {
-                account_exists: false,
-                credential: None,
-            });
-        };
-        let credential = row.map(|row| Credential {
-            app_password_id: row.id,
-            username: Username::from_stored(account.username.clone()),
-            secret_hash: row.secret_hash.0,
-            account_disabled: account.disabled_at.is_some(),
-            revoked: row.revoked_at.is_some(),
-            expires_at: row.expires_at.map(Timestamp::from_millis),
-            protocols: ProtocolSet::from_bits(row.protocols),
-            allowed_networks: AllowedNetworks::from_stored(&row.allowed_networks),
-            use_count: row.use_count,
-            seen_networks: SeenNetworks::from_stored(&row.seen_networks),
-        });
-        Ok(CredentialLookup {
-            account_exists: true,
-            credential,
-        })
     }
 
     #[tracing::instrument(skip_all, fields(app_password = %id))]

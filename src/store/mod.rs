@@ -8,6 +8,7 @@ mod callers;
 mod convert;
 pub mod entities;
 mod errors;
+mod login;
 mod throttle;
 
 use std::time::Duration;

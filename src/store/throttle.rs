@@ -1,7 +1,5 @@
 //! Failed-login counters, shared by every replica through the database.
 
-use std::collections::HashMap;
-
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -81,18 +79,6 @@ fn empty_row(key: &str, now: Timestamp) -> auth_throttle::ActiveModel {
 }
 
 impl ThrottleStore for SqlStore {
-    async fn counters(&self, scopes: &[&Scope]) -> Result<HashMap<String, Counter>> {
-        let rows = auth_throttle::Entity::find()
-            .filter(auth_throttle::Column::ScopeKey.is_in(scopes.iter().map(|s| s.key.as_str())))
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.scope_key.clone(), counter(row)))
-            .collect())
-    }
-
     /// The rows are made to exist first, outside the transaction (an
     /// idempotent insert; inserting inside it would take gap locks that
     /// deadlock concurrent first failures on MySQL). Then one transaction

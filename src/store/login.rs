@@ -1,0 +1,192 @@
+//! The one read a login makes.
+//!
+//! A login needs its three throttle counters and its one candidate
+//! credential. Read with separate statements, each would be a round trip
+//! (on SQLite, a hand-off to the connection's thread and back), and those
+//! hand-offs were most of what a warm login cost. So it is one statement:
+//! a one-row table left-joined to the account by its unique username, to
+//! the password with this selector through the unique (account, selector)
+//! index, and to each scope's counter by its primary key. Every join is an
+//! index seek, whatever the number of rows stored, and the statement always
+//! returns exactly one row: no account leaves its columns NULL, and so does
+//! a missing password or counter.
+
+use sea_orm::sea_query::{Alias, Expr, Query, SelectStatement};
+use sea_orm::{Condition, ConnectionTrait, DbErr, JoinType, QueryResult};
+use uuid::Uuid;
+
+use super::entities::app_password::SecretHash;
+use super::entities::{account, app_password, auth_throttle};
+use super::{db_error, SqlStore};
+use crate::domain::clock::Timestamp;
+use crate::domain::error::{Error, Result};
+use crate::domain::network::{AllowedNetworks, SeenNetworks};
+use crate::domain::protocol::ProtocolSet;
+use crate::domain::store::{Credential, LoginState, LoginStore};
+use crate::domain::throttle::{Counter, ScopeCounters, ScopeKind, Scopes};
+use crate::domain::username::Username;
+
+/// Each scope's counter columns come back under this prefix.
+fn prefix(kind: ScopeKind) -> &'static str {
+    match kind {
+        ScopeKind::Source => "source_",
+        ScopeKind::Pair => "pair_",
+        ScopeKind::Account => "account_",
+    }
+}
+
+const KINDS: [ScopeKind; 3] = [ScopeKind::Source, ScopeKind::Pair, ScopeKind::Account];
+const ACCOUNT: &str = "a";
+const PASSWORD: &str = "p";
+
+fn statement(scopes: &Scopes, username: &Username, selector: &str) -> SelectStatement {
+    use account::Column as A;
+    use app_password::Column as P;
+    use auth_throttle::Column as T;
+    let (a, p) = (Alias::new(ACCOUNT), Alias::new(PASSWORD));
+    let one_row = Query::select()
+        .expr_as(Expr::cust("1"), Alias::new("one"))
+        .to_owned();
+    let mut query = Query::select();
+    query
+        .from_subquery(one_row, Alias::new("one_row"))
+        .join_as(
+            JoinType::LeftJoin,
+            account::Entity,
+            a.clone(),
+            Expr::col((a.clone(), A::Username)).eq(username.as_str()),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            app_password::Entity,
+            p.clone(),
+            Condition::all()
+                .add(Expr::col((p.clone(), P::AccountId)).equals((a.clone(), A::Id)))
+                .add(Expr::col((p.clone(), P::Selector)).eq(selector)),
+        );
+    for (column, name) in [
+        (A::Username, "a_username"),
+        (A::DisabledAt, "a_disabled_at"),
+    ] {
+        query.expr_as(Expr::col((a.clone(), column)), Alias::new(name));
+    }
+    for (column, name) in [
+        (P::Id, "p_id"),
+        (P::SecretHash, "p_secret_hash"),
+        (P::RevokedAt, "p_revoked_at"),
+        (P::ExpiresAt, "p_expires_at"),
+        (P::Protocols, "p_protocols"),
+        (P::AllowedNetworks, "p_allowed_networks"),
+        (P::UseCount, "p_use_count"),
+        (P::SeenNetworks, "p_seen_networks"),
+    ] {
+        query.expr_as(Expr::col((p.clone(), column)), Alias::new(name));
+    }
+    for kind in KINDS {
+        let table = Alias::new(prefix(kind).trim_end_matches('_'));
+        query.join_as(
+            JoinType::LeftJoin,
+            auth_throttle::Entity,
+            table.clone(),
+            Expr::col((table.clone(), T::ScopeKey)).eq(scopes.get(kind).key.as_str()),
+        );
+        for (column, name) in [
+            (T::Failures, "failures"),
+            (T::LastFailureAt, "last_failure_at"),
+            (T::BlockedUntil, "blocked_until"),
+            (T::LastSuccessAt, "last_success_at"),
+        ] {
+            let alias = format!("{}{name}", prefix(kind));
+            query.expr_as(Expr::col((table.clone(), column)), Alias::new(alias));
+        }
+    }
+    query
+}
+
+fn counter(row: &QueryResult, kind: ScopeKind) -> std::result::Result<Counter, DbErr> {
+    let prefix = prefix(kind);
+    let time = |column: &str| {
+        row.try_get::<Option<i64>>(prefix, column)
+            .map(|millis| millis.map(Timestamp::from_millis))
+    };
+    let failures: Option<i64> = row.try_get(prefix, "failures")?;
+    Ok(Counter {
+        failures: failures.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        last_failure_at: time("last_failure_at")?,
+        blocked_until: time("blocked_until")?,
+        last_success_at: time("last_success_at")?,
+    })
+}
+
+fn credential(
+    row: &QueryResult,
+    username: String,
+    disabled_at: Option<i64>,
+) -> std::result::Result<Option<Credential>, DbErr> {
+    let Some(id) = row.try_get::<Option<Uuid>>(PASSWORD, "_id")? else {
+        return Ok(None);
+    };
+    let optional = |column: &str| row.try_get::<Option<i64>>(PASSWORD, column);
+    // The columns below are NOT NULL: with the password's id, they are set.
+    let missing = |column: &str| DbErr::Custom(format!("app_password.{column} is NULL"));
+    let required = |column: &str| optional(column)?.ok_or_else(|| missing(column));
+    let text = |column: &str| {
+        row.try_get::<Option<String>>(PASSWORD, column)?
+            .ok_or_else(|| missing(column))
+    };
+    let secret_hash = row
+        .try_get::<Option<SecretHash>>(PASSWORD, "_secret_hash")?
+        .ok_or_else(|| missing("secret_hash"))?;
+    Ok(Some(Credential {
+        app_password_id: id,
+        username: Username::from_stored(username),
+        secret_hash: secret_hash.0,
+        account_disabled: disabled_at.is_some(),
+        revoked: optional("_revoked_at")?.is_some(),
+        expires_at: optional("_expires_at")?.map(Timestamp::from_millis),
+        protocols: ProtocolSet::from_bits(required("_protocols")?),
+        allowed_networks: AllowedNetworks::from_stored(&text("_allowed_networks")?),
+        use_count: required("_use_count")?,
+        seen_networks: SeenNetworks::from_stored(&text("_seen_networks")?),
+    }))
+}
+
+fn login_state(row: &QueryResult) -> std::result::Result<LoginState, DbErr> {
+    let counters = ScopeCounters {
+        source: counter(row, ScopeKind::Source)?,
+        pair: counter(row, ScopeKind::Pair)?,
+        account: counter(row, ScopeKind::Account)?,
+    };
+    let Some(username) = row.try_get::<Option<String>>(ACCOUNT, "_username")? else {
+        return Ok(LoginState {
+            counters,
+            account_exists: false,
+            credential: None,
+        });
+    };
+    let disabled_at: Option<i64> = row.try_get(ACCOUNT, "_disabled_at")?;
+    Ok(LoginState {
+        counters,
+        account_exists: true,
+        credential: credential(row, username, disabled_at)?,
+    })
+}
+
+impl LoginStore for SqlStore {
+    #[tracing::instrument(skip_all)]
+    async fn login_state(
+        &self,
+        scopes: &Scopes,
+        username: &Username,
+        selector: &str,
+    ) -> Result<LoginState> {
+        let query = statement(scopes, username, selector);
+        let row = self
+            .db
+            .query_one(self.db.get_database_backend().build(&query))
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::internal("the login query returned no row"))?;
+        login_state(&row).map_err(db_error)
+    }
+}
