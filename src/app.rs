@@ -52,6 +52,7 @@ impl App {
         let policy = Policy {
             max_active_per_account: config.max_active_app_passwords,
             throttle: config.throttle,
+            caller_cache: config.caller_cache,
             verified_cache: config.verified_cache,
             usage: config.usage,
         };

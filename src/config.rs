@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::caller_cache::CallerCacheConfig;
 use crate::domain::hash_pool::HashPoolConfig;
 use crate::domain::hashing::HashParams;
 use crate::domain::throttle::ThrottleConfig;
@@ -45,6 +46,8 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Skipping argon2 for a secret that verified recently.
     pub verified_cache: VerifiedCacheConfig,
+    /// Skipping the read of a caller's row for a caller seen recently.
+    pub caller_cache: CallerCacheConfig,
     /// Coalescing the last-used fields and use counts of logins.
     pub usage: UsageConfig,
     /// Active app passwords one account may hold.
@@ -69,6 +72,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             throttle: ThrottleConfig::default(),
             verified_cache: VerifiedCacheConfig::default(),
+            caller_cache: CallerCacheConfig::default(),
             usage: UsageConfig::default(),
             max_active_app_passwords: 25,
             argon2: HashParams::default(),

@@ -2,6 +2,8 @@
 
 use super::audit::{AuditEvent, EventType};
 use super::caller::{Caller, CallerKey, Role};
+use super::caller_cache::{CachedCaller, CredentialId};
+use super::clock::Timestamp;
 use super::error::{Error, Result};
 use super::model::Page;
 use super::store::{CreateCallerOutcome, Store};
@@ -14,19 +16,37 @@ const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
 impl<S: Store> Latchkey<S> {
     /// The caller a presented bearer key belongs to, if it is valid and not
-    /// revoked.
+    /// revoked. The caller's row comes from the caller cache when it was
+    /// read within its TTL; the key is checked against it either way.
     pub async fn caller_by_key(&self, presented: &str) -> Result<Option<Caller>> {
         let Some(key) = CallerKey::parse(presented) else {
             return Ok(None);
         };
-        let Some(stored) = self.store().caller_by_key_id(key.key_id()).await? else {
-            return Ok(None);
+        let now = self.now();
+        let id = CredentialId::KeyId(key.key_id().to_owned());
+        let cached = match self.inner.callers.get(&id, now) {
+            Some(cached) => cached,
+            None => {
+                let Some(stored) = self.store().caller_by_key_id(key.key_id()).await? else {
+                    return Ok(None);
+                };
+                let cached = CachedCaller {
+                    caller: stored.caller,
+                    key_digest: Some(stored.key_digest),
+                };
+                self.inner.callers.put(id, cached.clone(), now);
+                cached
+            }
         };
-        if !key.matches(&stored.key_digest) || stored.caller.revoked_at.is_some() {
+        let key_matches = cached
+            .key_digest
+            .as_deref()
+            .is_some_and(|digest| key.matches(digest));
+        if !key_matches || cached.caller.revoked_at.is_some() {
             return Ok(None);
         }
-        self.touch(&stored.caller).await?;
-        Ok(Some(stored.caller))
+        self.touch(&cached.caller, now).await?;
+        Ok(Some(cached.caller))
     }
 
     /// The caller a verified TLS client certificate maps to: the first of
@@ -35,19 +55,32 @@ impl<S: Store> Latchkey<S> {
         if identities.is_empty() {
             return Ok(None);
         }
-        let caller = self.store().caller_by_tls_identity(identities).await?;
-        if let Some(caller) = &caller {
-            self.touch(caller).await?;
-        }
-        Ok(caller)
+        let now = self.now();
+        let id = CredentialId::Certificate(identities.to_vec());
+        let caller = match self.inner.callers.get(&id, now) {
+            Some(cached) => cached.caller,
+            None => {
+                let Some(caller) = self.store().caller_by_tls_identity(identities).await? else {
+                    return Ok(None);
+                };
+                let cached = CachedCaller {
+                    caller: caller.clone(),
+                    key_digest: None,
+                };
+                self.inner.callers.put(id, cached, now);
+                caller
+            }
+        };
+        self.touch(&caller, now).await?;
+        Ok(Some(caller))
     }
 
-    async fn touch(&self, caller: &Caller) -> Result<()> {
-        let now = self.now();
+    async fn touch(&self, caller: &Caller, now: Timestamp) -> Result<()> {
         let stale = caller
             .last_used_at
             .is_none_or(|at| now.as_millis() - at.as_millis() >= LAST_USED_RESOLUTION_MS);
         if stale {
+            self.inner.callers.touched(&caller.name, now);
             self.store().touch_caller(&caller.name, now).await?;
         }
         Ok(())
@@ -93,16 +126,15 @@ impl<S: Store> Latchkey<S> {
         self.store().list_callers(after, limit).await
     }
 
-    /// Effective at once on this replica and, since every request reads the
-    /// caller's row, on every other.
+    /// Effective at once on this replica, and on every other once its
+    /// cached copy of the caller's row is older than the caller cache's TTL.
     pub async fn revoke_caller(&self, name: &str, actor: &str) -> Result<Caller> {
         let mut event = AuditEvent::new(EventType::CallerRevoked, self.now(), actor);
         event.caller_name = Some(name.to_owned());
-        self.store()
-            .revoke_caller(name, event)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                resource: format!("callers/{name}"),
-            })
+        let revoked = self.store().revoke_caller(name, event).await?;
+        self.inner.callers.forget(name);
+        revoked.ok_or_else(|| Error::NotFound {
+            resource: format!("callers/{name}"),
+        })
     }
 }

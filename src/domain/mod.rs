@@ -8,6 +8,7 @@ pub mod audit;
 pub mod audit_trail;
 pub mod authenticate;
 pub mod caller;
+pub mod caller_cache;
 pub mod callers;
 pub mod clock;
 pub mod error;
@@ -35,6 +36,7 @@ pub struct Policy {
     /// Active (unrevoked, unexpired) app passwords one account may hold.
     pub max_active_per_account: u32,
     pub throttle: throttle::ThrottleConfig,
+    pub caller_cache: caller_cache::CallerCacheConfig,
     pub verified_cache: verified_cache::VerifiedCacheConfig,
     pub usage: usage_buffer::UsageConfig,
 }
@@ -67,6 +69,7 @@ struct Inner<S> {
     clock: Arc<dyn Clock>,
     policy: Policy,
     throttle: throttle::Throttle,
+    callers: caller_cache::CallerCache,
     verified: verified_cache::VerifiedCache,
     usage: usage_buffer::UsageBuffer,
 }
@@ -88,6 +91,7 @@ impl<S: store::Store> Latchkey<S> {
                 clock,
                 policy,
                 throttle: throttle::Throttle::new(policy.throttle),
+                callers: caller_cache::CallerCache::new(policy.caller_cache),
                 verified: verified_cache::VerifiedCache::new(policy.verified_cache),
                 usage: usage_buffer::UsageBuffer::new(policy.usage),
             }),

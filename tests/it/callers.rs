@@ -118,6 +118,8 @@ async fn callers_are_created_listed_revoked_and_validated(backend: Backend) {
         assert_eq!(status.code(), Code::InvalidArgument);
     }
 
+    // The key works, and this replica now holds the caller in its cache.
+    assert_eq!(call_with_key(&server, &created.key).await, Code::Ok);
     let revoked = callers
         .revoke_caller(RevokeCallerRequest {
             name: "callers/imap-proxy".into(),
@@ -146,7 +148,8 @@ async fn callers_are_created_listed_revoked_and_validated(backend: Backend) {
             .unwrap_err();
         assert_eq!(status.code(), code, "{name}");
     }
-    // The revoked key no longer works.
+    // The revoked key no longer works on this replica, at once: revoking
+    // dropped the cached caller.
     let status = call_with_key(&server, &created.key).await;
     assert_eq!(status, Code::Unauthenticated);
     server.stop().await;

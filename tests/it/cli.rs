@@ -50,8 +50,8 @@ async fn caller_commands_work_before_and_beside_the_server() {
     config.database_url = latchkey::config::DatabaseUrl::new(url.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let clock = latchkey::domain::clock::SystemClock;
-    let app = latchkey::app::App::build(&config, std::sync::Arc::new(clock))
+    let clock = latchkey::domain::clock::ManualClock::starting_at(crate::harness::START);
+    let app = latchkey::app::App::build(&config, std::sync::Arc::new(clock.clone()))
         .await
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -76,9 +76,18 @@ async fn caller_commands_work_before_and_beside_the_server() {
         .await
         .unwrap();
 
-    // ...until the CLI revokes it, which takes effect at once.
+    // ...until the CLI revokes it. The server read the caller's row less
+    // than the caller cache's TTL ago, so it may go on trusting it until
+    // then, and not a millisecond longer.
     let revoked = latchkey(&url, &["caller", "revoke", "admin"]);
     assert!(revoked.status.success(), "{revoked:?}");
+    let ttl = std::time::Duration::from_millis(config.caller_cache.ttl_ms);
+    clock.advance(ttl - std::time::Duration::from_millis(1));
+    client
+        .list_accounts(ListAccountsRequest::default())
+        .await
+        .unwrap();
+    clock.advance(std::time::Duration::from_millis(1));
     let status = client
         .list_accounts(ListAccountsRequest::default())
         .await

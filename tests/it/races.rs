@@ -62,6 +62,41 @@ async fn a_returned_revoke_holds_on_every_replica_at_once(backend: Backend) {
     first.stop().await;
 }
 
+backend_tests!(a_caller_revoked_elsewhere_is_refused_once_the_caller_cache_expires);
+
+/// Callers, unlike app passwords, are cached for a short TTL: a replica
+/// that did not revoke the caller refuses it once its copy is that old.
+async fn a_caller_revoked_elsewhere_is_refused_once_the_caller_cache_expires(backend: Backend) {
+    let Some(first) = TestServer::start(backend).await else {
+        return;
+    };
+    let second = first.replica_with(|_| {}).await;
+    let list = |server: &TestServer| {
+        let mut accounts = server.accounts();
+        async move {
+            accounts
+                .list_accounts(ListAccountsRequest::default())
+                .await
+                .map(|_| ())
+                .map_err(|status| status.code())
+        }
+    };
+    assert_eq!(list(&second).await, Ok(()));
+    first
+        .core
+        .revoke_caller("test-operator", "test")
+        .await
+        .unwrap();
+    assert_eq!(list(&first).await, Err(Code::Unauthenticated));
+    let ttl = Duration::from_millis(crate::harness::test_config().caller_cache.ttl_ms);
+    second.clock.advance(ttl - Duration::from_millis(1));
+    assert_eq!(list(&second).await, Ok(()), "within the TTL");
+    second.clock.advance(Duration::from_millis(1));
+    assert_eq!(list(&second).await, Err(Code::Unauthenticated));
+    second.stop().await;
+    first.stop().await;
+}
+
 /// argon2 slow enough that a few milliseconds of deadline run out first.
 const SLOW_ARGON2: HashParams = HashParams {
     memory_kib: 32 * 1024,
