@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::clock::Timestamp;
+use super::hex::lower_hex;
 
 pub const KEY_PREFIX: &str = "latchkey_";
 const KEY_ID_LEN: usize = 12;
@@ -145,10 +146,7 @@ impl CallerKey {
 
     /// What is stored: the key's SHA-256, hex-encoded.
     pub fn digest(&self) -> String {
-        Sha256::digest(self.0.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        lower_hex(&Sha256::digest(self.0.as_bytes()))
     }
 
     /// Compares against a stored digest in constant time.

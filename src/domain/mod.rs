@@ -14,6 +14,7 @@ pub mod clock;
 pub mod error;
 pub mod hash_pool;
 pub mod hashing;
+pub mod hex;
 pub mod limits;
 pub mod model;
 pub mod network;

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::clock::Timestamp;
+use super::hex::lower_hex;
 use super::network::canonical_ip;
 use super::username::Username;
 
@@ -91,11 +92,7 @@ impl Scope {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }
-        let key = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key = lower_hex(&hasher.finalize());
         Self { kind, key }
     }
 }

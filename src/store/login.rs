@@ -11,8 +11,10 @@
 //! returns exactly one row: no account leaves its columns NULL, and so does
 //! a missing password or counter.
 
-use sea_orm::sea_query::{Alias, Expr, Query, SelectStatement};
-use sea_orm::{Condition, ConnectionTrait, DbErr, JoinType, QueryResult};
+use std::sync::OnceLock;
+
+use sea_orm::sea_query::{Alias, Expr, Query, SelectStatement, Value, Values};
+use sea_orm::{Condition, ConnectionTrait, DbBackend, DbErr, JoinType, QueryResult, Statement};
 use uuid::Uuid;
 
 use super::entities::app_password::SecretHash;
@@ -39,7 +41,8 @@ const KINDS: [ScopeKind; 3] = [ScopeKind::Source, ScopeKind::Pair, ScopeKind::Ac
 const ACCOUNT: &str = "a";
 const PASSWORD: &str = "p";
 
-fn statement(scopes: &Scopes, username: &Username, selector: &str) -> SelectStatement {
+/// The statement, for the values in the order [`values`] binds them.
+fn statement(username: &str, selector: &str, scope_keys: [&str; 3]) -> SelectStatement {
     use account::Column as A;
     use app_password::Column as P;
     use auth_throttle::Column as T;
@@ -54,7 +57,7 @@ fn statement(scopes: &Scopes, username: &Username, selector: &str) -> SelectStat
             JoinType::LeftJoin,
             account::Entity,
             a.clone(),
-            Expr::col((a.clone(), A::Username)).eq(username.as_str()),
+            Expr::col((a.clone(), A::Username)).eq(username),
         )
         .join_as(
             JoinType::LeftJoin,
@@ -82,13 +85,13 @@ fn statement(scopes: &Scopes, username: &Username, selector: &str) -> SelectStat
     ] {
         query.expr_as(Expr::col((p.clone(), column)), Alias::new(name));
     }
-    for kind in KINDS {
+    for (kind, key) in KINDS.into_iter().zip(scope_keys) {
         let table = Alias::new(prefix(kind).trim_end_matches('_'));
         query.join_as(
             JoinType::LeftJoin,
             auth_throttle::Entity,
             table.clone(),
-            Expr::col((table.clone(), T::ScopeKey)).eq(scopes.get(kind).key.as_str()),
+            Expr::col((table.clone(), T::ScopeKey)).eq(key),
         );
         for (column, name) in [
             (T::Failures, "failures"),
@@ -101,6 +104,26 @@ fn statement(scopes: &Scopes, username: &Username, selector: &str) -> SelectStat
         }
     }
     query
+}
+
+/// A login's values, in the order the statement binds them.
+fn values(scopes: &Scopes, username: &Username, selector: &str) -> Values {
+    let mut values = vec![Value::from(username.as_str()), Value::from(selector)];
+    values.extend(KINDS.map(|kind| Value::from(scopes.get(kind).key.as_str())));
+    Values(values)
+}
+
+/// The statement's text on `backend`, built once: only the values change
+/// from one login to the next (and sqlx's per-connection cache of prepared
+/// statements is keyed by this text).
+fn sql(backend: DbBackend) -> &'static str {
+    static TEXTS: [OnceLock<String>; 3] = [const { OnceLock::new() }; 3];
+    let slot = match backend {
+        DbBackend::Sqlite => 0,
+        DbBackend::Postgres => 1,
+        DbBackend::MySql => 2,
+    };
+    TEXTS[slot].get_or_init(|| backend.build(&statement("", "", ["", "", ""])).sql)
 }
 
 fn counter(row: &QueryResult, kind: ScopeKind) -> std::result::Result<Counter, DbErr> {
@@ -180,13 +203,41 @@ impl LoginStore for SqlStore {
         username: &Username,
         selector: &str,
     ) -> Result<LoginState> {
-        let query = statement(scopes, username, selector);
+        let backend = self.db.get_database_backend();
+        let values = values(scopes, username, selector);
         let row = self
             .db
-            .query_one(self.db.get_database_backend().build(&query))
+            .query_one(Statement::from_sql_and_values(
+                backend,
+                sql(backend),
+                values,
+            ))
             .await
             .map_err(db_error)?
             .ok_or_else(|| Error::internal("the login query returned no row"))?;
         login_state(&row).map_err(db_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text is built once with empty values; each login's values must
+    /// go to the places sea-query would have put them.
+    #[test]
+    fn values_are_bound_in_the_statements_order() {
+        let username = Username::from_stored("alice@example.com".to_owned());
+        let scopes = Scopes::of(&username, std::net::IpAddr::from([192, 0, 2, 1]));
+        let keys = KINDS.map(|kind| scopes.get(kind).key.as_str());
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres, DbBackend::MySql] {
+            let built = backend.build(&statement(username.as_str(), "abcd", keys));
+            assert_eq!(built.sql, sql(backend), "{backend:?}");
+            assert_eq!(
+                built.values,
+                Some(values(&scopes, &username, "abcd")),
+                "{backend:?}"
+            );
+        }
     }
 }
