@@ -60,7 +60,8 @@ enum CallerCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Revoke a caller: its key and TLS identity stop working at once.
+    /// Revoke a caller: its key and TLS identity stop working within the
+    /// caller cache's TTL (1 s by default) on every running server.
     Revoke {
         name: String,
         #[command(flatten)]
