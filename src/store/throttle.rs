@@ -2,8 +2,8 @@
 
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
 };
 
 use super::audit::insert_event;
@@ -79,14 +79,17 @@ fn empty_row(key: &str, now: Timestamp) -> auth_throttle::ActiveModel {
 }
 
 impl ThrottleStore for SqlStore {
-    /// The rows are made to exist first, outside the transaction (an
-    /// idempotent insert; inserting inside it would take gap locks that
-    /// deadlock concurrent first failures on MySQL). Then one transaction
-    /// takes the rows in key order, so concurrent ones lock in the same order
-    /// and cannot deadlock, and counts: concurrent failures in one scope
-    /// queue on its lock, so none is lost. The audit event commits with them.
-    /// On SQLite the transaction's first statement writes, taking the
-    /// database's write lock before anything is read.
+    /// The rows are made to exist first, by an idempotent insert; then the
+    /// transaction takes them in key order, so concurrent ones lock in the
+    /// same order and cannot deadlock, and counts: concurrent failures in
+    /// one scope queue on its lock, so none is lost. The audit event commits
+    /// with them.
+    ///
+    /// On SQLite and PostgreSQL the insert is the transaction's first
+    /// statement: on SQLite that takes the database's write lock before
+    /// anything is read, and the failure costs one commit. On MySQL it runs
+    /// before the transaction, on its own: inside, it would take gap locks
+    /// that deadlock concurrent first failures.
     #[tracing::instrument(skip_all)]
     async fn record_failures(
         &self,
@@ -95,26 +98,27 @@ impl ThrottleStore for SqlStore {
         event: AuditEvent,
     ) -> Result<Vec<(Scope, Counter)>> {
         scopes.sort_by(|a, b| a.0.key.cmp(&b.0.key));
-        auth_throttle::Entity::insert_many(
-            scopes.iter().map(|(scope, _)| empty_row(&scope.key, now)),
-        )
-        .on_conflict(
-            OnConflict::column(auth_throttle::Column::ScopeKey)
-                .do_nothing_on([auth_throttle::Column::ScopeKey])
-                .to_owned(),
-        )
-        .exec_without_returning(&self.db)
-        .await
-        .map_err(db_error)?;
+        let rows_exist = || {
+            auth_throttle::Entity::insert_many(
+                scopes.iter().map(|(scope, _)| empty_row(&scope.key, now)),
+            )
+            .on_conflict(
+                OnConflict::column(auth_throttle::Column::ScopeKey)
+                    .do_nothing_on([auth_throttle::Column::ScopeKey])
+                    .to_owned(),
+            )
+        };
+        let inside = self.db.get_database_backend() != DbBackend::MySql;
+        if !inside {
+            rows_exist()
+                .exec_without_returning(&self.db)
+                .await
+                .map_err(db_error)?;
+        }
         let txn = self.db.begin().await.map_err(db_error)?;
-        if let Some((first, _)) = scopes.first() {
-            auth_throttle::Entity::update_many()
-                .col_expr(
-                    auth_throttle::Column::UpdatedAt,
-                    Expr::value(now.as_millis()),
-                )
-                .filter(auth_throttle::Column::ScopeKey.eq(first.key.as_str()))
-                .exec(&txn)
+        if inside {
+            rows_exist()
+                .exec_without_returning(&txn)
                 .await
                 .map_err(db_error)?;
         }
