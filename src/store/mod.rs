@@ -23,9 +23,6 @@ use serde::{Deserialize, Serialize};
 use crate::domain::error::Result;
 pub use errors::db_error;
 
-/// How much of an SQLite file is read through a memory map.
-const SQLITE_MMAP_BYTES: u64 = 1 << 30;
-
 /// Connection pool settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +34,14 @@ pub struct PoolConfig {
     pub acquire_timeout_ms: u64,
     /// How long SQLite waits on a locked database before giving up.
     pub sqlite_busy_timeout_ms: u64,
+    /// How much of an SQLite file is read through a memory map, in MiB; 0
+    /// (the default) reads through SQLite's page cache of each connection.
+    /// A map makes lookups in a large database faster (1.25x at 1,000,000
+    /// app passwords, BENCHMARKS.md), but each connection maps the file
+    /// apart and the kernel maps pages around each one read, so the
+    /// process's RSS counts shared page cache many times over and stops
+    /// saying how much memory latchkey uses.
+    pub sqlite_mmap_mib: u64,
     /// How often the database is pinged for grpc.health.v1.
     pub health_check_interval_ms: u64,
 }
@@ -47,6 +52,7 @@ impl Default for PoolConfig {
             max_connections: 16,
             acquire_timeout_ms: 3_000,
             sqlite_busy_timeout_ms: 5_000,
+            sqlite_mmap_mib: 0,
             health_check_interval_ms: 2_000,
         }
     }
@@ -83,14 +89,7 @@ impl SqlStore {
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_millis(pool.sqlite_busy_timeout_ms))
                     .foreign_keys(true)
-                    // Reads go through a memory map of the file, which every
-                    // connection shares, instead of a private page cache per
-                    // connection filled by read(2) calls: with a large
-                    // database and 16 connections, the private caches missed
-                    // on the hot pages of logins. Address space, not memory:
-                    // only pages that are read take room, and the kernel
-                    // may drop them.
-                    .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
+                    .pragma("mmap_size", (pool.sqlite_mmap_mib << 20).to_string())
             });
         let db = Database::connect(options).await.map_err(db_error)?;
         Ok(Self { db })
