@@ -103,15 +103,27 @@ impl Server {
         Ok(())
     }
 
-    /// The process's peak resident memory so far (VmHWM), in KiB.
-    pub fn peak_rss_kib(&self) -> Result<u64, BoxError> {
+    /// A field of the process's `/proc/<pid>/status`, in KiB.
+    fn status_kib(&self, field: &str) -> Result<u64, BoxError> {
         let pid = self.child.as_ref().ok_or("server not running")?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| "no VmHWM in /proc/<pid>/status".into())
+            .ok_or_else(|| format!("no {field} in /proc/<pid>/status").into())
+    }
+
+    /// The process's peak resident memory so far (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> Result<u64, BoxError> {
+        self.status_kib("VmHWM")
+    }
+
+    /// Resident memory now, in KiB: anonymous (the heap, argon2's buffers)
+    /// and file-backed (the binary, and database pages read through
+    /// SQLite's memory map, which are the kernel's page cache).
+    pub fn rss_anon_and_file_kib(&self) -> Result<(u64, u64), BoxError> {
+        Ok((self.status_kib("RssAnon")?, self.status_kib("RssFile")?))
     }
 
     /// A new HTTP/2 connection (one connection serializes its frames, so
