@@ -1,9 +1,11 @@
 //! Failed-login counters, shared by every replica through the database.
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use std::collections::HashMap;
+
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::audit::insert_event;
@@ -24,47 +26,60 @@ fn counter(row: &auth_throttle::Model) -> Counter {
     }
 }
 
-/// Locks `scope`'s row (which must exist), reads its latest committed
-/// state and writes the next one. `FOR UPDATE` makes the read current: under
-/// MySQL's REPEATABLE READ a plain read would see the transaction's first
-/// snapshot and lose increments made since.
-async fn count_failure(
+/// Locks the rows of `scopes` (which must exist, sorted by key) in key
+/// order, reads their latest committed state and writes the next one: two
+/// statements, whatever the number of scopes. `FOR UPDATE` makes the read
+/// current: under MySQL's REPEATABLE READ a plain read would see the
+/// transaction's first snapshot and lose increments made since.
+async fn count_failures(
     txn: &DatabaseTransaction,
-    scope: &Scope,
-    rule: FailureRule,
+    scopes: Vec<(Scope, FailureRule)>,
     now: Timestamp,
-) -> Result<Counter> {
-    let by_key = auth_throttle::Column::ScopeKey.eq(scope.key.as_str());
-    let row = auth_throttle::Entity::find()
-        .filter(by_key.clone())
+) -> Result<Vec<(Scope, Counter)>> {
+    let keys = scopes.iter().map(|(scope, _)| scope.key.as_str());
+    let rows: HashMap<String, auth_throttle::Model> = auth_throttle::Entity::find()
+        .filter(auth_throttle::Column::ScopeKey.is_in(keys))
+        .order_by_asc(auth_throttle::Column::ScopeKey)
         .lock_exclusive()
-        .one(txn)
+        .all(txn)
         .await
         .map_err(db_error)?
-        .ok_or_else(|| Error::internal("throttle row missing after insert"))?;
-    let next = rule.after_failure(counter(&row), now);
-    auth_throttle::Entity::update_many()
-        .col_expr(
-            auth_throttle::Column::Failures,
-            Expr::value(i64::from(next.failures)),
+        .into_iter()
+        .map(|row| (row.scope_key.clone(), row))
+        .collect();
+    let mut counters = Vec::with_capacity(scopes.len());
+    let mut next_rows = Vec::with_capacity(scopes.len());
+    for (scope, rule) in scopes {
+        let row = rows
+            .get(&scope.key)
+            .ok_or_else(|| Error::internal("throttle row missing after insert"))?;
+        let next = rule.after_failure(counter(row), now);
+        next_rows.push(auth_throttle::ActiveModel {
+            scope_key: Set(scope.key.clone()),
+            failures: Set(i64::from(next.failures)),
+            last_failure_at: Set(next.last_failure_at.map(Timestamp::as_millis)),
+            blocked_until: Set(next.blocked_until.map(Timestamp::as_millis)),
+            last_success_at: Set(row.last_success_at),
+            updated_at: Set(now.as_millis()),
+        });
+        counters.push((scope, next));
+    }
+    // Every row exists and is locked: this upsert only ever updates.
+    auth_throttle::Entity::insert_many(next_rows)
+        .on_conflict(
+            OnConflict::column(auth_throttle::Column::ScopeKey)
+                .update_columns([
+                    auth_throttle::Column::Failures,
+                    auth_throttle::Column::LastFailureAt,
+                    auth_throttle::Column::BlockedUntil,
+                    auth_throttle::Column::UpdatedAt,
+                ])
+                .to_owned(),
         )
-        .col_expr(
-            auth_throttle::Column::LastFailureAt,
-            Expr::value(next.last_failure_at.map(Timestamp::as_millis)),
-        )
-        .col_expr(
-            auth_throttle::Column::BlockedUntil,
-            Expr::value(next.blocked_until.map(Timestamp::as_millis)),
-        )
-        .col_expr(
-            auth_throttle::Column::UpdatedAt,
-            Expr::value(now.as_millis()),
-        )
-        .filter(by_key)
-        .exec(txn)
+        .exec_without_returning(txn)
         .await
         .map_err(db_error)?;
-    Ok(next)
+    Ok(counters)
 }
 
 fn empty_row(key: &str, now: Timestamp) -> auth_throttle::ActiveModel {
@@ -122,11 +137,7 @@ impl ThrottleStore for SqlStore {
                 .await
                 .map_err(db_error)?;
         }
-        let mut counters = Vec::with_capacity(scopes.len());
-        for (scope, rule) in scopes {
-            let next = count_failure(&txn, &scope, rule, now).await?;
-            counters.push((scope, next));
-        }
+        let counters = count_failures(&txn, scopes, now).await?;
         insert_event(&txn, event).await?;
         txn.commit().await.map_err(db_error)?;
         Ok(counters)
