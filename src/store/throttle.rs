@@ -66,20 +66,24 @@ async fn count_failures(
     }
     // Every row exists and is locked: this upsert only ever updates.
     auth_throttle::Entity::insert_many(next_rows)
-        .on_conflict(
-            OnConflict::column(auth_throttle::Column::ScopeKey)
-                .update_columns([
-                    auth_throttle::Column::Failures,
-                    auth_throttle::Column::LastFailureAt,
-                    auth_throttle::Column::BlockedUntil,
-                    auth_throttle::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
+        .on_conflict(overwrite([
+            auth_throttle::Column::Failures,
+            auth_throttle::Column::LastFailureAt,
+            auth_throttle::Column::BlockedUntil,
+            auth_throttle::Column::UpdatedAt,
+        ]))
         .exec_without_returning(txn)
         .await
         .map_err(db_error)?;
     Ok(counters)
+}
+
+/// An upsert's conflict clause: on a row with the same key, overwrite
+/// `columns` with the inserted values.
+fn overwrite(columns: impl IntoIterator<Item = auth_throttle::Column>) -> OnConflict {
+    OnConflict::column(auth_throttle::Column::ScopeKey)
+        .update_columns(columns)
+        .to_owned()
 }
 
 fn empty_row(key: &str, now: Timestamp) -> auth_throttle::ActiveModel {
@@ -148,17 +152,13 @@ impl ThrottleStore for SqlStore {
         let mut row = empty_row(&scope.key, now);
         row.last_success_at = Set(Some(now.as_millis()));
         auth_throttle::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(auth_throttle::Column::ScopeKey)
-                    .update_columns([
-                        auth_throttle::Column::Failures,
-                        auth_throttle::Column::LastFailureAt,
-                        auth_throttle::Column::BlockedUntil,
-                        auth_throttle::Column::LastSuccessAt,
-                        auth_throttle::Column::UpdatedAt,
-                    ])
-                    .to_owned(),
-            )
+            .on_conflict(overwrite([
+                auth_throttle::Column::Failures,
+                auth_throttle::Column::LastFailureAt,
+                auth_throttle::Column::BlockedUntil,
+                auth_throttle::Column::LastSuccessAt,
+                auth_throttle::Column::UpdatedAt,
+            ]))
             .exec_without_returning(&self.db)
             .await
             .map_err(db_error)?;
