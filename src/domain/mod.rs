@@ -22,6 +22,7 @@ pub mod protocol;
 pub mod secret;
 pub mod store;
 pub mod throttle;
+pub mod usage;
 pub mod usage_buffer;
 pub mod username;
 pub mod verified_cache;
