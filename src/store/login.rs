@@ -13,8 +13,11 @@
 
 use std::sync::OnceLock;
 
-use sea_orm::sea_query::{Alias, Expr, Query, SelectStatement, Value, Values};
-use sea_orm::{Condition, ConnectionTrait, DbBackend, DbErr, JoinType, QueryResult, Statement};
+use sea_orm::sea_query::{Alias, Expr, Query, SelectStatement, UnionType, Value, Values};
+use sea_orm::{
+    Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, JoinType, QueryResult,
+    Statement,
+};
 use uuid::Uuid;
 
 use super::entities::app_password::SecretHash;
@@ -41,8 +44,10 @@ const KINDS: [ScopeKind; 3] = [ScopeKind::Source, ScopeKind::Pair, ScopeKind::Ac
 const ACCOUNT: &str = "a";
 const PASSWORD: &str = "p";
 
-/// The statement, for the values in the order [`values`] binds them.
-fn statement(username: &str, selector: &str, scope_keys: [&str; 3]) -> SelectStatement {
+/// One login's part of the statement, for the values in the order
+/// [`LoginKey::values`] binds them. `tag` comes back as the `login` column,
+/// to tell the logins of a batch apart.
+fn statement(tag: &str, key: &LoginKey) -> SelectStatement {
     use account::Column as A;
     use app_password::Column as P;
     use auth_throttle::Column as T;
@@ -52,12 +57,13 @@ fn statement(username: &str, selector: &str, scope_keys: [&str; 3]) -> SelectSta
         .to_owned();
     let mut query = Query::select();
     query
+        .expr_as(Expr::val(tag), Alias::new(TAG))
         .from_subquery(one_row, Alias::new("one_row"))
         .join_as(
             JoinType::LeftJoin,
             account::Entity,
             a.clone(),
-            Expr::col((a.clone(), A::Username)).eq(username),
+            Expr::col((a.clone(), A::Username)).eq(key.username.as_str()),
         )
         .join_as(
             JoinType::LeftJoin,
@@ -65,7 +71,7 @@ fn statement(username: &str, selector: &str, scope_keys: [&str; 3]) -> SelectSta
             p.clone(),
             Condition::all()
                 .add(Expr::col((p.clone(), P::AccountId)).equals((a.clone(), A::Id)))
-                .add(Expr::col((p.clone(), P::Selector)).eq(selector)),
+                .add(Expr::col((p.clone(), P::Selector)).eq(key.selector.as_str())),
         );
     for (column, name) in [
         (A::Username, "a_username"),
@@ -85,13 +91,13 @@ fn statement(username: &str, selector: &str, scope_keys: [&str; 3]) -> SelectSta
     ] {
         query.expr_as(Expr::col((p.clone(), column)), Alias::new(name));
     }
-    for (kind, key) in KINDS.into_iter().zip(scope_keys) {
+    for (kind, scope_key) in KINDS.into_iter().zip(&key.scope_keys) {
         let table = Alias::new(prefix(kind).trim_end_matches('_'));
         query.join_as(
             JoinType::LeftJoin,
             auth_throttle::Entity,
             table.clone(),
-            Expr::col((table.clone(), T::ScopeKey)).eq(key),
+            Expr::col((table.clone(), T::ScopeKey)).eq(scope_key.as_str()),
         );
         for (column, name) in [
             (T::Failures, "failures"),
@@ -106,24 +112,101 @@ fn statement(username: &str, selector: &str, scope_keys: [&str; 3]) -> SelectSta
     query
 }
 
-/// A login's values, in the order the statement binds them.
-fn values(scopes: &Scopes, username: &Username, selector: &str) -> Values {
-    let mut values = vec![Value::from(username.as_str()), Value::from(selector)];
-    values.extend(KINDS.map(|kind| Value::from(scopes.get(kind).key.as_str())));
-    Values(values)
+/// What one login reads by: its username, its selector and the keys of its
+/// three throttle scopes.
+#[derive(Debug, Clone, Default)]
+pub(super) struct LoginKey {
+    username: String,
+    selector: String,
+    scope_keys: [String; 3],
 }
 
-/// The statement's text on `backend`, built once: only the values change
-/// from one login to the next (and sqlx's per-connection cache of prepared
-/// statements is keyed by this text).
-fn sql(backend: DbBackend) -> &'static str {
-    static TEXTS: [OnceLock<String>; 3] = [const { OnceLock::new() }; 3];
+impl LoginKey {
+    pub(super) fn new(scopes: &Scopes, username: &Username, selector: &str) -> Self {
+        Self {
+            username: username.as_str().to_owned(),
+            selector: selector.to_owned(),
+            scope_keys: KINDS.map(|kind| scopes.get(kind).key.clone()),
+        }
+    }
+
+    /// This login's values, tagged `tag`, in the order its part of the
+    /// statement binds them.
+    fn values(&self, tag: usize, values: &mut Vec<Value>) {
+        values.push(Value::from(tag.to_string()));
+        values.push(Value::from(self.username.as_str()));
+        values.push(Value::from(self.selector.as_str()));
+        values.extend(self.scope_keys.iter().map(|key| Value::from(key.as_str())));
+    }
+}
+
+/// The most logins one statement reads.
+pub(super) const MAX_BATCH: usize = 16;
+const TAG: &str = "login";
+
+/// The text of the statement reading `n` logins (their parts joined by
+/// UNION ALL) on `backend`, built once per size: only the values change
+/// from one batch to the next, and sqlx's per-connection cache of prepared
+/// statements is keyed by this text.
+fn sql(backend: DbBackend, n: usize) -> &'static str {
+    static TEXTS: [[OnceLock<String>; MAX_BATCH]; 3] =
+        [const { [const { OnceLock::new() }; MAX_BATCH] }; 3];
     let slot = match backend {
         DbBackend::Sqlite => 0,
         DbBackend::Postgres => 1,
         DbBackend::MySql => 2,
     };
-    TEXTS[slot].get_or_init(|| backend.build(&statement("", "", ["", "", ""])).sql)
+    let n = n.clamp(1, MAX_BATCH);
+    TEXTS[slot][n - 1].get_or_init(|| {
+        let keys = vec![LoginKey::default(); n];
+        backend.build(&batch_statement(&keys)).sql
+    })
+}
+
+fn batch_statement(keys: &[LoginKey]) -> SelectStatement {
+    let mut parts = keys
+        .iter()
+        .enumerate()
+        .map(|(tag, key)| statement(&tag.to_string(), key));
+    let mut query = parts.next().unwrap_or_default();
+    for part in parts {
+        query.union(UnionType::All, part);
+    }
+    query
+}
+
+fn batch_values(keys: &[&LoginKey]) -> Values {
+    let mut values = Vec::with_capacity(keys.len() * 6);
+    for (tag, key) in keys.iter().enumerate() {
+        key.values(tag, &mut values);
+    }
+    Values(values)
+}
+
+/// Reads up to [`MAX_BATCH`] logins with one statement; the states come
+/// back in the order of `keys`.
+pub(super) async fn read_logins(
+    db: &DatabaseConnection,
+    keys: &[&LoginKey],
+) -> Result<Vec<LoginState>> {
+    let backend = db.get_database_backend();
+    let statement =
+        Statement::from_sql_and_values(backend, sql(backend, keys.len()), batch_values(keys));
+    let rows = db.query_all(statement).await.map_err(db_error)?;
+    let mut states: Vec<Option<LoginState>> = keys.iter().map(|_| None).collect();
+    for row in &rows {
+        let tag: String = row.try_get("", TAG).map_err(db_error)?;
+        let slot = tag
+            .parse::<usize>()
+            .ok()
+            .and_then(|tag| states.get_mut(tag))
+            .ok_or_else(|| Error::internal("the login query returned an unknown tag"))?;
+        *slot = Some(login_state(row).map_err(db_error)?);
+    }
+    states
+        .into_iter()
+        .map(|state| state.ok_or_else(|| Error::internal("the login query missed a login")))
+        .collect()
 }
 
 fn counter(row: &QueryResult, kind: ScopeKind) -> std::result::Result<Counter, DbErr> {
@@ -203,19 +286,9 @@ impl LoginStore for SqlStore {
         username: &Username,
         selector: &str,
     ) -> Result<LoginState> {
-        let backend = self.db.get_database_backend();
-        let values = values(scopes, username, selector);
-        let row = self
-            .db
-            .query_one(Statement::from_sql_and_values(
-                backend,
-                sql(backend),
-                values,
-            ))
+        self.logins
+            .read(LoginKey::new(scopes, username, selector))
             .await
-            .map_err(db_error)?
-            .ok_or_else(|| Error::internal("the login query returned no row"))?;
-        login_state(&row).map_err(db_error)
     }
 }
 
@@ -223,21 +296,26 @@ impl LoginStore for SqlStore {
 mod tests {
     use super::*;
 
-    /// The text is built once with empty values; each login's values must
-    /// go to the places sea-query would have put them.
+    /// The text is built once per size with empty values; each login's
+    /// values must go to the places sea-query would have put them.
     #[test]
     fn values_are_bound_in_the_statements_order() {
-        let username = Username::from_stored("alice@example.com".to_owned());
-        let scopes = Scopes::of(&username, std::net::IpAddr::from([192, 0, 2, 1]));
-        let keys = KINDS.map(|kind| scopes.get(kind).key.as_str());
+        let keys: Vec<LoginKey> = ["alice@example.com", "bob@example.com", "carol"]
+            .iter()
+            .enumerate()
+            .map(|(n, name)| {
+                let username = Username::from_stored((*name).to_owned());
+                let scopes = Scopes::of(&username, std::net::IpAddr::from([192, 0, 2, n as u8]));
+                LoginKey::new(&scopes, &username, &format!("sel{n}"))
+            })
+            .collect();
         for backend in [DbBackend::Sqlite, DbBackend::Postgres, DbBackend::MySql] {
-            let built = backend.build(&statement(username.as_str(), "abcd", keys));
-            assert_eq!(built.sql, sql(backend), "{backend:?}");
-            assert_eq!(
-                built.values,
-                Some(values(&scopes, &username, "abcd")),
-                "{backend:?}"
-            );
+            for n in 1..=keys.len() {
+                let built = backend.build(&batch_statement(&keys[..n]));
+                assert_eq!(built.sql, sql(backend, n), "{backend:?}");
+                let refs: Vec<&LoginKey> = keys[..n].iter().collect();
+                assert_eq!(built.values, Some(batch_values(&refs)), "{backend:?}");
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ mod convert;
 pub mod entities;
 mod errors;
 mod login;
+mod login_batch;
 mod throttle;
 
 use std::time::Duration;
@@ -61,6 +62,7 @@ impl Default for PoolConfig {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: DatabaseConnection,
+    logins: login_batch::LoginBatcher,
 }
 
 impl SqlStore {
@@ -92,7 +94,11 @@ impl SqlStore {
                     .pragma("mmap_size", (pool.sqlite_mmap_mib << 20).to_string())
             });
         let db = Database::connect(options).await.map_err(db_error)?;
-        Ok(Self { db })
+        // A quarter of the pool reads logins; each reader holds one
+        // connection only while its statement runs.
+        let readers = usize::try_from(pool.max_connections / 4).unwrap_or(1);
+        let logins = login_batch::LoginBatcher::start(&db, readers);
+        Ok(Self { db, logins })
     }
 
     /// Applies pending migrations.
