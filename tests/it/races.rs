@@ -62,6 +62,67 @@ async fn a_returned_revoke_holds_on_every_replica_at_once(backend: Backend) {
     first.stop().await;
 }
 
+backend_tests!(concurrent_logins_of_many_accounts_each_get_their_own_answer);
+
+/// Logins that arrive together are read together, in one statement; each
+/// must still get the answer for its own account, password and protocol.
+async fn concurrent_logins_of_many_accounts_each_get_their_own_answer(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    const ACCOUNTS: usize = 24;
+    let mut issued = Vec::new();
+    for n in 0..ACCOUNTS {
+        let username = format!("batch{n}");
+        let (name, secret) = issue_simple(&server, &username).await;
+        issued.push((username, name, secret));
+    }
+    let mut attempts = Vec::new();
+    for (n, (username, name, secret)) in issued.iter().enumerate() {
+        let neighbour = &issued[(n + 1) % ACCOUNTS].2;
+        let ip = format!("198.51.100.{n}");
+        for (password, protocol, expected) in [
+            (secret.as_str(), Protocol::Imap, None),
+            (
+                secret.as_str(),
+                Protocol::Pop3,
+                Some(FailureReason::ProtocolNotAllowed),
+            ),
+            (
+                neighbour.as_str(),
+                Protocol::Imap,
+                Some(FailureReason::InvalidCredentials),
+            ),
+            (
+                &wrong_secret(n as u32),
+                Protocol::Imap,
+                Some(FailureReason::InvalidCredentials),
+            ),
+        ] {
+            let mut client = server.auth();
+            let request = login_request(username, password, protocol, &ip);
+            attempts.push(async move {
+                let answer = client.authenticate(request).await.unwrap().into_inner();
+                (username, name, expected, answer)
+            });
+        }
+    }
+    for (username, name, expected, answer) in futures::future::join_all(attempts).await {
+        match expected {
+            None => {
+                assert!(answer.authenticated, "{username}");
+                assert_eq!(&answer.username, username);
+                assert_eq!(&answer.app_password, name);
+            }
+            Some(reason) => {
+                assert!(!answer.authenticated, "{username}");
+                assert_eq!(answer.failure_reason(), reason, "{username}");
+            }
+        }
+    }
+    server.stop().await;
+}
+
 backend_tests!(a_caller_revoked_elsewhere_is_refused_once_the_caller_cache_expires);
 
 /// Callers, unlike app passwords, are cached for a short TTL: a replica
