@@ -20,6 +20,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::batch::BatchFuture;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password, auth_throttle};
 use super::{db_error, SqlStore};
@@ -183,12 +184,17 @@ fn batch_values(keys: &[&LoginKey]) -> Values {
     Values(values)
 }
 
+/// Reads up to [`MAX_BATCH`] logins with one statement, for the batcher.
+pub(super) fn read_batch(db: DatabaseConnection, keys: Vec<LoginKey>) -> BatchFuture<LoginState> {
+    Box::pin(async move {
+        let keys: Vec<&LoginKey> = keys.iter().collect();
+        read_logins(&db, &keys).await
+    })
+}
+
 /// Reads up to [`MAX_BATCH`] logins with one statement; the states come
 /// back in the order of `keys`.
-pub(super) async fn read_logins(
-    db: &DatabaseConnection,
-    keys: &[&LoginKey],
-) -> Result<Vec<LoginState>> {
+async fn read_logins(db: &DatabaseConnection, keys: &[&LoginKey]) -> Result<Vec<LoginState>> {
     let backend = db.get_database_backend();
     let statement =
         Statement::from_sql_and_values(backend, sql(backend, keys.len()), batch_values(keys));
@@ -287,7 +293,7 @@ impl LoginStore for SqlStore {
         selector: &str,
     ) -> Result<LoginState> {
         self.logins
-            .read(LoginKey::new(scopes, username, selector))
+            .submit(LoginKey::new(scopes, username, selector))
             .await
     }
 }

@@ -4,12 +4,12 @@
 mod accounts;
 mod app_passwords;
 mod audit;
+mod batch;
 mod callers;
 mod convert;
 pub mod entities;
 mod errors;
 mod login;
-mod login_batch;
 mod throttle;
 
 use std::time::Duration;
@@ -22,6 +22,8 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::Result;
+use crate::domain::store::LoginState;
+use crate::domain::throttle::{Counter, Scope};
 pub use errors::db_error;
 
 /// Connection pool settings.
@@ -62,7 +64,10 @@ impl Default for PoolConfig {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     db: DatabaseConnection,
-    logins: login_batch::LoginBatcher,
+    /// Login reads, batched when they arrive together.
+    logins: batch::Batcher<login::LoginKey, LoginState>,
+    /// Failed logins' writes, committed together when they arrive together.
+    failures: batch::Batcher<throttle::FailureWrite, Vec<(Scope, Counter)>>,
 }
 
 impl SqlStore {
@@ -94,11 +99,24 @@ impl SqlStore {
                     .pragma("mmap_size", (pool.sqlite_mmap_mib << 20).to_string())
             });
         let db = Database::connect(options).await.map_err(db_error)?;
-        // A quarter of the pool reads logins; each reader holds one
-        // connection only while its statement runs.
-        let readers = usize::try_from(pool.max_connections / 4).unwrap_or(1);
-        let logins = login_batch::LoginBatcher::start(&db, readers);
-        Ok(Self { db, logins })
+        // A quarter of the pool reads logins, and as many workers write
+        // failures (on SQLite one: its writes take turns anyway, and one
+        // writer never sleeps in SQLite's busy handler waiting for another).
+        // Each holds a connection only while its batch runs.
+        let workers = usize::try_from(pool.max_connections / 4).unwrap_or(1);
+        let logins = batch::Batcher::start(&db, workers, login::MAX_BATCH, login::read_batch);
+        let writers = if is_sqlite { 1 } else { workers };
+        let failures = batch::Batcher::start(
+            &db,
+            writers,
+            throttle::MAX_FAILURE_BATCH,
+            throttle::write_failures,
+        );
+        Ok(Self {
+            db,
+            logins,
+            failures,
+        })
     }
 
     /// Applies pending migrations.

@@ -4,11 +4,13 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 
 use super::audit::insert_event;
+use super::batch::BatchFuture;
 use super::entities::auth_throttle;
 use super::{db_error, SqlStore};
 use crate::domain::audit::AuditEvent;
@@ -26,19 +28,120 @@ fn counter(row: &auth_throttle::Model) -> Counter {
     }
 }
 
-/// Locks the rows of `scopes` (which must exist, sorted by key) in key
-/// order, reads their latest committed state and writes the next one: two
-/// statements, whatever the number of scopes. `FOR UPDATE` makes the read
-/// current: under MySQL's REPEATABLE READ a plain read would see the
-/// transaction's first snapshot and lose increments made since.
-async fn count_failures(
-    txn: &DatabaseTransaction,
+/// One failed login to write: its scopes with their rules, when, and its
+/// audit event.
+#[derive(Debug)]
+pub(super) struct FailureWrite {
     scopes: Vec<(Scope, FailureRule)>,
     now: Timestamp,
-) -> Result<Vec<(Scope, Counter)>> {
-    let keys = scopes.iter().map(|(scope, _)| scope.key.as_str());
-    let rows: HashMap<String, auth_throttle::Model> = auth_throttle::Entity::find()
-        .filter(auth_throttle::Column::ScopeKey.is_in(keys))
+    event: AuditEvent,
+}
+
+/// The most failed logins one transaction writes.
+pub(super) const MAX_FAILURE_BATCH: usize = 16;
+
+/// Writes failed logins in one transaction, for the batcher: each gets its
+/// scopes' counters as they stand after it, in the order they came.
+pub(super) fn write_failures(
+    db: DatabaseConnection,
+    failures: Vec<FailureWrite>,
+) -> BatchFuture<Vec<(Scope, Counter)>> {
+    Box::pin(async move { record_failure_batch(&db, failures).await })
+}
+
+/// The rows are made to exist first, by an idempotent insert; then the
+/// transaction takes them in key order, so concurrent ones lock in the
+/// same order and cannot deadlock, and counts: concurrent failures in one
+/// scope queue on its lock, so none is lost. The audit events commit with
+/// them.
+///
+/// On SQLite and PostgreSQL the insert is the transaction's first
+/// statement: on SQLite that takes the database's write lock before
+/// anything is read, and the batch costs one commit. On MySQL it runs
+/// before the transaction, on its own: inside, it would take gap locks
+/// that deadlock concurrent first failures.
+async fn record_failure_batch(
+    db: &DatabaseConnection,
+    failures: Vec<FailureWrite>,
+) -> Result<Vec<Vec<(Scope, Counter)>>> {
+    let mut keys: Vec<&str> = failures
+        .iter()
+        .flat_map(|failure| failure.scopes.iter().map(|(scope, _)| scope.key.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let Some(latest) = failures.iter().map(|failure| failure.now).max() else {
+        return Ok(Vec::new());
+    };
+    let rows_exist = || {
+        auth_throttle::Entity::insert_many(keys.iter().map(|key| empty_row(key, latest)))
+            .on_conflict(
+                OnConflict::column(auth_throttle::Column::ScopeKey)
+                    .do_nothing_on([auth_throttle::Column::ScopeKey])
+                    .to_owned(),
+            )
+    };
+    let inside = db.get_database_backend() != DbBackend::MySql;
+    if !inside {
+        rows_exist()
+            .exec_without_returning(db)
+            .await
+            .map_err(db_error)?;
+    }
+    let txn = db.begin().await.map_err(db_error)?;
+    if inside {
+        rows_exist()
+            .exec_without_returning(&txn)
+            .await
+            .map_err(db_error)?;
+    }
+    let mut rows = lock_rows(&txn, &keys).await?;
+    let mut answers = Vec::with_capacity(failures.len());
+    let mut events = Vec::with_capacity(failures.len());
+    for failure in failures {
+        let mut counters = Vec::with_capacity(failure.scopes.len());
+        for (scope, rule) in failure.scopes {
+            let row = rows
+                .get_mut(&scope.key)
+                .ok_or_else(|| Error::internal("throttle row missing after insert"))?;
+            let next = rule.after_failure(counter(row), failure.now);
+            row.failures = i64::from(next.failures);
+            row.last_failure_at = next.last_failure_at.map(Timestamp::as_millis);
+            row.blocked_until = next.blocked_until.map(Timestamp::as_millis);
+            row.updated_at = failure.now.as_millis();
+            counters.push((scope, next));
+        }
+        answers.push(counters);
+        events.push(failure.event);
+    }
+    // Every row exists and is locked: this upsert only ever updates.
+    auth_throttle::Entity::insert_many(rows.into_values().map(auth_throttle::ActiveModel::from))
+        .on_conflict(overwrite([
+            auth_throttle::Column::Failures,
+            auth_throttle::Column::LastFailureAt,
+            auth_throttle::Column::BlockedUntil,
+            auth_throttle::Column::UpdatedAt,
+        ]))
+        .exec_without_returning(&txn)
+        .await
+        .map_err(db_error)?;
+    for event in events {
+        insert_event(&txn, event).await?;
+    }
+    txn.commit().await.map_err(db_error)?;
+    Ok(answers)
+}
+
+/// Locks the rows of `keys` (sorted) in key order and reads their latest
+/// committed state. `FOR UPDATE` makes the read current: under MySQL's
+/// REPEATABLE READ a plain read would see the transaction's first snapshot
+/// and lose increments made since.
+async fn lock_rows(
+    txn: &DatabaseTransaction,
+    keys: &[&str],
+) -> Result<HashMap<String, auth_throttle::Model>> {
+    Ok(auth_throttle::Entity::find()
+        .filter(auth_throttle::Column::ScopeKey.is_in(keys.iter().copied()))
         .order_by_asc(auth_throttle::Column::ScopeKey)
         .lock_exclusive()
         .all(txn)
@@ -46,36 +149,7 @@ async fn count_failures(
         .map_err(db_error)?
         .into_iter()
         .map(|row| (row.scope_key.clone(), row))
-        .collect();
-    let mut counters = Vec::with_capacity(scopes.len());
-    let mut next_rows = Vec::with_capacity(scopes.len());
-    for (scope, rule) in scopes {
-        let row = rows
-            .get(&scope.key)
-            .ok_or_else(|| Error::internal("throttle row missing after insert"))?;
-        let next = rule.after_failure(counter(row), now);
-        next_rows.push(auth_throttle::ActiveModel {
-            scope_key: Set(scope.key.clone()),
-            failures: Set(i64::from(next.failures)),
-            last_failure_at: Set(next.last_failure_at.map(Timestamp::as_millis)),
-            blocked_until: Set(next.blocked_until.map(Timestamp::as_millis)),
-            last_success_at: Set(row.last_success_at),
-            updated_at: Set(now.as_millis()),
-        });
-        counters.push((scope, next));
-    }
-    // Every row exists and is locked: this upsert only ever updates.
-    auth_throttle::Entity::insert_many(next_rows)
-        .on_conflict(overwrite([
-            auth_throttle::Column::Failures,
-            auth_throttle::Column::LastFailureAt,
-            auth_throttle::Column::BlockedUntil,
-            auth_throttle::Column::UpdatedAt,
-        ]))
-        .exec_without_returning(txn)
-        .await
-        .map_err(db_error)?;
-    Ok(counters)
+        .collect())
 }
 
 /// An upsert's conflict clause: on a row with the same key, overwrite
@@ -98,53 +172,18 @@ fn empty_row(key: &str, now: Timestamp) -> auth_throttle::ActiveModel {
 }
 
 impl ThrottleStore for SqlStore {
-    /// The rows are made to exist first, by an idempotent insert; then the
-    /// transaction takes them in key order, so concurrent ones lock in the
-    /// same order and cannot deadlock, and counts: concurrent failures in
-    /// one scope queue on its lock, so none is lost. The audit event commits
-    /// with them.
-    ///
-    /// On SQLite and PostgreSQL the insert is the transaction's first
-    /// statement: on SQLite that takes the database's write lock before
-    /// anything is read, and the failure costs one commit. On MySQL it runs
-    /// before the transaction, on its own: inside, it would take gap locks
-    /// that deadlock concurrent first failures.
+    /// Written by the failure batcher: with every other failure waiting
+    /// when it is taken, in one transaction (`record_failure_batch`).
     #[tracing::instrument(skip_all)]
     async fn record_failures(
         &self,
-        mut scopes: Vec<(Scope, FailureRule)>,
+        scopes: Vec<(Scope, FailureRule)>,
         now: Timestamp,
         event: AuditEvent,
     ) -> Result<Vec<(Scope, Counter)>> {
-        scopes.sort_by(|a, b| a.0.key.cmp(&b.0.key));
-        let rows_exist = || {
-            auth_throttle::Entity::insert_many(
-                scopes.iter().map(|(scope, _)| empty_row(&scope.key, now)),
-            )
-            .on_conflict(
-                OnConflict::column(auth_throttle::Column::ScopeKey)
-                    .do_nothing_on([auth_throttle::Column::ScopeKey])
-                    .to_owned(),
-            )
-        };
-        let inside = self.db.get_database_backend() != DbBackend::MySql;
-        if !inside {
-            rows_exist()
-                .exec_without_returning(&self.db)
-                .await
-                .map_err(db_error)?;
-        }
-        let txn = self.db.begin().await.map_err(db_error)?;
-        if inside {
-            rows_exist()
-                .exec_without_returning(&txn)
-                .await
-                .map_err(db_error)?;
-        }
-        let counters = count_failures(&txn, scopes, now).await?;
-        insert_event(&txn, event).await?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(counters)
+        self.failures
+            .submit(FailureWrite { scopes, now, event })
+            .await
     }
 
     #[tracing::instrument(skip_all)]

@@ -12,6 +12,9 @@ use latchkey::grpc::pb::{
 };
 use tonic::Code;
 
+use latchkey::domain::throttle::Scopes;
+use latchkey::domain::username::Username;
+
 use crate::backend_tests;
 use crate::harness::{Backend, TestServer};
 use crate::support::*;
@@ -119,6 +122,17 @@ async fn concurrent_logins_of_many_accounts_each_get_their_own_answer(backend: B
                 assert_eq!(answer.failure_reason(), reason, "{username}");
             }
         }
+    }
+    // The failures were written together too, and each counted once for
+    // its own account (a success clears only its pair).
+    for (n, (username, _, _)) in issued.iter().enumerate() {
+        let ip = format!("198.51.100.{n}").parse().unwrap();
+        let scopes = Scopes::of(&Username::parse(username).unwrap(), ip);
+        assert_eq!(
+            stored_failures(&server, &scopes.account.key).await,
+            3,
+            "{username}"
+        );
     }
     server.stop().await;
 }
