@@ -6,14 +6,13 @@ use std::time::{Duration, Instant};
 
 use latchkey::domain::caller::Role;
 use latchkey::domain::hashing::HashParams;
+use latchkey::domain::throttle::Scopes;
+use latchkey::domain::username::Username;
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use latchkey::grpc::pb::{
     DisableAccountRequest, FailureReason, ListAccountsRequest, Protocol, RevokeAppPasswordRequest,
 };
 use tonic::Code;
-
-use latchkey::domain::throttle::Scopes;
-use latchkey::domain::username::Username;
 
 use crate::backend_tests;
 use crate::harness::{Backend, TestServer};
