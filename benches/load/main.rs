@@ -551,7 +551,7 @@ async fn main() -> Result<(), BoxError> {
     report.check(
         "warm ≥ 0.3 × no-op RPC (SQLite)",
         format!(
-            "{:.0}/s vs {:.0}/s = {:.2}×",
+            "{:.0}/s vs {:.0}/s = {:.3}×",
             warm.rate(),
             no_op.rate(),
             warm.rate() / no_op.rate()
