@@ -1,5 +1,7 @@
 //! Managing and recognising latchkey's own callers.
 
+use std::future::Future;
+
 use super::audit::{AuditEvent, EventType};
 use super::caller::{Caller, CallerKey, Role};
 use super::caller_cache::{CachedCaller, CredentialId};
@@ -24,19 +26,18 @@ impl<S: Store> Latchkey<S> {
         };
         let now = self.now();
         let id = CredentialId::KeyId(key.key_id().to_owned());
-        let cached = match self.inner.callers.get(&id, now) {
-            Some(cached) => cached,
-            None => {
-                let Some(stored) = self.store().caller_by_key_id(key.key_id()).await? else {
-                    return Ok(None);
-                };
-                let cached = CachedCaller {
+        let read = || async {
+            Ok(self
+                .store()
+                .caller_by_key_id(key.key_id())
+                .await?
+                .map(|stored| CachedCaller {
                     caller: stored.caller,
                     key_digest: Some(stored.key_digest),
-                };
-                self.inner.callers.put(id, cached.clone(), now);
-                cached
-            }
+                }))
+        };
+        let Some(cached) = self.cached_caller(id, now, read).await? else {
+            return Ok(None);
         };
         let key_matches = cached
             .key_digest
@@ -57,22 +58,43 @@ impl<S: Store> Latchkey<S> {
         }
         let now = self.now();
         let id = CredentialId::Certificate(identities.to_vec());
-        let caller = match self.inner.callers.get(&id, now) {
-            Some(cached) => cached.caller,
-            None => {
-                let Some(caller) = self.store().caller_by_tls_identity(identities).await? else {
-                    return Ok(None);
-                };
-                let cached = CachedCaller {
-                    caller: caller.clone(),
+        let read = || async {
+            Ok(self
+                .store()
+                .caller_by_tls_identity(identities)
+                .await?
+                .map(|caller| CachedCaller {
+                    caller,
                     key_digest: None,
-                };
-                self.inner.callers.put(id, cached, now);
-                caller
-            }
+                }))
+        };
+        let Some(CachedCaller { caller, .. }) = self.cached_caller(id, now, read).await? else {
+            return Ok(None);
         };
         self.touch(&caller, now).await?;
         Ok(Some(caller))
+    }
+
+    /// The caller's row for `id` from the caller cache if it was read
+    /// within its TTL; otherwise `read` from the store and remembered.
+    async fn cached_caller<F, Fut>(
+        &self,
+        id: CredentialId,
+        now: Timestamp,
+        read: F,
+    ) -> Result<Option<CachedCaller>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<CachedCaller>>>,
+    {
+        if let Some(cached) = self.inner.callers.get(&id, now) {
+            return Ok(Some(cached));
+        }
+        let Some(cached) = read().await? else {
+            return Ok(None);
+        };
+        self.inner.callers.put(id, cached.clone(), now);
+        Ok(Some(cached))
     }
 
     async fn touch(&self, caller: &Caller, now: Timestamp) -> Result<()> {
