@@ -176,7 +176,7 @@ fn batch_statement(keys: &[LoginKey]) -> SelectStatement {
     query
 }
 
-fn batch_values(keys: &[&LoginKey]) -> Values {
+fn batch_values(keys: &[LoginKey]) -> Values {
     let mut values = Vec::with_capacity(keys.len() * 6);
     for (tag, key) in keys.iter().enumerate() {
         key.values(tag, &mut values);
@@ -186,15 +186,12 @@ fn batch_values(keys: &[&LoginKey]) -> Values {
 
 /// Reads up to [`MAX_BATCH`] logins with one statement, for the batcher.
 pub(super) fn read_batch(db: DatabaseConnection, keys: Vec<LoginKey>) -> BatchFuture<LoginState> {
-    Box::pin(async move {
-        let keys: Vec<&LoginKey> = keys.iter().collect();
-        read_logins(&db, &keys).await
-    })
+    Box::pin(async move { read_logins(&db, &keys).await })
 }
 
 /// Reads up to [`MAX_BATCH`] logins with one statement; the states come
 /// back in the order of `keys`.
-async fn read_logins(db: &DatabaseConnection, keys: &[&LoginKey]) -> Result<Vec<LoginState>> {
+async fn read_logins(db: &DatabaseConnection, keys: &[LoginKey]) -> Result<Vec<LoginState>> {
     let backend = db.get_database_backend();
     let statement =
         Statement::from_sql_and_values(backend, sql(backend, keys.len()), batch_values(keys));
@@ -319,8 +316,7 @@ mod tests {
             for n in 1..=keys.len() {
                 let built = backend.build(&batch_statement(&keys[..n]));
                 assert_eq!(built.sql, sql(backend, n), "{backend:?}");
-                let refs: Vec<&LoginKey> = keys[..n].iter().collect();
-                assert_eq!(built.values, Some(batch_values(&refs)), "{backend:?}");
+                assert_eq!(built.values, Some(batch_values(&keys[..n])), "{backend:?}");
             }
         }
     }
