@@ -39,11 +39,11 @@ pub struct PoolConfig {
     pub sqlite_busy_timeout_ms: u64,
     /// How much of an SQLite file is read through a memory map, in MiB; 0
     /// (the default) reads through SQLite's page cache of each connection.
-    /// A map makes lookups in a large database faster (1.25x at 1,000,000
-    /// app passwords, BENCHMARKS.md), but each connection maps the file
-    /// apart and the kernel maps pages around each one read, so the
-    /// process's RSS counts shared page cache many times over and stops
-    /// saying how much memory latchkey uses.
+    /// Before login reads were batched, a map made warm logins with
+    /// 1,000,000 app passwords stored as fast as with 1,000 (BENCHMARKS.md,
+    /// run B); but each connection maps the file apart and the kernel maps
+    /// pages around each one read, so the process's RSS counts shared page
+    /// cache many times over and stops saying how much memory latchkey uses.
     pub sqlite_mmap_mib: u64,
     /// How often the database is pinged for grpc.health.v1.
     pub health_check_interval_ms: u64,
