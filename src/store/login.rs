@@ -115,11 +115,21 @@ fn statement(tag: &str, key: &LoginKey) -> SelectStatement {
 
 /// What one login reads by: its username, its selector and the keys of its
 /// three throttle scopes.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(super) struct LoginKey {
     username: String,
     selector: String,
     scope_keys: [String; 3],
+}
+
+/// The selector is the first letters of whatever was typed as the
+/// password, so `Debug` leaves it out.
+impl std::fmt::Debug for LoginKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginKey")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LoginKey {
@@ -301,6 +311,15 @@ mod tests {
 
     /// The text is built once per size with empty values; each login's
     /// values must go to the places sea-query would have put them.
+    #[test]
+    fn debug_leaves_out_the_selector() {
+        let username = Username::from_stored("alice@example.com".to_owned());
+        let scopes = Scopes::of(&username, std::net::IpAddr::from([192, 0, 2, 1]));
+        let printed = format!("{:?}", LoginKey::new(&scopes, &username, "qzxw"));
+        assert!(printed.contains("alice@example.com"), "{printed}");
+        assert!(!printed.contains("qzxw"), "{printed}");
+    }
+
     #[test]
     fn values_are_bound_in_the_statements_order() {
         let keys: Vec<LoginKey> = ["alice@example.com", "bob@example.com", "carol"]
