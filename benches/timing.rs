@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use latchkey::app::App;
 use latchkey::config::{Config, DatabaseUrl};
-use latchkey::domain::caller::Role;
-use latchkey::domain::clock::{Clock, ManualClock, SystemClock};
-use latchkey::domain::throttle::ThrottleConfig;
+use latchkey::domain::callers::model::Role;
+use latchkey::domain::login::throttle::ThrottleConfig;
+use latchkey::domain::shared::time::{Clock, ManualClock, SystemClock};
 use latchkey::grpc::pb::account_service_client::AccountServiceClient;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
@@ -81,7 +81,8 @@ async fn main() -> Result<(), BoxError> {
     let clock = ManualClock::starting_at(SystemClock.now());
     let app = App::build(&config, Arc::new(clock.clone())).await?;
     let (_, key) = app
-        .core()
+        .services()
+        .callers
         .create_caller("bench".into(), Role::Operator, None, "bench")
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -17,9 +17,14 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::config::{AuditConfig, Config, TlsConfig};
-use crate::domain::clock::Clock;
-use crate::domain::hashing::Hasher;
-use crate::domain::{Latchkey, Policy};
+use crate::domain::accounts::Accounts;
+use crate::domain::app_passwords::AppPasswords;
+use crate::domain::audit::AuditTrail;
+use crate::domain::callers::Callers;
+use crate::domain::login::{LoginConfig, Logins};
+use crate::domain::secrets::Hasher;
+use crate::domain::shared::time::Clock;
+use crate::domain::Services;
 use crate::grpc;
 use crate::grpc::access::ReflectionAccess;
 use crate::grpc::auth::CallerAuthLayer;
@@ -30,7 +35,7 @@ use crate::store::SqlStore;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub struct App {
-    core: Latchkey<SqlStore>,
+    services: Services<SqlStore>,
     metrics: Arc<Metrics>,
     metrics_address: Option<std::net::SocketAddr>,
     metrics_listener: Option<TcpListener>,
@@ -49,20 +54,29 @@ impl App {
         let tls = config.tls.as_ref().map(tls_config).transpose()?;
         let store = open_store(config).await?;
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
-        let policy = Policy {
-            max_active_per_account: config.max_active_app_passwords,
+        let login = LoginConfig {
             throttle: config.throttle,
-            caller_cache: config.caller_cache,
             verified_cache: config.verified_cache,
             usage: config.usage,
         };
-        let core = Latchkey::new(store.clone(), hasher, clock, policy);
+        let services = Services {
+            logins: Logins::new(store.clone(), hasher.clone(), Arc::clone(&clock), login)?,
+            app_passwords: AppPasswords::new(
+                store.clone(),
+                hasher,
+                Arc::clone(&clock),
+                config.max_active_app_passwords,
+            ),
+            accounts: Accounts::new(store.clone(), Arc::clone(&clock)),
+            callers: Callers::new(store.clone(), Arc::clone(&clock), config.caller_cache),
+            audit: AuditTrail::new(store.clone(), clock),
+        };
         let metrics = {
-            let core = core.clone();
-            Arc::new(Metrics::new(move || core.stats()))
+            let logins = services.logins.clone();
+            Arc::new(Metrics::new(move || logins.stats()))
         };
         Ok(Self {
-            core,
+            services,
             metrics,
             metrics_address: config.metrics.listen,
             metrics_listener: None,
@@ -76,9 +90,10 @@ impl App {
         })
     }
 
-    /// The domain, for commands that act directly on the database.
-    pub fn core(&self) -> &Latchkey<SqlStore> {
-        &self.core
+    /// The domain's services, for commands that act directly on the
+    /// database.
+    pub fn services(&self) -> &Services<SqlStore> {
+        &self.services
     }
 
     /// Binds the configured metrics address, if any, for `serve` to serve
@@ -103,7 +118,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), BoxError> {
-        let (routes, health) = grpc::routes(self.core.clone(), self.reflection).await?;
+        let (routes, health) = grpc::routes(self.services.clone(), self.reflection).await?;
         let address = listener.local_addr()?;
         if self.tls.is_none() && !address.ip().is_loopback() {
             tracing::warn!(
@@ -114,8 +129,13 @@ impl App {
         tracing::info!(%address, tls = self.tls.is_some(), "serving gRPC");
 
         let (stopping, stop) = watch::channel(false);
-        let pruning = tokio::spawn(housekeeping(self.core.clone(), self.audit, stop.clone()));
-        let flushing = tokio::spawn(flush_usage(self.core.clone(), stop.clone()));
+        let pruning = tokio::spawn(housekeeping(
+            self.services.logins.clone(),
+            self.services.audit.clone(),
+            self.audit,
+            stop.clone(),
+        ));
+        let flushing = tokio::spawn(flush_usage(self.services.logins.clone(), stop.clone()));
         let exporting = self.metrics_listener.map(|listener| {
             tokio::spawn(serve_metrics(
                 listener,
@@ -143,7 +163,10 @@ impl App {
         }
         server
             .layer(RequestLogLayer::new(self.metrics))
-            .layer(CallerAuthLayer::new(self.core.clone(), self.reflection))
+            .layer(CallerAuthLayer::new(
+                self.services.callers.clone(),
+                self.reflection,
+            ))
             .add_routes(routes)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -156,7 +179,7 @@ impl App {
             let _ = exporting.await;
         }
         // In-flight requests have finished: what they used is written now.
-        match self.core.flush_usage().await {
+        match self.services.logins.flush_usage().await {
             Ok(written) => tracing::info!(written, "flushed usage of app passwords"),
             Err(error) => {
                 tracing::error!(%error, "flushing usage at shutdown failed: last-used fields and use counts since the last flush are lost")
@@ -235,50 +258,51 @@ fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, BoxError> {
 }
 
 /// Deletes audit events past their retention and failure counters that no
-/// longer matter, now and then every interval, until the server stops. A
-/// failed run is logged and retried next time.
+/// longer matter, now and then every interval of the domain's clock, until
+/// the server stops. A failed run is logged and retried next time.
 async fn housekeeping(
-    core: Latchkey<SqlStore>,
+    logins: Logins<SqlStore>,
+    trail: AuditTrail<SqlStore>,
     audit: AuditConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let retention = Duration::from_secs(u64::from(audit.retention_days) * 86_400);
-    let mut interval = tokio::time::interval(Duration::from_secs(audit.prune_interval_secs.max(1)));
+    let every = Duration::from_secs(audit.prune_interval_secs.max(1));
+    let clock = Arc::clone(logins.clock());
     loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.changed() => return,
-        }
-        match core.prune_audit_events(retention).await {
+        match trail.prune_audit_events(retention).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned audit events past retention"),
             Err(error) => tracing::warn!(%error, "pruning the audit trail failed; will retry"),
         }
-        match core.prune_throttle_counters().await {
+        match logins.prune_throttle_counters().await {
             Ok(0) => {}
             Ok(deleted) => tracing::debug!(deleted, "pruned idle failure counters"),
             Err(error) => tracing::warn!(%error, "pruning failure counters failed; will retry"),
+        }
+        tokio::select! {
+            () = clock.sleep(every) => {}
+            _ = stop.changed() => return,
         }
     }
 }
 
 /// Writes the usage of logins gathered since the last flush, every
-/// interval, and early when the buffer fills, until the server stops (the
-/// last flush is `serve`'s, once in-flight requests have finished).
-async fn flush_usage(core: Latchkey<SqlStore>, mut stop: watch::Receiver<bool>) {
-    let Some(every) = core.usage_config().flush_interval() else {
+/// interval of the domain's clock, and early when the buffer fills, until
+/// the server stops (the last flush is `serve`'s, once in-flight requests
+/// have finished).
+async fn flush_usage(logins: Logins<SqlStore>, mut stop: watch::Receiver<bool>) {
+    let Some(every) = logins.usage_config().flush_interval() else {
         return;
     };
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
+    let clock = Arc::clone(logins.clock());
     loop {
         tokio::select! {
-            _ = interval.tick() => {}
-            () = core.usage_buffer_filled() => {}
+            () = clock.sleep(every) => {}
+            () = logins.usage_buffer_filled() => {}
             _ = stop.changed() => return,
         }
-        match core.flush_usage().await {
+        match logins.flush_usage().await {
             Ok(0) => {}
             Ok(written) => tracing::debug!(written, "flushed usage of app passwords"),
             Err(error) => tracing::warn!(%error, "flushing usage failed; will retry"),

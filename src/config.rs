@@ -11,12 +11,12 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::caller_cache::CallerCacheConfig;
-use crate::domain::hash_pool::HashPoolConfig;
-use crate::domain::hashing::HashParams;
-use crate::domain::throttle::ThrottleConfig;
-use crate::domain::usage_buffer::UsageConfig;
-use crate::domain::verified_cache::VerifiedCacheConfig;
+use crate::domain::callers::cache::CallerCacheConfig;
+use crate::domain::login::throttle::ThrottleConfig;
+use crate::domain::login::usage::UsageConfig;
+use crate::domain::login::verified_cache::VerifiedCacheConfig;
+use crate::domain::secrets::hashing::HashParams;
+use crate::domain::secrets::pool::HashPoolConfig;
 use crate::grpc::access::ReflectionAccess;
 use crate::store::PoolConfig;
 

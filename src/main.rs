@@ -7,8 +7,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use latchkey::app::{self, App, BoxError};
 use latchkey::config::{Config, DatabaseUrl, LogFormat, LogOverrides, MetricsConfig, Overrides};
-use latchkey::domain::caller::{self, Role};
-use latchkey::domain::clock::SystemClock;
+use latchkey::domain::callers::model::{parse_name, parse_tls_identity, Role};
+use latchkey::domain::shared::time::SystemClock;
 use latchkey::store::SqlStore;
 use latchkey::telemetry;
 
@@ -170,7 +170,7 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
     };
     let config = load(config_file, overrides)?;
     let app = App::build(&config, Arc::new(SystemClock)).await?;
-    let core = app.core();
+    let callers = &app.services().callers;
     match command {
         CallerCommand::Add {
             name,
@@ -178,14 +178,13 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
             tls_identity,
             ..
         } => {
-            let name = caller::parse_name(&name).map_err(|why| format!("name {why}"))?;
+            let name = parse_name(&name).map_err(|why| format!("name {why}"))?;
             let role = Role::parse(&role).ok_or_else(|| {
                 format!("unknown role {role:?}: use issuer, authenticator or operator")
             })?;
-            let tls_identity =
-                caller::parse_tls_identity(tls_identity.as_deref().unwrap_or_default())
-                    .map_err(|why| format!("TLS identity {why}"))?;
-            let (created, key) = core
+            let tls_identity = parse_tls_identity(tls_identity.as_deref().unwrap_or_default())
+                .map_err(|why| format!("TLS identity {why}"))?;
+            let (created, key) = callers
                 .create_caller(name, role, tls_identity, CLI_ACTOR)
                 .await?;
             eprintln!(
@@ -198,7 +197,7 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
             let mut after: Option<String> = None;
             println!("{:<32} {:<14} {:<8} TLS IDENTITY", "NAME", "ROLE", "STATE");
             loop {
-                let page = core.list_callers(after.as_deref(), 1000).await?;
+                let page = callers.list_callers(after.as_deref(), 1000).await?;
                 for caller in &page.items {
                     let state = if caller.revoked_at.is_some() {
                         "revoked"
@@ -220,7 +219,7 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
             }
         }
         CallerCommand::Revoke { name, .. } => {
-            let revoked = core.revoke_caller(&name, CLI_ACTOR).await?;
+            let revoked = callers.revoke_caller(&name, CLI_ACTOR).await?;
             eprintln!("revoked caller {}", revoked.name);
         }
     }

@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use latchkey::domain::hash_pool::HashPoolConfig;
-use latchkey::domain::hashing::{HashParams, Hasher};
-use latchkey::domain::secret::Secret;
+use latchkey::domain::secrets::format::Secret;
+use latchkey::domain::secrets::hashing::{HashParams, Hasher};
+use latchkey::domain::secrets::pool::HashPoolConfig;
 
 use crate::BoxError;
 
@@ -44,7 +44,7 @@ pub fn argon2_one_thread(duration: Duration) -> Result<f64, BoxError> {
 /// worker per core, default parameters), kept full, with no gRPC.
 pub async fn argon2_pool(concurrency: usize, duration: Duration) -> Result<f64, BoxError> {
     let hasher = Hasher::new(HashParams::default(), HashPoolConfig::default()).await?;
-    let secret = Secret::generate();
+    let secret = Secret::generate()?;
     let hash = hasher.hash(secret.clone()).await?;
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)

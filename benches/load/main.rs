@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use latchkey::domain::hashing::HashParams;
+use latchkey::domain::secrets::hashing::HashParams;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use latchkey::grpc::pb::{AuthenticateRequest, FailureReason, IssueAppPasswordRequest, Protocol};

@@ -1,125 +1,53 @@
-//! The rules of latchkey: issuing, verifying, reviewing and revoking app
-//! passwords, and managing accounts. Time, randomness and storage come in
-//! from outside; nothing here knows about gRPC or SQL.
+//! The rules of latchkey, grouped by capability. Time, randomness and
+//! storage come in from outside; nothing here knows about gRPC, HTTP or SQL.
+//!
+//! Each capability is a folder with the same shape: `model` (its values),
+//! `store` (the storage traits it needs, implemented in `crate::store`),
+//! `service` (the operations, generic over only those traits), and the
+//! machinery it alone uses. The tree says where a rule lives:
+//!
+//! - `shared`: time and ids, the error type, usernames, networks,
+//!   protocols, input bounds, pages, locking and randomness;
+//! - `secrets`: the secret format, argon2id hashing, the hashing pool;
+//! - `login`: the login decision, throttling, the verified-secret cache,
+//!   usage recording;
+//! - `app_passwords`: issuing, reviewing, revoking;
+//! - `accounts`: disabling, enabling, deleting;
+//! - `callers`: latchkey's own callers, their keys, roles and cache;
+//! - `audit`: the audit trail's vocabulary, reading and retention.
+//!
+//! Imports run one way: `shared` imports nothing else here; `secrets` and
+//! `audit` import `shared`; the capabilities import those and, where a rule
+//! spans two (issuing checks the account), each other's `model` and
+//! `store`, never a `service`. No file imports a file that imports it.
 
 pub mod accounts;
 pub mod app_passwords;
 pub mod audit;
-pub mod audit_trail;
-pub mod authenticate;
-pub mod caller;
-pub mod caller_cache;
 pub mod callers;
-pub mod clock;
-pub mod error;
-pub mod hash_pool;
-pub mod hashing;
-pub mod hex;
-pub mod limits;
-pub mod model;
-pub mod network;
-pub mod protocol;
-pub mod secret;
-pub mod store;
-pub mod throttle;
-pub mod usage;
-pub mod usage_buffer;
-pub mod username;
-pub mod verified_cache;
+pub mod login;
+pub mod secrets;
+pub mod shared;
 
-use std::sync::Arc;
-
-use clock::Clock;
-use hashing::Hasher;
-
-/// Limits an operator sets.
-#[derive(Debug, Clone, Copy)]
-pub struct Policy {
-    /// Active (unrevoked, unexpired) app passwords one account may hold.
-    pub max_active_per_account: u32,
-    pub throttle: throttle::ThrottleConfig,
-    pub caller_cache: caller_cache::CallerCacheConfig,
-    pub verified_cache: verified_cache::VerifiedCacheConfig,
-    pub usage: usage_buffer::UsageConfig,
+/// One service per capability, as `app` wires them: each gRPC handler is
+/// given only its own, so the Authenticate handler holds `Logins` and
+/// cannot reach an account deletion. Each is cheap to clone.
+pub struct Services<S> {
+    pub logins: login::Logins<S>,
+    pub app_passwords: app_passwords::AppPasswords<S>,
+    pub accounts: accounts::Accounts<S>,
+    pub callers: callers::Callers<S>,
+    pub audit: audit::AuditTrail<S>,
 }
 
-/// Counters and gauges of the domain's moving parts, read on demand.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// argon2 verifications run since start, dummy ones included.
-    pub argon2_verifications: u64,
-    pub hash_pool_workers: usize,
-    /// Verifications waiting for a hashing thread.
-    pub hash_pool_queued: usize,
-    /// Hashing threads running a job.
-    pub hash_pool_busy: usize,
-    /// Verified-secret cache lookups that skipped argon2, and that did not.
-    pub cache_hits: u64,
-    pub cache_misses: u64,
-    /// App passwords whose usage waits for the next flush.
-    pub usage_pending: usize,
-}
-
-/// The domain's entry point; cheap to clone, shared by every handler.
-pub struct Latchkey<S> {
-    inner: Arc<Inner<S>>,
-}
-
-struct Inner<S> {
-    store: S,
-    hasher: Hasher,
-    clock: Arc<dyn Clock>,
-    policy: Policy,
-    throttle: throttle::Throttle,
-    callers: caller_cache::CallerCache,
-    verified: verified_cache::VerifiedCache,
-    usage: usage_buffer::UsageBuffer,
-}
-
-impl<S> Clone for Latchkey<S> {
+impl<S: Clone> Clone for Services<S> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            logins: self.logins.clone(),
+            app_passwords: self.app_passwords.clone(),
+            accounts: self.accounts.clone(),
+            callers: self.callers.clone(),
+            audit: self.audit.clone(),
         }
-    }
-}
-
-impl<S: store::Store> Latchkey<S> {
-    pub fn new(store: S, hasher: Hasher, clock: Arc<dyn Clock>, policy: Policy) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                hasher,
-                clock,
-                policy,
-                throttle: throttle::Throttle::new(policy.throttle),
-                callers: caller_cache::CallerCache::new(policy.caller_cache),
-                verified: verified_cache::VerifiedCache::new(policy.verified_cache),
-                usage: usage_buffer::UsageBuffer::new(policy.usage),
-            }),
-        }
-    }
-
-    /// What the server is doing, for metrics and tests.
-    pub fn stats(&self) -> Stats {
-        let pool = self.inner.hasher.pool();
-        let (cache_hits, cache_misses) = self.inner.verified.hits_and_misses();
-        Stats {
-            argon2_verifications: self.inner.hasher.verifications(),
-            hash_pool_workers: pool.workers(),
-            hash_pool_queued: pool.queued(),
-            hash_pool_busy: pool.busy(),
-            cache_hits,
-            cache_misses,
-            usage_pending: self.inner.usage.len(),
-        }
-    }
-
-    fn store(&self) -> &S {
-        &self.inner.store
-    }
-
-    fn now(&self) -> clock::Timestamp {
-        self.inner.clock.now()
     }
 }

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::caller::Role;
+use crate::domain::callers::model::Role;
 
 /// What a request needs before it reaches a handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

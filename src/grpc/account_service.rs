@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::error::{Error, Violations};
-use crate::domain::store::Store;
-use crate::domain::Latchkey;
+use crate::domain::accounts::service::Accounts;
+use crate::domain::accounts::store::AccountStore;
+use crate::domain::shared::error::{Error, Violations};
 
 use super::app_password_service::unchecked;
 use super::convert::account_to_pb;
@@ -16,27 +16,27 @@ use super::pb::{
 use super::{caller, names, paging, validate};
 
 pub struct AccountHandler<S> {
-    core: Latchkey<S>,
+    accounts: Accounts<S>,
 }
 
 impl<S> AccountHandler<S> {
-    pub fn new(core: Latchkey<S>) -> Self {
-        Self { core }
+    pub fn new(accounts: Accounts<S>) -> Self {
+        Self { accounts }
     }
 }
 
-fn account_name(name: &str) -> Result<crate::domain::username::Username, Status> {
+fn account_name(name: &str) -> Result<crate::domain::shared::username::Username, Status> {
     names::parse_account(name).map_err(|why| Error::invalid("name", why).into())
 }
 
 #[tonic::async_trait]
-impl<S: Store> AccountService for AccountHandler<S> {
+impl<S: AccountStore> AccountService for AccountHandler<S> {
     async fn get_account(
         &self,
         request: Request<GetAccountRequest>,
     ) -> Result<Response<Account>, Status> {
         let username = account_name(&request.get_ref().name)?;
-        let account = self.core.get_account(&username).await?;
+        let account = self.accounts.get_account(&username).await?;
         Ok(Response::new(account_to_pb(account)))
     }
 
@@ -56,7 +56,10 @@ impl<S: Store> AccountService for AccountHandler<S> {
             return Err(unchecked());
         };
 
-        let page = self.core.list_accounts(after.as_ref(), page_size).await?;
+        let page = self
+            .accounts
+            .list_accounts(after.as_ref(), page_size)
+            .await?;
         let next_page_token =
             paging::next_token(&page, |last| paging::account_token(&last.username));
         Ok(Response::new(ListAccountsResponse {
@@ -79,7 +82,7 @@ impl<S: Store> AccountService for AccountHandler<S> {
             return Err(unchecked());
         };
         let account = self
-            .core
+            .accounts
             .disable_account(&username, &reason, &actor)
             .await?;
         Ok(Response::new(account_to_pb(account)))
@@ -91,7 +94,7 @@ impl<S: Store> AccountService for AccountHandler<S> {
     ) -> Result<Response<Account>, Status> {
         let username = account_name(&request.get_ref().name)?;
         let account = self
-            .core
+            .accounts
             .enable_account(&username, &caller::name_of(&request))
             .await?;
         Ok(Response::new(account_to_pb(account)))
@@ -102,7 +105,7 @@ impl<S: Store> AccountService for AccountHandler<S> {
         request: Request<DeleteAccountRequest>,
     ) -> Result<Response<()>, Status> {
         let username = account_name(&request.get_ref().name)?;
-        self.core
+        self.accounts
             .delete_account(&username, &caller::name_of(&request))
             .await?;
         Ok(Response::new(()))

@@ -2,10 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::app_passwords::{Expiry, IssueRequest};
-use crate::domain::error::{Error, Violations};
-use crate::domain::store::Store;
-use crate::domain::Latchkey;
+use crate::domain::accounts::store::AccountStore;
+use crate::domain::app_passwords::model::{Expiry, IssueRequest};
+use crate::domain::app_passwords::service::AppPasswords;
+use crate::domain::app_passwords::store::AppPasswordStore;
+use crate::domain::shared::error::{Error, Violations};
 
 use super::convert::{
     app_password_to_pb, parse_positive_duration, parse_protocol_set, parse_timestamp,
@@ -20,12 +21,12 @@ use super::pb::{
 use super::{caller, names, paging, validate};
 
 pub struct AppPasswordHandler<S> {
-    core: Latchkey<S>,
+    app_passwords: AppPasswords<S>,
 }
 
 impl<S> AppPasswordHandler<S> {
-    pub fn new(core: Latchkey<S>) -> Self {
-        Self { core }
+    pub fn new(app_passwords: AppPasswords<S>) -> Self {
+        Self { app_passwords }
     }
 }
 
@@ -35,7 +36,7 @@ pub(super) fn unchecked() -> Status {
 }
 
 #[tonic::async_trait]
-impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
+impl<S: AppPasswordStore + AccountStore> AppPasswordService for AppPasswordHandler<S> {
     async fn issue_app_password(
         &self,
         request: Request<IssueAppPasswordRequest>,
@@ -75,7 +76,7 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
         };
 
         let issued = self
-            .core
+            .app_passwords
             .issue(IssueRequest {
                 username,
                 display_name,
@@ -85,7 +86,7 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
                 issued_by,
             })
             .await?;
-        let now = self.core.current_time();
+        let now = self.app_passwords.now();
         Ok(Response::new(IssueAppPasswordResponse {
             app_password: Some(app_password_to_pb(issued.app_password, now)),
             secret: issued.secret.display().to_string(),
@@ -116,13 +117,13 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
         };
 
         let page = self
-            .core
+            .app_passwords
             .list_app_passwords(&username, request.show_revoked, after, page_size)
             .await?;
         let next_page_token = paging::next_token(&page, |last| {
             paging::app_password_token(&username, request.show_revoked, last.cursor())
         });
-        let now = self.core.current_time();
+        let now = self.app_passwords.now();
         Ok(Response::new(ListAppPasswordsResponse {
             app_passwords: page
                 .items
@@ -139,10 +140,10 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
     ) -> Result<Response<AppPassword>, Status> {
         let (username, id) = names::parse_app_password(&request.get_ref().name)
             .map_err(|why| Error::invalid("name", why))?;
-        let password = self.core.get_app_password(&username, id).await?;
+        let password = self.app_passwords.get_app_password(&username, id).await?;
         Ok(Response::new(app_password_to_pb(
             password,
-            self.core.current_time(),
+            self.app_passwords.now(),
         )))
     }
 
@@ -161,12 +162,12 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
         };
 
         let password = self
-            .core
+            .app_passwords
             .revoke_app_password(&username, id, &reason, &actor)
             .await?;
         Ok(Response::new(app_password_to_pb(
             password,
-            self.core.current_time(),
+            self.app_passwords.now(),
         )))
     }
 
@@ -185,7 +186,7 @@ impl<S: Store> AppPasswordService for AppPasswordHandler<S> {
         };
 
         let revoked = self
-            .core
+            .app_passwords
             .revoke_account_app_passwords(&username, &reason, &actor)
             .await?;
         Ok(Response::new(RevokeAccountAppPasswordsResponse {

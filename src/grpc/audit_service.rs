@@ -2,10 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::audit::{AuditCursor, AuditFilter};
-use crate::domain::error::Violations;
-use crate::domain::store::Store;
-use crate::domain::Latchkey;
+use crate::domain::audit::event::{AuditCursor, AuditFilter};
+use crate::domain::audit::service::AuditTrail;
+use crate::domain::audit::store::AuditStore;
+use crate::domain::shared::error::Violations;
 
 use super::app_password_service::unchecked;
 use super::convert::{audit_event_to_pb, parse_event_types, parse_timestamp};
@@ -14,12 +14,12 @@ use super::pb::{ListAuditEventsRequest, ListAuditEventsResponse};
 use super::{names, paging};
 
 pub struct AuditHandler<S> {
-    core: Latchkey<S>,
+    audit: AuditTrail<S>,
 }
 
 impl<S> AuditHandler<S> {
-    pub fn new(core: Latchkey<S>) -> Self {
-        Self { core }
+    pub fn new(audit: AuditTrail<S>) -> Self {
+        Self { audit }
     }
 }
 
@@ -52,7 +52,7 @@ fn filter_key(filter: &AuditFilter) -> String {
 }
 
 #[tonic::async_trait]
-impl<S: Store> AuditService for AuditHandler<S> {
+impl<S: AuditStore> AuditService for AuditHandler<S> {
     async fn list_audit_events(
         &self,
         request: Request<ListAuditEventsRequest>,
@@ -101,7 +101,7 @@ impl<S: Store> AuditService for AuditHandler<S> {
         };
 
         let page = self
-            .core
+            .audit
             .list_audit_events(&filter, after, page_size)
             .await?;
         let next_page_token = paging::next_token(&page, |last| {

@@ -17,22 +17,25 @@ use tower::{Layer, Service};
 
 use super::access::{access_for, Access, ReflectionAccess};
 use super::tls_identity;
-use crate::domain::caller::Caller;
-use crate::domain::store::Store;
-use crate::domain::Latchkey;
+use crate::domain::callers::model::Caller;
+use crate::domain::callers::service::Callers;
+use crate::domain::callers::store::CallerStore;
 
 const UNAUTHENTICATED: &str =
     "a valid caller credential is required: send `authorization: Bearer <key>` or a client certificate";
 
 #[derive(Clone)]
 pub struct CallerAuthLayer<S> {
-    core: Latchkey<S>,
+    callers: Callers<S>,
     reflection: ReflectionAccess,
 }
 
 impl<S> CallerAuthLayer<S> {
-    pub fn new(core: Latchkey<S>, reflection: ReflectionAccess) -> Self {
-        Self { core, reflection }
+    pub fn new(callers: Callers<S>, reflection: ReflectionAccess) -> Self {
+        Self {
+            callers,
+            reflection,
+        }
     }
 }
 
@@ -41,7 +44,7 @@ impl<S, Inner> Layer<Inner> for CallerAuthLayer<S> {
 
     fn layer(&self, inner: Inner) -> Self::Service {
         CallerAuth {
-            core: self.core.clone(),
+            callers: self.callers.clone(),
             reflection: self.reflection,
             inner,
         }
@@ -50,7 +53,7 @@ impl<S, Inner> Layer<Inner> for CallerAuthLayer<S> {
 
 #[derive(Clone)]
 pub struct CallerAuth<S, Inner> {
-    core: Latchkey<S>,
+    callers: Callers<S>,
     reflection: ReflectionAccess,
     inner: Inner,
 }
@@ -59,7 +62,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 impl<S, Inner, ReqBody, ResBody> Service<http::Request<ReqBody>> for CallerAuth<S, Inner>
 where
-    S: Store,
+    S: CallerStore,
     Inner: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
         + Clone
         + Send
@@ -80,7 +83,7 @@ where
         // The clone that was polled ready serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let core = self.core.clone();
+        let callers = self.callers.clone();
         let reflection = self.reflection;
         Box::pin(async move {
             let needed = match access_for(request.uri().path()) {
@@ -93,7 +96,7 @@ where
                 None => Some(&[][..]),
             };
             let presented = Presented::of(&request);
-            let caller = match presented.identify(&core).await {
+            let caller = match presented.identify(&callers).await {
                 Ok(Some(caller)) => caller,
                 Ok(None) => return Ok(refuse(Status::unauthenticated(UNAUTHENTICATED))),
                 Err(error) => return Ok(refuse(Status::from(error))),
@@ -147,14 +150,14 @@ impl Presented {
         }
     }
 
-    async fn identify<S: Store>(
+    async fn identify<S: CallerStore>(
         self,
-        core: &Latchkey<S>,
-    ) -> crate::domain::error::Result<Option<Caller>> {
+        callers: &Callers<S>,
+    ) -> crate::domain::shared::error::Result<Option<Caller>> {
         match self {
-            Self::Bearer(Some(key)) => core.caller_by_key(&key).await,
+            Self::Bearer(Some(key)) => callers.caller_by_key(&key).await,
             Self::Bearer(None) => Ok(None),
-            Self::Certificate(identities) => core.caller_by_tls_identities(&identities).await,
+            Self::Certificate(identities) => callers.caller_by_tls_identities(&identities).await,
         }
     }
 }

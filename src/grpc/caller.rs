@@ -3,7 +3,7 @@
 
 use tonic::Request;
 
-pub use crate::domain::caller::Caller;
+pub use crate::domain::callers::model::Caller;
 
 /// The caller's name. The authentication layer puts a caller on every
 /// request that reaches a handler needing one; "unauthenticated" marks the

@@ -2,10 +2,10 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::caller::{parse_name, parse_tls_identity};
-use crate::domain::error::{Error, Violations};
-use crate::domain::store::Store;
-use crate::domain::Latchkey;
+use crate::domain::callers::model::{parse_name, parse_tls_identity};
+use crate::domain::callers::service::Callers;
+use crate::domain::callers::store::CallerStore;
+use crate::domain::shared::error::{Error, Violations};
 
 use super::app_password_service::unchecked;
 use super::convert::{caller_to_pb, parse_role};
@@ -17,17 +17,17 @@ use super::pb::{
 use super::{caller, names, paging};
 
 pub struct CallerHandler<S> {
-    core: Latchkey<S>,
+    callers: Callers<S>,
 }
 
 impl<S> CallerHandler<S> {
-    pub fn new(core: Latchkey<S>) -> Self {
-        Self { core }
+    pub fn new(callers: Callers<S>) -> Self {
+        Self { callers }
     }
 }
 
 #[tonic::async_trait]
-impl<S: Store> CallerService for CallerHandler<S> {
+impl<S: CallerStore> CallerService for CallerHandler<S> {
     async fn create_caller(
         &self,
         request: Request<CreateCallerRequest>,
@@ -43,7 +43,7 @@ impl<S: Store> CallerService for CallerHandler<S> {
             return Err(unchecked());
         };
         let (created, key) = self
-            .core
+            .callers
             .create_caller(name, role, tls_identity, &actor)
             .await?;
         Ok(Response::new(CreateCallerResponse {
@@ -67,7 +67,10 @@ impl<S: Store> CallerService for CallerHandler<S> {
         let (Some(page_size), Some(after)) = (page_size, after) else {
             return Err(unchecked());
         };
-        let page = self.core.list_callers(after.as_deref(), page_size).await?;
+        let page = self
+            .callers
+            .list_callers(after.as_deref(), page_size)
+            .await?;
         let next_page_token = paging::next_token(&page, |last| paging::caller_token(&last.name));
         Ok(Response::new(ListCallersResponse {
             callers: page.items.into_iter().map(caller_to_pb).collect(),
@@ -82,7 +85,7 @@ impl<S: Store> CallerService for CallerHandler<S> {
         let actor = caller::name_of(&request);
         let name = names::parse_caller(&request.get_ref().name)
             .map_err(|why| Error::invalid("name", why))?;
-        let revoked = self.core.revoke_caller(&name, &actor).await?;
+        let revoked = self.callers.revoke_caller(&name, &actor).await?;
         Ok(Response::new(caller_to_pb(revoked)))
     }
 }

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use crate::domain::audit::{AuditEvent, EventType};
-use crate::domain::caller::{Caller, Role};
-use crate::domain::clock::Timestamp;
-use crate::domain::model::{Account, AppPassword, AppPasswordState};
-use crate::domain::protocol::{Protocol, ProtocolSet};
+use crate::domain::accounts::model::Account;
+use crate::domain::app_passwords::model::{AppPassword, AppPasswordState};
+use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::callers::model::{Caller, Role};
+use crate::domain::shared::protocol::{Protocol, ProtocolSet};
+use crate::domain::shared::time::Timestamp;
 
 use super::names;
 use super::pb;
@@ -76,10 +77,10 @@ pub fn parse_protocol_set(values: &[i32]) -> Result<ProtocolSet, String> {
     if values.is_empty() {
         return Err("at least one protocol is required (PROTOCOL_ANY allows all)".to_owned());
     }
-    if values.len() > crate::domain::limits::PROTOCOLS_MAX {
+    if values.len() > crate::domain::shared::limits::PROTOCOLS_MAX {
         return Err(format!(
             "must have at most {} entries",
-            crate::domain::limits::PROTOCOLS_MAX
+            crate::domain::shared::limits::PROTOCOLS_MAX
         ));
     }
     if values.contains(&(pb::Protocol::Any as i32)) {

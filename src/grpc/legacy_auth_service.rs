@@ -3,12 +3,13 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::domain::authenticate::{FailureReason, LoginAttempt, LoginOutcome, TypedPassword};
-use crate::domain::error::Violations;
-use crate::domain::limits::PASSWORD_INPUT_MAX_BYTES;
-use crate::domain::store::Store;
-use crate::domain::username::Username;
-use crate::domain::Latchkey;
+use crate::domain::audit::store::AuditStore;
+use crate::domain::login::model::{FailureReason, LoginAttempt, LoginOutcome, TypedPassword};
+use crate::domain::login::service::Logins;
+use crate::domain::login::store::{LoginStore, ThrottleStore, UsageStore};
+use crate::domain::shared::error::Violations;
+use crate::domain::shared::limits::PASSWORD_INPUT_MAX_BYTES;
+use crate::domain::shared::username::Username;
 
 use super::app_password_service::unchecked;
 use super::convert::parse_login_protocol;
@@ -18,12 +19,12 @@ use super::request_log::Outcome;
 use super::{caller, names, validate};
 
 pub struct LegacyAuthHandler<S> {
-    core: Latchkey<S>,
+    logins: Logins<S>,
 }
 
 impl<S> LegacyAuthHandler<S> {
-    pub fn new(core: Latchkey<S>) -> Self {
-        Self { core }
+    pub fn new(logins: Logins<S>) -> Self {
+        Self { logins }
     }
 }
 
@@ -65,7 +66,9 @@ fn refused(
 }
 
 #[tonic::async_trait]
-impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
+impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
+    for LegacyAuthHandler<S>
+{
     async fn authenticate(
         &self,
         request: Request<AuthenticateRequest>,
@@ -85,7 +88,7 @@ impl<S: Store> LegacyAuthService for LegacyAuthHandler<S> {
         };
 
         let outcome = self
-            .core
+            .logins
             .authenticate(LoginAttempt {
                 username,
                 password,

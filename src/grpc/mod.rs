@@ -21,8 +21,12 @@ mod validate;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
-use crate::domain::store::Store;
-use crate::domain::Latchkey;
+use crate::domain::accounts::AccountStore;
+use crate::domain::app_passwords::AppPasswordStore;
+use crate::domain::audit::AuditStore;
+use crate::domain::callers::CallerStore;
+use crate::domain::login::{LoginStore, ThrottleStore, UsageStore};
+use crate::domain::Services;
 
 pub use account_service::AccountHandler;
 pub use app_password_service::AppPasswordHandler;
@@ -59,11 +63,27 @@ pub const SERVICE_NAMES: [&str; 5] = [
 /// Every service the server answers: latchkey's own, grpc.health.v1 and,
 /// when enabled, server reflection in both v1 and v1alpha (grpcurl 1.8 only
 /// speaks v1alpha).
-pub async fn routes<S: Store>(
-    core: Latchkey<S>,
+pub async fn routes<S>(
+    services: Services<S>,
     reflection: ReflectionAccess,
-) -> Result<(Routes, tonic_health::server::HealthReporter), tonic_reflection::server::Error> {
-    let max = crate::domain::limits::REQUEST_MAX_BYTES;
+) -> Result<(Routes, tonic_health::server::HealthReporter), tonic_reflection::server::Error>
+where
+    S: AppPasswordStore
+        + AccountStore
+        + AuditStore
+        + CallerStore
+        + LoginStore
+        + ThrottleStore
+        + UsageStore,
+{
+    let Services {
+        logins,
+        app_passwords,
+        accounts,
+        callers,
+        audit,
+    } = services;
+    let max = crate::domain::shared::limits::REQUEST_MAX_BYTES;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for service in SERVICE_NAMES {
         health_reporter
@@ -74,23 +94,21 @@ pub async fn routes<S: Store>(
     let mut routes = Routes::default()
         .add_service(health_service)
         .add_service(
-            AppPasswordServiceServer::new(AppPasswordHandler::new(core.clone()))
+            AppPasswordServiceServer::new(AppPasswordHandler::new(app_passwords))
                 .max_decoding_message_size(max),
         )
         .add_service(
-            LegacyAuthServiceServer::new(LegacyAuthHandler::new(core.clone()))
+            LegacyAuthServiceServer::new(LegacyAuthHandler::new(logins))
                 .max_decoding_message_size(max),
         )
         .add_service(
-            AccountServiceServer::new(AccountHandler::new(core.clone()))
-                .max_decoding_message_size(max),
+            AccountServiceServer::new(AccountHandler::new(accounts)).max_decoding_message_size(max),
         )
         .add_service(
-            CallerServiceServer::new(CallerHandler::new(core.clone()))
-                .max_decoding_message_size(max),
+            CallerServiceServer::new(CallerHandler::new(callers)).max_decoding_message_size(max),
         )
         .add_service(
-            AuditServiceServer::new(AuditHandler::new(core)).max_decoding_message_size(max),
+            AuditServiceServer::new(AuditHandler::new(audit)).max_decoding_message_size(max),
         );
     if reflection != ReflectionAccess::Off {
         let configure = || {

@@ -4,8 +4,8 @@
 
 use uuid::Uuid;
 
-use crate::domain::limits::RESOURCE_NAME_MAX_BYTES;
-use crate::domain::username::Username;
+use crate::domain::shared::limits::RESOURCE_NAME_MAX_BYTES;
+use crate::domain::shared::username::Username;
 
 const ACCOUNTS: &str = "accounts/";
 const APP_PASSWORDS: &str = "/appPasswords/";
@@ -31,7 +31,7 @@ pub fn parse_caller(name: &str) -> Result<String, String> {
     let rest = name
         .strip_prefix(CALLERS)
         .ok_or_else(|| "must be of the form callers/{name}".to_owned())?;
-    crate::domain::caller::parse_name(rest)
+    crate::domain::callers::model::parse_name(rest)
 }
 
 /// Reads `accounts/{username}`, normalizing the username.

@@ -8,11 +8,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use uuid::Uuid;
 
+use crate::domain::app_passwords::model::AppPasswordCursor;
 use crate::domain::audit::AuditCursor;
-use crate::domain::clock::Timestamp;
-use crate::domain::limits::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PAGE_TOKEN_MAX_BYTES};
-use crate::domain::model::{AppPasswordCursor, Page};
-use crate::domain::username::Username;
+use crate::domain::shared::limits::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PAGE_TOKEN_MAX_BYTES};
+use crate::domain::shared::page::Page;
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
 
 const VERSION: &str = "v1";
 const INVALID: &str = "is not a page token from a previous call with the same parameters";

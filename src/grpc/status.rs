@@ -6,7 +6,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::error::Error;
+use crate::domain::shared::error::Error;
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {

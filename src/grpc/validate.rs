@@ -4,11 +4,11 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::domain::limits::{
+use crate::domain::shared::limits::{
     check_text, ALLOWED_NETWORKS_MAX, CLIENT_IP_MAX_BYTES, DISPLAY_NAME_MAX_CHARS,
     NETWORK_MAX_BYTES, REASON_MAX_CHARS,
 };
-use crate::domain::network::AllowedNetworks;
+use crate::domain::shared::network::AllowedNetworks;
 
 /// A display name: trimmed, 1 to 100 characters, no control characters.
 pub fn display_name(raw: &str) -> Result<String, String> {

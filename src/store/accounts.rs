@@ -12,12 +12,13 @@ use super::app_passwords::{account_id_of, active_at};
 use super::audit::insert_event;
 use super::entities::{account, app_password};
 use super::{convert, db_error, SqlStore};
-use crate::domain::audit::AuditEvent;
-use crate::domain::clock::Timestamp;
-use crate::domain::error::Result;
-use crate::domain::model::{Account, Page};
-use crate::domain::store::AccountStore;
-use crate::domain::username::Username;
+use crate::domain::accounts::model::Account;
+use crate::domain::accounts::store::AccountStore;
+use crate::domain::audit::event::AuditEvent;
+use crate::domain::shared::error::Result;
+use crate::domain::shared::page::Page;
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
 
 impl AccountStore for SqlStore {
     #[tracing::instrument(skip_all, fields(username = %username))]

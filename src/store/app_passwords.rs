@@ -1,9 +1,9 @@
 //! Queries on app passwords.
 
-use sea_orm::sea_query::{Expr, OnConflict, Query, SelectStatement, SimpleExpr};
+use sea_orm::sea_query::{Expr, OnConflict, Query, SelectStatement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -11,47 +11,15 @@ use super::audit::insert_event;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password};
 use super::{before_cursor, convert, db_error, SqlStore};
-use crate::domain::audit::AuditEvent;
-use crate::domain::clock::Timestamp;
-use crate::domain::error::{Error, Result};
-use crate::domain::model::{AppPassword, AppPasswordCursor, Page};
-use crate::domain::network::SeenNetworks;
-use crate::domain::store::{AppPasswordStore, IssueOutcome, NewAppPassword};
-use crate::domain::usage_buffer::PendingUse;
-use crate::domain::username::Username;
-
-/// The update recording `usage` of one password. The last-used fields move
-/// only forward: replicas flush their batches in any order.
-fn usage_update(id: Uuid, usage: &PendingUse) -> UpdateMany<app_password::Entity> {
-    use app_password::Column;
-    let at = usage.last.at.as_millis();
-    let if_newer = |column: Column, value: sea_orm::Value| -> SimpleExpr {
-        let newer = Condition::any()
-            .add(Column::LastUsedAt.is_null())
-            .add(Column::LastUsedAt.lt(at));
-        Expr::case(newer, Expr::val(value))
-            .finally(Expr::col(column))
-            .into()
-    };
-    app_password::Entity::update_many()
-        // MySQL evaluates assignments left to right, each seeing the ones
-        // before it: last_used_at goes last, so every condition reads the
-        // old value.
-        .col_expr(
-            Column::LastUsedIp,
-            if_newer(Column::LastUsedIp, usage.last.client_ip.to_string().into()),
-        )
-        .col_expr(
-            Column::LastUsedProtocol,
-            if_newer(Column::LastUsedProtocol, usage.last.protocol.code().into()),
-        )
-        .col_expr(Column::LastUsedAt, if_newer(Column::LastUsedAt, at.into()))
-        .col_expr(
-            Column::UseCount,
-            Expr::col(Column::UseCount).add(i64::from(usage.count)),
-        )
-        .filter(Column::Id.eq(id))
-}
+use crate::domain::app_passwords::model::{
+    AppPassword, AppPasswordCursor, IssueOutcome, NewAppPassword,
+};
+use crate::domain::app_passwords::store::AppPasswordStore;
+use crate::domain::audit::event::AuditEvent;
+use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::page::Page;
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
 
 /// Rows that count against the cap: neither revoked nor expired at `now`.
 pub(super) fn active_at(now: Timestamp) -> Condition {
@@ -195,55 +163,6 @@ impl AppPasswordStore for SqlStore {
             .ok_or_else(|| Error::internal("issued app password not found before commit"))?;
         txn.commit().await.map_err(db_error)?;
         Ok(IssueOutcome::Issued(Box::new(issued)))
-    }
-
-    #[tracing::instrument(skip_all, fields(app_password = %id))]
-    async fn record_use(
-        &self,
-        id: Uuid,
-        usage: PendingUse,
-        seen_networks: Option<SeenNetworks>,
-        events: Vec<AuditEvent>,
-    ) -> Result<()> {
-        let mut update = usage_update(id, &usage);
-        let Some(seen_networks) = seen_networks else {
-            update.exec(&self.db).await.map_err(db_error)?;
-            return Ok(());
-        };
-        update = update.col_expr(
-            app_password::Column::SeenNetworks,
-            Expr::value(seen_networks.to_stored()),
-        );
-        let txn = self.db.begin().await.map_err(db_error)?;
-        update.exec(&txn).await.map_err(db_error)?;
-        for event in events {
-            insert_event(&txn, event).await?;
-        }
-        txn.commit().await.map_err(db_error)
-    }
-
-    #[tracing::instrument(skip_all, fields(passwords = batch.len()))]
-    async fn record_uses(&self, batch: &[(Uuid, PendingUse)]) -> Result<()> {
-        let txn = self.db.begin().await.map_err(db_error)?;
-        for (id, usage) in batch {
-            usage_update(*id, usage)
-                .exec(&txn)
-                .await
-                .map_err(db_error)?;
-        }
-        txn.commit().await.map_err(db_error)
-    }
-
-    #[tracing::instrument(skip_all, fields(app_password = %id))]
-    async fn replace_hash(&self, id: Uuid, old: &str, new: &str) -> Result<()> {
-        app_password::Entity::update_many()
-            .col_expr(app_password::Column::SecretHash, Expr::value(new))
-            .filter(app_password::Column::Id.eq(id))
-            .filter(app_password::Column::SecretHash.eq(old))
-            .exec(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(app_password = %id))]

@@ -8,11 +8,11 @@ use sea_orm::{
 
 use super::entities::audit_event;
 use super::{before_cursor, convert, db_error, SqlStore};
-use crate::domain::audit::{AuditCursor, AuditEvent, AuditFilter};
-use crate::domain::clock::Timestamp;
-use crate::domain::error::Result;
-use crate::domain::model::Page;
-use crate::domain::store::AuditStore;
+use crate::domain::audit::event::{AuditCursor, AuditEvent, AuditFilter};
+use crate::domain::audit::store::AuditStore;
+use crate::domain::shared::error::Result;
+use crate::domain::shared::page::Page;
+use crate::domain::shared::time::Timestamp;
 
 /// Writes `event` on `connection`: pass the transaction of the change it
 /// describes, so that neither can be committed without the other.

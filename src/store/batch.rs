@@ -18,7 +18,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::domain::error::{Error, Result};
+use crate::domain::shared::error::{Error, Result};
 
 /// Jobs waiting for a worker; a full queue makes requests wait to enqueue.
 const QUEUE: usize = 4_096;

@@ -9,12 +9,13 @@ use sea_orm::{
 use super::audit::insert_event;
 use super::entities::caller::{self, KeyDigest};
 use super::{convert, db_error, SqlStore};
-use crate::domain::audit::AuditEvent;
-use crate::domain::caller::Caller;
-use crate::domain::clock::Timestamp;
-use crate::domain::error::{Error, Result};
-use crate::domain::model::Page;
-use crate::domain::store::{CallerStore, CreateCallerOutcome, StoredCaller};
+use crate::domain::audit::event::AuditEvent;
+use crate::domain::callers::model::Caller;
+use crate::domain::callers::model::{CreateCallerOutcome, StoredCaller};
+use crate::domain::callers::store::CallerStore;
+use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::page::Page;
+use crate::domain::shared::time::Timestamp;
 
 fn known_role(row: caller::Model) -> Result<Caller> {
     let role = row.role.clone();

@@ -1,13 +1,14 @@
 //! Rows to domain values.
 
-use crate::domain::clock::Timestamp;
-use crate::domain::model::{Account, AppPassword, Disablement, LastUse, Revocation};
-use crate::domain::network::AllowedNetworks;
-use crate::domain::protocol::{Protocol, ProtocolSet};
-use crate::domain::username::Username;
+use crate::domain::accounts::model::{Account, Disablement};
+use crate::domain::app_passwords::model::{AppPassword, LastUse, Revocation};
+use crate::domain::shared::network::AllowedNetworks;
+use crate::domain::shared::protocol::{Protocol, ProtocolSet};
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
 
-use crate::domain::audit::{AuditEvent, EventType};
-use crate::domain::caller::{Caller, Role};
+use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::callers::model::{Caller, Role};
 
 use super::entities::{account, app_password, audit_event, caller};
 

@@ -3,7 +3,7 @@
 use sea_orm::sqlx;
 use sea_orm::{DbErr, RuntimeErr};
 
-use crate::domain::error::Error;
+use crate::domain::shared::error::Error;
 
 /// Maps a database error into the domain's terms: anything that says the
 /// database is unreachable, restarting, overloaded or locked is

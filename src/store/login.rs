@@ -24,13 +24,14 @@ use super::batch::BatchFuture;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password, auth_throttle};
 use super::{db_error, SqlStore};
-use crate::domain::clock::Timestamp;
-use crate::domain::error::{Error, Result};
-use crate::domain::network::{AllowedNetworks, SeenNetworks};
-use crate::domain::protocol::ProtocolSet;
-use crate::domain::store::{Credential, LoginState, LoginStore};
-use crate::domain::throttle::{Counter, ScopeCounters, ScopeKind, Scopes};
-use crate::domain::username::Username;
+use crate::domain::login::model::{Credential, LoginState};
+use crate::domain::login::store::LoginStore;
+use crate::domain::login::throttle::{Counter, ScopeCounters, ScopeKind, Scopes};
+use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::network::{AllowedNetworks, SeenNetworks};
+use crate::domain::shared::protocol::ProtocolSet;
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
 
 /// Each scope's counter columns come back under this prefix.
 fn prefix(kind: ScopeKind) -> &'static str {

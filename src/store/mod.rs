@@ -11,6 +11,7 @@ pub mod entities;
 mod errors;
 mod login;
 mod throttle;
+mod usage;
 
 use std::time::Duration;
 
@@ -21,9 +22,9 @@ use sea_orm::{ColumnTrait, Condition};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::error::Result;
-use crate::domain::store::LoginState;
-use crate::domain::throttle::{Counter, Scope};
+use crate::domain::login::model::LoginState;
+use crate::domain::login::throttle::{Counter, Scope};
+use crate::domain::shared::error::Result;
 pub use errors::db_error;
 
 /// Connection pool settings.

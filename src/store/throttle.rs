@@ -13,11 +13,11 @@ use super::audit::insert_event;
 use super::batch::BatchFuture;
 use super::entities::auth_throttle;
 use super::{db_error, SqlStore};
-use crate::domain::audit::AuditEvent;
-use crate::domain::clock::Timestamp;
-use crate::domain::error::{Error, Result};
-use crate::domain::store::ThrottleStore;
-use crate::domain::throttle::{Counter, FailureRule, Scope};
+use crate::domain::audit::event::AuditEvent;
+use crate::domain::login::store::ThrottleStore;
+use crate::domain::login::throttle::{Counter, FailureRule, Scope};
+use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::time::Timestamp;
 
 fn counter(row: &auth_throttle::Model) -> Counter {
     Counter {

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
-use latchkey::domain::caller::Role;
+use latchkey::domain::callers::model::Role;
 use latchkey::grpc::access::{access_for, Access, POLICY};
 use latchkey::grpc::pb::{CreateCallerRequest, RevokeCallerRequest};
 use prost::Message;

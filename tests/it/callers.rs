@@ -34,7 +34,7 @@ async fn callers_are_created_listed_revoked_and_validated(backend: Backend) {
     assert_eq!(caller.created_by, "test-operator");
     assert!(created
         .key
-        .starts_with(latchkey::domain::caller::KEY_PREFIX));
+        .starts_with(latchkey::domain::callers::key::KEY_PREFIX));
 
     for (request, fields) in [
         (create("", Role::Issuer, ""), vec!["name"]),

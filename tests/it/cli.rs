@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use latchkey::domain::caller::KEY_PREFIX;
+use latchkey::domain::callers::key::KEY_PREFIX;
 use latchkey::grpc::pb::account_service_client::AccountServiceClient;
 use latchkey::grpc::pb::ListAccountsRequest;
 use tonic::Code;
@@ -50,7 +50,7 @@ async fn caller_commands_work_before_and_beside_the_server() {
     config.database_url = latchkey::config::DatabaseUrl::new(url.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let clock = latchkey::domain::clock::ManualClock::starting_at(crate::harness::START);
+    let clock = latchkey::domain::shared::time::ManualClock::starting_at(crate::harness::START);
     let app = latchkey::app::App::build(&config, std::sync::Arc::new(clock.clone()))
         .await
         .unwrap();

@@ -1,7 +1,7 @@
 //! What grpcurl and load balancers rely on: reflection (v1 and v1alpha) and
 //! health checking.
 
-use latchkey::domain::caller::Role;
+use latchkey::domain::callers::model::Role;
 use latchkey::grpc::access::ReflectionAccess;
 use latchkey::grpc::SERVICE_NAMES;
 use tonic::Code;

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use latchkey::config::Config;
-use latchkey::domain::throttle::Scopes;
-use latchkey::domain::username::Username;
+use latchkey::domain::login::throttle::Scopes;
+use latchkey::domain::shared::username::Username;
 use latchkey::grpc::pb::app_password::State;
 use latchkey::grpc::pb::{
     FailureReason, GetAppPasswordRequest, Protocol, RevokeAppPasswordRequest,

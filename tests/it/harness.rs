@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use latchkey::app::App;
 use latchkey::config::{Config, DatabaseUrl};
-use latchkey::domain::caller::Role;
-use latchkey::domain::clock::{Clock, ManualClock, Timestamp};
-use latchkey::domain::hashing::HashParams;
+use latchkey::domain::callers::model::Role;
+use latchkey::domain::secrets::hashing::HashParams;
+use latchkey::domain::shared::time::{Clock, ManualClock, Timestamp};
 use latchkey::grpc::pb::account_service_client::AccountServiceClient;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
 use latchkey::grpc::pb::audit_service_client::AuditServiceClient;
@@ -76,8 +76,8 @@ pub struct TestServer {
     pub addr: std::net::SocketAddr,
     /// Where `/metrics` is served (every test server serves it).
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// The domain of the running server, to look at its counters.
-    pub core: latchkey::domain::Latchkey<latchkey::store::SqlStore>,
+    /// The domain services of the running server, to look at its counters.
+    pub services: latchkey::domain::Services<latchkey::store::SqlStore>,
     channel: Channel,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), String>>>,
@@ -137,7 +137,8 @@ impl TestServer {
         for role in Role::ALL {
             let name = format!("test-{role}");
             let (_, key) = app
-                .core()
+                .services()
+                .callers
                 .create_caller(name, role, None, "test-harness")
                 .await
                 .unwrap();
@@ -159,7 +160,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let mut app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
         let metrics_addr = app.bind_metrics().await.unwrap();
-        let core = app.core().clone();
+        let services = app.services().clone();
         let keys = match keys {
             Some(keys) => keys,
             None => Self::create_callers(&app).await,
@@ -184,7 +185,7 @@ impl TestServer {
             keys,
             addr,
             metrics_addr,
-            core,
+            services,
             channel,
             shutdown: Some(shutdown),
             task: Some(task),

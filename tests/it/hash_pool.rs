@@ -1,8 +1,8 @@
 //! The hashing pool refuses at once when its queue is full, instead of
 //! letting work (and argon2 memory) pile up, and nothing is counted then.
 
-use latchkey::domain::hash_pool::HashPoolConfig;
-use latchkey::domain::hashing::HashParams;
+use latchkey::domain::secrets::hashing::HashParams;
+use latchkey::domain::secrets::pool::HashPoolConfig;
 use latchkey::grpc::pb::Protocol;
 use tonic::Code;
 
@@ -54,7 +54,7 @@ async fn a_full_queue_is_refused_at_once_and_recovers() {
         30,
         "only answers or RESOURCE_EXHAUSTED: {results:?}"
     );
-    assert_eq!(server.core.stats().hash_pool_queued, 0);
+    assert_eq!(server.services.logins.stats().hash_pool_queued, 0);
 
     // Once the burst is over, logins work again.
     assert!(login(&server, "busy", &secret).await.authenticated);

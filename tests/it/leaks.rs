@@ -2,7 +2,7 @@
 //! walk runs with debug logging captured, then the database files and the
 //! log are searched for every app password and caller key it handled.
 
-use latchkey::domain::caller::Role;
+use latchkey::domain::callers::model::Role;
 use latchkey::grpc::pb::{
     CreateCallerRequest, DisableAccountRequest, ListAuditEventsRequest, Protocol,
     RevokeAppPasswordRequest,

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use latchkey::domain::caller::Role;
-use latchkey::domain::hashing::HashParams;
-use latchkey::domain::throttle::Scopes;
-use latchkey::domain::username::Username;
+use latchkey::domain::callers::model::Role;
+use latchkey::domain::login::throttle::Scopes;
+use latchkey::domain::secrets::hashing::HashParams;
+use latchkey::domain::shared::username::Username;
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use latchkey::grpc::pb::{
     DisableAccountRequest, FailureReason, ListAccountsRequest, Protocol, RevokeAppPasswordRequest,
@@ -157,7 +157,8 @@ async fn a_caller_revoked_elsewhere_is_refused_once_the_caller_cache_expires(bac
     };
     assert_eq!(list(&second).await, Ok(()));
     first
-        .core
+        .services
+        .callers
         .revoke_caller("test-operator", "test")
         .await
         .unwrap();

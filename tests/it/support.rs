@@ -114,7 +114,7 @@ pub fn secret_forms(secret: &str) -> [String; 2] {
 /// `_`, the random part may).
 pub fn key_secret_half(key: &str) -> &str {
     let rest = key
-        .strip_prefix(latchkey::domain::caller::KEY_PREFIX)
+        .strip_prefix(latchkey::domain::callers::key::KEY_PREFIX)
         .unwrap();
     rest.split_once('_').unwrap().1
 }

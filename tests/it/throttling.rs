@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use latchkey::config::Config;
-use latchkey::domain::throttle::Scopes;
-use latchkey::domain::username::Username;
+use latchkey::domain::login::throttle::Scopes;
+use latchkey::domain::shared::username::Username;
 use latchkey::grpc::pb::{AuthenticateResponse, FailureReason, Protocol};
 
 use crate::backend_tests;

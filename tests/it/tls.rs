@@ -3,7 +3,7 @@
 //! name a caller.
 
 use latchkey::config::TlsConfig;
-use latchkey::domain::caller::Role;
+use latchkey::domain::callers::model::Role;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use latchkey::grpc::pb::{CreateCallerRequest, ListAppPasswordsRequest, Protocol};

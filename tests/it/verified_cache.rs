@@ -18,7 +18,7 @@ async fn a_repeated_secret_skips_argon2_only_when_it_would_succeed(backend: Back
         return;
     };
     let (name, secret) = issue_simple(&server, "zoe").await;
-    let runs = || server.core.stats().argon2_verifications;
+    let runs = || server.services.logins.stats().argon2_verifications;
 
     let before = runs();
     assert!(login(&server, "zoe", &secret).await.authenticated);

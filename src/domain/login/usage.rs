@@ -1,5 +1,8 @@
-//! Coalesces the usage writes of successful logins.
+//! Recording what a successful login used: the last-used fields and use
+//! count on the app password, and the audit events a success earns (its
+//! first use, and its first use from a new network).
 //!
+//! The usage writes are coalesced.
 //! A mail client that reconnects every few seconds would otherwise cost a
 //! row write per login, and on SQLite every write queues behind every other.
 //! Instead, each success is added here (the latest time, address and
@@ -22,7 +25,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::store::Usage;
+use super::model::{Credential, Usage};
+use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::shared::network::SeenNetworks;
+use crate::domain::shared::sync::lock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -136,10 +142,35 @@ impl UsageBuffer {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, PendingUse>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.pending)
     }
+}
+
+/// The audit events a success earns: the password's first use, or its
+/// first success from a network it was not used from before (the first
+/// use is from a new network by definition, so it is one event, not two),
+/// with the password's seen networks as they become. `None` and no events
+/// when nothing is new, which is the common case and then costs no extra
+/// write.
+pub fn success_events(
+    credential: &Credential,
+    usage: &Usage,
+    actor: &str,
+) -> (Option<SeenNetworks>, Vec<AuditEvent>) {
+    let network = SeenNetworks::network_of(usage.client_ip);
+    let event_type = if credential.use_count == 0 {
+        EventType::AppPasswordFirstUse
+    } else if !credential.seen_networks.contains(&network) {
+        EventType::AppPasswordNewNetwork
+    } else {
+        return (None, Vec::new());
+    };
+    let mut event = AuditEvent::new(event_type, usage.at, actor)
+        .app_password(&credential.username, credential.app_password_id)
+        .detail(network.to_string());
+    event.client_ip = Some(usage.client_ip);
+    event.protocol = Some(usage.protocol);
+    (Some(credential.seen_networks.with(network)), vec![event])
 }
 
 #[cfg(test)]
@@ -147,8 +178,8 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::*;
-    use crate::domain::clock::Timestamp;
-    use crate::domain::protocol::Protocol;
+    use crate::domain::shared::protocol::Protocol;
+    use crate::domain::shared::time::Timestamp;
 
     fn usage(at: i64, last_octet: u8) -> PendingUse {
         PendingUse::one(Usage {

@@ -17,7 +17,7 @@ use argon2::Block;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::error::{Error, Result};
+use crate::domain::shared::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

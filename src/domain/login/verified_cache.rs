@@ -13,14 +13,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use rand::rngs::OsRng;
-use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::clock::Timestamp;
-use super::secret::Secret;
+use crate::domain::secrets::format::Secret;
+use crate::domain::shared::error::Result;
+use crate::domain::shared::random;
+use crate::domain::shared::sync::lock;
+use crate::domain::shared::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,16 +59,15 @@ impl std::fmt::Debug for VerifiedCache {
 }
 
 impl VerifiedCache {
-    pub fn new(config: VerifiedCacheConfig) -> Self {
-        let mut key = [0u8; 32];
-        let _ = OsRng.try_fill_bytes(&mut key);
-        Self {
+    /// Fails when the OS cannot supply the digest key.
+    pub fn new(config: VerifiedCacheConfig) -> Result<Self> {
+        Ok(Self {
             config,
-            key,
+            key: random::key()?,
             entries: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-        }
+        })
     }
 
     fn digest(&self, id: Uuid, secret: &Secret) -> Option<[u8; 32]> {
@@ -82,10 +82,7 @@ impl VerifiedCache {
         let Some(digest) = self.digest(id, secret) else {
             return false;
         };
-        let entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = lock(&self.entries);
         let hit = entries
             .get(&id)
             .is_some_and(|(known, until)| *until > now && bool::from(known.ct_eq(&digest)));
@@ -111,13 +108,8 @@ impl VerifiedCache {
         let Some(digest) = self.digest(id, secret) else {
             return;
         };
-        let ttl = i64::try_from(Duration::from_secs(self.config.ttl_secs).as_millis())
-            .unwrap_or(i64::MAX);
-        let until = Timestamp::from_millis(now.as_millis().saturating_add(ttl));
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let until = now.saturating_add(Duration::from_secs(self.config.ttl_secs));
+        let mut entries = lock(&self.entries);
         if entries.len() >= self.config.capacity && !entries.contains_key(&id) {
             entries.retain(|_, (_, until)| *until > now);
             if entries.len() >= self.config.capacity {
@@ -132,11 +124,7 @@ impl VerifiedCache {
     }
 
     pub fn forget(&self, id: Uuid) {
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.remove(&id);
+        lock(&self.entries).remove(&id);
     }
 }
 
@@ -149,8 +137,13 @@ mod tests {
         let cache = VerifiedCache::new(VerifiedCacheConfig {
             ttl_secs: 60,
             capacity: 2,
-        });
-        let (id, secret, other) = (Uuid::now_v7(), Secret::generate(), Secret::generate());
+        })
+        .unwrap();
+        let (id, secret, other) = (
+            Uuid::now_v7(),
+            Secret::generate().unwrap(),
+            Secret::generate().unwrap(),
+        );
         let t0 = Timestamp::from_millis(0);
         assert!(!cache.matches(id, &secret, t0));
         cache.remember(id, &secret, t0);
@@ -165,7 +158,7 @@ mod tests {
             "expired"
         );
         for _ in 0..5 {
-            cache.remember(Uuid::now_v7(), &Secret::generate(), t0);
+            cache.remember(Uuid::now_v7(), &Secret::generate().unwrap(), t0);
         }
         assert!(cache.entries.lock().unwrap().len() <= 2, "bounded");
         cache.remember(id, &secret, t0);

@@ -17,11 +17,13 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::caller::Caller;
-use super::clock::Timestamp;
+use super::model::Caller;
+use crate::domain::shared::sync::lock;
+use crate::domain::shared::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,14 +61,14 @@ pub struct CachedCaller {
 
 #[derive(Debug)]
 pub struct CallerCache {
-    ttl_ms: i64,
+    ttl: Duration,
     entries: Mutex<HashMap<CredentialId, (CachedCaller, Timestamp)>>,
 }
 
 impl CallerCache {
     pub fn new(config: CallerCacheConfig) -> Self {
         Self {
-            ttl_ms: i64::try_from(config.ttl_ms).unwrap_or(i64::MAX),
+            ttl: Duration::from_millis(config.ttl_ms),
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -74,19 +76,18 @@ impl CallerCache {
     fn entries(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<CredentialId, (CachedCaller, Timestamp)>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.entries)
     }
 
+    /// Read within the TTL; a clock moved back before the read makes an
+    /// entry stale, never longer-lived.
     fn fresh(&self, read_at: Timestamp, now: Timestamp) -> bool {
-        let age = now.as_millis().saturating_sub(read_at.as_millis());
-        (0..self.ttl_ms).contains(&age)
+        now.within(read_at, self.ttl)
     }
 
     /// The row read for `id` within the TTL, if any.
     pub fn get(&self, id: &CredentialId, now: Timestamp) -> Option<CachedCaller> {
-        if self.ttl_ms == 0 {
+        if self.ttl.is_zero() {
             return None;
         }
         let entries = self.entries();
@@ -96,7 +97,7 @@ impl CallerCache {
 
     /// Remembers the row read for `id` at `now`.
     pub fn put(&self, id: CredentialId, cached: CachedCaller, now: Timestamp) {
-        if self.ttl_ms == 0 {
+        if self.ttl.is_zero() {
             return;
         }
         let mut entries = self.entries();
@@ -129,7 +130,7 @@ impl CallerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::caller::Role;
+    use crate::domain::callers::model::Role;
 
     fn caller(name: &str) -> CachedCaller {
         CachedCaller {

@@ -1,17 +1,41 @@
-//! Managing accounts. An account comes into being with its first app
-//! password; operators can look at it, disable, enable and delete it.
+//! Managing accounts: looking at them, disabling, enabling and deleting.
 
-use super::app_passwords::account_not_found;
-use super::audit::{AuditEvent, EventType};
-use super::error::Result;
-use super::model::{Account, Page};
-use super::store::Store;
-use super::username::Username;
-use super::Latchkey;
+use std::sync::Arc;
 
-impl<S: Store> Latchkey<S> {
+use super::model::{account_not_found, Account};
+use super::store::AccountStore;
+use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::shared::error::Result;
+use crate::domain::shared::page::Page;
+use crate::domain::shared::time::{Clock, Timestamp};
+use crate::domain::shared::username::Username;
+
+/// The account operations; cheap to clone.
+pub struct Accounts<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: Clone> Clone for Accounts<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+impl<S: AccountStore> Accounts<S> {
+    pub fn new(store: S, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     pub async fn get_account(&self, username: &Username) -> Result<Account> {
-        self.store()
+        self.store
             .get_account(username, self.now())
             .await?
             .ok_or_else(|| account_not_found(username))
@@ -22,7 +46,7 @@ impl<S: Store> Latchkey<S> {
         after: Option<&Username>,
         limit: u32,
     ) -> Result<Page<Account>> {
-        self.store().list_accounts(after, limit, self.now()).await
+        self.store.list_accounts(after, limit, self.now()).await
     }
 
     /// Every app password of the account stops working with the commit of
@@ -36,7 +60,7 @@ impl<S: Store> Latchkey<S> {
         let event = AuditEvent::new(EventType::AccountDisabled, self.now(), actor)
             .account(username)
             .detail(reason);
-        self.store()
+        self.store
             .set_account_disabled(username, Some(reason), event)
             .await?
             .ok_or_else(|| account_not_found(username))
@@ -44,7 +68,7 @@ impl<S: Store> Latchkey<S> {
 
     pub async fn enable_account(&self, username: &Username, actor: &str) -> Result<Account> {
         let event = AuditEvent::new(EventType::AccountEnabled, self.now(), actor).account(username);
-        self.store()
+        self.store
             .set_account_disabled(username, None, event)
             .await?
             .ok_or_else(|| account_not_found(username))
@@ -52,7 +76,7 @@ impl<S: Store> Latchkey<S> {
 
     pub async fn delete_account(&self, username: &Username, actor: &str) -> Result<()> {
         let event = AuditEvent::new(EventType::AccountDeleted, self.now(), actor).account(username);
-        if self.store().delete_account(username, event).await? {
+        if self.store.delete_account(username, event).await? {
             Ok(())
         } else {
             Err(account_not_found(username))

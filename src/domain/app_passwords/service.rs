@@ -1,49 +1,76 @@
 //! Issuing, reviewing and revoking app passwords.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::audit::{AuditEvent, EventType};
-use super::error::{Error, Result};
-use super::model::{AppPassword, AppPasswordCursor, Page};
-use super::network::AllowedNetworks;
-use super::protocol::ProtocolSet;
-use super::secret::Secret;
-use super::store::{IssueOutcome, NewAppPassword, Store};
-use super::username::Username;
-use super::{clock::Timestamp, Latchkey};
+use super::model::{
+    app_password_not_found, AppPassword, AppPasswordCursor, Expiry, IssueOutcome, IssueRequest,
+    Issued, NewAppPassword,
+};
+use super::store::AppPasswordStore;
+use crate::domain::accounts::model::account_not_found;
+use crate::domain::accounts::store::AccountStore;
+use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::secrets::format::Secret;
+use crate::domain::secrets::hashing::Hasher;
+use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::page::Page;
+use crate::domain::shared::time::{new_id, Clock, Timestamp};
+use crate::domain::shared::username::Username;
 
 /// How many times a selector collision is retried before giving up; four
 /// collisions in a row would mean the generator is broken.
 const SELECTOR_ATTEMPTS: usize = 4;
 
-#[derive(Debug, Clone, Copy)]
-pub enum Expiry {
-    At(Timestamp),
-    After(Duration),
+/// Issuing, reviewing and revoking app passwords; cheap to clone.
+pub struct AppPasswords<S> {
+    inner: Arc<Inner<S>>,
 }
 
-/// An issue request, already validated for shape at the edge.
-#[derive(Debug)]
-pub struct IssueRequest {
-    pub username: Username,
-    pub display_name: String,
-    pub protocols: ProtocolSet,
-    pub expiry: Option<Expiry>,
-    pub allowed_networks: AllowedNetworks,
-    pub issued_by: String,
+struct Inner<S> {
+    store: S,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+    /// Active (unrevoked, unexpired) app passwords one account may hold.
+    max_active_per_account: u32,
 }
 
-/// A freshly issued password and its secret; the only value that ever holds
-/// both.
-#[derive(Debug)]
-pub struct Issued {
-    pub app_password: AppPassword,
-    pub secret: Secret,
+impl<S> Clone for AppPasswords<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
 }
 
-impl<S: Store> Latchkey<S> {
+impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {
+    pub fn new(
+        store: S,
+        hasher: Hasher,
+        clock: Arc<dyn Clock>,
+        max_active_per_account: u32,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                hasher,
+                clock,
+                max_active_per_account,
+            }),
+        }
+    }
+
+    fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The clock the rules run on, for callers that present state "as of
+    /// now".
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
     pub async fn issue(&self, request: IssueRequest) -> Result<Issued> {
         let now = self.now();
         let expires_at = match request.expiry {
@@ -57,7 +84,7 @@ impl<S: Store> Latchkey<S> {
                     .ok_or_else(|| Error::invalid("ttl", "is too long"))?,
             ),
         };
-        let cap = self.inner.policy.max_active_per_account;
+        let cap = self.inner.max_active_per_account;
 
         // A cheap early refusal, so a disabled or full account costs no
         // hashing; `Store::issue` checks the same again atomically.
@@ -71,10 +98,10 @@ impl<S: Store> Latchkey<S> {
         }
 
         for _ in 0..SELECTOR_ATTEMPTS {
-            let secret = Secret::generate();
+            let secret = Secret::generate()?;
             let secret_hash = self.inner.hasher.hash(secret.clone()).await?;
             let new = NewAppPassword {
-                id: Uuid::now_v7(),
+                id: new_id(now),
                 username: request.username.clone(),
                 selector: secret.selector().to_owned(),
                 secret_hash,
@@ -154,11 +181,6 @@ impl<S: Store> Latchkey<S> {
             .revoke_account_app_passwords(username, reason, event)
             .await
     }
-
-    /// The clock the rules run on, for callers that present state "as of now".
-    pub fn current_time(&self) -> Timestamp {
-        self.now()
-    }
 }
 
 fn account_disabled() -> Error {
@@ -169,16 +191,4 @@ fn cap_reached(cap: u32) -> Error {
     Error::ResourceExhausted(format!(
         "the account already has the maximum of {cap} active app passwords; revoke one first"
     ))
-}
-
-pub(crate) fn account_not_found(username: &Username) -> Error {
-    Error::NotFound {
-        resource: format!("accounts/{username}"),
-    }
-}
-
-fn app_password_not_found(username: &Username, id: Uuid) -> Error {
-    Error::NotFound {
-        resource: format!("accounts/{username}/appPasswords/{id}"),
-    }
 }

@@ -12,14 +12,13 @@ use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine as _;
-use rand::rngs::OsRng;
-use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::error::{Error, Result};
-use super::hash_pool::{HashPool, HashPoolConfig};
-use super::secret::Secret;
+use super::format::Secret;
+use super::pool::{HashPool, HashPoolConfig};
+use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::random;
 
 /// argon2id cost parameters. The defaults are OWASP's recommendation for
 /// argon2id (Password Storage Cheat Sheet: m=19 MiB, t=2, p=1). Hashes carry
@@ -56,6 +55,9 @@ pub struct Hasher {
     /// parameters: verified against when there is no real candidate, so an
     /// unknown user costs what a wrong password costs.
     dummy_hash: Arc<str>,
+    /// What is verified when the typed password is not shaped like a secret:
+    /// another random secret, so the work is the same as for any other.
+    dummy_secret: Secret,
 }
 
 impl std::fmt::Debug for Hasher {
@@ -75,14 +77,16 @@ impl Hasher {
         .map_err(|error| Error::internal(format!("invalid argon2 parameters: {error}")))?;
         let pool = Arc::new(HashPool::new(pool)?);
         let dummy_params = params.clone();
+        let unknown = Secret::generate()?;
         let dummy_hash = pool
-            .run(move |buffer| hash_with(&dummy_params, &Secret::generate(), buffer))
+            .run(move |buffer| hash_with(&dummy_params, &unknown, buffer))
             .await??;
         Ok(Self {
             params,
             pool,
             verifications: Arc::new(AtomicU64::new(0)),
             dummy_hash: dummy_hash.into(),
+            dummy_secret: Secret::generate()?,
         })
     }
 
@@ -129,10 +133,11 @@ impl Hasher {
     pub async fn verify(&self, stored: Option<String>, secret: Option<Secret>) -> Result<bool> {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let dummy_hash = Arc::clone(&self.dummy_hash);
+        let dummy_secret = self.dummy_secret.clone();
         self.pool
             .run(move |buffer| {
                 let real = stored.is_some() && secret.is_some();
-                let secret = secret.unwrap_or_else(Secret::generate);
+                let secret = secret.unwrap_or(dummy_secret);
                 let matches =
                     match verify_with(stored.as_deref().unwrap_or(&dummy_hash), &secret, buffer) {
                         Some(matches) => matches,
@@ -162,10 +167,7 @@ fn blocks<'a>(buffer: &'a mut Vec<Block>, params: &Params) -> &'a mut [Block] {
 /// argon2id with the pool thread's buffer, written as a PHC string.
 fn hash_with(params: &Params, secret: &Secret, buffer: &mut Vec<Block>) -> Result<String> {
     let mut salt = [0u8; 16];
-    OsRng
-        .unwrap_err()
-        .try_fill_bytes(&mut salt)
-        .map_err(|error| Error::Internal(error.into()))?;
+    random::fill(&mut salt)?;
     let mut output = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
         .hash_password_into_with_memory(
@@ -224,7 +226,7 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_secret_and_nothing_else() {
         let hasher = Hasher::new(SMALL, HashPoolConfig::default()).await.unwrap();
-        let secret = Secret::generate();
+        let secret = Secret::generate().unwrap();
         let hash = hasher.hash(secret.clone()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
         assert!(hasher
@@ -232,13 +234,16 @@ mod tests {
             .await
             .unwrap());
         assert!(!hasher
-            .verify(Some(hash.clone()), Some(Secret::generate()))
+            .verify(Some(hash.clone()), Some(Secret::generate().unwrap()))
             .await
             .unwrap());
         assert!(!hasher.verify(Some(hash), None).await.unwrap());
-        assert!(!hasher.verify(None, Some(Secret::generate())).await.unwrap());
         assert!(!hasher
-            .verify(Some("not a hash".into()), Some(Secret::generate()))
+            .verify(None, Some(Secret::generate().unwrap()))
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(Some("not a hash".into()), Some(Secret::generate().unwrap()))
             .await
             .unwrap());
     }
@@ -255,10 +260,10 @@ mod tests {
         )
         .await
         .unwrap();
-        let hash = small.hash(Secret::generate()).await.unwrap();
+        let hash = small.hash(Secret::generate().unwrap()).await.unwrap();
         assert!(!small.is_outdated(&hash));
         assert!(larger.is_outdated(&hash));
-        let strong = larger.hash(Secret::generate()).await.unwrap();
+        let strong = larger.hash(Secret::generate().unwrap()).await.unwrap();
         assert!(
             !small.is_outdated(&strong),
             "a stronger hash is not downgraded"
@@ -272,7 +277,7 @@ mod tests {
         let params =
             Params::new(SMALL.memory_kib, SMALL.iterations, SMALL.parallelism, None).unwrap();
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-        let secret = Secret::generate();
+        let secret = Secret::generate().unwrap();
         let mut buffer = Vec::new();
         // Ours verifies with the argon2 crate's own verifier...
         let ours = hash_with(&params, &secret, &mut buffer).unwrap();
@@ -287,7 +292,7 @@ mod tests {
         let mut big = vec![Block::default(); 1024];
         assert_eq!(verify_with(&theirs, &secret, &mut big), Some(true));
         assert_eq!(
-            verify_with(&theirs, &Secret::generate(), &mut big),
+            verify_with(&theirs, &Secret::generate().unwrap(), &mut big),
             Some(false)
         );
         assert_eq!(verify_with("$argon2id$garbage", &secret, &mut big), None);

@@ -1,37 +1,24 @@
-//! Throttling failed logins, before any argon2 work.
+//! The throttle's rules: where failures are counted, and how counts turn
+//! into blocks.
 //!
 //! Failures are counted in three scopes: the client's network (an IPv4
 //! address, or an IPv6 /64, which one subscriber usually holds whole), the
 //! account, and the pair of both. Past a scope's limit, attempts in that
 //! scope are refused for a delay that doubles with every further failure, up
 //! to a ceiling. Counters live in the database, so they survive restarts and
-//! hold across replicas; blocks a replica has seen are also kept in memory,
-//! so a throttled attempt costs a map lookup.
-//!
-//! Two rules keep the owner of an account usable while it is attacked:
-//! - The account-wide block does not apply to a network the account has
-//!   signed in from successfully (a *known source*): spraying one account
-//!   from many addresses cannot lock out its owner's devices.
-//! - A stale device repeating the same wrong password is counted once: a
-//!   keyed digest of recent wrong guesses (HMAC with a key made at process
-//!   start and never stored) is remembered per account and source.
+//! hold across replicas; what a replica remembers besides is in `memory`.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use ipnet::IpNet;
-use rand::rngs::OsRng;
-use rand::TryRngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::clock::Timestamp;
-use super::hex::lower_hex;
-use super::network::canonical_ip;
-use super::username::Username;
+use crate::domain::shared::hex::lower_hex;
+use crate::domain::shared::network::canonical_ip;
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
 
 /// Limits and delays; the defaults and their reasons are in the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,10 +169,9 @@ impl FailureRule {
     /// the previous failure is older than the window, and from the limit on
     /// each failure doubles the block.
     pub fn after_failure(&self, counter: Counter, now: Timestamp) -> Counter {
-        let window_ms = millis(self.window);
         let fresh = counter
             .last_failure_at
-            .is_some_and(|at| now.as_millis().saturating_sub(at.as_millis()) < window_ms);
+            .is_some_and(|at| now.since(at) < self.window);
         let failures = if fresh {
             counter.failures.saturating_add(1)
         } else {
@@ -193,10 +179,11 @@ impl FailureRule {
         };
         let blocked_until = (failures >= self.limit).then(|| {
             let doublings = (failures - self.limit).min(30);
-            let delay = millis(self.base_delay)
-                .saturating_mul(1i64 << doublings)
-                .min(millis(self.max_delay));
-            Timestamp::from_millis(now.as_millis().saturating_add(delay))
+            let delay = self
+                .base_delay
+                .saturating_mul(1u32 << doublings)
+                .min(self.max_delay);
+            now.saturating_add(delay)
         });
         Counter {
             failures,
@@ -205,10 +192,6 @@ impl FailureRule {
             last_success_at: counter.last_success_at,
         }
     }
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl ThrottleConfig {
@@ -228,133 +211,6 @@ impl ThrottleConfig {
 
     pub fn known_source_for(&self) -> Duration {
         Duration::from_secs(self.known_source_days.saturating_mul(86_400))
-    }
-}
-
-/// How many distinct recent wrong guesses are remembered per pair, and how
-/// many pairs / blocks are kept in memory at most.
-const RECENT_GUESSES: usize = 8;
-const MEMORY_ENTRIES: usize = 100_000;
-
-/// Digests of a pair's recent wrong guesses, oldest first, with when each
-/// was last made.
-type RecentGuesses = VecDeque<([u8; 32], Timestamp)>;
-
-/// The in-memory half: blocks this replica has seen, and digests of recent
-/// wrong guesses.
-pub struct Throttle {
-    config: ThrottleConfig,
-    guess_key: [u8; 32],
-    blocks: Mutex<HashMap<String, Timestamp>>,
-    guesses: Mutex<HashMap<String, RecentGuesses>>,
-}
-
-impl std::fmt::Debug for Throttle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Throttle")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Throttle {
-    pub fn new(config: ThrottleConfig) -> Self {
-        let mut guess_key = [0u8; 32];
-        let _ = OsRng.try_fill_bytes(&mut guess_key);
-        Self {
-            config,
-            guess_key,
-            blocks: Mutex::new(HashMap::new()),
-            guesses: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn config(&self) -> &ThrottleConfig {
-        &self.config
-    }
-
-    /// The latest block among `scopes` that this replica knows of and that
-    /// still runs at `now`.
-    pub fn cached_block(&self, scopes: &[&Scope], now: Timestamp) -> Option<Timestamp> {
-        let blocks = self
-            .blocks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        scopes
-            .iter()
-            .filter_map(|scope| blocks.get(&scope.key).copied())
-            .filter(|until| *until > now)
-            .max()
-    }
-
-    pub fn remember_block(&self, scope: &Scope, until: Timestamp, now: Timestamp) {
-        let mut blocks = self
-            .blocks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if blocks.len() >= MEMORY_ENTRIES {
-            blocks.retain(|_, until| *until > now);
-            if blocks.len() >= MEMORY_ENTRIES {
-                blocks.clear();
-            }
-        }
-        blocks.insert(scope.key.clone(), until);
-    }
-
-    pub fn forget_block(&self, scope: &Scope) {
-        let mut blocks = self
-            .blocks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        blocks.remove(&scope.key);
-    }
-
-    /// Records a wrong guess for `pair`; `true` if the same guess was made
-    /// recently (a stale device retrying), which then is not counted again.
-    pub fn repeated_guess(&self, pair: &Scope, typed: &str, now: Timestamp) -> bool {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.guess_key) else {
-            return false;
-        };
-        mac.update(pair.key.as_bytes());
-        mac.update(typed.as_bytes());
-        let digest: [u8; 32] = mac.finalize().into_bytes().into();
-        let window_ms = millis(Duration::from_secs(self.config.window_secs));
-        let mut guesses = self
-            .guesses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if guesses.len() >= MEMORY_ENTRIES && !guesses.contains_key(&pair.key) {
-            guesses.retain(|_, recent| {
-                recent
-                    .back()
-                    .is_some_and(|(_, at)| now.as_millis() - at.as_millis() < window_ms)
-            });
-            if guesses.len() >= MEMORY_ENTRIES {
-                guesses.clear();
-            }
-        }
-        let recent = guesses.entry(pair.key.clone()).or_default();
-        recent.retain(|(_, at)| now.as_millis() - at.as_millis() < window_ms);
-        if recent
-            .iter()
-            .any(|(seen, _)| bool::from(subtle::ConstantTimeEq::ct_eq(&seen[..], &digest[..])))
-        {
-            return true;
-        }
-        if recent.len() == RECENT_GUESSES {
-            recent.pop_front();
-        }
-        recent.push_back((digest, now));
-        false
-    }
-
-    /// Forgets a pair's wrong guesses (after it signed in successfully).
-    pub fn forget_guesses(&self, pair: &Scope) {
-        let mut guesses = self
-            .guesses
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        guesses.remove(&pair.key);
     }
 }
 
@@ -403,18 +259,5 @@ mod tests {
         assert_eq!(a.pair, b.pair);
         assert_ne!(c.source, d.source);
         assert_eq!(a.account, c.account);
-    }
-
-    #[test]
-    fn a_repeated_wrong_guess_is_recognised() {
-        let throttle = Throttle::new(ThrottleConfig::default());
-        let pair = Scopes::of(&Username::parse("u").unwrap(), "192.0.2.1".parse().unwrap()).pair;
-        assert!(!throttle.repeated_guess(&pair, "old password", at(0)));
-        assert!(throttle.repeated_guess(&pair, "old password", at(10)));
-        assert!(!throttle.repeated_guess(&pair, "another", at(10)));
-        assert!(
-            !throttle.repeated_guess(&pair, "old password", at(10 + 86_400)),
-            "forgotten after the window"
-        );
     }
 }

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 
-use super::clock::Timestamp;
-use super::protocol::Protocol;
-use super::username::Username;
+use crate::domain::shared::protocol::Protocol;
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {

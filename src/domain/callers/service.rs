@@ -1,22 +1,63 @@
 //! Managing and recognising latchkey's own callers.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::audit::{AuditEvent, EventType};
-use super::caller::{Caller, CallerKey, Role};
-use super::caller_cache::{CachedCaller, CredentialId};
-use super::clock::Timestamp;
-use super::error::{Error, Result};
-use super::model::Page;
-use super::store::{CreateCallerOutcome, Store};
-use super::Latchkey;
+use super::cache::{CachedCaller, CallerCache, CallerCacheConfig, CredentialId};
+use super::key::CallerKey;
+use super::model::{Caller, CreateCallerOutcome, Role};
+use super::store::CallerStore;
+use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::page::Page;
+use crate::domain::shared::time::{Clock, Timestamp};
 
 /// A caller's `last_used_at` is refreshed at most this often, so that
 /// recognising a caller on every request does not also write on every
 /// request.
-const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
 
-impl<S: Store> Latchkey<S> {
+/// Recognising callers (for the authentication layer) and managing them
+/// (for CallerService and the CLI), over one caller cache so that a
+/// revocation here drops the cached row at once; cheap to clone.
+pub struct Callers<S> {
+    inner: Arc<Inner<S>>,
+}
+
+struct Inner<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    cache: CallerCache,
+}
+
+impl<S> Clone for Callers<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: CallerStore> Callers<S> {
+    pub fn new(store: S, clock: Arc<dyn Clock>, cache: CallerCacheConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                cache: CallerCache::new(cache),
+            }),
+        }
+    }
+
+    fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
     /// The caller a presented bearer key belongs to, if it is valid and not
     /// revoked. The caller's row comes from the caller cache when it was
     /// read within its TTL; the key is checked against it either way.
@@ -87,22 +128,22 @@ impl<S: Store> Latchkey<S> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<CachedCaller>>>,
     {
-        if let Some(cached) = self.inner.callers.get(&id, now) {
+        if let Some(cached) = self.inner.cache.get(&id, now) {
             return Ok(Some(cached));
         }
         let Some(cached) = read().await? else {
             return Ok(None);
         };
-        self.inner.callers.put(id, cached.clone(), now);
+        self.inner.cache.put(id, cached.clone(), now);
         Ok(Some(cached))
     }
 
     async fn touch(&self, caller: &Caller, now: Timestamp) -> Result<()> {
         let stale = caller
             .last_used_at
-            .is_none_or(|at| now.as_millis() - at.as_millis() >= LAST_USED_RESOLUTION_MS);
+            .is_none_or(|at| now.since(at) >= LAST_USED_RESOLUTION);
         if stale {
-            self.inner.callers.touched(&caller.name, now);
+            self.inner.cache.touched(&caller.name, now);
             self.store().touch_caller(&caller.name, now).await?;
         }
         Ok(())
@@ -117,7 +158,7 @@ impl<S: Store> Latchkey<S> {
         actor: &str,
     ) -> Result<(Caller, CallerKey)> {
         let now = self.now();
-        let key = CallerKey::generate();
+        let key = CallerKey::generate()?;
         let caller = Caller {
             name: name.clone(),
             role,
@@ -154,7 +195,7 @@ impl<S: Store> Latchkey<S> {
         let mut event = AuditEvent::new(EventType::CallerRevoked, self.now(), actor);
         event.caller_name = Some(name.to_owned());
         let revoked = self.store().revoke_caller(name, event).await?;
-        self.inner.callers.forget(name);
+        self.inner.cache.forget(name);
         revoked.ok_or_else(|| Error::NotFound {
             resource: format!("callers/{name}"),
         })

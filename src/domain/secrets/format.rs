@@ -11,9 +11,10 @@
 
 use std::fmt;
 
-use rand::rngs::OsRng;
-use rand::{Rng, TryRngCore};
 use zeroize::Zeroizing;
+
+use crate::domain::shared::error::Result;
+use crate::domain::shared::random;
 
 const ALPHABET: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
 pub const SELECTOR_LEN: usize = 4;
@@ -26,16 +27,12 @@ const GROUP_LEN: usize = 4;
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
-    /// Draws a fresh secret from the operating system's CSPRNG.
-    pub fn generate() -> Self {
-        let mut rng = OsRng.unwrap_err();
+    /// Draws a fresh secret from the operating system's CSPRNG; every
+    /// letter is exactly uniform (`random::pick` rejects biased draws).
+    pub fn generate() -> Result<Self> {
         let mut letters = Zeroizing::new(String::with_capacity(SECRET_LEN));
-        for _ in 0..SECRET_LEN {
-            // `random_range` rejects out-of-range draws, so every letter is
-            // exactly uniform.
-            letters.push(char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]));
-        }
-        Self(letters)
+        random::pick(ALPHABET, SECRET_LEN, &mut letters)?;
+        Ok(Self(letters))
     }
 
     /// Reads a secret as a person typed it: spaces, dashes and letter case
@@ -88,7 +85,7 @@ mod tests {
 
     #[test]
     fn generated_secrets_parse_back_from_their_display_form() {
-        let secret = Secret::generate();
+        let secret = Secret::generate().unwrap();
         let shown = secret.display();
         assert_eq!(shown.len(), 34);
         assert_eq!(shown.split(' ').count(), 7);
@@ -108,7 +105,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let secret = Secret::generate();
+        let secret = Secret::generate().unwrap();
         let printed = format!("{secret:?}");
         assert!(!printed.contains(secret.selector()));
     }
@@ -117,7 +114,7 @@ mod tests {
     fn letters_are_spread_over_the_whole_alphabet() {
         let mut seen = [0u32; 26];
         for _ in 0..200 {
-            for b in Secret::generate().canonical() {
+            for b in Secret::generate().unwrap().canonical() {
                 seen[usize::from(b - b'a')] += 1;
             }
         }

@@ -1,0 +1,27 @@
+//! Accounts as the rules and the API see them.
+
+use crate::domain::shared::error::Error;
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub username: Username,
+    pub created_at: Timestamp,
+    pub disabled: Option<Disablement>,
+    /// Neither revoked nor expired, as of the time of the query.
+    pub active_app_passwords: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disablement {
+    pub at: Timestamp,
+    pub reason: String,
+}
+
+/// The error for an account that does not exist.
+pub fn account_not_found(username: &Username) -> Error {
+    Error::NotFound {
+        resource: format!("accounts/{username}"),
+    }
+}

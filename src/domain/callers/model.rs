@@ -1,0 +1,115 @@
+//! Callers of latchkey itself: their names, roles and TLS identities.
+
+use std::fmt;
+
+use crate::domain::shared::time::Timestamp;
+
+pub const NAME_MAX_CHARS: usize = 64;
+pub const TLS_IDENTITY_MAX_BYTES: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Manages app passwords of any account.
+    Issuer,
+    /// Verifies logins, and nothing else.
+    Authenticator,
+    /// Everything.
+    Operator,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Issuer, Role::Authenticator, Role::Operator];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Issuer => "issuer",
+            Role::Authenticator => "authenticator",
+            Role::Operator => "operator",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.as_str() == value)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    pub tls_identity: Option<String>,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A caller name: 1 to 64 of `a-z 0-9 . _ -`, so it is safe in resource
+/// names, log lines and shell commands alike.
+pub fn parse_name(raw: &str) -> Result<String, String> {
+    if raw.is_empty() {
+        return Err("is required".to_owned());
+    }
+    if raw.len() > NAME_MAX_CHARS {
+        return Err(format!("must be at most {NAME_MAX_CHARS} characters"));
+    }
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err("may contain only a-z, 0-9, '.', '_' and '-'".to_owned());
+    }
+    Ok(raw.to_owned())
+}
+
+/// A TLS identity: what a client certificate's subject CN or SAN must equal.
+pub fn parse_tls_identity(raw: &str) -> Result<Option<String>, String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    if trimmed.len() > TLS_IDENTITY_MAX_BYTES {
+        return Err(format!("must be at most {TLS_IDENTITY_MAX_BYTES} bytes"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(Some(trimmed.to_owned()))
+}
+
+/// A caller's row as key verification needs it.
+#[derive(Debug)]
+pub struct StoredCaller {
+    pub caller: Caller,
+    pub key_digest: String,
+}
+
+#[derive(Debug)]
+pub enum CreateCallerOutcome {
+    Created(Caller),
+    NameTaken,
+    TlsIdentityTaken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_roles() {
+        assert!(parse_name("imap-proxy.eu_1").is_ok());
+        for bad in ["", "Imap", "a b", "a/b", &"a".repeat(65)] {
+            assert!(parse_name(bad).is_err(), "{bad}");
+        }
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("admin"), None);
+    }
+}

@@ -1,0 +1,541 @@
+//! The login decision, as pure functions of what was read, the time and
+//! the configuration: no storage, no hashing, no clock. The service reads,
+//! verifies and applies the effects; every rule about which login passes,
+//! which is refused and why, and what each one changes, is here.
+//!
+//! A login is decided in two steps, because argon2 sits between them:
+//! - [`gate`], before any verification: a stored block refuses the login
+//!   (throttled, no argon2 at all); otherwise it may be verified, and the
+//!   verified-secret cache may stand in for argon2 only when the candidate
+//!   would be accepted, so every refusal and every failure pays a full
+//!   verification and timing tells none of them apart.
+//! - [`decide`], after it: the outcome, and the effects to apply.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::model::{Credential, FailureReason, LoginOutcome, LoginState};
+use super::throttle::{Counter, ScopeKind, ThrottleConfig};
+use crate::domain::shared::protocol::Protocol;
+use crate::domain::shared::time::Timestamp;
+
+/// A known source's success is written again after this long, so that it
+/// stays known while it keeps signing in, without a write per login.
+pub const SUCCESS_REFRESH: Duration = Duration::from_secs(86_400);
+
+/// What a login is decided on, besides the typed password.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub state: &'a LoginState,
+    pub protocol: Protocol,
+    /// In canonical form (an IPv4-mapped IPv6 address is its IPv4 address).
+    pub client_ip: IpAddr,
+    pub now: Timestamp,
+}
+
+/// Before verification: refuse now, or verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// A stored block covers this login. `remember` lists the blocks of the
+    /// source and the pair, which this replica keeps in memory so the next
+    /// attempt is refused without a read (the account's block is not kept:
+    /// a known source is exempt from it, which only a read can tell).
+    Throttled {
+        until: Timestamp,
+        remember: Vec<(ScopeKind, Timestamp)>,
+    },
+    /// Verify the password. The verified-secret cache may answer instead of
+    /// argon2 only if `may_use_cache`.
+    Verify { may_use_cache: bool },
+}
+
+/// How the typed password was checked against the candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// The verified-secret cache recognised it (no argon2).
+    Cached,
+    /// argon2 ran, against the candidate's hash or, without one, the dummy.
+    Argon2 { matched: bool },
+}
+
+/// What to change once a login is decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Count a failure in the source, pair and account scopes and audit it.
+    /// `account_known`: the account exists (the event names it only then);
+    /// `app_password_id`: the password that was right but refused.
+    CountFailure {
+        reason: FailureReason,
+        account_known: bool,
+        app_password_id: Option<Uuid>,
+    },
+    /// Clear the pair's stored counter and note the success (the source
+    /// becomes known); only when something would change, so a steady
+    /// stream of good logins costs no write here.
+    ClearPair,
+    /// Forget what this replica remembers of the pair: its block, its
+    /// recent wrong guesses.
+    ForgetPair,
+    /// Remember that this secret verified, for the verified-secret cache.
+    RememberVerified { app_password_id: Uuid },
+    /// Record the use on the app password (last use, count, first-use and
+    /// new-network events).
+    RecordUse,
+    /// Re-hash the secret with the configured argon2 parameters.
+    Rehash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: LoginOutcome,
+    pub effects: Vec<Effect>,
+}
+
+/// Whether the pair's source has signed in to the account recently enough
+/// to be exempt from the account-wide block.
+fn known_source(pair: &Counter, now: Timestamp, config: &ThrottleConfig) -> bool {
+    pair.last_success_at
+        .is_some_and(|at| now.since(at) < config.known_source_for())
+}
+
+/// Why a candidate whose password is right is still refused, in a fixed
+/// order, cheapest check first: the account, then the password's own state,
+/// then its scope.
+pub fn refusal(credential: &Credential, facts: &Facts<'_>) -> Option<FailureReason> {
+    if credential.account_disabled {
+        Some(FailureReason::AccountDisabled)
+    } else if credential.revoked {
+        Some(FailureReason::Revoked)
+    } else if credential.expires_at.is_some_and(|at| at <= facts.now) {
+        Some(FailureReason::Expired)
+    } else if !credential.protocols.allows(facts.protocol) {
+        Some(FailureReason::ProtocolNotAllowed)
+    } else if !credential.allowed_networks.permits(facts.client_ip) {
+        Some(FailureReason::NetworkNotAllowed)
+    } else {
+        None
+    }
+}
+
+/// The step before verification. The source's, the pair's and the
+/// account's stored blocks each refuse the login, except that the
+/// account's does not apply to a known source of the account: spraying one
+/// account from many addresses cannot lock out its owner's devices.
+pub fn gate(facts: &Facts<'_>, config: &ThrottleConfig) -> Gate {
+    let counters = &facts.state.counters;
+    let exempt = known_source(&counters.pair, facts.now, config);
+    let mut latest = None;
+    let mut remember = Vec::new();
+    for kind in [ScopeKind::Source, ScopeKind::Pair, ScopeKind::Account] {
+        if kind == ScopeKind::Account && exempt {
+            continue;
+        }
+        if let Some(until) = counters.get(kind).blocked_until.filter(|u| *u > facts.now) {
+            if kind != ScopeKind::Account {
+                remember.push((kind, until));
+            }
+            latest = latest.max(Some(until));
+        }
+    }
+    if let Some(until) = latest {
+        return Gate::Throttled { until, remember };
+    }
+    let may_use_cache = facts
+        .state
+        .credential
+        .as_ref()
+        .is_some_and(|credential| refusal(credential, facts).is_none());
+    Gate::Verify { may_use_cache }
+}
+
+/// The step after verification. A wrong password (or no candidate) is a
+/// failure; so is a right password that a rule refuses: a revoked or
+/// expired password in use is as suspicious as a wrong one, and every
+/// failure then costs the same. `hash_outdated`: the candidate's stored
+/// hash is weaker than the configured parameters.
+pub fn decide(facts: &Facts<'_>, verification: Verification, hash_outdated: bool) -> Decision {
+    let matched = matches!(
+        verification,
+        Verification::Cached | Verification::Argon2 { matched: true }
+    );
+    let credential = match &facts.state.credential {
+        Some(credential) if matched => credential,
+        _ => {
+            return failure(
+                FailureReason::InvalidCredentials,
+                facts.state.account_exists,
+                None,
+            )
+        }
+    };
+    if let Some(reason) = refusal(credential, facts) {
+        return failure(reason, true, Some(credential.app_password_id));
+    }
+
+    let pair = &facts.state.counters.pair;
+    let stale = pair
+        .last_success_at
+        .is_none_or(|at| facts.now.since(at) >= SUCCESS_REFRESH);
+    let mut effects = Vec::with_capacity(5);
+    if pair.failures > 0 || pair.blocked_until.is_some() || stale {
+        effects.push(Effect::ClearPair);
+    }
+    effects.push(Effect::ForgetPair);
+    if verification != Verification::Cached {
+        effects.push(Effect::RememberVerified {
+            app_password_id: credential.app_password_id,
+        });
+    }
+    effects.push(Effect::RecordUse);
+    if hash_outdated {
+        effects.push(Effect::Rehash);
+    }
+    Decision {
+        outcome: LoginOutcome::Success {
+            username: credential.username.clone(),
+            app_password_id: credential.app_password_id,
+        },
+        effects,
+    }
+}
+
+fn failure(reason: FailureReason, account_known: bool, app_password_id: Option<Uuid>) -> Decision {
+    Decision {
+        outcome: LoginOutcome::Failure(reason),
+        effects: vec![Effect::CountFailure {
+            reason,
+            account_known,
+            app_password_id,
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::login::throttle::ScopeCounters;
+    use crate::domain::shared::network::{AllowedNetworks, SeenNetworks};
+    use crate::domain::shared::protocol::ProtocolSet;
+    use crate::domain::shared::username::Username;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_767_225_600_000);
+    const ID: Uuid = Uuid::from_u128(7);
+
+    fn later(seconds: u64) -> Timestamp {
+        NOW.saturating_add(Duration::from_secs(seconds))
+    }
+
+    fn earlier(seconds: u64) -> Timestamp {
+        NOW.saturating_sub(Duration::from_secs(seconds))
+    }
+
+    fn credential() -> Credential {
+        Credential {
+            app_password_id: ID,
+            username: Username::parse("alice").unwrap(),
+            secret_hash: "$argon2id$…".to_owned(),
+            account_disabled: false,
+            revoked: false,
+            expires_at: None,
+            protocols: ProtocolSet::of([Protocol::Imap]),
+            allowed_networks: AllowedNetworks::new(vec!["192.0.2.0/24".parse().unwrap()]),
+            use_count: 3,
+            seen_networks: SeenNetworks::default(),
+        }
+    }
+
+    /// A login whose candidate would be accepted, from a source that signed
+    /// in an hour ago.
+    fn state() -> LoginState {
+        let mut counters = ScopeCounters::default();
+        counters.pair.last_success_at = Some(earlier(3600));
+        LoginState {
+            counters,
+            account_exists: true,
+            credential: Some(credential()),
+        }
+    }
+
+    fn facts(state: &LoginState) -> Facts<'_> {
+        Facts {
+            state,
+            protocol: Protocol::Imap,
+            client_ip: "192.0.2.10".parse().unwrap(),
+            now: NOW,
+        }
+    }
+
+    fn config() -> ThrottleConfig {
+        ThrottleConfig::default()
+    }
+
+    const ARGON2_OK: Verification = Verification::Argon2 { matched: true };
+    const ARGON2_WRONG: Verification = Verification::Argon2 { matched: false };
+
+    fn refused_with(state: &LoginState, verification: Verification) -> Decision {
+        decide(&facts(state), verification, false)
+    }
+
+    fn count(reason: FailureReason, account_known: bool, id: Option<Uuid>) -> Vec<Effect> {
+        vec![Effect::CountFailure {
+            reason,
+            account_known,
+            app_password_id: id,
+        }]
+    }
+
+    #[test]
+    fn a_right_password_succeeds_records_its_use_and_is_remembered() {
+        let state = state();
+        let decision = decide(&facts(&state), ARGON2_OK, false);
+        assert_eq!(
+            decision.outcome,
+            LoginOutcome::Success {
+                username: Username::parse("alice").unwrap(),
+                app_password_id: ID
+            }
+        );
+        assert_eq!(
+            decision.effects,
+            vec![
+                Effect::ForgetPair,
+                Effect::RememberVerified {
+                    app_password_id: ID
+                },
+                Effect::RecordUse
+            ],
+            "a known pair with no failures is not written"
+        );
+    }
+
+    #[test]
+    fn a_cached_success_is_not_remembered_again_and_an_outdated_hash_is_redone() {
+        let state = state();
+        let decision = decide(&facts(&state), Verification::Cached, true);
+        assert_eq!(
+            decision.effects,
+            vec![Effect::ForgetPair, Effect::RecordUse, Effect::Rehash]
+        );
+    }
+
+    #[test]
+    fn a_success_clears_the_pair_only_when_something_would_change() {
+        let mut with_failures = state();
+        with_failures.counters.pair.failures = 2;
+        let mut blocked_before = state();
+        blocked_before.counters.pair.blocked_until = Some(earlier(1));
+        let mut stale = state();
+        stale.counters.pair.last_success_at = Some(earlier(86_400));
+        let mut never = state();
+        never.counters.pair.last_success_at = None;
+        for state in [with_failures, blocked_before, stale, never] {
+            let effects = decide(&facts(&state), ARGON2_OK, false).effects;
+            assert_eq!(effects[0], Effect::ClearPair, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_password_or_no_candidate_is_invalid_credentials() {
+        let state = state();
+        assert_eq!(
+            refused_with(&state, ARGON2_WRONG).effects,
+            count(FailureReason::InvalidCredentials, true, None)
+        );
+        let unknown_user = LoginState {
+            account_exists: false,
+            credential: None,
+            ..state.clone()
+        };
+        let decision = refused_with(&unknown_user, ARGON2_WRONG);
+        assert_eq!(
+            decision.outcome,
+            LoginOutcome::Failure(FailureReason::InvalidCredentials)
+        );
+        assert_eq!(
+            decision.effects,
+            count(FailureReason::InvalidCredentials, false, None),
+            "an unknown account is not named"
+        );
+        let no_such_password = LoginState {
+            credential: None,
+            ..state
+        };
+        assert_eq!(
+            refused_with(&no_such_password, ARGON2_OK).effects,
+            count(FailureReason::InvalidCredentials, true, None),
+            "nothing to match, whatever the verifier said"
+        );
+    }
+
+    /// Each rule alone, with the right password: its own reason, counted as
+    /// a failure against the password that was right.
+    #[test]
+    fn each_refusal_reason() {
+        type Breaks = fn(&mut Credential);
+        let cases: [(Breaks, FailureReason); 5] = [
+            (
+                |c| c.account_disabled = true,
+                FailureReason::AccountDisabled,
+            ),
+            (|c| c.revoked = true, FailureReason::Revoked),
+            (|c| c.expires_at = Some(NOW), FailureReason::Expired),
+            (
+                |c| c.protocols = ProtocolSet::of([Protocol::Pop3]),
+                FailureReason::ProtocolNotAllowed,
+            ),
+            (
+                |c| {
+                    c.allowed_networks =
+                        AllowedNetworks::new(vec!["198.51.100.0/24".parse().unwrap()])
+                },
+                FailureReason::NetworkNotAllowed,
+            ),
+        ];
+        for (break_it, reason) in cases {
+            let mut state = state();
+            if let Some(c) = state.credential.as_mut() {
+                break_it(c);
+            }
+            let decision = refused_with(&state, ARGON2_OK);
+            assert_eq!(decision.outcome, LoginOutcome::Failure(reason));
+            assert_eq!(decision.effects, count(reason, true, Some(ID)));
+            assert_eq!(
+                gate(&facts(&state), &config()),
+                Gate::Verify {
+                    may_use_cache: false
+                },
+                "{reason:?}: a refused login pays argon2"
+            );
+            let wrong = refused_with(&state, ARGON2_WRONG);
+            assert_eq!(
+                wrong.outcome,
+                LoginOutcome::Failure(FailureReason::InvalidCredentials),
+                "{reason:?} is told only to whoever knows the password"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_are_checked_in_order() {
+        let mut state = state();
+        if let Some(c) = state.credential.as_mut() {
+            c.account_disabled = true;
+            c.revoked = true;
+            c.expires_at = Some(earlier(1));
+            c.protocols = ProtocolSet::of([Protocol::Pop3]);
+            c.allowed_networks = AllowedNetworks::new(vec!["198.51.100.0/24".parse().unwrap()]);
+        }
+        let order = [
+            FailureReason::AccountDisabled,
+            FailureReason::Revoked,
+            FailureReason::Expired,
+            FailureReason::ProtocolNotAllowed,
+            FailureReason::NetworkNotAllowed,
+        ];
+        for reason in order {
+            assert_eq!(
+                refused_with(&state, ARGON2_OK).outcome,
+                LoginOutcome::Failure(reason)
+            );
+            if let Some(c) = state.credential.as_mut() {
+                match reason {
+                    FailureReason::AccountDisabled => c.account_disabled = false,
+                    FailureReason::Revoked => c.revoked = false,
+                    FailureReason::Expired => c.expires_at = Some(later(1)),
+                    FailureReason::ProtocolNotAllowed => {
+                        c.protocols = ProtocolSet::of([Protocol::Imap])
+                    }
+                    _ => c.allowed_networks = AllowedNetworks::default(),
+                }
+            }
+        }
+        assert!(matches!(
+            refused_with(&state, ARGON2_OK).outcome,
+            LoginOutcome::Success { .. }
+        ));
+    }
+
+    #[test]
+    fn a_cached_verification_never_overrides_a_refusal() {
+        let mut state = state();
+        if let Some(c) = state.credential.as_mut() {
+            c.revoked = true;
+        }
+        assert_eq!(
+            refused_with(&state, Verification::Cached).outcome,
+            LoginOutcome::Failure(FailureReason::Revoked)
+        );
+    }
+
+    #[test]
+    fn the_cache_may_answer_only_for_a_login_that_would_succeed() {
+        assert_eq!(
+            gate(&facts(&state()), &config()),
+            Gate::Verify {
+                may_use_cache: true
+            }
+        );
+        let no_candidate = LoginState {
+            credential: None,
+            ..state()
+        };
+        assert_eq!(
+            gate(&facts(&no_candidate), &config()),
+            Gate::Verify {
+                may_use_cache: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_stored_block_throttles_before_verification_and_the_latest_counts() {
+        let mut state = state();
+        state.counters.source.blocked_until = Some(later(30));
+        state.counters.pair.blocked_until = Some(later(60));
+        assert_eq!(
+            gate(&facts(&state), &config()),
+            Gate::Throttled {
+                until: later(60),
+                remember: vec![(ScopeKind::Source, later(30)), (ScopeKind::Pair, later(60))]
+            }
+        );
+        state.counters.source.blocked_until = Some(NOW);
+        state.counters.pair.blocked_until = Some(earlier(5));
+        assert!(
+            matches!(gate(&facts(&state), &config()), Gate::Verify { .. }),
+            "a block that has run out no longer applies"
+        );
+    }
+
+    #[test]
+    fn a_known_source_is_exempt_from_the_account_block_only() {
+        let mut state = state();
+        state.counters.account.blocked_until = Some(later(600));
+        assert!(
+            matches!(gate(&facts(&state), &config()), Gate::Verify { .. }),
+            "signed in an hour ago: known"
+        );
+        let known_for = config().known_source_for();
+        state.counters.pair.last_success_at = Some(NOW.saturating_sub(known_for));
+        assert_eq!(
+            gate(&facts(&state), &config()),
+            Gate::Throttled {
+                until: later(600),
+                remember: vec![]
+            },
+            "known no longer; the account's block is not remembered in memory"
+        );
+        state.counters.pair.last_success_at = Some(earlier(60));
+        state.counters.pair.blocked_until = Some(later(30));
+        assert_eq!(
+            gate(&facts(&state), &config()),
+            Gate::Throttled {
+                until: later(30),
+                remember: vec![(ScopeKind::Pair, later(30))]
+            },
+            "a known source's own pair block still applies"
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! What a login is, what it is decided on, and what it comes to.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::throttle::ScopeCounters;
+use crate::domain::shared::network::{AllowedNetworks, SeenNetworks};
+use crate::domain::shared::protocol::{Protocol, ProtocolSet};
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
+
+/// The password as typed, already bounded in length at the edge. Wiped on
+/// drop; `Debug` shows nothing of it.
+pub struct TypedPassword(Zeroizing<String>);
+
+impl TypedPassword {
+    pub fn new(typed: &str) -> Self {
+        Self(Zeroizing::new(typed.to_owned()))
+    }
+
+    /// The text as typed; only the login service reads it (to parse it as
+    /// a secret, and to recognise a repeated wrong guess by its keyed
+    /// digest).
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TypedPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TypedPassword(<redacted>)")
+    }
+}
+
+#[derive(Debug)]
+pub struct LoginAttempt {
+    pub username: Username,
+    pub password: TypedPassword,
+    pub protocol: Protocol,
+    pub client_ip: IpAddr,
+    /// The proxy that asked, for the audit trail.
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Success {
+        username: Username,
+        app_password_id: Uuid,
+    },
+    Failure(FailureReason),
+    /// Too many recent failures in this login's scope; try again after
+    /// `retry_after`. Decided before any verification.
+    Throttled {
+        retry_after: Duration,
+    },
+}
+
+/// Only `InvalidCredentials` can be reached without knowing the password,
+/// so the finer reasons tell nothing to someone guessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    InvalidCredentials,
+    AccountDisabled,
+    Revoked,
+    Expired,
+    ProtocolNotAllowed,
+    NetworkNotAllowed,
+}
+
+impl FailureReason {
+    /// The code used in logs and the audit trail.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::InvalidCredentials => "invalid_credentials",
+            FailureReason::AccountDisabled => "account_disabled",
+            FailureReason::Revoked => "revoked",
+            FailureReason::Expired => "expired",
+            FailureReason::ProtocolNotAllowed => "protocol_not_allowed",
+            FailureReason::NetworkNotAllowed => "network_not_allowed",
+        }
+    }
+}
+
+/// The one stored app password a login can be checked against (found by
+/// the selector inside the typed secret), as a login needs it.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub app_password_id: Uuid,
+    pub username: Username,
+    pub secret_hash: String,
+    pub account_disabled: bool,
+    pub revoked: bool,
+    pub expires_at: Option<Timestamp>,
+    pub protocols: ProtocolSet,
+    pub allowed_networks: AllowedNetworks,
+    pub use_count: i64,
+    pub seen_networks: SeenNetworks,
+}
+
+/// Everything a login is decided on, read in one round trip to the
+/// database (on SQLite each statement is a hand-off to the connection's
+/// thread and back, and these hand-offs were most of a warm login's cost):
+/// the stored counters of its three throttle scopes, whether the account
+/// exists (for the audit trail only; it never changes the response), and
+/// the one candidate credential.
+#[derive(Debug, Clone)]
+pub struct LoginState {
+    pub counters: ScopeCounters,
+    pub account_exists: bool,
+    pub credential: Option<Credential>,
+}
+
+/// One successful login's use of its app password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub at: Timestamp,
+    pub client_ip: IpAddr,
+    pub protocol: Protocol,
+}

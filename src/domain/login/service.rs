@@ -1,0 +1,370 @@
+//! The login service: reads what a login is decided on, verifies the
+//! password, asks `decision` what that comes to, and applies the effects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::decision::{self, Decision, Effect, Facts, Gate, Verification};
+use super::memory::ThrottleMemory;
+use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, LoginState, Usage};
+use super::store::{LoginStore, ThrottleStore, UsageStore};
+use super::throttle::{ScopeKind, Scopes, ThrottleConfig};
+use super::usage::{success_events, PendingUse, UsageBuffer, UsageConfig};
+use super::verified_cache::{VerifiedCache, VerifiedCacheConfig};
+use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::audit::store::AuditStore;
+use crate::domain::secrets::format::Secret;
+use crate::domain::secrets::hashing::Hasher;
+use crate::domain::shared::error::Result;
+use crate::domain::shared::network::canonical_ip;
+use crate::domain::shared::time::{Clock, Timestamp};
+
+/// How logins are throttled, cached and recorded; the defaults and their
+/// reasons are in the README.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginConfig {
+    pub throttle: ThrottleConfig,
+    pub verified_cache: VerifiedCacheConfig,
+    pub usage: UsageConfig,
+}
+
+/// Counters and gauges of the login path's moving parts, read on demand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// argon2 verifications run since start, dummy ones included.
+    pub argon2_verifications: u64,
+    pub hash_pool_workers: usize,
+    /// Verifications waiting for a hashing thread.
+    pub hash_pool_queued: usize,
+    /// Hashing threads running a job.
+    pub hash_pool_busy: usize,
+    /// Verified-secret cache lookups that skipped argon2, and that did not.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    /// App passwords whose usage waits for the next flush.
+    pub usage_pending: usize,
+}
+
+/// Deciding legacy logins; cheap to clone, shared by the Authenticate
+/// handler and the background tasks that flush usage and prune counters.
+pub struct Logins<S> {
+    inner: Arc<Inner<S>>,
+}
+
+struct Inner<S> {
+    store: S,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+    config: LoginConfig,
+    memory: ThrottleMemory,
+    verified: VerifiedCache,
+    usage: UsageBuffer,
+}
+
+impl<S> Clone for Logins<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
+    /// Fails when the OS cannot supply the keys of the in-memory digests.
+    pub fn new(
+        store: S,
+        hasher: Hasher,
+        clock: Arc<dyn Clock>,
+        config: LoginConfig,
+    ) -> Result<Self> {
+        let window = Duration::from_secs(config.throttle.window_secs);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                hasher,
+                clock,
+                config,
+                memory: ThrottleMemory::new(window)?,
+                verified: VerifiedCache::new(config.verified_cache)?,
+                usage: UsageBuffer::new(config.usage),
+            }),
+        })
+    }
+
+    fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// What the login path is doing, for metrics and tests.
+    pub fn stats(&self) -> Stats {
+        let hasher = &self.inner.hasher;
+        let pool = hasher.pool();
+        let (cache_hits, cache_misses) = self.inner.verified.hits_and_misses();
+        Stats {
+            argon2_verifications: hasher.verifications(),
+            hash_pool_workers: pool.workers(),
+            hash_pool_queued: pool.queued(),
+            hash_pool_busy: pool.busy(),
+            cache_hits,
+            cache_misses,
+            usage_pending: self.inner.usage.len(),
+        }
+    }
+
+    /// Decides one login. A throttled login is refused before anything else;
+    /// every other one costs exactly one argon2 verification (or, for one
+    /// that will succeed, a verified-secret cache hit): the selector inside
+    /// the secret leads to at most one stored record, and when there is none
+    /// the verification runs against a dummy hash.
+    pub async fn authenticate(&self, attempt: LoginAttempt) -> Result<LoginOutcome> {
+        let now = self.inner.clock.now();
+        let client_ip = canonical_ip(attempt.client_ip);
+        let scopes = Scopes::of(&attempt.username, client_ip);
+        // Blocks of the source and the pair that this replica has seen are
+        // answered from memory, before anything is read.
+        let memory = &self.inner.memory;
+        if let Some(until) = memory.cached_block(&[&scopes.source, &scopes.pair], now) {
+            return Ok(throttled(until, now));
+        }
+
+        let secret = Secret::parse(attempt.password.expose());
+        // A malformed secret still runs the same query (with a selector that
+        // matches nothing), so it costs what any other failure costs.
+        let selector = secret.as_ref().map_or("", Secret::selector);
+        let state = self
+            .store()
+            .login_state(&scopes, &attempt.username, selector)
+            .await?;
+        let facts = Facts {
+            state: &state,
+            protocol: attempt.protocol,
+            client_ip,
+            now,
+        };
+        let may_use_cache = match decision::gate(&facts, &self.inner.config.throttle) {
+            Gate::Throttled { until, remember } => {
+                for (kind, blocked_until) in remember {
+                    memory.remember_block(scopes.get(kind), blocked_until, now);
+                }
+                return Ok(throttled(until, now));
+            }
+            Gate::Verify { may_use_cache } => may_use_cache,
+        };
+
+        let candidate = state.credential.as_ref();
+        let cached = match (candidate, &secret) {
+            (Some(c), Some(secret)) if may_use_cache => {
+                self.inner.verified.matches(c.app_password_id, secret, now)
+            }
+            _ => false,
+        };
+        let verification = if cached {
+            Verification::Cached
+        } else {
+            let stored = candidate.map(|c| c.secret_hash.clone());
+            let matched = self.inner.hasher.verify(stored, secret.clone()).await?;
+            Verification::Argon2 { matched }
+        };
+        let outdated = candidate.is_some_and(|c| self.inner.hasher.is_outdated(&c.secret_hash));
+        let Decision { outcome, effects } = decision::decide(&facts, verification, outdated);
+        for effect in effects {
+            self.apply(effect, &attempt, &scopes, &state, secret.as_ref(), &facts)
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Applies one effect of a decision.
+    async fn apply(
+        &self,
+        effect: Effect,
+        attempt: &LoginAttempt,
+        scopes: &Scopes,
+        state: &LoginState,
+        secret: Option<&Secret>,
+        facts: &Facts<'_>,
+    ) -> Result<()> {
+        let now = facts.now;
+        let memory = &self.inner.memory;
+        match effect {
+            Effect::CountFailure {
+                reason,
+                account_known,
+                app_password_id,
+            } => {
+                let mut event = failure_event(attempt, facts, reason);
+                if account_known {
+                    event.username = Some(attempt.username.clone());
+                }
+                event.app_password_id = app_password_id;
+                self.count_failure(scopes, attempt, now, event).await
+            }
+            Effect::ClearPair => self.store().record_success(&scopes.pair, now).await,
+            Effect::ForgetPair => {
+                memory.forget_block(&scopes.pair);
+                memory.forget_guesses(&scopes.pair);
+                Ok(())
+            }
+            Effect::RememberVerified { app_password_id } => {
+                if let Some(secret) = secret {
+                    self.inner.verified.remember(app_password_id, secret, now);
+                }
+                Ok(())
+            }
+            Effect::RecordUse => match &state.credential {
+                Some(credential) => {
+                    let usage = Usage {
+                        at: now,
+                        client_ip: facts.client_ip,
+                        protocol: attempt.protocol,
+                    };
+                    self.record_use(credential, usage, &attempt.actor).await
+                }
+                None => Ok(()),
+            },
+            Effect::Rehash => {
+                if let (Some(credential), Some(secret)) = (&state.credential, secret) {
+                    self.upgrade_hash(credential, secret.clone()).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts a wrong guess in all three scopes and audits it, in one
+    /// transaction; a guess that repeats a recent one from the same source
+    /// for the same account is audited but not counted again.
+    async fn count_failure(
+        &self,
+        scopes: &Scopes,
+        attempt: &LoginAttempt,
+        now: Timestamp,
+        event: AuditEvent,
+    ) -> Result<()> {
+        let memory = &self.inner.memory;
+        if memory.repeated_guess(&scopes.pair, attempt.password.expose(), now) {
+            return self.store().record_event(event).await;
+        }
+        let throttle = &self.inner.config.throttle;
+        let rules = scopes
+            .all()
+            .into_iter()
+            .map(|scope| (scope.clone(), throttle.rule(scope.kind)))
+            .collect();
+        let counters = self.store().record_failures(rules, now, event).await?;
+        for (scope, counter) in counters {
+            if let Some(until) = counter.blocked_until {
+                if scope.kind != ScopeKind::Account {
+                    memory.remember_block(&scope, until, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a success's usage: at once when it earns an audit event (or
+    /// coalescing is off), else in the usage buffer, which a background task
+    /// writes once per interval.
+    async fn record_use(&self, credential: &Credential, usage: Usage, actor: &str) -> Result<()> {
+        let (seen_networks, events) = success_events(credential, &usage, actor);
+        let buffer = &self.inner.usage;
+        if seen_networks.is_none() && buffer.config().flush_interval().is_some() {
+            buffer.add(credential.app_password_id, PendingUse::one(usage));
+            return Ok(());
+        }
+        self.store()
+            .record_use(
+                credential.app_password_id,
+                PendingUse::one(usage),
+                seen_networks,
+                events,
+            )
+            .await
+    }
+
+    /// Re-hashes a verified secret whose stored hash has outdated argon2
+    /// parameters, so that raising them upgrades every password in use
+    /// without anyone re-issuing. Best effort: the login has succeeded
+    /// either way, and a failed upgrade is tried again at the next login.
+    async fn upgrade_hash(&self, credential: &Credential, secret: Secret) {
+        let upgraded = match self.inner.hasher.hash(secret).await {
+            Ok(hash) => {
+                self.store()
+                    .replace_hash(credential.app_password_id, &credential.secret_hash, &hash)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match upgraded {
+            Ok(()) => {
+                tracing::info!(app_password = %credential.app_password_id, "re-hashed with the configured argon2 parameters")
+            }
+            Err(error) => {
+                tracing::warn!(app_password = %credential.app_password_id, %error, "re-hashing failed; will retry at the next login")
+            }
+        }
+    }
+
+    /// Writes the usage gathered in the buffer, in transactions of a few
+    /// hundred rows: each is one commit for many rows, and none holds
+    /// SQLite's write lock long enough to stall a login's write. What a
+    /// failure leaves unwritten is kept for the next flush. Returns how many
+    /// app passwords were written.
+    pub async fn flush_usage(&self) -> Result<usize> {
+        const PER_TRANSACTION: usize = 256;
+        let batch = self.inner.usage.take();
+        let mut written = 0;
+        for chunk in batch.chunks(PER_TRANSACTION) {
+            if let Err(error) = self.store().record_uses(chunk).await {
+                self.inner.usage.put_back(batch[written..].to_vec());
+                return Err(error);
+            }
+            written += chunk.len();
+        }
+        Ok(written)
+    }
+
+    /// How coalescing is configured, for the task that flushes.
+    pub fn usage_config(&self) -> UsageConfig {
+        self.inner.usage.config()
+    }
+
+    /// Resolves when the usage buffer has filled and should be flushed early.
+    pub async fn usage_buffer_filled(&self) {
+        self.inner.usage.filled().await;
+    }
+
+    /// Deletes failure counters that no longer matter: idle for a whole
+    /// window, not blocked, and without a success that keeps a source known.
+    pub async fn prune_throttle_counters(&self) -> Result<u64> {
+        let now = self.inner.clock.now();
+        let config = &self.inner.config.throttle;
+        let window = Duration::from_secs(config.window_secs);
+        self.store()
+            .prune_counters(
+                now.saturating_sub(window),
+                now.saturating_sub(config.known_source_for()),
+                now,
+            )
+            .await
+    }
+
+    /// The clock the login path runs on, for the background tasks.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+}
+
+fn throttled(until: Timestamp, now: Timestamp) -> LoginOutcome {
+    LoginOutcome::Throttled {
+        retry_after: until.since(now),
+    }
+}
+
+fn failure_event(attempt: &LoginAttempt, facts: &Facts<'_>, reason: FailureReason) -> AuditEvent {
+    let mut event = AuditEvent::new(EventType::AuthenticationFailed, facts.now, &attempt.actor)
+        .detail(reason.as_str());
+    event.client_ip = Some(facts.client_ip);
+    event.protocol = Some(attempt.protocol);
+    event
+}

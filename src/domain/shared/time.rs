@@ -1,0 +1,214 @@
+//! Time as the rules see it. Rules take the time from a [`Clock`] handed to
+//! them, never from the system directly, and background work waits on the
+//! same clock, so tests move time instead of sleeping.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use uuid::timestamp::context::ContextV7;
+use uuid::Uuid;
+
+use super::sync::lock;
+
+/// Milliseconds since the Unix epoch; the unit every table stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+/// A duration in whole milliseconds, saturating at `i64::MAX`.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Timestamp {
+    pub const fn from_millis(millis: i64) -> Self {
+        Self(millis)
+    }
+
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// `None` when the result would not fit, which only a hostile or absurd
+    /// duration can cause; for input that must be refused rather than
+    /// clamped.
+    pub fn checked_add(self, duration: Duration) -> Option<Self> {
+        let millis = i64::try_from(duration.as_millis()).ok()?;
+        self.0.checked_add(millis).map(Self)
+    }
+
+    /// `duration` later, clamped at the end of representable time.
+    pub fn saturating_add(self, duration: Duration) -> Self {
+        Self(self.0.saturating_add(millis(duration)))
+    }
+
+    /// `duration` earlier, clamped at the start of representable time.
+    pub fn saturating_sub(self, duration: Duration) -> Self {
+        Self(self.0.saturating_sub(millis(duration)))
+    }
+
+    /// How long after `earlier` this is; zero when `earlier` is not earlier
+    /// (a clock moved backwards never makes a negative age).
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        let elapsed = self.0.saturating_sub(earlier.0).max(0);
+        Duration::from_millis(u64::try_from(elapsed).unwrap_or(0))
+    }
+
+    /// Whether less than `duration` has passed from `earlier` to this, and
+    /// `earlier` is not in the future: "`earlier` is recent as of now".
+    pub fn within(self, earlier: Timestamp, duration: Duration) -> bool {
+        earlier <= self && self.since(earlier) < duration
+    }
+}
+
+/// A boxed future, so that a clock can be a trait object.
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Timestamp;
+
+    /// Resolves once this clock has moved `duration` past the time of the
+    /// call. Background work (usage flushes, pruning) waits with this, so
+    /// it follows the same clock as the rules.
+    fn sleep(&self, duration: Duration) -> Sleep;
+}
+
+/// The wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(millis(since_epoch))
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// A clock that only moves when told to; for tests that exercise expiry,
+/// pruning and flushing through the real server. Whatever sleeps on it
+/// wakes when it is moved far enough.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<ManualInner>);
+
+#[derive(Debug)]
+struct ManualInner {
+    millis: AtomicI64,
+    moved: Notify,
+}
+
+impl ManualClock {
+    pub fn starting_at(start: Timestamp) -> Self {
+        Self(Arc::new(ManualInner {
+            millis: AtomicI64::new(start.as_millis()),
+            moved: Notify::new(),
+        }))
+    }
+
+    pub fn set(&self, to: Timestamp) {
+        self.0.millis.store(to.as_millis(), Ordering::SeqCst);
+        self.0.moved.notify_waiters();
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.0.millis.fetch_add(millis(by), Ordering::SeqCst);
+        self.0.moved.notify_waiters();
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.millis.load(Ordering::SeqCst))
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep {
+        let inner = Arc::clone(&self.0);
+        let until = self.now().saturating_add(duration);
+        Box::pin(async move {
+            loop {
+                // Registered before the check, so a move between the check
+                // and the wait still wakes it.
+                let moved = inner.moved.notified();
+                tokio::pin!(moved);
+                moved.as_mut().enable();
+                if inner.millis.load(Ordering::SeqCst) >= until.as_millis() {
+                    return;
+                }
+                moved.await;
+            }
+        })
+    }
+}
+
+/// A new time-ordered id (UUIDv7) stamped with `now` from the injected
+/// clock. Ids made in the same millisecond still sort in the order they
+/// were made: one process-wide counter orders them.
+pub fn new_id(now: Timestamp) -> Uuid {
+    static CONTEXT: Mutex<ContextV7> = Mutex::new(ContextV7::new());
+    let millis = u64::try_from(now.as_millis()).unwrap_or(0);
+    let context = lock(&CONTEXT);
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        &*context,
+        millis / 1000,
+        u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp::from_millis(millis)
+    }
+
+    #[test]
+    fn arithmetic_saturates_and_never_goes_negative() {
+        assert_eq!(at(1_000).saturating_add(Duration::from_secs(2)), at(3_000));
+        assert_eq!(at(1_000).saturating_sub(Duration::from_secs(2)), at(-1_000));
+        assert_eq!(
+            at(i64::MAX - 1).saturating_add(Duration::from_secs(1)),
+            at(i64::MAX)
+        );
+        assert_eq!(at(0).saturating_add(Duration::MAX), at(i64::MAX));
+        assert_eq!(at(0).checked_add(Duration::MAX), None);
+        assert_eq!(at(3_500).since(at(1_000)), Duration::from_millis(2_500));
+        assert_eq!(at(1_000).since(at(3_500)), Duration::ZERO);
+        assert!(at(1_999).within(at(1_000), Duration::from_secs(1)));
+        assert!(!at(2_000).within(at(1_000), Duration::from_secs(1)));
+        assert!(!at(1_000).within(at(1_001), Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn ids_follow_the_clock_and_sort_in_order_within_a_millisecond() {
+        let ids: Vec<Uuid> = (0..100).map(|_| new_id(at(1_767_225_600_000))).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        let (seconds, _) = ids[0].get_timestamp().unwrap().to_unix();
+        assert_eq!(seconds, 1_767_225_600);
+        assert!(new_id(at(1_767_225_600_001)) > ids[99]);
+    }
+
+    #[tokio::test]
+    async fn a_sleep_on_the_manual_clock_ends_when_the_clock_is_moved() {
+        let clock = ManualClock::starting_at(at(0));
+        let sleeping = tokio::spawn(clock.sleep(Duration::from_secs(60)));
+        clock.advance(Duration::from_secs(59));
+        tokio::task::yield_now().await;
+        assert!(!sleeping.is_finished());
+        clock.advance(Duration::from_secs(1));
+        tokio::time::timeout(Duration::from_secs(5), sleeping)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

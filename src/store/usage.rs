@@ -1,0 +1,99 @@
+//! Writes that successful logins make to their app passwords: usage,
+//! and re-hashes.
+
+use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait, UpdateMany};
+use uuid::Uuid;
+
+use super::audit::insert_event;
+use super::entities::app_password;
+use super::{db_error, SqlStore};
+use crate::domain::audit::event::AuditEvent;
+use crate::domain::login::store::UsageStore;
+use crate::domain::login::usage::PendingUse;
+use crate::domain::shared::error::Result;
+use crate::domain::shared::network::SeenNetworks;
+
+/// The update recording `usage` of one password. The last-used fields move
+/// only forward: replicas flush their batches in any order.
+fn usage_update(id: Uuid, usage: &PendingUse) -> UpdateMany<app_password::Entity> {
+    use app_password::Column;
+    let at = usage.last.at.as_millis();
+    let if_newer = |column: Column, value: sea_orm::Value| -> SimpleExpr {
+        let newer = Condition::any()
+            .add(Column::LastUsedAt.is_null())
+            .add(Column::LastUsedAt.lt(at));
+        Expr::case(newer, Expr::val(value))
+            .finally(Expr::col(column))
+            .into()
+    };
+    app_password::Entity::update_many()
+        // MySQL evaluates assignments left to right, each seeing the ones
+        // before it: last_used_at goes last, so every condition reads the
+        // old value.
+        .col_expr(
+            Column::LastUsedIp,
+            if_newer(Column::LastUsedIp, usage.last.client_ip.to_string().into()),
+        )
+        .col_expr(
+            Column::LastUsedProtocol,
+            if_newer(Column::LastUsedProtocol, usage.last.protocol.code().into()),
+        )
+        .col_expr(Column::LastUsedAt, if_newer(Column::LastUsedAt, at.into()))
+        .col_expr(
+            Column::UseCount,
+            Expr::col(Column::UseCount).add(i64::from(usage.count)),
+        )
+        .filter(Column::Id.eq(id))
+}
+
+impl UsageStore for SqlStore {
+    #[tracing::instrument(skip_all, fields(app_password = %id))]
+    async fn record_use(
+        &self,
+        id: Uuid,
+        usage: PendingUse,
+        seen_networks: Option<SeenNetworks>,
+        events: Vec<AuditEvent>,
+    ) -> Result<()> {
+        let mut update = usage_update(id, &usage);
+        let Some(seen_networks) = seen_networks else {
+            update.exec(&self.db).await.map_err(db_error)?;
+            return Ok(());
+        };
+        update = update.col_expr(
+            app_password::Column::SeenNetworks,
+            Expr::value(seen_networks.to_stored()),
+        );
+        let txn = self.db.begin().await.map_err(db_error)?;
+        update.exec(&txn).await.map_err(db_error)?;
+        for event in events {
+            insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(db_error)
+    }
+
+    #[tracing::instrument(skip_all, fields(passwords = batch.len()))]
+    async fn record_uses(&self, batch: &[(Uuid, PendingUse)]) -> Result<()> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        for (id, usage) in batch {
+            usage_update(*id, usage)
+                .exec(&txn)
+                .await
+                .map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)
+    }
+
+    #[tracing::instrument(skip_all, fields(app_password = %id))]
+    async fn replace_hash(&self, id: Uuid, old: &str, new: &str) -> Result<()> {
+        app_password::Entity::update_many()
+            .col_expr(app_password::Column::SecretHash, Expr::value(new))
+            .filter(app_password::Column::Id.eq(id))
+            .filter(app_password::Column::SecretHash.eq(old))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
