@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod access;
+mod architecture;
 mod audit_trail;
 mod callers;
 mod cli;
