@@ -135,7 +135,7 @@ impl App {
             self.audit,
             stop.clone(),
         ));
-        let flushing = tokio::spawn(flush_usage(self.services.logins.clone(), stop.clone()));
+        let flushing = tokio::spawn(flush_logins(self.services.logins.clone(), stop.clone()));
         let exporting = self.metrics_listener.map(|listener| {
             tokio::spawn(serve_metrics(
                 listener,
@@ -183,6 +183,12 @@ impl App {
             Ok(written) => tracing::info!(written, "flushed usage of app passwords"),
             Err(error) => {
                 tracing::error!(%error, "flushing usage at shutdown failed: last-used fields and use counts since the last flush are lost")
+            }
+        }
+        match self.services.logins.flush_repeats().await {
+            Ok(written) => tracing::info!(written, "audited repeated failed logins"),
+            Err(error) => {
+                tracing::error!(%error, "auditing repeated failed logins at shutdown failed: their counts since the last flush are lost")
             }
         }
         self.store.close().await?;
@@ -287,14 +293,17 @@ async fn housekeeping(
     }
 }
 
-/// Writes the usage of logins gathered since the last flush, every
-/// interval of the domain's clock, and early when the buffer fills, until
-/// the server stops (the last flush is `serve`'s, once in-flight requests
-/// have finished).
-async fn flush_usage(logins: Logins<SqlStore>, mut stop: watch::Receiver<bool>) {
-    let Some(every) = logins.usage_config().flush_interval() else {
-        return;
-    };
+/// Writes what logins gathered in memory since the last flush (usage, and
+/// the coalesced audit events of repeated wrong guesses) every interval of
+/// the domain's clock, and early when the usage buffer fills, until the
+/// server stops (the last flush is `serve`'s, once in-flight requests have
+/// finished). With usage coalescing off, repeats are still flushed every
+/// minute.
+async fn flush_logins(logins: Logins<SqlStore>, mut stop: watch::Receiver<bool>) {
+    let every = logins
+        .usage_config()
+        .flush_interval()
+        .unwrap_or(Duration::from_secs(60));
     let clock = Arc::clone(logins.clock());
     loop {
         tokio::select! {
@@ -302,11 +311,22 @@ async fn flush_usage(logins: Logins<SqlStore>, mut stop: watch::Receiver<bool>) 
             () = logins.usage_buffer_filled() => {}
             _ = stop.changed() => return,
         }
-        match logins.flush_usage().await {
-            Ok(0) => {}
-            Ok(written) => tracing::debug!(written, "flushed usage of app passwords"),
-            Err(error) => tracing::warn!(%error, "flushing usage failed; will retry"),
-        }
+        flush_once(&logins).await;
+    }
+}
+
+/// One flush of what logins gathered in memory; failures are logged and
+/// what was not written is kept for the next.
+async fn flush_once(logins: &Logins<SqlStore>) {
+    match logins.flush_usage().await {
+        Ok(0) => {}
+        Ok(written) => tracing::debug!(written, "flushed usage of app passwords"),
+        Err(error) => tracing::warn!(%error, "flushing usage failed; will retry"),
+    }
+    match logins.flush_repeats().await {
+        Ok(0) => {}
+        Ok(written) => tracing::debug!(written, "audited repeated failed logins"),
+        Err(error) => tracing::warn!(%error, "auditing repeated failed logins failed; will retry"),
     }
 }
 

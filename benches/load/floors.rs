@@ -45,7 +45,9 @@ pub fn argon2_one_thread(duration: Duration) -> Result<f64, BoxError> {
 pub async fn argon2_pool(concurrency: usize, duration: Duration) -> Result<f64, BoxError> {
     let hasher = Hasher::new(HashParams::default(), HashPoolConfig::default()).await?;
     let secret = Secret::generate()?;
-    let hash = hasher.hash(secret.clone()).await?;
+    let hash = hasher
+        .hash(secret.clone(), hasher.default_admission())
+        .await?;
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -54,7 +56,11 @@ pub async fn argon2_pool(concurrency: usize, duration: Duration) -> Result<f64, 
                 let mut done = 0u32;
                 while started.elapsed() < duration {
                     if hasher
-                        .verify(Some(hash.clone()), Some(secret.clone()))
+                        .verify(
+                            Some(hash.clone()),
+                            Some(secret.clone()),
+                            hasher.default_admission(),
+                        )
                         .await
                         .is_ok()
                     {

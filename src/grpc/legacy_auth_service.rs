@@ -16,7 +16,7 @@ use super::convert::parse_login_protocol;
 use super::pb::legacy_auth_service_server::LegacyAuthService;
 use super::pb::{self, AuthenticateRequest, AuthenticateResponse};
 use super::request_log::Outcome;
-use super::{caller, names, validate};
+use super::{caller, deadline, names, validate};
 
 pub struct LegacyAuthHandler<S> {
     logins: Logins<S>,
@@ -74,6 +74,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
         request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
         let actor = caller::name_of(&request);
+        let wait = deadline::of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
         let username = v.check("username", Username::parse(&request.username));
@@ -95,6 +96,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
                 protocol,
                 client_ip,
                 actor,
+                wait,
             })
             .await?;
         let (body, logged) = match outcome {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod caller;
 mod caller_service;
 mod convert;
+mod deadline;
 mod legacy_auth_service;
 mod names;
 mod paging;

@@ -29,6 +29,9 @@ impl From<Error> for Status {
                 tracing::warn!(error = %source, "storage unavailable");
                 Status::unavailable("storage is unavailable; nothing was changed, retry later")
             }
+            Error::Cancelled => {
+                Status::cancelled("the request was cancelled before it was decided")
+            }
             Error::Internal(source) => {
                 tracing::error!(error = %source, "internal error");
                 Status::internal("internal error")

@@ -3,7 +3,7 @@
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, TransactionTrait,
 };
 
 use super::entities::audit_event;
@@ -41,9 +41,13 @@ pub(super) async fn insert_event(
 }
 
 impl AuditStore for SqlStore {
-    #[tracing::instrument(skip_all)]
-    async fn record_event(&self, event: AuditEvent) -> Result<()> {
-        insert_event(&self.db, event).await
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
+    async fn record_events(&self, events: Vec<AuditEvent>) -> Result<()> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        for event in events {
+            insert_event(&txn, event).await?;
+        }
+        txn.commit().await.map_err(db_error)
     }
 
     #[tracing::instrument(skip_all)]

@@ -20,6 +20,7 @@ async fn a_full_queue_is_refused_at_once_and_recovers() {
         config.hash_pool = HashPoolConfig {
             workers: 1,
             queue: 2,
+            ..HashPoolConfig::default()
         };
     })
     .await

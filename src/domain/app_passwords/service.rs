@@ -99,7 +99,10 @@ impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {
 
         for _ in 0..SELECTOR_ATTEMPTS {
             let secret = Secret::generate()?;
-            let secret_hash = self.inner.hasher.hash(secret.clone()).await?;
+            let hasher = &self.inner.hasher;
+            let secret_hash = hasher
+                .hash(secret.clone(), hasher.default_admission())
+                .await?;
             let new = NewAppPassword {
                 id: new_id(now),
                 username: request.username.clone(),

@@ -11,8 +11,9 @@ use crate::domain::shared::time::Timestamp;
 /// capabilities' stores, in the same transaction as the change they
 /// record; this trait is for what stands alone.
 pub trait AuditStore: Send + Sync + 'static {
-    /// Writes one event on its own (a failed login changes nothing else).
-    fn record_event(&self, event: AuditEvent) -> impl Future<Output = Result<()>> + Send;
+    /// Writes events that record no other change (the coalesced repeats of
+    /// failed logins), in one transaction.
+    fn record_events(&self, events: Vec<AuditEvent>) -> impl Future<Output = Result<()>> + Send;
 
     fn list_events(
         &self,

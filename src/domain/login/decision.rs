@@ -47,8 +47,13 @@ pub enum Gate {
         remember: Vec<(ScopeKind, Timestamp)>,
     },
     /// Verify the password. The verified-secret cache may answer instead of
-    /// argon2 only if `may_use_cache`.
-    Verify { may_use_cache: bool },
+    /// argon2 only if `may_use_cache`. `room`: how many guesses of each
+    /// scope may be in flight at once (argon2 running or queued) before
+    /// this one must wait for one of them to be decided.
+    Verify {
+        may_use_cache: bool,
+        room: [(ScopeKind, u32); 3],
+    },
 }
 
 /// How the typed password was checked against the candidate.
@@ -58,6 +63,9 @@ pub enum Verification {
     Cached,
     /// argon2 ran, against the candidate's hash or, without one, the dummy.
     Argon2 { matched: bool },
+    /// This replica verified the very same guess against the very same
+    /// stored hash within the throttle's window (no argon2).
+    Remembered { matched: bool },
 }
 
 /// What to change once a login is decided.
@@ -147,7 +155,18 @@ pub fn gate(facts: &Facts<'_>, config: &ThrottleConfig) -> Gate {
         .credential
         .as_ref()
         .is_some_and(|credential| refusal(credential, facts).is_none());
-    Gate::Verify { may_use_cache }
+    let room = [ScopeKind::Source, ScopeKind::Pair, ScopeKind::Account].map(|kind| {
+        let room = if kind == ScopeKind::Account && exempt {
+            u32::MAX
+        } else {
+            config.rule(kind).room(&counters.get(kind), facts.now)
+        };
+        (kind, room)
+    });
+    Gate::Verify {
+        may_use_cache,
+        room,
+    }
 }
 
 /// The step after verification. A wrong password (or no candidate) is a
@@ -158,7 +177,9 @@ pub fn gate(facts: &Facts<'_>, config: &ThrottleConfig) -> Gate {
 pub fn decide(facts: &Facts<'_>, verification: Verification, hash_outdated: bool) -> Decision {
     let matched = matches!(
         verification,
-        Verification::Cached | Verification::Argon2 { matched: true }
+        Verification::Cached
+            | Verification::Argon2 { matched: true }
+            | Verification::Remembered { matched: true }
     );
     let credential = match &facts.state.credential {
         Some(credential) if matched => credential,
@@ -183,7 +204,7 @@ pub fn decide(facts: &Facts<'_>, verification: Verification, hash_outdated: bool
         effects.push(Effect::ClearPair);
     }
     effects.push(Effect::ForgetPair);
-    if verification != Verification::Cached {
+    if let Verification::Argon2 { .. } = verification {
         effects.push(Effect::RememberVerified {
             app_password_id: credential.app_password_id,
         });
@@ -269,6 +290,20 @@ mod tests {
 
     fn config() -> ThrottleConfig {
         ThrottleConfig::default()
+    }
+
+    fn cache_allowed(state: &LoginState) -> Option<bool> {
+        match gate(&facts(state), &config()) {
+            Gate::Verify { may_use_cache, .. } => Some(may_use_cache),
+            Gate::Throttled { .. } => None,
+        }
+    }
+
+    fn room(state: &LoginState) -> [(ScopeKind, u32); 3] {
+        match gate(&facts(state), &config()) {
+            Gate::Verify { room, .. } => room,
+            Gate::Throttled { .. } => panic!("throttled"),
+        }
     }
 
     const ARGON2_OK: Verification = Verification::Argon2 { matched: true };
@@ -402,10 +437,8 @@ mod tests {
             assert_eq!(decision.outcome, LoginOutcome::Failure(reason));
             assert_eq!(decision.effects, count(reason, true, Some(ID)));
             assert_eq!(
-                gate(&facts(&state), &config()),
-                Gate::Verify {
-                    may_use_cache: false
-                },
+                cache_allowed(&state),
+                Some(false),
                 "{reason:?}: a refused login pays argon2"
             );
             let wrong = refused_with(&state, ARGON2_WRONG);
@@ -458,6 +491,35 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_guess_is_decided_on_the_state_read_now() {
+        let mut state = state();
+        let remembered_right = Verification::Remembered { matched: true };
+        if let Some(c) = state.credential.as_mut() {
+            c.account_disabled = true;
+        }
+        assert_eq!(
+            refused_with(&state, remembered_right).outcome,
+            LoginOutcome::Failure(FailureReason::AccountDisabled)
+        );
+        if let Some(c) = state.credential.as_mut() {
+            c.account_disabled = false;
+        }
+        let decision = decide(&facts(&state), remembered_right, false);
+        assert!(matches!(decision.outcome, LoginOutcome::Success { .. }));
+        assert!(
+            !decision
+                .effects
+                .iter()
+                .any(|e| matches!(e, Effect::RememberVerified { .. })),
+            "only argon2 fills the verified-secret cache"
+        );
+        assert_eq!(
+            refused_with(&state, Verification::Remembered { matched: false }).effects,
+            count(FailureReason::InvalidCredentials, true, None)
+        );
+    }
+
+    #[test]
     fn a_cached_verification_never_overrides_a_refusal() {
         let mut state = state();
         if let Some(c) = state.credential.as_mut() {
@@ -471,22 +533,12 @@ mod tests {
 
     #[test]
     fn the_cache_may_answer_only_for_a_login_that_would_succeed() {
-        assert_eq!(
-            gate(&facts(&state()), &config()),
-            Gate::Verify {
-                may_use_cache: true
-            }
-        );
+        assert_eq!(cache_allowed(&state()), Some(true));
         let no_candidate = LoginState {
             credential: None,
             ..state()
         };
-        assert_eq!(
-            gate(&facts(&no_candidate), &config()),
-            Gate::Verify {
-                may_use_cache: false
-            }
-        );
+        assert_eq!(cache_allowed(&no_candidate), Some(false));
     }
 
     #[test]
@@ -537,5 +589,28 @@ mod tests {
             },
             "a known source's own pair block still applies"
         );
+    }
+
+    #[test]
+    fn room_for_guesses_in_flight_is_what_is_left_of_each_limit() {
+        use ScopeKind::{Account, Pair, Source};
+        let mut state = state();
+        state.counters.pair.last_success_at = None;
+        assert_eq!(room(&state), [(Source, 30), (Pair, 5), (Account, 100)]);
+        state.counters.pair.failures = 3;
+        state.counters.pair.last_failure_at = Some(earlier(60));
+        state.counters.source.failures = 29;
+        state.counters.source.last_failure_at = Some(earlier(60));
+        assert_eq!(room(&state), [(Source, 1), (Pair, 2), (Account, 100)]);
+        // A block that has run out lets one guess at a time through.
+        state.counters.pair.failures = 9;
+        state.counters.pair.blocked_until = Some(earlier(1));
+        assert_eq!(room(&state)[1], (Pair, 1));
+        // Failures older than the window no longer count.
+        state.counters.pair.last_failure_at = Some(earlier(86_400));
+        assert_eq!(room(&state)[1], (Pair, 5));
+        // A known source does not wait on the account's guesses.
+        state.counters.pair.last_success_at = Some(earlier(60));
+        assert_eq!(room(&state)[2], (Account, u32::MAX));
     }
 }

@@ -44,6 +44,9 @@ pub struct LoginAttempt {
     pub client_ip: IpAddr,
     /// The proxy that asked, for the audit trail.
     pub actor: String,
+    /// How long the caller will wait for the answer (its deadline), if it
+    /// said; otherwise the configured default applies.
+    pub wait: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::decision::{self, Decision, Effect, Facts, Gate, Verification};
-use super::memory::ThrottleMemory;
-use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, LoginState, Usage};
+use super::memory::{GuessDigest, HashPrint, Recall, Reserve, ThrottleMemory};
+use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, Usage};
 use super::store::{LoginStore, ThrottleStore, UsageStore};
 use super::throttle::{ScopeKind, Scopes, ThrottleConfig};
 use super::usage::{success_events, PendingUse, UsageBuffer, UsageConfig};
@@ -15,7 +15,8 @@ use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::audit::store::AuditStore;
 use crate::domain::secrets::format::Secret;
 use crate::domain::secrets::hashing::Hasher;
-use crate::domain::shared::error::Result;
+use crate::domain::secrets::pool::{Admission, Ticket};
+use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::time::{Clock, Timestamp};
 
@@ -111,79 +112,159 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         }
     }
 
-    /// Decides one login. A throttled login is refused before anything else;
-    /// every other one costs exactly one argon2 verification (or, for one
-    /// that will succeed, a verified-secret cache hit): the selector inside
-    /// the secret leads to at most one stored record, and when there is none
-    /// the verification runs against a dummy hash.
+    /// Decides one login. A throttled login, and a repeat of a recent wrong
+    /// guess, are answered before anything is read; every other one costs
+    /// exactly one argon2 verification (or, for one that will succeed, a
+    /// verified-secret cache hit): the selector inside the secret leads to
+    /// at most one stored record, and when there is none the verification
+    /// runs against a dummy hash.
+    ///
+    /// The decision runs in a task of its own, so a caller that goes away
+    /// (a deadline, a reset stream) cannot take a guess back: once its
+    /// password is being checked it is counted; one not yet checked is
+    /// dropped without argon2.
     pub async fn authenticate(&self, attempt: LoginAttempt) -> Result<LoginOutcome> {
-        let now = self.inner.clock.now();
+        let ticket = Ticket::new();
+        let _caller = CancelOnDrop(ticket.clone());
+        let logins = self.clone();
+        tokio::spawn(async move { logins.decide(attempt, ticket).await })
+            .await
+            .map_err(|error| Error::internal(format!("a login task failed: {error}")))?
+    }
+
+    async fn decide(&self, attempt: LoginAttempt, ticket: Ticket) -> Result<LoginOutcome> {
+        let wait = attempt.wait.unwrap_or(Duration::from_millis(
+            self.inner.config.throttle.max_wait_ms,
+        ));
+        let deadline = tokio::time::Instant::now() + wait;
         let client_ip = canonical_ip(attempt.client_ip);
         let scopes = Scopes::of(&attempt.username, client_ip);
-        // Blocks of the source and the pair that this replica has seen are
-        // answered from memory, before anything is read.
         let memory = &self.inner.memory;
-        if let Some(until) = memory.cached_block(&[&scopes.source, &scopes.pair], now) {
-            return Ok(throttled(until, now));
-        }
-
-        let secret = Secret::parse(attempt.password.expose());
+        let typed = attempt.password.expose();
+        let digest = memory.digest(&scopes.pair, client_ip, attempt.protocol, typed);
+        let secret = Secret::parse(typed);
         // A malformed secret still runs the same query (with a selector that
         // matches nothing), so it costs what any other failure costs.
-        let selector = secret.as_ref().map_or("", Secret::selector);
-        let state = self
-            .store()
-            .login_state(&scopes, &attempt.username, selector)
-            .await?;
-        let facts = Facts {
-            state: &state,
-            protocol: attempt.protocol,
-            client_ip,
-            now,
-        };
-        let may_use_cache = match decision::gate(&facts, &self.inner.config.throttle) {
-            Gate::Throttled { until, remember } => {
-                for (kind, blocked_until) in remember {
-                    memory.remember_block(scopes.get(kind), blocked_until, now);
-                }
+        let selector = secret.as_ref().map_or("", Secret::selector).to_owned();
+        loop {
+            if ticket.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let now = self.inner.clock.now();
+            // Blocks of the source and the pair that this replica has seen
+            // are answered from memory, before anything is read.
+            if let Some(until) = memory.cached_block(&[&scopes.source, &scopes.pair], now) {
                 return Ok(throttled(until, now));
             }
-            Gate::Verify { may_use_cache } => may_use_cache,
-        };
-
-        let candidate = state.credential.as_ref();
-        let cached = match (candidate, &secret) {
-            (Some(c), Some(secret)) if may_use_cache => {
-                self.inner.verified.matches(c.app_password_id, secret, now)
-            }
-            _ => false,
-        };
-        let verification = if cached {
-            Verification::Cached
-        } else {
-            let stored = candidate.map(|c| c.secret_hash.clone());
-            let matched = self.inner.hasher.verify(stored, secret.clone()).await?;
-            Verification::Argon2 { matched }
-        };
-        let outdated = candidate.is_some_and(|c| self.inner.hasher.is_outdated(&c.secret_hash));
-        let Decision { outcome, effects } = decision::decide(&facts, verification, outdated);
-        for effect in effects {
-            self.apply(effect, &attempt, &scopes, &state, secret.as_ref(), &facts)
+            let state = self
+                .store()
+                .login_state(&scopes, &attempt.username, &selector)
                 .await?;
+            let facts = Facts {
+                state: &state,
+                protocol: attempt.protocol,
+                client_ip,
+                now,
+            };
+            let (may_use_cache, room) = match decision::gate(&facts, &self.inner.config.throttle) {
+                Gate::Throttled { until, remember } => {
+                    for (kind, blocked_until) in remember {
+                        memory.remember_block(scopes.get(kind), blocked_until, now);
+                    }
+                    return Ok(throttled(until, now));
+                }
+                Gate::Verify {
+                    may_use_cache,
+                    room,
+                } => (may_use_cache, room),
+            };
+            let candidate = state.credential.as_ref();
+            let print = HashPrint::of(candidate.map(|c| c.secret_hash.as_str()));
+            let recall = memory.recall(&scopes.pair, &digest, print, now);
+            let login = Login {
+                attempt: &attempt,
+                scopes: &scopes,
+                facts: &facts,
+                secret: secret.as_ref(),
+                digest,
+                print,
+                counted_before: recall.counted(),
+            };
+            // A guess this replica verified against this very hash is
+            // decided without argon2 (and, being a repeat, writes no row).
+            if let Recall::Known { matched } = recall {
+                return self
+                    .conclude(&login, Verification::Remembered { matched })
+                    .await;
+            }
+            let cached = match (candidate, &secret) {
+                (Some(c), Some(secret)) if may_use_cache => {
+                    self.inner.verified.matches(c.app_password_id, secret, now)
+                }
+                _ => false,
+            };
+            if cached {
+                return self.conclude(&login, Verification::Cached).await;
+            }
+
+            // Every other login holds a place among its scopes' guesses in
+            // flight until it is decided, or waits for one.
+            let places = room.map(|(kind, room)| (scopes.get(kind), room));
+            let _held = match memory.reserve(&places, &digest) {
+                Reserve::Held(reservation) => reservation,
+                Reserve::Wait(place) => {
+                    if tokio::time::timeout_at(deadline, place).await.is_err() {
+                        return Ok(LoginOutcome::Throttled {
+                            retry_after: Duration::from_secs(1),
+                        });
+                    }
+                    continue;
+                }
+            };
+            let admission = Admission {
+                wait: deadline.saturating_duration_since(tokio::time::Instant::now()),
+                ticket: Some(ticket.clone()),
+            };
+            let stored = candidate.map(|c| c.secret_hash.clone());
+            let matched = self
+                .inner
+                .hasher
+                .verify(stored, secret.clone(), admission)
+                .await?;
+            return self
+                .conclude(&login, Verification::Argon2 { matched })
+                .await;
+        }
+    }
+
+    /// Decides a verified login and applies what the decision says.
+    async fn conclude(
+        &self,
+        login: &Login<'_>,
+        verification: Verification,
+    ) -> Result<LoginOutcome> {
+        let outdated = login
+            .facts
+            .state
+            .credential
+            .as_ref()
+            .is_some_and(|c| self.inner.hasher.is_outdated(&c.secret_hash));
+        let Decision { outcome, effects } = decision::decide(login.facts, verification, outdated);
+        for effect in effects {
+            self.apply(effect, login).await?;
         }
         Ok(outcome)
     }
 
     /// Applies one effect of a decision.
-    async fn apply(
-        &self,
-        effect: Effect,
-        attempt: &LoginAttempt,
-        scopes: &Scopes,
-        state: &LoginState,
-        secret: Option<&Secret>,
-        facts: &Facts<'_>,
-    ) -> Result<()> {
+    async fn apply(&self, effect: Effect, login: &Login<'_>) -> Result<()> {
+        let Login {
+            attempt,
+            scopes,
+            facts,
+            secret,
+            ..
+        } = login;
         let now = facts.now;
         let memory = &self.inner.memory;
         match effect {
@@ -197,12 +278,12 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                     event.username = Some(attempt.username.clone());
                 }
                 event.app_password_id = app_password_id;
-                self.count_failure(scopes, attempt, now, event).await
+                self.count_failure(login, reason, event).await
             }
             Effect::ClearPair => self.store().record_success(&scopes.pair, now).await,
             Effect::ForgetPair => {
                 memory.forget_block(&scopes.pair);
-                memory.forget_guesses(&scopes.pair);
+                memory.forget_guesses(&scopes.pair, now);
                 Ok(())
             }
             Effect::RememberVerified { app_password_id } => {
@@ -211,7 +292,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 }
                 Ok(())
             }
-            Effect::RecordUse => match &state.credential {
+            Effect::RecordUse => match &facts.state.credential {
                 Some(credential) => {
                     let usage = Usage {
                         at: now,
@@ -223,8 +304,8 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 None => Ok(()),
             },
             Effect::Rehash => {
-                if let (Some(credential), Some(secret)) = (&state.credential, secret) {
-                    self.upgrade_hash(credential, secret.clone()).await;
+                if let (Some(credential), Some(secret)) = (&facts.state.credential, secret) {
+                    self.upgrade_hash(credential, (*secret).clone()).await;
                 }
                 Ok(())
             }
@@ -232,26 +313,48 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     }
 
     /// Counts a wrong guess in all three scopes and audits it, in one
-    /// transaction; a guess that repeats a recent one from the same source
-    /// for the same account is audited but not counted again.
+    /// transaction, and remembers it. A guess this replica counted within
+    /// the window is not counted again: it joins the guess's coalesced
+    /// repeat count, written by the next flush, instead of a row of its own.
     async fn count_failure(
         &self,
-        scopes: &Scopes,
-        attempt: &LoginAttempt,
-        now: Timestamp,
+        login: &Login<'_>,
+        reason: FailureReason,
         event: AuditEvent,
     ) -> Result<()> {
         let memory = &self.inner.memory;
-        if memory.repeated_guess(&scopes.pair, attempt.password.expose(), now) {
-            return self.store().record_event(event).await;
+        let now = login.facts.now;
+        let pair = &login.scopes.pair;
+        // Every refusal but a wrong password is reached with a right one.
+        let matched = reason != FailureReason::InvalidCredentials;
+        let remember = |event: AuditEvent, counted: bool| {
+            memory.remember_guess(
+                pair,
+                login.digest,
+                login.print,
+                matched,
+                reason,
+                event,
+                counted,
+                now,
+            );
+        };
+        if login.counted_before {
+            remember(event, false);
+            return Ok(());
         }
         let throttle = &self.inner.config.throttle;
-        let rules = scopes
+        let rules = login
+            .scopes
             .all()
             .into_iter()
             .map(|scope| (scope.clone(), throttle.rule(scope.kind)))
             .collect();
-        let counters = self.store().record_failures(rules, now, event).await?;
+        let counters = self
+            .store()
+            .record_failures(rules, now, event.clone())
+            .await?;
+        remember(event, true);
         for (scope, counter) in counters {
             if let Some(until) = counter.blocked_until {
                 if scope.kind != ScopeKind::Account {
@@ -287,7 +390,8 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     /// without anyone re-issuing. Best effort: the login has succeeded
     /// either way, and a failed upgrade is tried again at the next login.
     async fn upgrade_hash(&self, credential: &Credential, secret: Secret) {
-        let upgraded = match self.inner.hasher.hash(secret).await {
+        let hasher = &self.inner.hasher;
+        let upgraded = match hasher.hash(secret, hasher.default_admission()).await {
             Ok(hash) => {
                 self.store()
                     .replace_hash(credential.app_password_id, &credential.secret_hash, &hash)
@@ -324,6 +428,29 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         Ok(written)
     }
 
+    /// Writes the coalesced audit events of repeated wrong guesses: one per
+    /// guess repeated since the last flush, with the number of repeats.
+    /// What a failure leaves unwritten is kept for the next flush. Returns
+    /// how many events were written.
+    pub async fn flush_repeats(&self) -> Result<usize> {
+        const PER_TRANSACTION: usize = 256;
+        let memory = &self.inner.memory;
+        let mut events = memory.take_repeats(self.inner.clock.now());
+        let mut written = 0;
+        while !events.is_empty() {
+            let rest = events.split_off(events.len().min(PER_TRANSACTION));
+            let count = events.len();
+            if let Err(error) = self.store().record_events(events.clone()).await {
+                events.extend(rest);
+                memory.put_back_repeats(events);
+                return Err(error);
+            }
+            written += count;
+            events = rest;
+        }
+        Ok(written)
+    }
+
     /// How coalescing is configured, for the task that flushes.
     pub fn usage_config(&self) -> UsageConfig {
         self.inner.usage.config()
@@ -352,6 +479,29 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     /// The clock the login path runs on, for the background tasks.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
+    }
+}
+
+/// One login being decided, as its effects need it.
+struct Login<'a> {
+    attempt: &'a LoginAttempt,
+    scopes: &'a Scopes,
+    facts: &'a Facts<'a>,
+    secret: Option<&'a Secret>,
+    digest: GuessDigest,
+    /// The stored hash the guess is checked against.
+    print: HashPrint,
+    /// This replica counted the same guess within the window.
+    counted_before: bool,
+}
+
+/// Cancels the ticket of a login whose caller went away before its
+/// password was checked.
+struct CancelOnDrop(Ticket);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 

@@ -40,6 +40,9 @@ pub struct ThrottleConfig {
     /// How long a network stays a known source of an account after a
     /// successful sign-in from it, in days.
     pub known_source_days: u64,
+    /// How long a login waits for a place among the guesses in flight of
+    /// its scopes when the caller set no deadline, in milliseconds.
+    pub max_wait_ms: u64,
 }
 
 impl Default for ThrottleConfig {
@@ -52,6 +55,7 @@ impl Default for ThrottleConfig {
             max_delay_secs: 3600,
             window_secs: 86_400,
             known_source_days: 30,
+            max_wait_ms: 5_000,
         }
     }
 }
@@ -165,18 +169,32 @@ pub struct FailureRule {
 }
 
 impl FailureRule {
+    /// The failures that still count at `now`: none once the last one is
+    /// older than the window.
+    pub fn current_failures(&self, counter: &Counter, now: Timestamp) -> u32 {
+        let fresh = counter
+            .last_failure_at
+            .is_some_and(|at| now.since(at) < self.window);
+        if fresh {
+            counter.failures
+        } else {
+            0
+        }
+    }
+
+    /// How many more guesses may be verified at `now` before this scope is
+    /// blocked: up to the limit, and one at a time once a block has run
+    /// out (its failure starts the next, longer block).
+    pub fn room(&self, counter: &Counter, now: Timestamp) -> u32 {
+        let failures = self.current_failures(counter, now);
+        self.limit.saturating_sub(failures).max(1)
+    }
+
     /// The counter after one more failure at `now`: counting restarts when
     /// the previous failure is older than the window, and from the limit on
     /// each failure doubles the block.
     pub fn after_failure(&self, counter: Counter, now: Timestamp) -> Counter {
-        let fresh = counter
-            .last_failure_at
-            .is_some_and(|at| now.since(at) < self.window);
-        let failures = if fresh {
-            counter.failures.saturating_add(1)
-        } else {
-            1
-        };
+        let failures = self.current_failures(&counter, now).saturating_add(1);
         let blocked_until = (failures >= self.limit).then(|| {
             let doublings = (failures - self.limit).min(30);
             let delay = self
@@ -207,6 +225,10 @@ impl ThrottleConfig {
             max_delay: Duration::from_secs(self.max_delay_secs.max(self.base_delay_secs)),
             window: Duration::from_secs(self.window_secs),
         }
+    }
+
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
     }
 
     pub fn known_source_for(&self) -> Duration {

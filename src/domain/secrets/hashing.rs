@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::format::Secret;
-use super::pool::{HashPool, HashPoolConfig};
+use super::pool::{Admission, HashPool, HashPoolConfig};
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::random;
 
@@ -79,7 +80,13 @@ impl Hasher {
         let dummy_params = params.clone();
         let unknown = Secret::generate()?;
         let dummy_hash = pool
-            .run(move |buffer| hash_with(&dummy_params, &unknown, buffer))
+            .run(
+                Admission {
+                    wait: Duration::MAX,
+                    ticket: None,
+                },
+                move |buffer| hash_with(&dummy_params, &unknown, buffer),
+            )
             .await??;
         Ok(Self {
             params,
@@ -119,23 +126,38 @@ impl Hasher {
             || weaker("t", self.params.t_cost())
     }
 
+    /// What a caller that sets no deadline is admitted on.
+    pub fn default_admission(&self) -> Admission {
+        Admission {
+            wait: self.pool.default_wait(),
+            ticket: None,
+        }
+    }
+
     /// Hashes a new secret into a PHC string (`$argon2id$v=19$m=…`).
-    pub async fn hash(&self, secret: Secret) -> Result<String> {
+    pub async fn hash(&self, secret: Secret, admission: Admission) -> Result<String> {
         let params = self.params.clone();
         self.pool
-            .run(move |buffer| hash_with(&params, &secret, buffer))
+            .run(admission, move |buffer| hash_with(&params, &secret, buffer))
             .await?
     }
 
-    /// Runs exactly one argon2 verification. With no stored hash, or no
+    /// Runs exactly one argon2 verification (counted when a thread runs
+    /// it, not when it is asked for). With no stored hash, or no
     /// well-formed secret, it verifies against the dummy hash instead and
     /// returns `false`, at the same cost.
-    pub async fn verify(&self, stored: Option<String>, secret: Option<Secret>) -> Result<bool> {
-        self.verifications.fetch_add(1, Ordering::Relaxed);
+    pub async fn verify(
+        &self,
+        stored: Option<String>,
+        secret: Option<Secret>,
+        admission: Admission,
+    ) -> Result<bool> {
         let dummy_hash = Arc::clone(&self.dummy_hash);
         let dummy_secret = self.dummy_secret.clone();
+        let verifications = Arc::clone(&self.verifications);
         self.pool
-            .run(move |buffer| {
+            .run(admission, move |buffer| {
+                verifications.fetch_add(1, Ordering::Relaxed);
                 let real = stored.is_some() && secret.is_some();
                 let secret = secret.unwrap_or(dummy_secret);
                 let matches =
@@ -227,23 +249,41 @@ mod tests {
     async fn a_hash_verifies_its_secret_and_nothing_else() {
         let hasher = Hasher::new(SMALL, HashPoolConfig::default()).await.unwrap();
         let secret = Secret::generate().unwrap();
-        let hash = hasher.hash(secret.clone()).await.unwrap();
+        let hash = hasher
+            .hash(secret.clone(), hasher.default_admission())
+            .await
+            .unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
         assert!(hasher
-            .verify(Some(hash.clone()), Some(secret))
+            .verify(Some(hash.clone()), Some(secret), hasher.default_admission())
             .await
             .unwrap());
         assert!(!hasher
-            .verify(Some(hash.clone()), Some(Secret::generate().unwrap()))
+            .verify(
+                Some(hash.clone()),
+                Some(Secret::generate().unwrap()),
+                hasher.default_admission()
+            )
             .await
             .unwrap());
-        assert!(!hasher.verify(Some(hash), None).await.unwrap());
         assert!(!hasher
-            .verify(None, Some(Secret::generate().unwrap()))
+            .verify(Some(hash), None, hasher.default_admission())
             .await
             .unwrap());
         assert!(!hasher
-            .verify(Some("not a hash".into()), Some(Secret::generate().unwrap()))
+            .verify(
+                None,
+                Some(Secret::generate().unwrap()),
+                hasher.default_admission()
+            )
+            .await
+            .unwrap());
+        assert!(!hasher
+            .verify(
+                Some("not a hash".into()),
+                Some(Secret::generate().unwrap()),
+                hasher.default_admission()
+            )
             .await
             .unwrap());
     }
@@ -260,10 +300,16 @@ mod tests {
         )
         .await
         .unwrap();
-        let hash = small.hash(Secret::generate().unwrap()).await.unwrap();
+        let hash = small
+            .hash(Secret::generate().unwrap(), small.default_admission())
+            .await
+            .unwrap();
         assert!(!small.is_outdated(&hash));
         assert!(larger.is_outdated(&hash));
-        let strong = larger.hash(Secret::generate().unwrap()).await.unwrap();
+        let strong = larger
+            .hash(Secret::generate().unwrap(), larger.default_admission())
+            .await
+            .unwrap();
         assert!(
             !small.is_outdated(&strong),
             "a stronger hash is not downgraded"

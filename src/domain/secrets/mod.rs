@@ -12,4 +12,4 @@ pub mod pool;
 
 pub use format::Secret;
 pub use hashing::{HashParams, Hasher};
-pub use pool::HashPoolConfig;
+pub use pool::{Admission, HashPoolConfig, Ticket};

@@ -5,13 +5,20 @@
 //! sharing the worker; run on an unbounded pool, a burst would allocate
 //! 20 MiB per waiting request. Here a fixed number of threads (default: one
 //! per core) each own one argon2 memory buffer, reused for every job, so
-//! hashing memory is bounded by workers × memory cost whatever the load; a
-//! job that finds the queue full is refused at once (RESOURCE_EXHAUSTED)
-//! rather than waiting without bound.
+//! hashing memory is bounded by workers × memory cost whatever the load.
+//!
+//! A job is admitted when its expected wait (the jobs ahead of it over the
+//! threads, times the recent time per job) fits within what its caller will
+//! wait, and refused at once (RESOURCE_EXHAUSTED) otherwise: a reconnect
+//! storm is served as far as the deadlines allow, and the rest learn at
+//! once to come back. The queue also has a hard cap (`queue`), so its own
+//! memory (a few hundred bytes per job) stays bounded. A job whose caller
+//! has gone before a thread takes it is not run at all.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::Block;
 use serde::{Deserialize, Serialize};
@@ -24,17 +31,62 @@ use crate::domain::shared::error::{Error, Result};
 pub struct HashPoolConfig {
     /// Hashing threads; 0 means one per core.
     pub workers: usize,
-    /// Jobs that may wait for a thread; more are refused at once.
+    /// At most this many jobs wait for a thread, whatever their deadlines.
     pub queue: usize,
+    /// How long a caller that sets no deadline is taken to wait, in
+    /// milliseconds: a typical proxy's authentication timeout.
+    pub default_wait_ms: u64,
 }
 
 impl Default for HashPoolConfig {
     fn default() -> Self {
         Self {
             workers: 0,
-            queue: 256,
+            queue: 4_096,
+            default_wait_ms: 5_000,
         }
     }
+}
+
+/// Whether a job's caller still wants it: a job not yet started is
+/// skipped once its ticket is cancelled; a started one runs to the end.
+#[derive(Debug, Clone, Default)]
+pub struct Ticket(Arc<AtomicU8>);
+
+const WAITING: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+impl Ticket {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The caller has gone; a job not yet started will not be.
+    pub fn cancel(&self) {
+        let _ = self
+            .0
+            .compare_exchange(WAITING, CANCELLED, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == CANCELLED
+    }
+
+    /// Marks the job started, unless it was cancelled first.
+    fn start(&self) -> bool {
+        self.0
+            .compare_exchange(WAITING, STARTED, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+}
+
+/// What a job is admitted on: how long its caller will wait for it, and
+/// the ticket that says whether the caller is still there.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub wait: Duration,
+    pub ticket: Option<Ticket>,
 }
 
 /// A unit of hashing work: runs on a pool thread with that thread's buffer.
@@ -44,15 +96,22 @@ pub struct HashPool {
     sender: SyncSender<Job>,
     load: Arc<Load>,
     workers: usize,
+    default_wait: Duration,
 }
 
-/// What the pool is doing now, for metrics.
+/// What the pool is doing now, for admission and metrics.
 #[derive(Debug, Default)]
 struct Load {
     /// Jobs waiting for a thread.
     queued: AtomicUsize,
     /// Threads running a job.
     busy: AtomicUsize,
+    /// Recent time per job, in nanoseconds (a moving average).
+    job_nanos: AtomicU64,
+    /// Jobs skipped because their caller had gone.
+    skipped: AtomicU64,
+    /// Jobs refused because they would not have started in time.
+    refused: AtomicU64,
 }
 
 impl std::fmt::Debug for HashPool {
@@ -87,27 +146,59 @@ impl HashPool {
             sender,
             load,
             workers,
+            default_wait: Duration::from_millis(config.default_wait_ms),
         })
     }
 
+    /// How long a caller that set no deadline is taken to wait.
+    pub fn default_wait(&self) -> Duration {
+        self.default_wait
+    }
+
+    /// How long a job submitted now is expected to wait for a thread.
+    pub fn expected_wait(&self) -> Duration {
+        let ahead = u64::try_from(self.queued()).unwrap_or(u64::MAX);
+        let workers = u64::try_from(self.workers.max(1)).unwrap_or(1);
+        let rounds = ahead / workers + 1;
+        Duration::from_nanos(
+            self.load
+                .job_nanos
+                .load(Ordering::Relaxed)
+                .saturating_mul(rounds),
+        )
+    }
+
     /// Runs `job` on a pool thread and waits for its result; refused at once
-    /// when the queue is full.
+    /// when it would not start within `admission.wait`, or the queue is at
+    /// its cap. `Error::Cancelled` if the ticket was cancelled before a
+    /// thread took the job.
     pub async fn run<T: Send + 'static>(
         &self,
+        admission: Admission,
         job: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T> {
+        if self.expected_wait() > admission.wait {
+            self.load.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(too_busy());
+        }
         let (reply, result) = oneshot::channel();
+        let load = Arc::clone(&self.load);
+        let ticket = admission.ticket;
         let boxed: Job = Box::new(move |buffer| {
-            let _ = reply.send(job(buffer));
+            if ticket.as_ref().is_some_and(|ticket| !ticket.start()) {
+                load.skipped.fetch_add(1, Ordering::Relaxed);
+                let _ = reply.send(Err(Error::Cancelled));
+                return;
+            }
+            let _ = reply.send(Ok(job(buffer)));
         });
         self.load.queued.fetch_add(1, Ordering::SeqCst);
         match self.sender.try_send(boxed) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.load.queued.fetch_sub(1, Ordering::SeqCst);
-                return Err(Error::ResourceExhausted(
-                    "too many password verifications are waiting; retry shortly".to_owned(),
-                ));
+                self.load.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(too_busy());
             }
             Err(TrySendError::Disconnected(_)) => {
                 self.load.queued.fetch_sub(1, Ordering::SeqCst);
@@ -116,7 +207,18 @@ impl HashPool {
         }
         result
             .await
-            .map_err(|_| Error::internal("a hashing thread dropped its job"))
+            .map_err(|_| Error::internal("a hashing thread dropped its job"))?
+    }
+
+    /// Jobs skipped because their caller had gone, since start.
+    pub fn skipped(&self) -> u64 {
+        self.load.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Jobs refused because they would not have started in time, since
+    /// start.
+    pub fn refused(&self) -> u64 {
+        self.load.refused.load(Ordering::Relaxed)
     }
 
     /// Jobs waiting for a thread.
@@ -150,7 +252,23 @@ fn work(receiver: &Mutex<Receiver<Job>>, load: &Load) {
         };
         load.busy.fetch_add(1, Ordering::SeqCst);
         load.queued.fetch_sub(1, Ordering::SeqCst);
+        let started = Instant::now();
         job(&mut buffer);
+        // A skipped job takes next to nothing and would drag the average
+        // down; only real work (over a microsecond) moves it.
+        let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if took > 1_000 {
+            let old = load.job_nanos.load(Ordering::Relaxed);
+            let new = if old == 0 { took } else { (old * 7 + took) / 8 };
+            load.job_nanos.store(new, Ordering::Relaxed);
+        }
         load.busy.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+fn too_busy() -> Error {
+    Error::ResourceExhausted(
+        "too many password verifications are waiting to finish within the deadline; retry shortly"
+            .to_owned(),
+    )
 }

@@ -27,6 +27,9 @@ pub enum Error {
     /// was changed and the request may be retried.
     #[error("storage unavailable")]
     Unavailable(#[source] BoxError),
+    /// The caller went away before the work started; nothing was done.
+    #[error("cancelled")]
+    Cancelled,
     /// A bug or an unexpected state; details go to the log, never to callers.
     #[error("internal error")]
     Internal(#[source] BoxError),
