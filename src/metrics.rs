@@ -169,6 +169,16 @@ impl Collector for DomainCollector {
                 "Logins that would succeed but were not in the verified-secret cache",
                 stats.cache_misses,
             ),
+            (
+                "hash_pool_skipped",
+                "argon2 jobs not run because their caller had gone before they started",
+                stats.hash_pool_skipped,
+            ),
+            (
+                "hash_pool_refused",
+                "argon2 jobs refused at once because they would not start within the caller's deadline",
+                stats.hash_pool_refused,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -199,6 +209,16 @@ impl Collector for DomainCollector {
                 "usage_pending",
                 "App passwords whose usage waits for the next flush",
                 stats.usage_pending,
+            ),
+            (
+                "remembered_guesses",
+                "Wrong guesses this replica remembers, to decide their repeats without argon2",
+                stats.remembered_guesses,
+            ),
+            (
+                "guesses_in_flight",
+                "Throttle scopes with a guess being verified now",
+                stats.guesses_in_flight,
             ),
         ];
         for (name, help, value) in gauges {

@@ -8,6 +8,7 @@
 
 mod access;
 mod architecture;
+mod attacks;
 mod audit_trail;
 mod callers;
 mod cli;

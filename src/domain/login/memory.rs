@@ -348,17 +348,28 @@ impl ThrottleMemory {
         lock(&self.guesses).count
     }
 
-    /// Takes a place for a guess in each of `scopes` whose room is given
-    /// (the first that is full makes it wait), and in its own digest's
-    /// (room for one: an identical guess waits for this one's answer).
-    pub fn reserve(&self, scopes: &[(&Scope, u32)], digest: &GuessDigest) -> Reserve {
-        let guess = digest.flight_key();
-        let mut wanted: Vec<(&str, u32)> = scopes
-            .iter()
-            .map(|(scope, room)| (scope.key.as_str(), *room))
-            .collect();
-        wanted.push((guess.as_str(), 1));
-        self.flights.reserve(&wanted)
+    /// Starts watching a login's scopes (and its own guess) before its
+    /// state is read: from here on, failures this replica counts in them
+    /// are taken off the room that read computes, since the read may have
+    /// missed them.
+    pub fn watch(&self, scopes: &[&Scope], digest: &GuessDigest) -> Watch {
+        let mut keys: Vec<String> = scopes.iter().map(|scope| scope.key.clone()).collect();
+        keys.push(digest.flight_key());
+        self.flights.watch(keys)
+    }
+
+    /// Takes a place for a guess in each watched scope, given the room
+    /// the read left in each (in the order watched); its own guess has room
+    /// for one, so an identical guess waits for this one's answer.
+    pub fn reserve(&self, watch: &Watch, room: &[u32]) -> Reserve {
+        self.flights.reserve(watch, room)
+    }
+
+    /// Notes that a guess was counted in `scopes`, for the logins watching
+    /// them.
+    pub fn counted(&self, scopes: &[&Scope]) {
+        self.flights
+            .counted(scopes.iter().map(|scope| scope.key.as_str()));
     }
 
     /// Guesses in flight now, over all scopes, for tests.
@@ -414,7 +425,8 @@ impl Guesses {
     }
 }
 
-/// Places taken by guesses in flight, per scope key.
+/// Places taken by guesses in flight, per scope key, and the logins
+/// watching each scope between their read and their place.
 #[derive(Debug, Default)]
 struct Flights {
     scopes: Mutex<HashMap<String, Flight>>,
@@ -422,7 +434,12 @@ struct Flights {
 
 #[derive(Debug)]
 struct Flight {
+    /// Guesses holding a place: being verified, or queued for it.
     taken: u32,
+    /// Logins watching this scope (read in progress, or holding a place).
+    watchers: u32,
+    /// Failures counted in this scope while anyone watched it.
+    failures: u64,
     released: Arc<Notify>,
 }
 
@@ -432,6 +449,18 @@ pub enum Reserve {
     Held(Reservation),
     /// A scope is full; resolves when a place in it is given back.
     Wait(Pin<Box<OwnedNotified>>),
+    /// Failures were counted since the read, and nothing is in flight to
+    /// wait for: read again.
+    Reread,
+}
+
+/// A login watching its scopes; stops watching when dropped.
+#[derive(Debug)]
+pub struct Watch {
+    keys: Vec<String>,
+    /// Each scope's failure count when watching began.
+    seen: Vec<u64>,
+    flights: Arc<Flights>,
 }
 
 /// Places held by one guess in flight; given back when dropped, whatever
@@ -443,47 +472,103 @@ pub struct Reservation {
 }
 
 impl Flights {
-    fn reserve(self: &Arc<Self>, wanted: &[(&str, u32)]) -> Reserve {
+    fn watch(self: &Arc<Self>, keys: Vec<String>) -> Watch {
         let mut scopes = lock(&self.scopes);
-        for (key, room) in wanted {
-            if let Some(flight) = scopes.get(*key) {
-                if flight.taken >= *room {
-                    let mut waiting = Box::pin(Arc::clone(&flight.released).notified_owned());
-                    // Registered before the lock is let go, so a place given
-                    // back in between still wakes it.
-                    waiting.as_mut().enable();
-                    return Reserve::Wait(waiting);
+        let seen = keys
+            .iter()
+            .map(|key| {
+                let flight = scopes.entry(key.clone()).or_insert_with(|| Flight {
+                    taken: 0,
+                    watchers: 0,
+                    failures: 0,
+                    released: Arc::new(Notify::new()),
+                });
+                flight.watchers += 1;
+                flight.failures
+            })
+            .collect();
+        Watch {
+            keys,
+            seen,
+            flights: Arc::clone(self),
+        }
+    }
+
+    fn reserve(self: &Arc<Self>, watch: &Watch, room: &[u32]) -> Reserve {
+        let mut scopes = lock(&self.scopes);
+        let mut reread = false;
+        for (i, key) in watch.keys.iter().enumerate() {
+            let Some(flight) = scopes.get(key) else {
+                continue;
+            };
+            // The guess's own key has room for one; a scope's room is what
+            // the read left, less what was counted since it began.
+            let room = room.get(i).copied().unwrap_or(1);
+            let missed = flight.failures.saturating_sub(watch.seen[i]);
+            let room = u64::from(room).saturating_sub(missed);
+            if u64::from(flight.taken) >= room {
+                if flight.taken == 0 {
+                    reread = true;
+                    continue;
+                }
+                let mut waiting = Box::pin(Arc::clone(&flight.released).notified_owned());
+                // Registered before the lock is let go, so a place given
+                // back in between still wakes it.
+                waiting.as_mut().enable();
+                return Reserve::Wait(waiting);
+            }
+        }
+        if reread {
+            return Reserve::Reread;
+        }
+        for key in &watch.keys {
+            if let Some(flight) = scopes.get_mut(key) {
+                flight.taken += 1;
+                flight.watchers += 1;
+            }
+        }
+        Reserve::Held(Reservation {
+            keys: watch.keys.clone(),
+            flights: Arc::clone(self),
+        })
+    }
+
+    fn counted<'a>(&self, keys: impl Iterator<Item = &'a str>) {
+        let mut scopes = lock(&self.scopes);
+        for key in keys {
+            if let Some(flight) = scopes.get_mut(key) {
+                flight.failures += 1;
+            }
+        }
+    }
+
+    /// Lets go of `keys`, giving back a place in each if `place`.
+    fn release(&self, keys: &[String], place: bool) {
+        let mut scopes = lock(&self.scopes);
+        for key in keys {
+            if let Some(flight) = scopes.get_mut(key) {
+                flight.watchers = flight.watchers.saturating_sub(1);
+                if place {
+                    flight.taken = flight.taken.saturating_sub(1);
+                    flight.released.notify_waiters();
+                }
+                if flight.watchers == 0 {
+                    scopes.remove(key);
                 }
             }
         }
-        for (key, _) in wanted {
-            scopes
-                .entry((*key).to_owned())
-                .or_insert_with(|| Flight {
-                    taken: 0,
-                    released: Arc::new(Notify::new()),
-                })
-                .taken += 1;
-        }
-        Reserve::Held(Reservation {
-            keys: wanted.iter().map(|(key, _)| (*key).to_owned()).collect(),
-            flights: Arc::clone(self),
-        })
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.flights.release(&self.keys, false);
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut scopes = lock(&self.flights.scopes);
-        for key in &self.keys {
-            if let Some(flight) = scopes.get_mut(key) {
-                flight.taken = flight.taken.saturating_sub(1);
-                flight.released.notify_waiters();
-                if flight.taken == 0 {
-                    scopes.remove(key);
-                }
-            }
-        }
+        self.flights.release(&self.keys, true);
     }
 }
 
@@ -590,48 +675,62 @@ mod tests {
         assert_eq!(memory.take_repeats(at(10))[0].item_count, Some(1));
     }
 
+    fn scopes() -> Scopes {
+        Scopes::of(&Username::parse("u").unwrap(), "192.0.2.1".parse().unwrap())
+    }
+
+    /// Watches the pair and takes a place with `room` there.
+    fn take(memory: &ThrottleMemory, typed: &str, room: u32) -> (Watch, Reserve) {
+        let scopes = scopes();
+        let watch = memory.watch(&[&scopes.pair], &digest(memory, typed));
+        let reserve = memory.reserve(&watch, &[room]);
+        (watch, reserve)
+    }
+
     #[test]
     fn places_are_bounded_per_scope_and_given_back_on_drop() {
         let memory = memory();
-        let scopes = Scopes::of(&Username::parse("u").unwrap(), "192.0.2.1".parse().unwrap());
         let mut held = Vec::new();
         for n in 0..3 {
-            let digest = digest(&memory, &format!("guess {n}"));
-            match memory.reserve(&[(&scopes.pair, 3)], &digest) {
-                Reserve::Held(reservation) => held.push(reservation),
-                Reserve::Wait(_) => panic!("room for three"),
+            match take(&memory, &format!("guess {n}"), 3) {
+                (watch, Reserve::Held(reservation)) => held.push((watch, reservation)),
+                _ => panic!("room for three"),
             }
         }
-        let fourth = digest(&memory, "guess 3");
-        assert!(matches!(
-            memory.reserve(&[(&scopes.pair, 3)], &fourth),
-            Reserve::Wait(_)
-        ));
+        assert!(matches!(take(&memory, "guess 3", 3).1, Reserve::Wait(_)));
         drop(held.pop());
-        assert!(matches!(
-            memory.reserve(&[(&scopes.pair, 3)], &fourth),
-            Reserve::Held(_)
-        ));
+        assert!(matches!(take(&memory, "guess 3", 3).1, Reserve::Held(_)));
         // An identical guess waits for the one in flight.
-        let same = digest(&memory, "guess 0");
-        assert!(matches!(
-            memory.reserve(&[(&scopes.pair, 100)], &same),
-            Reserve::Wait(_)
-        ));
+        assert!(matches!(take(&memory, "guess 0", 100).1, Reserve::Wait(_)));
         held.clear();
         assert_eq!(memory.in_flight(), 0, "every place given back");
+    }
+
+    #[test]
+    fn failures_counted_after_a_read_began_are_taken_off_its_room() {
+        let memory = memory();
+        let scopes = scopes();
+        let watch = memory.watch(&[&scopes.pair], &digest(&memory, "late"));
+        // While this login reads, two other guesses are decided and counted.
+        let (other, Reserve::Held(place)) = take(&memory, "early", 5) else {
+            panic!("room");
+        };
+        memory.counted(&[&scopes.pair]);
+        memory.counted(&[&scopes.pair]);
+        drop(place);
+        drop(other);
+        // Its read said 2 left; both went since, and none is in flight.
+        assert!(matches!(memory.reserve(&watch, &[2]), Reserve::Reread));
+        assert!(matches!(memory.reserve(&watch, &[3]), Reserve::Held(_)));
     }
 
     #[tokio::test]
     async fn a_waiting_guess_wakes_when_a_place_is_given_back() {
         let memory = memory();
-        let scopes = Scopes::of(&Username::parse("u").unwrap(), "192.0.2.1".parse().unwrap());
-        let first = digest(&memory, "a");
-        let Reserve::Held(held) = memory.reserve(&[(&scopes.pair, 1)], &first) else {
+        let (_first, Reserve::Held(held)) = take(&memory, "a", 1) else {
             panic!("room for one");
         };
-        let Reserve::Wait(waiting) = memory.reserve(&[(&scopes.pair, 1)], &digest(&memory, "b"))
-        else {
+        let (_second, Reserve::Wait(waiting)) = take(&memory, "b", 1) else {
             panic!("full");
         };
         drop(held);

@@ -44,6 +44,13 @@ pub struct Stats {
     pub cache_misses: u64,
     /// App passwords whose usage waits for the next flush.
     pub usage_pending: usize,
+    /// Hashing jobs skipped because their caller had gone, and refused
+    /// because they would not have started within the caller's deadline.
+    pub hash_pool_skipped: u64,
+    pub hash_pool_refused: u64,
+    /// Wrong guesses remembered, and scopes with a guess in flight.
+    pub remembered_guesses: usize,
+    pub guesses_in_flight: usize,
 }
 
 /// Deciding legacy logins; cheap to clone, shared by the Authenticate
@@ -109,6 +116,10 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             cache_hits,
             cache_misses,
             usage_pending: self.inner.usage.len(),
+            hash_pool_skipped: pool.skipped(),
+            hash_pool_refused: pool.refused(),
+            remembered_guesses: self.inner.memory.remembered_guesses(),
+            guesses_in_flight: self.inner.memory.in_flight(),
         }
     }
 
@@ -156,6 +167,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             if let Some(until) = memory.cached_block(&[&scopes.source, &scopes.pair], now) {
                 return Ok(throttled(until, now));
             }
+            let watch = memory.watch(&scopes.all(), &digest);
             let state = self
                 .store()
                 .login_state(&scopes, &attempt.username, &selector)
@@ -209,10 +221,10 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
 
             // Every other login holds a place among its scopes' guesses in
             // flight until it is decided, or waits for one.
-            let places = room.map(|(kind, room)| (scopes.get(kind), room));
-            let _held = match memory.reserve(&places, &digest) {
+            let _held = match memory.reserve(&watch, &room.map(|(_, room)| room)) {
                 Reserve::Held(reservation) => reservation,
                 Reserve::Wait(place) => {
+                    drop(watch);
                     if tokio::time::timeout_at(deadline, place).await.is_err() {
                         return Ok(LoginOutcome::Throttled {
                             retry_after: Duration::from_secs(1),
@@ -220,6 +232,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                     }
                     continue;
                 }
+                Reserve::Reread => continue,
             };
             let admission = Admission {
                 wait: deadline.saturating_duration_since(tokio::time::Instant::now()),
@@ -354,6 +367,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             .store()
             .record_failures(rules, now, event.clone())
             .await?;
+        memory.counted(&login.scopes.all());
         remember(event, true);
         for (scope, counter) in counters {
             if let Some(until) = counter.blocked_until {

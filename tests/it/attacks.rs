@@ -1,0 +1,482 @@
+//! The front door under attack: each test sends an attack on Authenticate
+//! as an outsider would (bounded, to 127.0.0.1) and asserts by counting
+//! what happened: argon2 runs (the server's own counter, as /metrics shows
+//! it), rows in the audit trail and the throttle table, and answers.
+
+use std::time::Duration;
+
+use latchkey::config::Config;
+use latchkey::domain::login::throttle::Scopes;
+use latchkey::domain::secrets::hashing::HashParams;
+use latchkey::domain::shared::username::Username;
+use latchkey::grpc::pb::{FailureReason, Protocol};
+use sea_orm::{ConnectionTrait, Statement};
+use tonic::Code;
+
+use crate::backend_tests;
+use crate::harness::{Backend, TestServer};
+use crate::support::*;
+
+backend_tests!(
+    repeated_wrong_guesses_cost_one_argon2_and_one_row,
+    repeats_of_many_accounts_from_one_address_cost_one_argon2_each,
+    a_burst_of_one_guess_runs_argon2_once,
+    concurrent_guesses_for_one_pair_stop_at_its_limit,
+    concurrent_guesses_from_many_addresses_stop_at_the_account_limit,
+    concurrent_guesses_for_many_accounts_stop_at_the_source_limit,
+    two_replicas_let_at_most_twice_the_limit_through,
+    guesses_whose_caller_leaves_are_counted_or_never_run,
+);
+
+fn argon2_runs(server: &TestServer) -> u64 {
+    server.services.logins.stats().argon2_verifications
+}
+
+/// Rows of failed logins in the audit trail, and the repeats they count.
+async fn failure_rows(server: &TestServer) -> (i64, i64) {
+    let db = server.database.connect().await;
+    let rows = db
+        .query_all(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT item_count FROM audit_event WHERE event_type = 'authentication_failed'"
+                .to_owned(),
+        ))
+        .await
+        .unwrap();
+    let repeats = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<Option<i64>>(0).unwrap().unwrap_or(0))
+        .sum();
+    db.close().await.unwrap();
+    (i64::try_from(rows.len()).unwrap(), repeats)
+}
+
+fn pair_of(username: &str, ip: &str) -> Scopes {
+    Scopes::of(&Username::parse(username).unwrap(), ip.parse().unwrap())
+}
+
+/// Waits until no guess is in flight or queued for argon2 (the server
+/// finishes what it started after its callers left).
+async fn settled(server: &TestServer) {
+    for _ in 0..500 {
+        let stats = server.services.logins.stats();
+        if stats.guesses_in_flight == 0 && stats.hash_pool_queued == 0 && stats.hash_pool_busy == 0
+        {
+            // Effects are applied before a place is given back.
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("guesses still in flight after 10 s");
+}
+
+/// Attack 1: the same wrong password for one account from one address, 200
+/// times in a row.
+async fn repeated_wrong_guesses_cost_one_argon2_and_one_row(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let (_, secret) = issue_simple(&server, "rita").await;
+    let before = argon2_runs(&server);
+    for _ in 0..200 {
+        let response = login_with(
+            &server,
+            "rita",
+            &wrong_secret(7),
+            Protocol::Imap,
+            "192.0.2.66",
+        )
+        .await;
+        assert_refused(&response, FailureReason::InvalidCredentials);
+    }
+    assert_eq!(
+        argon2_runs(&server) - before,
+        1,
+        "one verification for 200 repeats"
+    );
+    assert_eq!(
+        failure_rows(&server).await,
+        (1, 0),
+        "one row before the flush"
+    );
+    let scopes = pair_of("rita", "192.0.2.66");
+    assert_eq!(
+        stored_failures(&server, &scopes.pair.key).await,
+        1,
+        "counted once"
+    );
+    assert_eq!(stored_failures(&server, &scopes.account.key).await, 1);
+
+    // The flush audits the repeats coalesced: one more row, counting 199.
+    assert_eq!(server.services.logins.flush_repeats().await.unwrap(), 1);
+    assert_eq!(failure_rows(&server).await, (2, 199));
+    assert_eq!(server.services.logins.flush_repeats().await.unwrap(), 0);
+
+    // The owner is not locked out, and a revoked password repeated is
+    // refused as revoked, from memory after its first verification.
+    let owner = login_with(&server, "rita", &secret, Protocol::Imap, "192.0.2.1").await;
+    assert!(owner.authenticated);
+    server.stop().await;
+}
+
+/// Attack 1, spread: 20 accounts × 50 repeats from one address.
+async fn repeats_of_many_accounts_from_one_address_cost_one_argon2_each(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let before = argon2_runs(&server);
+    let accounts = (0..20u32).map(|n| {
+        let server = &server;
+        async move {
+            let username = format!("user{n}");
+            for _ in 0..50 {
+                let response = login_with(
+                    server,
+                    &username,
+                    &wrong_secret(n),
+                    Protocol::Imap,
+                    "192.0.2.77",
+                )
+                .await;
+                assert_refused(&response, FailureReason::InvalidCredentials);
+            }
+        }
+    });
+    futures::future::join_all(accounts).await;
+    assert_eq!(argon2_runs(&server) - before, 20);
+    assert_eq!(failure_rows(&server).await, (20, 0));
+    let source = pair_of("user0", "192.0.2.77").source;
+    assert_eq!(stored_failures(&server, &source.key).await, 20);
+    server.services.logins.flush_repeats().await.unwrap();
+    assert_eq!(failure_rows(&server).await, (40, 20 * 49));
+    server.stop().await;
+}
+
+/// Attack 1, at once: 200 copies of one wrong guess released together.
+async fn a_burst_of_one_guess_runs_argon2_once(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    issue_simple(&server, "sid").await;
+    let before = argon2_runs(&server);
+    let burst = (0..200).map(|_| {
+        let mut client = server.auth();
+        async move {
+            client
+                .authenticate(login_request(
+                    "sid",
+                    &wrong_secret(3),
+                    Protocol::Imap,
+                    "192.0.2.5",
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    for response in futures::future::join_all(burst).await {
+        assert_refused(&response, FailureReason::InvalidCredentials);
+    }
+    assert_eq!(argon2_runs(&server) - before, 1);
+    assert_eq!(failure_rows(&server).await.0, 1);
+    server.stop().await;
+}
+
+/// Sends `count` different wrong guesses at once; `target(n)` names the
+/// account and address of guess `n`. Returns the answers.
+async fn burst(
+    server: &TestServer,
+    count: u32,
+    target: impl Fn(u32) -> (String, String),
+) -> Vec<latchkey::grpc::pb::AuthenticateResponse> {
+    let attempts = (0..count).map(|n| {
+        let mut client = server.auth();
+        let (username, ip) = target(n);
+        async move {
+            client
+                .authenticate(login_request(
+                    &username,
+                    &wrong_secret(n),
+                    Protocol::Imap,
+                    &ip,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    futures::future::join_all(attempts).await
+}
+
+fn refused_or_throttled(responses: &[latchkey::grpc::pb::AuthenticateResponse]) -> usize {
+    responses
+        .iter()
+        .inspect(|r| {
+            assert!(
+                matches!(
+                    r.failure_reason(),
+                    FailureReason::InvalidCredentials | FailureReason::Throttled
+                ),
+                "{r:?}"
+            );
+        })
+        .filter(|r| r.failure_reason() == FailureReason::Throttled)
+        .count()
+}
+
+/// Attack 2: 250 different guesses for one account from one address, at
+/// once (pair limit 5).
+async fn concurrent_guesses_for_one_pair_stop_at_its_limit(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    issue_simple(&server, "petra").await;
+    let before = argon2_runs(&server);
+    let responses = burst(&server, 250, |_| ("petra".into(), "192.0.2.9".into())).await;
+    let runs = argon2_runs(&server) - before;
+    assert!(runs <= 5, "{runs} guesses reached argon2, pair limit 5");
+    assert_eq!(refused_or_throttled(&responses), 250 - runs as usize);
+    let pair = pair_of("petra", "192.0.2.9").pair;
+    assert_eq!(stored_failures(&server, &pair.key).await, runs as i64);
+    let next = login_with(
+        &server,
+        "petra",
+        &wrong_secret(999),
+        Protocol::Imap,
+        "192.0.2.9",
+    )
+    .await;
+    assert_eq!(next.failure_reason(), FailureReason::Throttled);
+    server.stop().await;
+}
+
+/// Attack 2: 250 addresses against one account, at once (account limit 100).
+async fn concurrent_guesses_from_many_addresses_stop_at_the_account_limit(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    issue_simple(&server, "amos").await;
+    let before = argon2_runs(&server);
+    let responses = burst(&server, 250, |n| {
+        ("amos".into(), format!("198.51.{}.{}", n / 200, n % 200 + 1))
+    })
+    .await;
+    let runs = argon2_runs(&server) - before;
+    assert!(
+        runs <= 100,
+        "{runs} guesses reached argon2, account limit 100"
+    );
+    assert_eq!(refused_or_throttled(&responses), 250 - runs as usize);
+    let account = pair_of("amos", "198.51.0.1").account;
+    assert_eq!(stored_failures(&server, &account.key).await, runs as i64);
+    server.stop().await;
+}
+
+/// Attack 2: 120 usernames from one address, at once (source limit 30).
+async fn concurrent_guesses_for_many_accounts_stop_at_the_source_limit(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let before = argon2_runs(&server);
+    let responses = burst(&server, 120, |n| {
+        (format!("victim{n}"), "203.0.113.50".into())
+    })
+    .await;
+    let runs = argon2_runs(&server) - before;
+    assert!(runs <= 30, "{runs} guesses reached argon2, source limit 30");
+    assert_eq!(refused_or_throttled(&responses), 120 - runs as usize);
+    let source = pair_of("victim0", "203.0.113.50").source;
+    assert_eq!(stored_failures(&server, &source.key).await, runs as i64);
+    server.stop().await;
+}
+
+/// Attack 2 across replicas sharing a database: each replica holds the
+/// limit on its own, so two let at most twice the pair limit through
+/// before the stored block holds on both.
+async fn two_replicas_let_at_most_twice_the_limit_through(backend: Backend) {
+    let Some(first) = TestServer::start(backend).await else {
+        return;
+    };
+    let second = first.replica_with(|_| {}).await;
+    issue_simple(&first, "rhea").await;
+    let before = argon2_runs(&first) + argon2_runs(&second);
+    let (a, b) = futures::join!(
+        burst(&first, 125, |_| ("rhea".into(), "192.0.2.44".into())),
+        burst(&second, 125, |_| ("rhea".into(), "192.0.2.44".into())),
+    );
+    let runs = argon2_runs(&first) + argon2_runs(&second) - before;
+    assert!(
+        runs <= 10,
+        "{runs} guesses reached argon2 on two replicas, pair limit 5"
+    );
+    assert_eq!(
+        refused_or_throttled(&a) + refused_or_throttled(&b),
+        250 - runs as usize
+    );
+    let pair = pair_of("rhea", "192.0.2.44").pair;
+    assert_eq!(stored_failures(&first, &pair.key).await, runs as i64);
+    for server in [&first, &second] {
+        let next = login_with(
+            server,
+            "rhea",
+            &wrong_secret(998),
+            Protocol::Imap,
+            "192.0.2.44",
+        )
+        .await;
+        assert_eq!(next.failure_reason(), FailureReason::Throttled);
+    }
+    second.stop().await;
+    first.stop().await;
+}
+
+/// argon2 slow enough that guesses queue for it, and limits high enough
+/// that they all reach the queue.
+fn slow_argon2_high_limits(config: &mut Config) {
+    config.argon2 = HashParams {
+        memory_kib: 8 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+    config.hash_pool.workers = 1;
+    config.throttle.pair_limit = 10_000;
+    config.throttle.source_limit = 10_000;
+    config.throttle.account_limit = 10_000;
+}
+
+/// Attack 3: 300 different guesses whose callers leave early, half by a
+/// deadline, half by resetting the stream. Whatever reached argon2 is
+/// counted; a job whose caller had gone before it started did not run.
+/// (The report's 3 ms and 4 ms were against a release build; this debug
+/// build needs longer for the guesses to reach the hashing queue at all.)
+async fn guesses_whose_caller_leaves_are_counted_or_never_run(backend: Backend) {
+    let Some(server) = TestServer::start_with(backend, slow_argon2_high_limits).await else {
+        return;
+    };
+    issue_simple(&server, "cleo").await;
+    let before = argon2_runs(&server);
+    let deadline = (0..150u32).map(|n| {
+        let mut client = server.auth();
+        async move {
+            let mut request = tonic::Request::new(login_request(
+                "cleo",
+                &wrong_secret(n),
+                Protocol::Imap,
+                "192.0.2.30",
+            ));
+            request.set_timeout(Duration::from_millis(100));
+            client
+                .authenticate(request)
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }
+    });
+    let results = futures::future::join_all(deadline).await;
+    assert!(
+        results.iter().all(|r| matches!(
+            r,
+            Ok(()) | Err(Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted)
+        )),
+        "{results:?}"
+    );
+    let reset = (150..300u32).map(|n| {
+        let mut client = server.auth();
+        async move {
+            let request = login_request("cleo", &wrong_secret(n), Protocol::Imap, "192.0.2.30");
+            // Dropping the call resets its stream.
+            let _ = tokio::time::timeout(Duration::from_millis(200), client.authenticate(request))
+                .await;
+        }
+    });
+    futures::future::join_all(reset).await;
+    settled(&server).await;
+
+    let runs = argon2_runs(&server) - before;
+    let pair = pair_of("cleo", "192.0.2.30").pair;
+    assert!(runs < 300, "every guess ran: nothing was skipped");
+    assert!(
+        server.services.logins.stats().hash_pool_skipped > 0,
+        "no job was skipped"
+    );
+    assert_eq!(
+        stored_failures(&server, &pair.key).await,
+        runs as i64,
+        "every guess that reached argon2 is counted, and no other"
+    );
+    assert_eq!(failure_rows(&server).await.0, runs as i64);
+    server.stop().await;
+}
+
+/// Overload: a burst of cold logins is served as far as the callers'
+/// deadlines allow, and the rest are refused at once instead of queueing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_admitted_by_its_deadline() {
+    let server = TestServer::start_with(Backend::Sqlite, slow_argon2_high_limits)
+        .await
+        .unwrap();
+    // Each phase its own accounts: a repeat would be decided from memory.
+    let send = |phase: &'static str, count: u32, timeout: Duration| {
+        let server = &server;
+        async move {
+            let attempts = (0..count).map(|n| {
+                let mut client = server.auth();
+                async move {
+                    let mut request = tonic::Request::new(login_request(
+                        &format!("{phase}{n}"),
+                        &wrong_secret(n),
+                        Protocol::Imap,
+                        &format!("2001:db8:{n:x}::1"),
+                    ));
+                    request.set_timeout(timeout);
+                    client
+                        .authenticate(request)
+                        .await
+                        .map(|_| ())
+                        .map_err(|s| s.code())
+                }
+            });
+            futures::future::join_all(attempts).await
+        }
+    };
+    // A generous deadline: a burst larger than the old fixed queue of 256
+    // is served whole.
+    let generous = send("generous", 300, Duration::from_secs(120)).await;
+    assert!(generous.iter().all(Result::is_ok), "{generous:?}");
+    settled(&server).await;
+
+    // A tight one: what fits is served, the rest refused at once. Every
+    // attempt was run, refused at admission, or (its caller gone) skipped.
+    let stats = || server.services.logins.stats();
+    let (runs, refused, skipped) = (
+        stats().argon2_verifications,
+        stats().hash_pool_refused,
+        stats().hash_pool_skipped,
+    );
+    let tight = send("tight", 300, Duration::from_millis(300)).await;
+    assert!(
+        tight.iter().all(|r| matches!(
+            r,
+            Ok(()) | Err(Code::ResourceExhausted | Code::Cancelled | Code::DeadlineExceeded)
+        )),
+        "{tight:?}"
+    );
+    settled(&server).await;
+    let (runs, refused, skipped) = (
+        stats().argon2_verifications - runs,
+        stats().hash_pool_refused - refused,
+        stats().hash_pool_skipped - skipped,
+    );
+    assert!(runs > 0 && refused > 0, "runs {runs}, refused {refused}");
+    assert_eq!(runs + refused + skipped, 300);
+    let answered_refused = tight
+        .iter()
+        .filter(|r| **r == Err(Code::ResourceExhausted))
+        .count() as u64;
+    assert!(
+        answered_refused > 0 && answered_refused <= refused,
+        "refusals are answered (unless the caller had already gone)"
+    );
+    settled(&server).await;
+    server.stop().await;
+}
