@@ -12,7 +12,6 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
@@ -25,12 +24,13 @@ use crate::domain::login::{LoginConfig, Logins};
 use crate::domain::secrets::Hasher;
 use crate::domain::shared::time::Clock;
 use crate::domain::Services;
-use crate::grpc;
 use crate::grpc::access::ReflectionAccess;
 use crate::grpc::auth::CallerAuthLayer;
 use crate::grpc::request_log::RequestLogLayer;
+use crate::grpc::{self, MessageLimits};
 use crate::metrics::Metrics;
 use crate::store::SqlStore;
+use crate::transport::{self, ServerConfig};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -42,6 +42,7 @@ pub struct App {
     store: SqlStore,
     reflection: ReflectionAccess,
     tls: Option<ServerTlsConfig>,
+    server: ServerConfig,
     audit: AuditConfig,
     health_interval: Duration,
 }
@@ -83,6 +84,7 @@ impl App {
             store,
             reflection: config.reflection,
             tls,
+            server: config.server,
             audit: config.audit,
             health_interval: Duration::from_millis(
                 config.database.health_check_interval_ms.max(100),
@@ -118,7 +120,11 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), BoxError> {
-        let (routes, health) = grpc::routes(self.services.clone(), self.reflection).await?;
+        let limits = MessageLimits {
+            own: self.server.max_message_bytes,
+            probe: self.server.probe_message_bytes,
+        };
+        let (routes, health) = grpc::routes(self.services.clone(), self.reflection, limits).await?;
         let address = listener.local_addr()?;
         if self.tls.is_none() && !address.ip().is_loopback() {
             tracing::warn!(
@@ -157,10 +163,23 @@ impl App {
             set_serving(&health, false).await;
         };
 
-        let mut server = Server::builder();
+        let bounds = self.server;
+        let secs = Duration::from_secs;
+        let mut server = Server::builder()
+            .max_concurrent_streams(bounds.max_concurrent_streams)
+            .http2_max_header_list_size(bounds.max_header_list_bytes)
+            .http2_keepalive_interval(Some(secs(bounds.keepalive_interval_secs.max(1))))
+            .http2_keepalive_timeout(Some(secs(bounds.keepalive_timeout_secs.max(1))))
+            .timeout(secs(bounds.request_timeout_secs.max(1)));
         if let Some(tls) = self.tls {
-            server = server.tls_config(tls)?;
+            let handshake = Duration::from_millis(bounds.handshake_timeout_ms.max(1));
+            server = server.tls_config(tls.timeout(handshake))?;
         }
+        tracing::info!(
+            connections = bounds.connection_cap(),
+            streams_per_connection = bounds.max_concurrent_streams,
+            "transport limits"
+        );
         server
             .layer(RequestLogLayer::new(self.metrics))
             .layer(CallerAuthLayer::new(
@@ -168,10 +187,7 @@ impl App {
                 self.reflection,
             ))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(transport::incoming(listener, &bounds), shutdown)
             .await?;
         let _ = pruning.await;
         let _ = flushing.await;

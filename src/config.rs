@@ -19,6 +19,7 @@ use crate::domain::secrets::hashing::HashParams;
 use crate::domain::secrets::pool::HashPoolConfig;
 use crate::grpc::access::ReflectionAccess;
 use crate::store::PoolConfig;
+use crate::transport::ServerConfig;
 
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "latchkey.toml";
@@ -29,6 +30,9 @@ const ENV_PREFIX: &str = "LATCHKEY_";
 pub struct Config {
     /// Where the gRPC server listens.
     pub listen: SocketAddr,
+    /// The gRPC listener's limits: connections, streams, message sizes,
+    /// timeouts (`crate::transport`).
+    pub server: ServerConfig,
     /// `sqlite://…`, `postgres://…` or `mysql://…`.
     pub database_url: DatabaseUrl,
     /// Read the database URL from this file instead (for secrets mounted as
@@ -64,6 +68,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            server: ServerConfig::default(),
             database_url: DatabaseUrl("sqlite://latchkey.db?mode=rwc".to_owned()),
             database_url_file: None,
             migrate_on_start: true,

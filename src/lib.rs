@@ -12,3 +12,4 @@ pub mod grpc;
 pub mod metrics;
 pub mod store;
 pub mod telemetry;
+pub mod transport;

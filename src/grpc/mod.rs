@@ -61,12 +61,24 @@ pub const SERVICE_NAMES: [&str; 5] = [
     "latchkey.v1.AuditService",
 ];
 
+/// The largest request message each kind of service accepts: a larger one
+/// is refused from its length prefix, before any of it is buffered.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageLimits {
+    /// latchkey's own services.
+    pub own: usize,
+    /// Health checks and reflection, whose requests are tiny and which
+    /// are open without a caller key.
+    pub probe: usize,
+}
+
 /// Every service the server answers: latchkey's own, grpc.health.v1 and,
 /// when enabled, server reflection in both v1 and v1alpha (grpcurl 1.8 only
 /// speaks v1alpha).
 pub async fn routes<S>(
     services: Services<S>,
     reflection: ReflectionAccess,
+    limits: MessageLimits,
 ) -> Result<(Routes, tonic_health::server::HealthReporter), tonic_reflection::server::Error>
 where
     S: AppPasswordStore
@@ -84,8 +96,9 @@ where
         callers,
         audit,
     } = services;
-    let max = crate::domain::shared::limits::REQUEST_MAX_BYTES;
+    let max = limits.own;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let health_service = health_service.max_decoding_message_size(limits.probe);
     for service in SERVICE_NAMES {
         health_reporter
             .set_service_status(service, ServingStatus::Serving)
@@ -120,8 +133,16 @@ where
                 .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
         routes = routes
-            .add_service(configure().build_v1()?)
-            .add_service(configure().build_v1alpha()?);
+            .add_service(
+                configure()
+                    .build_v1()?
+                    .max_decoding_message_size(limits.probe),
+            )
+            .add_service(
+                configure()
+                    .build_v1alpha()?
+                    .max_decoding_message_size(limits.probe),
+            );
     }
     Ok((routes, health_reporter))
 }

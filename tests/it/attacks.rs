@@ -6,9 +6,11 @@
 use std::time::Duration;
 
 use latchkey::config::Config;
+use latchkey::domain::callers::model::Role;
 use latchkey::domain::login::throttle::Scopes;
 use latchkey::domain::secrets::hashing::HashParams;
 use latchkey::domain::shared::username::Username;
+use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use latchkey::grpc::pb::{FailureReason, Protocol};
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
@@ -415,12 +417,24 @@ async fn a_burst_is_admitted_by_its_deadline() {
     let server = TestServer::start_with(Backend::Sqlite, slow_argon2_high_limits)
         .await
         .unwrap();
+    // Three connections of 100 streams each, opened (and their settings
+    // learnt) beforehand, so every attempt reaches the server at once.
+    let mut connections = Vec::new();
+    for _ in 0..3 {
+        let channel = server.new_connection_as(Role::Authenticator).await;
+        let mut client = LegacyAuthServiceClient::new(channel.clone());
+        let _ = client
+            .authenticate(login_request("warm", "x", Protocol::Imap, "192.0.2.1"))
+            .await;
+        connections.push(channel);
+    }
     // Each phase its own accounts: a repeat would be decided from memory.
     let send = |phase: &'static str, count: u32, timeout: Duration| {
-        let server = &server;
+        let connections = &connections;
         async move {
             let attempts = (0..count).map(|n| {
-                let mut client = server.auth();
+                let channel = connections[n as usize % connections.len()].clone();
+                let mut client = LegacyAuthServiceClient::new(channel);
                 async move {
                     let mut request = tonic::Request::new(login_request(
                         &format!("{phase}{n}"),

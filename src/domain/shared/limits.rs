@@ -30,8 +30,6 @@ pub const PAGE_TOKEN_MAX_BYTES: usize = 2048;
 pub const PAGE_SIZE_DEFAULT: u32 = 50;
 /// The largest page a caller may ask for.
 pub const PAGE_SIZE_MAX: u32 = 1000;
-/// The server refuses request messages larger than this, before decoding.
-pub const REQUEST_MAX_BYTES: usize = 64 * 1024;
 
 /// Checks a free-text field (display name, reason): a character bound and no
 /// control characters, which would let one entry forge lines in a review

@@ -1,0 +1,283 @@
+//! The transport's bounds: how many connections the server keeps open, how
+//! long one may stay silent, and what each may ask of it. With these, no
+//! client (with or without a key) can make the server hold unbounded memory
+//! or connections, and overload is refused at once instead of queueing.
+//!
+//! What bounds what:
+//! - `max_connections` caps open connections. Past it, a new connection is
+//!   accepted and closed at once (a clear refusal, and the kernel's accept
+//!   queue never fills), and the first such refusal is logged once until the
+//!   server is below the cap again. It also stays below the process's
+//!   descriptor limit, with room for the database pool and files.
+//! - `handshake_timeout_ms`: a connection that sends nothing (or, with TLS,
+//!   does not finish its handshake) within it is closed.
+//! - `idle_timeout_secs`: a connection from which nothing arrives for this
+//!   long is closed. HTTP/2 keepalive pings every `keepalive_interval_secs`
+//!   make a healthy client answer, so only a dead or silent peer reaches it;
+//!   a peer that stops answering pings is closed after
+//!   `keepalive_timeout_secs` already.
+//! - `max_concurrent_streams` per connection, `max_header_list_bytes`, and
+//!   message sizes per service (latchkey's own, and the tiny requests of
+//!   health checks and reflection): a message declared larger is refused
+//!   from its 5-byte prefix, before any of it is buffered.
+//! - `request_timeout_secs`: a request (its body included) must be done in
+//!   this time, so a stream that sends half a message and stops is cut.
+//!
+//! Memory the transport can be made to hold in request bodies is then at
+//! most `max_connections × max_concurrent_streams × max_message_bytes`
+//! (256 × 128 × 8 KiB = 256 MiB by default) with a caller key, and without
+//! one `max_connections × max_concurrent_streams × probe_message_bytes`
+//! (32 MiB): requests to latchkey's own services are refused before their
+//! body is read unless the caller key checks out. The largest real request
+//! (an issue with 16 networks and a 100-character name) is under 4 KiB.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Limits of the gRPC listener; see the module docs for what each bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Open connections at most; 0 means as many as the descriptor limit
+    /// allows.
+    pub max_connections: usize,
+    /// Concurrent requests (HTTP/2 streams) per connection.
+    pub max_concurrent_streams: u32,
+    /// The largest request message to latchkey's own services, in bytes
+    /// (the largest real one is under 4 KiB).
+    pub max_message_bytes: usize,
+    /// The largest request message to health checks and reflection.
+    pub probe_message_bytes: usize,
+    /// The largest request header list, in bytes.
+    pub max_header_list_bytes: u32,
+    /// Time to the first byte (and a TLS handshake), in milliseconds.
+    pub handshake_timeout_ms: u64,
+    /// A connection from which nothing arrives for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// HTTP/2 keepalive pings, and how long an answer may take.
+    pub keepalive_interval_secs: u64,
+    pub keepalive_timeout_secs: u64,
+    /// The longest a request may take, its body included.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            // HTTP/2 clients open up to 100 streams before they learn the
+            // server's limit (h2's and grpc-go's default); a limit below that
+            // would refuse well-behaved clients on a fresh connection.
+            max_concurrent_streams: 128,
+            max_message_bytes: 8 * 1024,
+            probe_message_bytes: 1024,
+            max_header_list_bytes: 16 * 1024,
+            handshake_timeout_ms: 5_000,
+            idle_timeout_secs: 300,
+            keepalive_interval_secs: 30,
+            keepalive_timeout_secs: 10,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// Descriptors kept free for the database pool, log files and the like.
+const RESERVED_DESCRIPTORS: usize = 64;
+
+impl ServerConfig {
+    /// The connection cap in force: the configured one, kept below the
+    /// process's open-file limit.
+    pub fn connection_cap(&self) -> usize {
+        let by_descriptors =
+            open_file_limit().map(|limit| limit.saturating_sub(RESERVED_DESCRIPTORS).max(1));
+        match (self.max_connections, by_descriptors) {
+            (0, Some(limit)) => limit,
+            (0, None) => 1024,
+            (configured, Some(limit)) => configured.min(limit),
+            (configured, None) => configured,
+        }
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The accepted connections of `listener`, each holding a place under the
+/// cap until it closes, with the handshake and idle timeouts applied.
+/// Refused connections and accept errors never end the stream: a refusal
+/// is closed at once (logged once per stretch at the cap), and an accept
+/// error (out of descriptors, say) is logged and followed by a short
+/// pause, so it cannot spin a core.
+pub fn incoming(
+    listener: TcpListener,
+    config: &ServerConfig,
+) -> impl futures_util::Stream<Item = io::Result<Guarded>> + Send + 'static {
+    let cap = config.connection_cap();
+    let gate = Gate {
+        places: Arc::new(Semaphore::new(cap)),
+        cap,
+        at_cap: AtomicBool::new(false),
+        handshake: Duration::from_millis(config.handshake_timeout_ms.max(1)),
+        idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
+    };
+    futures_util::stream::unfold((listener, gate), |(listener, gate)| async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    if let Some(guarded) = gate.admit(stream, peer) {
+                        return Some((Ok(guarded), (listener, gate)));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a connection; pausing accepts briefly");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+}
+
+/// Admits connections under the cap.
+struct Gate {
+    places: Arc<Semaphore>,
+    cap: usize,
+    at_cap: AtomicBool,
+    handshake: Duration,
+    idle: Duration,
+}
+
+impl Gate {
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) -> Option<Guarded> {
+        match Arc::clone(&self.places).try_acquire_owned() {
+            Ok(place) => {
+                self.at_cap.store(false, Ordering::Relaxed);
+                let _ = stream.set_nodelay(true);
+                Some(Guarded::new(stream, place, self.handshake, self.idle))
+            }
+            Err(_) => {
+                if !self.at_cap.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        cap = self.cap,
+                        %peer,
+                        "connection limit reached: new connections are closed at once until some close"
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A connection under the transport's bounds: it holds its place under the
+/// cap until dropped, and fails its reads once the peer has been silent for
+/// the handshake timeout (before its first byte) or the idle timeout.
+pub struct Guarded {
+    stream: TcpStream,
+    _place: OwnedSemaphorePermit,
+    deadline: Pin<Box<Sleep>>,
+    handshake: bool,
+    idle: Duration,
+}
+
+impl Guarded {
+    fn new(
+        stream: TcpStream,
+        place: OwnedSemaphorePermit,
+        handshake: Duration,
+        idle: Duration,
+    ) -> Self {
+        Self {
+            stream,
+            _place: place,
+            deadline: Box::pin(tokio::time::sleep(handshake)),
+            handshake: true,
+            idle,
+        }
+    }
+}
+
+impl Connected for Guarded {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    self.handshake = false;
+                    let next = Instant::now() + self.idle;
+                    self.deadline.as_mut().reset(next);
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    let what = if self.handshake {
+                        "nothing arrived within the handshake timeout"
+                    } else {
+                        "the connection was idle past the idle timeout"
+                    };
+                    Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
