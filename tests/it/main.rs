@@ -29,6 +29,7 @@ mod secrets;
 mod support;
 mod throttling;
 mod tls;
+mod transport;
 mod usage;
 mod verified_cache;
 mod walk;
