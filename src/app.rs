@@ -254,13 +254,39 @@ async fn watch_database(
     }
 }
 
-/// Connects and, if configured to, migrates.
+/// Connects and, if configured to, migrates. An error names the database
+/// (redacted) and every cause, with the URL's secrets scrubbed from them.
 pub async fn open_store(config: &Config) -> Result<SqlStore, BoxError> {
-    let store = SqlStore::connect(config.database_url.expose(), config.database).await?;
+    let url = &config.database_url;
+    let failed = |doing: &str, error: &dyn std::error::Error| {
+        format!(
+            "cannot {doing} the database {}: {}",
+            url.redacted(),
+            url.scrub(&causes(error))
+        )
+    };
+    let store = SqlStore::connect(url.expose(), config.database)
+        .await
+        .map_err(|error| failed("open", &error))?;
     if config.migrate_on_start {
-        store.migrate().await?;
+        store
+            .migrate()
+            .await
+            .map_err(|error| failed("migrate", &error))?;
     }
     Ok(store)
+}
+
+/// An error and its sources, outermost first.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, BoxError> {

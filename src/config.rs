@@ -170,21 +170,116 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with any password replaced by `*****`.
+    /// The URL with every password-bearing part replaced by `*****`: the
+    /// password of the user part, and the value of every query parameter
+    /// whose name (in any letter case, percent-encoded or not) says it holds
+    /// a secret (`password`, `sslpassword`, `PASSWORD`, `passwd`, `pwd`,
+    /// `secret`, `token`).
     pub fn redacted(&self) -> String {
-        let Some((scheme, rest)) = self.0.split_once("://") else {
-            return self.0.clone();
+        let url = &self.0;
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url.as_str(), None),
         };
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        let Some((userinfo, host)) = authority.rsplit_once('@') else {
-            return self.0.clone();
+        let mut shown = match base.split_once("://") {
+            Some((scheme, rest)) => {
+                let authority_end = rest.find('/').unwrap_or(rest.len());
+                let (authority, path) = rest.split_at(authority_end);
+                match authority.rsplit_once('@') {
+                    Some((userinfo, host)) => {
+                        let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                        let hidden = if userinfo.contains(':') { ":*****" } else { "" };
+                        format!("{scheme}://{user}{hidden}@{host}{path}")
+                    }
+                    None => base.to_owned(),
+                }
+            }
+            None => base.to_owned(),
         };
-        match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:*****@{host}{tail}"),
-            None => self.0.clone(),
+        if let Some(query) = query {
+            shown.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if is_secret_parameter(name) => format!("{name}=*****"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            shown.push_str(&pairs.join("&"));
         }
+        shown
     }
+
+    /// `text` (an error message, say) with every secret of this URL in it
+    /// replaced by `*****`, as written and percent-decoded.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut scrubbed = text.to_owned();
+        for secret in self.secrets() {
+            if secret.len() >= 2 {
+                scrubbed = scrubbed.replace(&secret, "*****");
+            }
+        }
+        scrubbed
+    }
+
+    /// The secret values inside the URL, as written and decoded.
+    fn secrets(&self) -> Vec<String> {
+        let url = &self.0;
+        let mut secrets = Vec::new();
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        if let Some((_, rest)) = base.split_once("://") {
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                if let Some((_, password)) = userinfo.split_once(':') {
+                    secrets.push(password.to_owned());
+                }
+            }
+        }
+        for pair in query.split('&') {
+            if let Some((name, value)) = pair.split_once('=') {
+                if is_secret_parameter(name) {
+                    secrets.push(value.to_owned());
+                }
+            }
+        }
+        let decoded: Vec<String> = secrets.iter().map(|s| percent_decode(s)).collect();
+        secrets.extend(decoded);
+        // Longest first, so a secret that contains another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets
+    }
+}
+
+/// Whether a URL query parameter carries a secret, by its name.
+fn is_secret_parameter(name: &str) -> bool {
+    let name = percent_decode(name).to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// `%XX` escapes (and `+`) decoded; anything malformed is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(high), Some(low)) => {
+                    out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -298,6 +393,38 @@ mod tests {
         assert!(!format!("{url:?}").contains("s3cret"));
         let plain = DatabaseUrl::new("sqlite://latchkey.db?mode=rwc");
         assert_eq!(plain.redacted(), "sqlite://latchkey.db?mode=rwc");
+    }
+
+    #[test]
+    fn passwords_in_query_strings_are_redacted_in_any_case() {
+        let url = DatabaseUrl::new(
+            "postgres://u@db/l?sslmode=require&password=hunter2&PASSWORD=Hunter3&sslpassword=k%65y&Pass%77ord=x%2By&user=u",
+        );
+        let shown = url.redacted();
+        assert_eq!(
+            shown,
+            "postgres://u@db/l?sslmode=require&password=*****&PASSWORD=*****&sslpassword=*****&Pass%77ord=*****&user=u"
+        );
+        for secret in ["hunter2", "Hunter3", "k%65y", "key", "x%2By", "x+y"] {
+            assert!(!shown.contains(secret), "{secret}");
+            assert!(!format!("{url:?}").contains(secret), "{secret}");
+            let message = format!("cannot connect with {secret} to db");
+            assert!(!url.scrub(&message).contains(secret), "{secret}");
+        }
+        let both = DatabaseUrl::new("mysql://root:s3cr%40t@db:3306/t?password=p4ss");
+        assert_eq!(
+            both.redacted(),
+            "mysql://root:*****@db:3306/t?password=*****"
+        );
+        assert_eq!(
+            both.scrub("auth failed for s3cr@t (s3cr%40t), p4ss"),
+            "auth failed for ***** (*****), *****"
+        );
+        let config = Config {
+            database_url: url,
+            ..Config::default()
+        };
+        assert!(!config.to_redacted_toml().contains("hunter2"));
     }
 
     #[test]

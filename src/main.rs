@@ -9,7 +9,6 @@ use latchkey::app::{self, App, BoxError};
 use latchkey::config::{Config, DatabaseUrl, LogFormat, LogOverrides, MetricsConfig, Overrides};
 use latchkey::domain::callers::model::{parse_name, parse_tls_identity, Role};
 use latchkey::domain::shared::time::SystemClock;
-use latchkey::store::SqlStore;
 use latchkey::telemetry;
 
 /// latchkey: issue, verify, review and revoke app passwords over gRPC.
@@ -147,9 +146,9 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 database_url: args.database_url.map(DatabaseUrl::new),
                 ..Overrides::default()
             };
-            let config = load(cli.config, overrides)?;
-            let store = SqlStore::connect(config.database_url.expose(), config.database).await?;
-            store.migrate().await?;
+            let mut config = load(cli.config, overrides)?;
+            config.migrate_on_start = true;
+            let store = app::open_store(&config).await?;
             store.close().await?;
             tracing::info!(database = %config.database_url.redacted(), "migrations applied");
             Ok(())
@@ -229,7 +228,7 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
 /// Loads the configuration and sets up logging from it.
 fn load(file: Option<PathBuf>, overrides: Overrides) -> Result<Config, BoxError> {
     let loaded = Config::load(file.as_deref(), overrides)?;
-    telemetry::init(&loaded.config.log)?;
+    telemetry::init(&loaded.config)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }

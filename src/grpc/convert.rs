@@ -22,9 +22,15 @@ pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
 }
 
 /// Reads a timestamp given by a caller; millisecond precision is kept.
+/// Only instants a protobuf Timestamp can express are taken (years 1 to
+/// 9999), so everything stored can be given back to every client.
 pub fn parse_timestamp(at: &prost_types::Timestamp) -> Result<Timestamp, String> {
     if !(0..1_000_000_000).contains(&at.nanos) {
         return Err("nanos must be between 0 and 999,999,999".to_owned());
+    }
+    const FIRST_SECOND: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
+    if !(FIRST_SECOND..=Timestamp::LATEST.as_millis() / 1000).contains(&at.seconds) {
+        return Err("must be between the years 1 and 9999".to_owned());
     }
     at.seconds
         .checked_mul(1000)
@@ -118,11 +124,7 @@ pub fn app_password_to_pb(password: AppPassword, now: Timestamp) -> pb::AppPassw
         username: password.username.to_string(),
         display_name: password.display_name,
         protocols,
-        allowed_networks: password
-            .allowed_networks
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
+        allowed_networks: password.allowed_networks.entries(),
         create_time: Some(timestamp(password.created_at)),
         expire_time: password.expires_at.map(timestamp),
         issued_by: password.issued_by,

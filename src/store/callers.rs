@@ -102,15 +102,16 @@ impl CallerStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn caller_by_tls_identity(&self, identities: &[String]) -> Result<Option<Caller>> {
-        let row = caller::Entity::find()
+    async fn callers_by_tls_identity(&self, identities: &[String]) -> Result<Vec<Caller>> {
+        let rows = caller::Entity::find()
             .filter(caller::Column::TlsIdentity.is_in(identities.iter().map(String::as_str)))
             .filter(caller::Column::RevokedAt.is_null())
             .order_by_asc(caller::Column::Name)
-            .one(&self.db)
+            .limit(2)
+            .all(&self.db)
             .await
             .map_err(db_error)?;
-        row.map(known_role).transpose()
+        rows.into_iter().map(known_role).collect()
     }
 
     async fn touch_caller(&self, name: &str, now: Timestamp) -> Result<()> {

@@ -169,3 +169,24 @@ async fn call_with_key(server: &TestServer, key: &str) -> Code {
         .await
         .map_or_else(|status| status.code(), |_| Code::Ok)
 }
+
+/// Recording a caller's last use is best effort: when that write fails,
+/// the caller's request still goes through (who it is was established).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_last_use_write_does_not_refuse_the_caller() {
+    use sea_orm::ConnectionTrait;
+    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let db = server.database.connect().await;
+    db.execute_unprepared(
+        "CREATE TRIGGER no_touch BEFORE UPDATE ON caller BEGIN SELECT RAISE(ABORT, 'read only'); END",
+    )
+    .await
+    .unwrap();
+    let listed = server
+        .accounts()
+        .list_accounts(latchkey::grpc::pb::ListAccountsRequest::default())
+        .await;
+    assert!(listed.is_ok(), "{listed:?}");
+    db.close().await.unwrap();
+    server.stop().await;
+}

@@ -97,3 +97,36 @@ async fn caller_commands_work_before_and_beside_the_server() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// Database passwords never reach the terminal: not in `--print-config`,
+/// not in the error of a connection that fails, in any letter case and
+/// wherever in the URL they are.
+#[test]
+fn database_passwords_are_redacted_everywhere() {
+    let secrets = ["Us3rPw", "QueryPw1", "UpperPw2", "SslPw3"];
+    let url = format!(
+        "postgres://latchkey:{}@127.0.0.1:1/latchkey?password={}&PASSWORD={}&sslpassword={}&connect_timeout=1",
+        secrets[0], secrets[1], secrets[2], secrets[3]
+    );
+    let printed = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--print-config", "--database-url", &url])
+        .output()
+        .unwrap();
+    let printed_text = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed_text.contains("password=*****"), "{printed_text}");
+    let failed = latchkey(&url, &["migrate"]);
+    assert!(!failed.status.success());
+    let error = String::from_utf8_lossy(&failed.stderr);
+    assert!(error.contains("cannot open the database"), "{error}");
+    for output in [
+        &printed.stdout,
+        &printed.stderr,
+        &failed.stdout,
+        &failed.stderr,
+    ] {
+        let text = String::from_utf8_lossy(output);
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+}

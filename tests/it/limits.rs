@@ -239,6 +239,35 @@ async fn invalid_issue_requests_change_nothing(backend: Backend) {
             &["expire_time"],
         ),
         (
+            // After 9999-12-31: no protobuf Timestamp (nor JSON client) can
+            // show it.
+            IssueAppPasswordRequest {
+                expiration: Some(Expiration::ExpireTime(prost_types::Timestamp {
+                    seconds: 253_402_300_800,
+                    nanos: 0,
+                })),
+                ..valid()
+            },
+            &["expire_time"],
+        ),
+        (
+            IssueAppPasswordRequest {
+                expiration: Some(Expiration::Ttl(prost_types::Duration {
+                    seconds: 8_000 * 365 * 86_400,
+                    nanos: 0,
+                })),
+                ..valid()
+            },
+            &["ttl"],
+        ),
+        (
+            IssueAppPasswordRequest {
+                allowed_networks: vec!["::ffff:0:0/90".into()],
+                ..valid()
+            },
+            &["allowed_networks"],
+        ),
+        (
             IssueAppPasswordRequest {
                 parent: String::new(),
                 display_name: String::new(),

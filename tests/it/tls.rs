@@ -152,6 +152,38 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 
+    // A certificate that names two callers (its common name one, a SAN
+    // another) is refused: which role it means cannot be told.
+    callers
+        .create_caller(CreateCallerRequest {
+            name: "portal".into(),
+            role: latchkey::grpc::pb::Role::Operator as i32,
+            tls_identity: "portal.internal".into(),
+        })
+        .await
+        .unwrap();
+    let ambiguous = pki
+        .channel(
+            &server,
+            Some(pki.issue("imap-proxy.internal", &["portal.internal"])),
+        )
+        .await;
+    let status = LegacyAuthServiceClient::new(ambiguous)
+        .authenticate(stranger_login())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    // And no second caller may take a TLS identity that is in use.
+    let taken = callers
+        .create_caller(CreateCallerRequest {
+            name: "impostor".into(),
+            role: latchkey::grpc::pb::Role::Operator as i32,
+            tls_identity: "imap-proxy.internal".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists);
+
     // Plaintext does not reach a TLS listener.
     let plaintext = server
         .auth()

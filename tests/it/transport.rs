@@ -70,7 +70,9 @@ async fn half_sent_streams(
             request = request.header("authorization", format!("Bearer {key}"));
         }
         client = client.ready().await.unwrap();
-        let (response, mut body) = client.send_request(request.body(()).unwrap(), false).unwrap();
+        let (response, mut body) = client
+            .send_request(request.body(()).unwrap(), false)
+            .unwrap();
         let mut frame = vec![0u8];
         frame.extend_from_slice(&declared.to_be_bytes());
         frame.extend(std::iter::repeat_n(0u8, sent));
@@ -116,7 +118,10 @@ async fn streams_that_never_finish_cost_bounded_memory() {
         half_sent_streams(&server, health, None, 200, 4 << 20, 16 * 1024),
     );
     assert_eq!((a, b), (200, 200), "every stream answered");
-    assert!(health_answers(&server).await, "health answers during and after");
+    assert!(
+        health_answers(&server).await,
+        "health answers during and after"
+    );
 
     let key = server.keys[&Role::Authenticator].clone();
     let authenticate = "/latchkey.v1.LegacyAuthService/Authenticate";
@@ -148,7 +153,10 @@ async fn the_stream_limit_is_advertised() {
     let mut client = client.ready().await.unwrap();
     let request = http::Request::builder()
         .method("POST")
-        .uri(format!("http://{}/grpc.health.v1.Health/Check", server.addr))
+        .uri(format!(
+            "http://{}/grpc.health.v1.Health/Check",
+            server.addr
+        ))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())
@@ -211,7 +219,10 @@ async fn silent_idle_and_excess_connections_are_closed() {
     }
     assert_eq!(closed, 100, "every silent connection closed");
     assert_eq!(logged() - logged_before, 1, "the cap is logged once");
-    assert!(health_answers(&server).await, "health answers once they are gone");
+    assert!(
+        health_answers(&server).await,
+        "health answers once they are gone"
+    );
 
     // HTTP/2 preface and settings, then silence: pings go unanswered.
     let mut half_open = TcpStream::connect(server.addr).await.unwrap();

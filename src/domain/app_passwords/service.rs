@@ -81,9 +81,16 @@ impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {
             Some(Expiry::At(at)) => Some(at),
             Some(Expiry::After(ttl)) => Some(
                 now.checked_add(ttl)
-                    .ok_or_else(|| Error::invalid("ttl", "is too long"))?,
+                    .filter(|at| *at <= Timestamp::LATEST)
+                    .ok_or_else(|| Error::invalid("ttl", "must end before the year 10000"))?,
             ),
         };
+        if expires_at.is_some_and(|at| at > Timestamp::LATEST) {
+            return Err(Error::invalid(
+                "expire_time",
+                "must be before the year 10000",
+            ));
+        }
         let cap = self.inner.max_active_per_account;
 
         // A cheap early refusal, so a disabled or full account costs no

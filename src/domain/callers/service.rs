@@ -87,12 +87,15 @@ impl<S: CallerStore> Callers<S> {
         if !key_matches || cached.caller.revoked_at.is_some() {
             return Ok(None);
         }
-        self.touch(&cached.caller, now).await?;
+        self.touch(&cached.caller, now).await;
         Ok(Some(cached.caller))
     }
 
-    /// The caller a verified TLS client certificate maps to: the first of
-    /// the certificate's identities (subject CN, SANs) that names one.
+    /// The caller a verified TLS client certificate maps to: the one caller
+    /// whose TLS identity is among the certificate's identities (subject
+    /// CN, SANs). A certificate that names two callers is refused: which
+    /// one it means cannot be told, and picking one would grant a role
+    /// nobody chose.
     pub async fn caller_by_tls_identities(&self, identities: &[String]) -> Result<Option<Caller>> {
         if identities.is_empty() {
             return Ok(None);
@@ -100,19 +103,23 @@ impl<S: CallerStore> Callers<S> {
         let now = self.now();
         let id = CredentialId::Certificate(identities.to_vec());
         let read = || async {
-            Ok(self
-                .store()
-                .caller_by_tls_identity(identities)
-                .await?
-                .map(|caller| CachedCaller {
-                    caller,
-                    key_digest: None,
-                }))
+            let mut callers = self.store().callers_by_tls_identity(identities).await?;
+            if callers.len() > 1 {
+                tracing::warn!(
+                    callers = ?callers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+                    "a client certificate names more than one caller; refused"
+                );
+                return Ok(None);
+            }
+            Ok(callers.pop().map(|caller| CachedCaller {
+                caller,
+                key_digest: None,
+            }))
         };
         let Some(CachedCaller { caller, .. }) = self.cached_caller(id, now, read).await? else {
             return Ok(None);
         };
-        self.touch(&caller, now).await?;
+        self.touch(&caller, now).await;
         Ok(Some(caller))
     }
 
@@ -138,15 +145,19 @@ impl<S: CallerStore> Callers<S> {
         Ok(Some(cached))
     }
 
-    async fn touch(&self, caller: &Caller, now: Timestamp) -> Result<()> {
+    /// Records the caller's last use, at most once per resolution. Best
+    /// effort: a failed write is logged and the request goes on, since
+    /// who the caller is was already established.
+    async fn touch(&self, caller: &Caller, now: Timestamp) {
         let stale = caller
             .last_used_at
             .is_none_or(|at| now.since(at) >= LAST_USED_RESOLUTION);
         if stale {
             self.inner.cache.touched(&caller.name, now);
-            self.store().touch_caller(&caller.name, now).await?;
+            if let Err(error) = self.store().touch_caller(&caller.name, now).await {
+                tracing::warn!(caller = %caller.name, %error, "recording a caller's last use failed");
+            }
         }
-        Ok(())
     }
 
     /// Creates a caller; the key is returned once and only its digest kept.

@@ -23,11 +23,12 @@ pub trait CallerStore: Send + Sync + 'static {
         key_id: &str,
     ) -> impl Future<Output = Result<Option<StoredCaller>>> + Send;
 
-    /// The unrevoked caller whose TLS identity is one of `identities`.
-    fn caller_by_tls_identity(
+    /// The unrevoked callers whose TLS identity is one of `identities`,
+    /// two at most (one more than a certificate may name).
+    fn callers_by_tls_identity(
         &self,
         identities: &[String],
-    ) -> impl Future<Output = Result<Option<Caller>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Caller>>> + Send;
 
     fn touch_caller(&self, name: &str, now: Timestamp) -> impl Future<Output = Result<()>> + Send;
 

@@ -6,17 +6,31 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 /// The networks one app password allows; empty means any address.
+///
+/// A stored list that cannot be read back (a corrupted row, or one written
+/// by a future version) permits no address at all: an unreadable
+/// restriction must not turn into no restriction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowedNetworks(Vec<IpNet>);
+pub struct AllowedNetworks {
+    networks: Vec<IpNet>,
+    /// The stored text, when it could not be read.
+    unreadable: Option<String>,
+}
 
 impl AllowedNetworks {
     pub fn new(networks: Vec<IpNet>) -> Self {
-        Self(networks)
+        Self {
+            networks,
+            unreadable: None,
+        }
     }
 
     /// Reads one entry: CIDR notation, or a bare address meaning just that
     /// address. Host bits are cleared ("192.0.2.7/24" is "192.0.2.0/24"), so
-    /// what is stored and shown is what is enforced.
+    /// what is stored and shown is what is enforced. An IPv4-mapped IPv6
+    /// range (`::ffff:192.0.2.0/120`) is the IPv4 range it maps
+    /// (`192.0.2.0/24`), since clients are matched by their IPv4 address; a
+    /// mapped range wider than the mapped space is refused.
     pub fn parse_entry(entry: &str) -> Result<IpNet, String> {
         let entry = entry.trim();
         let net = match entry.parse::<IpNet>() {
@@ -26,16 +40,44 @@ impl AllowedNetworks {
                 Err(_) => return Err(format!("{entry:?} is not an IP network in CIDR notation")),
             },
         };
+        let net = match net {
+            IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+                Some(v4) if v6.prefix_len() >= 96 => {
+                    IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96)
+                        .map_err(|error| format!("{entry:?}: {error}"))?
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "{entry:?} is an IPv4-mapped range wider than the mapped space; write the IPv4 range"
+                    ))
+                }
+                None => net,
+            },
+            IpNet::V4(_) => net,
+        };
         Ok(net.trunc())
     }
 
     pub fn permits(&self, client: IpAddr) -> bool {
+        if self.unreadable.is_some() {
+            return false;
+        }
         let client = canonical_ip(client);
-        self.0.is_empty() || self.0.iter().any(|net| net.contains(&client))
+        self.networks.is_empty() || self.networks.iter().any(|net| net.contains(&client))
+    }
+
+    /// The entries as shown to people: the networks, or for an unreadable
+    /// list the stored text as it is (never an empty list, which would read
+    /// as "any address").
+    pub fn entries(&self) -> Vec<String> {
+        match &self.unreadable {
+            Some(stored) => vec![format!("unreadable: {stored}")],
+            None => self.networks.iter().map(ToString::to_string).collect(),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &IpNet> {
-        self.0.iter()
+        self.networks.iter()
     }
 
     /// Storage form: comma-separated CIDRs, empty for any.
@@ -43,20 +85,37 @@ impl AllowedNetworks {
         self.to_string()
     }
 
+    /// Reads the storage form back. Fails closed: if any entry cannot be
+    /// read, the list permits nothing (and says so where it is shown).
     pub(crate) fn from_stored(stored: &str) -> Self {
-        Self(
-            stored
-                .split(',')
-                .filter(|entry| !entry.is_empty())
-                .filter_map(|entry| entry.parse().ok())
-                .collect(),
-        )
+        let parsed: Result<Vec<IpNet>, _> = stored
+            .split(',')
+            .filter(|entry| !entry.is_empty())
+            .map(str::parse::<IpNet>)
+            .collect();
+        match parsed {
+            Ok(networks) => Self::new(networks),
+            Err(_) => {
+                tracing::error!(
+                    stored,
+                    "an app password's allowed networks cannot be read; it permits no address"
+                );
+                Self {
+                    networks: Vec::new(),
+                    unreadable: Some(stored.to_owned()),
+                }
+            }
+        }
     }
 }
 
 impl fmt::Display for AllowedNetworks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, net) in self.0.iter().enumerate() {
+        if let Some(stored) = &self.unreadable {
+            // Written back as it was read: never widened.
+            return f.write_str(stored);
+        }
+        for (i, net) in self.networks.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
@@ -101,11 +160,18 @@ impl SeenNetworks {
     }
 
     pub fn to_stored(&self) -> String {
-        AllowedNetworks(self.0.clone()).to_stored()
+        AllowedNetworks::new(self.0.clone()).to_stored()
     }
 
+    /// Seen networks only inform the new-network event; an unreadable
+    /// entry is dropped (the next success from it is then "new" again).
     pub(crate) fn from_stored(stored: &str) -> Self {
-        Self(AllowedNetworks::from_stored(stored).0)
+        Self(
+            stored
+                .split(',')
+                .filter_map(|entry| entry.parse().ok())
+                .collect(),
+        )
     }
 }
 
@@ -161,6 +227,37 @@ mod tests {
             "the oldest network is forgotten first"
         );
         assert_eq!(SeenNetworks::from_stored(&seen.to_stored()), seen);
+    }
+
+    #[test]
+    fn ipv4_mapped_ranges_are_the_ipv4_ranges_they_map() {
+        let mapped = AllowedNetworks::parse_entry("::ffff:192.0.2.0/120").unwrap();
+        assert_eq!(mapped.to_string(), "192.0.2.0/24");
+        let nets = AllowedNetworks::new(vec![mapped]);
+        assert!(nets.permits(ip("192.0.2.9")));
+        assert!(nets.permits(ip("::ffff:192.0.2.9")));
+        assert_eq!(
+            AllowedNetworks::parse_entry("::ffff:192.0.2.9")
+                .unwrap()
+                .to_string(),
+            "192.0.2.9/32"
+        );
+        assert!(AllowedNetworks::parse_entry("::ffff:0:0/90").is_err());
+        assert_eq!(
+            AllowedNetworks::parse_entry("::/0").unwrap().to_string(),
+            "::/0",
+            "a range that merely contains the mapped space is left alone"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_stored_list_permits_nothing() {
+        let broken = AllowedNetworks::from_stored("192.0.2.0/24,not-a-network");
+        assert!(!broken.permits(ip("192.0.2.1")));
+        assert!(!broken.permits(ip("198.51.100.1")));
+        assert_eq!(broken.entries(), ["unreadable: 192.0.2.0/24,not-a-network"]);
+        assert_eq!(broken.to_stored(), "192.0.2.0/24,not-a-network");
+        assert!(AllowedNetworks::from_stored("").permits(ip("198.51.100.1")));
     }
 
     #[test]

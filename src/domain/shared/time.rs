@@ -24,6 +24,11 @@ fn millis(duration: Duration) -> i64 {
 }
 
 impl Timestamp {
+    /// 9999-12-31T23:59:59.999Z, the last instant a protobuf Timestamp (and
+    /// so every JSON client of the API) can express; later ones are refused
+    /// where they enter.
+    pub const LATEST: Timestamp = Timestamp(253_402_300_799_999);
+
     pub const fn from_millis(millis: i64) -> Self {
         Self(millis)
     }

@@ -95,6 +95,16 @@ fn is_invisible(c: char) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn look_alikes_from_other_scripts_stay_apart() {
+        // A Cyrillic а (U+0430) is not a Latin a: another account. The
+        // README says why latchkey does not fold confusables.
+        let latin = Username::parse("alice").unwrap();
+        let cyrillic = Username::parse("\u{430}lice").unwrap();
+        assert_ne!(latin, cyrillic);
+        assert_eq!(Username::parse("ＡＬＩＣＥ").unwrap(), latin);
+    }
+
     fn norm(raw: &str) -> String {
         Username::parse(raw).unwrap().0
     }
