@@ -234,5 +234,6 @@ fn login(username: &str, password: &str, round: usize) -> AuthenticateRequest {
             round / 256 % 256,
             round % 256
         ),
+        ..Default::default()
     }
 }

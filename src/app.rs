@@ -30,7 +30,7 @@ use crate::grpc::request_log::RequestLogLayer;
 use crate::grpc::{self, MessageLimits};
 use crate::metrics::Metrics;
 use crate::store::SqlStore;
-use crate::transport::{self, ServerConfig};
+use crate::transport::{BoundedListener, ServerConfig};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -187,7 +187,10 @@ impl App {
                 self.reflection,
             ))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(transport::incoming(listener, &bounds), shutdown)
+            .serve_with_incoming_shutdown(
+                BoundedListener::new(listener, &bounds).incoming(),
+                shutdown,
+            )
             .await?;
         let _ = pruning.await;
         let _ = flushing.await;

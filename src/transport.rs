@@ -119,30 +119,41 @@ fn open_file_limit() -> Option<usize> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// The accepted connections of `listener`, each holding a place under the
-/// cap until it closes, with the handshake and idle timeouts applied.
-/// Refused connections and accept errors never end the stream: a refusal
-/// is closed at once (logged once per stretch at the cap), and an accept
-/// error (out of descriptors, say) is logged and followed by a short
-/// pause, so it cannot spin a core.
-pub fn incoming(
+/// A listener whose connections each hold a place under the cap until they
+/// close, with the handshake and idle timeouts applied. Refused
+/// connections and accept errors never end it: a refusal is closed at once
+/// (logged once per stretch at the cap), and an accept error (out of
+/// descriptors, say) is logged and followed by a short pause, so it cannot
+/// spin a core. The gRPC server and the proxy adapters both listen on one.
+pub struct BoundedListener {
     listener: TcpListener,
-    config: &ServerConfig,
-) -> impl futures_util::Stream<Item = io::Result<Guarded>> + Send + 'static {
-    let cap = config.connection_cap();
-    let gate = Gate {
-        places: Arc::new(Semaphore::new(cap)),
-        cap,
-        at_cap: AtomicBool::new(false),
-        handshake: Duration::from_millis(config.handshake_timeout_ms.max(1)),
-        idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
-    };
-    futures_util::stream::unfold((listener, gate), |(listener, gate)| async move {
+    places: Arc<Semaphore>,
+    cap: usize,
+    at_cap: AtomicBool,
+    handshake: Duration,
+    idle: Duration,
+}
+
+impl BoundedListener {
+    pub fn new(listener: TcpListener, config: &ServerConfig) -> Self {
+        let cap = config.connection_cap();
+        Self {
+            listener,
+            places: Arc::new(Semaphore::new(cap)),
+            cap,
+            at_cap: AtomicBool::new(false),
+            handshake: Duration::from_millis(config.handshake_timeout_ms.max(1)),
+            idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
+        }
+    }
+
+    /// The next connection admitted under the cap.
+    pub async fn next(&self) -> (Guarded, SocketAddr) {
         loop {
-            match listener.accept().await {
+            match self.listener.accept().await {
                 Ok((stream, peer)) => {
-                    if let Some(guarded) = gate.admit(stream, peer) {
-                        return Some((Ok(guarded), (listener, gate)));
+                    if let Some(guarded) = self.admit(stream, peer) {
+                        return (guarded, peer);
                     }
                 }
                 Err(error) => {
@@ -151,19 +162,8 @@ pub fn incoming(
                 }
             }
         }
-    })
-}
+    }
 
-/// Admits connections under the cap.
-struct Gate {
-    places: Arc<Semaphore>,
-    cap: usize,
-    at_cap: AtomicBool,
-    handshake: Duration,
-    idle: Duration,
-}
-
-impl Gate {
     fn admit(&self, stream: TcpStream, peer: SocketAddr) -> Option<Guarded> {
         match Arc::clone(&self.places).try_acquire_owned() {
             Ok(place) => {
@@ -182,6 +182,29 @@ impl Gate {
                 None
             }
         }
+    }
+
+    /// The connections as a stream, for tonic.
+    pub fn incoming(
+        self,
+    ) -> impl futures_util::Stream<Item = io::Result<Guarded>> + Send + 'static {
+        futures_util::stream::unfold(self, |listener| async move {
+            let (guarded, _) = listener.next().await;
+            Some((Ok(guarded), listener))
+        })
+    }
+}
+
+impl axum::serve::Listener for BoundedListener {
+    type Io = Guarded;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        self.next().await
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.listener.local_addr()
     }
 }
 

@@ -129,6 +129,7 @@ async fn authenticate(
         password,
         protocol: Protocol::Imap as i32,
         client_ip,
+        ..Default::default()
     };
     match LegacyAuthServiceClient::new(channel)
         .authenticate(authed(request, key))

@@ -137,6 +137,10 @@ pub fn app_password_to_pb(password: AppPassword, now: Timestamp) -> pb::AppPassw
         last_use_protocol: last_use
             .and_then(|u| u.protocol)
             .map_or(pb::Protocol::Unspecified, protocol_to_pb) as i32,
+        last_use_client: last_use
+            .and_then(|u| u.client.as_ref())
+            .map(|client| client.to_string())
+            .unwrap_or_default(),
         use_count: password.use_count,
         revoke_time: password.revoked.as_ref().map(|r| timestamp(r.at)),
         revoke_reason: password.revoked.map(|r| r.reason).unwrap_or_default(),

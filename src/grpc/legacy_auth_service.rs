@@ -7,6 +7,7 @@ use crate::domain::audit::store::AuditStore;
 use crate::domain::login::model::{FailureReason, LoginAttempt, LoginOutcome, TypedPassword};
 use crate::domain::login::service::Logins;
 use crate::domain::login::store::{LoginStore, ThrottleStore, UsageStore};
+use crate::domain::shared::client::ClientName;
 use crate::domain::shared::error::Violations;
 use crate::domain::shared::limits::PASSWORD_INPUT_MAX_BYTES;
 use crate::domain::shared::username::Username;
@@ -81,9 +82,10 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
         let password = v.check("password", password(&request.password));
         let protocol = v.check("protocol", parse_login_protocol(request.protocol));
         let client_ip = v.check("client_ip", validate::client_ip(&request.client_ip));
+        let client = v.check("client_id", ClientName::parse(&request.client_id));
         v.finish()?;
-        let (Some(username), Some(password), Some(protocol), Some(client_ip)) =
-            (username, password, protocol, client_ip)
+        let (Some(username), Some(password), Some(protocol), Some(client_ip), Some(client)) =
+            (username, password, protocol, client_ip, client)
         else {
             return Err(unchecked());
         };
@@ -97,6 +99,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
                 client_ip,
                 actor,
                 wait,
+                client,
             })
             .await?;
         let (body, logged) = match outcome {

@@ -22,6 +22,7 @@ impl fmt::Debug for AuthenticateRequest {
             .field("password", &"<redacted>")
             .field("protocol", &self.protocol)
             .field("client_ip", &self.client_ip)
+            .field("client_id", &self.client_id)
             .finish()
     }
 }
@@ -46,6 +47,7 @@ mod tests {
             password: "hunter2hunter2".into(),
             protocol: 2,
             client_ip: "192.0.2.1".into(),
+            client_id: String::new(),
         };
         let printed = format!("{request:?}");
         assert!(printed.contains("alice") && !printed.contains("hunter2"));

@@ -148,6 +148,7 @@ impl AppPasswordStore for SqlStore {
             last_used_at: Set(None),
             last_used_ip: Set(None),
             last_used_protocol: Set(None),
+            last_used_client: Set(None),
             use_count: Set(0),
             seen_networks: Set(String::new()),
         };

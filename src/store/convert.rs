@@ -2,6 +2,7 @@
 
 use crate::domain::accounts::model::{Account, Disablement};
 use crate::domain::app_passwords::model::{AppPassword, LastUse, Revocation};
+use crate::domain::shared::client::ClientName;
 use crate::domain::shared::network::AllowedNetworks;
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
 use crate::domain::shared::time::Timestamp;
@@ -26,6 +27,7 @@ pub(super) fn app_password(row: app_password::Model, username: Username) -> AppP
             at: Timestamp::from_millis(at),
             client_ip: row.last_used_ip.as_deref().and_then(|ip| ip.parse().ok()),
             protocol: row.last_used_protocol.and_then(Protocol::from_code),
+            client: row.last_used_client.map(ClientName::from_stored),
         }),
         use_count: row.use_count,
         revoked: row.revoked_at.map(|at| Revocation {

@@ -39,6 +39,18 @@ fn usage_update(id: Uuid, usage: &PendingUse) -> UpdateMany<app_password::Entity
             Column::LastUsedProtocol,
             if_newer(Column::LastUsedProtocol, usage.last.protocol.code().into()),
         )
+        .col_expr(
+            Column::LastUsedClient,
+            if_newer(
+                Column::LastUsedClient,
+                usage
+                    .last
+                    .client
+                    .as_ref()
+                    .map(|client| client.as_str().to_owned())
+                    .into(),
+            ),
+        )
         .col_expr(Column::LastUsedAt, if_newer(Column::LastUsedAt, at.into()))
         .col_expr(
             Column::UseCount,

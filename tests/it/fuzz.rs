@@ -226,6 +226,7 @@ async fn random_requests_get_answers_not_crashes(backend: Backend) {
                         password: or_junk_text(&mut rng, known_secret.clone()),
                         protocol: or_junk_number(&mut rng, Protocol::Imap as i32),
                         client_ip: or_junk_text(&mut rng, client_ip),
+                        client_id: or_junk_text(&mut rng, "Thunderbird 115".to_owned()),
                     })
                     .await,
             ),

@@ -61,6 +61,7 @@ pub fn login_request(
         password: password.to_owned(),
         protocol: protocol as i32,
         client_ip: client_ip.to_owned(),
+        ..Default::default()
     }
 }
 

@@ -13,7 +13,8 @@ use crate::support::*;
 backend_tests!(
     usage_is_deferred_then_flushed_at_stop,
     usage_is_flushed_every_interval,
-    older_usage_never_overwrites_newer
+    older_usage_never_overwrites_newer,
+    the_client_that_last_signed_in_is_shown
 );
 
 const AN_HOUR: u64 = 3600;
@@ -130,4 +131,33 @@ async fn older_usage_never_overwrites_newer(backend: Backend) {
     assert_eq!(stored.last_use_protocol(), Protocol::Smtp);
     late.stop().await;
     early.stop().await;
+}
+
+/// A client's self-description (IMAP ID, User-Agent) is shown with the last
+/// use, so its owner recognises it; a bad one is refused before anything.
+async fn the_client_that_last_signed_in_is_shown(backend: Backend) {
+    let Some(server) = TestServer::start(backend).await else {
+        return;
+    };
+    let (name, secret) = issue_simple(&server, "cleo").await;
+    let mut request = login_request("cleo", &secret, Protocol::Imap, "192.0.2.8");
+    request.client_id = "Thunderbird 115.3".into();
+    let answer = server.auth().authenticate(request.clone()).await.unwrap();
+    assert!(answer.into_inner().authenticated);
+    // The first use is written at once.
+    assert_eq!(
+        fetch(&server, &name).await.last_use_client,
+        "Thunderbird 115.3"
+    );
+
+    for bad in ["Thunder\nbird", &"x".repeat(129)] {
+        request.client_id = bad.to_owned();
+        let status = server
+            .auth()
+            .authenticate(request.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(violated_fields(&status), ["client_id"]);
+    }
+    server.stop().await;
 }

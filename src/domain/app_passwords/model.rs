@@ -7,6 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::domain::secrets::format::Secret;
+use crate::domain::shared::client::ClientName;
 use crate::domain::shared::error::Error;
 use crate::domain::shared::network::AllowedNetworks;
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
@@ -60,6 +61,8 @@ pub struct LastUse {
     pub at: Timestamp,
     pub client_ip: Option<IpAddr>,
     pub protocol: Option<Protocol>,
+    /// How the client identified itself, if it did.
+    pub client: Option<ClientName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

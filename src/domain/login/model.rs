@@ -8,6 +8,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::throttle::ScopeCounters;
+use crate::domain::shared::client::ClientName;
 use crate::domain::shared::network::{AllowedNetworks, SeenNetworks};
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
 use crate::domain::shared::time::Timestamp;
@@ -47,6 +48,8 @@ pub struct LoginAttempt {
     /// How long the caller will wait for the answer (its deadline), if it
     /// said; otherwise the configured default applies.
     pub wait: Option<Duration>,
+    /// How the client identified itself, if it did.
+    pub client: Option<ClientName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,9 +122,10 @@ pub struct LoginState {
 }
 
 /// One successful login's use of its app password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
     pub at: Timestamp,
     pub client_ip: IpAddr,
     pub protocol: Protocol,
+    pub client: Option<ClientName>,
 }

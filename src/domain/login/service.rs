@@ -311,6 +311,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                         at: now,
                         client_ip: facts.client_ip,
                         protocol: attempt.protocol,
+                        client: attempt.client.clone(),
                     };
                     self.record_use(credential, usage, &attempt.actor).await
                 }

@@ -57,7 +57,7 @@ impl UsageConfig {
 }
 
 /// The usage of one app password gathered since the last flush.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUse {
     /// The most recent login.
     pub last: Usage,
@@ -186,6 +186,7 @@ mod tests {
             at: Timestamp::from_millis(at),
             client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last_octet)),
             protocol: Protocol::Imap,
+            client: None,
         })
     }
 

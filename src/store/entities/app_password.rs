@@ -21,6 +21,7 @@ pub struct Model {
     pub last_used_at: Option<i64>,
     pub last_used_ip: Option<String>,
     pub last_used_protocol: Option<i32>,
+    pub last_used_client: Option<String>,
     pub use_count: i64,
     pub seen_networks: String,
 }
