@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use crate::adapters::{self, AdaptersConfig};
 use crate::config::{AuditConfig, Config, TlsConfig};
 use crate::domain::accounts::Accounts;
 use crate::domain::app_passwords::AppPasswords;
@@ -39,6 +40,8 @@ pub struct App {
     metrics: Arc<Metrics>,
     metrics_address: Option<std::net::SocketAddr>,
     metrics_listener: Option<TcpListener>,
+    adapters: AdaptersConfig,
+    adapters_listener: Option<TcpListener>,
     store: SqlStore,
     reflection: ReflectionAccess,
     tls: Option<ServerTlsConfig>,
@@ -81,6 +84,8 @@ impl App {
             metrics,
             metrics_address: config.metrics.listen,
             metrics_listener: None,
+            adapters: config.proxy_adapters.clone(),
+            adapters_listener: None,
             store,
             reflection: config.reflection,
             tls,
@@ -110,6 +115,20 @@ impl App {
             .map_err(|error| format!("cannot listen for metrics on {address}: {error}"))?;
         let bound = listener.local_addr()?;
         self.metrics_listener = Some(listener);
+        Ok(Some(bound))
+    }
+
+    /// Binds the configured proxy adapters' address, if any, for `serve`;
+    /// returns the bound address. Like `bind_metrics`, apart from `build`.
+    pub async fn bind_adapters(&mut self) -> Result<Option<std::net::SocketAddr>, BoxError> {
+        let Some(address) = self.adapters.listen else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(address).await.map_err(|error| {
+            format!("cannot listen for the proxy adapters on {address}: {error}")
+        })?;
+        let bound = listener.local_addr()?;
+        self.adapters_listener = Some(listener);
         Ok(Some(bound))
     }
 
@@ -148,6 +167,24 @@ impl App {
                 Arc::clone(&self.metrics),
                 stop.clone(),
             ))
+        });
+        let adapting = self.adapters_listener.map(|listener| {
+            let router = adapters::router(
+                self.services.logins.clone(),
+                self.services.callers.clone(),
+                self.adapters.clone(),
+                Arc::clone(&self.metrics),
+            );
+            let bounds = self.server;
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(error) = adapters::serve(listener, router, &bounds, stopped).await {
+                    tracing::error!(%error, "the proxy adapters' listener failed");
+                }
+            })
         });
         let watching = tokio::spawn(watch_database(
             self.store.clone(),
@@ -196,6 +233,9 @@ impl App {
         let _ = flushing.await;
         if let Some(exporting) = exporting {
             let _ = exporting.await;
+        }
+        if let Some(adapting) = adapting {
+            let _ = adapting.await;
         }
         // In-flight requests have finished: what they used is written now.
         match self.services.logins.flush_usage().await {

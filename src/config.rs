@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::AdaptersConfig;
 use crate::domain::callers::cache::CallerCacheConfig;
 use crate::domain::login::throttle::ThrottleConfig;
 use crate::domain::login::usage::UsageConfig;
@@ -62,6 +63,8 @@ pub struct Config {
     pub database: PoolConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    /// The HTTP adapters for nginx and Dovecot (`crate::adapters`).
+    pub proxy_adapters: AdaptersConfig,
 }
 
 impl Default for Config {
@@ -85,6 +88,7 @@ impl Default for Config {
             database: PoolConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            proxy_adapters: AdaptersConfig::default(),
         }
     }
 }
@@ -301,6 +305,15 @@ pub struct Overrides {
     pub log: Option<LogOverrides>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_adapters: Option<AdaptersListen>,
+}
+
+/// `--adapters-listen`: the adapters' address alone, merged over the rest
+/// of `[proxy_adapters]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdaptersListen {
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Serialize)]

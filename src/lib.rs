@@ -5,6 +5,7 @@
 //! (sea-orm). `app` wires them together and serves on a listener it is
 //! given; `config` and `telemetry` set the process up.
 
+pub mod adapters;
 pub mod app;
 pub mod config;
 pub mod domain;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use latchkey::app::{self, App, BoxError};
-use latchkey::config::{Config, DatabaseUrl, LogFormat, LogOverrides, MetricsConfig, Overrides};
+use latchkey::config::{
+    AdaptersListen, Config, DatabaseUrl, LogFormat, LogOverrides, MetricsConfig, Overrides,
+};
 use latchkey::domain::callers::model::{parse_name, parse_tls_identity, Role};
 use latchkey::domain::shared::time::SystemClock;
 use latchkey::telemetry;
@@ -88,6 +90,10 @@ struct ServeArgs {
     /// Serve Prometheus metrics on this address at /metrics [default: off]
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve the HTTP proxy adapters (nginx mail, auth_request, Dovecot)
+    /// on this address [default: off]
+    #[arg(long, value_name = "ADDR")]
+    adapters_listen: Option<std::net::SocketAddr>,
     /// Do not apply pending migrations on start.
     #[arg(long)]
     no_migrate: bool,
@@ -128,6 +134,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 metrics: args.metrics_listen.map(|listen| MetricsConfig {
                     listen: Some(listen),
                 }),
+                proxy_adapters: args.adapters_listen.map(|listen| AdaptersListen { listen }),
             };
             let config = load(cli.config, overrides)?;
             if args.print_config {
@@ -139,6 +146,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
             let mut app = App::build(&config, Arc::new(SystemClock)).await?;
             app.bind_metrics().await?;
+            app.bind_adapters().await?;
             app.serve(listener, app::shutdown_signal()).await
         }
         Command::Migrate(args) => {

@@ -34,13 +34,17 @@ struct MethodLabels {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct LoginLabels {
+    adapter: &'static str,
     protocol: &'static str,
     result: &'static str,
 }
 
-/// A login's answer, as Authenticate's handler reports it.
+/// A login's answer, as Authenticate's handler or a proxy adapter reports
+/// it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginResult {
+    /// `grpc`, or the proxy adapter: `nginx-mail`, `http-basic`, `dovecot`.
+    pub adapter: &'static str,
     pub protocol: &'static str,
     /// `success`, a failure reason, or `throttled`.
     pub result: &'static str,
@@ -88,7 +92,7 @@ impl Metrics {
         let logins = Family::<LoginLabels, Counter>::default();
         registry.register(
             "authentications",
-            "Authenticate answers by protocol and result (success, a failure reason, or throttled)",
+            "Login answers by adapter (grpc, nginx-mail, http-basic, dovecot), protocol and result (success, a failure reason, throttled, or unavailable)",
             logins.clone(),
         );
         registry.register_collector(Box::new(DomainCollector {
@@ -121,13 +125,19 @@ impl Metrics {
             .get_or_create(&MethodLabels { method })
             .observe(latency.as_secs_f64());
         if let Some(login) = login {
-            self.logins
-                .get_or_create(&LoginLabels {
-                    protocol: login.protocol,
-                    result: login.result,
-                })
-                .inc();
+            self.record_login(login);
         }
+    }
+
+    /// Counts one login's answer.
+    pub fn record_login(&self, login: LoginResult) {
+        self.logins
+            .get_or_create(&LoginLabels {
+                adapter: login.adapter,
+                protocol: login.protocol,
+                result: login.result,
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition of everything.

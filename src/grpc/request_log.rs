@@ -130,6 +130,7 @@ impl Entry {
     fn record(&self, code: Code, latency: std::time::Duration, outcome: Option<&Outcome>) {
         let login = outcome.and_then(|o| {
             o.protocol.map(|protocol| LoginResult {
+                adapter: "grpc",
                 protocol,
                 result: o.result,
             })

@@ -1,0 +1,152 @@
+//! HTTP Basic credentials, for nginx's `auth_request` in front of the HTTP
+//! legacy protocols (CalDAV, CardDAV, ActiveSync, EWS), and for Dovecot's
+//! Lua passdb, which makes the same request.
+//!
+//! The request carries the client's `Authorization: Basic …` (nginx's
+//! subrequest passes the original request's headers on), the protocol in
+//! `X-Latchkey-Protocol` (set by the operator's nginx location, or by the
+//! Dovecot script from the service), the client address in
+//! `X-Latchkey-Client-IP` (set by nginx with `proxy_set_header`, which
+//! overwrites anything the end user sent) and, optionally, the client's
+//! `User-Agent`, recorded with the last use.
+//!
+//! Answers: 204 with the normalized username in `X-Latchkey-User` (for
+//! `auth_request_set`); 401 with `WWW-Authenticate: Basic` for no
+//! credentials or wrong ones; 429 with `Retry-After` when throttled; 503
+//! when latchkey cannot decide; 400 for a malformed request and 403 for a
+//! missing or wrong caller key, before anything is checked.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+
+use super::{
+    client_ip, credentials, protocol, refusal_response, required, Adapter, Adapters, Answer, Ask,
+    Refusal,
+};
+use crate::domain::audit::AuditStore;
+use crate::domain::callers::CallerStore;
+use crate::domain::login::{LoginStore, ThrottleStore, UsageStore};
+use crate::domain::shared::client::ClientName;
+
+/// The header the normalized username is answered in.
+pub const USER_HEADER: &str = "x-latchkey-user";
+const PROTOCOL_HEADER: &str = "x-latchkey-protocol";
+const CLIENT_IP_HEADER: &str = "x-latchkey-client-ip";
+const CHALLENGE: &str = "Basic realm=\"app password\", charset=\"UTF-8\"";
+
+pub(super) async fn handle_http<S>(
+    State(adapters): State<Arc<Adapters<S>>>,
+    headers: HeaderMap,
+) -> Response
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
+{
+    handle(&adapters, Adapter::HttpBasic, &headers).await
+}
+
+pub(super) async fn handle_dovecot<S>(
+    State(adapters): State<Arc<Adapters<S>>>,
+    headers: HeaderMap,
+) -> Response
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
+{
+    handle(&adapters, Adapter::Dovecot, &headers).await
+}
+
+async fn handle<S>(adapters: &Adapters<S>, adapter: Adapter, headers: &HeaderMap) -> Response
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
+{
+    let actor = match adapters.caller(headers).await {
+        Ok(actor) => actor,
+        Err(refusal) => return refusal_response(refusal).into_response(),
+    };
+    let ask = match read(headers) {
+        Ok(Some(ask)) => ask,
+        Ok(None) => return challenge(),
+        Err(refusal) => return refusal_response(refusal).into_response(),
+    };
+    match adapters.decide(adapter, actor, ask).await {
+        Answer::Success { username } => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            if let Ok(value) = HeaderValue::from_bytes(username.as_str().as_bytes()) {
+                response.headers_mut().insert(USER_HEADER, value);
+            }
+            response
+        }
+        Answer::Refused => challenge(),
+        Answer::Throttled { retry_after } => {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let mut response = (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed sign-ins; try again later",
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+        Answer::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sign-in cannot be checked now; try again later",
+        )
+            .into_response(),
+    }
+}
+
+/// What the request asks; `None` when it carries no credentials (the
+/// client is to be asked for them, and nothing is counted).
+fn read(headers: &HeaderMap) -> Result<Option<Ask>, Refusal> {
+    let protocol = protocol(required(headers, PROTOCOL_HEADER)?)?;
+    let client_ip = client_ip(required(headers, CLIENT_IP_HEADER)?)?;
+    let client = match super::header(headers, header::USER_AGENT.as_str())? {
+        None => None,
+        Some(agent) => ClientName::parse(agent)
+            .map_err(|why| Refusal::BadRequest(format!("the User-Agent {why}")))?,
+    };
+    let Some(authorization) = super::header(headers, header::AUTHORIZATION.as_str())? else {
+        return Ok(None);
+    };
+    let Some(encoded) = authorization
+        .strip_prefix("Basic ")
+        .or_else(|| authorization.strip_prefix("basic "))
+    else {
+        return Err(Refusal::BadRequest("Authorization must be Basic".into()));
+    };
+    let decoded = STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            Refusal::BadRequest("Authorization is not valid Basic credentials".into())
+        })?;
+    let (username, password) = decoded.split_once(':').ok_or_else(|| {
+        Refusal::BadRequest("Authorization is not valid Basic credentials".into())
+    })?;
+    let (username, password) = credentials(username, password)?;
+    Ok(Some(Ask {
+        username,
+        password,
+        protocol,
+        client_ip,
+        client,
+    }))
+}
+
+/// 401, asking for Basic credentials: the answer to a wrong password and to
+/// none, alike.
+fn challenge() -> Response {
+    let mut response = (StatusCode::UNAUTHORIZED, "sign-in failed").into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(CHALLENGE),
+    );
+    response
+}

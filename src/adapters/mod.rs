@@ -1,0 +1,323 @@
+//! Proxy adapters: the login decision over HTTP, for the proxies that do
+//! not speak gRPC. Thin handlers like `grpc`'s: each authenticates the
+//! proxy by its caller key, bounds and parses what the proxy sends, asks
+//! the same `Logins` service Authenticate uses (same throttling, audit and
+//! metrics), and answers in the proxy's own protocol.
+//!
+//! - `GET /auth/nginx-mail`: nginx's mail proxy (`auth_http`), for IMAP,
+//!   POP3 and SMTP (`nginx_mail`);
+//! - `GET /auth/http-basic`: nginx's `auth_request`, for HTTP protocols
+//!   (CalDAV, CardDAV, ActiveSync, EWS) with Basic credentials;
+//! - `GET /auth/dovecot`: the same exchange, for Dovecot's Lua passdb
+//!   (`http_basic` serves both).
+//!
+//! The listener is off unless `proxy_adapters.listen` is set, on its own
+//! address, so the gRPC port is not widened; it has the same connection
+//! bounds as the gRPC listener. Every request must carry the key of a caller
+//! with the authenticator role in `X-Latchkey-Key`; without one nothing is
+//! checked (403). The client's address is taken only from the field the
+//! proxy itself sets (nginx mail's `Client-IP`; `X-Latchkey-Client-IP`,
+//! which the operator's nginx sets with `proxy_set_header`, overwriting
+//! anything the end user sent), never from anything else.
+
+mod http_basic;
+mod nginx_mail;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::domain::audit::AuditStore;
+use crate::domain::callers::{CallerStore, Callers, Role};
+use crate::domain::login::{
+    LoginAttempt, LoginOutcome, LoginStore, Logins, ThrottleStore, TypedPassword, UsageStore,
+};
+use crate::domain::shared::client::ClientName;
+use crate::domain::shared::error::Error;
+use crate::domain::shared::limits::{CLIENT_IP_MAX_BYTES, PASSWORD_INPUT_MAX_BYTES};
+use crate::domain::shared::protocol::Protocol;
+use crate::domain::shared::username::Username;
+use crate::metrics::{LoginResult, Metrics};
+use crate::transport::{BoundedListener, ServerConfig};
+
+/// The header every adapter request carries its caller key in.
+pub const KEY_HEADER: &str = "x-latchkey-key";
+
+/// The adapters' listener and what they answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptersConfig {
+    /// Where the adapters listen; off when unset (`--adapters-listen`).
+    pub listen: Option<SocketAddr>,
+    /// The backend nginx's mail proxy sends each protocol's sessions to, as
+    /// `IP:port` (nginx needs an address, not a host name).
+    pub mail_upstreams: MailUpstreams,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailUpstreams {
+    pub imap: Option<SocketAddr>,
+    pub pop3: Option<SocketAddr>,
+    pub smtp: Option<SocketAddr>,
+}
+
+impl MailUpstreams {
+    fn of(&self, protocol: Protocol) -> Option<SocketAddr> {
+        match protocol {
+            Protocol::Imap => self.imap,
+            Protocol::Pop3 => self.pop3,
+            Protocol::Smtp => self.smtp,
+            _ => None,
+        }
+    }
+}
+
+/// What the handlers share.
+struct Adapters<S> {
+    logins: Logins<S>,
+    callers: Callers<S>,
+    config: AdaptersConfig,
+    metrics: Arc<Metrics>,
+}
+
+/// The adapters' router, for `serve` and for tests.
+pub fn router<S>(
+    logins: Logins<S>,
+    callers: Callers<S>,
+    config: AdaptersConfig,
+    metrics: Arc<Metrics>,
+) -> Router
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
+{
+    let state = Arc::new(Adapters {
+        logins,
+        callers,
+        config,
+        metrics,
+    });
+    Router::new()
+        .route("/auth/nginx-mail", get(nginx_mail::handle::<S>))
+        .route("/auth/http-basic", get(http_basic::handle_http::<S>))
+        .route("/auth/dovecot", get(http_basic::handle_dovecot::<S>))
+        .with_state(state)
+}
+
+/// Serves the adapters on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    bounds: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving the proxy adapters");
+    }
+    axum::serve(BoundedListener::new(listener, bounds), router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Which adapter answered, for metrics and the request log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Adapter {
+    NginxMail,
+    HttpBasic,
+    Dovecot,
+}
+
+impl Adapter {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Adapter::NginxMail => "nginx-mail",
+            Adapter::HttpBasic => "http-basic",
+            Adapter::Dovecot => "dovecot",
+        }
+    }
+}
+
+/// What the proxy asked, once parsed and bounded.
+struct Ask {
+    username: Username,
+    password: TypedPassword,
+    protocol: Protocol,
+    client_ip: IpAddr,
+    client: Option<ClientName>,
+}
+
+/// What latchkey decided, in the adapters' terms.
+enum Answer {
+    Success {
+        username: Username,
+    },
+    Refused,
+    Throttled {
+        retry_after: Duration,
+    },
+    /// latchkey could not decide (the database is down, the hashing queue
+    /// is full): a temporary failure, never a wrong password.
+    Unavailable,
+}
+
+/// Why a request was refused before any login was tried: nothing was
+/// counted and nothing written.
+#[derive(Debug)]
+enum Refusal {
+    /// No valid key of an authenticator (403).
+    Caller(&'static str),
+    /// A field missing or malformed (400).
+    BadRequest(String),
+    /// latchkey cannot check the key now (503).
+    Unavailable,
+}
+
+impl<S> Adapters<S>
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
+{
+    /// The caller named by the request's key, if it may verify logins.
+    async fn caller(&self, headers: &HeaderMap) -> Result<String, Refusal> {
+        let key = headers
+            .get(KEY_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .ok_or(Refusal::Caller(
+                "an authenticator's key is required in X-Latchkey-Key",
+            ))?;
+        match self.callers.caller_by_key(key.trim()).await {
+            Ok(Some(caller)) if caller.role == Role::Authenticator => Ok(caller.name),
+            Ok(Some(_)) => Err(Refusal::Caller(
+                "only a caller with the authenticator role may use the adapters",
+            )),
+            Ok(None) => Err(Refusal::Caller(
+                "the X-Latchkey-Key is not a valid caller key",
+            )),
+            Err(_) => Err(Refusal::Unavailable),
+        }
+    }
+
+    /// Decides the login and records it in the metrics and the log.
+    async fn decide(&self, adapter: Adapter, actor: String, ask: Ask) -> Answer {
+        let started = Instant::now();
+        let protocol = ask.protocol;
+        let client_ip = ask.client_ip;
+        let outcome = self
+            .logins
+            .authenticate(LoginAttempt {
+                username: ask.username,
+                password: ask.password,
+                protocol,
+                client_ip,
+                actor: actor.clone(),
+                wait: None,
+                client: ask.client,
+            })
+            .await;
+        let (answer, result, account) = match outcome {
+            Ok(LoginOutcome::Success { username, .. }) => {
+                let account = username.to_string();
+                (Answer::Success { username }, "success", Some(account))
+            }
+            Ok(LoginOutcome::Failure(reason)) => (Answer::Refused, reason.as_str(), None),
+            Ok(LoginOutcome::Throttled { retry_after }) => {
+                (Answer::Throttled { retry_after }, "throttled", None)
+            }
+            Err(error) => {
+                if matches!(error, Error::Internal(_)) {
+                    tracing::error!(%error, adapter = adapter.as_str(), "login failed");
+                }
+                (Answer::Unavailable, "unavailable", None)
+            }
+        };
+        let latency = started.elapsed();
+        self.metrics.record_login(LoginResult {
+            adapter: adapter.as_str(),
+            protocol: protocol.as_str(),
+            result,
+        });
+        tracing::info!(
+            adapter = adapter.as_str(),
+            caller = %actor,
+            protocol = protocol.as_str(),
+            client_ip = %client_ip,
+            result,
+            account = account.as_deref().unwrap_or("-"),
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            "login"
+        );
+        answer
+    }
+}
+
+/// A header's value as text, if present; an unreadable one is an error.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Refusal> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(Some)
+            .map_err(|_| Refusal::BadRequest(format!("{name} is not printable ASCII"))),
+    }
+}
+
+/// A header that must be present.
+fn required<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, Refusal> {
+    header(headers, name)?.ok_or_else(|| Refusal::BadRequest(format!("{name} is required")))
+}
+
+/// The client address the proxy set.
+fn client_ip(raw: &str) -> Result<IpAddr, Refusal> {
+    if raw.len() > CLIENT_IP_MAX_BYTES {
+        return Err(Refusal::BadRequest("the client address is too long".into()));
+    }
+    raw.trim()
+        .parse()
+        .map_err(|_| Refusal::BadRequest("the client address is not an IP address".into()))
+}
+
+/// The username and password as a proxy passed them on: bounded, and free
+/// of control characters (which no real one has, and which would forge
+/// lines in logs).
+fn credentials(username: &str, password: &str) -> Result<(Username, TypedPassword), Refusal> {
+    let username = Username::parse(username)
+        .map_err(|why| Refusal::BadRequest(format!("the username {why}")))?;
+    if password.is_empty() || password.len() > PASSWORD_INPUT_MAX_BYTES {
+        return Err(Refusal::BadRequest(format!(
+            "the password must be 1 to {PASSWORD_INPUT_MAX_BYTES} bytes"
+        )));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(Refusal::BadRequest(
+            "the password must not contain control characters".into(),
+        ));
+    }
+    Ok((username, TypedPassword::new(password)))
+}
+
+/// A protocol by the short name logs and metrics use (`imap`, `caldav`…).
+fn protocol(raw: &str) -> Result<Protocol, Refusal> {
+    let wanted = raw.trim().to_ascii_lowercase();
+    Protocol::ALL
+        .into_iter()
+        .find(|p| p.as_str() == wanted)
+        .ok_or_else(|| Refusal::BadRequest(format!("unknown protocol {:?}", raw.trim())))
+}
+
+/// A refusal as a plain HTTP answer.
+fn refusal_response(refusal: Refusal) -> (StatusCode, String) {
+    match refusal {
+        Refusal::Caller(why) => (StatusCode::FORBIDDEN, why.to_owned()),
+        Refusal::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
+        Refusal::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "latchkey cannot check the caller key now".to_owned(),
+        ),
+    }
+}
