@@ -8,8 +8,8 @@ use latchkey::grpc::pb::{
 };
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(
     a_full_walk_is_recorded_in_order,
@@ -243,7 +243,7 @@ async fn audit_listing_pages_and_filters(backend: Backend) {
 }
 
 fn latchkey_start_plus(seconds: i64) -> prost_types::Timestamp {
-    let start = crate::harness::START.as_millis() / 1000;
+    let start = crate::common::harness::START.as_millis() / 1000;
     prost_types::Timestamp {
         seconds: start + seconds,
         nanos: 0,

@@ -4,8 +4,8 @@ use latchkey::grpc::pb::{CreateCallerRequest, ListCallersRequest, RevokeCallerRe
 use tonic::Code;
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(callers_are_created_listed_revoked_and_validated);
 

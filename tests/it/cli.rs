@@ -46,11 +46,11 @@ async fn caller_commands_work_before_and_beside_the_server() {
     assert!(!listed.contains(&key));
 
     // A server on that database accepts the key...
-    let mut config = crate::harness::test_config();
+    let mut config = crate::common::harness::test_config();
     config.database_url = latchkey::config::DatabaseUrl::new(url.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let clock = latchkey::domain::clock::ManualClock::starting_at(crate::harness::START);
+    let clock = latchkey::domain::clock::ManualClock::starting_at(crate::common::harness::START);
     let app = latchkey::app::App::build(&config, std::sync::Arc::new(clock.clone()))
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_reflection::pb::{v1, v1alpha};
 
-use crate::harness::{Authed, Backend, TestServer};
+use crate::common::harness::{Authed, Backend, TestServer};
 
 const EXPECTED: [&str; 6] = [
     "grpc.health.v1.Health",

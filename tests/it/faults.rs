@@ -15,8 +15,8 @@ use latchkey::grpc::pb::{
 use sea_orm::ConnectionTrait;
 use tonic::Code;
 
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 const WRONG_GUESS_IP: &str = "198.51.100.200";
 

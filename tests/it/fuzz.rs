@@ -10,7 +10,7 @@ use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
+use crate::common::harness::{Backend, TestServer};
 
 backend_tests!(random_requests_get_answers_not_crashes);
 
@@ -333,9 +333,9 @@ async fn random_requests_get_answers_not_crashes(backend: Backend) {
 
     // Still serving, and consistent: no password without its account, no
     // account over its cap.
-    let (_, secret) = crate::support::issue_simple(&server, "after-the-storm").await;
+    let (_, secret) = crate::common::support::issue_simple(&server, "after-the-storm").await;
     assert!(
-        crate::support::login(&server, "after-the-storm", &secret)
+        crate::common::support::login(&server, "after-the-storm", &secret)
             .await
             .authenticated
     );

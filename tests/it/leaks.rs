@@ -8,8 +8,8 @@ use latchkey::grpc::pb::{
     RevokeAppPasswordRequest,
 };
 
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
@@ -19,7 +19,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_database_files_audit_trail_or_logs() {
-    let logs = crate::logs::captured();
+    let logs = crate::common::logs::captured();
     let server = TestServer::start(Backend::Sqlite).await.unwrap();
     let mut secrets: Vec<String> = server.keys.values().cloned().collect();
 
@@ -108,7 +108,7 @@ async fn no_secret_in_database_files_audit_trail_or_logs() {
         );
     }
     // Caller keys are stored as SHA-256 only: not even their secret half.
-    let secret_half = crate::support::key_secret_half(&key);
+    let secret_half = crate::common::support::key_secret_half(&key);
     assert!(!contains(&stored, secret_half));
     assert!(!contains(&logs, secret_half));
 }

@@ -9,8 +9,8 @@ use latchkey::grpc::pb::{
 use tonic::Code;
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(
     cap_holds_under_concurrent_issues,

@@ -4,8 +4,8 @@
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 const AUTHENTICATE: &str = "/latchkey.v1.LegacyAuthService/Authenticate";
 

@@ -15,8 +15,8 @@ use latchkey::grpc::pb::{
 use tonic::Code;
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(a_returned_revoke_holds_on_every_replica_at_once);
 
@@ -162,7 +162,7 @@ async fn a_caller_revoked_elsewhere_is_refused_once_the_caller_cache_expires(bac
         .await
         .unwrap();
     assert_eq!(list(&first).await, Err(Code::Unauthenticated));
-    let ttl = Duration::from_millis(crate::harness::test_config().caller_cache.ttl_ms);
+    let ttl = Duration::from_millis(crate::common::harness::test_config().caller_cache.ttl_ms);
     second.clock.advance(ttl - Duration::from_millis(1));
     assert_eq!(list(&second).await, Ok(()), "within the TTL");
     second.clock.advance(Duration::from_millis(1));

@@ -10,8 +10,8 @@ use latchkey::grpc::pb::{
 use tonic::Code;
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(
     passwords_page_newest_first,

@@ -9,8 +9,8 @@ use prost::Message;
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(secret_is_shown_once_and_stored_only_as_argon2id);
 
@@ -152,7 +152,7 @@ async fn raising_argon2_parameters_upgrades_hashes_at_the_next_login(backend: Ba
         .await;
     // A failed login changes nothing.
     assert!(
-        !login(&new, "yves", &crate::support::wrong_secret(1))
+        !login(&new, "yves", &crate::common::support::wrong_secret(1))
             .await
             .authenticated
     );

@@ -8,8 +8,8 @@ use latchkey::domain::username::Username;
 use latchkey::grpc::pb::{AuthenticateResponse, FailureReason, Protocol};
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(
     a_pair_is_blocked_then_released_with_growing_delays,

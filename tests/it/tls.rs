@@ -11,8 +11,8 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
 
-use crate::harness::{Backend, TestServer};
-use crate::support::login_request;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::login_request;
 
 struct Pki {
     dir: tempfile::TempDir,

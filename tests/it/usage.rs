@@ -7,8 +7,8 @@ use latchkey::domain::clock::Clock;
 use latchkey::grpc::pb::{AppPassword, GetAppPasswordRequest, Protocol};
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(
     usage_is_deferred_then_flushed_at_stop,

@@ -6,8 +6,8 @@ use std::time::Duration;
 use latchkey::grpc::pb::{FailureReason, Protocol, RevokeAppPasswordRequest};
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(a_repeated_secret_skips_argon2_only_when_it_would_succeed);
 

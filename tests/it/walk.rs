@@ -7,8 +7,8 @@ use latchkey::grpc::pb::{
 };
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(
     issue_authenticate_review_revoke,

@@ -30,6 +30,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
+use super::link::{self, FaultyLink};
+use super::logs;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -102,11 +105,11 @@ impl TestServer {
     pub async fn start_behind_link(
         backend: Backend,
         adjust: impl FnOnce(&mut Config),
-    ) -> Option<(Self, crate::link::FaultyLink)> {
+    ) -> Option<(Self, FaultyLink)> {
         let database = TestDatabase::create(backend).await?;
-        let link = crate::link::FaultyLink::to(crate::link::target_of(&database.url)).await;
+        let link = FaultyLink::to(link::target_of(&database.url)).await;
         let mut config = test_config();
-        config.database_url = DatabaseUrl::new(crate::link::through(&database.url, link.addr));
+        config.database_url = DatabaseUrl::new(link::through(&database.url, link.addr));
         adjust(&mut config);
         Some((Self::serve(config, database).await, link))
     }
@@ -153,7 +156,7 @@ impl TestServer {
         database: TestDatabase,
         keys: Option<HashMap<Role, String>>,
     ) -> Self {
-        crate::logs::captured();
+        logs::captured();
         let clock = ManualClock::starting_at(START);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -412,17 +415,17 @@ macro_rules! backend_tests {
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    super::$name($crate::harness::Backend::Sqlite).await
+                    super::$name($crate::common::harness::Backend::Sqlite).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    super::$name($crate::harness::Backend::Postgres).await
+                    super::$name($crate::common::harness::Backend::Postgres).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn mysql() {
-                    super::$name($crate::harness::Backend::MySql).await
+                    super::$name($crate::common::harness::Backend::MySql).await
                 }
             }
         )+

@@ -7,7 +7,7 @@ use latchkey::grpc::pb::{
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use crate::harness::TestServer;
+use super::harness::TestServer;
 
 pub fn issue_request(
     username: &str,

@@ -1,0 +1,7 @@
+//! What the tests share: the harness that starts servers, request builders
+//! and assertions, a database link that can be cut, and the captured logs.
+
+pub mod harness;
+pub mod link;
+pub mod logs;
+pub mod support;
