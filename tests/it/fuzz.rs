@@ -138,11 +138,8 @@ fn or_junk_number(rng: &mut StdRng, valid: i32) -> i32 {
 }
 
 async fn random_requests_get_answers_not_crashes(backend: Backend) {
-    let Some(server) =
-        TestServer::start_with(backend, |config| config.max_active_app_passwords = 3).await
-    else {
-        return;
-    };
+    let server =
+        TestServer::start_with(backend, |config| config.max_active_app_passwords = 3).await;
     let mut rng = StdRng::seed_from_u64(0x01a7_c4e1);
     let mut answered = std::collections::HashMap::<Code, u32>::new();
     let mut issued: Vec<(String, String)> = vec![(

@@ -20,7 +20,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_database_files_audit_trail_or_logs() {
     let logs = crate::common::logs::captured();
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let mut secrets: Vec<String> = server.keys.values().cloned().collect();
 
     let created = server

@@ -31,7 +31,7 @@ fn sample(body: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_requests_logins_and_the_work_behind_them() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let (_, secret) = issue_simple(&server, "mia").await;
     for _ in 0..3 {
         assert!(login(&server, "mia", &secret).await.authenticated);
@@ -96,7 +96,7 @@ async fn metrics_count_requests_logins_and_the_work_behind_them() {
 
 #[tokio::test]
 async fn an_unknown_path_is_counted_under_one_label() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let channel = server.channel();
     let mut grpc = tonic::client::Grpc::new(channel);
     for path in ["/made.up.Service/One", "/made.up.Service/Two"] {

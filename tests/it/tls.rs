@@ -81,9 +81,7 @@ impl Pki {
 async fn tls_with_bearer_keys_and_with_client_certificates() {
     let pki = Pki::new();
     let tls = pki.server_config();
-    let server = TestServer::start_with(Backend::Sqlite, |config| config.tls = Some(tls))
-        .await
-        .unwrap();
+    let server = TestServer::start_with(Backend::Sqlite, |config| config.tls = Some(tls)).await;
     // The harness's own plaintext channel cannot talk to a TLS server; make
     // a caller for the proxy's certificate over TLS with the operator key.
     let operator = pki.channel(&server, None).await;
