@@ -169,7 +169,7 @@ impl TestServer {
         database: TestDatabase,
         keys: Option<HashMap<Role, String>>,
     ) -> Self {
-        logs::captured();
+        logs::install();
         let clock = ManualClock::starting_at(START);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
