@@ -5,7 +5,6 @@
 use latchkey::domain::caller::Role;
 use latchkey::grpc::pb::{
     CreateCallerRequest, DisableAccountRequest, ListAuditEventsRequest, Protocol,
-    RevokeAppPasswordRequest,
 };
 
 use crate::common::harness::{Backend, TestServer};
@@ -52,14 +51,7 @@ async fn no_secret_in_database_files_audit_trail_or_logs() {
             .await
             .authenticated
     );
-    server
-        .app_passwords()
-        .revoke_app_password(RevokeAppPasswordRequest {
-            name: issued.app_password.unwrap().name,
-            reason: String::new(),
-        })
-        .await
-        .unwrap();
+    revoke(&server, issued.app_password.unwrap().name).await;
     server
         .accounts()
         .disable_account(DisableAccountRequest {

@@ -55,14 +55,7 @@ async fn cap_holds_under_concurrent_issues(backend: Backend) {
 
     // Revoking one frees one place.
     let first = results.into_iter().flatten().next().unwrap().into_inner();
-    server
-        .app_passwords()
-        .revoke_app_password(RevokeAppPasswordRequest {
-            name: first.app_password.unwrap().name,
-            reason: String::new(),
-        })
-        .await
-        .unwrap();
+    revoke(&server, first.app_password.unwrap().name).await;
     issue(
         &server,
         issue_request("kim", "Replacement", &[Protocol::Imap]),

@@ -9,9 +9,7 @@ use latchkey::domain::hashing::HashParams;
 use latchkey::domain::throttle::Scopes;
 use latchkey::domain::username::Username;
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
-use latchkey::grpc::pb::{
-    DisableAccountRequest, FailureReason, ListAccountsRequest, Protocol, RevokeAppPasswordRequest,
-};
+use latchkey::grpc::pb::{DisableAccountRequest, FailureReason, ListAccountsRequest, Protocol};
 use tonic::Code;
 
 use crate::backend_tests;
@@ -30,14 +28,7 @@ async fn a_returned_revoke_holds_on_every_replica_at_once(backend: Backend) {
                 .await
                 .authenticated
         );
-        first
-            .app_passwords()
-            .revoke_app_password(RevokeAppPasswordRequest {
-                name,
-                reason: String::new(),
-            })
-            .await
-            .unwrap();
+        revoke(&first, name).await;
         // The very next login, on the other replica, is refused.
         let refused = login(&second, &format!("replica{round}"), &secret).await;
         assert_eq!(

@@ -3,7 +3,6 @@
 
 use latchkey::grpc::pb::{
     GetAppPasswordRequest, ListAccountsRequest, ListAppPasswordsRequest, Protocol,
-    RevokeAppPasswordRequest,
 };
 use prost::Message;
 use sea_orm::{ConnectionTrait, Statement};
@@ -46,15 +45,7 @@ async fn secret_is_shown_once_and_stored_only_as_argon2id(backend: Backend) {
         .unwrap()
         .into_inner();
     responses.push(fetched.encode_to_vec());
-    let revoked = server
-        .app_passwords()
-        .revoke_app_password(RevokeAppPasswordRequest {
-            name,
-            reason: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let revoked = revoke(&server, name).await;
     responses.push(revoked.encode_to_vec());
     let accounts = server
         .accounts()

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use latchkey::grpc::pb::{FailureReason, Protocol, RevokeAppPasswordRequest};
+use latchkey::grpc::pb::{FailureReason, Protocol};
 
 use crate::backend_tests;
 use crate::common::harness::{Backend, TestServer};
@@ -39,14 +39,7 @@ async fn a_repeated_secret_skips_argon2_only_when_it_would_succeed(backend: Back
     assert_eq!(runs(), before + 4);
 
     // The row is read on every login: a revoke is seen at once.
-    server
-        .app_passwords()
-        .revoke_app_password(RevokeAppPasswordRequest {
-            name,
-            reason: String::new(),
-        })
-        .await
-        .unwrap();
+    revoke(&server, name).await;
     let refused = login(&server, "zoe", &secret).await;
     assert_eq!(refused.failure_reason(), FailureReason::Revoked);
     assert_eq!(runs(), before + 5, "a refused login is verified in full");
