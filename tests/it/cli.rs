@@ -8,6 +8,8 @@ use latchkey::grpc::pb::account_service_client::AccountServiceClient;
 use latchkey::grpc::pb::ListAccountsRequest;
 use tonic::Code;
 
+use crate::common::bearer::Bearer;
+
 fn latchkey(database_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(args)
@@ -63,14 +65,7 @@ async fn caller_commands_work_before_and_beside_the_server() {
         .connect()
         .await
         .unwrap();
-    let bearer = format!("Bearer {key}");
-    let mut client =
-        AccountServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.parse().unwrap());
-            Ok(request)
-        });
+    let mut client = AccountServiceClient::with_interceptor(channel, Bearer::new(&key).unwrap());
     client
         .list_accounts(ListAccountsRequest::default())
         .await

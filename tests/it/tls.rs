@@ -11,6 +11,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
 
+use crate::common::bearer::Bearer;
 use crate::common::harness::{Backend, TestServer};
 use crate::common::support::login_request;
 
@@ -85,14 +86,7 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
     // The harness's own plaintext channel cannot talk to a TLS server; make
     // a caller for the proxy's certificate over TLS with the operator key.
     let operator = pki.channel(&server, None).await;
-    let operator_key = server.keys[&Role::Operator].clone();
-    let bearer = move |mut request: tonic::Request<()>| {
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {operator_key}").parse().unwrap(),
-        );
-        Ok(request)
-    };
+    let bearer = Bearer::new(&server.keys[&Role::Operator]).unwrap();
     let mut callers =
         latchkey::grpc::pb::caller_service_client::CallerServiceClient::with_interceptor(
             operator.clone(),

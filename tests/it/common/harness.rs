@@ -37,9 +37,9 @@ use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
-use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
 
+use super::bearer::Bearer;
 use super::link::{self, FaultyLink};
 use super::logs;
 
@@ -236,7 +236,7 @@ impl TestServer {
 
     /// The channel, sending `key` as a bearer key (or nothing).
     pub fn as_caller(&self, key: Option<&str>) -> Authed {
-        InterceptedService::new(self.channel.clone(), Bearer(key.map(str::to_owned)))
+        InterceptedService::new(self.channel.clone(), bearer(key))
     }
 
     /// A connection of its own, sending the key of the test caller with
@@ -248,7 +248,7 @@ impl TestServer {
             .connect()
             .await
             .unwrap();
-        InterceptedService::new(channel, Bearer(Some(self.keys[&role].clone())))
+        InterceptedService::new(channel, bearer(Some(&self.keys[&role])))
     }
 
     pub fn channel(&self) -> Channel {
@@ -289,24 +289,11 @@ impl Drop for TestServer {
 
 pub type Authed = InterceptedService<Channel, Bearer>;
 
-/// Adds `authorization: Bearer <key>` to every request, as grpcurl's `-H`
-/// does.
-#[derive(Clone)]
-pub struct Bearer(Option<String>);
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(key) = &self.0 {
-            let value = format!("Bearer {key}")
-                .parse()
-                .expect("a key is valid metadata");
-            request.metadata_mut().insert("authorization", value);
-        }
-        Ok(request)
-    }
+/// Sends `key` as a bearer key, or nothing.
+fn bearer(key: Option<&str>) -> Bearer {
+    key.map_or_else(Bearer::default, |key| {
+        Bearer::new(key).expect("a key is valid metadata")
+    })
 }
 
 /// A database that exists for one test.

@@ -1,6 +1,8 @@
 //! What the tests share: the harness that starts servers, request builders
-//! and assertions, a database link that can be cut, and the captured logs.
+//! and assertions, the caller-key interceptor, a database link that can be
+//! cut, and the captured logs.
 
+pub mod bearer;
 pub mod harness;
 pub mod link;
 pub mod logs;
