@@ -92,3 +92,68 @@ async fn caller_commands_work_before_and_beside_the_server() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// Kills the process when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `serve` says on stdout where it listens, with the port a port of 0 got:
+/// how a script or the load benchmark finds a server it started.
+#[tokio::test]
+async fn serve_prints_the_addresses_it_bound() {
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("latchkey.db").display()
+    );
+    let mut server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0", "--database-url", &url])
+            .env("LATCHKEY_LOG__FILTER", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the latchkey binary runs"),
+    );
+    let stdout = server.0.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(30), lines)
+        .await
+        .expect("serve printed its addresses")
+        .unwrap()
+        .unwrap();
+    let address = |line: &str, prefix: &str| -> SocketAddr {
+        let address: SocketAddr = line.strip_prefix(prefix).unwrap().parse().unwrap();
+        assert_ne!(address.port(), 0, "{line}");
+        address
+    };
+    let grpc = address(&lines[0], "latchkey: listening on ");
+    let metrics = address(&lines[1], "latchkey: metrics listening on ");
+    assert_ne!(grpc, metrics);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
+}
