@@ -9,6 +9,7 @@ use latchkey::grpc::pb::ListAccountsRequest;
 use tonic::Code;
 
 use crate::common::bearer::Bearer;
+use crate::common::support::sqlite_url;
 
 fn latchkey(database_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
@@ -22,10 +23,7 @@ fn latchkey(database_url: &str, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn caller_commands_work_before_and_beside_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("latchkey.db").display()
-    );
+    let url = sqlite_url(dir.path());
 
     let added = latchkey(&url, &["caller", "add", "admin", "--role", "operator"]);
     assert!(added.status.success(), "{added:?}");
@@ -112,10 +110,7 @@ async fn serve_prints_the_addresses_it_bound() {
     use std::process::Stdio;
 
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("latchkey.db").display()
-    );
+    let url = sqlite_url(dir.path());
     let mut server = Killed(
         Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .args(["serve", "--listen", "127.0.0.1:0"])

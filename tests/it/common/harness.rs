@@ -309,12 +309,8 @@ impl TestDatabase {
     async fn create(backend: Backend) -> Self {
         let Some(var) = backend.admin_url_var() else {
             let dir = tempfile::tempdir().unwrap();
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("latchkey.db").display()
-            );
             return Self {
-                url,
+                url: super::support::sqlite_url(dir.path()),
                 cleanup: None,
                 _dir: Some(dir),
             };

@@ -10,6 +10,11 @@ use tonic_types::StatusExt;
 
 use super::harness::TestServer;
 
+/// The URL of an SQLite database file in `dir`, created on first use.
+pub fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display())
+}
+
 pub fn issue_request(
     username: &str,
     display_name: &str,
