@@ -1,6 +1,13 @@
 //! Compiles `proto/` with protox, a pure-Rust protobuf compiler, so a fresh
 //! machine needs no system `protoc`. The same descriptor set feeds code
 //! generation and server reflection, so what grpcurl sees is what was built.
+//!
+//! Also tells the integration tests (`tests/it`) which database backends
+//! they may run against: `--cfg latchkey_test_postgres` /
+//! `--cfg latchkey_test_mysql` when `LATCHKEY_TEST_POSTGRES_URL` /
+//! `LATCHKEY_TEST_MYSQL_URL` is set and not empty, or when `CI` is set (CI
+//! may not skip them: a missing URL fails there). Without the cfg those
+//! tests are marked ignored. See `tests/it/common/harness.rs`.
 
 use std::path::PathBuf;
 
@@ -8,6 +15,13 @@ use prost::Message;
 
 /// Messages that carry a secret. prost derives `Debug` for every field, so
 /// these get hand-written, redacting `Debug` impls in `src/grpc/redact.rs`.
+/// The cfg each test backend is enabled by, and the variable naming its
+/// admin URL.
+const TEST_BACKENDS: &[(&str, &str)] = &[
+    ("latchkey_test_postgres", "LATCHKEY_TEST_POSTGRES_URL"),
+    ("latchkey_test_mysql", "LATCHKEY_TEST_MYSQL_URL"),
+];
+
 const SECRET_BEARING_MESSAGES: &[&str] = &[
     ".latchkey.v1.IssueAppPasswordResponse",
     ".latchkey.v1.AuthenticateRequest",
@@ -23,7 +37,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/latchkey/v1/caller.proto",
         "proto/latchkey/v1/audit.proto",
     ];
-    println!("cargo:rerun-if-changed=proto");
+    println!("cargo::rerun-if-changed=proto");
+    test_backends();
 
     let descriptors = protox::compile(protos, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -36,4 +51,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_debug(SECRET_BEARING_MESSAGES)
         .compile_fds(descriptors)?;
     Ok(())
+}
+
+/// Enables the tests of each configured backend (all of them under CI).
+fn test_backends() {
+    println!("cargo::rerun-if-env-changed=CI");
+    let ci = std::env::var_os("CI").is_some();
+    for (cfg, var) in TEST_BACKENDS {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        println!("cargo::rerun-if-env-changed={var}");
+        if ci || std::env::var_os(var).is_some_and(|url| !url.is_empty()) {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
 }

@@ -8,6 +8,9 @@
 //! Throttling is set out of reach here: it would (rightly) stop 500 failures
 //! in a row, and it is not what is measured.
 
+#[path = "../tests/it/common/bearer.rs"]
+mod bearer;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,26 +29,12 @@ use latchkey::grpc::pb::{
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use bearer::Bearer;
+
 const ROUNDS: usize = 500;
 const TOLERANCE: f64 = 0.05;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-#[derive(Clone)]
-struct Bearer(String);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        let value = format!("Bearer {}", self.0)
-            .parse()
-            .map_err(|_| tonic::Status::internal("key is not metadata"))?;
-        request.metadata_mut().insert("authorization", value);
-        Ok(request)
-    }
-}
 
 fn issue(username: &str, ttl: Option<i64>) -> IssueAppPasswordRequest {
     IssueAppPasswordRequest {
@@ -94,7 +83,7 @@ async fn main() -> Result<(), BoxError> {
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    let authed = InterceptedService::new(channel, Bearer(key.expose().to_owned()));
+    let authed = InterceptedService::new(channel, Bearer::new(key.expose())?);
     let mut issuer = AppPasswordServiceClient::new(authed.clone());
     let mut accounts = AccountServiceClient::new(authed.clone());
     let mut auth = LegacyAuthServiceClient::new(authed);

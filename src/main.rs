@@ -31,6 +31,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gRPC server (applies pending migrations first, unless told not to).
+    ///
+    /// Once its listeners are bound it prints, on stdout, the addresses they
+    /// bound (with the port chosen for a port of 0), one line each:
+    /// `latchkey: listening on 127.0.0.1:50051` and, when metrics are on,
+    /// `latchkey: metrics listening on 127.0.0.1:9464`. Logs go to stderr.
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
@@ -70,6 +75,13 @@ enum CallerCommand {
     },
 }
 
+/// What `serve` prints on stdout before the address it bound for gRPC, and
+/// for metrics.
+const LISTENING: &str = "latchkey: listening on ";
+const METRICS_LISTENING: &str = "latchkey: metrics listening on ";
+/// The line `serve` prints for the proxy adapters, when they are on.
+const ADAPTERS_LISTENING: &str = "latchkey: proxy adapters listening on ";
+
 /// The actor recorded in the audit trail for changes made from the CLI.
 const CLI_ACTOR: &str = "cli";
 
@@ -84,10 +96,11 @@ struct DatabaseArgs {
 struct ServeArgs {
     #[command(flatten)]
     database: DatabaseArgs,
-    /// Address to listen on [default: 127.0.0.1:50051]
+    /// Address to listen on; port 0 picks a free one [default: 127.0.0.1:50051]
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
-    /// Serve Prometheus metrics on this address at /metrics [default: off]
+    /// Serve Prometheus metrics on this address at /metrics; port 0 picks a
+    /// free one [default: off]
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<std::net::SocketAddr>,
     /// Serve the HTTP proxy adapters (nginx mail, auth_request, Dovecot)
@@ -144,9 +157,19 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
+            let address = listener.local_addr()?;
             let mut app = App::build(&config, Arc::new(SystemClock)).await?;
-            app.bind_metrics().await?;
-            app.bind_adapters().await?;
+            let metrics_address = app.bind_metrics().await?;
+            let adapters_address = app.bind_adapters().await?;
+            // For whoever started the server, a script or a benchmark: the
+            // ports actually bound, on stdout (logs go to stderr).
+            println!("{LISTENING}{address}");
+            if let Some(metrics_address) = metrics_address {
+                println!("{METRICS_LISTENING}{metrics_address}");
+            }
+            if let Some(adapters_address) = adapters_address {
+                println!("{ADAPTERS_LISTENING}{adapters_address}");
+            }
             app.serve(listener, app::shutdown_signal()).await
         }
         Command::Migrate(args) => {

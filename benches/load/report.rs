@@ -38,4 +38,30 @@ impl Report {
         let verdict = if met { "met" } else { "**MISSED**" };
         let _ = writeln!(self.checks, "| {target} | {measured} | {verdict} |");
     }
+
+    /// The whole report: `summary`, the table of rows, the table of targets.
+    pub fn text(&self, summary: &str) -> String {
+        let mut text = summary.to_owned();
+        let _ = writeln!(
+            text,
+            "| scenario | backend | rps | p50 | p99 | max | answers |"
+        );
+        let _ = writeln!(text, "|---|---|---|---|---|---|---|");
+        text.push_str(&self.rows);
+        let _ = writeln!(text, "\n| target | measured | |\n|---|---|---|");
+        text.push_str(&self.checks);
+        text
+    }
+
+    /// Prints the whole report and writes it to `out`.
+    pub fn publish(&self, summary: &str, out: &str) -> std::io::Result<()> {
+        let text = self.text(summary);
+        println!("{text}");
+        if let Some(parent) = std::path::Path::new(out).parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(out, &text)?;
+        eprintln!("written to {out}");
+        Ok(())
+    }
 }

@@ -1,9 +1,9 @@
 //! The server under test: the real `latchkey` binary in its own process, so
 //! its peak memory is its own and its threads are not the load's.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
@@ -11,6 +11,8 @@ use tonic::transport::{Channel, Endpoint};
 use crate::BoxError;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_latchkey");
+/// What `latchkey serve` prints before the address it bound.
+const LISTENING: &str = "latchkey: listening on ";
 
 pub struct Server {
     database_url: String,
@@ -50,26 +52,33 @@ impl Server {
         Ok(server)
     }
 
+    /// Starts the process on a port the system picks, and waits until it
+    /// says which and answers there.
     async fn spawn(&mut self) -> Result<(), BoxError> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        self.addr = format!("127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(BINARY)
-            .args(["serve", "--no-migrate", "--listen", &self.addr])
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--no-migrate", "--listen", "127.0.0.1:0"])
             .args(["--database-url", &self.database_url])
             .env("LATCHKEY_MAX_ACTIVE_APP_PASSWORDS", "1000")
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
+            .stdout(Stdio::piped())
             .stderr(log)
             .spawn()?;
+        let stdout = child.stdout.take().ok_or("the server has no stdout")?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
+        let not_started = || format!("server did not start; see {}", self.log.display());
+        let bound = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            bound_address(stdout),
+        );
+        self.addr = bound.await.ok().flatten().ok_or_else(not_started)?;
         while !self.answers().await {
             if Instant::now() > deadline {
-                return Err(format!("server did not start; see {}", self.log.display()).into());
+                return Err(not_started().into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -140,6 +149,28 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// The address `latchkey serve` says it listens on, in the line it prints
+/// on stdout once bound (`latchkey: listening on 127.0.0.1:41234`); `None`
+/// if it exits first. Its stdout is read on a thread of its own, which
+/// drains it to the end, so the server never waits on a full pipe.
+async fn bound_address(stdout: ChildStdout) -> Option<String> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut sender = Some(sender);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else {
+                break;
+            };
+            if let Some(address) = line.strip_prefix(LISTENING) {
+                if let Some(sender) = sender.take() {
+                    let _ = sender.send(address.to_owned());
+                }
+            }
+        }
+    });
+    receiver.await.ok()
 }
 
 /// Runs a one-shot CLI command; returns its stdout, trimmed.

@@ -16,8 +16,8 @@ use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(
     repeated_wrong_guesses_cost_one_argon2_and_one_row,
@@ -75,9 +75,7 @@ async fn settled(server: &TestServer) {
 /// Attack 1: the same wrong password for one account from one address, 200
 /// times in a row.
 async fn repeated_wrong_guesses_cost_one_argon2_and_one_row(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else {
-        return;
-    };
+    let server = TestServer::start(backend).await;
     let (_, secret) = issue_simple(&server, "rita").await;
     let before = argon2_runs(&server);
     for _ in 0..200 {
@@ -123,9 +121,7 @@ async fn repeated_wrong_guesses_cost_one_argon2_and_one_row(backend: Backend) {
 
 /// Attack 1, spread: 20 accounts × 50 repeats from one address.
 async fn repeats_of_many_accounts_from_one_address_cost_one_argon2_each(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else {
-        return;
-    };
+    let server = TestServer::start(backend).await;
     let before = argon2_runs(&server);
     let accounts = (0..20u32).map(|n| {
         let server = &server;
@@ -156,9 +152,7 @@ async fn repeats_of_many_accounts_from_one_address_cost_one_argon2_each(backend:
 
 /// Attack 1, at once: 200 copies of one wrong guess released together.
 async fn a_burst_of_one_guess_runs_argon2_once(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else {
-        return;
-    };
+    let server = TestServer::start(backend).await;
     issue_simple(&server, "sid").await;
     let before = argon2_runs(&server);
     let burst = (0..200).map(|_| {
@@ -229,9 +223,7 @@ fn refused_or_throttled(responses: &[latchkey::grpc::pb::AuthenticateResponse]) 
 /// Attack 2: 250 different guesses for one account from one address, at
 /// once (pair limit 5).
 async fn concurrent_guesses_for_one_pair_stop_at_its_limit(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else {
-        return;
-    };
+    let server = TestServer::start(backend).await;
     issue_simple(&server, "petra").await;
     let before = argon2_runs(&server);
     let responses = burst(&server, 250, |_| ("petra".into(), "192.0.2.9".into())).await;
@@ -254,9 +246,7 @@ async fn concurrent_guesses_for_one_pair_stop_at_its_limit(backend: Backend) {
 
 /// Attack 2: 250 addresses against one account, at once (account limit 100).
 async fn concurrent_guesses_from_many_addresses_stop_at_the_account_limit(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else {
-        return;
-    };
+    let server = TestServer::start(backend).await;
     issue_simple(&server, "amos").await;
     let before = argon2_runs(&server);
     let responses = burst(&server, 250, |n| {
@@ -276,9 +266,7 @@ async fn concurrent_guesses_from_many_addresses_stop_at_the_account_limit(backen
 
 /// Attack 2: 120 usernames from one address, at once (source limit 30).
 async fn concurrent_guesses_for_many_accounts_stop_at_the_source_limit(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else {
-        return;
-    };
+    let server = TestServer::start(backend).await;
     let before = argon2_runs(&server);
     let responses = burst(&server, 120, |n| {
         (format!("victim{n}"), "203.0.113.50".into())
@@ -296,9 +284,7 @@ async fn concurrent_guesses_for_many_accounts_stop_at_the_source_limit(backend: 
 /// limit on its own, so two let at most twice the pair limit through
 /// before the stored block holds on both.
 async fn two_replicas_let_at_most_twice_the_limit_through(backend: Backend) {
-    let Some(first) = TestServer::start(backend).await else {
-        return;
-    };
+    let first = TestServer::start(backend).await;
     let second = first.replica_with(|_| {}).await;
     issue_simple(&first, "rhea").await;
     let before = argon2_runs(&first) + argon2_runs(&second);
@@ -352,9 +338,7 @@ fn slow_argon2_high_limits(config: &mut Config) {
 /// (The report's 3 ms and 4 ms were against a release build; this debug
 /// build needs longer for the guesses to reach the hashing queue at all.)
 async fn guesses_whose_caller_leaves_are_counted_or_never_run(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, slow_argon2_high_limits).await else {
-        return;
-    };
+    let server = TestServer::start_with(backend, slow_argon2_high_limits).await;
     issue_simple(&server, "cleo").await;
     let before = argon2_runs(&server);
     let deadline = (0..150u32).map(|n| {
@@ -414,9 +398,7 @@ async fn guesses_whose_caller_leaves_are_counted_or_never_run(backend: Backend) 
 /// deadlines allow, and the rest are refused at once instead of queueing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_is_admitted_by_its_deadline() {
-    let server = TestServer::start_with(Backend::Sqlite, slow_argon2_high_limits)
-        .await
-        .unwrap();
+    let server = TestServer::start_with(Backend::Sqlite, slow_argon2_high_limits).await;
     // Three connections of 100 streams each, opened (and their settings
     // learnt) beforehand, so every attempt reaches the server at once.
     let mut connections = Vec::new();

@@ -4,8 +4,8 @@ use latchkey::grpc::pb::{CreateCallerRequest, ListCallersRequest, RevokeCallerRe
 use tonic::Code;
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(callers_are_created_listed_revoked_and_validated);
 
@@ -18,9 +18,7 @@ fn create(name: &str, role: Role, tls_identity: &str) -> CreateCallerRequest {
 }
 
 async fn callers_are_created_listed_revoked_and_validated(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else {
-        return;
-    };
+    let server = TestServer::start(backend).await;
     let mut callers = server.callers();
 
     let created = callers
@@ -175,7 +173,7 @@ async fn call_with_key(server: &TestServer, key: &str) -> Code {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_last_use_write_does_not_refuse_the_caller() {
     use sea_orm::ConnectionTrait;
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let db = server.database.connect().await;
     db.execute_unprepared(
         "CREATE TRIGGER no_touch BEFORE UPDATE ON caller BEGIN SELECT RAISE(ABORT, 'read only'); END",

@@ -8,6 +8,9 @@ use latchkey::grpc::pb::account_service_client::AccountServiceClient;
 use latchkey::grpc::pb::ListAccountsRequest;
 use tonic::Code;
 
+use crate::common::bearer::Bearer;
+use crate::common::support::sqlite_url;
+
 fn latchkey(database_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(args)
@@ -20,10 +23,7 @@ fn latchkey(database_url: &str, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn caller_commands_work_before_and_beside_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("latchkey.db").display()
-    );
+    let url = sqlite_url(dir.path());
 
     let added = latchkey(&url, &["caller", "add", "admin", "--role", "operator"]);
     assert!(added.status.success(), "{added:?}");
@@ -46,11 +46,12 @@ async fn caller_commands_work_before_and_beside_the_server() {
     assert!(!listed.contains(&key));
 
     // A server on that database accepts the key...
-    let mut config = crate::harness::test_config();
+    let mut config = crate::common::harness::test_config();
     config.database_url = latchkey::config::DatabaseUrl::new(url.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let clock = latchkey::domain::shared::time::ManualClock::starting_at(crate::harness::START);
+    let clock =
+        latchkey::domain::shared::time::ManualClock::starting_at(crate::common::harness::START);
     let app = latchkey::app::App::build(&config, std::sync::Arc::new(clock.clone()))
         .await
         .unwrap();
@@ -63,14 +64,7 @@ async fn caller_commands_work_before_and_beside_the_server() {
         .connect()
         .await
         .unwrap();
-    let bearer = format!("Bearer {key}");
-    let mut client =
-        AccountServiceClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.parse().unwrap());
-            Ok(request)
-        });
+    let mut client = AccountServiceClient::with_interceptor(channel, Bearer::new(&key).unwrap());
     client
         .list_accounts(ListAccountsRequest::default())
         .await
@@ -129,4 +123,66 @@ fn database_passwords_are_redacted_everywhere() {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }
+}
+
+/// Kills the process when the test ends, passed or not.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `serve` says on stdout where it listens, with the port a port of 0 got:
+/// how a script or the load benchmark finds a server it started.
+#[tokio::test]
+async fn serve_prints_the_addresses_it_bound() {
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let mut server = Killed(
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0", "--database-url", &url])
+            .env("LATCHKEY_LOG__FILTER", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the latchkey binary runs"),
+    );
+    let stdout = server.0.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .collect::<Result<Vec<_>, _>>()
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(30), lines)
+        .await
+        .expect("serve printed its addresses")
+        .unwrap()
+        .unwrap();
+    let address = |line: &str, prefix: &str| -> SocketAddr {
+        let address: SocketAddr = line.strip_prefix(prefix).unwrap().parse().unwrap();
+        assert_ne!(address.port(), 0, "{line}");
+        address
+    };
+    let grpc = address(&lines[0], "latchkey: listening on ");
+    let metrics = address(&lines[1], "latchkey: metrics listening on ");
+    assert_ne!(grpc, metrics);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap();
 }

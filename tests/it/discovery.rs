@@ -10,7 +10,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_reflection::pb::{v1, v1alpha};
 
-use crate::harness::{Authed, Backend, TestServer};
+use crate::common::harness::{Authed, Backend, TestServer};
 
 const EXPECTED: [&str; 6] = [
     "grpc.health.v1.Health",
@@ -56,7 +56,7 @@ fn assert_lists_everything(names: &[String]) {
 
 #[tokio::test]
 async fn reflection_v1alpha_lists_and_describes_the_services() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     // Reflection is for authenticated callers by default, whatever their role.
     assert_lists_everything(
         &v1alpha_services(server.as_role(Role::Authenticator))
@@ -92,7 +92,7 @@ async fn reflection_v1alpha_lists_and_describes_the_services() {
 
 #[tokio::test]
 async fn reflection_needs_a_caller_unless_configured_open() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let status = v1alpha_services(server.as_caller(None)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     server.stop().await;
@@ -100,15 +100,14 @@ async fn reflection_needs_a_caller_unless_configured_open() {
     let open = TestServer::start_with(Backend::Sqlite, |config| {
         config.reflection = ReflectionAccess::Open
     })
-    .await
-    .unwrap();
+    .await;
     assert_lists_everything(&v1alpha_services(open.as_caller(None)).await.unwrap());
     open.stop().await;
 }
 
 #[tokio::test]
 async fn reflection_v1_lists_the_services() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let mut client =
         v1::server_reflection_client::ServerReflectionClient::new(server.as_role(Role::Operator));
     let request = v1::ServerReflectionRequest {
@@ -138,8 +137,7 @@ async fn reflection_can_be_turned_off() {
     let server = TestServer::start_with(Backend::Sqlite, |config| {
         config.reflection = ReflectionAccess::Off
     })
-    .await
-    .unwrap();
+    .await;
     let status = v1alpha_services(server.as_role(Role::Operator))
         .await
         .unwrap_err();
@@ -149,7 +147,7 @@ async fn reflection_can_be_turned_off() {
 
 #[tokio::test]
 async fn health_needs_no_caller_and_reports_every_service_serving() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let mut health = HealthClient::new(server.channel());
     for service in SERVICE_NAMES.into_iter().chain([""]) {
         let response = health

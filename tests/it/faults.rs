@@ -2,6 +2,7 @@
 //! counted against anyone, nothing acknowledged is lost, and the service
 //! recovers by itself.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,8 @@ use latchkey::grpc::pb::{
 use sea_orm::ConnectionTrait;
 use tonic::Code;
 
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 const WRONG_GUESS_IP: &str = "198.51.100.200";
 
@@ -160,14 +161,42 @@ async fn check_nothing_lost(server: &TestServer, ledger: &Ledger) {
     );
 }
 
-async fn database_outage(backend: Backend) {
-    let Some((server, link)) = TestServer::start_behind_link(backend, fault_config).await else {
-        return;
-    };
-    issue_simple(&server, "olive").await;
+/// Runs `workers` load loops for `run_for` while `fault` happens (it
+/// returns when the fault began and when it ended), then checks that the
+/// fault was noticed, that the service recovered within 3 s of its end, and
+/// that nothing acknowledged was lost.
+async fn load_through_fault(
+    server: &TestServer,
+    workers: u32,
+    run_for: Duration,
+    fault: impl Future<Output = (Instant, Instant)>,
+    fault_name: &str,
+) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let until = Instant::now() + Duration::from_secs(6);
-    let workers = (0..4).map(|worker| load(&server, worker, until, ledger.clone()));
+    let until = Instant::now() + run_for;
+    let loads = (0..workers).map(|worker| load(server, worker, until, ledger.clone()));
+    let ((began, ended), _) = tokio::join!(fault, futures::future::join_all(loads));
+
+    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
+    assert!(
+        ledger.unavailable_at.iter().any(|at| *at > began),
+        "the {fault_name} was not noticed"
+    );
+    let recovered = ledger
+        .ok_at
+        .iter()
+        .find(|at| **at > ended)
+        .expect("never recovered");
+    assert!(
+        recovered.duration_since(ended) < Duration::from_secs(3),
+        "slow recovery"
+    );
+    check_nothing_lost(server, &ledger).await;
+}
+
+async fn database_outage(backend: Backend) {
+    let (server, link) = TestServer::start_behind_link(backend, fault_config).await;
+    issue_simple(&server, "olive").await;
     let outage = async {
         tokio::time::sleep(Duration::from_millis(800)).await;
         link.down();
@@ -176,32 +205,24 @@ async fn database_outage(backend: Backend) {
         link.restore();
         (cut_at, Instant::now())
     };
-    let ((cut_at, restored_at), _) = tokio::join!(outage, futures::future::join_all(workers));
-
-    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
-    assert!(
-        ledger.unavailable_at.iter().any(|at| *at > cut_at),
-        "the outage was not noticed"
-    );
-    let recovered = ledger
-        .ok_at
-        .iter()
-        .find(|at| **at > restored_at)
-        .expect("never recovered");
-    assert!(
-        recovered.duration_since(restored_at) < Duration::from_secs(3),
-        "slow recovery"
-    );
-    check_nothing_lost(&server, &ledger).await;
+    load_through_fault(&server, 4, Duration::from_secs(6), outage, "outage").await;
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(latchkey_test_postgres),
+    ignore = "LATCHKEY_TEST_POSTGRES_URL is not set"
+)]
 async fn postgres_outage_fails_closed_and_recovers() {
     database_outage(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(latchkey_test_mysql),
+    ignore = "LATCHKEY_TEST_MYSQL_URL is not set"
+)]
 async fn mysql_outage_fails_closed_and_recovers() {
     database_outage(Backend::MySql).await;
 }
@@ -211,13 +232,8 @@ async fn mysql_outage_fails_closed_and_recovers() {
 /// timeout) with UNAVAILABLE, and succeed again once the lock is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_locked_database_fails_closed_and_recovers() {
-    let server = TestServer::start_with(Backend::Sqlite, fault_config)
-        .await
-        .unwrap();
+    let server = TestServer::start_with(Backend::Sqlite, fault_config).await;
     issue_simple(&server, "olive").await;
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let until = Instant::now() + Duration::from_secs(5);
-    let workers = (0..3).map(|worker| load(&server, worker, until, ledger.clone()));
     let database_url = server.database.url.clone();
     let lock = async move {
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -232,42 +248,27 @@ async fn sqlite_locked_database_fails_closed_and_recovers() {
         locker.close().await.unwrap();
         (locked_at, Instant::now())
     };
-    let ((locked_at, released_at), _) = tokio::join!(lock, futures::future::join_all(workers));
-
-    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
-    assert!(
-        ledger.unavailable_at.iter().any(|at| *at > locked_at),
-        "the lock was not noticed"
-    );
-    let recovered = ledger
-        .ok_at
-        .iter()
-        .find(|at| **at > released_at)
-        .expect("never recovered");
-    assert!(
-        recovered.duration_since(released_at) < Duration::from_secs(3),
-        "slow recovery"
-    );
-    check_nothing_lost(&server, &ledger).await;
+    load_through_fault(&server, 3, Duration::from_secs(5), lock, "lock").await;
     server.stop().await;
 }
 
 /// Load balancers learn of the outage from grpc.health.v1, and of the
 /// recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(latchkey_test_postgres),
+    ignore = "LATCHKEY_TEST_POSTGRES_URL is not set"
+)]
 async fn health_follows_the_database() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
 
-    let Some((server, link)) = TestServer::start_behind_link(Backend::Postgres, |config| {
+    let (server, link) = TestServer::start_behind_link(Backend::Postgres, |config| {
         fault_config(config);
         config.database.health_check_interval_ms = 100;
     })
-    .await
-    else {
-        return;
-    };
+    .await;
     let mut health = HealthClient::new(server.channel());
     let mut wait_for = async |wanted: ServingStatus| {
         let deadline = Instant::now() + Duration::from_secs(10);

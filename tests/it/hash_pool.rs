@@ -6,8 +6,8 @@ use latchkey::domain::secrets::pool::HashPoolConfig;
 use latchkey::grpc::pb::Protocol;
 use tonic::Code;
 
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_refused_at_once_and_recovers() {
@@ -23,8 +23,7 @@ async fn a_full_queue_is_refused_at_once_and_recovers() {
             ..HashPoolConfig::default()
         };
     })
-    .await
-    .unwrap();
+    .await;
     let (_, secret) = issue_simple(&server, "busy").await;
     let attempts = (0..30u32).map(|n| {
         let mut client = server.auth();

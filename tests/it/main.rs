@@ -1,7 +1,9 @@
 //! Integration tests: the real server over real gRPC on an ephemeral port,
 //! against SQLite and, where configured, PostgreSQL and MariaDB. One test
 //! binary (every file under tests/ would otherwise link its own); add
-//! modules here rather than files beside it.
+//! modules here rather than files beside it. What the tests share (the
+//! harness, request helpers, the cuttable link, the captured logs) is under
+//! `common/`.
 
 // A failed unwrap is how a test reports a broken expectation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,21 +14,18 @@ mod attacks;
 mod audit_trail;
 mod callers;
 mod cli;
+mod common;
 mod discovery;
 mod faults;
 mod fuzz;
-mod harness;
 mod hash_pool;
 mod leaks;
 mod limits;
-mod link;
-mod logs;
 mod metrics;
 mod races;
 mod refusals;
 mod review;
 mod secrets;
-mod support;
 mod throttling;
 mod tls;
 mod transport;

@@ -4,8 +4,8 @@
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 const AUTHENTICATE: &str = "/latchkey.v1.LegacyAuthService/Authenticate";
 
@@ -31,7 +31,7 @@ fn sample(body: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_requests_logins_and_the_work_behind_them() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let (_, secret) = issue_simple(&server, "mia").await;
     for _ in 0..3 {
         assert!(login(&server, "mia", &secret).await.authenticated);
@@ -70,7 +70,7 @@ async fn metrics_count_requests_logins_and_the_work_behind_them() {
     );
     let logins = |result: &str| {
         value(&format!(
-            "latchkey_authentications_total{{protocol=\"imap\",result=\"{result}\"}}"
+            "latchkey_authentications_total{{adapter=\"grpc\",protocol=\"imap\",result=\"{result}\"}}"
         ))
     };
     assert_eq!(logins("success"), 3.0);
@@ -96,7 +96,7 @@ async fn metrics_count_requests_logins_and_the_work_behind_them() {
 
 #[tokio::test]
 async fn an_unknown_path_is_counted_under_one_label() {
-    let server = TestServer::start(Backend::Sqlite).await.unwrap();
+    let server = TestServer::start(Backend::Sqlite).await;
     let channel = server.channel();
     let mut grpc = tonic::client::Grpc::new(channel);
     for path in ["/made.up.Service/One", "/made.up.Service/Two"] {

@@ -3,21 +3,18 @@
 
 use latchkey::grpc::pb::{
     GetAppPasswordRequest, ListAccountsRequest, ListAppPasswordsRequest, Protocol,
-    RevokeAppPasswordRequest,
 };
 use prost::Message;
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(secret_is_shown_once_and_stored_only_as_argon2id);
 
 async fn secret_is_shown_once_and_stored_only_as_argon2id(backend: Backend) {
-    let Some(server) = TestServer::start(backend).await else {
-        return;
-    };
+    let server = TestServer::start(backend).await;
     let issued = issue(&server, issue_request("judy", "Laptop", &[Protocol::Imap])).await;
     let name = issued.app_password.clone().unwrap().name;
     assert!(
@@ -48,15 +45,7 @@ async fn secret_is_shown_once_and_stored_only_as_argon2id(backend: Backend) {
         .unwrap()
         .into_inner();
     responses.push(fetched.encode_to_vec());
-    let revoked = server
-        .app_passwords()
-        .revoke_app_password(RevokeAppPasswordRequest {
-            name,
-            reason: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let revoked = revoke(&server, name).await;
     responses.push(revoked.encode_to_vec());
     let accounts = server
         .accounts()
@@ -134,9 +123,7 @@ async fn stored_hash(server: &TestServer) -> String {
 }
 
 async fn raising_argon2_parameters_upgrades_hashes_at_the_next_login(backend: Backend) {
-    let Some(old) = TestServer::start(backend).await else {
-        return;
-    };
+    let old = TestServer::start(backend).await;
     let (_, secret) = issue_simple(&old, "yves").await;
     assert!(stored_hash(&old)
         .await
@@ -152,7 +139,7 @@ async fn raising_argon2_parameters_upgrades_hashes_at_the_next_login(backend: Ba
         .await;
     // A failed login changes nothing.
     assert!(
-        !login(&new, "yves", &crate::support::wrong_secret(1))
+        !login(&new, "yves", &crate::common::support::wrong_secret(1))
             .await
             .authenticated
     );

@@ -8,8 +8,8 @@ use latchkey::domain::shared::username::Username;
 use latchkey::grpc::pb::{AuthenticateResponse, FailureReason, Protocol};
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(
     a_pair_is_blocked_then_released_with_growing_delays,
@@ -49,9 +49,7 @@ fn assert_throttled(response: &AuthenticateResponse, seconds: u64) {
 }
 
 async fn a_pair_is_blocked_then_released_with_growing_delays(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
-        return;
-    };
+    let server = TestServer::start_with(backend, limits(3, 1000, 1000)).await;
     let (_, secret) = issue_simple(&server, "wendy").await;
     for n in 0..3 {
         let response = login(&server, "wendy", &wrong(n)).await;
@@ -76,9 +74,7 @@ async fn a_pair_is_blocked_then_released_with_growing_delays(backend: Backend) {
 }
 
 async fn a_stale_device_repeating_one_wrong_password_does_not_escalate(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
-        return;
-    };
+    let server = TestServer::start_with(backend, limits(3, 1000, 1000)).await;
     let (_, secret) = issue_simple(&server, "xavier").await;
     let old = wrong(42);
     for _ in 0..20 {
@@ -92,9 +88,7 @@ async fn a_stale_device_repeating_one_wrong_password_does_not_escalate(backend: 
 }
 
 async fn unknown_and_real_accounts_are_throttled_alike(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
-        return;
-    };
+    let server = TestServer::start_with(backend, limits(3, 1000, 1000)).await;
     issue_simple(&server, "yara").await;
     let mut real = Vec::new();
     let mut ghost = Vec::new();
@@ -108,9 +102,7 @@ async fn unknown_and_real_accounts_are_throttled_alike(backend: Backend) {
 }
 
 async fn spraying_one_account_does_not_lock_out_its_known_source(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, limits(1000, 1000, 10)).await else {
-        return;
-    };
+    let server = TestServer::start_with(backend, limits(1000, 1000, 10)).await;
     let (_, secret) = issue_simple(&server, "zach").await;
     let home = "192.0.2.10";
     assert!(
@@ -138,9 +130,7 @@ async fn spraying_one_account_does_not_lock_out_its_known_source(backend: Backen
 }
 
 async fn a_source_spraying_many_accounts_is_blocked(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, limits(1000, 4, 1000)).await else {
-        return;
-    };
+    let server = TestServer::start_with(backend, limits(1000, 4, 1000)).await;
     let (_, secret) = issue_simple(&server, "abby").await;
     for n in 0..4 {
         login_with(
@@ -175,9 +165,7 @@ async fn a_source_spraying_many_accounts_is_blocked(backend: Backend) {
 }
 
 async fn success_clears_the_pair_only(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
-        return;
-    };
+    let server = TestServer::start_with(backend, limits(3, 1000, 1000)).await;
     let (_, secret) = issue_simple(&server, "bruno").await;
     for round in 0..3 {
         for n in 0..2 {
@@ -201,9 +189,7 @@ async fn success_clears_the_pair_only(backend: Backend) {
 }
 
 async fn blocks_hold_across_replicas_and_restarts(backend: Backend) {
-    let Some(first) = TestServer::start_with(backend, limits(3, 1000, 1000)).await else {
-        return;
-    };
+    let first = TestServer::start_with(backend, limits(3, 1000, 1000)).await;
     let (_, secret) = issue_simple(&first, "carla").await;
     for n in 0..3 {
         login(&first, "carla", &wrong(n)).await;
@@ -220,9 +206,7 @@ async fn blocks_hold_across_replicas_and_restarts(backend: Backend) {
 }
 
 async fn concurrent_failures_are_all_counted(backend: Backend) {
-    let Some(server) = TestServer::start_with(backend, limits(1000, 1000, 1000)).await else {
-        return;
-    };
+    let server = TestServer::start_with(backend, limits(1000, 1000, 1000)).await;
     issue_simple(&server, "dora").await;
     let attempts = (0..40u32).map(|n| {
         let mut client = server.auth();

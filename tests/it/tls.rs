@@ -11,8 +11,9 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
 
-use crate::harness::{Backend, TestServer};
-use crate::support::login_request;
+use crate::common::bearer::Bearer;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::login_request;
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -81,20 +82,11 @@ impl Pki {
 async fn tls_with_bearer_keys_and_with_client_certificates() {
     let pki = Pki::new();
     let tls = pki.server_config();
-    let server = TestServer::start_with(Backend::Sqlite, |config| config.tls = Some(tls))
-        .await
-        .unwrap();
+    let server = TestServer::start_with(Backend::Sqlite, |config| config.tls = Some(tls)).await;
     // The harness's own plaintext channel cannot talk to a TLS server; make
     // a caller for the proxy's certificate over TLS with the operator key.
     let operator = pki.channel(&server, None).await;
-    let operator_key = server.keys[&Role::Operator].clone();
-    let bearer = move |mut request: tonic::Request<()>| {
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {operator_key}").parse().unwrap(),
-        );
-        Ok(request)
-    };
+    let bearer = Bearer::new(&server.keys[&Role::Operator]).unwrap();
     let mut callers =
         latchkey::grpc::pb::caller_service_client::CallerServiceClient::with_interceptor(
             operator.clone(),

@@ -3,20 +3,17 @@
 
 use std::time::Duration;
 
-use latchkey::grpc::pb::{FailureReason, Protocol, RevokeAppPasswordRequest};
+use latchkey::grpc::pb::{FailureReason, Protocol};
 
 use crate::backend_tests;
-use crate::harness::{Backend, TestServer};
-use crate::support::*;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
 
 backend_tests!(a_repeated_secret_skips_argon2_only_when_it_would_succeed);
 
 async fn a_repeated_secret_skips_argon2_only_when_it_would_succeed(backend: Backend) {
-    let Some(server) =
-        TestServer::start_with(backend, |config| config.verified_cache.ttl_secs = 60).await
-    else {
-        return;
-    };
+    let server =
+        TestServer::start_with(backend, |config| config.verified_cache.ttl_secs = 60).await;
     let (name, secret) = issue_simple(&server, "zoe").await;
     let runs = || server.services.logins.stats().argon2_verifications;
 
@@ -42,14 +39,7 @@ async fn a_repeated_secret_skips_argon2_only_when_it_would_succeed(backend: Back
     assert_eq!(runs(), before + 4);
 
     // The row is read on every login: a revoke is seen at once.
-    server
-        .app_passwords()
-        .revoke_app_password(RevokeAppPasswordRequest {
-            name,
-            reason: String::new(),
-        })
-        .await
-        .unwrap();
+    revoke(&server, name).await;
     let refused = login(&server, "zoe", &secret).await;
     assert_eq!(refused.failure_reason(), FailureReason::Revoked);
     assert_eq!(runs(), before + 5, "a refused login is verified in full");

@@ -1,13 +1,19 @@
 //! Request builders and assertions shared by the tests.
 
 use latchkey::grpc::pb::{
-    issue_app_password_request::Expiration, AuthenticateRequest, AuthenticateResponse,
+    issue_app_password_request::Expiration, AppPassword, AuthenticateRequest, AuthenticateResponse,
     FailureReason, IssueAppPasswordRequest, IssueAppPasswordResponse, Protocol,
+    RevokeAppPasswordRequest,
 };
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use crate::harness::TestServer;
+use super::harness::TestServer;
+
+/// The URL of an SQLite database file in `dir`, created on first use.
+pub fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display())
+}
 
 pub fn issue_request(
     username: &str,
@@ -48,6 +54,19 @@ pub async fn issue_simple(server: &TestServer, username: &str) -> (String, Strin
     )
     .await;
     (issued.app_password.unwrap().name, issued.secret)
+}
+
+/// Revokes an app password, giving no reason; returns it, revoked.
+pub async fn revoke(server: &TestServer, name: String) -> AppPassword {
+    server
+        .app_passwords()
+        .revoke_app_password(RevokeAppPasswordRequest {
+            name,
+            reason: String::new(),
+        })
+        .await
+        .expect("revoke should succeed")
+        .into_inner()
 }
 
 pub fn login_request(

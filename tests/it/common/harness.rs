@@ -5,8 +5,18 @@
 //! and MariaDB/MySQL when `LATCHKEY_TEST_POSTGRES_URL` /
 //! `LATCHKEY_TEST_MYSQL_URL` name an admin connection. Each test gets a
 //! database of its own, created here and dropped when the test ends, so
-//! runs never collide. Without a URL those variants are skipped locally, but
-//! fail under CI (`CI` set), so CI can never skip them silently.
+//! runs never collide.
+//!
+//! A backend without a URL is reported as ignored, not passed: the crate's
+//! build script (`build.rs`) sets `--cfg latchkey_test_postgres` /
+//! `--cfg latchkey_test_mysql` when the variable is set and non-empty, and
+//! [`backend_tests!`](crate::backend_tests) (and each test that names a
+//! backend itself) is `#[ignore]`d without it. Under CI (`CI` set) both cfgs
+//! are always on, so a missing URL fails the test instead of skipping it.
+//! The variables are read when the tests are built; cargo rebuilds the crate
+//! when one of them (or `CI`) changes. [`TestServer::start`] panics, saying
+//! so, when it is asked for a backend whose URL is not set: under CI, or in
+//! a run that forces ignored tests (`--ignored`, `--include-ignored`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -27,8 +37,11 @@ use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
-use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
+
+use super::bearer::Bearer;
+use super::link::{self, FaultyLink};
+use super::logs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -84,17 +97,20 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// `None` when the backend is not configured here (and this is not CI).
-    pub async fn start(backend: Backend) -> Option<Self> {
+    /// Starts a server on a fresh database of `backend`. Panics if the
+    /// backend is not configured (see the module doc: its tests are ignored
+    /// then, so only CI or a forced run gets here).
+    pub async fn start(backend: Backend) -> Self {
         Self::start_with(backend, |_| {}).await
     }
 
-    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<Self> {
-        let database = TestDatabase::create(backend).await?;
+    /// [`TestServer::start`], with the test configuration `adjust`ed.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let database = TestDatabase::create(backend).await;
         let mut config = test_config();
         config.database_url = DatabaseUrl::new(database.url.clone());
         adjust(&mut config);
-        Some(Self::serve(config, database).await)
+        Self::serve(config, database).await
     }
 
     /// Starts a server whose database connections go through a link the
@@ -102,13 +118,13 @@ impl TestServer {
     pub async fn start_behind_link(
         backend: Backend,
         adjust: impl FnOnce(&mut Config),
-    ) -> Option<(Self, crate::link::FaultyLink)> {
-        let database = TestDatabase::create(backend).await?;
-        let link = crate::link::FaultyLink::to(crate::link::target_of(&database.url)).await;
+    ) -> (Self, FaultyLink) {
+        let database = TestDatabase::create(backend).await;
+        let link = FaultyLink::to(link::target_of(&database.url)).await;
         let mut config = test_config();
-        config.database_url = DatabaseUrl::new(crate::link::through(&database.url, link.addr));
+        config.database_url = DatabaseUrl::new(link::through(&database.url, link.addr));
         adjust(&mut config);
-        Some((Self::serve(config, database).await, link))
+        (Self::serve(config, database).await, link)
     }
 
     /// Starts another server on the same database, as a second replica would
@@ -154,7 +170,7 @@ impl TestServer {
         database: TestDatabase,
         keys: Option<HashMap<Role, String>>,
     ) -> Self {
-        crate::logs::captured();
+        logs::install();
         let clock = ManualClock::starting_at(START);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -221,7 +237,7 @@ impl TestServer {
 
     /// The channel, sending `key` as a bearer key (or nothing).
     pub fn as_caller(&self, key: Option<&str>) -> Authed {
-        InterceptedService::new(self.channel.clone(), Bearer(key.map(str::to_owned)))
+        InterceptedService::new(self.channel.clone(), bearer(key))
     }
 
     /// A connection of its own, sending the key of the test caller with
@@ -233,7 +249,7 @@ impl TestServer {
             .connect()
             .await
             .unwrap();
-        InterceptedService::new(channel, Bearer(Some(self.keys[&role].clone())))
+        InterceptedService::new(channel, bearer(Some(&self.keys[&role])))
     }
 
     pub fn channel(&self) -> Channel {
@@ -274,24 +290,11 @@ impl Drop for TestServer {
 
 pub type Authed = InterceptedService<Channel, Bearer>;
 
-/// Adds `authorization: Bearer <key>` to every request, as grpcurl's `-H`
-/// does.
-#[derive(Clone)]
-pub struct Bearer(Option<String>);
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(key) = &self.0 {
-            let value = format!("Bearer {key}")
-                .parse()
-                .expect("a key is valid metadata");
-            request.metadata_mut().insert("authorization", value);
-        }
-        Ok(request)
-    }
+/// Sends `key` as a bearer key, or nothing.
+fn bearer(key: Option<&str>) -> Bearer {
+    key.map_or_else(Bearer::default, |key| {
+        Bearer::new(key).expect("a key is valid metadata")
+    })
 }
 
 /// A database that exists for one test.
@@ -304,28 +307,25 @@ pub struct TestDatabase {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestDatabase {
-    async fn create(backend: Backend) -> Option<Self> {
+    async fn create(backend: Backend) -> Self {
         let Some(var) = backend.admin_url_var() else {
             let dir = tempfile::tempdir().unwrap();
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("latchkey.db").display()
-            );
-            return Some(Self {
-                url,
+            return Self {
+                url: super::support::sqlite_url(dir.path()),
                 cleanup: None,
                 _dir: Some(dir),
-            });
+            };
         };
         let admin_url = match std::env::var(var) {
             Ok(url) if !url.is_empty() => url,
             _ if std::env::var_os("CI").is_some() => {
                 panic!("{var} must be set under CI: the {backend:?} tests may not be skipped")
             }
-            _ => {
-                eprintln!("skipping the {backend:?} variant: {var} is not set");
-                return None;
-            }
+            _ => panic!(
+                "{var} is not set, and the {backend:?} tests need it: they are ignored when it \
+                 is unset at build time, so this run forced them (--ignored, --include-ignored) \
+                 or it was unset after the build"
+            ),
         };
         let name = format!(
             "latchkey_test_{}_{}_{}",
@@ -336,11 +336,11 @@ impl TestDatabase {
         let admin = Database::connect(&admin_url).await.unwrap();
         execute(&admin, &format!("CREATE DATABASE {name}")).await;
         admin.close().await.unwrap();
-        Some(Self {
+        Self {
             url: with_database(&admin_url, &name),
             cleanup: Some((admin_url, name)),
             _dir: None,
-        })
+        }
     }
 
     /// A connection straight to the test database, for looking at what the
@@ -405,7 +405,8 @@ fn with_database(admin_url: &str, name: &str) -> String {
 }
 
 /// Runs a test body once per backend: `backend_tests!(walk, …)` makes
-/// `walk::sqlite`, `walk::postgres` and `walk::mysql`.
+/// `walk::sqlite`, `walk::postgres` and `walk::mysql`; the last two are
+/// ignored where their backend is not configured (see the module doc).
 #[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {
@@ -413,17 +414,19 @@ macro_rules! backend_tests {
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    super::$name($crate::harness::Backend::Sqlite).await
+                    super::$name($crate::common::harness::Backend::Sqlite).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(latchkey_test_postgres), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
                 async fn postgres() {
-                    super::$name($crate::harness::Backend::Postgres).await
+                    super::$name($crate::common::harness::Backend::Postgres).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(latchkey_test_mysql), ignore = "LATCHKEY_TEST_MYSQL_URL is not set")]
                 async fn mysql() {
-                    super::$name($crate::harness::Backend::MySql).await
+                    super::$name($crate::common::harness::Backend::MySql).await
                 }
             }
         )+

@@ -1,0 +1,239 @@
+//! The scenarios: IssueAppPassword, Authenticate cold, warm, unknown user,
+//! wrong password and throttled, and the no-op RPC beside them; each on
+//! SQLite and, if asked, on a fresh PostgreSQL database.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::Rng;
+use sea_orm::{ConnectionTrait, Database};
+
+use crate::bench::{authenticate, Bench, Login};
+use crate::drive::Run;
+use crate::options::Options;
+use crate::report::Report;
+use crate::scale::MEMORY_CONCURRENCY;
+use crate::server::Server;
+use crate::BoxError;
+
+const WARM_SECRETS: usize = 64;
+
+/// A distinct IPv4 address per `n` in the /8 `block`: each its own source.
+fn address(block: u8, n: u64) -> String {
+    format!("{block}.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255)
+}
+
+/// A well-formed secret that matches nothing, keeping `selector` if given
+/// (so the server finds that row and verifies against its real hash).
+fn made_up_secret(selector: Option<&str>) -> String {
+    let mut rng = rand::rng();
+    let mut letters: String = (0..28).map(|_| rng.random_range('a'..='z')).collect();
+    if let Some(selector) = selector {
+        letters.replace_range(0..4, selector);
+    }
+    letters
+}
+
+impl Bench {
+    /// Each login once, in order, from one known network: argon2 every
+    /// time. Stops when the logins run out.
+    pub async fn cold(&self) -> Run {
+        let (key, logins) = (self.authenticator.clone(), Arc::new(self.logins.clone()));
+        self.run(move |n, channel| {
+            let (key, logins) = (key.clone(), Arc::clone(&logins));
+            async move {
+                let login = logins.get(usize::try_from(n).ok()?)?.clone();
+                let ip = "10.1.0.1".to_owned();
+                Some(authenticate(channel, &key, login.username, login.secret, ip).await)
+            }
+        })
+        .await
+    }
+
+    /// The first 64 logins over and over (verified once first, untimed).
+    pub async fn warm(&self) -> Run {
+        let key = self.authenticator.clone();
+        let logins: Arc<Vec<Login>> =
+            Arc::new(self.logins.iter().take(WARM_SECRETS).cloned().collect());
+        for login in logins.iter() {
+            let channel = self.channels[0].clone();
+            let (user, secret) = (login.username.clone(), login.secret.clone());
+            authenticate(channel, &key, user, secret, "10.1.0.1".into()).await;
+        }
+        self.run(move |n, channel| {
+            let (key, logins) = (key.clone(), Arc::clone(&logins));
+            async move {
+                let login = logins.get((n % logins.len() as u64) as usize)?.clone();
+                let ip = "10.1.0.1".to_owned();
+                Some(authenticate(channel, &key, login.username, login.secret, ip).await)
+            }
+        })
+        .await
+    }
+
+    /// Accounts that do not exist, each attempt from its own address.
+    async fn unknown_user(&self) -> Run {
+        let key = self.authenticator.clone();
+        self.run(move |n, channel| {
+            let key = key.clone();
+            async move {
+                let user = format!("nobody-{n}");
+                let secret = made_up_secret(None);
+                Some(authenticate(channel, &key, user, secret, address(11, n)).await)
+            }
+        })
+        .await
+    }
+
+    /// Real accounts and real selectors with the wrong rest, each attempt
+    /// from its own address, spread over every account.
+    async fn wrong_password(&self) -> Run {
+        let (key, logins) = (self.authenticator.clone(), Arc::new(self.logins.clone()));
+        self.run(move |n, channel| {
+            let (key, logins) = (key.clone(), Arc::clone(&logins));
+            async move {
+                let login = logins.get((n % logins.len() as u64) as usize)?.clone();
+                let selector: String = login.secret.chars().filter(|c| *c != ' ').take(4).collect();
+                let secret = made_up_secret(Some(&selector));
+                Some(authenticate(channel, &key, login.username, secret, address(12, n)).await)
+            }
+        })
+        .await
+    }
+
+    /// One source blocked by 40 failures first (untimed), then hammering.
+    async fn throttled(&self) -> Run {
+        const SOURCE: &str = "203.0.113.7";
+        let key = self.authenticator.clone();
+        for n in 0..40 {
+            let channel = self.channels[0].clone();
+            let user = format!("sprayed-{n}");
+            authenticate(channel, &key, user, made_up_secret(None), SOURCE.into()).await;
+        }
+        self.run(move |n, channel| {
+            let key = key.clone();
+            async move {
+                let user = format!("sprayed-{n}");
+                Some(authenticate(channel, &key, user, made_up_secret(None), SOURCE.into()).await)
+            }
+        })
+        .await
+    }
+
+    /// grpc.health.v1 Check: the stack with nothing behind it.
+    pub async fn no_op(&self) -> Run {
+        self.run(|_, channel| async move {
+            let request = tonic_health::pb::HealthCheckRequest::default();
+            let outcome = match tonic_health::pb::health_client::HealthClient::new(channel)
+                .check(request)
+                .await
+            {
+                Ok(_) => "success".to_owned(),
+                Err(status) => format!("{:?}", status.code()),
+            };
+            Some(outcome)
+        })
+        .await
+    }
+}
+
+/// The Authenticate and IssueAppPassword scenarios on one backend.
+pub struct Scenarios {
+    pub issue: Run,
+    /// Each secret's first use: also writes its first-use audit event and
+    /// marks its network known.
+    pub first_use: Run,
+    /// The same secrets again on a fresh process (its cache is empty): the
+    /// usual cold login, a device back after the cache's TTL.
+    pub cold: Run,
+    pub warm: Run,
+    pub unknown: Run,
+    pub wrong: Run,
+    pub throttled: Run,
+}
+
+impl Scenarios {
+    pub async fn run(bench: &mut Bench, argon2_pool_rate: f64) -> Self {
+        let duration = bench.options.duration;
+        let issue = bench.issue(None, duration).await;
+        // Enough distinct secrets for the cold run at the pool's full rate.
+        let wanted = (argon2_pool_rate * duration.as_secs_f64() * 1.3) as usize;
+        bench.top_up(wanted.max(MEMORY_CONCURRENCY)).await;
+        let first_use = bench.cold().await;
+        if let Err(error) = bench.restart().await {
+            eprintln!("restart failed: {error}");
+        }
+        let cold = bench.cold().await;
+        let warm = bench.warm().await;
+        let unknown = bench.unknown_user().await;
+        let wrong = bench.wrong_password().await;
+        let throttled = bench.throttled().await;
+        Self {
+            issue,
+            first_use,
+            cold,
+            warm,
+            unknown,
+            wrong,
+            throttled,
+        }
+    }
+
+    pub fn report(&self, report: &mut Report, backend: &str) {
+        report.row("IssueAppPassword", backend, &self.issue, &["success"]);
+        report.row(
+            "Authenticate cold, first use",
+            backend,
+            &self.first_use,
+            &["success"],
+        );
+        report.row("Authenticate cold", backend, &self.cold, &["success"]);
+        report.row("Authenticate warm", backend, &self.warm, &["success"]);
+        report.row(
+            "unknown user",
+            backend,
+            &self.unknown,
+            &["failure_reason_invalid_credentials"],
+        );
+        report.row(
+            "wrong password",
+            backend,
+            &self.wrong,
+            &["failure_reason_invalid_credentials"],
+        );
+        report.row("throttled source", backend, &self.throttled, &["throttled"]);
+    }
+}
+
+/// The same scenarios on a fresh PostgreSQL database, dropped after.
+pub async fn postgres_scenarios(
+    admin_url: &str,
+    options: &Options,
+    dir: &Path,
+    report: &mut Report,
+    pool: f64,
+) -> Result<Scenarios, BoxError> {
+    let name = format!("latchkey_load_{}", std::process::id());
+    let admin = Database::connect(admin_url).await?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .ok_or("the URL has no database path")?;
+    let url = format!("{base}/{name}");
+    let result = async {
+        let mut bench = Bench::new(options.clone(), Server::start(&url, dir).await?).await?;
+        let scenarios = Scenarios::run(&mut bench, pool).await;
+        bench.server.stop()?;
+        Ok::<_, BoxError>(scenarios)
+    }
+    .await;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    admin.close().await?;
+    let scenarios = result?;
+    scenarios.report(report, "PostgreSQL");
+    Ok(scenarios)
+}
