@@ -77,6 +77,10 @@ pub fn test_config() -> Config {
         metrics: latchkey::config::MetricsConfig {
             listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         },
+        proxy_adapters: latchkey::adapters::AdaptersConfig {
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
@@ -89,6 +93,8 @@ pub struct TestServer {
     pub addr: std::net::SocketAddr,
     /// Where `/metrics` is served (every test server serves it).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the proxy adapters are served (every test server serves them).
+    pub adapters_addr: std::net::SocketAddr,
     /// The domain services of the running server, to look at its counters.
     pub services: latchkey::domain::Services<latchkey::store::SqlStore>,
     channel: Channel,
@@ -176,6 +182,7 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let mut app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
         let metrics_addr = app.bind_metrics().await.unwrap();
+        let adapters_addr = app.bind_adapters().await.unwrap().unwrap();
         let services = app.services().clone();
         let keys = match keys {
             Some(keys) => keys,
@@ -201,6 +208,7 @@ impl TestServer {
             keys,
             addr,
             metrics_addr,
+            adapters_addr,
             services,
             channel,
             shutdown: Some(shutdown),
