@@ -62,6 +62,8 @@ impl App {
             throttle: config.throttle,
             verified_cache: config.verified_cache,
             usage: config.usage,
+            default_wait: Duration::from_millis(config.hash_pool.default_wait_ms),
+            max_wait: Duration::from_secs(config.server.request_timeout_secs.max(1)),
         };
         let services = Services {
             logins: Logins::new(store.clone(), hasher.clone(), Arc::clone(&clock), login)?,
@@ -236,6 +238,14 @@ impl App {
         }
         if let Some(adapting) = adapting {
             let _ = adapting.await;
+        }
+        // Decisions whose callers left may still be running: let them end,
+        // so what they counted is written with the rest.
+        if tokio::time::timeout(Duration::from_secs(10), self.services.logins.settle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("logins still being decided after 10 s; stopping without them");
         }
         // In-flight requests have finished: what they used is written now.
         match self.services.logins.flush_usage().await {

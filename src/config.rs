@@ -179,28 +179,22 @@ impl DatabaseUrl {
     /// whose name (in any letter case, percent-encoded or not) says it holds
     /// a secret (`password`, `sslpassword`, `PASSWORD`, `passwd`, `pwd`,
     /// `secret`, `token`).
+    ///
+    /// The user part ends at the last `@` after the scheme, so a password
+    /// with an unescaped `/`, `?` or `@` in it is still hidden whole (at
+    /// worst, more than the password is hidden).
     pub fn redacted(&self) -> String {
-        let url = &self.0;
-        let (base, query) = match url.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (url.as_str(), None),
-        };
-        let mut shown = match base.split_once("://") {
-            Some((scheme, rest)) => {
-                let authority_end = rest.find('/').unwrap_or(rest.len());
-                let (authority, path) = rest.split_at(authority_end);
-                match authority.rsplit_once('@') {
-                    Some((userinfo, host)) => {
-                        let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-                        let hidden = if userinfo.contains(':') { ":*****" } else { "" };
-                        format!("{scheme}://{user}{hidden}@{host}{path}")
-                    }
-                    None => base.to_owned(),
-                }
+        let parts = UrlParts::of(&self.0);
+        let mut shown = parts.scheme.to_owned();
+        if let Some(user) = parts.user {
+            shown.push_str(user);
+            if parts.password.is_some() {
+                shown.push_str(":*****");
             }
-            None => base.to_owned(),
-        };
-        if let Some(query) = query {
+            shown.push('@');
+        }
+        shown.push_str(parts.location);
+        if let Some(query) = parts.query {
             shown.push('?');
             let pairs: Vec<String> = query
                 .split('&')
@@ -214,8 +208,9 @@ impl DatabaseUrl {
         shown
     }
 
-    /// `text` (an error message, say) with every secret of this URL in it
-    /// replaced by `*****`, as written and percent-decoded.
+    /// `text` (an error message, a log line) with every secret of this URL
+    /// in it replaced by `*****`: as written, percent-decoded, and escaped
+    /// the way JSON and `Debug` formatting escape it.
     pub fn scrub(&self, text: &str) -> String {
         let mut scrubbed = text.to_owned();
         for secret in self.secrets() {
@@ -226,31 +221,72 @@ impl DatabaseUrl {
         scrubbed
     }
 
-    /// The secret values inside the URL, as written and decoded.
+    /// The secret values inside the URL, in every form they may be printed
+    /// in, longest first.
     fn secrets(&self) -> Vec<String> {
-        let url = &self.0;
-        let mut secrets = Vec::new();
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        if let Some((_, rest)) = base.split_once("://") {
-            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-            if let Some((userinfo, _)) = authority.rsplit_once('@') {
-                if let Some((_, password)) = userinfo.split_once(':') {
-                    secrets.push(password.to_owned());
-                }
-            }
-        }
-        for pair in query.split('&') {
+        let parts = UrlParts::of(&self.0);
+        let mut raw: Vec<String> = parts.password.map(str::to_owned).into_iter().collect();
+        for pair in parts.query.unwrap_or_default().split('&') {
             if let Some((name, value)) = pair.split_once('=') {
                 if is_secret_parameter(name) {
-                    secrets.push(value.to_owned());
+                    raw.push(value.to_owned());
                 }
             }
         }
-        let decoded: Vec<String> = secrets.iter().map(|s| percent_decode(s)).collect();
-        secrets.extend(decoded);
-        // Longest first, so a secret that contains another is replaced whole.
+        let mut secrets = Vec::new();
+        for secret in raw {
+            let decoded = percent_decode(&secret);
+            for form in [&secret, &decoded] {
+                secrets.push(form.clone());
+                secrets.push(form.escape_debug().to_string());
+                secrets.push(form.replace('\\', "\\\\").replace('"', "\\\""));
+            }
+        }
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
         secrets
+    }
+}
+
+/// A database URL cut into the parts redaction needs.
+struct UrlParts<'a> {
+    /// Up to and including `://` (or nothing).
+    scheme: &'a str,
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    /// Host, port and path.
+    location: &'a str,
+    query: Option<&'a str>,
+}
+
+impl<'a> UrlParts<'a> {
+    fn of(url: &'a str) -> Self {
+        let (scheme, rest) = match url.find("://") {
+            Some(at) => url.split_at(at + 3),
+            None => ("", url),
+        };
+        let (userinfo, after) = match rest.rfind('@') {
+            Some(at) if !scheme.is_empty() => (Some(&rest[..at]), &rest[at + 1..]),
+            _ => (None, rest),
+        };
+        let (user, password) = match userinfo {
+            Some(info) => match info.split_once(':') {
+                Some((user, password)) => (Some(user), Some(password)),
+                None => (Some(info), None),
+            },
+            None => (None, None),
+        };
+        let (location, query) = match after.split_once('?') {
+            Some((location, query)) => (location, Some(query)),
+            None => (after, None),
+        };
+        Self {
+            scheme,
+            user,
+            password,
+            location,
+            query,
+        }
     }
 }
 
@@ -408,6 +444,11 @@ mod tests {
         assert_eq!(plain.redacted(), "sqlite://latchkey.db?mode=rwc");
     }
 
+    /// A string as JSON (and `Debug`) print it inside quotes.
+    fn serde_json_escape(text: &str) -> String {
+        text.replace('\\', "\\\\").replace('"', "\\\"")
+    }
+
     #[test]
     fn passwords_in_query_strings_are_redacted_in_any_case() {
         let url = DatabaseUrl::new(
@@ -433,6 +474,19 @@ mod tests {
             both.scrub("auth failed for s3cr@t (s3cr%40t), p4ss"),
             "auth failed for ***** (*****), *****"
         );
+        // Unescaped reserved characters in the password, and the escaped
+        // forms JSON logs print (found by review).
+        for (url, secret) in [
+            ("postgres://app:pa/ss@db:5432/l", "pa/ss"),
+            ("postgres://app:pa?ss@db:5432/l", "pa?ss"),
+            ("postgres://app:a\\b\"c@db/l", "a\\b\"c"),
+        ] {
+            let url = DatabaseUrl::new(url);
+            assert!(!url.redacted().contains(secret), "{}", url.redacted());
+            let json = serde_json_escape(secret);
+            assert!(!url.scrub(&format!("x {json} y")).contains(&json), "{json}");
+            assert!(!url.scrub(&format!("x {secret} y")).contains(secret));
+        }
         let config = Config {
             database_url: url,
             ..Config::default()

@@ -9,6 +9,11 @@
 //!   queue never fills), and the first such refusal is logged once until the
 //!   server is below the cap again. It also stays below the process's
 //!   descriptor limit, with room for the database pool and files.
+//! - `max_connections_per_peer` caps one peer's (an IPv4 address, an IPv6
+//!   /64): one peer cannot take every place. A peer with many addresses
+//!   still can; what guards against that is the network's, not this
+//!   process's (a firewall's connection limits, proxies reaching latchkey
+//!   on a private network).
 //! - `handshake_timeout_ms`: a connection that sends nothing (or, with TLS,
 //!   does not finish its handshake) within it is closed.
 //! - `idle_timeout_secs`: a connection from which nothing arrives for this
@@ -31,9 +36,10 @@
 //! body is read unless the caller key checks out. The largest real request
 //! (an issue with 16 networks and a 100-character name) is under 4 KiB.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,6 +60,9 @@ pub struct ServerConfig {
     /// Open connections at most; 0 means as many as the descriptor limit
     /// allows.
     pub max_connections: usize,
+    /// Open connections from one peer (an IPv4 address, an IPv6 /64) at
+    /// most, so one peer cannot hold every place.
+    pub max_connections_per_peer: usize,
     /// Concurrent requests (HTTP/2 streams) per connection.
     pub max_concurrent_streams: u32,
     /// The largest request message to latchkey's own services, in bytes
@@ -78,6 +87,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_connections: 256,
+            max_connections_per_peer: 64,
             // HTTP/2 clients open up to 100 streams before they learn the
             // server's limit (h2's and grpc-go's default); a limit below that
             // would refuse well-behaved clients on a fresh connection.
@@ -128,6 +138,7 @@ fn open_file_limit() -> Option<usize> {
 pub struct BoundedListener {
     listener: TcpListener,
     places: Arc<Semaphore>,
+    peers: Arc<Peers>,
     cap: usize,
     at_cap: AtomicBool,
     handshake: Duration,
@@ -140,6 +151,10 @@ impl BoundedListener {
         Self {
             listener,
             places: Arc::new(Semaphore::new(cap)),
+            peers: Arc::new(Peers {
+                limit: config.max_connections_per_peer.max(1),
+                open: std::sync::Mutex::new(HashMap::new()),
+            }),
             cap,
             at_cap: AtomicBool::new(false),
             handshake: Duration::from_millis(config.handshake_timeout_ms.max(1)),
@@ -165,11 +180,20 @@ impl BoundedListener {
     }
 
     fn admit(&self, stream: TcpStream, peer: SocketAddr) -> Option<Guarded> {
+        let Some(peer_place) = Peers::take(&self.peers, peer.ip()) else {
+            tracing::debug!(%peer, "a peer's connection limit reached: connection closed");
+            return None;
+        };
         match Arc::clone(&self.places).try_acquire_owned() {
             Ok(place) => {
                 self.at_cap.store(false, Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
-                Some(Guarded::new(stream, place, self.handshake, self.idle))
+                Some(Guarded::new(
+                    stream,
+                    (place, peer_place),
+                    self.handshake,
+                    self.idle,
+                ))
             }
             Err(_) => {
                 if !self.at_cap.swap(true, Ordering::Relaxed) {
@@ -195,6 +219,64 @@ impl BoundedListener {
     }
 }
 
+/// Open connections per peer network.
+#[derive(Debug)]
+struct Peers {
+    limit: usize,
+    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A connection's place among its peer's; given back when dropped.
+#[derive(Debug)]
+pub struct PeerPlace {
+    peers: Arc<Peers>,
+    network: IpAddr,
+}
+
+impl Peers {
+    /// IPv4 addresses count alone; IPv6 addresses by /64, which one
+    /// subscriber usually holds whole.
+    fn network(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let mut segments = v6.segments();
+                    segments[4..].fill(0);
+                    IpAddr::V6(Ipv6Addr::from(segments))
+                }
+            },
+            IpAddr::V4(_) => ip,
+        }
+    }
+
+    fn take(peers: &Arc<Peers>, ip: IpAddr) -> Option<PeerPlace> {
+        let network = Self::network(ip);
+        let mut open = crate::domain::shared::sync::lock(&peers.open);
+        let count = open.entry(network).or_insert(0);
+        if *count >= peers.limit {
+            return None;
+        }
+        *count += 1;
+        Some(PeerPlace {
+            peers: Arc::clone(peers),
+            network,
+        })
+    }
+}
+
+impl Drop for PeerPlace {
+    fn drop(&mut self) {
+        let mut open = crate::domain::shared::sync::lock(&self.peers.open);
+        if let Some(count) = open.get_mut(&self.network) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.network);
+            }
+        }
+    }
+}
+
 impl axum::serve::Listener for BoundedListener {
     type Io = Guarded;
     type Addr = SocketAddr;
@@ -213,7 +295,7 @@ impl axum::serve::Listener for BoundedListener {
 /// the handshake timeout (before its first byte) or the idle timeout.
 pub struct Guarded {
     stream: TcpStream,
-    _place: OwnedSemaphorePermit,
+    _place: (OwnedSemaphorePermit, PeerPlace),
     deadline: Pin<Box<Sleep>>,
     handshake: bool,
     idle: Duration,
@@ -222,7 +304,7 @@ pub struct Guarded {
 impl Guarded {
     fn new(
         stream: TcpStream,
-        place: OwnedSemaphorePermit,
+        place: (OwnedSemaphorePermit, PeerPlace),
         handshake: Duration,
         idle: Duration,
     ) -> Self {

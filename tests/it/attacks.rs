@@ -21,6 +21,7 @@ use crate::common::support::*;
 
 backend_tests!(
     repeated_wrong_guesses_cost_one_argon2_and_one_row,
+    a_stale_device_beside_its_owner_is_counted_once,
     repeats_of_many_accounts_from_one_address_cost_one_argon2_each,
     a_burst_of_one_guess_runs_argon2_once,
     concurrent_guesses_for_one_pair_stop_at_its_limit,
@@ -116,6 +117,36 @@ async fn repeated_wrong_guesses_cost_one_argon2_and_one_row(backend: Backend) {
     // refused as revoked, from memory after its first verification.
     let owner = login_with(&server, "rita", &secret, Protocol::Imap, "192.0.2.1").await;
     assert!(owner.authenticated);
+    server.stop().await;
+}
+
+/// Attack 1, at home: an old laptop repeats an old password while the
+/// owner's phone signs in fine from the same address. The phone's successes
+/// do not make the laptop's repeats count again (found by review: they
+/// used to, until the whole address was blocked).
+async fn a_stale_device_beside_its_owner_is_counted_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_, secret) = issue_simple(&server, "hugo").await;
+    let before = argon2_runs(&server);
+    for _ in 0..40 {
+        let laptop = login_with(
+            &server,
+            "hugo",
+            &wrong_secret(5),
+            Protocol::Imap,
+            "192.0.2.90",
+        )
+        .await;
+        assert_refused(&laptop, FailureReason::InvalidCredentials);
+        let phone = login_with(&server, "hugo", &secret, Protocol::Imap, "192.0.2.90").await;
+        assert!(phone.authenticated, "{phone:?}");
+    }
+    // One verification of the old password, one of the right one (then the
+    // verified-secret cache).
+    assert_eq!(argon2_runs(&server) - before, 2);
+    let scopes = pair_of("hugo", "192.0.2.90");
+    assert_eq!(stored_failures(&server, &scopes.source.key).await, 1);
+    assert_eq!(stored_failures(&server, &scopes.account.key).await, 1);
     server.stop().await;
 }
 

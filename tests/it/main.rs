@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod access;
+mod adapters;
 mod architecture;
 mod attacks;
 mod audit_trail;

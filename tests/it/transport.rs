@@ -191,6 +191,9 @@ async fn silent_idle_and_excess_connections_are_closed() {
     let server = TestServer::start_with(Backend::Sqlite, |config| {
         tight_transport(config);
         config.server.max_connections = 40;
+        // Long enough that no silent connection is closed before all 100
+        // are open: one stretch at the cap, one log line.
+        config.server.handshake_timeout_ms = 3_000;
     })
     .await;
     let window = crate::common::logs::window();
@@ -231,5 +234,31 @@ async fn silent_idle_and_excess_connections_are_closed() {
     assert!(closed_within(&mut half_open, Duration::from_secs(10)).await);
     assert!(closed_within(&mut quiet, Duration::from_secs(10)).await);
     assert!(health_answers(&server).await);
+    server.stop().await;
+}
+
+/// One peer cannot take every place: past its own cap, its connections are
+/// closed at once, while the first ones stay (until their handshake
+/// timeout, which here is long).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_place() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.server.max_connections_per_peer = 6;
+        config.server.handshake_timeout_ms = 20_000;
+    })
+    .await;
+    // The harness's own channel is one of this peer's six.
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let mut closed = 0;
+    for stream in &mut silent {
+        closed += usize::from(closed_within(stream, Duration::from_secs(2)).await);
+    }
+    assert_eq!(closed, 5, "five past the peer's cap of six");
+    // A stop waits for open connections; these would only go at their
+    // handshake timeout.
+    drop(silent);
     server.stop().await;
 }

@@ -83,8 +83,9 @@ pub enum Effect {
     /// becomes known); only when something would change, so a steady
     /// stream of good logins costs no write here.
     ClearPair,
-    /// Forget what this replica remembers of the pair: its block, its
-    /// recent wrong guesses.
+    /// Forget this replica's memory of the pair's block. Its remembered
+    /// wrong guesses stay: a stale device beside the owner's good one must
+    /// not be counted again after each of the owner's sign-ins.
     ForgetPair,
     /// Remember that this secret verified, for the verified-secret cache.
     RememberVerified { app_password_id: Uuid },

@@ -145,6 +145,9 @@ struct Guesses {
     count: usize,
     /// Coalesced events of guesses forgotten before the flush wrote them.
     orphaned: Vec<AuditEvent>,
+    /// When a full memory was last pruned: at most once a minute, so a
+    /// memory an attacker keeps full costs no walk over it on every guess.
+    pruned_when_full: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for ThrottleMemory {
@@ -276,7 +279,13 @@ impl ThrottleMemory {
             return;
         }
         if guesses.count >= MEMORY_ENTRIES {
-            guesses.prune(now, window);
+            let recently = guesses
+                .pruned_when_full
+                .is_some_and(|at| now.within(at, Duration::from_secs(60)));
+            if !recently {
+                guesses.pruned_when_full = Some(now);
+                guesses.prune(now, window);
+            }
             if guesses.count >= MEMORY_ENTRIES {
                 return;
             }
@@ -285,6 +294,7 @@ impl ThrottleMemory {
             by_pair,
             count,
             orphaned,
+            ..
         } = &mut *guesses;
         let recent = by_pair.entry(pair.key.clone()).or_default();
         if recent.len() == GUESSES_PER_PAIR {
@@ -302,21 +312,6 @@ impl ThrottleMemory {
             repeats: u32::from(!counted),
         });
         *count += 1;
-    }
-
-    /// Forgets a pair's wrong guesses (after it signed in successfully);
-    /// their coalesced repeats are still audited.
-    pub fn forget_guesses(&self, pair: &Scope, now: Timestamp) {
-        let mut guesses = lock(&self.guesses);
-        let Guesses {
-            by_pair,
-            count,
-            orphaned,
-        } = &mut *guesses;
-        for guess in by_pair.remove(&pair.key).unwrap_or_default() {
-            *count -= 1;
-            orphan(orphaned, guess, now);
-        }
     }
 
     /// The coalesced audit events of repeats not yet written: one per
@@ -410,6 +405,7 @@ impl Guesses {
             by_pair,
             count,
             orphaned,
+            ..
         } = self;
         by_pair.retain(|_, recent| {
             let (keep, old): (Vec<Guess>, Vec<Guess>) = std::mem::take(recent)
@@ -668,11 +664,12 @@ mod tests {
         assert_eq!(events[0].detail, "expired (repeated)");
         assert_eq!(events[0].at, at(6));
         assert!(memory.take_repeats(at(7)).is_empty(), "written once");
-        // A success forgets the pair's guesses; their repeats are still audited.
+        // A guess past the window is forgotten; its last repeats are still
+        // audited.
         memory.remember_guess(&pair(), old, none, false, expired, event(), false, at(8));
-        memory.forget_guesses(&pair(), at(9));
+        let later = at(86_400 + 1);
+        assert_eq!(memory.take_repeats(later)[0].item_count, Some(1));
         assert_eq!(memory.remembered_guesses(), 0);
-        assert_eq!(memory.take_repeats(at(10))[0].item_count, Some(1));
     }
 
     fn scopes() -> Scopes {

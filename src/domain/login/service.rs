@@ -22,11 +22,30 @@ use crate::domain::shared::time::{Clock, Timestamp};
 
 /// How logins are throttled, cached and recorded; the defaults and their
 /// reasons are in the README.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginConfig {
     pub throttle: ThrottleConfig,
     pub verified_cache: VerifiedCacheConfig,
     pub usage: UsageConfig,
+    /// How long a caller that set no deadline is taken to wait.
+    pub default_wait: Duration,
+    /// The longest any caller is taken to wait, whatever deadline it set:
+    /// the server cuts every request at its request timeout anyway, and a
+    /// deadline of hours must not buy a place in the hashing queue that
+    /// honest callers then wait behind.
+    pub max_wait: Duration,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            throttle: ThrottleConfig::default(),
+            verified_cache: VerifiedCacheConfig::default(),
+            usage: UsageConfig::default(),
+            default_wait: Duration::from_secs(5),
+            max_wait: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Counters and gauges of the login path's moving parts, read on demand.
@@ -67,6 +86,33 @@ struct Inner<S> {
     memory: ThrottleMemory,
     verified: VerifiedCache,
     usage: UsageBuffer,
+    /// Decisions running, for a stop to wait on before its last flush.
+    running: Running,
+}
+
+/// A count of decisions running, and a wake-up when it reaches zero.
+#[derive(Debug, Default)]
+struct Running {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One running decision; counted down when dropped.
+struct RunningGuard<S> {
+    logins: Logins<S>,
+}
+
+impl<S> Drop for RunningGuard<S> {
+    fn drop(&mut self) {
+        let running = &self.logins.inner.running;
+        if running
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            running.idle.notify_waiters();
+        }
+    }
 }
 
 impl<S> Clone for Logins<S> {
@@ -95,6 +141,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 memory: ThrottleMemory::new(window)?,
                 verified: VerifiedCache::new(config.verified_cache)?,
                 usage: UsageBuffer::new(config.usage),
+                running: Running::default(),
             }),
         })
     }
@@ -138,15 +185,27 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         let ticket = Ticket::new();
         let _caller = CancelOnDrop(ticket.clone());
         let logins = self.clone();
-        tokio::spawn(async move { logins.decide(attempt, ticket).await })
-            .await
-            .map_err(|error| Error::internal(format!("a login task failed: {error}")))?
+        self.inner
+            .running
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let guard = RunningGuard {
+            logins: self.clone(),
+        };
+        tokio::spawn(async move {
+            let _running = guard;
+            logins.decide(attempt, ticket).await
+        })
+        .await
+        .map_err(|error| Error::internal(format!("a login task failed: {error}")))?
     }
 
     async fn decide(&self, attempt: LoginAttempt, ticket: Ticket) -> Result<LoginOutcome> {
-        let wait = attempt.wait.unwrap_or(Duration::from_millis(
-            self.inner.config.throttle.max_wait_ms,
-        ));
+        let config = &self.inner.config;
+        let wait = attempt
+            .wait
+            .unwrap_or(config.default_wait)
+            .min(config.max_wait);
         let deadline = tokio::time::Instant::now() + wait;
         let client_ip = canonical_ip(attempt.client_ip);
         let scopes = Scopes::of(&attempt.username, client_ip);
@@ -296,7 +355,6 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             Effect::ClearPair => self.store().record_success(&scopes.pair, now).await,
             Effect::ForgetPair => {
                 memory.forget_block(&scopes.pair);
-                memory.forget_guesses(&scopes.pair, now);
                 Ok(())
             }
             Effect::RememberVerified { app_password_id } => {
@@ -489,6 +547,22 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 now,
             )
             .await
+    }
+
+    /// Resolves once no decision is running: a stop waits on this before
+    /// its last flush, so a guess being checked when its caller left is
+    /// still counted and audited.
+    pub async fn settle(&self) {
+        let running = &self.inner.running;
+        loop {
+            let idle = running.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if running.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
     }
 
     /// The clock the login path runs on, for the background tasks.

@@ -40,9 +40,6 @@ pub struct ThrottleConfig {
     /// How long a network stays a known source of an account after a
     /// successful sign-in from it, in days.
     pub known_source_days: u64,
-    /// How long a login waits for a place among the guesses in flight of
-    /// its scopes when the caller set no deadline, in milliseconds.
-    pub max_wait_ms: u64,
 }
 
 impl Default for ThrottleConfig {
@@ -55,7 +52,6 @@ impl Default for ThrottleConfig {
             max_delay_secs: 3600,
             window_secs: 86_400,
             known_source_days: 30,
-            max_wait_ms: 5_000,
         }
     }
 }

@@ -253,7 +253,12 @@ fn work(receiver: &Mutex<Receiver<Job>>, load: &Load) {
         load.busy.fetch_add(1, Ordering::SeqCst);
         load.queued.fetch_sub(1, Ordering::SeqCst);
         let started = Instant::now();
-        job(&mut buffer);
+        // A job that panics (a bug) drops its reply, so its caller gets an
+        // internal error; the thread and its buffer stay for the next job.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut buffer))).is_err() {
+            tracing::error!("a hashing job panicked; its caller gets an internal error");
+            buffer = Vec::new();
+        }
         // A skipped job takes next to nothing and would drag the average
         // down; only real work (over a microsecond) moves it.
         let took = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);

@@ -88,10 +88,12 @@ impl AllowedNetworks {
     /// Reads the storage form back. Fails closed: if any entry cannot be
     /// read, the list permits nothing (and says so where it is shown).
     pub(crate) fn from_stored(stored: &str) -> Self {
+        // Read the way new entries are, so a range stored before mapped
+        // ranges were normalized matches what it maps.
         let parsed: Result<Vec<IpNet>, _> = stored
             .split(',')
             .filter(|entry| !entry.is_empty())
-            .map(str::parse::<IpNet>)
+            .map(AllowedNetworks::parse_entry)
             .collect();
         match parsed {
             Ok(networks) => Self::new(networks),
@@ -258,6 +260,11 @@ mod tests {
         assert_eq!(broken.entries(), ["unreadable: 192.0.2.0/24,not-a-network"]);
         assert_eq!(broken.to_stored(), "192.0.2.0/24,not-a-network");
         assert!(AllowedNetworks::from_stored("").permits(ip("198.51.100.1")));
+        let old = AllowedNetworks::from_stored("::ffff:192.0.2.0/120");
+        assert!(
+            old.permits(ip("192.0.2.5")),
+            "a mapped range stored earlier"
+        );
     }
 
     #[test]

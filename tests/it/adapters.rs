@@ -1,0 +1,396 @@
+//! The proxy adapters over HTTP, spoken the way nginx speaks them (HTTP/1.0,
+//! one connection per request): answers in each proxy's protocol, and bad
+//! input refused with nothing counted and nothing written.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use latchkey::domain::callers::model::Role;
+use latchkey::grpc::pb::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::backend_tests;
+use crate::common::harness::{Backend, TestServer};
+use crate::common::support::*;
+
+backend_tests!(
+    nginx_mail_answers_in_its_own_protocol,
+    http_basic_answers_for_auth_request
+);
+
+/// An HTTP answer: status and headers (names lowercase).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// One HTTP/1.0 GET on a connection of its own, as nginx's auth_http sends.
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let (head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Answer { status, headers }
+}
+
+/// nginx mail's request for one login.
+fn mail(
+    key: &str,
+    protocol: &str,
+    user: &str,
+    pass: &str,
+    ip: &str,
+    attempt: u32,
+) -> Vec<(String, String)> {
+    vec![
+        ("X-Latchkey-Key".into(), key.into()),
+        ("Auth-Method".into(), "plain".into()),
+        ("Auth-User".into(), user.into()),
+        ("Auth-Pass".into(), pass.into()),
+        ("Auth-Protocol".into(), protocol.into()),
+        ("Auth-Login-Attempt".into(), attempt.to_string()),
+        ("Client-IP".into(), ip.into()),
+    ]
+}
+
+async fn nginx_mail(server: &TestServer, headers: &[(String, String)]) -> Answer {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    get(server.adapters_addr, "/auth/nginx-mail", &headers).await
+}
+
+fn argon2_runs(server: &TestServer) -> u64 {
+    server.services.logins.stats().argon2_verifications
+}
+
+async fn nginx_mail_answers_in_its_own_protocol(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.proxy_adapters.mail_upstreams.imap = Some("127.0.0.1:1143".parse().unwrap());
+        config.proxy_adapters.mail_upstreams.smtp = Some("127.0.0.1:1025".parse().unwrap());
+    })
+    .await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let (name, secret) = issue_simple(&server, "Mia@Example.com").await;
+    // nginx escapes the password: its spaces arrive as %20.
+    let escaped = secret.replace(' ', "%20");
+
+    let ok = nginx_mail(
+        &server,
+        &mail(&key, "imap", "MIA@example.com", &escaped, "192.0.2.3", 1),
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.header("auth-status"), Some("OK"));
+    assert_eq!(ok.header("auth-server"), Some("127.0.0.1"));
+    assert_eq!(ok.header("auth-port"), Some("1143"));
+    assert_eq!(
+        ok.header("auth-user"),
+        Some("mia@example.com"),
+        "normalized"
+    );
+
+    let wrong = nginx_mail(
+        &server,
+        &mail(
+            &key,
+            "imap",
+            "mia@example.com",
+            &wrong_secret(1),
+            "192.0.2.3",
+            1,
+        ),
+    )
+    .await;
+    assert_eq!(
+        wrong.header("auth-status"),
+        Some("Invalid login or password")
+    );
+    assert_eq!(wrong.header("auth-wait"), Some("3"));
+    assert_eq!(wrong.header("auth-error-code"), None);
+    // After many attempts in one session, no more Auth-Wait: nginx closes it.
+    let late = nginx_mail(
+        &server,
+        &mail(
+            &key,
+            "imap",
+            "mia@example.com",
+            &wrong_secret(2),
+            "192.0.2.3",
+            11,
+        ),
+    )
+    .await;
+    assert_eq!(late.header("auth-wait"), None);
+    // SMTP has its own error code; a POP3 login of an IMAP+SMTP password fails.
+    let smtp = nginx_mail(
+        &server,
+        &mail(
+            &key,
+            "smtp",
+            "mia@example.com",
+            &wrong_secret(3),
+            "192.0.2.4",
+            1,
+        ),
+    )
+    .await;
+    assert_eq!(smtp.header("auth-error-code"), Some("535 5.7.8"));
+    let pop3 = nginx_mail(
+        &server,
+        &mail(&key, "pop3", "mia@example.com", &escaped, "192.0.2.5", 1),
+    )
+    .await;
+    assert_eq!(
+        pop3.header("auth-status"),
+        Some("Invalid login or password")
+    );
+
+    // Throttled: told to wait out a short block.
+    for n in 0..5 {
+        nginx_mail(
+            &server,
+            &mail(
+                &key,
+                "imap",
+                "mia@example.com",
+                &wrong_secret(10 + n),
+                "192.0.2.6",
+                1,
+            ),
+        )
+        .await;
+    }
+    let throttled = nginx_mail(
+        &server,
+        &mail(&key, "imap", "mia@example.com", &escaped, "192.0.2.6", 2),
+    )
+    .await;
+    assert_eq!(
+        throttled.header("auth-status"),
+        Some("Too many failed sign-ins; try again later")
+    );
+    assert_eq!(throttled.header("auth-wait"), Some("30"));
+
+    // The login went into the audit trail and the use was recorded.
+    let password = server
+        .app_passwords()
+        .get_app_password(latchkey::grpc::pb::GetAppPasswordRequest { name })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(password.last_use_protocol(), Protocol::Imap);
+    assert_eq!(password.last_use_client_ip, "192.0.2.3");
+
+    // Bad input: refused, nothing verified, nothing counted.
+    let runs = argon2_runs(&server);
+    let good = mail(&key, "imap", "mia@example.com", &escaped, "192.0.2.9", 1);
+    let with = |name: &str, value: &str| {
+        let mut headers = good.clone();
+        headers.retain(|(n, _)| n != name);
+        headers.push((name.to_owned(), value.to_owned()));
+        headers
+    };
+    let without = |name: &str| {
+        let mut headers = good.clone();
+        headers.retain(|(n, _)| n != name);
+        headers
+    };
+    let huge = "a".repeat(100_000);
+    type Case<'a> = (&'a str, Vec<(String, String)>, u16);
+    let cases: Vec<Case> = vec![
+        ("no key", without("X-Latchkey-Key"), 403),
+        (
+            "a wrong key",
+            with("X-Latchkey-Key", "latchkey_aaaaaaaaaaaa_bbbb"),
+            403,
+        ),
+        (
+            "an issuer's key",
+            with("X-Latchkey-Key", &server.keys[&Role::Issuer]),
+            403,
+        ),
+        ("no user", without("Auth-User"), 400),
+        ("no password", without("Auth-Pass"), 400),
+        ("no client address", without("Client-IP"), 400),
+        ("a bad client address", with("Client-IP", "not-an-ip"), 400),
+        ("an unknown protocol", with("Auth-Protocol", "gopher"), 400),
+        ("an HTTP protocol", with("Auth-Protocol", "caldav"), 400),
+        ("an invalid escape", with("Auth-Pass", "%zz"), 400),
+        (
+            "an escaped control character",
+            with("Auth-Pass", "abc%0Adef"),
+            400,
+        ),
+        (
+            "an escaped newline in the user",
+            with("Auth-User", "mia%0A@example.com"),
+            400,
+        ),
+        (
+            "a bad attempt number",
+            with("Auth-Login-Attempt", "many"),
+            400,
+        ),
+        ("an oversized password", with("Auth-Pass", &huge), 400),
+    ];
+    for (what, headers, status) in cases {
+        let answer = nginx_mail(&server, &headers).await;
+        assert_eq!(answer.status, status, "{what}: {answer:?}");
+        assert_eq!(answer.header("auth-status"), None, "{what}");
+    }
+    // Methods that need a stored plaintext are refused, not tried.
+    // Headers past what the HTTP layer takes at all (about 400 KB).
+    let oversized = nginx_mail(&server, &with("Auth-Pass", &"a".repeat(1 << 20))).await;
+    assert!(matches!(oversized.status, 431 | 0), "{oversized:?}");
+    for method in ["apop", "cram-md5", "external"] {
+        let answer = nginx_mail(&server, &with("Auth-Method", method)).await;
+        assert_eq!(
+            answer.header("auth-status"),
+            Some("Authentication method not supported")
+        );
+    }
+    assert_eq!(argon2_runs(&server), runs, "no bad request was verified");
+    let scopes = latchkey::domain::login::throttle::Scopes::of(
+        &latchkey::domain::shared::username::Username::parse("mia@example.com").unwrap(),
+        "192.0.2.9".parse().unwrap(),
+    );
+    assert_eq!(stored_failures(&server, &scopes.pair.key).await, 0);
+    server.stop().await;
+}
+
+async fn http_basic_answers_for_auth_request(backend: Backend) {
+    use base64::Engine as _;
+    let server = TestServer::start(backend).await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let issued = issue(
+        &server,
+        issue_request("dave", "Calendar", &[Protocol::Caldav]),
+    )
+    .await;
+    let secret = issued.secret;
+    let basic = |user: &str, pass: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    let ask =
+        |protocol: &'static str, authorization: Option<String>, agent: Option<&'static str>| {
+            let key = key.clone();
+            let addr = server.adapters_addr;
+            async move {
+                let mut headers = vec![
+                    ("X-Latchkey-Key", key),
+                    ("X-Latchkey-Protocol", protocol.to_owned()),
+                    ("X-Latchkey-Client-IP", "198.51.100.7".to_owned()),
+                ];
+                if let Some(authorization) = authorization {
+                    headers.push(("Authorization", authorization));
+                }
+                if let Some(agent) = agent {
+                    headers.push(("User-Agent", agent.to_owned()));
+                }
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                get(addr, "/auth/http-basic", &headers).await
+            }
+        };
+    let ok = ask("caldav", Some(basic("DAVE", &secret)), Some("DAVx5/4.3")).await;
+    assert_eq!(ok.status, 204, "{ok:?}");
+    assert_eq!(ok.header("x-latchkey-user"), Some("dave"));
+    let name = issued.app_password.unwrap().name;
+    let shown = server
+        .app_passwords()
+        .get_app_password(latchkey::grpc::pb::GetAppPasswordRequest { name })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.last_use_client, "DAVx5/4.3");
+
+    let wrong = ask("caldav", Some(basic("dave", &wrong_secret(4))), None).await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Basic realm="));
+    let scoped = ask("carddav", Some(basic("dave", &secret)), None).await;
+    assert_eq!(scoped.status, 401, "a CalDAV password is not a CardDAV one");
+    let none = ask("caldav", None, None).await;
+    assert_eq!(none.status, 401, "no credentials: asked for them");
+    for n in 0..5 {
+        ask("caldav", Some(basic("dave", &wrong_secret(20 + n))), None).await;
+    }
+    let throttled = ask("caldav", Some(basic("dave", &secret)), None).await;
+    assert_eq!(throttled.status, 429);
+    assert!(
+        throttled
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+
+    let runs = argon2_runs(&server);
+    for (what, answer) in [
+        (
+            "unknown protocol",
+            ask("gopher", Some(basic("dave", &secret)), None).await,
+        ),
+        (
+            "not basic",
+            ask("caldav", Some("Bearer x".into()), None).await,
+        ),
+        (
+            "not base64",
+            ask("caldav", Some("Basic !!!".into()), None).await,
+        ),
+        (
+            "no colon",
+            ask(
+                "caldav",
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("dave")
+                )),
+                None,
+            )
+            .await,
+        ),
+        (
+            "control character",
+            ask("caldav", Some(basic("dave", "a\u{1}b")), None).await,
+        ),
+    ] {
+        assert_eq!(answer.status, 400, "{what}: {answer:?}");
+    }
+    assert_eq!(argon2_runs(&server), runs, "no bad request was verified");
+    server.stop().await;
+}
