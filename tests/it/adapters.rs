@@ -394,3 +394,56 @@ async fn http_basic_answers_for_auth_request(backend: Backend) {
     assert_eq!(argon2_runs(&server), runs, "no bad request was verified");
     server.stop().await;
 }
+
+/// With latchkey up but its database unreachable, the adapters answer a
+/// temporary failure (SMTP 454 4.7.0, HTTP 503), never a wrong password,
+/// and count nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(latchkey_test_postgres),
+    ignore = "LATCHKEY_TEST_POSTGRES_URL is not set"
+)]
+async fn a_database_outage_is_a_temporary_failure() {
+    let (server, link) = TestServer::start_behind_link(Backend::Postgres, |config| {
+        config.database.acquire_timeout_ms = 500;
+        config.proxy_adapters.mail_upstreams.smtp = Some("127.0.0.1:1025".parse().unwrap());
+    })
+    .await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let (_, secret) = issue_simple(&server, "olga").await;
+    let escaped = secret.replace(' ', "%20");
+    // The caller's row is read (and cached) while the database is up.
+    let up = nginx_mail(
+        &server,
+        &mail(&key, "smtp", "olga", &escaped, "192.0.2.3", 1),
+    )
+    .await;
+    assert_eq!(up.header("auth-status"), Some("OK"));
+
+    link.down();
+    let down = nginx_mail(
+        &server,
+        &mail(&key, "smtp", "olga", &escaped, "192.0.2.3", 1),
+    )
+    .await;
+    assert_eq!(
+        down.header("auth-status"),
+        Some("Temporary server problem, try again later")
+    );
+    assert_eq!(down.header("auth-error-code"), Some("454 4.7.0"));
+    assert_eq!(down.header("auth-wait"), None);
+    let basic = get(
+        server.adapters_addr,
+        "/auth/dovecot",
+        &[
+            ("X-Latchkey-Key", &key),
+            ("X-Latchkey-Protocol", "imap"),
+            ("X-Latchkey-Client-IP", "192.0.2.3"),
+            ("Authorization", "Basic b2xnYTp4eXo="),
+        ],
+    )
+    .await;
+    assert_eq!(basic.status, 503);
+    link.restore();
+    server.stop().await;
+}

@@ -23,6 +23,7 @@ mod hash_pool;
 mod leaks;
 mod limits;
 mod metrics;
+mod proxies;
 mod races;
 mod refusals;
 mod review;
