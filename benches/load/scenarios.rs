@@ -71,6 +71,23 @@ impl Bench {
         .await
     }
 
+    /// The same 64 secrets as `warm`, asked the way nginx's mail proxy asks
+    /// (`auth_http`): HTTP/1.0, a connection of its own per request.
+    pub async fn warm_nginx_mail(&self) -> Run {
+        let key = self.server.authenticator_key.clone();
+        let addr = self.server.adapters_addr.clone();
+        let logins: Arc<Vec<Login>> =
+            Arc::new(self.logins.iter().take(WARM_SECRETS).cloned().collect());
+        self.run(move |n, _channel| {
+            let (key, addr, logins) = (key.clone(), addr.clone(), Arc::clone(&logins));
+            async move {
+                let login = logins.get((n % logins.len() as u64) as usize)?.clone();
+                Some(nginx_mail(&addr, &key, &login.username, &login.secret).await)
+            }
+        })
+        .await
+    }
+
     /// Accounts that do not exist, each attempt from its own address.
     async fn unknown_user(&self) -> Run {
         let key = self.authenticator.clone();
@@ -147,6 +164,8 @@ pub struct Scenarios {
     /// usual cold login, a device back after the cache's TTL.
     pub cold: Run,
     pub warm: Run,
+    /// Warm, through the nginx-mail adapter as nginx calls it.
+    pub warm_nginx_mail: Run,
     pub unknown: Run,
     pub wrong: Run,
     pub throttled: Run,
@@ -165,6 +184,7 @@ impl Scenarios {
         }
         let cold = bench.cold().await;
         let warm = bench.warm().await;
+        let warm_nginx_mail = bench.warm_nginx_mail().await;
         let unknown = bench.unknown_user().await;
         let wrong = bench.wrong_password().await;
         let throttled = bench.throttled().await;
@@ -173,6 +193,7 @@ impl Scenarios {
             first_use,
             cold,
             warm,
+            warm_nginx_mail,
             unknown,
             wrong,
             throttled,
@@ -190,6 +211,12 @@ impl Scenarios {
         report.row("Authenticate cold", backend, &self.cold, &["success"]);
         report.row("Authenticate warm", backend, &self.warm, &["success"]);
         report.row(
+            "warm via nginx-mail adapter (HTTP/1.0, a connection each)",
+            backend,
+            &self.warm_nginx_mail,
+            &["success"],
+        );
+        report.row(
             "unknown user",
             backend,
             &self.unknown,
@@ -202,6 +229,37 @@ impl Scenarios {
             &["failure_reason_invalid_credentials"],
         );
         report.row("throttled source", backend, &self.throttled, &["throttled"]);
+    }
+}
+
+/// One nginx `auth_http` request on a connection of its own; the outcome
+/// is `success` for `Auth-Status: OK`, else the status given.
+async fn nginx_mail(addr: &str, key: &str, username: &str, secret: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "GET /auth/nginx-mail HTTP/1.0\r\nHost: localhost\r\nX-Latchkey-Key: {key}\r\n\
+         Auth-Method: plain\r\nAuth-User: {username}\r\nAuth-Pass: {}\r\n\
+         Auth-Protocol: imap\r\nAuth-Login-Attempt: 1\r\nClient-IP: 10.1.0.1\r\n\r\n",
+        secret.replace(' ', "%20")
+    );
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return "connect failed".to_owned();
+    };
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return "write failed".to_owned();
+    }
+    let mut response = Vec::with_capacity(512);
+    if stream.read_to_end(&mut response).await.is_err() {
+        return "read failed".to_owned();
+    }
+    let text = String::from_utf8_lossy(&response);
+    match text.lines().find_map(|line| {
+        line.strip_prefix("auth-status: ")
+            .or(line.strip_prefix("Auth-Status: "))
+    }) {
+        Some("OK") => "success".to_owned(),
+        Some(status) => status.to_owned(),
+        None => "no Auth-Status".to_owned(),
     }
 }
 

@@ -11,14 +11,18 @@ use tonic::transport::{Channel, Endpoint};
 use crate::BoxError;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_latchkey");
-/// What `latchkey serve` prints before the address it bound.
+/// What `latchkey serve` prints before the address it bound, for gRPC and
+/// for the proxy adapters.
 const LISTENING: &str = "latchkey: listening on ";
+const ADAPTERS_LISTENING: &str = "latchkey: proxy adapters listening on ";
 
 pub struct Server {
     database_url: String,
     log: PathBuf,
     child: Option<Child>,
     pub addr: String,
+    /// Where the proxy adapters answer (nginx's mail protocol among them).
+    pub adapters_addr: String,
     pub issuer_key: String,
     pub authenticator_key: String,
 }
@@ -45,6 +49,7 @@ impl Server {
             log: dir.join(format!("server-{}.log", std::process::id())),
             child: None,
             addr: String::new(),
+            adapters_addr: String::new(),
             issuer_key: key("bench-issuer", "issuer")?,
             authenticator_key: key("bench-authenticator", "authenticator")?,
         };
@@ -61,7 +66,12 @@ impl Server {
             .open(&self.log)?;
         let mut child = Command::new(BINARY)
             .args(["serve", "--no-migrate", "--listen", "127.0.0.1:0"])
+            .args(["--adapters-listen", "127.0.0.1:0"])
             .args(["--database-url", &self.database_url])
+            .env(
+                "LATCHKEY_PROXY_ADAPTERS__MAIL_UPSTREAMS__IMAP",
+                "127.0.0.1:143",
+            )
             .env("LATCHKEY_MAX_ACTIVE_APP_PASSWORDS", "1000")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -75,7 +85,9 @@ impl Server {
             deadline.saturating_duration_since(Instant::now()),
             bound_address(stdout),
         );
-        self.addr = bound.await.ok().flatten().ok_or_else(not_started)?;
+        let (addr, adapters) = bound.await.ok().flatten().ok_or_else(not_started)?;
+        self.addr = addr;
+        self.adapters_addr = adapters;
         while !self.answers().await {
             if Instant::now() > deadline {
                 return Err(not_started().into());
@@ -155,17 +167,21 @@ impl Drop for Server {
 /// on stdout once bound (`latchkey: listening on 127.0.0.1:41234`); `None`
 /// if it exits first. Its stdout is read on a thread of its own, which
 /// drains it to the end, so the server never waits on a full pipe.
-async fn bound_address(stdout: ChildStdout) -> Option<String> {
+async fn bound_address(stdout: ChildStdout) -> Option<(String, String)> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut sender = Some(sender);
+        let mut grpc = None;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else {
                 break;
             };
             if let Some(address) = line.strip_prefix(LISTENING) {
-                if let Some(sender) = sender.take() {
-                    let _ = sender.send(address.to_owned());
+                grpc = Some(address.to_owned());
+            }
+            if let Some(address) = line.strip_prefix(ADAPTERS_LISTENING) {
+                if let (Some(sender), Some(grpc)) = (sender.take(), grpc.clone()) {
+                    let _ = sender.send((grpc, address.to_owned()));
                 }
             }
         }
