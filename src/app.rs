@@ -177,7 +177,12 @@ impl App {
                 self.adapters.clone(),
                 Arc::clone(&self.metrics),
             );
-            let bounds = self.server;
+            // The adapters' callers are your proxies, and nginx opens a
+            // connection per login: one peer may take every place here.
+            let bounds = ServerConfig {
+                max_connections_per_peer: usize::MAX,
+                ..self.server
+            };
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 let stopped = async move {

@@ -10,7 +10,9 @@
 //!   server is below the cap again. It also stays below the process's
 //!   descriptor limit, with room for the database pool and files.
 //! - `max_connections_per_peer` caps one peer's (an IPv4 address, an IPv6
-//!   /64): one peer cannot take every place. A peer with many addresses
+//!   /64): one peer cannot take every place (on the gRPC listener; on the
+//!   proxy adapters' listener the callers are your own proxies, and nginx
+//!   opens a connection per login, so there it is off). A peer with many addresses
 //!   still can; what guards against that is the network's, not this
 //!   process's (a firewall's connection limits, proxies reaching latchkey
 //!   on a private network).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::decision::{self, Decision, Effect, Facts, Gate, Verification};
-use super::memory::{GuessDigest, HashPrint, Recall, Reserve, ThrottleMemory};
+use super::memory::{GuessDigest, HashPrint, Recall, Reservation, Reserve, ThrottleMemory};
 use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, Usage};
 use super::store::{LoginStore, ThrottleStore, UsageStore};
 use super::throttle::{ScopeKind, Scopes, ThrottleConfig};
@@ -216,7 +216,11 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         // A malformed secret still runs the same query (with a selector that
         // matches nothing), so it costs what any other failure costs.
         let selector = secret.as_ref().map_or("", Secret::selector).to_owned();
-        loop {
+        // A place taken after waiting for one, kept while the state is read
+        // again: a login that waited decides on what holds now, not on
+        // what held when it started waiting.
+        let mut held: Option<Reservation> = None;
+        'read: loop {
             if ticket.is_cancelled() {
                 return Err(Error::Cancelled);
             }
@@ -279,19 +283,32 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             }
 
             // Every other login holds a place among its scopes' guesses in
-            // flight until it is decided, or waits for one.
-            let _held = match memory.reserve(&watch, &room.map(|(_, room)| room)) {
-                Reserve::Held(reservation) => reservation,
-                Reserve::Wait(place) => {
-                    drop(watch);
-                    if tokio::time::timeout_at(deadline, place).await.is_err() {
-                        return Ok(LoginOutcome::Throttled {
-                            retry_after: Duration::from_secs(1),
-                        });
+            // flight until it is decided, or waits for one. A waiter woken
+            // by a place given back asks again without reading (the watch
+            // takes off what was counted since its read); once it has a
+            // place, it reads the state again before going on.
+            let rooms = room.map(|(_, room)| room);
+            let _held = match held.take() {
+                Some(reservation) => reservation,
+                None => loop {
+                    match memory.reserve(&watch, &rooms) {
+                        Reserve::Held(reservation) => break reservation,
+                        Reserve::Reread => continue 'read,
+                        Reserve::Wait(place) => {
+                            if tokio::time::timeout_at(deadline, place).await.is_err() {
+                                // The scope's places stayed taken by guesses
+                                // still being checked: overload, not failures.
+                                return Err(Error::ResourceExhausted(
+                                    "too many sign-ins of this account or network are being checked at once; retry shortly".to_owned(),
+                                ));
+                            }
+                            if let Reserve::Held(reservation) = memory.reserve(&watch, &rooms) {
+                                held = Some(reservation);
+                                continue 'read;
+                            }
+                        }
                     }
-                    continue;
-                }
-                Reserve::Reread => continue,
+                },
             };
             let admission = Admission {
                 wait: deadline.saturating_duration_since(tokio::time::Instant::now()),
