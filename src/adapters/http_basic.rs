@@ -16,9 +16,6 @@
 //! when latchkey cannot decide; 400 for a malformed request and 403 for a
 //! missing or wrong caller key, before anything is checked.
 
-use std::sync::Arc;
-
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -39,27 +36,13 @@ const PROTOCOL_HEADER: &str = "x-latchkey-protocol";
 const CLIENT_IP_HEADER: &str = "x-latchkey-client-ip";
 const CHALLENGE: &str = "Basic realm=\"app password\", charset=\"UTF-8\"";
 
-pub(super) async fn handle_http<S>(
-    State(adapters): State<Arc<Adapters<S>>>,
-    headers: HeaderMap,
+/// Answers one request for `adapter` (`http-basic` or `dovecot`: the same
+/// exchange, told apart in metrics and the log).
+pub(super) async fn handle<S>(
+    adapters: &Adapters<S>,
+    adapter: Adapter,
+    headers: &HeaderMap,
 ) -> Response
-where
-    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
-{
-    handle(&adapters, Adapter::HttpBasic, &headers).await
-}
-
-pub(super) async fn handle_dovecot<S>(
-    State(adapters): State<Arc<Adapters<S>>>,
-    headers: HeaderMap,
-) -> Response
-where
-    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
-{
-    handle(&adapters, Adapter::Dovecot, &headers).await
-}
-
-async fn handle<S>(adapters: &Adapters<S>, adapter: Adapter, headers: &HeaderMap) -> Response
 where
     S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
 {

@@ -28,6 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
 use http::{HeaderMap, StatusCode};
@@ -106,8 +107,22 @@ where
     });
     Router::new()
         .route("/auth/nginx-mail", get(nginx_mail::handle::<S>))
-        .route("/auth/http-basic", get(http_basic::handle_http::<S>))
-        .route("/auth/dovecot", get(http_basic::handle_dovecot::<S>))
+        .route(
+            "/auth/http-basic",
+            get(
+                |State(adapters): State<Arc<Adapters<S>>>, headers: HeaderMap| async move {
+                    http_basic::handle(&adapters, Adapter::HttpBasic, &headers).await
+                },
+            ),
+        )
+        .route(
+            "/auth/dovecot",
+            get(
+                |State(adapters): State<Arc<Adapters<S>>>, headers: HeaderMap| async move {
+                    http_basic::handle(&adapters, Adapter::Dovecot, &headers).await
+                },
+            ),
+        )
         .with_state(state)
 }
 

@@ -32,22 +32,11 @@ pub mod shared;
 /// One service per capability, as `app` wires them: each gRPC handler is
 /// given only its own, so the Authenticate handler holds `Logins` and
 /// cannot reach an account deletion. Each is cheap to clone.
+#[derive(Clone)]
 pub struct Services<S> {
     pub logins: login::Logins<S>,
     pub app_passwords: app_passwords::AppPasswords<S>,
     pub accounts: accounts::Accounts<S>,
     pub callers: callers::Callers<S>,
     pub audit: audit::AuditTrail<S>,
-}
-
-impl<S: Clone> Clone for Services<S> {
-    fn clone(&self) -> Self {
-        Self {
-            logins: self.logins.clone(),
-            app_passwords: self.app_passwords.clone(),
-            accounts: self.accounts.clone(),
-            callers: self.callers.clone(),
-            audit: self.audit.clone(),
-        }
-    }
 }

@@ -39,7 +39,7 @@ impl<S> CallerAuthLayer<S> {
     }
 }
 
-impl<S, Inner> Layer<Inner> for CallerAuthLayer<S> {
+impl<S: Clone, Inner> Layer<Inner> for CallerAuthLayer<S> {
     type Service = CallerAuth<S, Inner>;
 
     fn layer(&self, inner: Inner) -> Self::Service {

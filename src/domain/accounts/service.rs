@@ -11,18 +11,10 @@ use crate::domain::shared::time::{Clock, Timestamp};
 use crate::domain::shared::username::Username;
 
 /// The account operations; cheap to clone.
+#[derive(Clone)]
 pub struct Accounts<S> {
     store: S,
     clock: Arc<dyn Clock>,
-}
-
-impl<S: Clone> Clone for Accounts<S> {
-    fn clone(&self) -> Self {
-        Self {
-            store: self.store.clone(),
-            clock: Arc::clone(&self.clock),
-        }
-    }
 }
 
 impl<S: AccountStore> Accounts<S> {

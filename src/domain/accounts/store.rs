@@ -11,7 +11,7 @@ use crate::domain::shared::username::Username;
 
 /// Storage of accounts. Every method is one transaction: when it returns
 /// `Ok`, what it wrote is committed and durable.
-pub trait AccountStore: Send + Sync + 'static {
+pub trait AccountStore: Clone + Send + Sync + 'static {
     fn get_account(
         &self,
         username: &Username,

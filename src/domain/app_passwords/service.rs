@@ -24,6 +24,7 @@ use crate::domain::shared::username::Username;
 const SELECTOR_ATTEMPTS: usize = 4;
 
 /// Issuing, reviewing and revoking app passwords; cheap to clone.
+#[derive(Clone)]
 pub struct AppPasswords<S> {
     inner: Arc<Inner<S>>,
 }
@@ -34,14 +35,6 @@ struct Inner<S> {
     clock: Arc<dyn Clock>,
     /// Active (unrevoked, unexpired) app passwords one account may hold.
     max_active_per_account: u32,
-}
-
-impl<S> Clone for AppPasswords<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
-    }
 }
 
 impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {

@@ -12,7 +12,7 @@ use crate::domain::shared::username::Username;
 
 /// Storage of app passwords. Every method is one transaction: when it
 /// returns `Ok`, what it wrote is committed and durable.
-pub trait AppPasswordStore: Send + Sync + 'static {
+pub trait AppPasswordStore: Clone + Send + Sync + 'static {
     /// Creates the account if it does not exist, then, atomically with
     /// respect to every other issue for the same account, checks that it is
     /// enabled and below `cap` active passwords, inserts the password and

@@ -10,18 +10,10 @@ use crate::domain::shared::page::Page;
 use crate::domain::shared::time::Clock;
 
 /// The audit trail's reading and pruning; cheap to clone.
+#[derive(Clone)]
 pub struct AuditTrail<S> {
     store: S,
     clock: Arc<dyn Clock>,
-}
-
-impl<S: Clone> Clone for AuditTrail<S> {
-    fn clone(&self) -> Self {
-        Self {
-            store: self.store.clone(),
-            clock: Arc::clone(&self.clock),
-        }
-    }
 }
 
 impl<S: AuditStore> AuditTrail<S> {

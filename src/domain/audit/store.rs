@@ -10,7 +10,7 @@ use crate::domain::shared::time::Timestamp;
 /// Storage of the audit trail. Events are also written by the other
 /// capabilities' stores, in the same transaction as the change they
 /// record; this trait is for what stands alone.
-pub trait AuditStore: Send + Sync + 'static {
+pub trait AuditStore: Clone + Send + Sync + 'static {
     /// Writes events that record no other change (the coalesced repeats of
     /// failed logins), in one transaction.
     fn record_events(&self, events: Vec<AuditEvent>) -> impl Future<Output = Result<()>> + Send;

@@ -21,6 +21,7 @@ const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
 /// Recognising callers (for the authentication layer) and managing them
 /// (for CallerService and the CLI), over one caller cache so that a
 /// revocation here drops the cached row at once; cheap to clone.
+#[derive(Clone)]
 pub struct Callers<S> {
     inner: Arc<Inner<S>>,
 }
@@ -29,14 +30,6 @@ struct Inner<S> {
     store: S,
     clock: Arc<dyn Clock>,
     cache: CallerCache,
-}
-
-impl<S> Clone for Callers<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
-    }
 }
 
 impl<S: CallerStore> Callers<S> {

@@ -9,7 +9,7 @@ use crate::domain::shared::page::Page;
 use crate::domain::shared::time::Timestamp;
 
 /// Storage of latchkey's own callers. Every method is one transaction.
-pub trait CallerStore: Send + Sync + 'static {
+pub trait CallerStore: Clone + Send + Sync + 'static {
     fn create_caller(
         &self,
         caller: Caller,

@@ -74,6 +74,7 @@ pub struct Stats {
 
 /// Deciding legacy logins; cheap to clone, shared by the Authenticate
 /// handler and the background tasks that flush usage and prune counters.
+#[derive(Clone)]
 pub struct Logins<S> {
     inner: Arc<Inner<S>>,
 }
@@ -111,14 +112,6 @@ impl<S> Drop for RunningGuard<S> {
             == 1
         {
             running.idle.notify_waiters();
-        }
-    }
-}
-
-impl<S> Clone for Logins<S> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
         }
     }
 }

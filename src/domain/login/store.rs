@@ -15,7 +15,7 @@ use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
 /// What Authenticate reads before it decides a login.
-pub trait LoginStore: Send + Sync + 'static {
+pub trait LoginStore: Clone + Send + Sync + 'static {
     /// What a login needs, in one query: the counters of `scopes` and the
     /// one candidate record, the password of `username` whose selector is
     /// `selector`, if any.
@@ -28,7 +28,7 @@ pub trait LoginStore: Send + Sync + 'static {
 }
 
 /// Storage of failed-login counters, shared by every replica.
-pub trait ThrottleStore: Send + Sync + 'static {
+pub trait ThrottleStore: Clone + Send + Sync + 'static {
     /// Adds one failure to each scope by its rule and writes `event`, all
     /// in one transaction, atomically with respect to every other replica:
     /// either the failure counts everywhere and is audited, or nothing
@@ -58,7 +58,7 @@ pub trait ThrottleStore: Send + Sync + 'static {
 }
 
 /// What successful logins write back to their app passwords.
-pub trait UsageStore: Send + Sync + 'static {
+pub trait UsageStore: Clone + Send + Sync + 'static {
     /// Records successful logins; with `seen_networks`, also replaces the
     /// password's seen networks and writes `events`, in one transaction.
     /// The last-used fields move only forward in time (replicas flush in
