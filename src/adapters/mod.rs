@@ -257,13 +257,15 @@ where
             protocol: protocol.as_str(),
             result,
         });
+        // The same fields, in the same order, as Authenticate's request
+        // line, so one fail2ban filter reads both (contrib/fail2ban).
         tracing::info!(
             adapter = adapter.as_str(),
             caller = %actor,
-            protocol = protocol.as_str(),
-            client_ip = %client_ip,
             result,
             account = account.as_deref().unwrap_or("-"),
+            protocol = protocol.as_str(),
+            client_ip = %client_ip,
             latency_ms = latency.as_secs_f64() * 1000.0,
             "login"
         );

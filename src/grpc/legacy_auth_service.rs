@@ -10,6 +10,7 @@ use crate::domain::login::store::{LoginStore, ThrottleStore, UsageStore};
 use crate::domain::shared::client::ClientName;
 use crate::domain::shared::error::Violations;
 use crate::domain::shared::limits::PASSWORD_INPUT_MAX_BYTES;
+use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::username::Username;
 
 use super::app_password_service::unchecked;
@@ -90,6 +91,9 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
             return Err(unchecked());
         };
 
+        // Logged as the rules see it: an IPv4 client seen through IPv6 as
+        // its IPv4 address, so one fail2ban filter matches both.
+        let logged_ip = canonical_ip(client_ip);
         let outcome = self
             .logins
             .authenticate(LoginAttempt {
@@ -113,6 +117,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
                     // "username" is sometimes a password typed in the wrong box.
                     account: Some(username.to_string()),
                     protocol: Some(protocol.as_str()),
+                    client_ip: Some(logged_ip),
                 };
                 let body = AuthenticateResponse {
                     authenticated: true,
@@ -129,6 +134,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
                     result: reason.as_str(),
                     account: None,
                     protocol: Some(protocol.as_str()),
+                    client_ip: Some(logged_ip),
                 },
             ),
             LoginOutcome::Throttled { retry_after } => {
@@ -140,6 +146,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
                         result: "throttled",
                         account: None,
                         protocol: Some(protocol.as_str()),
+                        client_ip: Some(logged_ip),
                     },
                 )
             }

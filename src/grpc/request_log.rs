@@ -23,6 +23,9 @@ pub struct Outcome {
     pub account: Option<String>,
     /// For a login: its protocol, so the metrics count outcomes by it.
     pub protocol: Option<&'static str>,
+    /// For a login: the client's address as the proxy saw it, so that
+    /// fail2ban or CrowdSec can act on failed ones (`contrib/fail2ban`).
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +123,13 @@ impl Entry {
         let code = format!("{code:?}");
         if is_housekeeping(&self.method) {
             tracing::debug!(method = %self.method, caller, code, latency_ms, "request");
+        } else if let Some(Outcome {
+            protocol: Some(protocol),
+            client_ip: Some(client_ip),
+            ..
+        }) = outcome
+        {
+            tracing::info!(method = %self.method, caller, code, result, account, protocol, client_ip = %client_ip, latency_ms, "request");
         } else {
             tracing::info!(method = %self.method, caller, code, result, account, latency_ms, "request");
         }
