@@ -20,7 +20,7 @@ use crate::config::{AuditConfig, Config, TlsConfig};
 use crate::domain::accounts::Accounts;
 use crate::domain::app_passwords::AppPasswords;
 use crate::domain::audit::AuditTrail;
-use crate::domain::callers::Callers;
+use crate::domain::callers::{CallerKey, Callers};
 use crate::domain::login::{LoginConfig, Logins};
 use crate::domain::secrets::Hasher;
 use crate::domain::shared::time::Clock;
@@ -34,6 +34,9 @@ use crate::store::SqlStore;
 use crate::transport::{BoundedListener, ServerConfig};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The name of the operator `callers.bootstrap_operator_key_file` creates.
+pub const BOOTSTRAP_OPERATOR: &str = "bootstrap";
 
 pub struct App {
     services: Services<SqlStore>,
@@ -103,6 +106,40 @@ impl App {
     /// database.
     pub fn services(&self) -> &Services<SqlStore> {
         &self.services
+    }
+
+    /// Creates the bootstrap operator from `callers.bootstrap_operator_key_file`
+    /// if it is configured and does not exist yet; for `serve`, before it
+    /// listens. A missing or malformed file refuses the start; the key
+    /// itself is never logged, nor put in an error.
+    pub async fn bootstrap(&self, config: &Config) -> Result<(), BoxError> {
+        let Some(path) = &config.callers.bootstrap_operator_key_file else {
+            return Ok(());
+        };
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
+            format!(
+                "cannot read callers.bootstrap_operator_key_file {}: {error}",
+                path.display()
+            )
+        })?);
+        let key = CallerKey::parse(text.trim()).ok_or_else(|| {
+            format!(
+                "{} does not hold a latchkey caller key (make one with `latchkey caller new-key`)",
+                path.display()
+            )
+        })?;
+        let created = self
+            .services
+            .callers
+            .bootstrap_operator(BOOTSTRAP_OPERATOR, &key, "bootstrap")
+            .await?;
+        if created {
+            tracing::info!(
+                caller = BOOTSTRAP_OPERATOR,
+                "created the bootstrap operator from its key file"
+            );
+        }
+        Ok(())
     }
 
     /// Binds the configured metrics address, if any, for `serve` to serve

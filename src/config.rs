@@ -53,6 +53,8 @@ pub struct Config {
     pub verified_cache: VerifiedCacheConfig,
     /// Skipping the read of a caller's row for a caller seen recently.
     pub caller_cache: CallerCacheConfig,
+    /// Callers made for automation.
+    pub callers: CallersConfig,
     /// Coalescing the last-used fields and use counts of logins.
     pub usage: UsageConfig,
     /// Active app passwords one account may hold.
@@ -81,6 +83,7 @@ impl Default for Config {
             throttle: ThrottleConfig::default(),
             verified_cache: VerifiedCacheConfig::default(),
             caller_cache: CallerCacheConfig::default(),
+            callers: CallersConfig::default(),
             usage: UsageConfig::default(),
             max_active_app_passwords: 25,
             argon2: HashParams::default(),
@@ -122,6 +125,16 @@ impl Default for AuditConfig {
             prune_interval_secs: 3600,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallersConfig {
+    /// A file holding an operator key (`latchkey caller new-key` makes
+    /// one): on start, an operator named `bootstrap` with that key is
+    /// created if it does not exist yet, so a deployment needs no
+    /// interactive step. Idempotent; the key is never logged.
+    pub bootstrap_operator_key_file: Option<PathBuf>,
 }
 
 /// Prometheus metrics, on their own HTTP listener.

@@ -9,6 +9,7 @@ use latchkey::app::{self, App, BoxError};
 use latchkey::config::{
     AdaptersListen, Config, DatabaseUrl, LogFormat, LogOverrides, MetricsConfig, Overrides,
 };
+use latchkey::domain::callers::key::CallerKey;
 use latchkey::domain::callers::model::{parse_name, parse_tls_identity, Role};
 use latchkey::domain::shared::time::SystemClock;
 use latchkey::telemetry;
@@ -73,6 +74,10 @@ enum CallerCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Print a fresh caller key, touching no database: for
+    /// callers.bootstrap_operator_key_file (`latchkey caller new-key >
+    /// /etc/latchkey/operator.key`).
+    NewKey,
 }
 
 /// What `serve` prints on stdout before the address it bound for gRPC, and
@@ -159,6 +164,7 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
             let address = listener.local_addr()?;
             let mut app = App::build(&config, Arc::new(SystemClock)).await?;
+            app.bootstrap(&config).await?;
             let metrics_address = app.bind_metrics().await?;
             let adapters_address = app.bind_adapters().await?;
             // For whoever started the server, a script or a benchmark: the
@@ -193,6 +199,10 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
         CallerCommand::Add { database, .. }
         | CallerCommand::List { database }
         | CallerCommand::Revoke { database, .. } => database.database_url.clone(),
+        CallerCommand::NewKey => {
+            println!("{}", CallerKey::generate()?.expose());
+            return Ok(());
+        }
     };
     let overrides = Overrides {
         database_url: database.map(DatabaseUrl::new),
@@ -248,6 +258,7 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
                 }
             }
         }
+        CallerCommand::NewKey => {}
         CallerCommand::Revoke { name, .. } => {
             let revoked = callers.revoke_caller(&name, CLI_ACTOR).await?;
             eprintln!("revoked caller {}", revoked.name);

@@ -186,3 +186,60 @@ async fn serve_prints_the_addresses_it_bound() {
         .await
         .unwrap();
 }
+
+/// A deployment's operator comes from a key file on start, once: a
+/// restart changes nothing, the key is never logged, and a file that does
+/// not hold a key refuses the start without repeating what it holds.
+#[tokio::test]
+async fn a_bootstrap_operator_is_made_once_from_its_key_file() {
+    use latchkey::domain::callers::model::Role;
+    let made = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["caller", "new-key"])
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    assert!(key.starts_with(KEY_PREFIX));
+
+    let window = crate::common::logs::window();
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("operator.key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let mut config = crate::common::harness::test_config();
+    config.database_url =
+        latchkey::config::DatabaseUrl::new(crate::common::support::sqlite_url(dir.path()));
+    config.callers.bootstrap_operator_key_file = Some(key_file.clone());
+    let clock = std::sync::Arc::new(latchkey::domain::shared::time::ManualClock::starting_at(
+        crate::common::harness::START,
+    ));
+    for _ in 0..2 {
+        let app = latchkey::app::App::build(&config, clock.clone())
+            .await
+            .unwrap();
+        app.bootstrap(&config).await.unwrap();
+    }
+    let app = latchkey::app::App::build(&config, clock.clone())
+        .await
+        .unwrap();
+    let callers = &app.services().callers;
+    let caller = callers.caller_by_key(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (caller.name.as_str(), caller.role),
+        ("bootstrap", Role::Operator)
+    );
+    let listed = callers.list_callers(None, 100).await.unwrap();
+    assert_eq!(listed.items.len(), 1, "made once");
+
+    std::fs::write(&key_file, "not-a-key-but-secret-looking\n").unwrap();
+    let error = app.bootstrap(&config).await.unwrap_err().to_string();
+    assert!(
+        error.contains("does not hold a latchkey caller key"),
+        "{error}"
+    );
+    assert!(!error.contains("secret-looking"), "{error}");
+    let logs = String::from_utf8_lossy(&window.read()).into_owned();
+    assert!(
+        !logs.contains(&key[KEY_PREFIX.len() + 13..]),
+        "the key was logged"
+    );
+}

@@ -161,8 +161,53 @@ impl<S: CallerStore> Callers<S> {
         tls_identity: Option<String>,
         actor: &str,
     ) -> Result<(Caller, CallerKey)> {
-        let now = self.now();
         let key = CallerKey::generate()?;
+        let caller = self
+            .create_with_key(name, role, tls_identity, &key, actor)
+            .await?;
+        Ok((caller, key))
+    }
+
+    /// Makes sure an operator exists for the key an automated deployment
+    /// provides (`callers.bootstrap_operator_key_file`): created as
+    /// `name` on the first start, left as it is on every later one.
+    /// Returns whether it was created. A caller of that name with another
+    /// key is not replaced: that needs a person.
+    pub async fn bootstrap_operator(
+        &self,
+        name: &str,
+        key: &CallerKey,
+        actor: &str,
+    ) -> Result<bool> {
+        if let Some(stored) = self.store().caller_by_key_id(key.key_id()).await? {
+            if key.matches(&stored.key_digest) && stored.caller.name == name {
+                return Ok(false);
+            }
+            return Err(Error::FailedPrecondition(format!(
+                "the bootstrap key's id is taken by another caller than {name}"
+            )));
+        }
+        match self
+            .create_with_key(name.to_owned(), Role::Operator, None, key, actor)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::AlreadyExists(_)) => Err(Error::FailedPrecondition(format!(
+                "callers/{name} exists with another key; revoke it, or bootstrap under another name"
+            ))),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn create_with_key(
+        &self,
+        name: String,
+        role: Role,
+        tls_identity: Option<String>,
+        key: &CallerKey,
+        actor: &str,
+    ) -> Result<Caller> {
+        let now = self.now();
         let caller = Caller {
             name: name.clone(),
             role,
@@ -179,7 +224,7 @@ impl<S: CallerStore> Callers<S> {
             .create_caller(caller, key.key_id(), &key.digest(), event)
             .await?
         {
-            CreateCallerOutcome::Created(caller) => Ok((caller, key)),
+            CreateCallerOutcome::Created(caller) => Ok(caller),
             CreateCallerOutcome::NameTaken => Err(Error::AlreadyExists(format!(
                 "callers/{name} already exists"
             ))),
