@@ -40,6 +40,10 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Copy the SQLite database, consistently, while a server uses it; the
+    /// copy is an SQLite file that serves as it is (docs/deploy.md has the
+    /// restore steps). PostgreSQL and MariaDB: use their own tools.
+    Backup(BackupArgs),
     /// Manage latchkey's own callers (works directly on the database, so the
     /// first operator key can be made before the server ever runs).
     #[command(subcommand)]
@@ -89,6 +93,14 @@ const ADAPTERS_LISTENING: &str = "latchkey: proxy adapters listening on ";
 
 /// The actor recorded in the audit trail for changes made from the CLI.
 const CLI_ACTOR: &str = "cli";
+
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Where to write the copy; must not exist.
+    path: PathBuf,
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
 
 #[derive(Debug, Args)]
 struct DatabaseArgs {
@@ -188,6 +200,19 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let store = app::open_store(&config).await?;
             store.close().await?;
             tracing::info!(database = %config.database_url.redacted(), "migrations applied");
+            Ok(())
+        }
+        Command::Backup(args) => {
+            let overrides = Overrides {
+                database_url: args.database.database_url.map(DatabaseUrl::new),
+                ..Overrides::default()
+            };
+            let mut config = load(cli.config, overrides)?;
+            config.migrate_on_start = false;
+            let store = app::open_store(&config).await?;
+            store.backup_to(&args.path).await?;
+            store.close().await?;
+            eprintln!("backed up to {}", args.path.display());
             Ok(())
         }
         Command::Caller(command) => caller(cli.config, command).await,

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::login::model::LoginState;
 use crate::domain::login::throttle::{Counter, Scope};
-use crate::domain::shared::error::Result;
+use crate::domain::shared::error::{Error, Result};
 pub use errors::db_error;
 
 /// Connection pool settings.
@@ -123,6 +123,38 @@ impl SqlStore {
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<()> {
         Migrator::up(&self.db, None).await.map_err(db_error)
+    }
+
+    /// Writes a consistent copy of an SQLite database to `path` while it
+    /// serves (`VACUUM INTO`: one read transaction, so the copy is the
+    /// database as of one instant, with every committed write before it).
+    /// `path` must not exist. PostgreSQL and MariaDB have their own tools
+    /// for this (docs/deploy.md).
+    pub async fn backup_to(&self, path: &std::path::Path) -> Result<()> {
+        use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+        if self.db.get_database_backend() != DatabaseBackend::Sqlite {
+            return Err(Error::FailedPrecondition(
+                "latchkey backup copies SQLite databases; for PostgreSQL use pg_dump or pg_basebackup, for MariaDB mariadb-dump (docs/deploy.md)".to_owned(),
+            ));
+        }
+        if path.exists() {
+            return Err(Error::FailedPrecondition(format!(
+                "{} exists already; a backup never overwrites",
+                path.display()
+            )));
+        }
+        let target = path
+            .to_str()
+            .ok_or_else(|| Error::invalid("path", "must be valid UTF-8"))?;
+        self.db
+            .execute(Statement::from_sql_and_values(
+                DatabaseBackend::Sqlite,
+                "VACUUM INTO ?",
+                [target.into()],
+            ))
+            .await
+            .map_err(db_error)?;
+        Ok(())
     }
 
     /// Whether the database answers.

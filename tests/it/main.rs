@@ -13,6 +13,7 @@ mod adapters;
 mod architecture;
 mod attacks;
 mod audit_trail;
+mod backup;
 mod callers;
 mod cli;
 mod common;
