@@ -40,6 +40,12 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell), generated from these very definitions.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), generated from these very definitions:
+    /// `latchkey man > /usr/local/share/man/man1/latchkey.1`.
+    Man,
     /// Copy the SQLite database, consistently, while a server uses it; the
     /// copy is an SQLite file that serves as it is (docs/deploy.md has the
     /// restore steps). PostgreSQL and MariaDB: use their own tools.
@@ -200,6 +206,16 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let store = app::open_store(&config).await?;
             store.close().await?;
             tracing::info!(database = %config.database_url.redacted(), "migrations applied");
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "latchkey", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
             Ok(())
         }
         Command::Backup(args) => {

@@ -243,3 +243,38 @@ async fn a_bootstrap_operator_is_made_once_from_its_key_file() {
         "the key was logged"
     );
 }
+
+/// Completions and the manual page come from the command-line definitions
+/// themselves, so they cannot drift from them.
+#[test]
+fn completions_and_the_manual_page_cover_every_command() {
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(&["completions", shell]);
+        for command in [
+            "serve",
+            "migrate",
+            "backup",
+            "caller",
+            "new-key",
+            "adapters-listen",
+        ] {
+            assert!(
+                script.contains(command),
+                "{shell} completion lacks {command}"
+            );
+        }
+    }
+    let man = run(&["man"]);
+    assert!(man.contains(".TH latchkey"), "{man}");
+    for command in ["serve", "migrate", "backup", "caller"] {
+        assert!(man.contains(command), "the manual page lacks {command}");
+    }
+}
