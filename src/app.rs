@@ -350,15 +350,18 @@ async fn watch_database(
 }
 
 /// Connects and, if configured to, migrates. An error names the database
-/// (redacted) and every cause, with the URL's secrets scrubbed from them.
+/// (redacted), says what went wrong (every distinct cause, with the URL's
+/// secrets scrubbed from them) and, where it can tell, what to do.
 pub async fn open_store(config: &Config) -> Result<SqlStore, BoxError> {
     let url = &config.database_url;
     let failed = |doing: &str, error: &dyn std::error::Error| {
-        format!(
-            "cannot {doing} the database {}: {}",
-            url.redacted(),
-            url.scrub(&causes(error))
-        )
+        let causes = url.scrub(&causes(error));
+        let mut message = format!("cannot {doing} the database {}: {causes}", url.redacted());
+        if let Some(hint) = hint(&causes) {
+            message.push_str("\n  hint: ");
+            message.push_str(hint);
+        }
+        message
     };
     let store = SqlStore::connect(url.expose(), config.database)
         .await
@@ -372,16 +375,66 @@ pub async fn open_store(config: &Config) -> Result<SqlStore, BoxError> {
     Ok(store)
 }
 
-/// An error and its sources, outermost first.
+/// An error and its sources, outermost first, each said once (sqlx repeats
+/// its cause at every level), without the wrappers that say nothing.
 fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        let text = text
+            .trim_start_matches("storage unavailable")
+            .trim_start_matches("internal error")
+            .trim_start_matches("Connection Error: ")
+            .trim_start_matches("error returned from database: ")
+            .trim()
+            .to_owned();
+        if !text.is_empty()
+            && !parts
+                .iter()
+                .any(|seen| seen.contains(&text) || text.contains(seen.as_str()))
+        {
+            parts.push(text);
+        }
+        next = cause.source();
     }
-    text
+    parts.join(": ")
+}
+
+/// What to do about a database that cannot be opened, when its error says;
+/// the first that fits (a missing role is also "does not exist").
+fn hint(causes: &str) -> Option<&'static str> {
+    let lower = causes.to_ascii_lowercase();
+    let hints: [(&[&str], &'static str); 6] = [
+        (
+            &["no supporting driver"],
+            "database_url must start with sqlite://, postgres:// or mysql://",
+        ),
+        (
+            &["unable to open database file"],
+            "the SQLite file's directory must exist and be writable by latchkey; ?mode=rwc creates the file itself",
+        ),
+        (
+            &["role \"", "access denied", "password authentication failed"],
+            "check the user and password in database_url (or the file database_url_file names)",
+        ),
+        (
+            &["does not exist", "unknown database"],
+            "create the database first (PostgreSQL: createdb NAME; MariaDB: CREATE DATABASE NAME), or fix its name in the URL",
+        ),
+        (
+            &["pool timed out", "connection refused"],
+            "nothing answered at the URL's host and port: is the database server running, and reachable from here?",
+        ),
+        (
+            &["database is locked"],
+            "another process holds the SQLite file; wait, or raise database.sqlite_busy_timeout_ms",
+        ),
+    ];
+    hints
+        .into_iter()
+        .find(|(needles, _)| needles.iter().any(|needle| lower.contains(needle)))
+        .map(|(_, hint)| hint)
 }
 
 fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, BoxError> {

@@ -278,3 +278,55 @@ fn completions_and_the_manual_page_cover_every_command() {
         assert!(man.contains(command), "the manual page lacks {command}");
     }
 }
+
+/// A database that cannot be opened is named (redacted), with what went
+/// wrong and what to do, never its password.
+#[test]
+fn database_misconfiguration_says_what_is_wrong_and_what_to_do() {
+    let mut cases = vec![
+        ("foo://x".to_owned(), "must start with sqlite://"),
+        (
+            "sqlite:///nonexistent/dir/latchkey.db?mode=rwc".to_owned(),
+            "directory must exist",
+        ),
+    ];
+    if let Ok(admin) = std::env::var("LATCHKEY_TEST_POSTGRES_URL") {
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base)
+            .to_owned();
+        cases.push((
+            format!("{base}/no_such_database"),
+            "create the database first",
+        ));
+        let host = base
+            .rsplit_once('@')
+            .map_or(base.as_str(), |(_, host)| host);
+        cases.push((
+            format!("postgres://no_such_role:Secr3tPw@{host}/postgres"),
+            "check the user and password",
+        ));
+    }
+    if let Ok(admin) = std::env::var("LATCHKEY_TEST_MYSQL_URL") {
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base)
+            .to_owned();
+        cases.push((
+            format!("{base}/no_such_database"),
+            "create the database first",
+        ));
+    }
+    for (url, hint) in cases {
+        let failed = latchkey(&url, &["migrate"]);
+        assert!(!failed.status.success(), "{url}");
+        let error = String::from_utf8_lossy(&failed.stderr);
+        assert!(error.contains("cannot open the database"), "{url}: {error}");
+        assert!(error.contains(hint), "{url}: {error}");
+        assert!(!error.contains("Secr3tPw"), "{error}");
+        assert!(
+            !error.contains("storage unavailable"),
+            "said nothing: {error}"
+        );
+    }
+}
