@@ -16,10 +16,12 @@ use tonic::Status;
 use tower::{Layer, Service};
 
 use super::access::{access_for, Access, ReflectionAccess};
+use super::status::with_reason;
 use super::tls_identity;
 use crate::domain::callers::model::Caller;
 use crate::domain::callers::service::Callers;
 use crate::domain::callers::store::CallerStore;
+use crate::domain::shared::error::Reason;
 
 const UNAUTHENTICATED: &str =
     "a valid caller credential is required: send `authorization: Bearer <key>` or a client certificate";
@@ -98,17 +100,27 @@ where
             let presented = Presented::of(&request);
             let caller = match presented.identify(&callers).await {
                 Ok(Some(caller)) => caller,
-                Ok(None) => return Ok(refuse(Status::unauthenticated(UNAUTHENTICATED))),
+                Ok(None) => {
+                    return Ok(refuse(with_reason(
+                        tonic::Code::Unauthenticated,
+                        UNAUTHENTICATED,
+                        Reason::CallerUnauthenticated,
+                    )))
+                }
                 Err(error) => return Ok(refuse(Status::from(error))),
             };
             if let Some(roles) = needed {
                 if !roles.contains(&caller.role) {
-                    let status = Status::permission_denied(format!(
-                        "caller {} (role {}) may not call {}",
-                        caller.name,
-                        caller.role,
-                        request.uri().path()
-                    ));
+                    let status = with_reason(
+                        tonic::Code::PermissionDenied,
+                        format!(
+                            "caller {} (role {}) may not call {}",
+                            caller.name,
+                            caller.role,
+                            request.uri().path()
+                        ),
+                        Reason::RoleNotAllowed,
+                    );
                     let mut response = refuse(status);
                     response.extensions_mut().insert(caller);
                     return Ok(response);

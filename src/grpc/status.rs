@@ -1,40 +1,66 @@
 //! The one table from domain errors to gRPC statuses.
 //!
-//! Clients get a code and a message written for them; internal details
-//! (database errors, bugs) go to the log and never into a status.
+//! Clients get a code and a message written for them, and a
+//! `google.rpc.ErrorInfo` with a stable reason (domain `latchkey`) they can
+//! branch on without reading the message; INVALID_ARGUMENT also carries
+//! `google.rpc.BadRequest` with every bad field. Internal details (database
+//! errors, bugs) go to the log and never into a status.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::shared::error::Error;
+use crate::domain::shared::error::{Error, Reason};
+
+/// The ErrorInfo domain of every latchkey error.
+pub const DOMAIN: &str = "latchkey";
+
+/// A status with its ErrorInfo.
+pub fn with_reason(code: Code, message: impl Into<String>, reason: Reason) -> Status {
+    let details = ErrorDetails::with_error_info(reason.as_str(), DOMAIN, []);
+    Status::with_error_details(code, message, details)
+}
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
+        let reason = error.reason();
         match error {
             Error::InvalidArgument(violations) => {
                 let message = Error::InvalidArgument(violations.clone()).to_string();
-                let details = ErrorDetails::with_bad_request(
+                let mut details = ErrorDetails::with_bad_request(
                     violations
                         .into_iter()
                         .map(|v| tonic_types::FieldViolation::new(v.field, v.description))
                         .collect::<Vec<_>>(),
                 );
+                details.set_error_info(reason.as_str(), DOMAIN, []);
                 Status::with_error_details(Code::InvalidArgument, message, details)
             }
-            Error::NotFound { resource } => Status::not_found(format!("{resource} not found")),
-            Error::AlreadyExists(message) => Status::already_exists(message),
-            Error::FailedPrecondition(message) => Status::failed_precondition(message),
-            Error::ResourceExhausted(message) => Status::resource_exhausted(message),
+            Error::NotFound { resource, .. } => {
+                with_reason(Code::NotFound, format!("{resource} not found"), reason)
+            }
+            Error::AlreadyExists(_, message) => with_reason(Code::AlreadyExists, message, reason),
+            Error::FailedPrecondition(_, message) => {
+                with_reason(Code::FailedPrecondition, message, reason)
+            }
+            Error::ResourceExhausted(_, message) => {
+                with_reason(Code::ResourceExhausted, message, reason)
+            }
             Error::Unavailable(source) => {
                 tracing::warn!(error = %source, "storage unavailable");
-                Status::unavailable("storage is unavailable; nothing was changed, retry later")
+                with_reason(
+                    Code::Unavailable,
+                    "storage is unavailable; nothing was changed, retry later",
+                    reason,
+                )
             }
-            Error::Cancelled => {
-                Status::cancelled("the request was cancelled before it was decided")
-            }
+            Error::Cancelled => with_reason(
+                Code::Cancelled,
+                "the request was cancelled before it was decided",
+                reason,
+            ),
             Error::Internal(source) => {
                 tracing::error!(error = %source, "internal error");
-                Status::internal("internal error")
+                with_reason(Code::Internal, "internal error", reason)
             }
         }
     }

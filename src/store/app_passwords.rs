@@ -16,7 +16,7 @@ use crate::domain::app_passwords::model::{
 };
 use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::event::AuditEvent;
-use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
@@ -100,6 +100,7 @@ impl AppPasswordStore for SqlStore {
             .map_err(db_error)?;
         if locked.rows_affected == 0 {
             return Err(Error::FailedPrecondition(
+                Reason::AccountDeleted,
                 "the account was deleted while the password was being issued".to_owned(),
             ));
         }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::login::model::LoginState;
 use crate::domain::login::throttle::{Counter, Scope};
-use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::error::{Error, Reason, Result};
 pub use errors::db_error;
 
 /// Connection pool settings.
@@ -134,14 +134,18 @@ impl SqlStore {
         use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
         if self.db.get_database_backend() != DatabaseBackend::Sqlite {
             return Err(Error::FailedPrecondition(
+                Reason::BackupNotSupported,
                 "latchkey backup copies SQLite databases; for PostgreSQL use pg_dump or pg_basebackup, for MariaDB mariadb-dump (docs/deploy.md)".to_owned(),
             ));
         }
         if path.exists() {
-            return Err(Error::FailedPrecondition(format!(
-                "{} exists already; a backup never overwrites",
-                path.display()
-            )));
+            return Err(Error::FailedPrecondition(
+                Reason::BackupTargetExists,
+                format!(
+                    "{} exists already; a backup never overwrites",
+                    path.display()
+                ),
+            ));
         }
         let target = path
             .to_str()

@@ -210,3 +210,67 @@ async fn accounts_with_the_same_display_names_stay_apart(backend: Backend) {
     assert!(login(&server, "bob", &bob.secret).await.authenticated);
     server.stop().await;
 }
+
+/// Every error carries a google.rpc.ErrorInfo with a stable reason in the
+/// `latchkey` domain, so callers can branch without reading messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_a_stable_reason() {
+    use tonic_types::StatusExt;
+    let server = TestServer::start_with(Backend::Sqlite, |c| c.max_active_app_passwords = 1).await;
+    let reason = |status: &tonic::Status| {
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.domain, "latchkey");
+        info.reason
+    };
+    issue_simple(&server, "rex").await;
+    let capped = server
+        .app_passwords()
+        .issue_app_password(issue_request("rex", "Second", &[Protocol::Imap]))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&capped), "APP_PASSWORD_CAP_REACHED");
+    let missing = server
+        .accounts()
+        .get_account(latchkey::grpc::pb::GetAccountRequest {
+            name: "accounts/nobody".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&missing), "ACCOUNT_NOT_FOUND");
+    server
+        .accounts()
+        .disable_account(DisableAccountRequest {
+            name: "accounts/rex".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let disabled = server
+        .app_passwords()
+        .issue_app_password(issue_request("rex", "Third", &[Protocol::Imap]))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&disabled), "ACCOUNT_DISABLED");
+    let invalid = server
+        .app_passwords()
+        .issue_app_password(issue_request("rex", "", &[Protocol::Imap]))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&invalid), "INVALID_ARGUMENT");
+    assert_eq!(violated_fields(&invalid), ["display_name"]);
+    let stranger = latchkey::grpc::pb::account_service_client::AccountServiceClient::new(
+        server.as_caller(None),
+    )
+    .list_accounts(latchkey::grpc::pb::ListAccountsRequest::default())
+    .await
+    .unwrap_err();
+    assert_eq!(reason(&stranger), "CALLER_UNAUTHENTICATED");
+    let proxy = latchkey::grpc::pb::account_service_client::AccountServiceClient::new(
+        server.as_role(latchkey::domain::callers::model::Role::Authenticator),
+    )
+    .list_accounts(latchkey::grpc::pb::ListAccountsRequest::default())
+    .await
+    .unwrap_err();
+    assert_eq!(reason(&proxy), "ROLE_NOT_ALLOWED");
+    server.stop().await;
+}

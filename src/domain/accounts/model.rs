@@ -1,6 +1,6 @@
 //! Accounts as the rules and the API see them.
 
-use crate::domain::shared::error::Error;
+use crate::domain::shared::error::{Error, Reason};
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
@@ -22,6 +22,7 @@ pub struct Disablement {
 /// The error for an account that does not exist.
 pub fn account_not_found(username: &Username) -> Error {
     Error::NotFound {
+        reason: Reason::AccountNotFound,
         resource: format!("accounts/{username}"),
     }
 }

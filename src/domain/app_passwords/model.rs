@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::domain::secrets::format::Secret;
 use crate::domain::shared::client::ClientName;
-use crate::domain::shared::error::Error;
+use crate::domain::shared::error::{Error, Reason};
 use crate::domain::shared::network::AllowedNetworks;
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
 use crate::domain::shared::time::Timestamp;
@@ -133,6 +133,7 @@ pub enum IssueOutcome {
 /// The error for an app password that does not exist.
 pub fn app_password_not_found(username: &Username, id: Uuid) -> Error {
     Error::NotFound {
+        reason: Reason::AppPasswordNotFound,
         resource: format!("accounts/{username}/appPasswords/{id}"),
     }
 }

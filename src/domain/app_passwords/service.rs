@@ -14,7 +14,7 @@ use crate::domain::accounts::store::AccountStore;
 use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::secrets::format::Secret;
 use crate::domain::secrets::hashing::Hasher;
-use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::{new_id, Clock, Timestamp};
 use crate::domain::shared::username::Username;
@@ -187,11 +187,17 @@ impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {
 }
 
 fn account_disabled() -> Error {
-    Error::FailedPrecondition("the account is disabled".to_owned())
+    Error::FailedPrecondition(
+        Reason::AccountDisabled,
+        "the account is disabled".to_owned(),
+    )
 }
 
 fn cap_reached(cap: u32) -> Error {
-    Error::ResourceExhausted(format!(
-        "the account already has the maximum of {cap} active app passwords; revoke one first"
-    ))
+    Error::ResourceExhausted(
+        Reason::AppPasswordCapReached,
+        format!(
+            "the account already has the maximum of {cap} active app passwords; revoke one first"
+        ),
+    )
 }

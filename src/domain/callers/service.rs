@@ -9,7 +9,7 @@ use super::key::CallerKey;
 use super::model::{Caller, CreateCallerOutcome, Role};
 use super::store::CallerStore;
 use crate::domain::audit::event::{AuditEvent, EventType};
-use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::{Clock, Timestamp};
 
@@ -183,18 +183,22 @@ impl<S: CallerStore> Callers<S> {
             if key.matches(&stored.key_digest) && stored.caller.name == name {
                 return Ok(false);
             }
-            return Err(Error::FailedPrecondition(format!(
-                "the bootstrap key's id is taken by another caller than {name}"
-            )));
+            return Err(Error::FailedPrecondition(
+                Reason::BootstrapKeyConflict,
+                format!("the bootstrap key's id is taken by another caller than {name}"),
+            ));
         }
         match self
             .create_with_key(name.to_owned(), Role::Operator, None, key, actor)
             .await
         {
             Ok(_) => Ok(true),
-            Err(Error::AlreadyExists(_)) => Err(Error::FailedPrecondition(format!(
-                "callers/{name} exists with another key; revoke it, or bootstrap under another name"
-            ))),
+            Err(Error::AlreadyExists(..)) => Err(Error::FailedPrecondition(
+                Reason::BootstrapKeyConflict,
+                format!(
+                    "callers/{name} exists with another key; revoke it, or bootstrap under another name"
+                ),
+            )),
             Err(error) => Err(error),
         }
     }
@@ -225,10 +229,12 @@ impl<S: CallerStore> Callers<S> {
             .await?
         {
             CreateCallerOutcome::Created(caller) => Ok(caller),
-            CreateCallerOutcome::NameTaken => Err(Error::AlreadyExists(format!(
-                "callers/{name} already exists"
-            ))),
+            CreateCallerOutcome::NameTaken => Err(Error::AlreadyExists(
+                Reason::CallerNameTaken,
+                format!("callers/{name} already exists"),
+            )),
             CreateCallerOutcome::TlsIdentityTaken => Err(Error::AlreadyExists(
+                Reason::TlsIdentityTaken,
                 "another caller already has this TLS identity".to_owned(),
             )),
         }
@@ -246,6 +252,7 @@ impl<S: CallerStore> Callers<S> {
         let revoked = self.store().revoke_caller(name, event).await?;
         self.inner.cache.forget(name);
         revoked.ok_or_else(|| Error::NotFound {
+            reason: Reason::CallerNotFound,
             resource: format!("callers/{name}"),
         })
     }

@@ -16,7 +16,7 @@ use crate::domain::audit::store::AuditStore;
 use crate::domain::secrets::format::Secret;
 use crate::domain::secrets::hashing::Hasher;
 use crate::domain::secrets::pool::{Admission, Ticket};
-use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::time::{Clock, Timestamp};
 
@@ -292,6 +292,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                                 // The scope's places stayed taken by guesses
                                 // still being checked: overload, not failures.
                                 return Err(Error::ResourceExhausted(
+                                    Reason::ScopeBusy,
                                     "too many sign-ins of this account or network are being checked at once; retry shortly".to_owned(),
                                 ));
                             }

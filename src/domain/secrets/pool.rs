@@ -24,7 +24,7 @@ use argon2::Block;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::error::{Error, Reason, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -273,6 +273,7 @@ fn work(receiver: &Mutex<Receiver<Job>>, load: &Load) {
 
 fn too_busy() -> Error {
     Error::ResourceExhausted(
+        Reason::HashingQueueFull,
         "too many password verifications are waiting to finish within the deadline; retry shortly"
             .to_owned(),
     )

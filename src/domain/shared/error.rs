@@ -13,16 +13,16 @@ pub enum Error {
     InvalidArgument(Vec<FieldViolation>),
     /// `resource` names what was missing, e.g. `accounts/alice`.
     #[error("{resource} not found")]
-    NotFound { resource: String },
+    NotFound { reason: Reason, resource: String },
     /// What the request would create exists already.
-    #[error("{0}")]
-    AlreadyExists(String),
+    #[error("{1}")]
+    AlreadyExists(Reason, String),
     /// The target is in a state that forbids the operation.
-    #[error("{0}")]
-    FailedPrecondition(String),
+    #[error("{1}")]
+    FailedPrecondition(Reason, String),
     /// A quota or cap is reached.
-    #[error("{0}")]
-    ResourceExhausted(String),
+    #[error("{1}")]
+    ResourceExhausted(Reason, String),
     /// The database could not be reached or did not answer in time. Nothing
     /// was changed and the request may be retried.
     #[error("storage unavailable")]
@@ -35,7 +35,75 @@ pub enum Error {
     Internal(#[source] BoxError),
 }
 
+/// Why a request failed, as a stable code callers can branch on without
+/// reading the message (`google.rpc.ErrorInfo.reason`, domain `latchkey`).
+/// Never renamed: callers depend on them. The protos list them per RPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    InvalidArgument,
+    AccountNotFound,
+    AppPasswordNotFound,
+    CallerNotFound,
+    CallerNameTaken,
+    TlsIdentityTaken,
+    AccountDisabled,
+    AccountDeleted,
+    AppPasswordCapReached,
+    HashingQueueFull,
+    ScopeBusy,
+    BootstrapKeyConflict,
+    BackupNotSupported,
+    BackupTargetExists,
+    StorageUnavailable,
+    Cancelled,
+    Internal,
+    /// No valid caller credential (set by the authentication layer).
+    CallerUnauthenticated,
+    /// The caller's role does not allow the method.
+    RoleNotAllowed,
+}
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidArgument => "INVALID_ARGUMENT",
+            Reason::AccountNotFound => "ACCOUNT_NOT_FOUND",
+            Reason::AppPasswordNotFound => "APP_PASSWORD_NOT_FOUND",
+            Reason::CallerNotFound => "CALLER_NOT_FOUND",
+            Reason::CallerNameTaken => "CALLER_NAME_TAKEN",
+            Reason::TlsIdentityTaken => "TLS_IDENTITY_TAKEN",
+            Reason::AccountDisabled => "ACCOUNT_DISABLED",
+            Reason::AccountDeleted => "ACCOUNT_DELETED",
+            Reason::AppPasswordCapReached => "APP_PASSWORD_CAP_REACHED",
+            Reason::HashingQueueFull => "HASHING_QUEUE_FULL",
+            Reason::ScopeBusy => "SCOPE_BUSY",
+            Reason::BootstrapKeyConflict => "BOOTSTRAP_KEY_CONFLICT",
+            Reason::BackupNotSupported => "BACKUP_NOT_SUPPORTED",
+            Reason::BackupTargetExists => "BACKUP_TARGET_EXISTS",
+            Reason::StorageUnavailable => "STORAGE_UNAVAILABLE",
+            Reason::Cancelled => "CANCELLED",
+            Reason::Internal => "INTERNAL",
+            Reason::CallerUnauthenticated => "CALLER_UNAUTHENTICATED",
+            Reason::RoleNotAllowed => "ROLE_NOT_ALLOWED",
+        }
+    }
+}
+
 impl Error {
+    /// The stable reason of this error.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Error::InvalidArgument(_) => Reason::InvalidArgument,
+            Error::NotFound { reason, .. }
+            | Error::AlreadyExists(reason, _)
+            | Error::FailedPrecondition(reason, _)
+            | Error::ResourceExhausted(reason, _) => *reason,
+            Error::Unavailable(_) => Reason::StorageUnavailable,
+            Error::Cancelled => Reason::Cancelled,
+            Error::Internal(_) => Reason::Internal,
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         Self::InvalidArgument(vec![FieldViolation::new(field, description)])
     }
