@@ -367,6 +367,15 @@ impl ThrottleMemory {
             .counted(scopes.iter().map(|scope| scope.key.as_str()));
     }
 
+    /// Notes that a guess was decided (its result is now remembered, or in
+    /// the verified-secret cache), for the logins watching the same guess:
+    /// one that read before this and asks for a place after it reads again,
+    /// and finds the answer there instead of running argon2 a second time.
+    pub fn decided(&self, digest: &GuessDigest) {
+        let key = digest.flight_key();
+        self.flights.counted(std::iter::once(key.as_str()));
+    }
+
     /// Guesses in flight now, over all scopes, for tests.
     pub fn in_flight(&self) -> usize {
         lock(&self.flights.scopes).len()
@@ -719,6 +728,25 @@ mod tests {
         // Its read said 2 left; both went since, and none is in flight.
         assert!(matches!(memory.reserve(&watch, &[2]), Reserve::Reread));
         assert!(matches!(memory.reserve(&watch, &[3]), Reserve::Held(_)));
+    }
+
+    #[test]
+    fn a_guess_decided_after_a_read_began_sends_that_read_back() {
+        let memory = memory();
+        let scopes = scopes();
+        let same = digest(&memory, "same guess");
+        let late = memory.watch(&[&scopes.pair], &same);
+        // The same guess, read earlier, is decided while this one reads.
+        let (early, Reserve::Held(place)) = take(&memory, "same guess", 5) else {
+            panic!("room");
+        };
+        memory.decided(&same);
+        drop(place);
+        drop(early);
+        assert!(
+            matches!(memory.reserve(&late, &[5]), Reserve::Reread),
+            "read again, and find the answer"
+        );
     }
 
     #[tokio::test]

@@ -336,6 +336,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         for effect in effects {
             self.apply(effect, login).await?;
         }
+        self.inner.memory.decided(&login.digest);
         Ok(outcome)
     }
 
