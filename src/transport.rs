@@ -41,7 +41,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,6 +56,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use crate::domain::login::throttle::source_network;
 
 /// Limits of the gRPC listener; see the module docs for what each bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,35 +229,21 @@ impl BoundedListener {
 #[derive(Debug)]
 struct Peers {
     limit: usize,
-    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    open: std::sync::Mutex<HashMap<IpNet, usize>>,
 }
 
 /// A connection's place among its peer's; given back when dropped.
 #[derive(Debug)]
 pub struct PeerPlace {
     peers: Arc<Peers>,
-    network: IpAddr,
+    network: IpNet,
 }
 
 impl Peers {
-    /// IPv4 addresses count alone; IPv6 addresses by /64, which one
-    /// subscriber usually holds whole.
-    fn network(ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let mut segments = v6.segments();
-                    segments[4..].fill(0);
-                    IpAddr::V6(Ipv6Addr::from(segments))
-                }
-            },
-            IpAddr::V4(_) => ip,
-        }
-    }
-
     fn take(peers: &Arc<Peers>, ip: IpAddr) -> Option<PeerPlace> {
-        let network = Self::network(ip);
+        // A peer is what the throttle calls a source: an IPv4 address, or
+        // an IPv6 /64.
+        let network = source_network(ip);
         let mut open = crate::domain::shared::sync::lock(&peers.open);
         let count = open.entry(network).or_insert(0);
         if *count >= peers.limit {
