@@ -42,14 +42,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-
-use ipnet::IpNet;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -187,7 +186,7 @@ impl BoundedListener {
 
     fn admit(&self, stream: TcpStream, peer: SocketAddr) -> Option<Guarded> {
         let Some(peer_place) = Peers::take(&self.peers, peer.ip()) else {
-            tracing::debug!(%peer, "a peer's connection limit reached: connection closed");
+            tracing::debug!(%peer, "one peer's cap reached: connection closed");
             return None;
         };
         match Arc::clone(&self.places).try_acquire_owned() {
