@@ -225,13 +225,17 @@ impl DatabaseUrl {
     /// in it replaced by `*****`: as written, percent-decoded, and escaped
     /// the way JSON and `Debug` formatting escape it.
     pub fn scrub(&self, text: &str) -> String {
-        let mut scrubbed = text.to_owned();
-        for secret in self.secrets() {
-            if secret.len() >= 2 {
-                scrubbed = scrubbed.replace(&secret, "*****");
-            }
-        }
-        scrubbed
+        self.scrubber().scrub(text)
+    }
+
+    /// The secrets found once, for scrubbing many texts (every log line).
+    pub fn scrubber(&self) -> Scrubber {
+        Scrubber(
+            self.secrets()
+                .into_iter()
+                .filter(|secret| secret.len() >= 2)
+                .collect(),
+        )
     }
 
     /// The secret values inside the URL, in every form they may be printed
@@ -258,6 +262,28 @@ impl DatabaseUrl {
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         secrets
+    }
+}
+
+/// Replaces a URL's secrets, in every form, by `*****`.
+#[derive(Clone)]
+pub struct Scrubber(Vec<String>);
+
+impl Scrubber {
+    pub fn scrub(&self, text: &str) -> String {
+        let mut scrubbed = text.to_owned();
+        for secret in &self.0 {
+            if scrubbed.contains(secret.as_str()) {
+                scrubbed = scrubbed.replace(secret.as_str(), "*****");
+            }
+        }
+        scrubbed
+    }
+}
+
+impl fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scrubber({} secrets)", self.0.len())
     }
 }
 

@@ -18,9 +18,10 @@ use crate::config::{Config, LogFormat};
 /// for commands whose output is meant to be piped.
 pub fn init(config: &Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let filter = EnvFilter::try_new(&config.log.filter)?;
-    let database_url = config.database_url.clone();
+    // The secrets are found once, not for every line.
+    let scrubber = config.database_url.scrubber();
     let writer = Scrubbed {
-        scrub: Arc::new(move |line: &str| database_url.scrub(line)),
+        scrub: Arc::new(move |line: &str| scrubber.scrub(line)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
