@@ -43,6 +43,7 @@ fn issue(username: &str, ttl: Option<i64>) -> IssueAppPasswordRequest {
         protocols: vec![Protocol::Imap as i32],
         expiration: ttl.map(|seconds| Expiration::Ttl(prost_types::Duration { seconds, nanos: 0 })),
         allowed_networks: Vec::new(),
+        idle_timeout: None,
     }
 }
 

@@ -75,6 +75,7 @@ impl App {
                 hasher,
                 Arc::clone(&clock),
                 config.max_active_app_passwords,
+                config.app_passwords,
             ),
             accounts: Accounts::new(store.clone(), Arc::clone(&clock)),
             callers: Callers::new(store.clone(), Arc::clone(&clock), config.caller_cache),
@@ -195,6 +196,7 @@ impl App {
         let (stopping, stop) = watch::channel(false);
         let pruning = tokio::spawn(housekeeping(
             self.services.logins.clone(),
+            self.services.app_passwords.clone(),
             self.services.audit.clone(),
             self.audit,
             stop.clone(),
@@ -453,11 +455,14 @@ fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, BoxError> {
     Ok(config)
 }
 
-/// Deletes audit events past their retention and failure counters that no
-/// longer matter, now and then every interval of the domain's clock, until
-/// the server stops. A failed run is logged and retried next time.
+/// Marks idle app passwords expired, deletes app passwords that ended
+/// long ago, audit events past their retention and failure counters that
+/// no longer matter, now and then every interval of the domain's clock,
+/// until the server stops. A failed run is logged and retried next time.
+/// Every replica runs it; each step is safe to run on several at once.
 async fn housekeeping(
     logins: Logins<SqlStore>,
+    app_passwords: AppPasswords<SqlStore>,
     trail: AuditTrail<SqlStore>,
     audit: AuditConfig,
     mut stop: watch::Receiver<bool>,
@@ -466,6 +471,18 @@ async fn housekeeping(
     let every = Duration::from_secs(audit.prune_interval_secs.max(1));
     let clock = Arc::clone(logins.clock());
     loop {
+        match app_passwords.expire_idle().await {
+            Ok(0) => {}
+            Ok(marked) => tracing::info!(marked, "marked idle app passwords expired"),
+            Err(error) => tracing::warn!(%error, "marking idle app passwords failed; will retry"),
+        }
+        match app_passwords.prune_ended().await {
+            Ok(0) => {}
+            Ok(deleted) => {
+                tracing::info!(deleted, "pruned app passwords that ended past retention")
+            }
+            Err(error) => tracing::warn!(%error, "pruning ended app passwords failed; will retry"),
+        }
         match trail.prune_audit_events(retention).await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned audit events past retention"),

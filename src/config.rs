@@ -3,6 +3,7 @@
 //! flags. Nested keys use a double underscore in the environment
 //! (`LATCHKEY_ARGON2__MEMORY_KIB=65536`).
 
+use crate::domain::app_passwords::model::AppPasswordsConfig;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,8 +58,12 @@ pub struct Config {
     pub callers: CallersConfig,
     /// Coalescing the last-used fields and use counts of logins.
     pub usage: UsageConfig,
-    /// Active app passwords one account may hold.
+    /// Active app passwords one account may hold (suspended ones count:
+    /// they can be resumed at any time).
     pub max_active_app_passwords: u32,
+    /// The lifecycle of app passwords: idle timeout, pruning, what a change
+    /// of the primary credential does.
+    pub app_passwords: AppPasswordsConfig,
     pub argon2: HashParams,
     /// The threads that run argon2, and the queue in front of them.
     pub hash_pool: HashPoolConfig,
@@ -86,6 +91,7 @@ impl Default for Config {
             callers: CallersConfig::default(),
             usage: UsageConfig::default(),
             max_active_app_passwords: 25,
+            app_passwords: AppPasswordsConfig::default(),
             argon2: HashParams::default(),
             hash_pool: HashPoolConfig::default(),
             database: PoolConfig::default(),

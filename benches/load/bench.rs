@@ -103,6 +103,7 @@ impl Bench {
                         protocols: vec![Protocol::Imap as i32],
                         expiration: None,
                         allowed_networks: Vec::new(),
+                        idle_timeout: None,
                     };
                     let outcome = match AppPasswordServiceClient::with_interceptor(channel, key)
                         .issue_app_password(request)

@@ -14,6 +14,7 @@ mod m20261125_000004_create_audit_event;
 mod m20261125_000005_add_app_password_seen_networks;
 mod m20261125_000006_create_auth_throttle;
 mod m20261125_000007_add_app_password_last_used_client;
+mod m20261125_000008_add_app_password_lifecycle;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_add_app_password_seen_networks::Migration),
             Box::new(m20261125_000006_create_auth_throttle::Migration),
             Box::new(m20261125_000007_add_app_password_last_used_client::Migration),
+            Box::new(m20261125_000008_add_app_password_lifecycle::Migration),
         ]
     }
 }

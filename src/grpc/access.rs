@@ -47,8 +47,36 @@ pub const POLICY: &[(&str, Access)] = &[
         Access::Roles(ISSUERS),
     ),
     (
+        "/latchkey.v1.AppPasswordService/UpdateAppPassword",
+        Access::Roles(ISSUERS),
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/SuspendAppPassword",
+        Access::Roles(ISSUERS),
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/ResumeAppPassword",
+        Access::Roles(ISSUERS),
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/ReportPrimaryCredentialChange",
+        Access::Roles(ISSUERS),
+    ),
+    // Across all accounts: operators only.
+    (
+        "/latchkey.v1.AppPasswordService/BulkRevokeAppPasswords",
+        Access::Roles(OPERATORS),
+    ),
+    (
         "/latchkey.v1.LegacyAuthService/Authenticate",
         Access::Roles(AUTHENTICATORS),
+    ),
+    // The helpdesk: operators, and issuers for their own users (checked in
+    // `domain::login::explain`). Not authenticators: a proxy has no use for
+    // another account's throttle state and failures.
+    (
+        "/latchkey.v1.LegacyAuthService/ExplainLogin",
+        Access::Roles(ISSUERS),
     ),
     (
         "/latchkey.v1.AccountService/GetAccount",

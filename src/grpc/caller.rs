@@ -14,3 +14,11 @@ pub fn name_of<T>(request: &Request<T>) -> String {
         |caller| caller.name.clone(),
     )
 }
+
+/// The caller's role; `None` on the open methods.
+pub fn role_of<T>(request: &Request<T>) -> Option<crate::domain::callers::model::Role> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map(|caller| caller.role)
+}

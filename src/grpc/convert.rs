@@ -21,6 +21,14 @@ pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
     }
 }
 
+pub fn duration(duration: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        // Below 1_000_000_000, so the cast cannot truncate.
+        nanos: duration.subsec_nanos() as i32,
+    }
+}
+
 /// Reads a timestamp given by a caller; millisecond precision is kept.
 /// Only instants a protobuf Timestamp can express are taken (years 1 to
 /// 9999), so everything stored can be given back to every client.
@@ -108,7 +116,13 @@ pub fn app_password_to_pb(password: AppPassword, now: Timestamp) -> pb::AppPassw
         AppPasswordState::Active => pb::app_password::State::Active,
         AppPasswordState::Expired => pb::app_password::State::Expired,
         AppPasswordState::Revoked => pb::app_password::State::Revoked,
+        AppPasswordState::Suspended => pb::app_password::State::Suspended,
+        AppPasswordState::IdleExpired => pb::app_password::State::IdleExpired,
     };
+    let idle_expire_time = password
+        .idle_expired_at
+        .or_else(|| password.rules().idle_deadline())
+        .map(timestamp);
     let protocols = if password.protocols.is_any() {
         vec![pb::Protocol::Any as i32]
     } else {
@@ -144,6 +158,12 @@ pub fn app_password_to_pb(password: AppPassword, now: Timestamp) -> pb::AppPassw
         use_count: password.use_count,
         revoke_time: password.revoked.as_ref().map(|r| timestamp(r.at)),
         revoke_reason: password.revoked.map(|r| r.reason).unwrap_or_default(),
+        secret_prefix: password.selector,
+        idle_timeout: password.idle_timeout.map(duration),
+        idle_expire_time,
+        suspend_time: password.suspended.as_ref().map(|s| timestamp(s.at)),
+        suspend_reason: password.suspended.map(|s| s.reason).unwrap_or_default(),
+        update_time: password.updated_at.map(timestamp),
     }
 }
 
@@ -195,7 +215,31 @@ pub fn caller_to_pb(caller: Caller) -> pb::Caller {
     }
 }
 
-const EVENT_TYPES: [(EventType, pb::AuditEventType); 11] = [
+const EVENT_TYPES: [(EventType, pb::AuditEventType); 17] = [
+    (
+        EventType::AppPasswordUpdated,
+        pb::AuditEventType::AppPasswordUpdated,
+    ),
+    (
+        EventType::AppPasswordSuspended,
+        pb::AuditEventType::AppPasswordSuspended,
+    ),
+    (
+        EventType::AppPasswordResumed,
+        pb::AuditEventType::AppPasswordResumed,
+    ),
+    (
+        EventType::AppPasswordIdleExpired,
+        pb::AuditEventType::AppPasswordIdleExpired,
+    ),
+    (
+        EventType::AppPasswordsBulkRevoked,
+        pb::AuditEventType::AppPasswordsBulkRevoked,
+    ),
+    (
+        EventType::PrimaryCredentialChanged,
+        pb::AuditEventType::PrimaryCredentialChanged,
+    ),
     (
         EventType::AppPasswordIssued,
         pb::AuditEventType::AppPasswordIssued,

@@ -3,7 +3,11 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::domain::accounts::store::AccountStore;
+use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::store::AuditStore;
+use crate::domain::callers::model::Role;
+use crate::domain::login::explain::{ExplainRequest, Explanation, ScopeState, Viewer};
 use crate::domain::login::model::{FailureReason, LoginAttempt, LoginOutcome, TypedPassword};
 use crate::domain::login::service::Logins;
 use crate::domain::login::store::{LoginStore, ThrottleStore, UsageStore};
@@ -14,9 +18,11 @@ use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::username::Username;
 
 use super::app_password_service::unchecked;
-use super::convert::parse_login_protocol;
+use super::convert::{app_password_to_pb, parse_login_protocol, protocol_to_pb, timestamp};
 use super::pb::legacy_auth_service_server::LegacyAuthService;
-use super::pb::{self, AuthenticateRequest, AuthenticateResponse};
+use super::pb::{
+    self, AuthenticateRequest, AuthenticateResponse, ExplainLoginRequest, LoginExplanation,
+};
 use super::request_log::Outcome;
 use super::{caller, deadline, names, validate};
 
@@ -49,6 +55,8 @@ fn reason_to_pb(reason: FailureReason) -> pb::FailureReason {
         FailureReason::AccountDisabled => pb::FailureReason::AccountDisabled,
         FailureReason::Revoked => pb::FailureReason::Revoked,
         FailureReason::Expired => pb::FailureReason::Expired,
+        FailureReason::IdleExpired => pb::FailureReason::IdleExpired,
+        FailureReason::Suspended => pb::FailureReason::Suspended,
         FailureReason::ProtocolNotAllowed => pb::FailureReason::ProtocolNotAllowed,
         FailureReason::NetworkNotAllowed => pb::FailureReason::NetworkNotAllowed,
     }
@@ -68,8 +76,9 @@ fn refused(
 }
 
 #[tonic::async_trait]
-impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
-    for LegacyAuthHandler<S>
+impl<S> LegacyAuthService for LegacyAuthHandler<S>
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + AppPasswordStore + AccountStore,
 {
     async fn authenticate(
         &self,
@@ -154,5 +163,102 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> LegacyAuthService
         let mut response = Response::new(body);
         response.extensions_mut().insert(logged);
         Ok(response)
+    }
+
+    async fn explain_login(
+        &self,
+        request: Request<ExplainLoginRequest>,
+    ) -> Result<Response<LoginExplanation>, Status> {
+        // The access table lets only issuers and operators here; an issuer
+        // sees only its own users.
+        let viewer = match caller::role_of(&request) {
+            Some(Role::Operator) => Viewer::Operator,
+            _ => Viewer::Issuer(caller::name_of(&request)),
+        };
+        let request = request.into_inner();
+        let mut v = Violations::default();
+        let username = v.check("username", Username::parse(&request.username));
+        let client_ip = if request.client_ip.is_empty() {
+            Some(None)
+        } else {
+            v.check("client_ip", validate::client_ip(&request.client_ip))
+                .map(|ip| Some(canonical_ip(ip)))
+        };
+        let protocol = if request.protocol == pb::Protocol::Unspecified as i32 {
+            Some(None)
+        } else {
+            v.check("protocol", parse_login_protocol(request.protocol))
+                .map(Some)
+        };
+        v.finish()?;
+        let (Some(username), Some(client_ip), Some(protocol)) = (username, client_ip, protocol)
+        else {
+            return Err(unchecked());
+        };
+
+        let explanation = self
+            .logins
+            .explain(
+                ExplainRequest {
+                    username,
+                    client_ip,
+                    protocol,
+                },
+                &viewer,
+            )
+            .await?;
+        let now = self.logins.clock().now();
+        Ok(Response::new(explanation_to_pb(explanation, now)))
+    }
+}
+
+fn scope_to_pb(scope: ScopeState) -> pb::ThrottleScope {
+    pb::ThrottleScope {
+        failures: i32::try_from(scope.failures).unwrap_or(i32::MAX),
+        limit: i32::try_from(scope.limit).unwrap_or(i32::MAX),
+        blocked_until: scope.blocked_until.map(timestamp),
+        known_source: scope.known_source,
+    }
+}
+
+fn explanation_to_pb(
+    explanation: Explanation,
+    now: crate::domain::shared::time::Timestamp,
+) -> LoginExplanation {
+    LoginExplanation {
+        username: explanation.username.to_string(),
+        account_exists: explanation.account_exists,
+        account_disabled: explanation.disabled.is_some(),
+        disable_reason: explanation.disabled.unwrap_or_default(),
+        app_passwords: explanation
+            .app_passwords
+            .into_iter()
+            .map(|(password, refused)| pb::AppPasswordVerdict {
+                app_password: Some(app_password_to_pb(password, now)),
+                refused_by: refused.map_or(pb::FailureReason::Unspecified, reason_to_pb) as i32,
+            })
+            .collect(),
+        source: explanation.source.map(scope_to_pb),
+        pair: explanation.pair.map(scope_to_pb),
+        account: Some(scope_to_pb(explanation.account)),
+        recent_failures: explanation
+            .recent_failures
+            .into_iter()
+            .map(|event| pb::FailedLogin {
+                occur_time: Some(timestamp(event.at)),
+                reason: event.detail,
+                client_ip: event.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                protocol: event
+                    .protocol
+                    .map_or(pb::Protocol::Unspecified, protocol_to_pb)
+                    as i32,
+                count: event.item_count.unwrap_or(1),
+                app_password: match (&event.username, event.app_password_id) {
+                    (Some(username), Some(id)) => names::app_password(username, id),
+                    _ => String::new(),
+                },
+            })
+            .collect(),
+        summary: explanation.summary,
     }
 }

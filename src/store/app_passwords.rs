@@ -1,6 +1,6 @@
 //! Queries on app passwords.
 
-use sea_orm::sea_query::{Expr, OnConflict, Query, SelectStatement};
+use sea_orm::sea_query::{Expr, Func, OnConflict, Query, SelectStatement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -8,23 +8,29 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::audit::insert_event;
+use super::audit::insert_events;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password};
-use super::{before_cursor, convert, db_error, SqlStore};
+use super::{before_cursor, convert, db_error, millis_of_duration, SqlStore};
 use crate::domain::app_passwords::model::{
-    AppPassword, AppPasswordCursor, IssueOutcome, NewAppPassword,
+    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword,
 };
-use crate::domain::app_passwords::store::AppPasswordStore;
+use crate::domain::app_passwords::store::{AppPasswordStore, BulkBatch};
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::page::Page;
+use crate::domain::shared::protocol::ProtocolSet;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
-/// Rows that count against the cap: neither revoked nor expired at `now`.
+/// Rows that count against the cap: neither revoked nor expired at `now`,
+/// nor marked idle-expired (suspended ones count: they can be resumed at
+/// any time). A password whose idle timeout ran out but that housekeeping
+/// has not marked yet still counts until it is.
 pub(super) fn active_at(now: Timestamp) -> Condition {
     Condition::all()
         .add(app_password::Column::RevokedAt.is_null())
+        .add(app_password::Column::IdleExpiredAt.is_null())
         .add(
             Condition::any()
                 .add(app_password::Column::ExpiresAt.is_null())
@@ -152,6 +158,11 @@ impl AppPasswordStore for SqlStore {
             last_used_client: Set(None),
             use_count: Set(0),
             seen_networks: Set(String::new()),
+            suspended_at: Set(None),
+            suspend_reason: Set(None),
+            idle_timeout_ms: Set(new.idle_timeout.map(millis_of_duration)),
+            idle_expired_at: Set(None),
+            updated_at: Set(None),
         };
         app_password::Entity::insert(row)
             .exec_without_returning(&txn)
@@ -251,26 +262,343 @@ impl AppPasswordStore for SqlStore {
     async fn revoke_account_app_passwords(
         &self,
         username: &Username,
+        issued_before: Option<Timestamp>,
         reason: &str,
         mut event: AuditEvent,
+        audit_none: bool,
     ) -> Result<u64> {
         let txn = self.db.begin().await.map_err(db_error)?;
-        let revoked = app_password::Entity::update_many()
+        let mut update = app_password::Entity::update_many()
             .col_expr(
                 app_password::Column::RevokedAt,
                 Expr::value(event.at.as_millis()),
             )
             .col_expr(app_password::Column::RevokeReason, Expr::value(reason))
             .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
-            .filter(active_at(event.at))
-            .exec(&txn)
-            .await
-            .map_err(db_error)?;
-        if revoked.rows_affected > 0 {
+            .filter(active_at(event.at));
+        if let Some(before) = issued_before {
+            update = update.filter(app_password::Column::CreatedAt.lt(before.as_millis()));
+        }
+        let revoked = update.exec(&txn).await.map_err(db_error)?;
+        if revoked.rows_affected > 0 || audit_none {
             event.item_count = Some(i64::try_from(revoked.rows_affected).unwrap_or(i64::MAX));
             insert_event(&txn, event).await?;
         }
         txn.commit().await.map_err(db_error)?;
         Ok(revoked.rows_affected)
     }
+
+    #[tracing::instrument(skip_all, fields(app_password = %id))]
+    async fn change_app_password<F>(
+        &self,
+        username: &Username,
+        id: Uuid,
+        plan: F,
+    ) -> Result<Option<AppPassword>>
+    where
+        F: FnOnce(&AppPassword) -> Result<Option<(Change, AuditEvent)>> + Send,
+    {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        // A write first, to lock the row (PostgreSQL, MySQL) or the
+        // database (SQLite) before reading it: every other change of this
+        // password now waits until we commit, so `plan` decides on what
+        // is there, and racing changes are applied and audited one after
+        // the other.
+        app_password::Entity::update_many()
+            .col_expr(
+                app_password::Column::UpdatedAt,
+                Expr::col(app_password::Column::UpdatedAt).into(),
+            )
+            .filter(app_password::Column::Id.eq(id))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        let Some(current) = app_password_on(&txn, username, id).await? else {
+            return Ok(None);
+        };
+        let Some((change, event)) = plan(&current)? else {
+            return Ok(Some(current));
+        };
+        let mut update = app_password::Entity::update_many().col_expr(
+            app_password::Column::UpdatedAt,
+            Expr::value(event.at.as_millis()),
+        );
+        let settings = change.settings;
+        if let Some(display_name) = settings.display_name {
+            update = update.col_expr(app_password::Column::DisplayName, Expr::value(display_name));
+        }
+        if let Some(protocols) = settings.protocols {
+            update = update.col_expr(
+                app_password::Column::Protocols,
+                Expr::value(protocols.bits()),
+            );
+        }
+        if let Some(networks) = settings.allowed_networks {
+            update = update.col_expr(
+                app_password::Column::AllowedNetworks,
+                Expr::value(networks.to_stored()),
+            );
+        }
+        if let Some(expires_at) = settings.expires_at {
+            update = update.col_expr(
+                app_password::Column::ExpiresAt,
+                Expr::value(expires_at.map(Timestamp::as_millis)),
+            );
+        }
+        if let Some(idle_timeout) = settings.idle_timeout {
+            update = update.col_expr(
+                app_password::Column::IdleTimeoutMs,
+                Expr::value(idle_timeout.map(millis_of_duration)),
+            );
+        }
+        if let Some(suspension) = change.suspension {
+            update = update
+                .col_expr(
+                    app_password::Column::SuspendedAt,
+                    Expr::value(suspension.as_ref().map(|s| s.at.as_millis())),
+                )
+                .col_expr(
+                    app_password::Column::SuspendReason,
+                    Expr::value(suspension.map(|s| s.reason)),
+                );
+        }
+        if let Some(at) = change.idle_expired_at {
+            update = update.col_expr(
+                app_password::Column::IdleExpiredAt,
+                Expr::value(at.as_millis()),
+            );
+        }
+        update
+            .filter(app_password::Column::Id.eq(id))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        insert_event(&txn, event).await?;
+        let now_is = app_password_on(&txn, username, id).await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(now_is)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn count_matching(
+        &self,
+        filter: &BulkFilter,
+        now: Timestamp,
+        sample: u32,
+    ) -> Result<(u64, Vec<AppPassword>)> {
+        let count = app_password::Entity::find()
+            .filter(matching(filter, now))
+            .count(&self.db)
+            .await
+            .map_err(db_error)?;
+        let rows = app_password::Entity::find()
+            .find_also_related(account::Entity)
+            .filter(matching(filter, now))
+            .order_by_asc(app_password::Column::Id)
+            .limit(u64::from(sample))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let sample = rows
+            .into_iter()
+            .filter_map(|(row, account)| {
+                account.map(|a| convert::app_password(row, Username::from_stored(a.username)))
+            })
+            .collect();
+        Ok((count, sample))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_matching(
+        &self,
+        filter: &BulkFilter,
+        after: Option<Uuid>,
+        limit: u32,
+        reason: &str,
+        event: AuditEvent,
+    ) -> Result<BulkBatch> {
+        let now = event.at;
+        let txn = self.db.begin().await.map_err(db_error)?;
+        lock_for_write(&txn).await?;
+        let mut query = app_password::Entity::find().filter(matching(filter, now));
+        if let Some(after) = after {
+            query = query.filter(app_password::Column::Id.gt(after));
+        }
+        // Locked (PostgreSQL, MySQL; SQLite holds the write lock already):
+        // every row read here is still active when it is revoked, so the
+        // per-account counts below are exact.
+        let rows = query
+            .order_by_asc(app_password::Column::Id)
+            .limit(u64::from(limit))
+            .lock_exclusive()
+            .all(&txn)
+            .await
+            .map_err(db_error)?;
+        let Some(last_id) = rows.last().map(|row| row.id) else {
+            txn.commit().await.map_err(db_error)?;
+            return Ok(BulkBatch::default());
+        };
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        let revoked = app_password::Entity::update_many()
+            .col_expr(
+                app_password::Column::RevokedAt,
+                Expr::value(now.as_millis()),
+            )
+            .col_expr(app_password::Column::RevokeReason, Expr::value(reason))
+            .filter(app_password::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        let mut per_account: std::collections::BTreeMap<i64, i64> = Default::default();
+        for row in &rows {
+            *per_account.entry(row.account_id).or_default() += 1;
+        }
+        let usernames: std::collections::HashMap<i64, String> = account::Entity::find()
+            .select_only()
+            .column(account::Column::Id)
+            .column(account::Column::Username)
+            .filter(account::Column::Id.is_in(per_account.keys().copied()))
+            .into_tuple::<(i64, String)>()
+            .all(&txn)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .collect();
+        let accounts = per_account.len() as u64;
+        let events = per_account.into_iter().filter_map(|(account_id, count)| {
+            let username = usernames.get(&account_id)?;
+            let mut event = event
+                .clone()
+                .account(&Username::from_stored(username.clone()));
+            event.item_count = Some(count);
+            Some(event)
+        });
+        insert_events(&txn, events.collect()).await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(BulkBatch {
+            revoked: revoked.rows_affected,
+            accounts,
+            last_id: Some(last_id),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn idle_candidates(
+        &self,
+        now: Timestamp,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<(Username, Uuid)>> {
+        let mut query = app_password::Entity::find()
+            .find_also_related(account::Entity)
+            .filter(app_password::Column::RevokedAt.is_null())
+            .filter(app_password::Column::IdleExpiredAt.is_null())
+            .filter(app_password::Column::IdleTimeoutMs.is_not_null())
+            .filter(
+                Expr::expr(
+                    Expr::expr(Func::coalesce([
+                        Expr::col((app_password::Entity, app_password::Column::LastUsedAt)).into(),
+                        Expr::col((app_password::Entity, app_password::Column::CreatedAt)).into(),
+                    ]))
+                    .add(Expr::col((
+                        app_password::Entity,
+                        app_password::Column::IdleTimeoutMs,
+                    ))),
+                )
+                .lte(now.as_millis()),
+            );
+        if let Some(after) = after {
+            query = query.filter(app_password::Column::Id.gt(after));
+        }
+        let rows = query
+            .order_by_asc(app_password::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(row, account)| {
+                account.map(|a| (Username::from_stored(a.username), row.id))
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn prune_ended(&self, ended_before: Timestamp, limit: u32) -> Result<u64> {
+        use app_password::Column as C;
+        let before = ended_before.as_millis();
+        let ids: Vec<Uuid> = app_password::Entity::find()
+            .select_only()
+            .column(C::Id)
+            .filter(
+                Condition::any()
+                    .add(C::RevokedAt.lt(before))
+                    .add(C::ExpiresAt.lt(before))
+                    .add(C::IdleExpiredAt.lt(before)),
+            )
+            .limit(u64::from(limit))
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = app_password::Entity::delete_many()
+            .filter(C::Id.is_in(ids))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(deleted.rows_affected)
+    }
+}
+
+/// Active passwords matching a bulk filter at `now`.
+fn matching(filter: &BulkFilter, now: Timestamp) -> Condition {
+    use app_password::Column as C;
+    let mut condition = active_at(now);
+    if let Some(since) = filter.unused_since {
+        let since = since.as_millis();
+        condition = condition.add(
+            Condition::any().add(C::LastUsedAt.lt(since)).add(
+                Condition::all()
+                    .add(C::LastUsedAt.is_null())
+                    .add(C::CreatedAt.lt(since)),
+            ),
+        );
+    }
+    if let Some(before) = filter.created_before {
+        condition = condition.add(C::CreatedAt.lt(before.as_millis()));
+    }
+    if let Some(protocol) = filter.protocol {
+        // Those that allow it: its bit, or the bit of "any protocol".
+        let mask = ProtocolSet::of([protocol]).bits() | ProtocolSet::any().bits();
+        condition = condition.add(
+            Expr::col((app_password::Entity, C::Protocols))
+                .binary(sea_orm::sea_query::BinOper::BitAnd, Expr::value(mask))
+                .ne(0),
+        );
+    }
+    if let Some(issued_by) = &filter.issued_by {
+        condition = condition.add(C::IssuedBy.eq(issued_by.as_str()));
+    }
+    condition
+}
+
+/// Takes SQLite's write lock at the start of a transaction that reads
+/// before it writes (a read first would let another writer in between, and
+/// SQLite would then refuse our write); PostgreSQL and MySQL lock the rows
+/// they read with `FOR UPDATE` instead, so this changes nothing there.
+async fn lock_for_write(txn: &sea_orm::DatabaseTransaction) -> Result<()> {
+    app_password::Entity::update_many()
+        .col_expr(
+            app_password::Column::UpdatedAt,
+            Expr::col(app_password::Column::UpdatedAt).into(),
+        )
+        .filter(Expr::cust("1 = 0"))
+        .exec(txn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
 }

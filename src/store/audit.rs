@@ -20,7 +20,15 @@ pub(super) async fn insert_event(
     connection: &impl ConnectionTrait,
     event: AuditEvent,
 ) -> Result<()> {
-    let row = audit_event::ActiveModel {
+    audit_event::Entity::insert(row_of(event))
+        .exec_without_returning(connection)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+fn row_of(event: AuditEvent) -> audit_event::ActiveModel {
+    audit_event::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         occurred_at: Set(event.at.as_millis()),
         event_type: Set(event.event_type.as_str().to_owned()),
@@ -32,11 +40,22 @@ pub(super) async fn insert_event(
         protocol: Set(event.protocol.map(|p| p.code())),
         item_count: Set(event.item_count),
         detail: Set(event.detail),
-    };
-    audit_event::Entity::insert(row)
-        .exec_without_returning(connection)
-        .await
-        .map_err(db_error)?;
+    }
+}
+
+/// Writes `events` on `connection` with one statement per 500.
+pub(super) async fn insert_events(
+    connection: &impl ConnectionTrait,
+    events: Vec<AuditEvent>,
+) -> Result<()> {
+    let mut rows = events.into_iter().map(row_of).peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<_> = rows.by_ref().take(500).collect();
+        audit_event::Entity::insert_many(chunk)
+            .exec_without_returning(connection)
+            .await
+            .map_err(db_error)?;
+    }
     Ok(())
 }
 

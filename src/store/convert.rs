@@ -1,7 +1,7 @@
 //! Rows to domain values.
 
 use crate::domain::accounts::model::{Account, Disablement};
-use crate::domain::app_passwords::model::{AppPassword, LastUse, Revocation};
+use crate::domain::app_passwords::model::{AppPassword, LastUse, Revocation, Suspension};
 use crate::domain::shared::client::ClientName;
 use crate::domain::shared::network::AllowedNetworks;
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
@@ -17,12 +17,15 @@ pub(super) fn app_password(row: app_password::Model, username: Username) -> AppP
     AppPassword {
         id: row.id,
         username,
+        selector: row.selector,
         display_name: row.display_name,
         protocols: ProtocolSet::from_bits(row.protocols),
         allowed_networks: AllowedNetworks::from_stored(&row.allowed_networks),
         issued_by: row.issued_by,
         created_at: Timestamp::from_millis(row.created_at),
         expires_at: row.expires_at.map(Timestamp::from_millis),
+        idle_timeout: row.idle_timeout_ms.map(super::duration_of_millis),
+        idle_expired_at: row.idle_expired_at.map(Timestamp::from_millis),
         last_use: row.last_used_at.map(|at| LastUse {
             at: Timestamp::from_millis(at),
             client_ip: row.last_used_ip.as_deref().and_then(|ip| ip.parse().ok()),
@@ -30,10 +33,15 @@ pub(super) fn app_password(row: app_password::Model, username: Username) -> AppP
             client: row.last_used_client.map(ClientName::from_stored),
         }),
         use_count: row.use_count,
+        suspended: row.suspended_at.map(|at| Suspension {
+            at: Timestamp::from_millis(at),
+            reason: row.suspend_reason.unwrap_or_default(),
+        }),
         revoked: row.revoked_at.map(|at| Revocation {
             at: Timestamp::from_millis(at),
             reason: row.revoke_reason.unwrap_or_default(),
         }),
+        updated_at: row.updated_at.map(Timestamp::from_millis),
     }
 }
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::batch::BatchFuture;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password, auth_throttle};
-use super::{db_error, SqlStore};
+use super::{db_error, duration_of_millis, SqlStore};
 use crate::domain::login::model::{Credential, LoginState};
 use crate::domain::login::store::LoginStore;
 use crate::domain::login::throttle::{Counter, ScopeCounters, ScopeKind, Scopes};
@@ -90,6 +90,11 @@ fn statement(tag: &str, key: &LoginKey) -> SelectStatement {
         (P::AllowedNetworks, "p_allowed_networks"),
         (P::UseCount, "p_use_count"),
         (P::SeenNetworks, "p_seen_networks"),
+        (P::CreatedAt, "p_created_at"),
+        (P::LastUsedAt, "p_last_used_at"),
+        (P::IdleTimeoutMs, "p_idle_timeout_ms"),
+        (P::IdleExpiredAt, "p_idle_expired_at"),
+        (P::SuspendedAt, "p_suspended_at"),
     ] {
         query.expr_as(Expr::col((p.clone(), column)), Alias::new(name));
     }
@@ -257,6 +262,8 @@ fn credential(
     let secret_hash = row
         .try_get::<Option<SecretHash>>(PASSWORD, "_secret_hash")?
         .ok_or_else(|| missing("secret_hash"))?;
+    let created_at = required("_created_at")?;
+    let last_active_at = optional("_last_used_at")?.map_or(created_at, |at| at.max(created_at));
     Ok(Some(Credential {
         app_password_id: id,
         username: Username::from_stored(username),
@@ -264,6 +271,10 @@ fn credential(
         account_disabled: disabled_at.is_some(),
         revoked: optional("_revoked_at")?.is_some(),
         expires_at: optional("_expires_at")?.map(Timestamp::from_millis),
+        idle_timeout: optional("_idle_timeout_ms")?.map(duration_of_millis),
+        last_active_at: Timestamp::from_millis(last_active_at),
+        idle_expired: optional("_idle_expired_at")?.is_some(),
+        suspended: optional("_suspended_at")?.is_some(),
         protocols: ProtocolSet::from_bits(required("_protocols")?),
         allowed_networks: AllowedNetworks::from_stored(&text("_allowed_networks")?),
         use_count: required("_use_count")?,

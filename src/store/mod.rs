@@ -171,6 +171,17 @@ impl SqlStore {
     }
 }
 
+/// A stored duration in milliseconds; a negative one (never written) is
+/// zero.
+pub(crate) fn duration_of_millis(millis: i64) -> Duration {
+    Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+}
+
+/// A duration as stored, in milliseconds, saturating.
+pub(crate) fn millis_of_duration(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Rows after a `(time, id)` cursor in a newest-first listing: older, or as
 /// old with a smaller id. Every paged listing orders by the same pair.
 fn before_cursor(

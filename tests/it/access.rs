@@ -41,8 +41,32 @@ const EXPECTED: &[(&str, &[Role])] = &[
         ISSUER_OR_OPERATOR,
     ),
     (
+        "/latchkey.v1.AppPasswordService/UpdateAppPassword",
+        ISSUER_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/SuspendAppPassword",
+        ISSUER_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/ResumeAppPassword",
+        ISSUER_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/ReportPrimaryCredentialChange",
+        ISSUER_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.AppPasswordService/BulkRevokeAppPasswords",
+        OPERATOR,
+    ),
+    (
         "/latchkey.v1.LegacyAuthService/Authenticate",
         AUTHENTICATOR_OR_OPERATOR,
+    ),
+    (
+        "/latchkey.v1.LegacyAuthService/ExplainLogin",
+        ISSUER_OR_OPERATOR,
     ),
     ("/latchkey.v1.AccountService/GetAccount", OPERATOR),
     ("/latchkey.v1.AccountService/ListAccounts", OPERATOR),

@@ -167,6 +167,12 @@ async fn random_requests_get_answers_not_crashes(backend: Backend) {
                 })),
             }),
             allowed_networks: or_junk(&mut rng, Vec::new(), |rng| list(rng, text)),
+            idle_timeout: or_junk(&mut rng, None, |rng| {
+                Some(prost_types::Duration {
+                    seconds: rng.random(),
+                    nanos: number(rng),
+                })
+            }),
         };
         let issue_result = server.app_passwords().issue_app_password(issue).await;
         if let Ok(response) = &issue_result {

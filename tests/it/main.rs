@@ -23,6 +23,7 @@ mod faults;
 mod fuzz;
 mod hash_pool;
 mod leaks;
+mod lifecycle;
 mod limits;
 mod metrics;
 mod proxies;

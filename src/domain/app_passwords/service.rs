@@ -4,14 +4,19 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use std::fmt::Write as _;
+use std::time::Duration;
+
 use super::model::{
-    app_password_not_found, AppPassword, AppPasswordCursor, Expiry, IssueOutcome, IssueRequest,
-    Issued, NewAppPassword,
+    app_password_not_found, check_idle_timeout, AppPassword, AppPasswordCursor, AppPasswordsConfig,
+    BulkFilter, Change, ChangePolicy, CredentialChange, Expiry, IssueOutcome, IssueRequest, Issued,
+    NewAppPassword, Refusal, SettingsUpdate, Suspension,
 };
 use super::store::AppPasswordStore;
 use crate::domain::accounts::model::account_not_found;
 use crate::domain::accounts::store::AccountStore;
 use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::audit::store::AuditStore;
 use crate::domain::secrets::format::Secret;
 use crate::domain::secrets::hashing::Hasher;
 use crate::domain::shared::error::{Error, Reason, Result};
@@ -35,14 +40,48 @@ struct Inner<S> {
     clock: Arc<dyn Clock>,
     /// Active (unrevoked, unexpired) app passwords one account may hold.
     max_active_per_account: u32,
+    config: AppPasswordsConfig,
 }
 
-impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {
+/// Passwords one batch of a bulk revocation or of housekeeping takes: one
+/// transaction each, so memory and lock time stay bounded whatever the
+/// number of rows.
+const BATCH: u32 = 1_000;
+/// How many matching passwords a `validate_only` bulk revocation shows.
+const SAMPLE: u32 = 10;
+/// How far in the future a reported change of the primary credential may
+/// be dated (the portal's clock may be ahead of ours).
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// What a bulk revocation did, or (validate only) would do.
+#[derive(Debug, Clone, Default)]
+pub struct BulkOutcome {
+    /// Validate only: how many passwords match now.
+    pub matching: u64,
+    /// Validate only: the first few of them.
+    pub sample: Vec<AppPassword>,
+    pub revoked: u64,
+    /// Accounts audited (one event per account per batch).
+    pub accounts: u64,
+    /// Whether nothing that matches is left; if not (the call's time ran
+    /// out), the same request again goes on where this one stopped.
+    pub complete: bool,
+}
+
+/// What a change of the primary credential did.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeOutcome {
+    pub policy: ChangePolicy,
+    pub revoked: u64,
+}
+
+impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
     pub fn new(
         store: S,
         hasher: Hasher,
         clock: Arc<dyn Clock>,
         max_active_per_account: u32,
+        config: AppPasswordsConfig,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -50,6 +89,7 @@ impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {
                 hasher,
                 clock,
                 max_active_per_account,
+                config,
             }),
         }
     }
@@ -84,6 +124,16 @@ impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {
                 "must be before the year 10000",
             ));
         }
+        let idle_timeout = request
+            .idle_timeout
+            .or(self
+                .inner
+                .config
+                .default_idle_timeout
+                .map(|span| span.duration()))
+            .map(check_idle_timeout)
+            .transpose()
+            .map_err(|description| Error::invalid("idle_timeout", description))?;
         let cap = self.inner.max_active_per_account;
 
         // A cheap early refusal, so a disabled or full account costs no
@@ -114,6 +164,7 @@ impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {
                 issued_by: request.issued_by.clone(),
                 created_at: now,
                 expires_at,
+                idle_timeout,
             };
             let event = AuditEvent::new(EventType::AppPasswordIssued, now, &request.issued_by)
                 .app_password(&request.username, new.id)
@@ -181,9 +232,367 @@ impl<S: AppPasswordStore + AccountStore> AppPasswords<S> {
             .account(username)
             .detail(reason);
         self.store()
-            .revoke_account_app_passwords(username, reason, event)
+            .revoke_account_app_passwords(username, None, reason, event, false)
             .await
     }
+
+    /// Changes the settings named in `update`; the secret never changes.
+    /// Durable when it returns, and every replica's next login decides on
+    /// the new settings (each login reads the row). A revoked or expired
+    /// password cannot be updated: it is over, and an update must not
+    /// bring it back; a suspended one can. An update that changes nothing
+    /// writes nothing.
+    pub async fn update(
+        &self,
+        username: &Username,
+        id: Uuid,
+        update: SettingsUpdate,
+        actor: &str,
+    ) -> Result<AppPassword> {
+        let now = self.now();
+        if let Some(Some(at)) = update.expires_at {
+            if at <= now {
+                return Err(Error::invalid(
+                    "app_password.expire_time",
+                    "must be in the future",
+                ));
+            }
+            if at > Timestamp::LATEST {
+                return Err(Error::invalid(
+                    "app_password.expire_time",
+                    "must be before the year 10000",
+                ));
+            }
+        }
+        if let Some(Some(timeout)) = update.idle_timeout {
+            check_idle_timeout(timeout)
+                .map_err(|description| Error::invalid("app_password.idle_timeout", description))?;
+        }
+        let actor = actor.to_owned();
+        self.change(username, id, move |current| {
+            refuse_if_over(current, now)?;
+            let (settings, described) = changed_settings(current, update);
+            if settings.is_empty() {
+                return Ok(None);
+            }
+            let event = AuditEvent::new(
+                EventType::AppPasswordUpdated,
+                current.next_change_at(now),
+                &actor,
+            )
+            .app_password(&current.username, current.id)
+            .detail(described);
+            Ok(Some((
+                Change {
+                    settings,
+                    ..Change::default()
+                },
+                event,
+            )))
+        })
+        .await
+    }
+
+    /// Suspends one app password: refused (reason `suspended`) until it is
+    /// resumed, on every replica from the moment this returns. Suspending
+    /// a suspended one succeeds and keeps the first suspension.
+    pub async fn suspend(
+        &self,
+        username: &Username,
+        id: Uuid,
+        reason: &str,
+        actor: &str,
+    ) -> Result<AppPassword> {
+        let now = self.now();
+        let (reason, actor) = (reason.to_owned(), actor.to_owned());
+        self.change(username, id, move |current| {
+            refuse_if_over(current, now)?;
+            if current.suspended.is_some() {
+                return Ok(None);
+            }
+            let at = current.next_change_at(now);
+            let event = AuditEvent::new(EventType::AppPasswordSuspended, at, &actor)
+                .app_password(&current.username, current.id)
+                .detail(reason.as_str());
+            Ok(Some((
+                Change {
+                    suspension: Some(Some(Suspension { at, reason })),
+                    ..Change::default()
+                },
+                event,
+            )))
+        })
+        .await
+    }
+
+    /// Resumes a suspended app password; resuming an active one succeeds
+    /// and changes nothing.
+    pub async fn resume(&self, username: &Username, id: Uuid, actor: &str) -> Result<AppPassword> {
+        let now = self.now();
+        let actor = actor.to_owned();
+        self.change(username, id, move |current| {
+            refuse_if_over(current, now)?;
+            if current.suspended.is_none() {
+                return Ok(None);
+            }
+            let event = AuditEvent::new(
+                EventType::AppPasswordResumed,
+                current.next_change_at(now),
+                &actor,
+            )
+            .app_password(&current.username, current.id);
+            Ok(Some((
+                Change {
+                    suspension: Some(None),
+                    ..Change::default()
+                },
+                event,
+            )))
+        })
+        .await
+    }
+
+    async fn change<F>(&self, username: &Username, id: Uuid, plan: F) -> Result<AppPassword>
+    where
+        F: FnOnce(&AppPassword) -> Result<Option<(Change, AuditEvent)>> + Send,
+    {
+        self.store()
+            .change_app_password(username, id, plan)
+            .await?
+            .ok_or_else(|| app_password_not_found(username, id))
+    }
+
+    /// Applies the configured policy for `change` of the account's primary
+    /// credential, made at `changed_at` (now if not given), and audits the
+    /// report whatever the policy, with how many passwords it revoked.
+    pub async fn primary_credential_changed(
+        &self,
+        username: &Username,
+        change: CredentialChange,
+        changed_at: Option<Timestamp>,
+        actor: &str,
+    ) -> Result<ChangeOutcome> {
+        let now = self.now();
+        let changed_at = changed_at.unwrap_or(now);
+        if changed_at > now.saturating_add(CLOCK_SKEW) {
+            return Err(Error::invalid("change_time", "must not be in the future"));
+        }
+        let policy = self.inner.config.on_primary_change.for_change(change);
+        let event = AuditEvent::new(EventType::PrimaryCredentialChanged, now, actor)
+            .account(username)
+            .detail(format!("{}: {}", change.as_str(), policy.as_str()));
+        let reason = format!("primary credential changed ({})", change.as_str());
+        let issued_before = match policy {
+            ChangePolicy::Keep => {
+                // Nothing to revoke, but the report is still audited.
+                self.store().record_events(vec![event]).await?;
+                return Ok(ChangeOutcome { policy, revoked: 0 });
+            }
+            ChangePolicy::RevokeIssuedBefore => Some(changed_at),
+            ChangePolicy::RevokeAll => None,
+        };
+        let revoked = self
+            .store()
+            .revoke_account_app_passwords(username, issued_before, &reason, event, true)
+            .await?;
+        Ok(ChangeOutcome { policy, revoked })
+    }
+
+    /// Revokes, across all accounts, every active app password matching
+    /// `filter`, in batches of [`BATCH`], each its own transaction with one
+    /// audit event per account; works for at most `budget`, then returns
+    /// with `complete: false`, and the same request again goes on (the
+    /// filter no longer matches what was revoked). With `validate_only`,
+    /// counts and samples what matches and changes nothing.
+    pub async fn bulk_revoke(
+        &self,
+        filter: &BulkFilter,
+        reason: &str,
+        validate_only: bool,
+        budget: Duration,
+        actor: &str,
+    ) -> Result<BulkOutcome> {
+        if filter.is_empty() {
+            return Err(Error::invalid(
+                "filter",
+                "at least one condition is required (a bulk revocation of every app password is RevokeAccountAppPasswords per account, on purpose)",
+            ));
+        }
+        if validate_only {
+            let (matching, sample) = self
+                .store()
+                .count_matching(filter, self.now(), SAMPLE)
+                .await?;
+            return Ok(BulkOutcome {
+                matching,
+                sample,
+                complete: true,
+                ..BulkOutcome::default()
+            });
+        }
+        let started = tokio::time::Instant::now();
+        let mut outcome = BulkOutcome::default();
+        let mut after = None;
+        loop {
+            let event = AuditEvent::new(EventType::AppPasswordsBulkRevoked, self.now(), actor)
+                .detail(reason);
+            let batch = self
+                .store()
+                .revoke_matching(filter, after, BATCH, reason, event)
+                .await?;
+            outcome.revoked += batch.revoked;
+            outcome.accounts += batch.accounts;
+            match batch.last_id {
+                None => {
+                    outcome.complete = true;
+                    return Ok(outcome);
+                }
+                Some(last) => after = Some(last),
+            }
+            if started.elapsed() >= budget {
+                return Ok(outcome);
+            }
+            // Let logins have the database between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Marks the passwords whose idle timeout ran out as idle-expired, one
+    /// audit event each. Each is decided again under the row's lock, so
+    /// replicas running this at once mark (and audit) each one once.
+    /// Returns how many this call marked.
+    pub async fn expire_idle(&self) -> Result<u64> {
+        let mut marked = 0;
+        let mut after = None;
+        loop {
+            let now = self.now();
+            let candidates = self.store().idle_candidates(now, after, BATCH).await?;
+            let Some((_, last)) = candidates.last() else {
+                return Ok(marked);
+            };
+            after = Some(*last);
+            for (username, id) in candidates {
+                let mut did = false;
+                let done = &mut did;
+                self.store()
+                    .change_app_password(&username, id, |current| {
+                        let rules = current.rules();
+                        if current.revoked.is_some()
+                            || current.idle_expired_at.is_some()
+                            || !rules.is_idle(now)
+                        {
+                            return Ok(None);
+                        }
+                        *done = true;
+                        let at = current.next_change_at(now);
+                        let event =
+                            AuditEvent::new(EventType::AppPasswordIdleExpired, at, "housekeeping")
+                                .app_password(&current.username, current.id)
+                                .detail(format!(
+                                    "unused since {}",
+                                    rules.last_active_at.as_millis()
+                                ));
+                        Ok(Some((
+                            Change {
+                                idle_expired_at: Some(at),
+                                ..Change::default()
+                            },
+                            event,
+                        )))
+                    })
+                    .await?;
+                marked += u64::from(did);
+            }
+        }
+    }
+
+    /// Deletes app passwords that ended (revoked, expired, idle-expired)
+    /// longer ago than `app_passwords.prune_ended_after`; their audit
+    /// events stay. Returns how many.
+    pub async fn prune_ended(&self) -> Result<u64> {
+        let keep = self.inner.config.prune_ended_after.duration();
+        if keep.is_zero() {
+            return Ok(0);
+        }
+        let before = self.now().saturating_sub(keep);
+        let mut deleted = 0;
+        loop {
+            let batch = self.store().prune_ended(before, BATCH).await?;
+            deleted += batch;
+            if batch < u64::from(BATCH) {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
+/// Refuses a change to a password that is over: revoked, expired or
+/// idle-expired.
+fn refuse_if_over(current: &AppPassword, now: Timestamp) -> Result<()> {
+    match current.rules().lifecycle_refusal(now) {
+        Some(Refusal::Revoked) => Err(Error::FailedPrecondition(
+            Reason::AppPasswordRevoked,
+            "the app password is revoked".to_owned(),
+        )),
+        Some(Refusal::Expired | Refusal::IdleExpired) => Err(Error::FailedPrecondition(
+            Reason::AppPasswordExpired,
+            "the app password has expired".to_owned(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The settings of `update` that differ from `current`, and a description
+/// of each change for the audit trail (names, protocols, networks and
+/// times: nothing secret).
+fn changed_settings(current: &AppPassword, update: SettingsUpdate) -> (SettingsUpdate, String) {
+    let mut changed = SettingsUpdate::default();
+    let mut described = String::new();
+    let mut note = |field: &str, from: String, to: String| {
+        if !described.is_empty() {
+            described.push_str("; ");
+        }
+        let _ = write!(described, "{field}: {from} -> {to}");
+    };
+    let time =
+        |at: Option<Timestamp>| at.map_or("none".to_owned(), |at| at.as_millis().to_string());
+    let span = |d: Option<Duration>| d.map_or("none".to_owned(), |d| format!("{}s", d.as_secs()));
+    if let Some(name) = update.display_name.filter(|n| *n != current.display_name) {
+        note(
+            "display_name",
+            format!("{:?}", current.display_name),
+            format!("{name:?}"),
+        );
+        changed.display_name = Some(name);
+    }
+    if let Some(protocols) = update.protocols.filter(|p| *p != current.protocols) {
+        note(
+            "protocols",
+            current.protocols.to_string(),
+            protocols.to_string(),
+        );
+        changed.protocols = Some(protocols);
+    }
+    if let Some(networks) = update
+        .allowed_networks
+        .filter(|n| *n != current.allowed_networks)
+    {
+        note(
+            "allowed_networks",
+            current.allowed_networks.to_stored(),
+            networks.to_stored(),
+        );
+        changed.allowed_networks = Some(networks);
+    }
+    if let Some(expires_at) = update.expires_at.filter(|e| *e != current.expires_at) {
+        note("expire_time", time(current.expires_at), time(expires_at));
+        changed.expires_at = Some(expires_at);
+    }
+    if let Some(timeout) = update.idle_timeout.filter(|t| *t != current.idle_timeout) {
+        note("idle_timeout", span(current.idle_timeout), span(timeout));
+        changed.idle_timeout = Some(timeout);
+    }
+    (changed, described)
 }
 
 fn account_disabled() -> Error {

@@ -4,10 +4,13 @@ use std::future::Future;
 
 use uuid::Uuid;
 
-use super::model::{AppPassword, AppPasswordCursor, IssueOutcome, NewAppPassword};
+use super::model::{
+    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword,
+};
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::error::Result;
 use crate::domain::shared::page::Page;
+use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
 /// Storage of app passwords. Every method is one transaction: when it
@@ -49,12 +52,80 @@ pub trait AppPasswordStore: Clone + Send + Sync + 'static {
         event: AuditEvent,
     ) -> impl Future<Output = Result<Option<AppPassword>>> + Send;
 
-    /// Revokes every unrevoked, unexpired password of the account and, if
-    /// any, writes `event` with their count; returns how many.
+    /// Revokes every unrevoked, unexpired password of the account (only
+    /// those issued before `issued_before`, if given) and writes `event`
+    /// with their count: if any, or always with `audit_none`. Returns how
+    /// many.
     fn revoke_account_app_passwords(
         &self,
         username: &Username,
+        issued_before: Option<Timestamp>,
         reason: &str,
         event: AuditEvent,
+        audit_none: bool,
     ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Changes one password as `plan` decides, atomically with respect to
+    /// every other change of it on any replica: the row is locked, `plan`
+    /// sees it as it is then and returns the change and its audit event,
+    /// or `None` when there is nothing to do, or an error, which changes
+    /// nothing. The change, `updated_at` (the event's time) and the event
+    /// are committed together, as one. Returns the password as it now is;
+    /// `None` when there is no such password.
+    fn change_app_password<F>(
+        &self,
+        username: &Username,
+        id: Uuid,
+        plan: F,
+    ) -> impl Future<Output = Result<Option<AppPassword>>> + Send
+    where
+        F: FnOnce(&AppPassword) -> Result<Option<(Change, AuditEvent)>> + Send;
+
+    /// How many active (unrevoked, unexpired, not idle-expired) passwords
+    /// match `filter` at `now`, and up to `sample` of them.
+    fn count_matching(
+        &self,
+        filter: &BulkFilter,
+        now: Timestamp,
+        sample: u32,
+    ) -> impl Future<Output = Result<(u64, Vec<AppPassword>)>> + Send;
+
+    /// Revokes, in one transaction, up to `limit` active passwords matching
+    /// `filter` whose ids come after `after`, in id order, writing one
+    /// `event` per account with its count. Returns what it did.
+    fn revoke_matching(
+        &self,
+        filter: &BulkFilter,
+        after: Option<Uuid>,
+        limit: u32,
+        reason: &str,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<BulkBatch>> + Send;
+
+    /// Up to `limit` passwords, in id order after `after`, that are not yet
+    /// marked but whose idle timeout ran out by the stored last use.
+    fn idle_candidates(
+        &self,
+        now: Timestamp,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(Username, Uuid)>>> + Send;
+
+    /// Deletes up to `limit` passwords revoked, expired or idle-expired
+    /// before `ended_before`; returns how many.
+    fn prune_ended(
+        &self,
+        ended_before: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// One batch of a bulk revocation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BulkBatch {
+    pub revoked: u64,
+    pub accounts: u64,
+    /// The last id looked at; `None` when nothing matched after `after`
+    /// (the revocation is complete).
+    pub last_id: Option<Uuid>,
 }

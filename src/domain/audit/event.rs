@@ -22,10 +22,17 @@ pub enum EventType {
     AuthenticationFailed,
     AppPasswordFirstUse,
     AppPasswordNewNetwork,
+    AppPasswordUpdated,
+    AppPasswordSuspended,
+    AppPasswordResumed,
+    AppPasswordIdleExpired,
+    /// A bulk revocation's passwords of one account.
+    AppPasswordsBulkRevoked,
+    PrimaryCredentialChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 17] = [
         EventType::AppPasswordIssued,
         EventType::AppPasswordRevoked,
         EventType::AccountAppPasswordsRevoked,
@@ -37,6 +44,12 @@ impl EventType {
         EventType::AuthenticationFailed,
         EventType::AppPasswordFirstUse,
         EventType::AppPasswordNewNetwork,
+        EventType::AppPasswordUpdated,
+        EventType::AppPasswordSuspended,
+        EventType::AppPasswordResumed,
+        EventType::AppPasswordIdleExpired,
+        EventType::AppPasswordsBulkRevoked,
+        EventType::PrimaryCredentialChanged,
     ];
 
     /// The stored name. Never rename: stored rows use it.
@@ -53,6 +66,12 @@ impl EventType {
             EventType::AuthenticationFailed => "authentication_failed",
             EventType::AppPasswordFirstUse => "app_password_first_use",
             EventType::AppPasswordNewNetwork => "app_password_new_network",
+            EventType::AppPasswordUpdated => "app_password_updated",
+            EventType::AppPasswordSuspended => "app_password_suspended",
+            EventType::AppPasswordResumed => "app_password_resumed",
+            EventType::AppPasswordIdleExpired => "app_password_idle_expired",
+            EventType::AppPasswordsBulkRevoked => "app_passwords_bulk_revoked",
+            EventType::PrimaryCredentialChanged => "primary_credential_changed",
         }
     }
 

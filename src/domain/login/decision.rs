@@ -104,28 +104,22 @@ pub struct Decision {
 
 /// Whether the pair's source has signed in to the account recently enough
 /// to be exempt from the account-wide block.
-fn known_source(pair: &Counter, now: Timestamp, config: &ThrottleConfig) -> bool {
+pub fn known_source(pair: &Counter, now: Timestamp, config: &ThrottleConfig) -> bool {
     pair.last_success_at
         .is_some_and(|at| now.since(at) < config.known_source_for())
 }
 
 /// Why a candidate whose password is right is still refused, in a fixed
-/// order, cheapest check first: the account, then the password's own state,
-/// then its scope.
+/// order: the account, then the password's own rules (`Rules::refusal`,
+/// the one copy of them).
 pub fn refusal(credential: &Credential, facts: &Facts<'_>) -> Option<FailureReason> {
     if credential.account_disabled {
-        Some(FailureReason::AccountDisabled)
-    } else if credential.revoked {
-        Some(FailureReason::Revoked)
-    } else if credential.expires_at.is_some_and(|at| at <= facts.now) {
-        Some(FailureReason::Expired)
-    } else if !credential.protocols.allows(facts.protocol) {
-        Some(FailureReason::ProtocolNotAllowed)
-    } else if !credential.allowed_networks.permits(facts.client_ip) {
-        Some(FailureReason::NetworkNotAllowed)
-    } else {
-        None
+        return Some(FailureReason::AccountDisabled);
     }
+    credential
+        .rules()
+        .refusal(facts.now, Some(facts.protocol), Some(facts.client_ip))
+        .map(FailureReason::from)
 }
 
 /// The step before verification. The source's, the pair's and the
@@ -261,6 +255,10 @@ mod tests {
             account_disabled: false,
             revoked: false,
             expires_at: None,
+            idle_timeout: None,
+            last_active_at: earlier(86_400),
+            idle_expired: false,
+            suspended: false,
             protocols: ProtocolSet::of([Protocol::Imap]),
             allowed_networks: AllowedNetworks::new(vec!["192.0.2.0/24".parse().unwrap()]),
             use_count: 3,
@@ -410,13 +408,21 @@ mod tests {
     #[test]
     fn each_refusal_reason() {
         type Breaks = fn(&mut Credential);
-        let cases: [(Breaks, FailureReason); 5] = [
+        let cases: [(Breaks, FailureReason); 8] = [
             (
                 |c| c.account_disabled = true,
                 FailureReason::AccountDisabled,
             ),
             (|c| c.revoked = true, FailureReason::Revoked),
             (|c| c.expires_at = Some(NOW), FailureReason::Expired),
+            // Idle for exactly its timeout: refused at once, before any
+            // housekeeping marked it.
+            (
+                |c| c.idle_timeout = Some(Duration::from_secs(86_400)),
+                FailureReason::IdleExpired,
+            ),
+            (|c| c.idle_expired = true, FailureReason::IdleExpired),
+            (|c| c.suspended = true, FailureReason::Suspended),
             (
                 |c| c.protocols = ProtocolSet::of([Protocol::Pop3]),
                 FailureReason::ProtocolNotAllowed,
@@ -458,6 +464,8 @@ mod tests {
             c.account_disabled = true;
             c.revoked = true;
             c.expires_at = Some(earlier(1));
+            c.idle_timeout = Some(Duration::from_secs(3600));
+            c.suspended = true;
             c.protocols = ProtocolSet::of([Protocol::Pop3]);
             c.allowed_networks = AllowedNetworks::new(vec!["198.51.100.0/24".parse().unwrap()]);
         }
@@ -465,6 +473,8 @@ mod tests {
             FailureReason::AccountDisabled,
             FailureReason::Revoked,
             FailureReason::Expired,
+            FailureReason::IdleExpired,
+            FailureReason::Suspended,
             FailureReason::ProtocolNotAllowed,
             FailureReason::NetworkNotAllowed,
         ];
@@ -478,6 +488,12 @@ mod tests {
                     FailureReason::AccountDisabled => c.account_disabled = false,
                     FailureReason::Revoked => c.revoked = false,
                     FailureReason::Expired => c.expires_at = Some(later(1)),
+                    // Used an hour ago: a two-hour timeout has not run out.
+                    FailureReason::IdleExpired => {
+                        c.last_active_at = earlier(3600);
+                        c.idle_timeout = Some(Duration::from_secs(7200));
+                    }
+                    FailureReason::Suspended => c.suspended = false,
                     FailureReason::ProtocolNotAllowed => {
                         c.protocols = ProtocolSet::of([Protocol::Imap])
                     }

@@ -16,6 +16,7 @@
 //!   new-network events written at once (`usage`).
 
 pub mod decision;
+pub mod explain;
 pub mod memory;
 pub mod model;
 pub mod service;

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::throttle::ScopeCounters;
+use crate::domain::app_passwords::model::{Refusal, Rules};
 use crate::domain::shared::client::ClientName;
 use crate::domain::shared::network::{AllowedNetworks, SeenNetworks};
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
@@ -74,8 +75,23 @@ pub enum FailureReason {
     AccountDisabled,
     Revoked,
     Expired,
+    IdleExpired,
+    Suspended,
     ProtocolNotAllowed,
     NetworkNotAllowed,
+}
+
+impl From<Refusal> for FailureReason {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Revoked => FailureReason::Revoked,
+            Refusal::Expired => FailureReason::Expired,
+            Refusal::IdleExpired => FailureReason::IdleExpired,
+            Refusal::Suspended => FailureReason::Suspended,
+            Refusal::ProtocolNotAllowed => FailureReason::ProtocolNotAllowed,
+            Refusal::NetworkNotAllowed => FailureReason::NetworkNotAllowed,
+        }
+    }
 }
 
 impl FailureReason {
@@ -86,6 +102,8 @@ impl FailureReason {
             FailureReason::AccountDisabled => "account_disabled",
             FailureReason::Revoked => "revoked",
             FailureReason::Expired => "expired",
+            FailureReason::IdleExpired => "idle_expired",
+            FailureReason::Suspended => "suspended",
             FailureReason::ProtocolNotAllowed => "protocol_not_allowed",
             FailureReason::NetworkNotAllowed => "network_not_allowed",
         }
@@ -102,10 +120,32 @@ pub struct Credential {
     pub account_disabled: bool,
     pub revoked: bool,
     pub expires_at: Option<Timestamp>,
+    pub idle_timeout: Option<Duration>,
+    /// The last stored successful sign-in, or the issue if none.
+    pub last_active_at: Timestamp,
+    pub idle_expired: bool,
+    pub suspended: bool,
     pub protocols: ProtocolSet,
     pub allowed_networks: AllowedNetworks,
     pub use_count: i64,
     pub seen_networks: SeenNetworks,
+}
+
+impl Credential {
+    /// The password's rules, as every other reader of app passwords sees
+    /// them.
+    pub fn rules(&self) -> Rules<'_> {
+        Rules {
+            revoked: self.revoked,
+            expires_at: self.expires_at,
+            idle_timeout: self.idle_timeout,
+            last_active_at: self.last_active_at,
+            idle_expired: self.idle_expired,
+            suspended: self.suspended,
+            protocols: self.protocols,
+            allowed_networks: &self.allowed_networks,
+        }
+    }
 }
 
 /// Everything a login is decided on, read in one round trip to the

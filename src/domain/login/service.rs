@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::decision::{self, Decision, Effect, Facts, Gate, Verification};
+use super::explain::{self, ExplainRequest, Explanation, Viewer};
 use super::memory::{GuessDigest, HashPrint, Recall, Reservation, Reserve, ThrottleMemory};
 use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, Usage};
 use super::store::{LoginStore, ThrottleStore, UsageStore};
 use super::throttle::{ScopeKind, Scopes, ThrottleConfig};
 use super::usage::{success_events, PendingUse, UsageBuffer, UsageConfig};
 use super::verified_cache::{VerifiedCache, VerifiedCacheConfig};
+use crate::domain::accounts::store::AccountStore;
+use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::audit::store::AuditStore;
 use crate::domain::secrets::format::Secret;
@@ -113,6 +116,25 @@ impl<S> Drop for RunningGuard<S> {
         {
             running.idle.notify_waiters();
         }
+    }
+}
+
+impl<S> Logins<S>
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + AppPasswordStore + AccountStore,
+{
+    /// What Authenticate would decide now for an account, and why
+    /// (`explain`).
+    pub async fn explain(&self, request: ExplainRequest, viewer: &Viewer) -> Result<Explanation> {
+        let now = self.inner.clock.now();
+        explain::explain(
+            self.store(),
+            &self.inner.config.throttle,
+            now,
+            request,
+            viewer,
+        )
+        .await
     }
 }
 

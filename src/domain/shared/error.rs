@@ -49,6 +49,10 @@ pub enum Reason {
     AccountDisabled,
     AccountDeleted,
     AppPasswordCapReached,
+    /// A suspend, resume or update of a revoked app password.
+    AppPasswordRevoked,
+    /// A suspend, resume or update of an expired (or idle-expired) one.
+    AppPasswordExpired,
     HashingQueueFull,
     ScopeBusy,
     BootstrapKeyConflict,
@@ -75,6 +79,8 @@ impl Reason {
             Reason::AccountDisabled => "ACCOUNT_DISABLED",
             Reason::AccountDeleted => "ACCOUNT_DELETED",
             Reason::AppPasswordCapReached => "APP_PASSWORD_CAP_REACHED",
+            Reason::AppPasswordRevoked => "APP_PASSWORD_REVOKED",
+            Reason::AppPasswordExpired => "APP_PASSWORD_EXPIRED",
             Reason::HashingQueueFull => "HASHING_QUEUE_FULL",
             Reason::ScopeBusy => "SCOPE_BUSY",
             Reason::BootstrapKeyConflict => "BOOTSTRAP_KEY_CONFLICT",

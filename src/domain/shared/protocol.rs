@@ -107,6 +107,22 @@ impl ProtocolSet {
     }
 }
 
+/// `any`, or the protocols' names joined by commas: `imap,smtp`.
+impl std::fmt::Display for ProtocolSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_any() {
+            return f.write_str("any");
+        }
+        for (n, protocol) in self.protocols().enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(protocol.as_str())?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! them, never from the system directly, and background work waits on the
 //! same clock, so tests move time instead of sleeping.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -167,9 +168,85 @@ pub fn new_id(now: Timestamp) -> Uuid {
     ))
 }
 
+/// A length of time as configured: a whole number of seconds, minutes,
+/// hours or days, written `"90d"`, `"12h"`, `"30m"` or `"45s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(Duration);
+
+impl Span {
+    pub const fn days(days: u64) -> Self {
+        Self(Duration::from_secs(days * 86_400))
+    }
+
+    pub const fn duration(self) -> Duration {
+        self.0
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let split = text.len().checked_sub(1)?;
+        let (number, unit) = (text.get(..split)?, text.get(split..)?);
+        let number: u64 = number.parse().ok()?;
+        let seconds = match unit {
+            "s" => Some(1),
+            "m" => Some(60),
+            "h" => Some(3_600),
+            "d" => Some(86_400),
+            _ => None,
+        }?;
+        number
+            .checked_mul(seconds)
+            .map(|s| Self(Duration::from_secs(s)))
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seconds = self.0.as_secs();
+        match seconds {
+            0 => f.write_str("0s"),
+            s if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
+            s if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
+            s if s % 60 == 0 => write!(f, "{}m", s / 60),
+            s => write!(f, "{s}s"),
+        }
+    }
+}
+
+impl serde::Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Span::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a length of time: write a whole number and a unit, s, m, h or d (\"90d\")"
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_parse_and_print_in_whole_units() {
+        assert_eq!(Span::parse("90d"), Some(Span::days(90)));
+        assert_eq!(
+            Span::parse("36h").map(Span::duration),
+            Some(Duration::from_secs(129_600))
+        );
+        assert_eq!(Span::parse("36h").unwrap().to_string(), "36h");
+        assert_eq!(Span::days(7).to_string(), "7d");
+        for bad in ["", "d", "90", "-1d", "1.5d", "1w", "99999999999999999999d"] {
+            assert_eq!(Span::parse(bad), None, "{bad}");
+        }
+    }
 
     fn at(millis: i64) -> Timestamp {
         Timestamp::from_millis(millis)

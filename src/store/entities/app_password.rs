@@ -24,6 +24,11 @@ pub struct Model {
     pub last_used_client: Option<String>,
     pub use_count: i64,
     pub seen_networks: String,
+    pub suspended_at: Option<i64>,
+    pub suspend_reason: Option<String>,
+    pub idle_timeout_ms: Option<i64>,
+    pub idle_expired_at: Option<i64>,
+    pub updated_at: Option<i64>,
 }
 
 /// The stored argon2id PHC string. Its own type so that the derived `Debug`

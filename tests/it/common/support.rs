@@ -26,6 +26,7 @@ pub fn issue_request(
         protocols: protocols.iter().map(|&p| p as i32).collect(),
         expiration: None,
         allowed_networks: Vec::new(),
+        idle_timeout: None,
     }
 }
 
