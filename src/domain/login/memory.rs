@@ -42,13 +42,14 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 
 use super::model::FailureReason;
-use super::throttle::Scope;
-use crate::domain::audit::event::AuditEvent;
+use super::throttle::{Scope, ScopeKind};
+use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::protocol::Protocol;
 use crate::domain::shared::random;
 use crate::domain::shared::sync::lock;
 use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
 
 /// Distinct recent wrong guesses remembered per pair.
 const GUESSES_PER_PAIR: usize = 8;
@@ -128,14 +129,27 @@ impl Recall {
     }
 }
 
+/// What a coalesced throttled attempt is counted by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ThrottledKey {
+    username: Option<Username>,
+    client_ip: IpAddr,
+    protocol: Protocol,
+    actor: String,
+}
+
 pub struct ThrottleMemory {
     /// How long a guess is remembered and not counted again: the
     /// throttle's window.
     window: Duration,
     /// HMAC-SHA256 keyed with a key from the OS CSPRNG, cloned per digest.
     guess_mac: Hmac<Sha256>,
-    blocks: Mutex<HashMap<String, Timestamp>>,
+    /// Each block's end, and (for a pair's) whether its account exists.
+    blocks: Mutex<HashMap<String, (Timestamp, bool)>>,
     guesses: Mutex<Guesses>,
+    /// Throttled attempts not yet audited, coalesced: how many per account
+    /// (when it exists), client address, protocol and proxy.
+    throttled: Mutex<HashMap<ThrottledKey, u32>>,
     flights: Arc<Flights>,
 }
 
@@ -168,30 +182,72 @@ impl ThrottleMemory {
             })?,
             blocks: Mutex::new(HashMap::new()),
             guesses: Mutex::new(Guesses::default()),
+            throttled: Mutex::new(HashMap::new()),
             flights: Arc::new(Flights::default()),
         })
     }
 
     /// The latest block among `scopes` that this replica knows of and that
-    /// still runs at `now`.
-    pub fn cached_block(&self, scopes: &[&Scope], now: Timestamp) -> Option<Timestamp> {
+    /// still runs at `now`, and whether the account of a blocked pair
+    /// among them is known to exist (for the audit trail, which names an
+    /// account only then).
+    pub fn cached_block(&self, scopes: &[&Scope], now: Timestamp) -> Option<(Timestamp, bool)> {
         let blocks = lock(&self.blocks);
-        scopes
-            .iter()
-            .filter_map(|scope| blocks.get(&scope.key).copied())
-            .filter(|until| *until > now)
-            .max()
+        let mut latest: Option<(Timestamp, bool)> = None;
+        for scope in scopes {
+            if let Some(&(until, account_exists)) = blocks.get(&scope.key) {
+                if until > now {
+                    let known = account_exists && scope.kind == ScopeKind::Pair;
+                    let (at, was_known) = latest.unwrap_or((until, false));
+                    latest = Some((at.max(until), was_known || known));
+                }
+            }
+        }
+        latest
     }
 
-    pub fn remember_block(&self, scope: &Scope, until: Timestamp, now: Timestamp) {
+    /// `account_exists` matters for a pair's block only.
+    pub fn remember_block(
+        &self,
+        scope: &Scope,
+        until: Timestamp,
+        now: Timestamp,
+        account_exists: bool,
+    ) {
         let mut blocks = lock(&self.blocks);
         if blocks.len() >= MEMORY_ENTRIES && !blocks.contains_key(&scope.key) {
-            blocks.retain(|_, until| *until > now);
+            blocks.retain(|_, (until, _)| *until > now);
             if blocks.len() >= MEMORY_ENTRIES {
                 return;
             }
         }
-        blocks.insert(scope.key.clone(), until);
+        blocks.insert(scope.key.clone(), (until, account_exists));
+    }
+
+    /// Notes a throttled attempt, to be audited coalesced at the next
+    /// flush (a throttled attempt writes nothing of its own: that is what
+    /// keeps a flood cheap). `username` only when the account exists. When
+    /// the memory is full, new kinds of attempt go unaudited; the block
+    /// itself is stored either way.
+    pub fn note_throttled(
+        &self,
+        username: Option<&Username>,
+        client_ip: IpAddr,
+        protocol: Protocol,
+        actor: &str,
+    ) {
+        let key = ThrottledKey {
+            username: username.cloned(),
+            client_ip,
+            protocol,
+            actor: actor.to_owned(),
+        };
+        let mut throttled = lock(&self.throttled);
+        if let Some(count) = throttled.get_mut(&key) {
+            *count = count.saturating_add(1);
+        } else if throttled.len() < MEMORY_ENTRIES {
+            throttled.insert(key, 1);
+        }
     }
 
     pub fn forget_block(&self, scope: &Scope) {
@@ -318,8 +374,18 @@ impl ThrottleMemory {
     /// guess repeated since the last call, with the number of repeats as
     /// its item count. Guesses past the window are forgotten here.
     pub fn take_repeats(&self, now: Timestamp) -> Vec<AuditEvent> {
+        let throttled = std::mem::take(&mut *lock(&self.throttled));
         let mut guesses = lock(&self.guesses);
         let mut events = std::mem::take(&mut guesses.orphaned);
+        events.extend(throttled.into_iter().map(|(key, count)| {
+            let mut event = AuditEvent::new(EventType::AuthenticationFailed, now, &key.actor)
+                .detail(FailureReason::THROTTLED);
+            event.username = key.username;
+            event.client_ip = Some(key.client_ip);
+            event.protocol = Some(key.protocol);
+            event.item_count = Some(i64::from(count));
+            event
+        }));
         for recent in guesses.by_pair.values_mut() {
             for guess in recent.iter_mut() {
                 if let Some(event) = coalesced(guess, now) {
@@ -646,6 +712,37 @@ mod tests {
         assert_ne!(base, memory.digest(&pair(), ip, Protocol::Pop3, "x"));
         assert_ne!(base, memory.digest(&pair(), ip, Protocol::Imap, "y"));
         assert!(!format!("{base:?}").contains(&format!("{:?}", base.0)));
+    }
+
+    #[test]
+    fn throttled_attempts_are_audited_coalesced_and_bounded() {
+        let memory = memory();
+        let alice = Username::parse("alice").unwrap();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..500 {
+            memory.note_throttled(Some(&alice), ip, Protocol::Imap, "proxy");
+        }
+        memory.note_throttled(None, ip, Protocol::Imap, "proxy");
+        let mut events = memory.take_repeats(at(9));
+        events.sort_by_key(|e| e.item_count);
+        let counted: Vec<_> = events
+            .iter()
+            .map(|e| (e.username.clone(), e.item_count, e.detail.as_str()))
+            .collect();
+        assert_eq!(
+            counted,
+            [
+                (None, Some(1), "throttled"),
+                (Some(alice), Some(500), "throttled"),
+            ]
+        );
+        assert!(memory.take_repeats(at(10)).is_empty(), "written once");
+        // A flood of distinct attempts costs bounded memory.
+        for n in 0..(MEMORY_ENTRIES as u32 + 1_000) {
+            let ip = IpAddr::from(n.to_be_bytes());
+            memory.note_throttled(None, ip, Protocol::Imap, "proxy");
+        }
+        assert_eq!(memory.take_repeats(at(11)).len(), MEMORY_ENTRIES);
     }
 
     #[test]

@@ -95,6 +95,10 @@ impl From<Refusal> for FailureReason {
 }
 
 impl FailureReason {
+    /// The code of a throttled attempt in the audit trail (throttling is
+    /// not a failure reason of a decided login: it comes before any).
+    pub const THROTTLED: &'static str = "throttled";
+
     /// The code used in logs and the audit trail.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -242,7 +242,15 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             let now = self.inner.clock.now();
             // Blocks of the source and the pair that this replica has seen
             // are answered from memory, before anything is read.
-            if let Some(until) = memory.cached_block(&[&scopes.source, &scopes.pair], now) {
+            if let Some((until, account_exists)) =
+                memory.cached_block(&[&scopes.source, &scopes.pair], now)
+            {
+                memory.note_throttled(
+                    account_exists.then_some(&attempt.username),
+                    client_ip,
+                    attempt.protocol,
+                    &attempt.actor,
+                );
                 return Ok(throttled(until, now));
             }
             let watch = memory.watch(&scopes.all(), &digest);
@@ -259,8 +267,19 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             let (may_use_cache, room) = match decision::gate(&facts, &self.inner.config.throttle) {
                 Gate::Throttled { until, remember } => {
                     for (kind, blocked_until) in remember {
-                        memory.remember_block(scopes.get(kind), blocked_until, now);
+                        memory.remember_block(
+                            scopes.get(kind),
+                            blocked_until,
+                            now,
+                            state.account_exists,
+                        );
                     }
+                    memory.note_throttled(
+                        state.account_exists.then_some(&attempt.username),
+                        client_ip,
+                        attempt.protocol,
+                        &attempt.actor,
+                    );
                     return Ok(throttled(until, now));
                 }
                 Gate::Verify {
@@ -465,7 +484,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         for (scope, counter) in counters {
             if let Some(until) = counter.blocked_until {
                 if scope.kind != ScopeKind::Account {
-                    memory.remember_block(&scope, until, now);
+                    memory.remember_block(&scope, until, now, login.facts.state.account_exists);
                 }
             }
         }
