@@ -60,6 +60,8 @@ impl App {
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, BoxError> {
         let tls = config.tls.as_ref().map(tls_config).transpose()?;
         let store = open_store(config).await?;
+        let usage_flush = config.usage.flush_interval().unwrap_or_default();
+        config.app_passwords.validate(usage_flush)?;
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
         let login = LoginConfig {
             throttle: config.throttle,
@@ -76,6 +78,7 @@ impl App {
                 Arc::clone(&clock),
                 config.max_active_app_passwords,
                 config.app_passwords,
+                usage_flush,
             ),
             accounts: Accounts::new(store.clone(), Arc::clone(&clock)),
             callers: Callers::new(store.clone(), Arc::clone(&clock), config.caller_cache),

@@ -37,6 +37,10 @@ use super::{caller, deadline, names, paging, validate};
 /// with `complete: false` (half the caller's deadline, if shorter).
 const BULK_BUDGET: Duration = Duration::from_secs(20);
 
+/// The most paths an update mask may name (there are five fields to
+/// update; the bound keeps the error about a bad mask small).
+const MAX_MASK_PATHS: usize = 32;
+
 /// The fields UpdateAppPassword may change, by their API names.
 const UPDATABLE: [&str; 5] = [
     "display_name",
@@ -92,6 +96,9 @@ fn fields_to_update(
             return Err("names no field to update, and app_password sets none".to_owned());
         }
         return Ok(fields);
+    }
+    if paths.len() > MAX_MASK_PATHS {
+        return Err(format!("must name at most {MAX_MASK_PATHS} paths"));
     }
     let mut fields = Vec::new();
     let mut problems = Vec::new();

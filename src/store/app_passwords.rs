@@ -23,14 +23,29 @@ use crate::domain::shared::protocol::ProtocolSet;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
-/// Rows that count against the cap: neither revoked nor expired at `now`,
-/// nor marked idle-expired (suspended ones count: they can be resumed at
-/// any time). A password whose idle timeout ran out but that housekeeping
-/// has not marked yet still counts until it is.
+/// `COALESCE(last_used_at, created_at) + idle_timeout_ms`: when an app
+/// password goes idle by its stored last use (`Rules::idle_deadline`).
+fn idle_deadline() -> sea_orm::sea_query::SimpleExpr {
+    use app_password::Column as C;
+    Expr::expr(Func::coalesce([
+        Expr::col((app_password::Entity, C::LastUsedAt)).into(),
+        Expr::col((app_password::Entity, C::CreatedAt)).into(),
+    ]))
+    .add(Expr::col((app_password::Entity, C::IdleTimeoutMs)))
+}
+
+/// Rows that count against the cap: neither revoked nor expired nor idle
+/// at `now` (`Rules::lifecycle_refusal`, suspension aside: suspended ones
+/// count, since they can be resumed at any time).
 pub(super) fn active_at(now: Timestamp) -> Condition {
     Condition::all()
         .add(app_password::Column::RevokedAt.is_null())
         .add(app_password::Column::IdleExpiredAt.is_null())
+        .add(
+            Condition::any()
+                .add(app_password::Column::IdleTimeoutMs.is_null())
+                .add(Expr::expr(idle_deadline()).gt(now.as_millis())),
+        )
         .add(
             Condition::any()
                 .add(app_password::Column::ExpiresAt.is_null())
@@ -486,27 +501,22 @@ impl AppPasswordStore for SqlStore {
     async fn idle_candidates(
         &self,
         now: Timestamp,
+        before: Timestamp,
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<(Username, Uuid)>> {
+        // Unmarked, not revoked or expired by time, and idle by `before`.
         let mut query = app_password::Entity::find()
             .find_also_related(account::Entity)
             .filter(app_password::Column::RevokedAt.is_null())
             .filter(app_password::Column::IdleExpiredAt.is_null())
             .filter(app_password::Column::IdleTimeoutMs.is_not_null())
             .filter(
-                Expr::expr(
-                    Expr::expr(Func::coalesce([
-                        Expr::col((app_password::Entity, app_password::Column::LastUsedAt)).into(),
-                        Expr::col((app_password::Entity, app_password::Column::CreatedAt)).into(),
-                    ]))
-                    .add(Expr::col((
-                        app_password::Entity,
-                        app_password::Column::IdleTimeoutMs,
-                    ))),
-                )
-                .lte(now.as_millis()),
-            );
+                Condition::any()
+                    .add(app_password::Column::ExpiresAt.is_null())
+                    .add(app_password::Column::ExpiresAt.gt(now.as_millis())),
+            )
+            .filter(Expr::expr(idle_deadline()).lte(before.as_millis()));
         if let Some(after) = after {
             query = query.filter(app_password::Column::Id.gt(after));
         }
@@ -522,6 +532,17 @@ impl AppPasswordStore for SqlStore {
                 account.map(|a| (Username::from_stored(a.username), row.id))
             })
             .collect())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn issued_any(&self, username: &Username, issuer: &str) -> Result<bool> {
+        let found = app_password::Entity::find()
+            .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
+            .filter(app_password::Column::IssuedBy.eq(issuer))
+            .count(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(found > 0)
     }
 
     #[tracing::instrument(skip_all)]

@@ -41,7 +41,15 @@ struct Inner<S> {
     /// Active (unrevoked, unexpired) app passwords one account may hold.
     max_active_per_account: u32,
     config: AppPasswordsConfig,
+    /// How long after its idle deadline housekeeping marks a password: a
+    /// login refuses it from the deadline on, but a use on another replica
+    /// may reach the database up to one usage flush interval late (and
+    /// replicas' clocks may differ), and a mark is for good.
+    idle_mark_grace: Duration,
 }
+
+/// Clocks of replicas may differ by this much, for the idle mark's grace.
+const REPLICA_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// Passwords one batch of a bulk revocation or of housekeeping takes: one
 /// transaction each, so memory and lock time stay bounded whatever the
@@ -52,6 +60,8 @@ const SAMPLE: u32 = 10;
 /// How far in the future a reported change of the primary credential may
 /// be dated (the portal's clock may be ahead of ours).
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// How late a change of the primary credential may be reported.
+const OLDEST_CHANGE: Duration = Duration::from_secs(30 * 86_400);
 
 /// What a bulk revocation did, or (validate only) would do.
 #[derive(Debug, Clone, Default)]
@@ -82,6 +92,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         clock: Arc<dyn Clock>,
         max_active_per_account: u32,
         config: AppPasswordsConfig,
+        usage_flush_interval: Duration,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -90,6 +101,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 clock,
                 max_active_per_account,
                 config,
+                idle_mark_grace: usage_flush_interval + REPLICA_CLOCK_SKEW,
             }),
         }
     }
@@ -377,10 +389,21 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         if changed_at > now.saturating_add(CLOCK_SKEW) {
             return Err(Error::invalid("change_time", "must not be in the future"));
         }
+        if changed_at < now.saturating_sub(OLDEST_CHANGE) {
+            return Err(Error::invalid(
+                "change_time",
+                "must be within the last 30 days (a report that late is a bug to look into; revoke what must go explicitly)",
+            ));
+        }
         let policy = self.inner.config.on_primary_change.for_change(change);
         let event = AuditEvent::new(EventType::PrimaryCredentialChanged, now, actor)
             .account(username)
-            .detail(format!("{}: {}", change.as_str(), policy.as_str()));
+            .detail(format!(
+                "{}: {} (changed at {})",
+                change.as_str(),
+                policy.as_str(),
+                changed_at.as_millis()
+            ));
         let reason = format!("primary credential changed ({})", change.as_str());
         let issued_before = match policy {
             ChangePolicy::Keep => {
@@ -464,9 +487,14 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
     pub async fn expire_idle(&self) -> Result<u64> {
         let mut marked = 0;
         let mut after = None;
+        let grace = self.inner.idle_mark_grace;
         loop {
             let now = self.now();
-            let candidates = self.store().idle_candidates(now, after, BATCH).await?;
+            let before = now.saturating_sub(grace);
+            let candidates = self
+                .store()
+                .idle_candidates(now, before, after, BATCH)
+                .await?;
             let Some((_, last)) = candidates.last() else {
                 return Ok(marked);
             };
@@ -477,9 +505,12 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 self.store()
                     .change_app_password(&username, id, |current| {
                         let rules = current.rules();
-                        if current.revoked.is_some()
+                        // Decided again on the row as it is now: a use
+                        // flushed meanwhile moves the deadline.
+                        let due = rules.idle_deadline().is_some_and(|at| at <= before);
+                        if rules.lifecycle_refusal(now) != Some(Refusal::IdleExpired)
                             || current.idle_expired_at.is_some()
-                            || !rules.is_idle(now)
+                            || !due
                         {
                             return Ok(None);
                         }

@@ -102,14 +102,23 @@ pub trait AppPasswordStore: Clone + Send + Sync + 'static {
         event: AuditEvent,
     ) -> impl Future<Output = Result<BulkBatch>> + Send;
 
-    /// Up to `limit` passwords, in id order after `after`, that are not yet
-    /// marked but whose idle timeout ran out by the stored last use.
+    /// Up to `limit` passwords, in id order after `after`, that are not
+    /// marked, revoked or expired at `now`, but went idle by `before`
+    /// (their stored last use plus their idle timeout).
     fn idle_candidates(
         &self,
         now: Timestamp,
+        before: Timestamp,
         after: Option<Uuid>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(Username, Uuid)>>> + Send;
+
+    /// Whether `issuer` issued any of the account's app passwords.
+    fn issued_any(
+        &self,
+        username: &Username,
+        issuer: &str,
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Deletes up to `limit` passwords revoked, expired or idle-expired
     /// before `ended_before`; returns how many.

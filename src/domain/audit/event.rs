@@ -80,6 +80,9 @@ impl EventType {
     }
 }
 
+/// The longest detail stored, in characters.
+pub const DETAIL_MAX_CHARS: usize = 500;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     /// Assigned by storage; 0 until written.
@@ -125,8 +128,15 @@ impl AuditEvent {
         self
     }
 
+    /// Sets the detail, cut to [`DETAIL_MAX_CHARS`] (the stored column's
+    /// size; an update's old and new networks can be longer) with "…".
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = detail.into();
+        let mut detail: String = detail.into();
+        if let Some((cut, _)) = detail.char_indices().nth(DETAIL_MAX_CHARS - 1) {
+            detail.truncate(cut);
+            detail.push('…');
+        }
+        self.detail = detail;
         self
     }
 }

@@ -82,20 +82,32 @@ where
     S: LoginStore + AppPasswordStore + AccountStore + AuditStore,
 {
     let username = request.username;
-    let account = store.get_account(&username, now).await?;
-    let passwords = match account {
-        Some(_) => store
-            .list_app_passwords(&username, true, None, PASSWORDS_SHOWN)
-            .await?
-            .map(|page| page.items)
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
     if let Viewer::Issuer(issuer) = viewer {
-        // Another issuer's user is none of this one's business: answered as
-        // if the account did not exist.
-        if !passwords.iter().any(|p| &p.issued_by == issuer) {
+        // Only the helpdesk's data of its own users: throttle state and the
+        // client addresses of failures. (Whether an account exists is no
+        // secret from an issuer: ListAppPasswords tells it.)
+        if !store.issued_any(&username, issuer).await? {
             return Err(account_not_found(&username));
+        }
+    }
+    let account = store.get_account(&username, now).await?;
+    // Those that are not revoked first (they decide a login), newest
+    // first; then revoked ones, up to the total shown.
+    let mut passwords = Vec::new();
+    if account.is_some() {
+        for show_revoked in [false, true] {
+            let page = store
+                .list_app_passwords(&username, show_revoked, None, PASSWORDS_SHOWN)
+                .await?
+                .map(|page| page.items)
+                .unwrap_or_default();
+            for password in page {
+                let room = passwords.len() < PASSWORDS_SHOWN as usize;
+                let seen = passwords.iter().any(|p: &AppPassword| p.id == password.id);
+                if room && !seen {
+                    passwords.push(password);
+                }
+            }
         }
     }
 
