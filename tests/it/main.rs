@@ -26,6 +26,7 @@ mod leaks;
 mod limits;
 mod metrics;
 mod proxies;
+mod quickstart;
 mod races;
 mod refusals;
 mod review;
