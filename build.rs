@@ -11,8 +11,6 @@
 
 use std::path::PathBuf;
 
-use prost::Message;
-
 /// Messages that carry a secret. prost derives `Debug` for every field, so
 /// these get hand-written, redacting `Debug` impls in `src/grpc/redact.rs`.
 /// The cfg each test backend is enabled by, and the variable naming its
@@ -40,16 +38,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo::rerun-if-changed=proto");
     test_backends();
 
-    let descriptors = protox::compile(protos, ["proto"])?;
+    // `proto/` also holds the vendored google/api annotations the protos
+    // import; imports go into the set, so reflection can serve them too.
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_source_info(true).include_imports(true);
+    compiler.open_files(protos)?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Encoded by protox itself, not through prost_types (whose options
+    // types have no room for extensions): the set keeps the custom options
+    // (`google.api.field_behavior`, `google.api.resource`, …) that
+    // `grpcurl describe` shows.
     std::fs::write(
         out_dir.join("latchkey_descriptor.bin"),
-        descriptors.encode_to_vec(),
+        compiler.encode_file_descriptor_set(),
     )?;
 
     tonic_prost_build::configure()
         .skip_debug(SECRET_BEARING_MESSAGES)
-        .compile_fds(descriptors)?;
+        .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }
 

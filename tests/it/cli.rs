@@ -126,7 +126,7 @@ fn database_passwords_are_redacted_everywhere() {
 }
 
 /// Kills the process when the test ends, passed or not.
-struct Killed(std::process::Child);
+pub struct Killed(pub std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -135,39 +135,60 @@ impl Drop for Killed {
     }
 }
 
-/// `serve` says on stdout where it listens, with the port a port of 0 got:
-/// how a script or the load benchmark finds a server it started.
-#[tokio::test]
-async fn serve_prints_the_addresses_it_bound() {
+/// Starts `latchkey serve ARGS` (logging warnings and worse to this test's
+/// stderr) and returns it with the first `lines` lines of its stdout, where
+/// it says what it bound; fails if they do not come within 30 s.
+pub async fn serve(args: &[impl AsRef<std::ffi::OsStr>], lines: usize) -> (Killed, Vec<String>) {
     use std::io::{BufRead, BufReader};
-    use std::net::SocketAddr;
     use std::process::Stdio;
 
-    let dir = tempfile::tempdir().unwrap();
-    let url = sqlite_url(dir.path());
     let mut server = Killed(
         Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "127.0.0.1:0", "--database-url", &url])
+            .arg("serve")
+            .args(args)
             .env("LATCHKEY_LOG__FILTER", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("the latchkey binary runs"),
     );
     let stdout = server.0.stdout.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
+    let printed = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
             .lines()
-            .take(2)
+            .take(lines)
             .collect::<Result<Vec<_>, _>>()
     });
-    let lines = tokio::time::timeout(std::time::Duration::from_secs(30), lines)
+    let printed = tokio::time::timeout(std::time::Duration::from_secs(30), printed)
         .await
-        .expect("serve printed its addresses")
+        .expect("serve printed what it bound")
         .unwrap()
         .unwrap();
+    assert_eq!(printed.len(), lines, "serve stopped early: {printed:?}");
+    (server, printed)
+}
+
+/// `serve` says on stdout where it listens, with the port a port of 0 got:
+/// how a script or the load benchmark finds a server it started.
+#[tokio::test]
+async fn serve_prints_the_addresses_it_bound() {
+    use std::net::SocketAddr;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let (_server, lines) = serve(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &url,
+        ],
+        2,
+    )
+    .await;
     let address = |line: &str, prefix: &str| -> SocketAddr {
         let address: SocketAddr = line.strip_prefix(prefix).unwrap().parse().unwrap();
         assert_ne!(address.port(), 0, "{line}");
@@ -187,12 +208,8 @@ async fn serve_prints_the_addresses_it_bound() {
         .unwrap();
 }
 
-/// A deployment's operator comes from a key file on start, once: a
-/// restart changes nothing, the key is never logged, and a file that does
-/// not hold a key refuses the start without repeating what it holds.
-#[tokio::test]
-async fn a_bootstrap_operator_is_made_once_from_its_key_file() {
-    use latchkey::domain::callers::model::Role;
+/// A fresh caller key from `latchkey caller new-key`.
+pub fn new_key() -> String {
     let made = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["caller", "new-key"])
         .output()
@@ -200,6 +217,16 @@ async fn a_bootstrap_operator_is_made_once_from_its_key_file() {
     assert!(made.status.success());
     let key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
     assert!(key.starts_with(KEY_PREFIX));
+    key
+}
+
+/// A deployment's operator comes from a key file on start, once: a
+/// restart changes nothing, the key is never logged, and a file that does
+/// not hold a key refuses the start without repeating what it holds.
+#[tokio::test]
+async fn a_bootstrap_operator_is_made_once_from_its_key_file() {
+    use latchkey::domain::callers::model::Role;
+    let key = new_key();
 
     let window = crate::common::logs::window();
     let dir = tempfile::tempdir().unwrap();

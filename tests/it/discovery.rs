@@ -1,5 +1,9 @@
-//! What grpcurl and load balancers rely on: reflection (v1 and v1alpha) and
-//! health checking.
+//! What grpcurl and load balancers rely on: reflection (v1 and v1alpha),
+//! the API annotations it serves (checked with grpcurl itself, which
+//! `.ci/run` installs), and health checking.
+
+use std::path::Path;
+use std::process::Command;
 
 use latchkey::domain::callers::model::Role;
 use latchkey::grpc::access::ReflectionAccess;
@@ -11,6 +15,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_reflection::pb::{v1, v1alpha};
 
 use crate::common::harness::{Authed, Backend, TestServer};
+use crate::common::programs;
 
 const EXPECTED: [&str; 6] = [
     "grpc.health.v1.Health",
@@ -159,5 +164,83 @@ async fn health_needs_no_caller_and_reports_every_service_serving() {
             .into_inner();
         assert_eq!(response.status(), ServingStatus::Serving, "{service}");
     }
+    server.stop().await;
+}
+
+/// What `grpcurl describe SYMBOL` prints, through reflection, with an
+/// operator's key (sent from the environment, not the command line).
+async fn grpcurl_describe(grpcurl: &Path, server: &TestServer, symbol: &str) -> String {
+    let mut command = Command::new(grpcurl);
+    command
+        .env("LATCHKEY_KEY", &server.keys[&Role::Operator])
+        .args(["-plaintext", "-expand-headers", "-H"])
+        .arg("authorization: Bearer ${LATCHKEY_KEY}")
+        .arg(server.addr.to_string())
+        .args(["describe", symbol]);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "grpcurl describe {symbol}: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// The line of `described` that declares `field` (`create_time = 6`).
+fn field_line<'a>(described: &'a str, field: &str) -> &'a str {
+    described
+        .lines()
+        .find(|line| line.contains(field))
+        .unwrap_or_else(|| panic!("no {field} in:\n{described}"))
+}
+
+/// The API annotations (google.api.resource, field_behavior,
+/// resource_reference) reach clients: reflection serves the descriptors
+/// with their options, and grpcurl shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_describe_shows_the_api_annotations() {
+    let Some(grpcurl) = programs::grpcurl() else {
+        return;
+    };
+    let server = TestServer::start(Backend::Sqlite).await;
+
+    let app_password = grpcurl_describe(&grpcurl, &server, "latchkey.v1.AppPassword").await;
+    let resource = field_line(&app_password, "(.google.api.resource)");
+    assert!(
+        resource.contains(r#"type:"latchkey.dev/AppPassword""#)
+            && resource.contains(r#"pattern:"accounts/{account}/appPasswords/{app_password}""#),
+        "{resource}"
+    );
+    for (field, behavior) in [
+        ("string name = 1", "IDENTIFIER"),
+        ("create_time = 6", "OUTPUT_ONLY"),
+        ("display_name = 3", "IMMUTABLE"),
+    ] {
+        let line = field_line(&app_password, field);
+        assert!(
+            line.contains(&format!("(.google.api.field_behavior) = {behavior}")),
+            "{line}"
+        );
+    }
+
+    let account = grpcurl_describe(&grpcurl, &server, "latchkey.v1.Account").await;
+    let resource = field_line(&account, "(.google.api.resource)");
+    assert!(
+        resource.contains(r#"type:"latchkey.dev/Account""#)
+            && resource.contains(r#"pattern:"accounts/{account}""#),
+        "{resource}"
+    );
+
+    let issue = grpcurl_describe(&grpcurl, &server, "latchkey.v1.IssueAppPasswordRequest").await;
+    let parent = field_line(&issue, "string parent = 1");
+    assert!(
+        parent.contains("(.google.api.field_behavior) = REQUIRED")
+            && parent.contains(r#"child_type:"latchkey.dev/AppPassword""#),
+        "{parent}"
+    );
     server.stop().await;
 }

@@ -27,6 +27,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod proxies;
+mod quickstart;
 mod races;
 mod refusals;
 mod review;

@@ -15,13 +15,14 @@ use crate::common::bearer::Bearer;
 use crate::common::harness::{Backend, TestServer};
 use crate::common::support::login_request;
 
-struct Pki {
+/// A CA and what it signs; also used by `systemd.rs`.
+pub struct Pki {
     dir: tempfile::TempDir,
     ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
@@ -35,7 +36,7 @@ impl Pki {
     }
 
     /// A certificate signed by the CA: (cert PEM, key PEM).
-    fn issue(&self, common_name: &str, sans: &[&str]) -> (String, String) {
+    pub fn issue(&self, common_name: &str, sans: &[&str]) -> (String, String) {
         let mut params =
             CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
                 .unwrap();
@@ -62,13 +63,22 @@ impl Pki {
     }
 
     async fn channel(&self, server: &TestServer, client: Option<(String, String)>) -> Channel {
+        self.channel_to(server.addr, client).await
+    }
+
+    /// A TLS channel to `addr` that trusts this CA, as `localhost`.
+    pub async fn channel_to(
+        &self,
+        addr: std::net::SocketAddr,
+        client: Option<(String, String)>,
+    ) -> Channel {
         let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(self.ca.pem()))
             .domain_name("localhost");
         if let Some((cert, key)) = client {
             tls = tls.identity(Identity::from_pem(cert, key));
         }
-        Endpoint::from_shared(format!("https://{}", server.addr))
+        Endpoint::from_shared(format!("https://{addr}"))
             .unwrap()
             .tls_config(tls)
             .unwrap()

