@@ -219,6 +219,22 @@ fn the_readme_quick_start_works_as_pasted_and_leaves_the_checkout_clean() {
         stdout.contains("AUDIT_EVENT_TYPE_APP_PASSWORD_REVOKED"),
         "{shown}"
     );
+    // The helpdesk's walk, in order: a refusal, its explanation, a
+    // suspension refused, and the resumed password signing in again.
+    let mut at = refused;
+    for expected in [
+        r#""failureReason": "FAILURE_REASON_PROTOCOL_NOT_ALLOWED""#,
+        r#""refusedBy": "FAILURE_REASON_PROTOCOL_NOT_ALLOWED""#,
+        r#""summary": "no app password is usable"#,
+        r#""state": "STATE_SUSPENDED""#,
+        r#""failureReason": "FAILURE_REASON_SUSPENDED""#,
+        r#""state": "STATE_ACTIVE""#,
+        r#""authenticated": true"#,
+    ] {
+        at += stdout[at..]
+            .find(expected)
+            .unwrap_or_else(|| panic!("the helpdesk walk lacks {expected} after byte {at}\n{shown}"));
+    }
 
     let left = git(&checkout, &["status", "--porcelain", "--ignored"]);
     assert!(
