@@ -10,7 +10,7 @@ use latchkey::grpc::pb::{AuthenticateRequest, FailureReason, IssueAppPasswordReq
 use tonic::transport::Channel;
 
 use crate::bearer::Bearer;
-use crate::drive::{drive, Run};
+use crate::drive::{drive, Run, Until};
 use crate::options::Options;
 use crate::server::Server;
 use crate::BoxError;
@@ -70,13 +70,17 @@ impl Bench {
         F: Fn(u64, Channel) -> Fut + Clone + Send + 'static,
         Fut: std::future::Future<Output = Option<String>> + Send,
     {
-        drive(
-            &self.channels,
-            self.options.concurrency,
-            self.options.duration,
-            request,
-        )
-        .await
+        self.run_until(Until::Elapsed(self.options.duration), request)
+            .await
+    }
+
+    /// `request` at the configured concurrency until `until` says stop.
+    pub async fn run_until<F, Fut>(&self, until: Until, request: F) -> Run
+    where
+        F: Fn(u64, Channel) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = Option<String>> + Send,
+    {
+        drive(&self.channels, self.options.concurrency, until, request).await
     }
 
     /// IssueAppPassword for `duration`, or until `limit` are issued; every
@@ -89,7 +93,7 @@ impl Bench {
         let run = drive(
             &self.channels,
             self.options.concurrency,
-            duration,
+            Until::Elapsed(duration),
             move |n, channel| {
                 let (key, sink) = (key.clone(), Arc::clone(&sink));
                 async move {

@@ -1,9 +1,10 @@
 //! A closed-loop load: `concurrency` tasks, each sending its next request as
-//! soon as the last one is answered, for a fixed time; every latency kept.
+//! soon as the last one is answered, for a fixed time or until told to
+//! stop; every latency kept.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,13 +55,32 @@ impl Run {
     }
 }
 
+/// How long a load runs.
+#[derive(Clone)]
+pub enum Until {
+    /// For this long from its start.
+    Elapsed(Duration),
+    /// Until the flag is set (each task finishes the request it has sent).
+    Stopped(Arc<AtomicBool>),
+}
+
+impl Until {
+    /// Whether a load started at `started` goes on.
+    fn goes_on(&self, started: Instant) -> bool {
+        match self {
+            Self::Elapsed(duration) => started.elapsed() < *duration,
+            Self::Stopped(stop) => !stop.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Sends `request(n, channel)` for n = 0, 1, 2, … from `concurrency` tasks
-/// over `channels` for `duration`. A request returning `None` means there
-/// is no more work (its task stops).
+/// over `channels` until `until` says stop. A request returning `None`
+/// means there is no more work (its task stops).
 pub async fn drive<F, Fut>(
     channels: &[Channel],
     concurrency: usize,
-    duration: Duration,
+    until: Until,
     request: F,
 ) -> Run
 where
@@ -69,14 +89,13 @@ where
 {
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = started + duration;
     let tasks: Vec<_> = (0..concurrency)
         .map(|task| {
             let channel = channels[task % channels.len()].clone();
-            let (next, request) = (Arc::clone(&next), request.clone());
+            let (next, request, until) = (Arc::clone(&next), request.clone(), until.clone());
             tokio::spawn(async move {
                 let mut run = Run::default();
-                while Instant::now() < deadline {
+                while until.goes_on(started) {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let sent = Instant::now();
                     let Some(outcome) = request(n, channel.clone()).await else {

@@ -2,8 +2,9 @@
 //! judged by. Run with `cargo bench --bench load` (release build); options
 //! after `--`: `--duration SECS` (10), `--concurrency N` (64),
 //! `--postgres-url URL` (an admin URL: the PostgreSQL scenarios run in a
-//! fresh database made there and dropped after), `--skip-scale`, and
-//! `--out FILE` (`target/load.md`). The table is printed and written there.
+//! fresh database made there and dropped after), `--skip-scale`,
+//! `--skip-bulk`, `--bulk-only`, and `--out FILE` (`target/load.md`). The
+//! table is printed and written there.
 //!
 //! The real `latchkey` binary serves in its own process with its defaults
 //! (default argon2id parameters, one request log line each, written to a
@@ -17,12 +18,16 @@
 //! on one thread and on the hashing pool with no gRPC around it, and a
 //! no-op unary RPC (grpc.health.v1 Check) over the same stack. Then the
 //! 1,000,000-row scale check and the peak memory under 1,000 concurrent
-//! cold logins.
+//! cold logins. With PostgreSQL, last, a bulk revocation of 100,000 app
+//! passwords (20,000 accounts × 5) while warm logins go on: its time, the
+//! logins' rate and latency meanwhile, the server's memory, and the
+//! database counted after (`bulk.rs`).
 
 #[path = "../../tests/it/common/bearer.rs"]
 mod bearer;
 
 mod bench;
+mod bulk;
 mod drive;
 mod floors;
 mod options;
@@ -36,6 +41,7 @@ mod targets;
 use std::time::Duration;
 
 use bench::Bench;
+use bulk::bulk;
 use floors::{argon2_one_thread, argon2_pool};
 use options::Options;
 use report::Report;
@@ -51,6 +57,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn main() -> Result<(), BoxError> {
     let options = Options::parse()?;
     let dir = tempfile::tempdir()?;
+    if options.bulk_only {
+        return bulk_only(&options, dir.path()).await;
+    }
     let sqlite_url = format!("sqlite://{}?mode=rwc", dir.path().join("load.db").display());
     let mut report = Report::default();
 
@@ -85,6 +94,15 @@ async fn main() -> Result<(), BoxError> {
         }
         None => None,
     };
+    let bulk = match &options.postgres_url {
+        Some(admin) if !options.skip_bulk => {
+            eprintln!("bulk revocation on PostgreSQL");
+            let bulk = bulk(admin, &options, dir.path()).await?;
+            bulk.rows(&mut report);
+            Some(bulk)
+        }
+        _ => None,
+    };
 
     let out = options.out.clone();
     let measured = Measured {
@@ -97,8 +115,21 @@ async fn main() -> Result<(), BoxError> {
         memory,
         scale,
         postgres,
+        bulk,
     };
     targets::check(&mut report, &measured);
     report.publish(&targets::summary(&measured), &out)?;
-    Ok(())
+    measured.bulk.as_ref().map_or(Ok(()), bulk::Bulk::verify)
+}
+
+/// `--bulk-only`: the bulk revocation alone, and its report.
+async fn bulk_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxError> {
+    let admin = options.postgres_url.as_deref().ok_or("no --postgres-url")?;
+    let bulk = bulk(admin, options, dir).await?;
+    let mut report = Report::default();
+    bulk.rows(&mut report);
+    bulk.checks(&mut report, targets::memory_limit_mib());
+    let summary = format!("{}; the bulk revocation only.\n\n", targets::setup(options));
+    report.publish(&summary, &options.out)?;
+    bulk.verify()
 }

@@ -1,8 +1,10 @@
 //! The options after `--`: `--duration SECS` (10), `--concurrency N` (64),
-//! `--postgres-url URL`, `--skip-scale`, `--out FILE` (`target/load.md`).
+//! `--postgres-url URL`, `--skip-scale`, `--skip-bulk`, `--bulk-only`,
+//! `--bulk-per-account N` (5), `--out FILE` (`target/load.md`).
 
 use std::time::Duration;
 
+use crate::seed::BULK_MATCHING;
 use crate::BoxError;
 
 #[derive(Clone)]
@@ -13,6 +15,13 @@ pub struct Options {
     /// there and dropped after.
     pub postgres_url: Option<String>,
     pub skip_scale: bool,
+    /// No bulk revocation (it runs on PostgreSQL only).
+    pub skip_bulk: bool,
+    /// Only the bulk revocation (needs `--postgres-url`).
+    pub bulk_only: bool,
+    /// How many of the 100,000 passwords to revoke each account has (it
+    /// divides 100,000): the accounts are 100,000 / N.
+    pub bulk_per_account: i64,
     pub out: String,
 }
 
@@ -23,6 +32,9 @@ impl Options {
             concurrency: 64,
             postgres_url: None,
             skip_scale: false,
+            skip_bulk: false,
+            bulk_only: false,
+            bulk_per_account: 5,
             out: "target/load.md".to_owned(),
         };
         let mut args = std::env::args().skip(1);
@@ -34,9 +46,19 @@ impl Options {
                 "--postgres-url" => options.postgres_url = Some(value()?),
                 "--out" => options.out = value()?,
                 "--skip-scale" => options.skip_scale = true,
+                "--skip-bulk" => options.skip_bulk = true,
+                "--bulk-only" => options.bulk_only = true,
+                "--bulk-per-account" => options.bulk_per_account = value()?.parse()?,
                 "--bench" => {} // cargo bench passes it
                 other => return Err(format!("unknown option {other}").into()),
             }
+        }
+        if options.bulk_only && (options.skip_bulk || options.postgres_url.is_none()) {
+            return Err("--bulk-only needs --postgres-url, and no --skip-bulk".into());
+        }
+        let per_account = options.bulk_per_account;
+        if per_account < 1 || BULK_MATCHING % per_account != 0 {
+            return Err(format!("--bulk-per-account must divide {BULK_MATCHING}").into());
         }
         Ok(options)
     }

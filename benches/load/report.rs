@@ -13,6 +13,8 @@ pub fn ms(duration: Duration) -> String {
 pub struct Report {
     pub rows: String,
     pub checks: String,
+    /// Sections of their own, after the tables (Markdown).
+    pub sections: String,
 }
 
 impl Report {
@@ -39,7 +41,8 @@ impl Report {
         let _ = writeln!(self.checks, "| {target} | {measured} | {verdict} |");
     }
 
-    /// The whole report: `summary`, the table of rows, the table of targets.
+    /// The whole report: `summary`, the table of rows, the table of
+    /// targets, the sections.
     pub fn text(&self, summary: &str) -> String {
         let mut text = summary.to_owned();
         let _ = writeln!(
@@ -50,6 +53,7 @@ impl Report {
         text.push_str(&self.rows);
         let _ = writeln!(text, "\n| target | measured | |\n|---|---|---|");
         text.push_str(&self.checks);
+        text.push_str(&self.sections);
         text
     }
 

@@ -2,6 +2,7 @@
 //! wrong password and throttled, and the no-op RPC beside them; each on
 //! SQLite and, if asked, on a fresh PostgreSQL database.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,14 +10,14 @@ use rand::Rng;
 use sea_orm::{ConnectionTrait, Database};
 
 use crate::bench::{authenticate, Bench, Login};
-use crate::drive::Run;
+use crate::drive::{Run, Until};
 use crate::options::Options;
 use crate::report::Report;
 use crate::scale::MEMORY_CONCURRENCY;
 use crate::server::Server;
 use crate::BoxError;
 
-const WARM_SECRETS: usize = 64;
+pub const WARM_SECRETS: usize = 64;
 
 /// A distinct IPv4 address per `n` in the /8 `block`: each its own source.
 fn address(block: u8, n: u64) -> String {
@@ -52,6 +53,11 @@ impl Bench {
 
     /// The first 64 logins over and over (verified once first, untimed).
     pub async fn warm(&self) -> Run {
+        self.warm_until(Until::Elapsed(self.options.duration)).await
+    }
+
+    /// `warm`, until `until` says stop.
+    pub async fn warm_until(&self, until: Until) -> Run {
         let key = self.authenticator.clone();
         let logins: Arc<Vec<Login>> =
             Arc::new(self.logins.iter().take(WARM_SECRETS).cloned().collect());
@@ -60,7 +66,7 @@ impl Bench {
             let (user, secret) = (login.username.clone(), login.secret.clone());
             authenticate(channel, &key, user, secret, "10.1.0.1".into()).await;
         }
-        self.run(move |n, channel| {
+        self.run_until(until, move |n, channel| {
             let (key, logins) = (key.clone(), Arc::clone(&logins));
             async move {
                 let login = logins.get((n % logins.len() as u64) as usize)?.clone();
@@ -263,6 +269,34 @@ async fn nginx_mail(addr: &str, key: &str, username: &str, secret: &str) -> Stri
     }
 }
 
+/// Runs `work` on a fresh PostgreSQL database made through `admin_url`
+/// (named after `purpose` and this process), and drops that database after,
+/// whatever `work` returned. `work` is given the database's URL.
+pub async fn in_fresh_database<T, F, Fut>(
+    admin_url: &str,
+    purpose: &str,
+    work: F,
+) -> Result<T, BoxError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<T, BoxError>>,
+{
+    let name = format!("latchkey_{purpose}_{}", std::process::id());
+    let admin = Database::connect(admin_url).await?;
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .ok_or("the URL has no database path")?;
+    let result = work(format!("{base}/{name}")).await;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    admin.close().await?;
+    result
+}
+
 /// The same scenarios on a fresh PostgreSQL database, dropped after.
 pub async fn postgres_scenarios(
     admin_url: &str,
@@ -271,27 +305,13 @@ pub async fn postgres_scenarios(
     report: &mut Report,
     pool: f64,
 ) -> Result<Scenarios, BoxError> {
-    let name = format!("latchkey_load_{}", std::process::id());
-    let admin = Database::connect(admin_url).await?;
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or("the URL has no database path")?;
-    let url = format!("{base}/{name}");
-    let result = async {
+    let scenarios = in_fresh_database(admin_url, "load", |url| async move {
         let mut bench = Bench::new(options.clone(), Server::start(&url, dir).await?).await?;
         let scenarios = Scenarios::run(&mut bench, pool).await;
         bench.server.stop()?;
-        Ok::<_, BoxError>(scenarios)
-    }
-    .await;
-    admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await?;
-    admin.close().await?;
-    let scenarios = result?;
+        Ok(scenarios)
+    })
+    .await?;
     scenarios.report(report, "PostgreSQL");
     Ok(scenarios)
 }

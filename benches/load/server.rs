@@ -33,26 +33,17 @@ impl Server {
     /// parameters included), but for a per-account cap out of the way.
     pub async fn start(database_url: &str, dir: &Path) -> Result<Self, BoxError> {
         run(&["migrate", "--database-url", database_url])?;
-        let key = |name: &str, role: &str| {
-            run(&[
-                "caller",
-                "add",
-                name,
-                "--role",
-                role,
-                "--database-url",
-                database_url,
-            ])
-        };
         let mut server = Self {
             database_url: database_url.to_owned(),
             log: dir.join(format!("server-{}.log", std::process::id())),
             child: None,
             addr: String::new(),
             adapters_addr: String::new(),
-            issuer_key: key("bench-issuer", "issuer")?,
-            authenticator_key: key("bench-authenticator", "authenticator")?,
+            issuer_key: String::new(),
+            authenticator_key: String::new(),
         };
+        server.issuer_key = server.add_caller("bench-issuer", "issuer")?;
+        server.authenticator_key = server.add_caller("bench-authenticator", "authenticator")?;
         server.spawn().await?;
         Ok(server)
     }
@@ -124,15 +115,26 @@ impl Server {
         Ok(())
     }
 
+    /// Adds a caller with `role` (on the database, as an operator would);
+    /// returns its key. The running process finds it at its first call.
+    pub fn add_caller(&self, name: &str, role: &str) -> Result<String, BoxError> {
+        let url = &self.database_url;
+        run(&["caller", "add", name, "--role", role, "--database-url", url])
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Result<u32, BoxError> {
+        Ok(self.child.as_ref().ok_or("server not running")?.id())
+    }
+
     /// A field of the process's `/proc/<pid>/status`, in KiB.
     fn status_kib(&self, field: &str) -> Result<u64, BoxError> {
-        let pid = self.child.as_ref().ok_or("server not running")?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| format!("no {field} in /proc/<pid>/status").into())
+        status_kib(self.pid()?, field)
+    }
+
+    /// The process's resident memory now (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> Result<u64, BoxError> {
+        self.status_kib("VmRSS")
     }
 
     /// The process's peak resident memory so far (VmHWM), in KiB.
@@ -187,6 +189,16 @@ async fn bound_address(stdout: ChildStdout) -> Option<(String, String)> {
         }
     });
     receiver.await.ok()
+}
+
+/// A field of `/proc/<pid>/status`, in KiB.
+pub fn status_kib(pid: u32, field: &str) -> Result<u64, BoxError> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no {field} in /proc/<pid>/status").into())
 }
 
 /// Runs a one-shot CLI command; returns its stdout, trimmed.

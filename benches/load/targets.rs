@@ -6,6 +6,7 @@ use std::time::Duration;
 use latchkey::domain::secrets::hashing::HashParams;
 
 use crate::bench::CHANNELS;
+use crate::bulk::Bulk;
 use crate::drive::Run;
 use crate::options::Options;
 use crate::report::{ms, Report};
@@ -25,10 +26,18 @@ pub struct Measured {
     pub memory: Memory,
     pub scale: Option<Scale>,
     pub postgres: Option<Scenarios>,
+    pub bulk: Option<Bulk>,
 }
 
 fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The bound on the server's peak memory: 64 MiB, and half again each
+/// hashing worker's argon2 memory.
+pub fn memory_limit_mib() -> f64 {
+    let memory_cost_mib = f64::from(HashParams::default().memory_kib) / 1024.0;
+    64.0 + 1.5 * workers() as f64 * memory_cost_mib
 }
 
 /// Adds a row to `report` for each target.
@@ -114,8 +123,7 @@ pub fn check(report: &mut Report, measured: &Measured) {
         }
     }
     let workers = workers();
-    let memory_cost_mib = f64::from(HashParams::default().memory_kib) / 1024.0;
-    let limit_mib = 64.0 + 1.5 * workers as f64 * memory_cost_mib;
+    let limit_mib = memory_limit_mib();
     let peak_mib = memory.peak_kib as f64 / 1024.0;
     report.check(
         "peak RSS, 1,000 concurrent cold < 64 MiB + 1.5 × workers × argon2 memory",
@@ -135,6 +143,24 @@ pub fn check(report: &mut Report, measured: &Measured) {
             ratio >= 0.85,
         );
     }
+    if let Some(bulk) = &measured.bulk {
+        bulk.checks(report, memory_limit_mib());
+    }
+}
+
+/// The machine and the load's shape.
+pub fn setup(options: &Options) -> String {
+    let defaults = HashParams::default();
+    format!(
+        "{} cores; argon2id m={} KiB t={} p={}; concurrency {} over {CHANNELS} HTTP/2 \
+         connections; {} s per scenario",
+        workers(),
+        defaults.memory_kib,
+        defaults.iterations,
+        defaults.parallelism,
+        options.concurrency,
+        options.duration.as_secs(),
+    )
 }
 
 /// The lines above the table: the machine, the parameters, the floors.
@@ -148,18 +174,11 @@ pub fn summary(measured: &Measured) -> String {
         ..
     } = measured;
     let workers = workers();
-    let defaults = HashParams::default();
     format!(
-        "{workers} cores; argon2id m={} KiB t={} p={}; concurrency {} over {CHANNELS} HTTP/2 \
-         connections; {} s per scenario; {stored} app passwords stored for the SQLite \
-         scenarios.\n\n\
+        "{}; {stored} app passwords stored for the SQLite scenarios.\n\n\
          Floors: argon2id verifications/s on one thread {one_thread:.1}, on the hashing pool \
          ({workers} workers, no gRPC) {pool:.1}; no-op unary RPC {:.0}/s.\n\n",
-        defaults.memory_kib,
-        defaults.iterations,
-        defaults.parallelism,
-        options.concurrency,
-        options.duration.as_secs(),
+        setup(options),
         no_op.rate()
     )
 }
