@@ -453,7 +453,7 @@ impl AppPasswordStore for SqlStore {
             txn.commit().await.map_err(db_error)?;
             return Ok(BulkBatch::default());
         };
-        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        let ids = fixed_shape(rows.iter().map(|row| row.id).collect(), limit);
         let revoked = app_password::Entity::update_many()
             .col_expr(
                 app_password::Column::RevokedAt,
@@ -472,7 +472,10 @@ impl AppPasswordStore for SqlStore {
             .select_only()
             .column(account::Column::Id)
             .column(account::Column::Username)
-            .filter(account::Column::Id.is_in(per_account.keys().copied()))
+            .filter(
+                account::Column::Id
+                    .is_in(fixed_shape(per_account.keys().copied().collect(), limit)),
+            )
             .into_tuple::<(i64, String)>()
             .all(&txn)
             .await
@@ -567,7 +570,7 @@ impl AppPasswordStore for SqlStore {
             return Ok(0);
         }
         let deleted = app_password::Entity::delete_many()
-            .filter(C::Id.is_in(ids))
+            .filter(C::Id.is_in(fixed_shape(ids, limit)))
             .exec(&self.db)
             .await
             .map_err(db_error)?;
@@ -605,6 +608,22 @@ fn matching(filter: &BulkFilter, now: Timestamp) -> Condition {
         condition = condition.add(C::IssuedBy.eq(issued_by.as_str()));
     }
     condition
+}
+
+/// `values` padded to `size` with copies of its last one (a list in `IN`
+/// means the same with repeats), so that a statement listing them has the
+/// same text whatever their number: sqlx prepares each distinct text once
+/// per connection and keeps it, and statements whose lists vary in length
+/// would fill those caches (on PostgreSQL, seen as RSS rising during a bulk
+/// revocation with a varying number of accounts per batch).
+fn fixed_shape<T: Clone>(mut values: Vec<T>, size: u32) -> Vec<T> {
+    if let Some(last) = values.last().cloned() {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if values.len() < size {
+            values.resize(size, last);
+        }
+    }
+    values
 }
 
 /// Takes SQLite's write lock at the start of a transaction that reads

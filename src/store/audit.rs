@@ -43,14 +43,20 @@ fn row_of(event: AuditEvent) -> audit_event::ActiveModel {
     }
 }
 
-/// Writes `events` on `connection` with one statement per 500.
+/// Writes `events` on `connection` in chunks whose sizes are powers of two
+/// (at most 256): any number of events takes few statements, and of at
+/// most nine texts, so sqlx's per-connection caches of prepared statements
+/// do not fill with one text per count.
 pub(super) async fn insert_events(
     connection: &impl ConnectionTrait,
     events: Vec<AuditEvent>,
 ) -> Result<()> {
     let mut rows = events.into_iter().map(row_of).peekable();
+    let mut left = rows.len();
     while rows.peek().is_some() {
-        let chunk: Vec<_> = rows.by_ref().take(500).collect();
+        let chunk_size = 1usize << left.min(256).ilog2();
+        left -= chunk_size;
+        let chunk: Vec<_> = rows.by_ref().take(chunk_size).collect();
         audit_event::Entity::insert_many(chunk)
             .exec_without_returning(connection)
             .await

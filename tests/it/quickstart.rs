@@ -231,9 +231,9 @@ fn the_readme_quick_start_works_as_pasted_and_leaves_the_checkout_clean() {
         r#""state": "STATE_ACTIVE""#,
         r#""authenticated": true"#,
     ] {
-        at += stdout[at..]
-            .find(expected)
-            .unwrap_or_else(|| panic!("the helpdesk walk lacks {expected} after byte {at}\n{shown}"));
+        at += stdout[at..].find(expected).unwrap_or_else(|| {
+            panic!("the helpdesk walk lacks {expected} after byte {at}\n{shown}")
+        });
     }
 
     let left = git(&checkout, &["status", "--porcelain", "--ignored"]);
