@@ -61,7 +61,7 @@ impl App {
         let tls = config.tls.as_ref().map(tls_config).transpose()?;
         let store = open_store(config).await?;
         let usage_flush = config.usage.flush_interval().unwrap_or_default();
-        config.app_passwords.validate(usage_flush)?;
+        config.app_passwords.validate()?;
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
         let login = LoginConfig {
             throttle: config.throttle,

@@ -218,7 +218,8 @@ async fn grpcurl_describe_shows_the_api_annotations() {
     for (field, behavior) in [
         ("string name = 1", "IDENTIFIER"),
         ("create_time = 6", "OUTPUT_ONLY"),
-        ("display_name = 3", "IMMUTABLE"),
+        ("display_name = 3", "REQUIRED"),
+        ("secret_prefix = 17", "OUTPUT_ONLY"),
     ] {
         let line = field_line(&app_password, field);
         assert!(

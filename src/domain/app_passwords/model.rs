@@ -444,19 +444,14 @@ impl Default for AppPasswordsConfig {
 
 impl AppPasswordsConfig {
     /// Refuses, at start, settings that would fail later: a default idle
-    /// timeout out of bounds would refuse every issue that asks for none,
-    /// and a usage flush interval close to the shortest idle timeout would
-    /// let stored last uses lag too far for the idle rule.
-    pub fn validate(&self, usage_flush_interval: Duration) -> Result<(), String> {
+    /// timeout out of bounds would refuse every issue that asks for none.
+    /// (A long usage flush interval is allowed: idle expiry may then come
+    /// up to that interval early, as the README says, and housekeeping's
+    /// mark waits that long past the deadline.)
+    pub fn validate(&self) -> Result<(), String> {
         if let Some(timeout) = self.default_idle_timeout {
             check_idle_timeout(timeout.duration())
                 .map_err(|why| format!("app_passwords.default_idle_timeout {why}"))?;
-        }
-        if usage_flush_interval > MIN_IDLE_TIMEOUT / 4 {
-            return Err(
-                "usage.flush_interval_secs must be at most 900 (a quarter of the shortest idle timeout)"
-                    .to_owned(),
-            );
         }
         Ok(())
     }
