@@ -1,5 +1,6 @@
 //! Do failed logins differ in latency? Unknown user, wrong password,
-//! revoked, expired and disabled logins are sent interleaved, 500 rounds of
+//! revoked, expired, idle-expired, suspended and disabled logins are sent
+//! interleaved, 500 rounds of
 //! each, to the real server over gRPC with the real default argon2
 //! parameters, and their medians compared: each must be within 5% of the
 //! others. Run with `cargo bench --bench timing` (a release build); the
@@ -25,6 +26,7 @@ use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use latchkey::grpc::pb::{
     issue_app_password_request::Expiration, AuthenticateRequest, DisableAccountRequest,
     FailureReason, IssueAppPasswordRequest, Protocol, RevokeAppPasswordRequest,
+    SuspendAppPasswordRequest,
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -111,6 +113,22 @@ async fn main() -> Result<(), BoxError> {
         .issue_app_password(issue("expired", Some(60)))
         .await?
         .into_inner();
+    let mut idle_request = issue("idle", None);
+    idle_request.idle_timeout = Some(prost_types::Duration {
+        seconds: 3_600,
+        nanos: 0,
+    });
+    let idle = issuer.issue_app_password(idle_request).await?.into_inner();
+    let suspended = issuer
+        .issue_app_password(issue("suspended", None))
+        .await?
+        .into_inner();
+    issuer
+        .suspend_app_password(SuspendAppPasswordRequest {
+            name: suspended.app_password.clone().unwrap_or_default().name,
+            reason: String::new(),
+        })
+        .await?;
     let disabled = issuer
         .issue_app_password(issue("disabled", None))
         .await?
@@ -121,10 +139,11 @@ async fn main() -> Result<(), BoxError> {
             reason: String::new(),
         })
         .await?;
-    clock.advance(Duration::from_secs(120));
+    // Past the expiry (60 s) and the idle timeout (an hour, never used).
+    clock.advance(Duration::from_secs(3_700));
     drop(real);
 
-    let cases: [(&str, &str, &str, FailureReason); 5] = [
+    let cases: [(&str, &str, &str, FailureReason); 7] = [
         (
             "unknown user",
             "nobody",
@@ -148,6 +167,18 @@ async fn main() -> Result<(), BoxError> {
             "expired",
             &expired.secret,
             FailureReason::Expired,
+        ),
+        (
+            "idle-expired",
+            "idle",
+            &idle.secret,
+            FailureReason::IdleExpired,
+        ),
+        (
+            "suspended",
+            "suspended",
+            &suspended.secret,
+            FailureReason::Suspended,
         ),
         (
             "disabled",
