@@ -172,17 +172,20 @@ fn settings_update(fields: &[&str], password: &AppPassword, v: &mut Violations) 
 }
 
 /// An app password's name and a free-text reason, both checked.
-fn name_and_reason(name: &str, reason: &str) -> Result<(Username, Uuid, String), Error> {
+fn name_and_reason(name: &str, reason: &str) -> Result<(Username, Uuid, String), Status> {
     let mut v = Violations::default();
     let name = v.check("name", names::parse_app_password(name));
     let reason = v.check("reason", validate::reason(reason));
     v.finish()?;
     match (name, reason) {
         (Some((username, id)), Some(reason)) => Ok((username, id, reason)),
-        _ => Err(Error::internal(
-            "a field failed validation without a recorded violation",
-        )),
+        _ => Err(unchecked()),
     }
+}
+
+/// The request's `name`, an app password's.
+fn app_password_name(name: &str) -> Result<(Username, Uuid), Error> {
+    names::parse_app_password(name).map_err(|why| Error::invalid("name", why))
 }
 
 fn parse_change(value: i32) -> Result<CredentialChange, String> {
@@ -245,6 +248,16 @@ pub struct AppPasswordHandler<S> {
 impl<S> AppPasswordHandler<S> {
     pub fn new(app_passwords: AppPasswords<S>) -> Self {
         Self { app_passwords }
+    }
+}
+
+impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordHandler<S> {
+    /// One app password as a response, in its state as of now.
+    fn answer(
+        &self,
+        password: crate::domain::app_passwords::model::AppPassword,
+    ) -> Response<AppPassword> {
+        Response::new(app_password_to_pb(password, self.app_passwords.now()))
     }
 }
 
@@ -369,13 +382,9 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         &self,
         request: Request<GetAppPasswordRequest>,
     ) -> Result<Response<AppPassword>, Status> {
-        let (username, id) = names::parse_app_password(&request.get_ref().name)
-            .map_err(|why| Error::invalid("name", why))?;
+        let (username, id) = app_password_name(&request.get_ref().name)?;
         let password = self.app_passwords.get_app_password(&username, id).await?;
-        Ok(Response::new(app_password_to_pb(
-            password,
-            self.app_passwords.now(),
-        )))
+        Ok(self.answer(password))
     }
 
     async fn revoke_app_password(
@@ -390,10 +399,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
             .app_passwords
             .revoke_app_password(&username, id, &reason, &actor)
             .await?;
-        Ok(Response::new(app_password_to_pb(
-            password,
-            self.app_passwords.now(),
-        )))
+        Ok(self.answer(password))
     }
 
     async fn revoke_account_app_passwords(
@@ -447,10 +453,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
             .app_passwords
             .update(&username, id, update, &actor)
             .await?;
-        Ok(Response::new(app_password_to_pb(
-            updated,
-            self.app_passwords.now(),
-        )))
+        Ok(self.answer(updated))
     }
 
     async fn suspend_app_password(
@@ -465,10 +468,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
             .app_passwords
             .suspend(&username, id, &reason, &actor)
             .await?;
-        Ok(Response::new(app_password_to_pb(
-            password,
-            self.app_passwords.now(),
-        )))
+        Ok(self.answer(password))
     }
 
     async fn resume_app_password(
@@ -476,13 +476,9 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         request: Request<ResumeAppPasswordRequest>,
     ) -> Result<Response<AppPassword>, Status> {
         let actor = caller::name_of(&request);
-        let (username, id) = names::parse_app_password(&request.get_ref().name)
-            .map_err(|why| Error::invalid("name", why))?;
+        let (username, id) = app_password_name(&request.get_ref().name)?;
         let password = self.app_passwords.resume(&username, id, &actor).await?;
-        Ok(Response::new(app_password_to_pb(
-            password,
-            self.app_passwords.now(),
-        )))
+        Ok(self.answer(password))
     }
 
     async fn report_primary_credential_change(

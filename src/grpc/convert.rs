@@ -21,12 +21,10 @@ pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
     }
 }
 
+/// A duration for a response; one too long for protobuf's (never one
+/// latchkey gives) is zero.
 pub fn duration(duration: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
-        // Below 1_000_000_000, so the cast cannot truncate.
-        nanos: duration.subsec_nanos() as i32,
-    }
+    prost_types::Duration::try_from(duration).unwrap_or_default()
 }
 
 /// Reads a timestamp given by a caller; millisecond precision is kept.

@@ -18,7 +18,9 @@ use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::username::Username;
 
 use super::app_password_service::unchecked;
-use super::convert::{app_password_to_pb, parse_login_protocol, protocol_to_pb, timestamp};
+use super::convert::{
+    app_password_to_pb, duration, parse_login_protocol, protocol_to_pb, timestamp,
+};
 use super::pb::legacy_auth_service_server::LegacyAuthService;
 use super::pb::{
     self, AuthenticateRequest, AuthenticateResponse, ExplainLoginRequest, LoginExplanation,
@@ -147,7 +149,7 @@ where
                 },
             ),
             LoginOutcome::Throttled { retry_after } => {
-                let retry_after = prost_types::Duration::try_from(retry_after).unwrap_or_default();
+                let retry_after = duration(retry_after);
                 let body = refused(pb::FailureReason::Throttled, Some(retry_after));
                 (
                     body,

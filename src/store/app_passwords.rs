@@ -46,11 +46,14 @@ pub(super) fn active_at(now: Timestamp) -> Condition {
                 .add(app_password::Column::IdleTimeoutMs.is_null())
                 .add(Expr::expr(idle_deadline()).gt(now.as_millis())),
         )
-        .add(
-            Condition::any()
-                .add(app_password::Column::ExpiresAt.is_null())
-                .add(app_password::Column::ExpiresAt.gt(now.as_millis())),
-        )
+        .add(unexpired_at(now))
+}
+
+/// Rows whose `expire_time` has not passed at `now`.
+fn unexpired_at(now: Timestamp) -> Condition {
+    Condition::any()
+        .add(app_password::Column::ExpiresAt.is_null())
+        .add(app_password::Column::ExpiresAt.gt(now.as_millis()))
 }
 
 /// `SELECT id FROM account WHERE username = ?`, for statements that must
@@ -514,11 +517,7 @@ impl AppPasswordStore for SqlStore {
             .filter(app_password::Column::RevokedAt.is_null())
             .filter(app_password::Column::IdleExpiredAt.is_null())
             .filter(app_password::Column::IdleTimeoutMs.is_not_null())
-            .filter(
-                Condition::any()
-                    .add(app_password::Column::ExpiresAt.is_null())
-                    .add(app_password::Column::ExpiresAt.gt(now.as_millis())),
-            )
+            .filter(unexpired_at(now))
             .filter(Expr::expr(idle_deadline()).lte(before.as_millis()));
         if let Some(after) = after {
             query = query.filter(app_password::Column::Id.gt(after));

@@ -501,7 +501,6 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
             after = Some(*last);
             for (username, id) in candidates {
                 let mut did = false;
-                let done = &mut did;
                 self.store()
                     .change_app_password(&username, id, |current| {
                         let rules = current.rules();
@@ -514,7 +513,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                         {
                             return Ok(None);
                         }
-                        *done = true;
+                        did = true;
                         let at = current.next_change_at(now);
                         let event =
                             AuditEvent::new(EventType::AppPasswordIdleExpired, at, "housekeeping")
