@@ -19,7 +19,7 @@ use crate::adapters::{self, AdaptersConfig};
 use crate::config::{AuditConfig, Config, TlsConfig};
 use crate::domain::accounts::Accounts;
 use crate::domain::app_passwords::AppPasswords;
-use crate::domain::audit::AuditTrail;
+use crate::domain::audit::{AuditTrail, EventFeed};
 use crate::domain::callers::{CallerKey, Callers};
 use crate::domain::login::{LoginConfig, Logins};
 use crate::domain::secrets::Hasher;
@@ -83,6 +83,7 @@ impl App {
             accounts: Accounts::new(store.clone(), Arc::clone(&clock)),
             callers: Callers::new(store.clone(), Arc::clone(&clock), config.caller_cache),
             audit: AuditTrail::new(store.clone(), clock),
+            feed: EventFeed::new(store.clone(), config.watch),
         };
         let metrics = {
             let logins = services.logins.clone();
@@ -205,6 +206,11 @@ impl App {
             stop.clone(),
         ));
         let flushing = tokio::spawn(flush_logins(self.services.logins.clone(), stop.clone()));
+        let following = {
+            let feed = self.services.feed.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { feed.follow(stop).await })
+        };
         let exporting = self.metrics_listener.map(|listener| {
             tokio::spawn(serve_metrics(
                 listener,
@@ -241,10 +247,14 @@ impl App {
             self.health_interval,
             stop,
         ));
+        let feed = self.services.feed.clone();
         let shutdown = async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping.send(true);
+            // Open WatchEvents streams would keep their connections (and
+            // this shutdown) waiting forever: end them now.
+            feed.close();
             let _ = watching.await;
             set_serving(&health, false).await;
         };
@@ -280,6 +290,7 @@ impl App {
             .await?;
         let _ = pruning.await;
         let _ = flushing.await;
+        let _ = following.await;
         if let Some(exporting) = exporting {
             let _ = exporting.await;
         }

@@ -4,6 +4,7 @@
 //! (`LATCHKEY_ARGON2__MEMORY_KIB=65536`).
 
 use crate::domain::app_passwords::model::AppPasswordsConfig;
+use crate::domain::audit::WatchConfig;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The HTTP adapters for nginx and Dovecot (`crate::adapters`).
     pub proxy_adapters: AdaptersConfig,
+    /// The change feed (WatchEvents) and housekeeping's notices.
+    pub watch: WatchConfig,
 }
 
 impl Default for Config {
@@ -98,6 +101,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             proxy_adapters: AdaptersConfig::default(),
+            watch: WatchConfig::default(),
         }
     }
 }

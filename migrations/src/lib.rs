@@ -15,6 +15,7 @@ mod m20261125_000005_add_app_password_seen_networks;
 mod m20261125_000006_create_auth_throttle;
 mod m20261125_000007_add_app_password_last_used_client;
 mod m20261125_000008_add_app_password_lifecycle;
+mod m20261125_000009_create_event_feed;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_create_auth_throttle::Migration),
             Box::new(m20261125_000007_add_app_password_last_used_client::Migration),
             Box::new(m20261125_000008_add_app_password_lifecycle::Migration),
+            Box::new(m20261125_000009_create_event_feed::Migration),
         ]
     }
 }

@@ -39,4 +39,6 @@ pub struct Services<S> {
     pub accounts: accounts::Accounts<S>,
     pub callers: callers::Callers<S>,
     pub audit: audit::AuditTrail<S>,
+    /// The change feed (WatchEvents).
+    pub feed: audit::EventFeed<S>,
 }

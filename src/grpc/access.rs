@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::audit::EventType;
 use crate::domain::callers::model::Role;
 
 /// What a request needs before it reaches a handler.
@@ -23,6 +24,8 @@ pub enum Access {
 const ISSUERS: &[Role] = &[Role::Issuer, Role::Operator];
 const AUTHENTICATORS: &[Role] = &[Role::Authenticator, Role::Operator];
 const OPERATORS: &[Role] = &[Role::Operator];
+/// The change feed: each role sees what [`watchable`] gives it.
+const WATCHERS: &[Role] = &[Role::Authenticator, Role::Notifier, Role::Operator];
 
 /// Every method latchkey serves, and who may call it.
 pub const POLICY: &[(&str, Access)] = &[
@@ -114,6 +117,10 @@ pub const POLICY: &[(&str, Access)] = &[
         "/latchkey.v1.AuditService/ListAuditEvents",
         Access::Roles(OPERATORS),
     ),
+    (
+        "/latchkey.v1.AuditService/WatchEvents",
+        Access::Roles(WATCHERS),
+    ),
     ("/grpc.health.v1.Health/Check", Access::Open),
     ("/grpc.health.v1.Health/Watch", Access::Open),
     (
@@ -125,6 +132,74 @@ pub const POLICY: &[(&str, Access)] = &[
         Access::Reflection,
     ),
 ];
+
+/// The events that make a login result a proxy cached stale: what an
+/// authenticator may watch, to flush its cache (docs/proxies.md). Not the
+/// events a proxy has no use for and should not hold: issues, first uses
+/// and new networks (where users sign in from), notices, blocks.
+const CACHE_EVENTS: &[EventType] = &[
+    EventType::AppPasswordRevoked,
+    EventType::AccountAppPasswordsRevoked,
+    EventType::AppPasswordsBulkRevoked,
+    EventType::PrimaryCredentialChanged,
+    EventType::AppPasswordUpdated,
+    EventType::AppPasswordSuspended,
+    EventType::AppPasswordResumed,
+    EventType::AppPasswordExpired,
+    EventType::AppPasswordIdleExpired,
+    EventType::AccountDisabled,
+    EventType::AccountEnabled,
+    EventType::AccountDeleted,
+];
+
+/// Every event about users' app passwords and accounts: what a notifier
+/// may watch, to tell users. Not latchkey's own callers.
+const USER_EVENTS: &[EventType] = &[
+    EventType::AppPasswordIssued,
+    EventType::AppPasswordRevoked,
+    EventType::AccountAppPasswordsRevoked,
+    EventType::AppPasswordsBulkRevoked,
+    EventType::PrimaryCredentialChanged,
+    EventType::AppPasswordUpdated,
+    EventType::AppPasswordSuspended,
+    EventType::AppPasswordResumed,
+    EventType::AppPasswordExpiringSoon,
+    EventType::AppPasswordIdleExpiringSoon,
+    EventType::AppPasswordExpired,
+    EventType::AppPasswordIdleExpired,
+    EventType::AppPasswordFirstUse,
+    EventType::AppPasswordNewNetwork,
+    EventType::AccountLoginBlocked,
+    EventType::AccountDisabled,
+    EventType::AccountEnabled,
+    EventType::AccountDeleted,
+];
+
+/// Every event in the feed: what an operator may watch.
+const FEED_EVENTS: [EventType; 20] = {
+    let mut feed = [EventType::AppPasswordIssued; 20];
+    let mut from = 0;
+    let mut to = 0;
+    while from < EventType::ALL.len() {
+        if EventType::ALL[from].in_feed() {
+            feed[to] = EventType::ALL[from];
+            to += 1;
+        }
+        from += 1;
+    }
+    feed
+};
+
+/// What `role` may watch in the change feed (WatchEvents); empty for a
+/// role the access table keeps away from it.
+pub fn watchable(role: Role) -> &'static [EventType] {
+    match role {
+        Role::Authenticator => CACHE_EVENTS,
+        Role::Notifier => USER_EVENTS,
+        Role::Operator => &FEED_EVENTS,
+        Role::Issuer => &[],
+    }
+}
 
 /// `None` for a path not in [`POLICY`]: refused.
 pub fn access_for(path: &str) -> Option<Access> {
@@ -151,4 +226,35 @@ pub enum ReflectionAccess {
     Authenticated,
     /// Not served.
     Off,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchers_see_only_feed_events_and_operators_see_them_all() {
+        let in_feed: Vec<EventType> = EventType::ALL.into_iter().filter(|t| t.in_feed()).collect();
+        assert_eq!(
+            FEED_EVENTS.to_vec(),
+            in_feed,
+            "FEED_EVENTS is every feed type, once"
+        );
+        for role in Role::ALL {
+            for event_type in watchable(role) {
+                assert!(
+                    event_type.in_feed(),
+                    "{role} may watch {event_type:?}, which is not in the feed"
+                );
+            }
+        }
+        for event_type in CACHE_EVENTS {
+            assert!(
+                USER_EVENTS.contains(event_type),
+                "a notifier sees what a proxy sees: {event_type:?}"
+            );
+        }
+        assert!(!USER_EVENTS.contains(&EventType::CallerCreated));
+        assert!(!CACHE_EVENTS.contains(&EventType::AppPasswordNewNetwork));
+    }
 }

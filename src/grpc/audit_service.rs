@@ -1,26 +1,91 @@
-//! AuditService: operators read the audit trail.
+//! AuditService: operators read the audit trail; watchers stream the
+//! change feed.
 
+use std::pin::Pin;
+
+use futures_util::Stream;
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use crate::domain::audit::event::{AuditCursor, AuditFilter};
+use crate::domain::audit::event::{AuditCursor, AuditFilter, EventType};
+use crate::domain::audit::feed::{FeedFilter, ResumeToken};
 use crate::domain::audit::service::AuditTrail;
 use crate::domain::audit::store::AuditStore;
-use crate::domain::shared::error::Violations;
+use crate::domain::audit::watch::{EventFeed, WatchItem, WatchRequest};
+use crate::domain::shared::error::{Result as DomainResult, Violations};
 
 use super::app_password_service::unchecked;
 use super::convert::{audit_event_to_pb, parse_event_types, parse_timestamp};
 use super::pb::audit_service_server::AuditService;
-use super::pb::{ListAuditEventsRequest, ListAuditEventsResponse};
-use super::{names, paging};
+use super::pb::{
+    ListAuditEventsRequest, ListAuditEventsResponse, WatchEventsRequest, WatchEventsResponse,
+};
+use super::{access, caller, names, paging};
 
 pub struct AuditHandler<S> {
     audit: AuditTrail<S>,
+    feed: EventFeed<S>,
 }
 
 impl<S> AuditHandler<S> {
-    pub fn new(audit: AuditTrail<S>) -> Self {
-        Self { audit }
+    pub fn new(audit: AuditTrail<S>, feed: EventFeed<S>) -> Self {
+        Self { audit, feed }
     }
+}
+
+/// The event types asked for, each within `reach`; all of `reach` when
+/// none are named.
+fn watched_types(values: &[i32], reach: &[EventType]) -> Result<Vec<EventType>, String> {
+    let mut types = parse_event_types(values)?;
+    if let Some(denied) = types.iter().find(|t| !reach.contains(t)) {
+        return Err(format!(
+            "{} is not a type this caller's role may watch",
+            denied.as_str()
+        ));
+    }
+    if types.is_empty() {
+        return Ok(reach.to_vec());
+    }
+    types.sort_unstable_by_key(|t| t.as_str());
+    types.dedup();
+    Ok(types)
+}
+
+fn watch_response(item: WatchItem) -> WatchEventsResponse {
+    match item {
+        WatchItem::Event { event, token } => WatchEventsResponse {
+            audit_event: Some(audit_event_to_pb(event)),
+            resume_token: token.encode(),
+        },
+        WatchItem::Checkpoint(token) => WatchEventsResponse {
+            audit_event: None,
+            resume_token: token.encode(),
+        },
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEventsResponse, Status>> + Send>>;
+
+/// The stream's items until its task ends; then, unless the last item was
+/// an error already, UNAVAILABLE (the replica is stopping): the client
+/// reconnects with its last token.
+fn watch_stream(receiver: mpsc::Receiver<DomainResult<WatchItem>>) -> WatchStream {
+    Box::pin(futures_util::stream::unfold(
+        Some(receiver),
+        |receiver| async move {
+            let mut receiver = receiver?;
+            match receiver.recv().await {
+                Some(Ok(item)) => Some((Ok(watch_response(item)), Some(receiver))),
+                Some(Err(error)) => Some((Err(Status::from(error)), None)),
+                None => Some((
+                    Err(Status::unavailable(
+                        "this replica is stopping; reconnect with the last resume_token",
+                    )),
+                    None,
+                )),
+            }
+        },
+    ))
 }
 
 /// The filter, rendered into page tokens so a token only continues the
@@ -53,6 +118,49 @@ fn filter_key(filter: &AuditFilter) -> String {
 
 #[tonic::async_trait]
 impl<S: AuditStore> AuditService for AuditHandler<S> {
+    type WatchEventsStream = WatchStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        // The access table lets only watchers here; each sees its reach.
+        let reach = caller::role_of(&request).map_or(&[][..], access::watchable);
+        let caller = caller::name_of(&request);
+        let request = request.into_inner();
+        let mut v = Violations::default();
+        let event_types = v.check("types", watched_types(&request.types, reach));
+        let username = if request.account.is_empty() {
+            Some(None)
+        } else {
+            v.check("account", names::parse_account(&request.account))
+                .map(Some)
+        };
+        let resume = if request.resume_token.is_empty() {
+            Some(None)
+        } else {
+            v.check("resume_token", ResumeToken::decode(&request.resume_token))
+                .map(Some)
+        };
+        v.finish()?;
+        let (Some(event_types), Some(username), Some(resume)) = (event_types, username, resume)
+        else {
+            return Err(unchecked());
+        };
+        let receiver = self
+            .feed
+            .watch(WatchRequest {
+                caller,
+                filter: FeedFilter {
+                    event_types,
+                    username,
+                },
+                resume,
+            })
+            .await?;
+        Ok(Response::new(watch_stream(receiver)))
+    }
+
     async fn list_audit_events(
         &self,
         request: Request<ListAuditEventsRequest>,

@@ -187,6 +187,7 @@ pub fn role_to_pb(role: Role) -> pb::Role {
         Role::Issuer => pb::Role::Issuer,
         Role::Authenticator => pb::Role::Authenticator,
         Role::Operator => pb::Role::Operator,
+        Role::Notifier => pb::Role::Notifier,
     }
 }
 
@@ -195,6 +196,7 @@ pub fn parse_role(value: i32) -> Result<Role, String> {
         Ok(pb::Role::Issuer) => Ok(Role::Issuer),
         Ok(pb::Role::Authenticator) => Ok(Role::Authenticator),
         Ok(pb::Role::Operator) => Ok(Role::Operator),
+        Ok(pb::Role::Notifier) => Ok(Role::Notifier),
         Ok(pb::Role::Unspecified) => Err("is required".to_owned()),
         Err(_) => Err(format!("{value} is not a known role")),
     }
@@ -213,7 +215,23 @@ pub fn caller_to_pb(caller: Caller) -> pb::Caller {
     }
 }
 
-const EVENT_TYPES: [(EventType, pb::AuditEventType); 17] = [
+const EVENT_TYPES: [(EventType, pb::AuditEventType); 21] = [
+    (
+        EventType::AppPasswordExpired,
+        pb::AuditEventType::AppPasswordExpired,
+    ),
+    (
+        EventType::AppPasswordExpiringSoon,
+        pb::AuditEventType::AppPasswordExpiringSoon,
+    ),
+    (
+        EventType::AppPasswordIdleExpiringSoon,
+        pb::AuditEventType::AppPasswordIdleExpiringSoon,
+    ),
+    (
+        EventType::AccountLoginBlocked,
+        pb::AuditEventType::AccountLoginBlocked,
+    ),
     (
         EventType::AppPasswordUpdated,
         pb::AuditEventType::AppPasswordUpdated,

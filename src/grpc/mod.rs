@@ -95,6 +95,7 @@ where
         accounts,
         callers,
         audit,
+        feed,
     } = services;
     let max = limits.own;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -122,7 +123,7 @@ where
             CallerServiceServer::new(CallerHandler::new(callers)).max_decoding_message_size(max),
         )
         .add_service(
-            AuditServiceServer::new(AuditHandler::new(audit)).max_decoding_message_size(max),
+            AuditServiceServer::new(AuditHandler::new(audit, feed)).max_decoding_message_size(max),
         );
     if reflection != ReflectionAccess::Off {
         let configure = || {

@@ -181,6 +181,9 @@ impl AppPasswordStore for SqlStore {
             idle_timeout_ms: Set(new.idle_timeout.map(millis_of_duration)),
             idle_expired_at: Set(None),
             updated_at: Set(None),
+            expiry_noticed_for: Set(None),
+            expired_noticed_at: Set(None),
+            idle_noticed_deadline: Set(None),
         };
         app_password::Entity::insert(row)
             .exec_without_returning(&txn)

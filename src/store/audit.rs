@@ -1,33 +1,30 @@
 //! The audit trail: written beside the change it describes, read newest
 //! first.
 
+use std::time::Duration;
+
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use super::entities::audit_event;
+use super::entities::{audit_event, event_feed};
 use super::{before_cursor, convert, db_error, SqlStore};
 use crate::domain::audit::event::{AuditCursor, AuditEvent, AuditFilter};
+use crate::domain::audit::feed::{FeedEvent, FeedFilter, FeedPosition};
 use crate::domain::audit::store::AuditStore;
-use crate::domain::shared::error::Result;
+use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::Timestamp;
 
-/// Writes `event` on `connection`: pass the transaction of the change it
-/// describes, so that neither can be committed without the other.
-pub(super) async fn insert_event(
-    connection: &impl ConnectionTrait,
-    event: AuditEvent,
-) -> Result<()> {
-    audit_event::Entity::insert(row_of(event))
-        .exec_without_returning(connection)
-        .await
-        .map_err(db_error)?;
-    Ok(())
+/// Writes `event` in `txn`, the transaction of the change it describes,
+/// so that neither can be committed without the other.
+pub(super) async fn insert_event(txn: &DatabaseTransaction, event: AuditEvent) -> Result<()> {
+    insert_events(txn, vec![event]).await
 }
 
-fn row_of(event: AuditEvent) -> audit_event::ActiveModel {
+fn row_of(event: AuditEvent, seq: Option<i64>) -> audit_event::ActiveModel {
     audit_event::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         occurred_at: Set(event.at.as_millis()),
@@ -40,38 +37,103 @@ fn row_of(event: AuditEvent) -> audit_event::ActiveModel {
         protocol: Set(event.protocol.map(|p| p.code())),
         item_count: Set(event.item_count),
         detail: Set(event.detail),
+        seq: Set(seq),
     }
 }
 
-/// Writes `events` on `connection` in chunks whose sizes are powers of two
-/// (at most 256): any number of events takes few statements, and of at
-/// most nine texts, so sqlx's per-connection caches of prepared statements
-/// do not fill with one text per count.
+/// Writes `events` in `txn` in chunks whose sizes are powers of two (at
+/// most 256): any number of events takes few statements, and of at most
+/// nine texts, so sqlx's per-connection caches of prepared statements do
+/// not fill with one text per count.
+///
+/// Events in the change feed get their sequence numbers first, in one
+/// step ([`take_seqs`]), in the order given.
 pub(super) async fn insert_events(
-    connection: &impl ConnectionTrait,
+    txn: &DatabaseTransaction,
     events: Vec<AuditEvent>,
 ) -> Result<()> {
-    let mut rows = events.into_iter().map(row_of).peekable();
+    let in_feed = events
+        .iter()
+        .filter(|event| event.event_type.in_feed())
+        .count();
+    let mut next_seq = match i64::try_from(in_feed) {
+        Ok(0) => 0,
+        Ok(count) => take_seqs(txn, count).await?,
+        Err(_) => return Err(Error::internal("too many audit events in one transaction")),
+    };
+    let mut rows = events
+        .into_iter()
+        .map(|event| {
+            let seq = event.event_type.in_feed().then(|| {
+                let seq = next_seq;
+                next_seq += 1;
+                seq
+            });
+            row_of(event, seq)
+        })
+        .peekable();
     let mut left = rows.len();
     while rows.peek().is_some() {
         let chunk_size = 1usize << left.min(256).ilog2();
         left -= chunk_size;
         let chunk: Vec<_> = rows.by_ref().take(chunk_size).collect();
         audit_event::Entity::insert_many(chunk)
-            .exec_without_returning(connection)
+            .exec_without_returning(txn)
             .await
             .map_err(db_error)?;
     }
     Ok(())
 }
 
+/// Takes `count` sequence numbers of the change feed for `txn`; returns
+/// the first. Raising `event_feed.last_seq` locks its one row until `txn`
+/// commits or rolls back: a concurrent transaction taking numbers waits
+/// here for this one to end, so numbers are handed out in commit order and
+/// a reader that sees number `n` will never later see a smaller one appear
+/// (a rollback gives its numbers back to the next taker). On SQLite the
+/// write lock serializes writers anyway. On PostgreSQL the transaction
+/// also sends a NOTIFY, which is delivered when (and if) it commits.
+async fn take_seqs(txn: &DatabaseTransaction, count: i64) -> Result<i64> {
+    event_feed::Entity::update_many()
+        .col_expr(
+            event_feed::Column::LastSeq,
+            Expr::col(event_feed::Column::LastSeq).add(count),
+        )
+        .filter(event_feed::Column::Id.eq(FEED_ROW))
+        .exec(txn)
+        .await
+        .map_err(db_error)?;
+    let feed = event_feed::Entity::find_by_id(FEED_ROW)
+        .one(txn)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::internal("the event_feed row is missing (migration 9)"))?;
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!("NOTIFY {FEED_CHANNEL}"))
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(feed.last_seq - count + 1)
+}
+
+/// The one row of `event_feed`.
+const FEED_ROW: i32 = 1;
+/// The PostgreSQL channel of the feed's wake-ups.
+pub(super) const FEED_CHANNEL: &str = "latchkey_feed";
+
+fn feed_position(row: event_feed::Model) -> FeedPosition {
+    FeedPosition {
+        feed_id: row.feed_id,
+        head: u64::try_from(row.last_seq).unwrap_or(0),
+        pruned_through: u64::try_from(row.pruned_through).unwrap_or(0),
+    }
+}
+
 impl AuditStore for SqlStore {
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     async fn record_events(&self, events: Vec<AuditEvent>) -> Result<()> {
         let txn = self.db.begin().await.map_err(db_error)?;
-        for event in events {
-            insert_event(&txn, event).await?;
-        }
+        insert_events(&txn, events).await?;
         txn.commit().await.map_err(db_error)
     }
 
@@ -121,11 +183,89 @@ impl AuditStore for SqlStore {
 
     #[tracing::instrument(skip_all)]
     async fn prune_events(&self, before: Timestamp) -> Result<u64> {
-        let deleted = audit_event::Entity::delete_many()
+        // The horizon first, in a short transaction of its own: tokens at
+        // or before it are refused from now on. Then the events, outside
+        // the feed's lock, so writers never wait on a long delete.
+        let newest_pruned: Option<Option<i64>> = audit_event::Entity::find()
+            .select_only()
+            .column_as(audit_event::Column::Seq.max(), "newest")
             .filter(audit_event::Column::OccurredAt.lt(before.as_millis()))
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        if let Some(Some(horizon)) = newest_pruned {
+            event_feed::Entity::update_many()
+                .col_expr(event_feed::Column::PrunedThrough, Expr::value(horizon))
+                .filter(event_feed::Column::Id.eq(FEED_ROW))
+                .filter(event_feed::Column::PrunedThrough.lt(horizon))
+                .exec(&self.db)
+                .await
+                .map_err(db_error)?;
+        }
+        let pruned_through = self.feed_position().await?.pruned_through;
+        let deleted = audit_event::Entity::delete_many()
+            .filter(
+                Condition::any()
+                    .add(audit_event::Column::OccurredAt.lt(before.as_millis()))
+                    .add(
+                        audit_event::Column::Seq
+                            .lte(i64::try_from(pruned_through).unwrap_or(i64::MAX)),
+                    ),
+            )
             .exec(&self.db)
             .await
             .map_err(db_error)?;
         Ok(deleted.rows_affected)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn feed_position(&self) -> Result<FeedPosition> {
+        event_feed::Entity::find_by_id(FEED_ROW)
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+            .map(feed_position)
+            .ok_or_else(|| Error::internal("the event_feed row is missing (migration 9)"))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn read_feed(
+        &self,
+        after: u64,
+        through: u64,
+        filter: &FeedFilter,
+        limit: u32,
+    ) -> Result<Vec<FeedEvent>> {
+        let seq = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut query = audit_event::Entity::find()
+            .filter(audit_event::Column::Seq.gt(seq(after)))
+            .filter(audit_event::Column::Seq.lte(seq(through)))
+            .filter(
+                audit_event::Column::EventType.is_in(filter.event_types.iter().map(|t| t.as_str())),
+            );
+        if let Some(username) = &filter.username {
+            query = query.filter(audit_event::Column::Username.eq(username.as_str()));
+        }
+        let rows = query
+            .order_by_asc(audit_event::Column::Seq)
+            .limit(u64::from(limit))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let seq = u64::try_from(row.seq?).ok()?;
+                Some(FeedEvent {
+                    seq,
+                    event: convert::audit_event(row)?,
+                })
+            })
+            .collect())
+    }
+
+    async fn wait_for_feed(&self, poll: Duration) {
+        self.feed_wakeups.wait(&self.db, poll).await;
     }
 }

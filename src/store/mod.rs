@@ -9,6 +9,7 @@ mod callers;
 mod convert;
 pub mod entities;
 mod errors;
+mod feed_wakeups;
 mod login;
 mod throttle;
 mod usage;
@@ -69,6 +70,8 @@ pub struct SqlStore {
     logins: batch::Batcher<login::LoginKey, LoginState>,
     /// Failed logins' writes, committed together when they arrive together.
     failures: batch::Batcher<throttle::FailureWrite, Vec<(Scope, Counter)>>,
+    /// What wakes the change feed's follower.
+    feed_wakeups: feed_wakeups::FeedWakeups,
 }
 
 impl SqlStore {
@@ -117,6 +120,7 @@ impl SqlStore {
             db,
             logins,
             failures,
+            feed_wakeups: feed_wakeups::FeedWakeups::default(),
         })
     }
 
@@ -167,6 +171,7 @@ impl SqlStore {
     }
 
     pub async fn close(self) -> Result<()> {
+        self.feed_wakeups.stop().await;
         self.db.close().await.map_err(db_error)
     }
 }

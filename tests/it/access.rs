@@ -17,6 +17,7 @@ use crate::common::harness::{Authed, Backend, TestServer};
 const ISSUER_OR_OPERATOR: &[Role] = &[Role::Issuer, Role::Operator];
 const AUTHENTICATOR_OR_OPERATOR: &[Role] = &[Role::Authenticator, Role::Operator];
 const OPERATOR: &[Role] = &[Role::Operator];
+const WATCHERS: &[Role] = &[Role::Authenticator, Role::Notifier, Role::Operator];
 
 /// Who may call each latchkey RPC: the brief's roles, written out.
 const EXPECTED: &[(&str, &[Role])] = &[
@@ -77,6 +78,7 @@ const EXPECTED: &[(&str, &[Role])] = &[
     ("/latchkey.v1.CallerService/ListCallers", OPERATOR),
     ("/latchkey.v1.CallerService/RevokeCaller", OPERATOR),
     ("/latchkey.v1.AuditService/ListAuditEvents", OPERATOR),
+    ("/latchkey.v1.AuditService/WatchEvents", WATCHERS),
 ];
 
 /// Every RPC the compiled protos define, as request paths.
@@ -123,14 +125,22 @@ fn the_policy_covers_exactly_the_defined_methods() {
 }
 
 /// Calls `path` with an empty request (valid protobuf for any message) and
-/// returns the status code.
+/// returns the status code of its first answer. Called as a server stream,
+/// so that a stream that stays open (WatchEvents) answers with its first
+/// message; a unary method answers the same way.
 async fn call(channel: Authed, path: &str) -> Code {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let codec = tonic_prost::ProstCodec::<(), ()>::default();
     let path = http::uri::PathAndQuery::from_str(path).unwrap();
-    match grpc.unary(tonic::Request::new(()), path, codec).await {
-        Ok(_) => Code::Ok,
+    match grpc
+        .server_streaming(tonic::Request::new(()), path, codec)
+        .await
+    {
+        Ok(response) => match response.into_inner().message().await {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        },
         Err(status) => status.code(),
     }
 }

@@ -39,3 +39,4 @@ mod transport;
 mod usage;
 mod verified_cache;
 mod walk;
+mod watch;

@@ -29,10 +29,18 @@ pub enum EventType {
     /// A bulk revocation's passwords of one account.
     AppPasswordsBulkRevoked,
     PrimaryCredentialChanged,
+    /// Housekeeping saw it pass its expiry time.
+    AppPasswordExpired,
+    /// Its expiry time is near (`watch.notice_before`).
+    AppPasswordExpiringSoon,
+    /// Its idle deadline is near: unless it is used, it idle-expires.
+    AppPasswordIdleExpiringSoon,
+    /// The account's failure counter started a block.
+    AccountLoginBlocked,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 21] = [
         EventType::AppPasswordIssued,
         EventType::AppPasswordRevoked,
         EventType::AccountAppPasswordsRevoked,
@@ -50,6 +58,10 @@ impl EventType {
         EventType::AppPasswordIdleExpired,
         EventType::AppPasswordsBulkRevoked,
         EventType::PrimaryCredentialChanged,
+        EventType::AppPasswordExpired,
+        EventType::AppPasswordExpiringSoon,
+        EventType::AppPasswordIdleExpiringSoon,
+        EventType::AccountLoginBlocked,
     ];
 
     /// The stored name. Never rename: stored rows use it.
@@ -72,11 +84,22 @@ impl EventType {
             EventType::AppPasswordIdleExpired => "app_password_idle_expired",
             EventType::AppPasswordsBulkRevoked => "app_passwords_bulk_revoked",
             EventType::PrimaryCredentialChanged => "primary_credential_changed",
+            EventType::AppPasswordExpired => "app_password_expired",
+            EventType::AppPasswordExpiringSoon => "app_password_expiring_soon",
+            EventType::AppPasswordIdleExpiringSoon => "app_password_idle_expiring_soon",
+            EventType::AccountLoginBlocked => "account_login_blocked",
         }
     }
 
     pub fn parse(value: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == value)
+    }
+
+    /// Whether events of this type are in the change feed (WatchEvents):
+    /// every change, and not the failed logins, which an attack writes by
+    /// the thousand (the feed has the block they start instead).
+    pub const fn in_feed(self) -> bool {
+        !matches!(self, EventType::AuthenticationFailed)
     }
 }
 

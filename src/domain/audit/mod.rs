@@ -5,9 +5,13 @@
 //! transaction; this module owns their vocabulary, reading and retention.
 
 pub mod event;
+pub mod feed;
 pub mod service;
 pub mod store;
+pub mod watch;
 
 pub use event::{AuditCursor, AuditEvent, AuditFilter, EventType};
+pub use feed::{FeedEvent, FeedFilter, FeedPosition, ResumeToken, WatchConfig};
 pub use service::AuditTrail;
 pub use store::AuditStore;
+pub use watch::{EventFeed, WatchItem, WatchRequest, WatchStats};

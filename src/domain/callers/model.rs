@@ -15,16 +15,24 @@ pub enum Role {
     Authenticator,
     /// Everything.
     Operator,
+    /// Watches the change feed for users' events, and nothing else.
+    Notifier,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Issuer, Role::Authenticator, Role::Operator];
+    pub const ALL: [Role; 4] = [
+        Role::Issuer,
+        Role::Authenticator,
+        Role::Operator,
+        Role::Notifier,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Role::Issuer => "issuer",
             Role::Authenticator => "authenticator",
             Role::Operator => "operator",
+            Role::Notifier => "notifier",
         }
     }
 

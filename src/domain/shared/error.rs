@@ -65,6 +65,8 @@ pub enum Reason {
     CallerUnauthenticated,
     /// The caller's role does not allow the method.
     RoleNotAllowed,
+    WatchTokenExpired,
+    TooManyWatchers,
 }
 
 impl Reason {
@@ -91,6 +93,8 @@ impl Reason {
             Reason::Internal => "INTERNAL",
             Reason::CallerUnauthenticated => "CALLER_UNAUTHENTICATED",
             Reason::RoleNotAllowed => "ROLE_NOT_ALLOWED",
+            Reason::WatchTokenExpired => "WATCH_TOKEN_EXPIRED",
+            Reason::TooManyWatchers => "TOO_MANY_WATCHERS",
         }
     }
 }

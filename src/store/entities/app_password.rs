@@ -29,6 +29,9 @@ pub struct Model {
     pub idle_timeout_ms: Option<i64>,
     pub idle_expired_at: Option<i64>,
     pub updated_at: Option<i64>,
+    pub expiry_noticed_for: Option<i64>,
+    pub expired_noticed_at: Option<i64>,
+    pub idle_noticed_deadline: Option<i64>,
 }
 
 /// The stored argon2id PHC string. Its own type so that the derived `Debug`

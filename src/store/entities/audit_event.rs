@@ -15,6 +15,8 @@ pub struct Model {
     pub protocol: Option<i32>,
     pub item_count: Option<i64>,
     pub detail: String,
+    /// Its place in the change feed; `None` outside it.
+    pub seq: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,3 +5,4 @@ pub mod app_password;
 pub mod audit_event;
 pub mod auth_throttle;
 pub mod caller;
+pub mod event_feed;

@@ -1,0 +1,335 @@
+//! WatchEvents: streams of the change feed, each a task that reads the
+//! feed from storage after its place and hands events to its stream.
+//!
+//! One task per replica follows the feed's head ([`EventFeed::follow`]):
+//! woken by the database where it can (PostgreSQL's NOTIFY, sent by every
+//! transaction that writes feed events) and by a bounded poll everywhere,
+//! it publishes the newest sequence number on a watch channel. A stream's
+//! task sleeps on that channel, reads what is new in pages, and sends each
+//! event into a small bounded channel that the transport drains as the
+//! client reads. A slow or stalled client therefore costs one page and the
+//! channel (and the transport's flow-control windows), never the backlog:
+//! its task waits on the send and reads on from its place later.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::event::AuditEvent;
+use super::feed::{FeedFilter, ResumeToken, WatchConfig};
+use super::store::AuditStore;
+use crate::domain::shared::error::{Error, Reason, Result};
+use crate::domain::shared::sync::lock;
+
+/// Events read from storage at once, per stream.
+pub const PAGE: u32 = 256;
+/// Items waiting between a stream's task and its transport.
+const CHANNEL: usize = 16;
+
+/// What a watcher asks for.
+#[derive(Debug, Clone)]
+pub struct WatchRequest {
+    /// The caller's name: its streams are counted against its limit.
+    pub caller: String,
+    pub filter: FeedFilter,
+    /// Where to start: after this token's place, or (`None`) after the
+    /// newest event now.
+    pub resume: Option<ResumeToken>,
+}
+
+/// What a stream carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchItem {
+    /// An event, and the token of its place.
+    Event {
+        event: AuditEvent,
+        token: ResumeToken,
+    },
+    /// No event, only a newer place: sent first (so a watcher has a token
+    /// before any event arrives) and whenever the stream has caught up
+    /// past events its filter left out (so its token keeps up with the
+    /// feed and does not fall behind retention while nothing matches).
+    Checkpoint(ResumeToken),
+}
+
+/// Counters of the feed on this replica, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WatchStats {
+    /// Streams open now.
+    pub watchers: u64,
+    /// Events read from storage for streams, all told.
+    pub events_read: u64,
+    /// Events handed to streams' transports, all told.
+    pub events_sent: u64,
+}
+
+/// The change feed's streams; cheap to clone.
+#[derive(Clone)]
+pub struct EventFeed<S> {
+    inner: Arc<Inner<S>>,
+}
+
+struct Inner<S> {
+    store: S,
+    config: WatchConfig,
+    /// The newest sequence number this replica knows of.
+    head: watch::Sender<u64>,
+    /// Set when the server stops: streams end.
+    closing: watch::Sender<bool>,
+    watchers: Mutex<Watchers>,
+    events_read: std::sync::atomic::AtomicU64,
+    events_sent: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Watchers {
+    total: u32,
+    by_caller: HashMap<String, u32>,
+}
+
+/// A stream's place among the watchers, given back when it ends.
+struct Slot<S> {
+    inner: Arc<Inner<S>>,
+    caller: String,
+}
+
+impl<S> Drop for Slot<S> {
+    fn drop(&mut self) {
+        let mut watchers = lock(&self.inner.watchers);
+        watchers.total = watchers.total.saturating_sub(1);
+        if let Some(count) = watchers.by_caller.get_mut(&self.caller) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                watchers.by_caller.remove(&self.caller);
+            }
+        }
+    }
+}
+
+impl<S: AuditStore> EventFeed<S> {
+    pub fn new(store: S, config: WatchConfig) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                head: watch::Sender::new(0),
+                closing: watch::Sender::new(false),
+                watchers: Mutex::new(Watchers::default()),
+                events_read: 0.into(),
+                events_sent: 0.into(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &WatchConfig {
+        &self.inner.config
+    }
+
+    pub fn stats(&self) -> WatchStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        WatchStats {
+            watchers: u64::from(lock(&self.inner.watchers).total),
+            events_read: self.inner.events_read.load(Relaxed),
+            events_sent: self.inner.events_sent.load(Relaxed),
+        }
+    }
+
+    /// Opens a stream: checks the caller's limits and the token against
+    /// the feed, then starts the stream's task. The receiver ends when the
+    /// feed closes (the server stops) or storage fails (its last item is
+    /// the error); dropping it ends the task.
+    pub async fn watch(&self, request: WatchRequest) -> Result<mpsc::Receiver<Result<WatchItem>>> {
+        let slot = self.take_slot(&request.caller)?;
+        let position = self.inner.store.feed_position().await?;
+        let start = match request.resume {
+            Some(token) => {
+                token.check(&position)?;
+                token
+            }
+            None => ResumeToken::new(&position.feed_id, position.head)?,
+        };
+        self.inner
+            .head
+            .send_if_modified(|head| raise(head, position.head));
+        let (sender, receiver) = mpsc::channel(CHANNEL);
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let stream = Stream {
+                inner,
+                filter: request.filter,
+                start,
+                sender,
+            };
+            stream.run().await;
+            drop(slot);
+        });
+        Ok(receiver)
+    }
+
+    fn take_slot(&self, caller: &str) -> Result<Slot<S>> {
+        let config = &self.inner.config;
+        let mut watchers = lock(&self.inner.watchers);
+        if watchers.total >= config.max_watchers {
+            return Err(Error::ResourceExhausted(
+                Reason::TooManyWatchers,
+                format!(
+                    "this replica serves at most {} WatchEvents streams (watch.max_watchers); retry later, or on another replica",
+                    config.max_watchers
+                ),
+            ));
+        }
+        let count = watchers.by_caller.entry(caller.to_owned()).or_insert(0);
+        if *count >= config.max_watchers_per_caller {
+            return Err(Error::ResourceExhausted(
+                Reason::TooManyWatchers,
+                format!(
+                    "this caller has {} WatchEvents streams open on this replica, the most it may (watch.max_watchers_per_caller); close one first",
+                    config.max_watchers_per_caller
+                ),
+            ));
+        }
+        *count += 1;
+        watchers.total += 1;
+        Ok(Slot {
+            inner: Arc::clone(&self.inner),
+            caller: caller.to_owned(),
+        })
+    }
+
+    /// Follows the feed's head until `stop` is set: after every wake-up
+    /// (the database's, or the poll's), reads the newest number and tells
+    /// the streams if it moved. A failed read is logged and retried at the
+    /// next wake-up.
+    pub async fn follow(&self, mut stop: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(self.inner.config.poll_interval_ms.max(1));
+        loop {
+            match self.inner.store.feed_position().await {
+                Ok(position) => {
+                    self.inner
+                        .head
+                        .send_if_modified(|head| raise(head, position.head));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reading the change feed's head failed; will retry")
+                }
+            }
+            tokio::select! {
+                () = self.inner.store.wait_for_feed(poll) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Ends every stream (the server is stopping): each ends with an
+    /// UNAVAILABLE status, and its client resumes elsewhere from its last
+    /// token.
+    pub fn close(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    pub fn is_closing(&self) -> bool {
+        *self.inner.closing.borrow()
+    }
+}
+
+fn raise(head: &mut u64, to: u64) -> bool {
+    if to > *head {
+        *head = to;
+        true
+    } else {
+        false
+    }
+}
+
+/// One stream's task.
+struct Stream<S> {
+    inner: Arc<Inner<S>>,
+    filter: FeedFilter,
+    start: ResumeToken,
+    sender: mpsc::Sender<Result<WatchItem>>,
+}
+
+/// Why a stream's task stopped sending.
+struct Ended;
+
+impl<S: AuditStore> Stream<S> {
+    async fn run(self) {
+        let _ = self.follow().await;
+    }
+
+    async fn follow(&self) -> Result<(), Ended> {
+        let mut head = self.inner.head.subscribe();
+        let mut closing = self.inner.closing.subscribe();
+        let mut place = self.start;
+        self.send(WatchItem::Checkpoint(place), &mut closing)
+            .await?;
+        let mut told = place.seq;
+        loop {
+            let newest = *head.borrow_and_update();
+            if newest > place.seq {
+                let page = self
+                    .inner
+                    .store
+                    .read_feed(place.seq, newest, &self.filter, PAGE)
+                    .await;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = self.sender.send(Err(error)).await;
+                        return Err(Ended);
+                    }
+                };
+                let read = page.len();
+                self.inner
+                    .events_read
+                    .fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
+                for event in page {
+                    place.seq = event.seq;
+                    self.send(
+                        WatchItem::Event {
+                            event: event.event,
+                            token: place,
+                        },
+                        &mut closing,
+                    )
+                    .await?;
+                    self.inner
+                        .events_sent
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    told = place.seq;
+                }
+                if read < PAGE as usize {
+                    // Everything up to `newest` is committed and was read.
+                    place.seq = newest;
+                }
+                continue;
+            }
+            if place.seq > told {
+                self.send(WatchItem::Checkpoint(place), &mut closing)
+                    .await?;
+                told = place.seq;
+            }
+            tokio::select! {
+                changed = head.changed() => if changed.is_err() { return Err(Ended) },
+                _ = closing.wait_for(|closing| *closing) => return Err(Ended),
+                () = self.sender.closed() => return Err(Ended),
+            }
+        }
+    }
+
+    /// Sends one item, waiting while the stream's channel is full: this
+    /// wait is the back-pressure. Ends when the client has gone or the
+    /// feed closes.
+    async fn send(
+        &self,
+        item: WatchItem,
+        closing: &mut watch::Receiver<bool>,
+    ) -> Result<(), Ended> {
+        tokio::select! {
+            sent = self.sender.send(Ok(item)) => sent.map_err(|_| Ended),
+            _ = closing.wait_for(|closing| *closing) => Err(Ended),
+        }
+    }
+}
