@@ -6,15 +6,20 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use latchkey::domain::callers::model::Role;
+use latchkey::domain::shared::time::Clock;
 use latchkey::grpc::pb::audit_service_client::AuditServiceClient;
 use latchkey::grpc::pb::{
     AuditEvent, AuditEventType, DeleteAccountRequest, DisableAccountRequest, EnableAccountRequest,
     ResumeAppPasswordRequest, SuspendAppPasswordRequest, UpdateAppPasswordRequest,
     WatchEventsRequest, WatchEventsResponse,
 };
+use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+use tonic::transport::Endpoint;
 use tonic::{Code, Streaming};
+use tonic_types::StatusExt;
 
 use crate::backend_tests;
+use crate::common::bearer::Bearer;
 use crate::common::harness::{Backend, TestServer};
 use crate::common::support::*;
 
@@ -22,6 +27,11 @@ backend_tests!(
     a_watcher_sees_a_walk_in_order_and_resumes_without_loss_or_repeats,
     bad_watch_requests_are_invalid_and_change_nothing,
     roles_watch_only_their_reach,
+    two_replicas_writing_at_once_stream_every_event_once_in_order,
+    a_later_sequence_waits_for_an_earlier_one_to_commit,
+    a_stalled_watcher_costs_bounded_memory_and_then_gets_everything,
+    watchers_are_limited_per_caller_and_per_replica,
+    a_token_behind_retention_is_refused_and_streams_end_when_the_server_stops,
 );
 
 /// How long a test waits for an event it expects.
@@ -380,4 +390,435 @@ async fn roles_watch_only_their_reach(backend: Backend) {
         "callers are not users' events"
     );
     assert!(proxy.quiet_for(Duration::from_millis(300)).await);
+}
+
+/// Toggles `username` disabled and enabled `times` times through `server`:
+/// two feed events per round. The account must exist.
+async fn toggle(server: &TestServer, username: &str, rounds: usize) {
+    let mut accounts = server.accounts();
+    let name = format!("accounts/{username}");
+    for _ in 0..rounds {
+        accounts
+            .disable_account(DisableAccountRequest {
+                name: name.clone(),
+                reason: "toggle".into(),
+            })
+            .await
+            .unwrap();
+        accounts
+            .enable_account(EnableAccountRequest { name: name.clone() })
+            .await
+            .unwrap();
+    }
+}
+
+/// The `name`s of the events, and checks that their tokens only grow
+/// (a token is the place after its event).
+fn names_in_order(events: &[(AuditEvent, String)]) -> Vec<String> {
+    events.iter().map(|(e, _)| e.name.clone()).collect()
+}
+
+impl Watcher {
+    /// The next `count` events with the token after each.
+    async fn take_with_tokens(&mut self, count: usize) -> Vec<(AuditEvent, String)> {
+        let mut events = Vec::with_capacity(count);
+        for _ in 0..count {
+            let event = self.next().await;
+            events.push((event, self.token.clone()));
+        }
+        events
+    }
+}
+
+async fn two_replicas_writing_at_once_stream_every_event_once_in_order(backend: Backend) {
+    const WRITERS_PER_REPLICA: usize = 4;
+    const ROUNDS: usize = 63; // 2 replicas × 4 writers × 63 rounds × 2 = 1,008 events
+    let server = TestServer::start(backend).await;
+    let replica = server.replica_with(|_| {}).await;
+    let mut users = Vec::new();
+    for i in 0..2 * WRITERS_PER_REPLICA {
+        let username = format!("toggler{i}");
+        issue_simple(&server, &username).await;
+        users.push(username);
+    }
+    let accounts_only = || WatchEventsRequest {
+        types: vec![
+            AuditEventType::AccountDisabled as i32,
+            AuditEventType::AccountEnabled as i32,
+        ],
+        ..all_types()
+    };
+    let mut on_server = Watcher::open(&server, Role::Operator, accounts_only()).await;
+    let mut on_replica = Watcher::open(&replica, Role::Notifier, accounts_only()).await;
+
+    let total = 2 * WRITERS_PER_REPLICA * ROUNDS * 2;
+    let writers = users.iter().enumerate().map(|(i, username)| {
+        let target = if i % 2 == 0 { &server } else { &replica };
+        toggle(target, username, ROUNDS)
+    });
+    let reading = async {
+        let a = on_server.take_with_tokens(total).await;
+        let b = on_replica.take_with_tokens(total).await;
+        (a, b)
+    };
+    let (_, (from_server, from_replica)) =
+        tokio::join!(futures::future::join_all(writers), reading);
+
+    let names = names_in_order(&from_server);
+    let unique: HashSet<_> = names.iter().collect();
+    assert_eq!(unique.len(), total, "every event once");
+    assert_eq!(
+        names,
+        names_in_order(&from_replica),
+        "both replicas stream the same order"
+    );
+    // The order is the commit order: each account's events alternate
+    // disabled/enabled, as they were made, one after the other.
+    for username in &users {
+        let account = format!("accounts/{username}");
+        let mine: Vec<AuditEventType> = from_server
+            .iter()
+            .filter(|(e, _)| e.account == account)
+            .map(|(e, _)| e.r#type())
+            .collect();
+        assert_eq!(mine.len(), 2 * ROUNDS);
+        for pair in mine.chunks(2) {
+            assert_eq!(
+                pair,
+                [
+                    AuditEventType::AccountDisabled,
+                    AuditEventType::AccountEnabled
+                ],
+                "{username}"
+            );
+        }
+    }
+    // Resuming from any token gives exactly the rest.
+    let (_, middle) = &from_server[total / 2 - 1];
+    let mut resumed = Watcher::open(
+        &replica,
+        Role::Operator,
+        WatchEventsRequest {
+            resume_token: middle.clone(),
+            ..accounts_only()
+        },
+    )
+    .await;
+    let rest = resumed.take_with_tokens(total - total / 2).await;
+    assert_eq!(names_in_order(&rest), names[total / 2..].to_vec());
+    assert!(on_server.quiet_for(Duration::from_millis(300)).await);
+    assert!(resumed.quiet_for(Duration::from_millis(300)).await);
+}
+
+/// SQL on the test database, with the backend's placeholders written out.
+async fn sql(connection: &impl ConnectionTrait, text: &str) {
+    connection
+        .execute_unprepared(text)
+        .await
+        .unwrap_or_else(|error| panic!("{text}: {error}"));
+}
+
+async fn a_later_sequence_waits_for_an_earlier_one_to_commit(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (name, _) = issue_simple(&server, "late").await;
+    let mut watcher = Watcher::open(&server, Role::Operator, all_types()).await;
+
+    // A slow writer takes the next sequence number and holds it, as a
+    // transaction of another replica would between its write and its
+    // commit.
+    let db = server.database.connect().await;
+    let slow = db.begin().await.unwrap();
+    sql(
+        &slow,
+        "UPDATE event_feed SET last_seq = last_seq + 1 WHERE id = 1",
+    )
+    .await;
+    let held: i64 = slow
+        .query_one(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT last_seq FROM event_feed WHERE id = 1",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "last_seq")
+        .unwrap();
+
+    // A revocation meanwhile: it would take the number after, but waits.
+    let revoking = {
+        let mut client = server.app_passwords();
+        let name = name.clone();
+        tokio::spawn(async move {
+            client
+                .revoke_app_password(latchkey::grpc::pb::RevokeAppPasswordRequest {
+                    name,
+                    reason: String::new(),
+                })
+                .await
+        })
+    };
+    assert!(
+        watcher.quiet_for(Duration::from_millis(500)).await,
+        "nothing is streamed while the earlier number is uncommitted"
+    );
+    assert!(
+        !revoking.is_finished(),
+        "the later writer waits for the earlier one"
+    );
+
+    // The slow writer's event commits (after the later one began).
+    let at = server.clock.now().as_millis();
+    let quote = if db.get_database_backend() == DbBackend::MySql {
+        "`"
+    } else {
+        "\""
+    };
+    sql(
+        &slow,
+        &format!(
+            "INSERT INTO audit_event (occurred_at, event_type, actor, username, detail, seq) \
+             VALUES ({at}, 'account_disabled', 'slow-replica', 'late', 'held', {held})"
+        ),
+    )
+    .await;
+    let _ = quote;
+    slow.commit().await.unwrap();
+    revoking
+        .await
+        .unwrap()
+        .expect("the revocation goes through");
+
+    let events = watcher.take(2).await;
+    assert_eq!(
+        types_of(&events),
+        vec![
+            AuditEventType::AccountDisabled,
+            AuditEventType::AppPasswordRevoked
+        ],
+        "the earlier number first, then the later: nothing skipped"
+    );
+    assert_eq!(events[0].actor, "slow-replica");
+    assert!(watcher.quiet_for(Duration::from_millis(300)).await);
+}
+
+/// A WatchEvents stream on a connection of its own with the smallest
+/// HTTP/2 windows, so that a client that stops reading stops the server's
+/// sending after 64 KiB.
+async fn narrow_stream(
+    server: &TestServer,
+    role: Role,
+    request: WatchEventsRequest,
+) -> Streaming<WatchEventsResponse> {
+    let channel = Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let authed = tonic::service::interceptor::InterceptedService::new(
+        channel,
+        Bearer::new(&server.keys[&role]).unwrap(),
+    );
+    AuditServiceClient::new(authed)
+        .watch_events(request)
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Waits until the feed's count of events read stops moving, and returns it.
+async fn settled_reads(server: &TestServer) -> u64 {
+    let mut last = server.services.feed.stats().events_read;
+    let mut still = 0;
+    while still < 10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = server.services.feed.stats().events_read;
+        if now == last {
+            still += 1;
+        } else {
+            still = 0;
+            last = now;
+        }
+    }
+    last
+}
+
+/// A watcher that fell behind and stops reading: the backlog is in the
+/// database, and the server reads only what the stream can take.
+async fn a_stalled_watcher_costs_bounded_memory_and_then_gets_everything(backend: Backend) {
+    const WRITERS: usize = 8;
+    const ROUNDS: usize = 250; // 8 × 250 × 2 = 4,000 events
+    let server = TestServer::start(backend).await;
+    for i in 0..WRITERS {
+        issue_simple(&server, &format!("busy{i}")).await;
+    }
+    let from = Watcher::open(&server, Role::Operator, all_types())
+        .await
+        .token;
+    futures::future::join_all((0..WRITERS).map(|i| {
+        let server = &server;
+        async move { toggle(server, &format!("busy{i}"), ROUNDS).await }
+    }))
+    .await;
+    let total = WRITERS * ROUNDS * 2;
+
+    let before = server.services.feed.stats().events_read;
+    let mut stalled = narrow_stream(
+        &server,
+        Role::Operator,
+        WatchEventsRequest {
+            resume_token: from.clone(),
+            ..all_types()
+        },
+    )
+    .await;
+    let first = stalled.message().await.unwrap().unwrap();
+    assert!(first.audit_event.is_none());
+    let read = settled_reads(&server).await - before;
+    // What the server holds for the stalled stream is what it read and
+    // the client has not taken: at most a page (256), the stream's channel
+    // and what fits in the transport's buffers and the client's 64 KiB
+    // window (a few hundred messages of ~150 bytes): 1,024 (four pages)
+    // when this was written, of a backlog of 4,000.
+    assert!(
+        read <= 1_500,
+        "a stalled watcher made the server read {read} of {total} events"
+    );
+
+    // The watcher reads again and gets every event, once, in order.
+    let mut names = Vec::with_capacity(total);
+    let mut last_token = first.resume_token;
+    while names.len() < total {
+        let message = tokio::time::timeout(PATIENCE, stalled.message())
+            .await
+            .expect("the backlog drains")
+            .unwrap_or_else(|status| panic!("after {} events: {status:?}", names.len()))
+            .expect("the stream goes on");
+        assert_ne!(message.resume_token, last_token);
+        last_token = message.resume_token;
+        if let Some(event) = message.audit_event {
+            names.push(event.name);
+        }
+    }
+    assert_eq!(names.iter().collect::<HashSet<_>>().len(), total);
+    let stats = server.services.feed.stats();
+    assert_eq!(
+        stats.events_read - before,
+        total as u64,
+        "each event read once"
+    );
+}
+
+async fn watchers_are_limited_per_caller_and_per_replica(backend: Backend) {
+    let server = TestServer::start_with(backend, |config| {
+        config.watch.max_watchers_per_caller = 2;
+        config.watch.max_watchers = 3;
+    })
+    .await;
+    let first = Watcher::open(&server, Role::Notifier, all_types()).await;
+    let _second = Watcher::open(&server, Role::Notifier, all_types()).await;
+    let refused = Watcher::try_open(&server, Role::Notifier, all_types())
+        .await
+        .err()
+        .expect("a third stream of one caller is refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(
+        refused.get_details_error_info().unwrap().reason,
+        "TOO_MANY_WATCHERS"
+    );
+    let _other = Watcher::open(&server, Role::Authenticator, all_types()).await;
+    let full = Watcher::try_open(&server, Role::Operator, all_types())
+        .await
+        .err()
+        .expect("the replica's limit holds across callers");
+    assert_eq!(full.code(), Code::ResourceExhausted);
+
+    // Closing a stream gives its place back.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match Watcher::try_open(&server, Role::Notifier, all_types()).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted);
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the place never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn a_token_behind_retention_is_refused_and_streams_end_when_the_server_stops(
+    backend: Backend,
+) {
+    let server = TestServer::start_with(backend, |config| {
+        config.audit.retention_days = 1;
+        config.audit.prune_interval_secs = 1;
+    })
+    .await;
+    let old = Watcher::open(&server, Role::Operator, all_types())
+        .await
+        .token;
+    issue_simple(&server, "old").await;
+    server.clock.advance(Duration::from_secs(36 * 3600));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let refused = loop {
+        match Watcher::try_open(
+            &server,
+            Role::Operator,
+            WatchEventsRequest {
+                resume_token: old.clone(),
+                ..all_types()
+            },
+        )
+        .await
+        {
+            Err(status) => break status,
+            Ok(_) => {
+                assert!(tokio::time::Instant::now() < deadline, "never pruned");
+                // Housekeeping sleeps on the test's clock: a pass that
+                // began before the jump sleeps from after it.
+                server.clock.advance(Duration::from_secs(2));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        refused.get_details_error_info().unwrap().reason,
+        "WATCH_TOKEN_EXPIRED"
+    );
+    // A token from after the pruning works, and gets what follows.
+    let mut fresh = Watcher::open(&server, Role::Operator, all_types()).await;
+    let old_after_pruning = fresh.token.clone();
+    issue_simple(&server, "new").await;
+    assert_eq!(fresh.next().await.account, "accounts/new");
+
+    // A stream open when the server stops ends with UNAVAILABLE, and a
+    // stalled one does not hold the stop up (the harness allows 10 s).
+    let mut stalled = narrow_stream(
+        &server,
+        Role::Operator,
+        WatchEventsRequest {
+            resume_token: old_after_pruning.clone(),
+            ..all_types()
+        },
+    )
+    .await;
+    let _ = stalled.message().await.unwrap();
+    toggle(&server, "new", 300).await;
+    server.stop().await;
+    let ended = loop {
+        match tokio::time::timeout(PATIENCE, fresh.stream.message()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => panic!("the stream ended without a status"),
+            Ok(Err(status)) => break status,
+            Err(_) => panic!("the stream did not end"),
+        }
+    };
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
 }

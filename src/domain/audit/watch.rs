@@ -25,8 +25,12 @@ use crate::domain::shared::sync::lock;
 
 /// Events read from storage at once, per stream.
 pub const PAGE: u32 = 256;
-/// Items waiting between a stream's task and its transport.
-const CHANNEL: usize = 16;
+/// Items waiting between a stream's task and its transport. Items ready
+/// together are encoded into one HTTP/2 write, so this is also how many
+/// messages a backlog's writes carry at most (~10 KiB): big frames, which
+/// clients' HTTP/2 libraries prefer (h2 closes a connection that buffers
+/// too many unread frames under 256 bytes).
+const CHANNEL: usize = 64;
 
 /// What a watcher asks for.
 #[derive(Debug, Clone)]
