@@ -87,7 +87,8 @@ impl App {
         };
         let metrics = {
             let logins = services.logins.clone();
-            Arc::new(Metrics::new(move || logins.stats()))
+            let feed = services.feed.clone();
+            Arc::new(Metrics::new(move || (logins.stats(), feed.stats())))
         };
         Ok(Self {
             services,

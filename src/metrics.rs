@@ -19,6 +19,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use tonic::Code;
 
+use crate::domain::audit::WatchStats;
 use crate::domain::login::Stats;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -74,7 +75,7 @@ fn latency_histogram() -> Histogram {
 impl Metrics {
     /// `stats` is read at each scrape, for the gauges and counters the
     /// domain keeps itself.
-    pub fn new(stats: impl Fn() -> Stats + Send + Sync + 'static) -> Self {
+    pub fn new(stats: impl Fn() -> (Stats, WatchStats) + Send + Sync + 'static) -> Self {
         let mut registry = Registry::with_prefix("latchkey");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -151,7 +152,7 @@ impl Metrics {
 /// Reads the domain's own counters at scrape time, so the hot path keeps
 /// nothing twice.
 struct DomainCollector {
-    stats: Arc<dyn Fn() -> Stats + Send + Sync>,
+    stats: Arc<dyn Fn() -> (Stats, WatchStats) + Send + Sync>,
 }
 
 impl fmt::Debug for DomainCollector {
@@ -162,7 +163,7 @@ impl fmt::Debug for DomainCollector {
 
 impl Collector for DomainCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let stats = (self.stats)();
+        let (stats, watch) = (self.stats)();
         let counters = [
             (
                 "argon2_verifications",
@@ -188,6 +189,16 @@ impl Collector for DomainCollector {
                 "hash_pool_refused",
                 "argon2 jobs refused at once because they would not start within the caller's deadline",
                 stats.hash_pool_refused,
+            ),
+            (
+                "watch_events_read",
+                "Change-feed events read from the database for WatchEvents streams",
+                watch.events_read,
+            ),
+            (
+                "watch_events_sent",
+                "Change-feed events handed to WatchEvents streams' transports",
+                watch.events_sent,
             ),
         ];
         for (name, help, value) in counters {
@@ -229,6 +240,11 @@ impl Collector for DomainCollector {
                 "guesses_in_flight",
                 "Throttle scopes with a guess being verified now",
                 stats.guesses_in_flight,
+            ),
+            (
+                "watchers",
+                "WatchEvents streams open on this replica",
+                usize::try_from(watch.watchers).unwrap_or(usize::MAX),
             ),
         ];
         for (name, help, value) in gauges {

@@ -116,3 +116,20 @@ async fn an_unknown_path_is_counted_under_one_label() {
     assert!(body.contains("method=\"unknown\""), "{body}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_watchers_and_what_they_were_sent() {
+    use latchkey::domain::callers::model::Role;
+
+    let server = TestServer::start(Backend::Sqlite).await;
+    let mut watcher =
+        crate::watch::Watcher::open(&server, Role::Notifier, crate::watch::all_types()).await;
+    issue_simple(&server, "mia").await;
+    watcher.next().await;
+    let (_, body) = scrape(&server).await;
+    let value =
+        |series: &str| sample(&body, series).unwrap_or_else(|| panic!("{series} in\n{body}"));
+    assert_eq!(value("latchkey_watchers"), 1.0);
+    assert_eq!(value("latchkey_watch_events_read_total"), 1.0);
+    assert_eq!(value("latchkey_watch_events_sent_total"), 1.0);
+}
