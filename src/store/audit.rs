@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::entities::{audit_event, event_feed};
@@ -204,19 +204,19 @@ impl AuditStore for SqlStore {
                 .map_err(db_error)?;
         }
         let pruned_through = self.feed_position().await?.pruned_through;
-        let deleted = audit_event::Entity::delete_many()
-            .filter(
-                Condition::any()
-                    .add(audit_event::Column::OccurredAt.lt(before.as_millis()))
-                    .add(
-                        audit_event::Column::Seq
-                            .lte(i64::try_from(pruned_through).unwrap_or(i64::MAX)),
-                    ),
-            )
+        // Two deletes, each along its own index: on MariaDB one delete with
+        // an OR would scan (and lock) rows that writers are inserting.
+        let by_seq = audit_event::Entity::delete_many()
+            .filter(audit_event::Column::Seq.lte(i64::try_from(pruned_through).unwrap_or(i64::MAX)))
             .exec(&self.db)
             .await
             .map_err(db_error)?;
-        Ok(deleted.rows_affected)
+        let by_time = audit_event::Entity::delete_many()
+            .filter(audit_event::Column::OccurredAt.lt(before.as_millis()))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(by_seq.rows_affected + by_time.rows_affected)
     }
 
     #[tracing::instrument(skip_all)]
@@ -253,16 +253,18 @@ impl AuditStore for SqlStore {
             .all(&self.db)
             .await
             .map_err(db_error)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                let seq = u64::try_from(row.seq?).ok()?;
-                Some(FeedEvent {
-                    seq,
-                    event: convert::audit_event(row)?,
-                })
+        // A row that does not convert would leave a hole the stream steps
+        // over: an error instead (it cannot happen: the query asks for
+        // known types only).
+        rows.into_iter()
+            .map(|row| {
+                let seq = row.seq.and_then(|seq| u64::try_from(seq).ok());
+                match (seq, convert::audit_event(row)) {
+                    (Some(seq), Some(event)) => Ok(FeedEvent { seq, event }),
+                    _ => Err(Error::internal("a feed event that does not convert")),
+                }
             })
-            .collect())
+            .collect()
     }
 
     async fn wait_for_feed(&self, poll: Duration) {

@@ -710,6 +710,18 @@ async fn a_stalled_watcher_costs_bounded_memory_and_then_gets_everything(backend
     );
 }
 
+#[tokio::test]
+async fn a_stream_outlives_the_request_timeout() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.server.request_timeout_secs = 1;
+    })
+    .await;
+    let mut watcher = Watcher::open(&server, Role::Operator, all_types()).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    issue_simple(&server, "patient").await;
+    assert_eq!(watcher.next().await.account, "accounts/patient");
+}
+
 async fn watchers_are_limited_per_caller_and_per_replica(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
         config.watch.max_watchers_per_caller = 2;

@@ -25,6 +25,10 @@ use crate::domain::shared::sync::lock;
 
 /// Events read from storage at once, per stream.
 pub const PAGE: u32 = 256;
+/// The least time between two checkpoints of one stream: a watcher whose
+/// filter leaves most events out learns its place at this pace, not at
+/// every commit.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Items waiting between a stream's task and its transport. Items ready
 /// together are encoded into one HTTP/2 write, so this is also how many
 /// messages a backlog's writes carry at most (~10 KiB): big frames, which
@@ -82,6 +86,9 @@ struct Inner<S> {
     head: watch::Sender<u64>,
     /// Set when the server stops: streams end.
     closing: watch::Sender<bool>,
+    /// Told when a stream opens, so the follower, idle while nobody
+    /// watches, wakes.
+    opened: tokio::sync::Notify,
     watchers: Mutex<Watchers>,
     events_read: std::sync::atomic::AtomicU64,
     events_sent: std::sync::atomic::AtomicU64,
@@ -120,6 +127,7 @@ impl<S: AuditStore> EventFeed<S> {
                 config,
                 head: watch::Sender::new(0),
                 closing: watch::Sender::new(false),
+                opened: tokio::sync::Notify::new(),
                 watchers: Mutex::new(Watchers::default()),
                 events_read: 0.into(),
                 events_sent: 0.into(),
@@ -158,6 +166,7 @@ impl<S: AuditStore> EventFeed<S> {
             .head
             .send_if_modified(|head| raise(head, position.head));
         let (sender, receiver) = mpsc::channel(CHANNEL);
+        self.inner.opened.notify_one();
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
             let stream = Stream {
@@ -205,10 +214,17 @@ impl<S: AuditStore> EventFeed<S> {
     /// Follows the feed's head until `stop` is set: after every wake-up
     /// (the database's, or the poll's), reads the newest number and tells
     /// the streams if it moved. A failed read is logged and retried at the
-    /// next wake-up.
+    /// next wake-up. While no stream is open it only waits for one (a
+    /// stream reads its start from the database itself).
     pub async fn follow(&self, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.inner.config.poll_interval_ms.max(1));
         loop {
+            if lock(&self.inner.watchers).total == 0 {
+                tokio::select! {
+                    () = self.inner.opened.notified() => {}
+                    _ = stop.changed() => return,
+                }
+            }
             match self.inner.store.feed_position().await {
                 Ok(position) => {
                     self.inner
@@ -270,6 +286,7 @@ impl<S: AuditStore> Stream<S> {
         self.send(WatchItem::Checkpoint(place), &mut closing)
             .await?;
         let mut told = place.seq;
+        let mut told_at = tokio::time::Instant::now();
         loop {
             let newest = *head.borrow_and_update();
             if newest > place.seq {
@@ -303,6 +320,7 @@ impl<S: AuditStore> Stream<S> {
                         .events_sent
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     told = place.seq;
+                    told_at = tokio::time::Instant::now();
                 }
                 if read < PAGE as usize {
                     // Everything up to `newest` is committed and was read.
@@ -310,13 +328,17 @@ impl<S: AuditStore> Stream<S> {
                 }
                 continue;
             }
-            if place.seq > told {
+            let checkpoint_due = told_at + CHECKPOINT_EVERY;
+            if place.seq > told && tokio::time::Instant::now() >= checkpoint_due {
                 self.send(WatchItem::Checkpoint(place), &mut closing)
                     .await?;
                 told = place.seq;
+                told_at = tokio::time::Instant::now();
             }
+            let behind = place.seq > told;
             tokio::select! {
                 changed = head.changed() => if changed.is_err() { return Err(Ended) },
+                () = tokio::time::sleep_until(checkpoint_due), if behind => {}
                 _ = closing.wait_for(|closing| *closing) => return Err(Ended),
                 () = self.sender.closed() => return Err(Ended),
             }
