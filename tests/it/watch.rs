@@ -710,6 +710,25 @@ async fn a_stalled_watcher_costs_bounded_memory_and_then_gets_everything(backend
     );
 }
 
+/// On PostgreSQL a commit wakes every replica's streams by NOTIFY: with
+/// the poll made an hour long, events still arrive (within the test's
+/// patience of 20 s).
+#[tokio::test]
+#[cfg_attr(
+    not(latchkey_test_postgres),
+    ignore = "LATCHKEY_TEST_POSTGRES_URL is not set"
+)]
+async fn postgres_wakes_streams_by_notify_not_by_polling() {
+    let hour = |config: &mut latchkey::config::Config| config.watch.poll_interval_ms = 360_000;
+    let server = TestServer::start_with(Backend::Postgres, hour).await;
+    let replica = server.replica_with(hour).await;
+    let mut watcher = Watcher::open(&replica, Role::Operator, all_types()).await;
+    for username in ["first", "second", "third"] {
+        issue_simple(&server, username).await;
+        assert_eq!(watcher.next().await.account, format!("accounts/{username}"));
+    }
+}
+
 #[tokio::test]
 async fn a_stream_outlives_the_request_timeout() {
     let server = TestServer::start_with(Backend::Sqlite, |config| {
