@@ -62,8 +62,9 @@ enum CallerCommand {
     Add {
         /// 1 to 64 of a-z, 0-9, '.', '_' and '-'.
         name: String,
-        /// issuer (manages app passwords), authenticator (verifies logins) or
-        /// operator (everything).
+        /// issuer (manages app passwords), authenticator (verifies logins, and
+        /// watches what makes a cached login stale), notifier (watches users'
+        /// events) or operator (everything).
         #[arg(long)]
         role: String,
         /// Also accept TLS client certificates whose subject CN or SAN is this.
@@ -261,7 +262,7 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
         } => {
             let name = parse_name(&name).map_err(|why| format!("name {why}"))?;
             let role = Role::parse(&role).ok_or_else(|| {
-                format!("unknown role {role:?}: use issuer, authenticator or operator")
+                format!("unknown role {role:?}: use issuer, authenticator, notifier or operator")
             })?;
             let tls_identity = parse_tls_identity(tls_identity.as_deref().unwrap_or_default())
                 .map_err(|why| format!("TLS identity {why}"))?;
