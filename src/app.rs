@@ -18,6 +18,7 @@ use tonic_health::ServingStatus;
 use crate::adapters::{self, AdaptersConfig};
 use crate::config::{AuditConfig, Config, TlsConfig};
 use crate::domain::accounts::Accounts;
+use crate::domain::app_passwords::model::{check_notice_before, NoticeKind};
 use crate::domain::app_passwords::AppPasswords;
 use crate::domain::audit::{AuditTrail, EventFeed};
 use crate::domain::callers::{CallerKey, Callers};
@@ -62,6 +63,8 @@ impl App {
         let store = open_store(config).await?;
         let usage_flush = config.usage.flush_interval().unwrap_or_default();
         config.app_passwords.validate()?;
+        let notice_before = check_notice_before(config.watch.notice_before.duration(), usage_flush)
+            .map_err(|why| format!("watch.notice_before {why}"))?;
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
         let login = LoginConfig {
             throttle: config.throttle,
@@ -79,6 +82,7 @@ impl App {
                 config.max_active_app_passwords,
                 config.app_passwords,
                 usage_flush,
+                notice_before,
             ),
             accounts: Accounts::new(store.clone(), Arc::clone(&clock)),
             callers: Callers::new(store.clone(), Arc::clone(&clock), config.caller_cache),
@@ -470,11 +474,13 @@ fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, BoxError> {
     Ok(config)
 }
 
-/// Marks idle app passwords expired, deletes app passwords that ended
-/// long ago, audit events past their retention and failure counters that
-/// no longer matter, now and then every interval of the domain's clock,
-/// until the server stops. A failed run is logged and retried next time.
-/// Every replica runs it; each step is safe to run on several at once.
+/// Marks idle app passwords expired, writes the notices of app passwords
+/// that expired or are about to (`NoticeKind`), deletes app passwords that
+/// ended long ago, audit events past their retention and failure counters
+/// that no longer matter, now and then every interval of the domain's
+/// clock, until the server stops. A failed run is logged and retried next
+/// time. Every replica runs it; each step is safe to run on several at
+/// once.
 async fn housekeeping(
     logins: Logins<SqlStore>,
     app_passwords: AppPasswords<SqlStore>,
@@ -490,6 +496,16 @@ async fn housekeeping(
             Ok(0) => {}
             Ok(marked) => tracing::info!(marked, "marked idle app passwords expired"),
             Err(error) => tracing::warn!(%error, "marking idle app passwords failed; will retry"),
+        }
+        for kind in NoticeKind::ALL {
+            let notice = kind.event_type().as_str();
+            match app_passwords.send_notices(kind).await {
+                Ok(0) => {}
+                Ok(written) => tracing::info!(written, notice, "wrote notices of app passwords"),
+                Err(error) => {
+                    tracing::warn!(%error, notice, "writing notices of app passwords failed; will retry")
+                }
+            }
         }
         match app_passwords.prune_ended().await {
             Ok(0) => {}

@@ -1,6 +1,6 @@
 //! Queries on app passwords.
 
-use sea_orm::sea_query::{Expr, Func, OnConflict, Query, SelectStatement};
+use sea_orm::sea_query::{Expr, Func, OnConflict, Query, SelectStatement, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -13,7 +13,8 @@ use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password};
 use super::{before_cursor, convert, db_error, millis_of_duration, SqlStore};
 use crate::domain::app_passwords::model::{
-    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword,
+    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword, Notice,
+    NoticeKind, NoticeWindow,
 };
 use crate::domain::app_passwords::store::{AppPasswordStore, BulkBatch};
 use crate::domain::audit::event::AuditEvent;
@@ -23,15 +24,23 @@ use crate::domain::shared::protocol::ProtocolSet;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
+/// A column of `app_password`, named with its table (statements that
+/// join `account` would find some names ambiguous).
+fn column(column: app_password::Column) -> Expr {
+    Expr::col((app_password::Entity, column))
+}
+
+/// `COALESCE(last_used_at, created_at)`: its stored last use, or its issue
+/// (`Rules::last_active_at`).
+fn last_active() -> SimpleExpr {
+    use app_password::Column as C;
+    Func::coalesce([column(C::LastUsedAt).into(), column(C::CreatedAt).into()]).into()
+}
+
 /// `COALESCE(last_used_at, created_at) + idle_timeout_ms`: when an app
 /// password goes idle by its stored last use (`Rules::idle_deadline`).
-fn idle_deadline() -> sea_orm::sea_query::SimpleExpr {
-    use app_password::Column as C;
-    Expr::expr(Func::coalesce([
-        Expr::col((app_password::Entity, C::LastUsedAt)).into(),
-        Expr::col((app_password::Entity, C::CreatedAt)).into(),
-    ]))
-    .add(Expr::col((app_password::Entity, C::IdleTimeoutMs)))
+fn idle_deadline() -> SimpleExpr {
+    Expr::expr(last_active()).add(column(app_password::Column::IdleTimeoutMs))
 }
 
 /// Rows that count against the cap: neither revoked nor expired nor idle
@@ -515,28 +524,73 @@ impl AppPasswordStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<(Username, Uuid)>> {
         // Unmarked, not revoked or expired by time, and idle by `before`.
-        let mut query = app_password::Entity::find()
-            .find_also_related(account::Entity)
-            .filter(app_password::Column::RevokedAt.is_null())
-            .filter(app_password::Column::IdleExpiredAt.is_null())
-            .filter(app_password::Column::IdleTimeoutMs.is_not_null())
-            .filter(unexpired_at(now))
-            .filter(Expr::expr(idle_deadline()).lte(before.as_millis()));
-        if let Some(after) = after {
-            query = query.filter(app_password::Column::Id.gt(after));
-        }
-        let rows = query
-            .order_by_asc(app_password::Column::Id)
-            .limit(u64::from(limit))
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(rows
+        let idle = Condition::all()
+            .add(app_password::Column::RevokedAt.is_null())
+            .add(app_password::Column::IdleExpiredAt.is_null())
+            .add(app_password::Column::IdleTimeoutMs.is_not_null())
+            .add(unexpired_at(now))
+            .add(Expr::expr(idle_deadline()).lte(before.as_millis()));
+        let found = in_id_order(&self.db, idle, after, limit).await?;
+        Ok(found
             .into_iter()
-            .filter_map(|(row, account)| {
-                account.map(|a| (Username::from_stored(a.username), row.id))
-            })
+            .map(|password| (password.username, password.id))
             .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(kind = ?window.kind))]
+    async fn notice_candidates(
+        &self,
+        window: &NoticeWindow,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<AppPassword>> {
+        in_id_order(&self.db, notice_due(window), after, limit).await
+    }
+
+    /// One conditional update per notice, each locking its row until the
+    /// commit (in id order, as the candidates came, so replicas writing
+    /// the same batch queue on its first row instead of deadlocking); a
+    /// replica that gets the row after another wrote its notice finds the
+    /// condition false and writes nothing. The events go in with one
+    /// `insert_events`, so the batch takes its feed numbers once.
+    #[tracing::instrument(skip_all, fields(kind = ?window.kind, notices = notices.len()))]
+    async fn record_notices(&self, window: &NoticeWindow, notices: Vec<Notice>) -> Result<u64> {
+        use app_password::Column as C;
+        if notices.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let mut events = Vec::with_capacity(notices.len());
+        for notice in notices {
+            let (noticed, value) = match window.kind {
+                NoticeKind::Expired => (C::ExpiredNoticedAt, window.now),
+                NoticeKind::ExpiringSoon => (C::ExpiryNoticedFor, notice.about),
+                NoticeKind::IdleExpiringSoon => (C::IdleNoticedDeadline, notice.about),
+            };
+            let about = match window.kind {
+                NoticeKind::Expired | NoticeKind::ExpiringSoon => {
+                    C::ExpiresAt.eq(notice.about.as_millis())
+                }
+                NoticeKind::IdleExpiringSoon => {
+                    Expr::expr(idle_deadline()).eq(notice.about.as_millis())
+                }
+            };
+            let written = app_password::Entity::update_many()
+                .col_expr(noticed, Expr::value(value.as_millis()))
+                .filter(C::Id.eq(notice.id))
+                .filter(notice_due(window))
+                .filter(about)
+                .exec(&txn)
+                .await
+                .map_err(db_error)?;
+            if written.rows_affected == 1 {
+                events.push(notice.event);
+            }
+        }
+        let written = events.len() as u64;
+        insert_events(&txn, events).await?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(written)
     }
 
     #[tracing::instrument(skip_all)]
@@ -577,6 +631,72 @@ impl AppPasswordStore for SqlStore {
             .await
             .map_err(db_error)?;
         Ok(deleted.rows_affected)
+    }
+}
+
+/// Up to `limit` passwords matching `condition`, in id order after
+/// `after`: housekeeping's candidates, read outside any transaction and
+/// decided again where they are changed.
+async fn in_id_order(
+    db: &sea_orm::DatabaseConnection,
+    condition: Condition,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<AppPassword>> {
+    let mut query = app_password::Entity::find()
+        .find_also_related(account::Entity)
+        .filter(condition);
+    if let Some(after) = after {
+        query = query.filter(app_password::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(app_password::Column::Id)
+        .limit(u64::from(limit))
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(row, account)| {
+            account.map(|a| convert::app_password(row, Username::from_stored(a.username)))
+        })
+        .collect())
+}
+
+/// Rows due `window`'s notice (`NoticeWindow::due`) and not yet noticed
+/// for the time it is about (the notice columns of migration 9).
+fn notice_due(window: &NoticeWindow) -> Condition {
+    use app_password::Column as C;
+    let (now, horizon) = (window.now, window.horizon.as_millis());
+    match window.kind {
+        NoticeKind::Expired => Condition::all()
+            .add(C::RevokedAt.is_null())
+            .add(C::IdleExpiredAt.is_null())
+            .add(C::ExpiresAt.lte(now.as_millis()))
+            .add(C::ExpiredNoticedAt.is_null()),
+        NoticeKind::ExpiringSoon => active_at(now).add(C::ExpiresAt.lte(horizon)).add(
+            Condition::any()
+                .add(C::ExpiryNoticedFor.is_null())
+                .add(column(C::ExpiryNoticedFor).ne(column(C::ExpiresAt))),
+        ),
+        NoticeKind::IdleExpiringSoon => active_at(now)
+            .add(C::IdleTimeoutMs.is_not_null())
+            .add(Expr::expr(idle_deadline()).lte(horizon))
+            // deadline <= now + timeout / 2, without a division.
+            .add(
+                Expr::expr(Expr::expr(idle_deadline()).add(last_active()))
+                    .lte(now.as_millis().saturating_mul(2)),
+            )
+            .add(
+                Condition::any()
+                    .add(C::ExpiresAt.is_null())
+                    .add(column(C::ExpiresAt).gt(idle_deadline())),
+            )
+            .add(
+                Condition::any()
+                    .add(C::IdleNoticedDeadline.is_null())
+                    .add(column(C::IdleNoticedDeadline).lt(idle_deadline())),
+            ),
     }
 }
 

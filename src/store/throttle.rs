@@ -9,13 +9,13 @@ use sea_orm::{
     TransactionTrait,
 };
 
-use super::audit::insert_event;
+use super::audit::insert_events;
 use super::batch::BatchFuture;
 use super::entities::auth_throttle;
 use super::{db_error, SqlStore};
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::login::store::ThrottleStore;
-use crate::domain::login::throttle::{Counter, FailureRule, Scope};
+use crate::domain::login::throttle::{account_block_event, Counter, FailureRule, Scope};
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::time::Timestamp;
 
@@ -53,7 +53,9 @@ pub(super) fn write_failures(
 /// transaction takes them in key order, so concurrent ones lock in the
 /// same order and cannot deadlock, and counts: concurrent failures in one
 /// scope queue on its lock, so none is lost. The audit events commit with
-/// them.
+/// them: each failure's, and after it the account's block it started, if it
+/// started one (`account_block_event`), all written by one call, so the
+/// batch takes its feed sequence numbers once.
 ///
 /// On SQLite and PostgreSQL the insert is the transaction's first
 /// statement: on SQLite that takes the database's write lock before
@@ -100,11 +102,20 @@ async fn record_failure_batch(
     let mut events = Vec::with_capacity(failures.len());
     for failure in failures {
         let mut counters = Vec::with_capacity(failure.scopes.len());
+        let mut blocked = None;
         for (scope, rule) in failure.scopes {
             let row = rows
                 .get_mut(&scope.key)
                 .ok_or_else(|| Error::internal("throttle row missing after insert"))?;
-            let next = rule.after_failure(counter(row), failure.now);
+            let before = counter(row);
+            let next = rule.after_failure(before, failure.now);
+            blocked = blocked.or(account_block_event(
+                scope.kind,
+                &before,
+                &next,
+                failure.now,
+                &failure.event,
+            ));
             row.failures = i64::from(next.failures);
             row.last_failure_at = next.last_failure_at.map(Timestamp::as_millis);
             row.blocked_until = next.blocked_until.map(Timestamp::as_millis);
@@ -113,6 +124,7 @@ async fn record_failure_batch(
         }
         answers.push(counters);
         events.push(failure.event);
+        events.extend(blocked);
     }
     // Every row exists and is locked: this upsert only ever updates.
     auth_throttle::Entity::insert_many(rows.into_values().map(auth_throttle::ActiveModel::from))
@@ -125,9 +137,7 @@ async fn record_failure_batch(
         .exec_without_returning(&txn)
         .await
         .map_err(db_error)?;
-    for event in events {
-        insert_event(&txn, event).await?;
-    }
+    insert_events(&txn, events).await?;
     txn.commit().await.map_err(db_error)?;
     Ok(answers)
 }

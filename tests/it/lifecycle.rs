@@ -99,18 +99,16 @@ async fn events(
     account: &str,
     kind: Option<AuditEventType>,
 ) -> Vec<AuditEvent> {
-    server
-        .audit()
-        .list_audit_events(ListAuditEventsRequest {
+    audit_events(
+        server,
+        ListAuditEventsRequest {
             account: format!("accounts/{account}"),
             types: kind.into_iter().map(|k| k as i32).collect(),
             page_size: 1000,
             ..Default::default()
-        })
-        .await
-        .expect("list audit events")
-        .into_inner()
-        .audit_events
+        },
+    )
+    .await
 }
 
 fn reason_of(status: &tonic::Status) -> String {

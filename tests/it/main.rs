@@ -26,6 +26,7 @@ mod leaks;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod notices;
 mod proxies;
 mod quickstart;
 mod races;

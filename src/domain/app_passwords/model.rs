@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::secrets::format::Secret;
 use crate::domain::shared::client::ClientName;
 use crate::domain::shared::error::{Error, Reason};
@@ -306,6 +307,109 @@ pub struct Change {
     pub idle_expired_at: Option<Timestamp>,
 }
 
+/// The actor of what housekeeping writes.
+pub const HOUSEKEEPING: &str = "housekeeping";
+
+/// The notices housekeeping writes into the audit trail, and so into the
+/// change feed, each once however many replicas run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoticeKind {
+    /// Its expiry time passed (and it had not ended before).
+    Expired,
+    /// Its expiry time is within `watch.notice_before`.
+    ExpiringSoon,
+    /// Its idle deadline is within `watch.notice_before`.
+    IdleExpiringSoon,
+}
+
+impl NoticeKind {
+    /// In the order housekeeping writes them.
+    pub const ALL: [NoticeKind; 3] = [
+        NoticeKind::Expired,
+        NoticeKind::ExpiringSoon,
+        NoticeKind::IdleExpiringSoon,
+    ];
+
+    pub const fn event_type(self) -> EventType {
+        match self {
+            NoticeKind::Expired => EventType::AppPasswordExpired,
+            NoticeKind::ExpiringSoon => EventType::AppPasswordExpiringSoon,
+            NoticeKind::IdleExpiringSoon => EventType::AppPasswordIdleExpiringSoon,
+        }
+    }
+}
+
+/// Which app passwords are due a notice of `kind` at `now`, by the rules
+/// (whether it was written already is the store's to say, from the
+/// password's notice column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoticeWindow {
+    pub kind: NoticeKind,
+    pub now: Timestamp,
+    /// Expiring soon: expiries up to this; idle expiring soon: idle
+    /// deadlines up to this; expired: `now`.
+    pub horizon: Timestamp,
+}
+
+impl NoticeWindow {
+    /// The time `password` is due a notice about at `now`, if it is: for
+    /// `Expired`, its expiry time, passed, unless it ended before (revoked,
+    /// or marked idle-expired: it had its last event then); for
+    /// `ExpiringSoon`, its expiry time, up to `horizon`, while it works
+    /// (or is suspended, and could be resumed); for `IdleExpiringSoon`, its
+    /// idle deadline, up to `horizon` and no earlier than half its idle
+    /// timeout after its last use (with a timeout shorter than the notice,
+    /// a notice after every use would be noise), while it works and unless
+    /// it expires first (its expiry has notices of its own).
+    pub fn due(&self, password: &AppPassword) -> Option<Timestamp> {
+        let rules = password.rules();
+        let live = matches!(
+            rules.lifecycle_refusal(self.now),
+            None | Some(Refusal::Suspended)
+        );
+        match self.kind {
+            NoticeKind::Expired => {
+                let expired = rules.expires_at.filter(|at| *at <= self.now)?;
+                (!rules.revoked && !rules.idle_expired).then_some(expired)
+            }
+            NoticeKind::ExpiringSoon => rules.expires_at.filter(|at| live && *at <= self.horizon),
+            NoticeKind::IdleExpiringSoon => {
+                let deadline = rules.idle_deadline()?;
+                let half = rules.idle_timeout? / 2;
+                let near = deadline <= self.horizon && deadline <= self.now.saturating_add(half);
+                let expires_first = rules.expires_at.is_some_and(|at| at <= deadline);
+                (live && near && !expires_first).then_some(deadline)
+            }
+        }
+    }
+
+    /// The notice's audit event for `password`, due it `about` (from
+    /// [`NoticeWindow::due`]).
+    pub fn event(&self, password: &AppPassword, about: Timestamp) -> AuditEvent {
+        let detail = match self.kind {
+            NoticeKind::Expired => format!("expired {}", about.to_rfc3339()),
+            NoticeKind::ExpiringSoon => format!("expires {}", about.to_rfc3339()),
+            NoticeKind::IdleExpiringSoon => format!(
+                "idle-expires {} unless used (unused since {})",
+                about.to_rfc3339(),
+                password.rules().last_active_at.to_rfc3339()
+            ),
+        };
+        AuditEvent::new(self.kind.event_type(), self.now, HOUSEKEEPING)
+            .app_password(&password.username, password.id)
+            .detail(detail)
+    }
+}
+
+/// One notice to write: the password, the time it is about (its expiry or
+/// idle deadline, which storage checks is still the same) and its event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub id: Uuid,
+    pub about: Timestamp,
+    pub event: AuditEvent,
+}
+
 /// Which app passwords a bulk revocation takes, across all accounts; each
 /// condition narrows, and at least one is required. Revoked and expired
 /// passwords are never taken (they are not active).
@@ -416,6 +520,45 @@ pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// The longest: ten years.
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3_650 * 86_400);
 
+/// Clocks of replicas may differ by this much.
+pub const REPLICA_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// How late a use may reach the database: it waits in its replica's usage
+/// buffer for up to one flush interval, and replicas' clocks may differ.
+/// Housekeeping waits this long past what it reads from a stored last use
+/// before it acts on it (marks a password idle-expired, or writes that it
+/// is about to be), so that a use still on its way cannot be missed.
+pub fn usage_lag(usage_flush_interval: Duration) -> Duration {
+    usage_flush_interval.saturating_add(REPLICA_CLOCK_SKEW)
+}
+
+/// The shortest `watch.notice_before`.
+pub const MIN_NOTICE_BEFORE: Duration = Duration::from_secs(3_600);
+/// The longest: a year.
+pub const MAX_NOTICE_BEFORE: Duration = Duration::from_secs(365 * 86_400);
+
+/// A `watch.notice_before` within bounds, or why not: an idle notice
+/// waits [`usage_lag`] past the start of its window, so the window must be
+/// longer than that.
+pub fn check_notice_before(
+    notice_before: Duration,
+    usage_flush_interval: Duration,
+) -> Result<Duration, String> {
+    let lag = usage_lag(usage_flush_interval);
+    if notice_before < MIN_NOTICE_BEFORE {
+        Err("must be at least 1 hour".to_owned())
+    } else if notice_before > MAX_NOTICE_BEFORE {
+        Err("must be at most 365 days".to_owned())
+    } else if notice_before <= lag {
+        Err(format!(
+            "must be longer than usage.flush_interval_secs plus 5 minutes ({} s): an idle notice waits that long for uses still on their way from other replicas",
+            lag.as_secs()
+        ))
+    } else {
+        Ok(notice_before)
+    }
+}
+
 /// `[app_passwords]`: the lifecycle of app passwords.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -465,5 +608,160 @@ pub fn check_idle_timeout(timeout: Duration) -> Result<Duration, String> {
         Err("must be at most 3650 days".to_owned())
     } else {
         Ok(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3_600);
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn at(days: u64, hours: u64) -> Timestamp {
+        Timestamp::from_millis(0).saturating_add(DAY * days as u32 + HOUR * hours as u32)
+    }
+
+    /// Issued at day 0, never used.
+    fn password() -> AppPassword {
+        AppPassword {
+            id: Uuid::nil(),
+            username: Username::parse("ann").unwrap(),
+            selector: "tijc".to_owned(),
+            display_name: "Phone".to_owned(),
+            protocols: ProtocolSet::any(),
+            allowed_networks: AllowedNetworks::default(),
+            issued_by: "portal".to_owned(),
+            created_at: at(0, 0),
+            expires_at: None,
+            idle_timeout: None,
+            idle_expired_at: None,
+            last_use: None,
+            use_count: 0,
+            suspended: None,
+            revoked: None,
+            updated_at: None,
+        }
+    }
+
+    fn window(kind: NoticeKind, now: Timestamp, notice_before: Duration) -> NoticeWindow {
+        NoticeWindow {
+            kind,
+            now,
+            horizon: now.saturating_add(notice_before),
+        }
+    }
+
+    #[test]
+    fn expiry_notices_come_in_the_window_and_once_it_passed() {
+        let mut expiring = password();
+        expiring.expires_at = Some(at(10, 0));
+        let soon = |now| window(NoticeKind::ExpiringSoon, now, DAY * 7).due(&expiring);
+        assert_eq!(soon(at(2, 23)), None, "before the window");
+        assert_eq!(soon(at(3, 0)), Some(at(10, 0)), "the window opens");
+        assert_eq!(soon(at(9, 23)), Some(at(10, 0)));
+        assert_eq!(soon(at(10, 0)), None, "expired: no longer soon");
+        let expired = |password: &AppPassword, now| {
+            window(NoticeKind::Expired, now, Duration::ZERO).due(password)
+        };
+        assert_eq!(expired(&expiring, at(9, 23)), None);
+        assert_eq!(expired(&expiring, at(10, 0)), Some(at(10, 0)));
+        assert_eq!(expired(&expiring, at(40, 0)), Some(at(10, 0)));
+
+        // Suspended ones hear of it (they can be resumed); revoked and
+        // idle-marked ones had their last event already.
+        let mut suspended = expiring.clone();
+        suspended.suspended = Some(Suspension {
+            at: at(1, 0),
+            reason: "lost".to_owned(),
+        });
+        assert_eq!(
+            window(NoticeKind::ExpiringSoon, at(5, 0), DAY * 7).due(&suspended),
+            Some(at(10, 0))
+        );
+        let mut revoked = expiring.clone();
+        revoked.revoked = Some(Revocation {
+            at: at(1, 0),
+            reason: String::new(),
+        });
+        let mut marked = expiring.clone();
+        marked.idle_timeout = Some(DAY);
+        marked.idle_expired_at = Some(at(2, 0));
+        for over in [&revoked, &marked] {
+            assert_eq!(expired(over, at(11, 0)), None);
+            assert_eq!(
+                window(NoticeKind::ExpiringSoon, at(5, 0), DAY * 7).due(over),
+                None
+            );
+        }
+        assert_eq!(expired(&password(), at(11, 0)), None, "no expiry");
+    }
+
+    #[test]
+    fn idle_notices_come_before_the_deadline_not_before_half_the_timeout() {
+        let mut idle = password();
+        idle.idle_timeout = Some(DAY * 30);
+        let soon = |password: &AppPassword, now, before| {
+            window(NoticeKind::IdleExpiringSoon, now, before).due(password)
+        };
+        assert_eq!(soon(&idle, at(22, 23), DAY * 7), None);
+        assert_eq!(soon(&idle, at(23, 0), DAY * 7), Some(at(30, 0)));
+        assert_eq!(soon(&idle, at(30, 0), DAY * 7), None, "idle by now");
+        // A use moves the deadline.
+        idle.last_use = Some(LastUse {
+            at: at(25, 0),
+            client_ip: None,
+            protocol: None,
+            client: None,
+        });
+        assert_eq!(soon(&idle, at(26, 0), DAY * 7), None);
+        assert_eq!(soon(&idle, at(48, 0), DAY * 7), Some(at(55, 0)));
+
+        // A timeout shorter than the notice: not before half of it.
+        let mut short = password();
+        short.idle_timeout = Some(DAY * 2);
+        assert_eq!(soon(&short, at(0, 23), DAY * 7), None);
+        assert_eq!(soon(&short, at(1, 0), DAY * 7), Some(at(2, 0)));
+
+        // Expiring before its deadline: the expiry's notices say it.
+        let mut expiring = password();
+        expiring.idle_timeout = Some(DAY * 30);
+        expiring.expires_at = Some(at(30, 0));
+        assert_eq!(soon(&expiring, at(25, 0), DAY * 7), None);
+        expiring.expires_at = Some(at(30, 1));
+        assert_eq!(soon(&expiring, at(25, 0), DAY * 7), Some(at(30, 0)));
+        assert_eq!(soon(&password(), at(25, 0), DAY * 7), None, "no timeout");
+    }
+
+    #[test]
+    fn notice_events_name_the_password_and_the_time_they_are_about() {
+        let mut expiring = password();
+        expiring.expires_at = Some(Timestamp::from_millis(1_772_323_200_000));
+        let now = Timestamp::from_millis(1_772_000_000_000);
+        let soon = window(NoticeKind::ExpiringSoon, now, DAY * 7);
+        let event = soon.event(&expiring, expiring.expires_at.unwrap());
+        assert_eq!(event.event_type, EventType::AppPasswordExpiringSoon);
+        assert_eq!((event.at, event.actor.as_str()), (now, HOUSEKEEPING));
+        assert_eq!(event.app_password_id, Some(expiring.id));
+        assert_eq!(event.username, Some(expiring.username.clone()));
+        assert_eq!(event.detail, "expires 2026-03-01T00:00:00Z");
+        let idle = window(NoticeKind::IdleExpiringSoon, now, DAY * 7)
+            .event(&expiring, Timestamp::from_millis(1_772_323_200_000));
+        assert_eq!(
+            idle.detail,
+            "idle-expires 2026-03-01T00:00:00Z unless used (unused since 1970-01-01T00:00:00Z)"
+        );
+    }
+
+    #[test]
+    fn notice_before_is_bounded_and_longer_than_the_usage_lag() {
+        let flush = Duration::from_secs(60);
+        assert!(check_notice_before(DAY * 7, flush).is_ok());
+        assert!(check_notice_before(HOUR, flush).is_ok());
+        assert!(check_notice_before(HOUR - Duration::from_secs(1), flush).is_err());
+        assert!(check_notice_before(DAY * 365, flush).is_ok());
+        assert!(check_notice_before(DAY * 366, flush).is_err());
+        let refused = check_notice_before(HOUR, HOUR).unwrap_err();
+        assert!(refused.contains("usage.flush_interval_secs"), "{refused}");
     }
 }

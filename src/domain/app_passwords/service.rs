@@ -8,9 +8,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::model::{
-    app_password_not_found, check_idle_timeout, AppPassword, AppPasswordCursor, AppPasswordsConfig,
-    BulkFilter, Change, ChangePolicy, CredentialChange, Expiry, IssueOutcome, IssueRequest, Issued,
-    NewAppPassword, Refusal, SettingsUpdate, Suspension,
+    app_password_not_found, check_idle_timeout, usage_lag, AppPassword, AppPasswordCursor,
+    AppPasswordsConfig, BulkFilter, Change, ChangePolicy, CredentialChange, Expiry, IssueOutcome,
+    IssueRequest, Issued, NewAppPassword, Notice, NoticeKind, NoticeWindow, Refusal,
+    SettingsUpdate, Suspension, HOUSEKEEPING,
 };
 use super::store::AppPasswordStore;
 use crate::domain::accounts::model::account_not_found;
@@ -44,17 +45,21 @@ struct Inner<S> {
     /// How long after its idle deadline housekeeping marks a password: a
     /// login refuses it from the deadline on, but a use on another replica
     /// may reach the database up to one usage flush interval late (and
-    /// replicas' clocks may differ), and a mark is for good.
+    /// replicas' clocks may differ), and a mark is for good. The idle
+    /// notice waits as long past the start of its window.
     idle_mark_grace: Duration,
+    /// How long before its expiry, and before its idle deadline, a password
+    /// gets its "expiring soon" notice (`watch.notice_before`).
+    notice_before: Duration,
 }
-
-/// Clocks of replicas may differ by this much, for the idle mark's grace.
-const REPLICA_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 /// Passwords one batch of a bulk revocation or of housekeeping takes: one
 /// transaction each, so memory and lock time stay bounded whatever the
 /// number of rows.
 const BATCH: u32 = 1_000;
+/// Passwords one transaction of notices takes: each is locked from its
+/// notice's write until the commit, so fewer than a bulk revocation's.
+const NOTICE_BATCH: u32 = 100;
 /// How many matching passwords a `validate_only` bulk revocation shows.
 const SAMPLE: u32 = 10;
 /// How far in the future a reported change of the primary credential may
@@ -93,6 +98,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         max_active_per_account: u32,
         config: AppPasswordsConfig,
         usage_flush_interval: Duration,
+        notice_before: Duration,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -101,7 +107,8 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 clock,
                 max_active_per_account,
                 config,
-                idle_mark_grace: usage_flush_interval + REPLICA_CLOCK_SKEW,
+                idle_mark_grace: usage_lag(usage_flush_interval),
+                notice_before,
             }),
         }
     }
@@ -516,7 +523,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                         did = true;
                         let at = current.next_change_at(now);
                         let event =
-                            AuditEvent::new(EventType::AppPasswordIdleExpired, at, "housekeeping")
+                            AuditEvent::new(EventType::AppPasswordIdleExpired, at, HOUSEKEEPING)
                                 .app_password(&current.username, current.id)
                                 .detail(format!(
                                     "unused since {}",
@@ -533,6 +540,55 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                     .await?;
                 marked += u64::from(did);
             }
+        }
+    }
+
+    /// Writes the notices of `kind` that are due now, one audit event each
+    /// (actor "housekeeping"), in batches of [`NOTICE_BATCH`], each one
+    /// transaction. Each notice is written once per time it is about
+    /// (expiry, idle deadline), however many replicas run this at once:
+    /// the store writes it only if the password's notice column still
+    /// says it was not (compare-and-set). Returns how many this call wrote.
+    ///
+    /// The idle notice's window starts `watch.notice_before` before the
+    /// stored idle deadline, but the notice waits the idle mark's grace
+    /// past that: a use from before the window may still be on its way
+    /// from another replica's usage buffer, and would have moved the
+    /// deadline. A use that reaches the database later moves the deadline,
+    /// and the later deadline earns its own notice.
+    pub async fn send_notices(&self, kind: NoticeKind) -> Result<u64> {
+        let mut written = 0;
+        let mut after = None;
+        loop {
+            let now = self.now();
+            let horizon = match kind {
+                NoticeKind::Expired => now,
+                NoticeKind::ExpiringSoon => now.saturating_add(self.inner.notice_before),
+                NoticeKind::IdleExpiringSoon => now
+                    .saturating_add(self.inner.notice_before)
+                    .saturating_sub(self.inner.idle_mark_grace),
+            };
+            let window = NoticeWindow { kind, now, horizon };
+            let candidates = self
+                .store()
+                .notice_candidates(&window, after, NOTICE_BATCH)
+                .await?;
+            let Some(last) = candidates.last() else {
+                return Ok(written);
+            };
+            after = Some(last.id);
+            let notices = candidates
+                .iter()
+                .filter_map(|password| {
+                    let about = window.due(password)?;
+                    Some(Notice {
+                        id: password.id,
+                        about,
+                        event: window.event(password, about),
+                    })
+                })
+                .collect();
+            written += self.store().record_notices(&window, notices).await?;
         }
     }
 

@@ -5,7 +5,8 @@ use std::future::Future;
 use uuid::Uuid;
 
 use super::model::{
-    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword,
+    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword, Notice,
+    NoticeWindow,
 };
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::error::Result;
@@ -112,6 +113,30 @@ pub trait AppPasswordStore: Clone + Send + Sync + 'static {
         after: Option<Uuid>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<(Username, Uuid)>>> + Send;
+
+    /// Up to `limit` passwords, in id order after `after`, due `window`'s
+    /// notice (as [`NoticeWindow::due`] says) and not yet noticed for the
+    /// time it is about: its notice column is empty, or holds another
+    /// expiry (`ExpiringSoon`) or an earlier idle deadline
+    /// (`IdleExpiringSoon`).
+    fn notice_candidates(
+        &self,
+        window: &NoticeWindow,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AppPassword>>> + Send;
+
+    /// Writes `notices` in one transaction: for each, the password's notice
+    /// column is set only if it is still due `window`'s notice about the
+    /// same time and not yet noticed for it (one conditional update, a
+    /// compare-and-set), and its event is written only if it was. Returns
+    /// how many were written: replicas writing the same notices at once
+    /// write each once.
+    fn record_notices(
+        &self,
+        window: &NoticeWindow,
+        notices: Vec<Notice>,
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// Whether `issuer` issued any of the account's app passwords.
     fn issued_any(

@@ -158,7 +158,9 @@ pub struct WatchConfig {
     /// Streams all callers together may hold open on one replica.
     pub max_watchers: u32,
     /// How long before an app password's expiry (and before its idle
-    /// deadline) housekeeping writes the "expiring soon" event, e.g. "7d".
+    /// deadline) housekeeping writes the "expiring soon" event, e.g. "7d";
+    /// 1 hour to 365 days, and longer than the usage flush interval plus
+    /// 5 minutes (`app_passwords::model::check_notice_before`, at start).
     pub notice_before: Span,
 }
 

@@ -29,10 +29,12 @@ pub trait LoginStore: Clone + Send + Sync + 'static {
 
 /// Storage of failed-login counters, shared by every replica.
 pub trait ThrottleStore: Clone + Send + Sync + 'static {
-    /// Adds one failure to each scope by its rule and writes `event`, all
-    /// in one transaction, atomically with respect to every other replica:
-    /// either the failure counts everywhere and is audited, or nothing
-    /// changed. Returns the new counters.
+    /// Adds one failure to each scope by its rule and writes `event`, and
+    /// the account's `AccountLoginBlocked` event if this failure started
+    /// its block (`throttle::account_block_event`), all in one transaction,
+    /// atomically with respect to every other replica: either the failure
+    /// counts everywhere and is audited, or nothing changed. Returns the
+    /// new counters.
     fn record_failures(
         &self,
         scopes: Vec<(Scope, FailureRule)>,

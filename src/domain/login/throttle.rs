@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::shared::hex::lower_hex;
 use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::time::Timestamp;
@@ -124,6 +125,44 @@ pub struct Counter {
     pub last_failure_at: Option<Timestamp>,
     pub blocked_until: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
+}
+
+impl Counter {
+    /// Whether it refuses logins at `now`.
+    pub fn blocks_at(&self, now: Timestamp) -> bool {
+        self.blocked_until.is_some_and(|until| until > now)
+    }
+}
+
+/// The event for a failure at `now` that started a block of its account:
+/// the account scope's counter did not block at `now` before it (never
+/// blocked, or the last block ran out) and does after it. Failures that
+/// come while a block lasts (guesses already in flight) lengthen it and
+/// start nothing. `None` for any other scope, and when no account by that
+/// name exists (`failure`, its audit event, names the account only then):
+/// a name nobody holds has no one to tell.
+pub fn account_block_event(
+    kind: ScopeKind,
+    before: &Counter,
+    after: &Counter,
+    now: Timestamp,
+    failure: &AuditEvent,
+) -> Option<AuditEvent> {
+    if kind != ScopeKind::Account || before.blocks_at(now) || !after.blocks_at(now) {
+        return None;
+    }
+    let until = after.blocked_until?;
+    let username = failure.username.as_ref()?;
+    let mut event = AuditEvent::new(EventType::AccountLoginBlocked, now, &failure.actor)
+        .account(username)
+        .detail(format!(
+            "blocked until {} after {} failed logins",
+            until.to_rfc3339(),
+            after.failures
+        ));
+    event.client_ip = failure.client_ip;
+    event.protocol = failure.protocol;
+    Some(event)
 }
 
 /// The stored counters of one login's three scopes; a scope with no row
@@ -259,6 +298,76 @@ mod tests {
         // A day later, counting starts over.
         counter = rule.after_failure(counter, at(300 + 86_400));
         assert_eq!((counter.failures, counter.blocked_until), (1, None));
+    }
+
+    #[test]
+    fn an_account_block_is_announced_when_it_starts_and_again_after_it_ran_out() {
+        let config = ThrottleConfig {
+            account_limit: 3,
+            ..ThrottleConfig::default()
+        };
+        let rule = config.rule(ScopeKind::Account);
+        let ann = Username::parse("ann").unwrap();
+        let failure = |now: Timestamp| {
+            let mut event = AuditEvent::new(EventType::AuthenticationFailed, now, "proxy")
+                .account(&ann)
+                .detail("invalid_credentials");
+            event.client_ip = Some("192.0.2.7".parse().unwrap());
+            event
+        };
+        let mut counter = Counter::default();
+        let mut announced = Vec::new();
+        let mut fail = |counter: &mut Counter, now: Timestamp, kind: ScopeKind| {
+            let after = rule.after_failure(*counter, now);
+            announced.extend(account_block_event(
+                kind,
+                counter,
+                &after,
+                now,
+                &failure(now),
+            ));
+            *counter = after;
+        };
+        for _ in 0..3 {
+            fail(&mut counter, at(100), ScopeKind::Account);
+        }
+        // A failure in flight while the block lasts lengthens it, quietly.
+        fail(&mut counter, at(110), ScopeKind::Account);
+        // Once it ran out, the next failure starts another block.
+        fail(&mut counter, at(200), ScopeKind::Account);
+        // Other scopes never announce.
+        let mut pair = Counter::default();
+        for _ in 0..10 {
+            fail(&mut pair, at(100), ScopeKind::Pair);
+        }
+        assert_eq!(announced.len(), 2, "{announced:?}");
+        let first = &announced[0];
+        assert_eq!(first.event_type, EventType::AccountLoginBlocked);
+        assert_eq!(first.username, Some(ann.clone()));
+        assert_eq!((first.at, first.actor.as_str()), (at(100), "proxy"));
+        assert_eq!(first.client_ip, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(
+            first.detail,
+            "blocked until 1970-01-01T00:02:10Z after 3 failed logins"
+        );
+        assert_eq!(
+            announced[1].detail,
+            "blocked until 1970-01-01T00:05:20Z after 5 failed logins"
+        );
+
+        // An account nobody holds: its failures name no account.
+        let mut unknown = Counter::default();
+        for _ in 0..3 {
+            let after = rule.after_failure(unknown, at(100));
+            let mut anonymous = failure(at(100));
+            anonymous.username = None;
+            assert_eq!(
+                account_block_event(ScopeKind::Account, &unknown, &after, at(100), &anonymous),
+                None
+            );
+            unknown = after;
+        }
+        assert!(unknown.blocks_at(at(100)));
     }
 
     #[test]

@@ -68,6 +68,37 @@ impl Timestamp {
     pub fn within(self, earlier: Timestamp, duration: Duration) -> bool {
         earlier <= self && self.since(earlier) < duration
     }
+
+    /// RFC 3339 in UTC, `2026-03-01T00:00:00Z`, with milliseconds only
+    /// when there are any (`…:00.250Z`): for texts people read, such as
+    /// audit details.
+    pub fn to_rfc3339(self) -> String {
+        const DAY: i64 = 86_400_000;
+        let (days, millis) = (self.0.div_euclid(DAY), self.0.rem_euclid(DAY));
+        // Days since 1970-01-01 to a civil date (Howard Hinnant's
+        // `civil_from_days`), in eras of 400 years.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let day_of_era = z.rem_euclid(146_097);
+        let year_of_era =
+            (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let shifted_month = (5 * day_of_year + 2) / 153;
+        let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+        let month = if shifted_month < 10 {
+            shifted_month + 3
+        } else {
+            shifted_month - 9
+        };
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        let seconds = millis / 1_000;
+        let (hour, minute, second) = (seconds / 3_600, seconds / 60 % 60, seconds % 60);
+        let fraction = match millis % 1_000 {
+            0 => String::new(),
+            ms => format!(".{ms:03}"),
+        };
+        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}Z")
+    }
 }
 
 /// A boxed future, so that a clock can be a trait object.
@@ -267,6 +298,24 @@ mod tests {
         assert!(at(1_999).within(at(1_000), Duration::from_secs(1)));
         assert!(!at(2_000).within(at(1_000), Duration::from_secs(1)));
         assert!(!at(1_000).within(at(1_001), Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn rfc3339_is_utc_with_milliseconds_only_when_there_are_any() {
+        assert_eq!(at(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(at(1_767_225_600_000).to_rfc3339(), "2026-01-01T00:00:00Z");
+        assert_eq!(
+            at(1_772_323_200_250).to_rfc3339(),
+            "2026-03-01T00:00:00.250Z"
+        );
+        // A leap day, and the day before a March 1st.
+        assert_eq!(at(951_782_400_000).to_rfc3339(), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            at(1_709_251_199_999).to_rfc3339(),
+            "2024-02-29T23:59:59.999Z"
+        );
+        assert_eq!(at(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
+        assert_eq!(Timestamp::LATEST.to_rfc3339(), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

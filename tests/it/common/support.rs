@@ -1,9 +1,9 @@
 //! Request builders and assertions shared by the tests.
 
 use latchkey::grpc::pb::{
-    issue_app_password_request::Expiration, AppPassword, AuthenticateRequest, AuthenticateResponse,
-    FailureReason, IssueAppPasswordRequest, IssueAppPasswordResponse, Protocol,
-    RevokeAppPasswordRequest,
+    issue_app_password_request::Expiration, AppPassword, AuditEvent, AuthenticateRequest,
+    AuthenticateResponse, FailureReason, IssueAppPasswordRequest, IssueAppPasswordResponse,
+    ListAuditEventsRequest, Protocol, RevokeAppPasswordRequest,
 };
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -68,6 +68,17 @@ pub async fn revoke(server: &TestServer, name: String) -> AppPassword {
         .await
         .expect("revoke should succeed")
         .into_inner()
+}
+
+/// One page of ListAuditEvents (as an operator), newest first.
+pub async fn audit_events(server: &TestServer, request: ListAuditEventsRequest) -> Vec<AuditEvent> {
+    server
+        .audit()
+        .list_audit_events(request)
+        .await
+        .expect("list audit events")
+        .into_inner()
+        .audit_events
 }
 
 pub fn login_request(
