@@ -253,8 +253,10 @@ impl App {
             stop,
         ));
         let feed = self.services.feed.clone();
+        let (began, stop_began) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
             shutdown.await;
+            let _ = began.send(());
             tracing::info!("shutting down: finishing in-flight requests");
             let _ = stopping.send(true);
             // Open WatchEvents streams would keep their connections (and
@@ -281,7 +283,7 @@ impl App {
             streams_per_connection = bounds.max_concurrent_streams,
             "transport limits"
         );
-        server
+        let serving = server
             .layer(RequestLogLayer::new(self.metrics))
             .layer(CallerAuthLayer::new(
                 self.services.callers.clone(),
@@ -291,8 +293,23 @@ impl App {
             .serve_with_incoming_shutdown(
                 BoundedListener::new(listener, &bounds).incoming(),
                 shutdown,
-            )
-            .await?;
+            );
+        // Connections get `shutdown_grace_secs` to finish once the stop
+        // begins; then the stop goes on without them, so that what was
+        // counted in memory is still written below.
+        let grace = secs(bounds.shutdown_grace_secs);
+        tokio::select! {
+            served = serving => served?,
+            () = async {
+                if stop_began.await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "connections still open after the shutdown grace; stopping without them");
+            }
+        }
         let _ = pruning.await;
         let _ = flushing.await;
         let _ = following.await;

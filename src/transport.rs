@@ -86,6 +86,10 @@ pub struct ServerConfig {
     pub keepalive_timeout_secs: u64,
     /// The longest a request may take, its body included.
     pub request_timeout_secs: u64,
+    /// At stop, how long connections may take to finish what they carry
+    /// before they are dropped (a client that stops reading a stream
+    /// could otherwise hold the stop, and the flushes after it, forever).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +109,7 @@ impl Default for ServerConfig {
             keepalive_interval_secs: 30,
             keepalive_timeout_secs: 10,
             request_timeout_secs: 30,
+            shutdown_grace_secs: 10,
         }
     }
 }

@@ -68,21 +68,31 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEventsResponse, Status>
 
 /// The stream's items until its task ends; then, unless the last item was
 /// an error already, UNAVAILABLE (the replica is stopping): the client
-/// reconnects with its last token.
-fn watch_stream(receiver: mpsc::Receiver<DomainResult<WatchItem>>) -> WatchStream {
+/// reconnects with its last token. Once the feed closes, items still
+/// waiting are dropped and UNAVAILABLE comes next: the client's token
+/// covers them, and a client that stopped reading cannot keep the stream
+/// open by not taking them.
+fn watch_stream<S: AuditStore>(
+    receiver: mpsc::Receiver<DomainResult<WatchItem>>,
+    feed: EventFeed<S>,
+) -> WatchStream {
+    let stopping = || {
+        Err(Status::unavailable(
+            "this replica is stopping; reconnect with the last resume_token",
+        ))
+    };
     Box::pin(futures_util::stream::unfold(
-        Some(receiver),
-        |receiver| async move {
-            let mut receiver = receiver?;
-            match receiver.recv().await {
-                Some(Ok(item)) => Some((Ok(watch_response(item)), Some(receiver))),
-                Some(Err(error)) => Some((Err(Status::from(error)), None)),
-                None => Some((
-                    Err(Status::unavailable(
-                        "this replica is stopping; reconnect with the last resume_token",
-                    )),
-                    None,
-                )),
+        Some((receiver, feed)),
+        move |state| async move {
+            let (mut receiver, feed) = state?;
+            tokio::select! {
+                biased;
+                () = feed.closed() => Some((stopping(), None)),
+                item = receiver.recv() => match item {
+                    Some(Ok(item)) => Some((Ok(watch_response(item)), Some((receiver, feed)))),
+                    Some(Err(error)) => Some((Err(Status::from(error)), None)),
+                    None => Some((stopping(), None)),
+                },
             }
         },
     ))
@@ -158,7 +168,7 @@ impl<S: AuditStore> AuditService for AuditHandler<S> {
                 resume,
             })
             .await?;
-        Ok(Response::new(watch_stream(receiver)))
+        Ok(Response::new(watch_stream(receiver, self.feed.clone())))
     }
 
     async fn list_audit_events(

@@ -89,7 +89,7 @@ async fn callers_are_created_listed_revoked_and_validated(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    // imap-proxy and the harness's three, in name order, across two pages.
+    // imap-proxy and the harness's four, in name order, across two pages.
     let names: Vec<String> = listed
         .callers
         .iter()
@@ -102,6 +102,7 @@ async fn callers_are_created_listed_revoked_and_validated(backend: Backend) {
             "callers/imap-proxy",
             "callers/test-authenticator",
             "callers/test-issuer",
+            "callers/test-notifier",
             "callers/test-operator"
         ]
     );

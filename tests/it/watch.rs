@@ -729,6 +729,38 @@ async fn postgres_wakes_streams_by_notify_not_by_polling() {
     }
 }
 
+/// A client that stopped reading a stream with a backlog larger than the
+/// transport's buffers cannot hold the server's stop: its stream is
+/// dropped after the shutdown grace (5 s in tests), and the stop finishes
+/// (the harness allows 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_does_not_hold_the_stop() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    for i in 0..4 {
+        issue_simple(&server, &format!("stuck{i}")).await;
+    }
+    let from = Watcher::open(&server, Role::Operator, all_types())
+        .await
+        .token;
+    futures::future::join_all((0..4).map(|i| {
+        let server = &server;
+        async move { toggle(server, &format!("stuck{i}"), 400).await }
+    }))
+    .await;
+    let mut stalled = narrow_stream(
+        &server,
+        Role::Operator,
+        WatchEventsRequest {
+            resume_token: from,
+            ..all_types()
+        },
+    )
+    .await;
+    let _ = stalled.message().await.unwrap();
+    settled_reads(&server).await;
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_stream_outlives_the_request_timeout() {
     let server = TestServer::start_with(Backend::Sqlite, |config| {

@@ -249,8 +249,10 @@ impl<S: AuditStore> EventFeed<S> {
         self.inner.closing.send_replace(true);
     }
 
-    pub fn is_closing(&self) -> bool {
-        *self.inner.closing.borrow()
+    /// Resolves once the feed closes (the server is stopping).
+    pub async fn closed(&self) {
+        let mut closing = self.inner.closing.subscribe();
+        let _ = closing.wait_for(|closing| *closing).await;
     }
 }
 

@@ -81,6 +81,11 @@ pub fn test_config() -> Config {
             listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
             ..Default::default()
         },
+        // Within `stop`'s 10 s.
+        server: latchkey::transport::ServerConfig {
+            shutdown_grace_secs: 5,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }
