@@ -1,6 +1,8 @@
 //! `latchkey watch` as a script runs it: the built binary as a child
 //! process against a real server, its stdout read line by line, killed and
-//! started again.
+//! started again; and the Dovecot cache flusher of docs/proxies.md, run as
+//! it is written, against a real Dovecot where one is installed (always
+//! under CI) or a `doveadm` that only records what it was asked.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -11,8 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use latchkey::domain::callers::model::Role;
+use latchkey::grpc::pb::account_service_client::AccountServiceClient;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
-use latchkey::grpc::pb::{AuditEventType, CreateCallerRequest, Protocol};
+use latchkey::grpc::pb::{
+    AuditEventType, CreateCallerRequest, DisableAccountRequest, Protocol, ResumeAppPasswordRequest,
+    SuspendAppPasswordRequest,
+};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -647,4 +653,254 @@ async fn over_tls_a_client_certificate_stands_in_for_the_key() {
     assert_eq!(line["detail"], "lost");
     watch.signal("TERM");
     assert_eq!(watch.end().await.status.code(), Some(0));
+}
+
+const DOVEADM: &str = "/usr/bin/doveadm";
+
+/// The flusher of docs/proxies.md, as the docs show it and the unit runs
+/// it. With Dovecot installed (always under CI): a real Dovecot with the
+/// docs' cache settings and Lua passdb, where a revoked password signs in
+/// from the cache until the flusher flushes its user. Without: a `doveadm`
+/// that records what it is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
+    use crate::proxies::{self, IMAP};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = repo.join("contrib/dovecot/latchkey-flush-auth-cache");
+    let script_text = std::fs::read_to_string(&script).unwrap();
+    let docs = std::fs::read_to_string(repo.join("docs/proxies.md")).unwrap();
+    assert!(
+        docs.contains(&format!("```bash\n{script_text}```")),
+        "docs/proxies.md shows the script as it is"
+    );
+    let unit =
+        std::fs::read_to_string(repo.join("contrib/systemd/latchkey-flush-auth-cache.service"))
+            .unwrap();
+    assert!(
+        docs.contains(&format!("```ini\n{unit}```")),
+        "docs/proxies.md shows the unit as it is"
+    );
+    assert!(unit.contains("ExecStart=/usr/local/bin/latchkey-flush-auth-cache\n"));
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "{syntax:?}");
+    crate::systemd::verify_unit(
+        "latchkey-flush-auth-cache.service",
+        &[(
+            "/usr/local/bin/latchkey-flush-auth-cache",
+            script.to_str().unwrap(),
+        )],
+    );
+    if crate::common::programs::find("jq", "apt-get install jq").is_none() {
+        return;
+    }
+    let real = crate::common::programs::installed(
+        &[
+            proxies::DOVECOT,
+            DOVEADM,
+            proxies::DOVECOT_LUA,
+            proxies::LUA_SOCKET,
+        ],
+        "dovecot-imapd, dovecot-auth-lua and lua-socket",
+    );
+    if !real {
+        eprintln!("so: a doveadm that only records what it is asked");
+    }
+
+    let server = TestServer::start(Backend::Sqlite).await;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dovecot_dir = proxies::program_dir(root.path(), "dovecot");
+    let key_file = dovecot_dir.join("latchkey.key");
+    std::fs::write(
+        &key_file,
+        format!("{}\n", server.keys[&Role::Authenticator]),
+    )
+    .unwrap();
+    let conf = dovecot_dir.join("dovecot.conf");
+
+    // `doveadm` on PATH: records its arguments, then asks the real one
+    // (about this test's Dovecot) or nothing.
+    let bin = root.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let flushes = root.path().join("flushes");
+    let then = if real {
+        format!("exec {DOVEADM} -c {} \"$@\"", conf.display())
+    } else {
+        "exit 0".to_owned()
+    };
+    let doveadm = bin.join("doveadm");
+    std::fs::write(
+        &doveadm,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\n{then}\n",
+            flushes.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&doveadm, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let recorded = || -> Vec<String> {
+        std::fs::read_to_string(&flushes)
+            .unwrap_or_default()
+            .lines()
+            .map(ToOwned::to_owned)
+            .collect()
+    };
+
+    let mut dovecot = None;
+    let imap = proxies::free_port();
+    if real {
+        // The docs' cache settings and passdb, with this test's paths.
+        let cached = docs
+            .split("```\n")
+            .find(|block| block.starts_with("auth_cache_size"))
+            .expect("docs/proxies.md shows the cache settings")
+            .replace(
+                "/etc/dovecot/latchkey.lua",
+                &dovecot_dir.join("latchkey.lua").display().to_string(),
+            );
+        std::fs::write(
+            dovecot_dir.join("latchkey.lua"),
+            proxies::lua_passdb(server.adapters_addr, &key_file),
+        )
+        .unwrap();
+        // IMAP alone: dovecot-pop3d need not be installed for this test.
+        std::fs::write(
+            &conf,
+            proxies::dovecot_config(&dovecot_dir, imap, proxies::free_port(), &cached)
+                .replace("protocols = imap pop3", "protocols = imap"),
+        )
+        .unwrap();
+        let mut child = proxies::spawn(
+            "dovecot",
+            Command::new(proxies::DOVECOT).args(["-F", "-c"]).arg(&conf),
+            &dovecot_dir,
+        );
+        proxies::listening(&mut child, imap, &dovecot_dir).await;
+        dovecot = Some(child);
+    }
+    let sign_in = |user: &'static str, password: String| async move {
+        proxies::python(IMAP, vec![imap.to_string(), user.to_owned(), password]).await
+    };
+
+    // Alice's password is revoked before the flusher runs: Dovecot's cache
+    // goes on letting her in (the problem this solves).
+    let (alice, alice_secret) = issue_simple(&server, "alice").await;
+    if real {
+        assert_eq!(sign_in("alice", alice_secret.clone()).await, "ok");
+    }
+    revoke(&server, alice).await;
+    if real {
+        assert_eq!(
+            sign_in("alice", alice_secret.clone()).await,
+            "ok",
+            "served from Dovecot's cache: is the cache on?"
+        );
+    }
+
+    // The flusher, started as systemd would, in a process group of its own.
+    let token = root.path().join("token");
+    let latchkey_dir = Path::new(env!("CARGO_BIN_EXE_latchkey")).parent().unwrap();
+    let path = std::env::join_paths(
+        [bin.clone(), latchkey_dir.to_owned()]
+            .into_iter()
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let log = std::fs::File::create(root.path().join("flusher.log")).unwrap();
+    let mut flusher = Command::new(&script)
+        .env("PATH", path)
+        .env("LATCHKEY_SERVER_URL", url(&server))
+        .env("LATCHKEY_KEY_FILE", &key_file)
+        .env("TOKEN_FILE", &token)
+        .env_remove("LATCHKEY_KEY")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = format!("-{}", flusher.id());
+    let flusher_log = || std::fs::read_to_string(root.path().join("flusher.log")).unwrap();
+    until("the flusher watches", || token.exists()).await;
+    assert_eq!(recorded(), ["auth cache flush"], "the whole cache, first");
+    if real {
+        let refused = sign_in("alice", alice_secret.clone()).await;
+        assert!(refused.starts_with("refused:"), "{refused}");
+    }
+
+    // Bob's password is suspended, then resumed; Carol's account disabled.
+    let (bob, bob_secret) = issue_simple(&server, "bob").await;
+    if real {
+        assert_eq!(sign_in("bob", bob_secret.clone()).await, "ok");
+    }
+    let mut app_passwords = server.app_passwords();
+    app_passwords
+        .suspend_app_password(SuspendAppPasswordRequest {
+            name: bob.clone(),
+            reason: "lost phone?".into(),
+        })
+        .await
+        .unwrap();
+    until("bob is flushed", || recorded().len() == 2).await;
+    if real {
+        let refused = sign_in("bob", bob_secret.clone()).await;
+        assert!(refused.starts_with("refused:"), "{refused}");
+    }
+    app_passwords
+        .resume_app_password(ResumeAppPasswordRequest { name: bob })
+        .await
+        .unwrap();
+    until("bob is flushed again", || recorded().len() == 3).await;
+    if real {
+        assert_eq!(sign_in("bob", bob_secret).await, "ok");
+    }
+    let (_, carol_secret) = issue_simple(&server, "carol").await;
+    if real {
+        assert_eq!(sign_in("carol", carol_secret.clone()).await, "ok");
+    }
+    AccountServiceClient::new(server.as_role(Role::Operator))
+        .disable_account(DisableAccountRequest {
+            name: "accounts/carol".into(),
+            reason: "left".into(),
+        })
+        .await
+        .unwrap();
+    until("carol is flushed", || recorded().len() == 4).await;
+    if real {
+        let refused = sign_in("carol", carol_secret).await;
+        assert!(refused.starts_with("refused:"), "{refused}");
+    }
+    assert_eq!(
+        recorded(),
+        [
+            "auth cache flush",
+            "auth cache flush -- bob",
+            "auth cache flush -- bob",
+            "auth cache flush -- carol",
+        ],
+        "one flush per event, of its user; {}",
+        flusher_log()
+    );
+
+    // Stopped as systemd stops it: every process of the group signalled.
+    send_signal("TERM", &group);
+    let status = tokio::time::timeout(
+        PATIENCE,
+        tokio::task::spawn_blocking(move || flusher.wait().unwrap()),
+    )
+    .await
+    .expect("the flusher stops")
+    .unwrap();
+    let said = flusher_log();
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert!(!read_token(&token).is_empty());
+    assert!(!said.contains(key_secret_half(&server.keys[&Role::Authenticator])));
+    drop(dovecot);
 }
