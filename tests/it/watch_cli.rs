@@ -657,6 +657,23 @@ async fn over_tls_a_client_certificate_stands_in_for_the_key() {
 
 const DOVEADM: &str = "/usr/bin/doveadm";
 
+/// A process group's leader; the whole group is killed if the test ends
+/// (passed or not) before it stopped.
+struct Group(Option<Child>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(mut leader) = self.0.take() {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg("--")
+                .arg(format!("-{}", leader.id()))
+                .status();
+            let _ = leader.wait();
+        }
+    }
+}
+
 /// The flusher of docs/proxies.md, as the docs show it and the unit runs
 /// it. With Dovecot installed (always under CI): a real Dovecot with the
 /// docs' cache settings and Lua passdb, where a revoked password signs in
@@ -814,7 +831,7 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
     )
     .unwrap();
     let log = std::fs::File::create(root.path().join("flusher.log")).unwrap();
-    let mut flusher = Command::new(&script)
+    let flusher = Command::new(&script)
         .env("PATH", path)
         .env("LATCHKEY_SERVER_URL", url(&server))
         .env("LATCHKEY_KEY_FILE", &key_file)
@@ -827,6 +844,7 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
         .spawn()
         .unwrap();
     let group = format!("-{}", flusher.id());
+    let mut flusher = Group(Some(flusher));
     let flusher_log = || std::fs::read_to_string(root.path().join("flusher.log")).unwrap();
     until("the flusher watches", || token.exists()).await;
     assert_eq!(recorded(), ["auth cache flush"], "the whole cache, first");
@@ -891,9 +909,10 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
 
     // Stopped as systemd stops it: every process of the group signalled.
     send_signal("TERM", &group);
+    let mut stopping = flusher.0.take().unwrap();
     let status = tokio::time::timeout(
         PATIENCE,
-        tokio::task::spawn_blocking(move || flusher.wait().unwrap()),
+        tokio::task::spawn_blocking(move || stopping.wait().unwrap()),
     )
     .await
     .expect("the flusher stops")
