@@ -3,7 +3,8 @@
 //! Layers, outermost first: `grpc` (thin handlers, protobuf ↔ domain, the
 //! one error table), `domain` (the rules; no tonic, no SQL), `store`
 //! (sea-orm). `app` wires them together and serves on a listener it is
-//! given; `config` and `telemetry` set the process up.
+//! given; `config` and `telemetry` set the process up. `watch_cli` is a
+//! client: `latchkey watch`, printing the change feed for scripts.
 
 pub mod adapters;
 pub mod app;
@@ -14,3 +15,4 @@ pub mod metrics;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod watch_cli;

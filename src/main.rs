@@ -13,6 +13,7 @@ use latchkey::domain::callers::key::CallerKey;
 use latchkey::domain::callers::model::{parse_name, parse_tls_identity, Role};
 use latchkey::domain::shared::time::SystemClock;
 use latchkey::telemetry;
+use latchkey::watch_cli::{self, WatchArgs};
 
 /// latchkey: issue, verify, review and revoke app passwords over gRPC.
 ///
@@ -42,14 +43,22 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish,
     /// powershell), generated from these very definitions.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        shell: clap_complete::Shell,
+    },
     /// Print the manual page (roff), generated from these very definitions:
-    /// `latchkey man > /usr/local/share/man/man1/latchkey.1`.
-    Man,
+    /// `latchkey man > /usr/local/share/man/man1/latchkey.1`, and one
+    /// command's: `latchkey man watch > …/man1/latchkey-watch.1`.
+    Man {
+        /// The command whose page to print [default: latchkey's own]
+        command: Option<String>,
+    },
     /// Copy the SQLite database, consistently, while a server uses it; the
     /// copy is an SQLite file that serves as it is (docs/deploy.md has the
     /// restore steps). PostgreSQL and MariaDB: use their own tools.
     Backup(BackupArgs),
+    // Its help is on `WatchArgs`, beside the code it describes.
+    Watch(WatchArgs),
     /// Manage latchkey's own callers (works directly on the database, so the
     /// first operator key can be made before the server ever runs).
     #[command(subcommand)]
@@ -155,7 +164,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            // `watch` has a status of its own for an expired token.
+            ExitCode::from(watch_cli::exit_status(&*error))
         }
     }
 }
@@ -214,8 +224,16 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             clap_complete::generate(shell, &mut command, "latchkey", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => {
-            let command = <Cli as clap::CommandFactory>::command();
+        Command::Man { command: name } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            if let Some(name) = name {
+                // Built, a subcommand is named `latchkey-NAME` on its page.
+                command.build();
+                command = command
+                    .find_subcommand(&name)
+                    .ok_or_else(|| format!("no command {name:?}: see latchkey --help"))?
+                    .clone();
+            }
             clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
             Ok(())
         }
@@ -233,6 +251,8 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             Ok(())
         }
         Command::Caller(command) => caller(cli.config, command).await,
+        // A client of a running server: it reads no configuration.
+        Command::Watch(args) => Ok(watch_cli::run(args).await?),
     }
 }
 

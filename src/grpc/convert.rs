@@ -306,20 +306,29 @@ pub fn parse_event_types(values: &[i32]) -> Result<Vec<EventType>, String> {
     values
         .iter()
         .map(|&value| {
-            EVENT_TYPES
-                .iter()
-                .find(|(_, pb)| *pb as i32 == value)
-                .map(|&(domain, _)| domain)
-                .ok_or_else(|| format!("{value} is not a known event type"))
+            event_type_from_pb(value).ok_or_else(|| format!("{value} is not a known event type"))
         })
         .collect()
 }
 
-pub fn audit_event_to_pb(event: AuditEvent) -> pb::AuditEvent {
-    let event_type = EVENT_TYPES
+/// The event type a wire value names; `None` for one this build does not
+/// know (or UNSPECIFIED).
+pub fn event_type_from_pb(value: i32) -> Option<EventType> {
+    EVENT_TYPES
         .iter()
-        .find(|(domain, _)| *domain == event.event_type)
-        .map_or(pb::AuditEventType::Unspecified, |&(_, pb)| pb);
+        .find(|(_, pb)| *pb as i32 == value)
+        .map(|&(domain, _)| domain)
+}
+
+pub fn event_type_to_pb(event_type: EventType) -> pb::AuditEventType {
+    EVENT_TYPES
+        .iter()
+        .find(|(domain, _)| *domain == event_type)
+        .map_or(pb::AuditEventType::Unspecified, |&(_, pb)| pb)
+}
+
+pub fn audit_event_to_pb(event: AuditEvent) -> pb::AuditEvent {
+    let event_type = event_type_to_pb(event.event_type);
     let app_password = match (&event.username, event.app_password_id) {
         (Some(username), Some(id)) => names::app_password(username, id),
         _ => String::new(),

@@ -292,6 +292,8 @@ fn completions_and_the_manual_page_cover_every_command() {
             "caller",
             "new-key",
             "adapters-listen",
+            "watch",
+            "token-file",
         ] {
             assert!(
                 script.contains(command),
@@ -301,9 +303,25 @@ fn completions_and_the_manual_page_cover_every_command() {
     }
     let man = run(&["man"]);
     assert!(man.contains(".TH latchkey"), "{man}");
-    for command in ["serve", "migrate", "backup", "caller"] {
+    for command in ["serve", "migrate", "backup", "caller", "watch"] {
         assert!(man.contains(command), "the manual page lacks {command}");
     }
+    // A command's own page, with its whole help: for `watch`, the contract.
+    let watch = run(&["man", "watch"]);
+    assert!(watch.contains(".TH latchkey-watch"), "{watch}");
+    for text in [
+        "at least once",
+        "resume_token",
+        "Exit status",
+        "WATCH_TOKEN_EXPIRED",
+    ] {
+        assert!(watch.contains(text), "latchkey-watch(1) lacks {text:?}");
+    }
+    let missing = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["man", "no-such-command"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
 }
 
 /// A database that cannot be opened is named (redacted), with what went

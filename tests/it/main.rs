@@ -41,3 +41,4 @@ mod usage;
 mod verified_cache;
 mod walk;
 mod watch;
+mod watch_cli;

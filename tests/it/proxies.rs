@@ -28,29 +28,24 @@ use crate::common::support::*;
 
 const NGINX: &str = "/usr/sbin/nginx";
 const NGINX_MAIL_MODULE: &str = "/usr/lib/nginx/modules/ngx_mail_module.so";
-const DOVECOT: &str = "/usr/sbin/dovecot";
-const DOVECOT_LUA: &str = "/usr/lib/dovecot/modules/auth/libauthdb_lua.so";
-const LUA_SOCKET: &str = "/usr/share/lua/5.4/socket/http.lua";
+pub const DOVECOT: &str = "/usr/sbin/dovecot";
+pub const DOVECOT_LUA: &str = "/usr/lib/dovecot/modules/auth/libauthdb_lua.so";
+pub const LUA_SOCKET: &str = "/usr/share/lua/5.4/socket/http.lua";
 
 /// Whether the programs are here; under CI their absence fails the test.
 fn programs_present() -> bool {
-    let missing: Vec<&str> = [NGINX, NGINX_MAIL_MODULE, DOVECOT, DOVECOT_LUA, LUA_SOCKET]
-        .into_iter()
-        .filter(|path| !Path::new(path).exists())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "missing under CI: {missing:?}; .ci/run installs nginx, libnginx-mod-mail, dovecot-imapd, dovecot-pop3d, dovecot-auth-lua and lua-socket"
+    let present = crate::common::programs::installed(
+        &[NGINX, NGINX_MAIL_MODULE, DOVECOT, DOVECOT_LUA, LUA_SOCKET],
+        "nginx, libnginx-mod-mail, dovecot-imapd, dovecot-pop3d, dovecot-auth-lua and lua-socket",
     );
-    eprintln!("skipping the proxy tests: {missing:?} not installed");
-    false
+    if !present {
+        eprintln!("skipping the proxy tests");
+    }
+    present
 }
 
 /// A free port on 127.0.0.1, for a program that binds its own.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -59,7 +54,7 @@ fn free_port() -> u16 {
 }
 
 /// A child process, killed when the test ends, passed or not.
-struct Child {
+pub struct Child {
     name: &'static str,
     child: std::process::Child,
 }
@@ -71,7 +66,7 @@ impl Drop for Child {
     }
 }
 
-fn spawn(name: &'static str, command: &mut Command, dir: &Path) -> Child {
+pub fn spawn(name: &'static str, command: &mut Command, dir: &Path) -> Child {
     let log = std::fs::File::create(dir.join(format!("{name}.out"))).unwrap();
     let child = command
         .stdin(Stdio::null())
@@ -83,7 +78,7 @@ fn spawn(name: &'static str, command: &mut Command, dir: &Path) -> Child {
 }
 
 /// Waits until something listens on `port`.
-async fn listening(child: &mut Child, port: u16, dir: &Path) {
+pub async fn listening(child: &mut Child, port: u16, dir: &Path) {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -105,7 +100,7 @@ async fn listening(child: &mut Child, port: u16, dir: &Path) {
 }
 
 /// Runs a Python client; its last line of output is its verdict.
-async fn python(script: &'static str, args: Vec<String>) -> String {
+pub async fn python(script: &'static str, args: Vec<String>) -> String {
     let output: Output = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg("-c")
@@ -123,7 +118,7 @@ async fn python(script: &'static str, args: Vec<String>) -> String {
 }
 
 /// IMAP: log in and select INBOX; prints `ok` or `refused: <server text>`.
-const IMAP: &str = r#"
+pub const IMAP: &str = r#"
 import imaplib, sys
 port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 m = imaplib.IMAP4("127.0.0.1", port, timeout=60)
@@ -171,7 +166,7 @@ print("ok")
 s.quit()
 "#;
 
-fn dovecot_config(dir: &Path, imap: u16, pop3: u16, passdb: &str) -> String {
+pub fn dovecot_config(dir: &Path, imap: u16, pop3: u16, passdb: &str) -> String {
     let dir = dir.display();
     format!(
         r#"base_dir = {dir}/run/
@@ -210,7 +205,7 @@ userdb {{
 }
 
 /// A directory the programs' unprivileged helpers can enter.
-fn program_dir(root: &Path, name: &str) -> PathBuf {
+pub fn program_dir(root: &Path, name: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let dir = root.join(name);
     std::fs::create_dir_all(dir.join("mail")).unwrap();
@@ -220,7 +215,7 @@ fn program_dir(root: &Path, name: &str) -> PathBuf {
 }
 
 /// The Lua passdb docs/proxies.md gives, with its address and key file.
-fn lua_passdb(adapters: SocketAddr, key_file: &Path) -> String {
+pub fn lua_passdb(adapters: SocketAddr, key_file: &Path) -> String {
     include_str!("../../contrib/dovecot/latchkey.lua")
         .replace(
             "http://127.0.0.1:8080/auth/dovecot",

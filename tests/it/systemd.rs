@@ -1,7 +1,7 @@
-//! The systemd unit in contrib/ passes `systemd-analyze verify` without a
+//! The systemd units in contrib/ pass `systemd-analyze verify` without a
 //! single warning (an unknown or misspelt directive is only a warning
-//! there, so warnings fail this test too), with its ExecStart pointed at
-//! the binary this build made. And docs/deploy.md's walk-through of its
+//! there, so warnings fail this test too), with their ExecStart pointed
+//! at programs here (this build's binary, the contrib script). And docs/deploy.md's walk-through of its
 //! credentials matches the unit and configures a server that works.
 
 use std::path::Path;
@@ -18,26 +18,39 @@ const SYSTEMD_ANALYZE: &str = "/usr/bin/systemd-analyze";
 
 #[test]
 fn the_systemd_unit_verifies_cleanly() {
+    let unit = verify_unit(
+        "latchkey.service",
+        &[("/usr/local/bin/latchkey", env!("CARGO_BIN_EXE_latchkey"))],
+    );
+    if let Some(unit) = unit {
+        assert!(unit.contains("ExecStart=/usr/local/bin/latchkey serve"));
+    }
+}
+
+/// Checks `contrib/systemd/NAME` with `systemd-analyze verify`, its paths
+/// `replaced` by ones that exist here; any warning about it fails. Returns
+/// the unit's text, or `None` (outside CI) without systemd-analyze.
+pub fn verify_unit(name: &str, replaced: &[(&str, &str)]) -> Option<String> {
     if !Path::new(SYSTEMD_ANALYZE).exists() {
         assert!(
             std::env::var_os("CI").is_none(),
             "systemd-analyze is missing under CI"
         );
         eprintln!("skipping: systemd-analyze is not installed");
-        return;
+        return None;
     }
     let unit = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd/latchkey.service"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib/systemd")
+            .join(name),
     )
     .unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/latchkey serve"));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("latchkey.service");
-    std::fs::write(
-        &path,
-        unit.replace("/usr/local/bin/latchkey", env!("CARGO_BIN_EXE_latchkey")),
-    )
-    .unwrap();
+    let path = dir.path().join(name);
+    let verified = replaced
+        .iter()
+        .fold(unit.clone(), |text, (from, to)| text.replace(from, to));
+    std::fs::write(&path, verified).unwrap();
     let output = Command::new(SYSTEMD_ANALYZE)
         .arg("verify")
         .arg(&path)
@@ -45,11 +58,9 @@ fn the_systemd_unit_verifies_cleanly() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let warnings: Vec<&str> = stderr
-        .lines()
-        .filter(|line| line.contains("latchkey.service"))
-        .collect();
+    let warnings: Vec<&str> = stderr.lines().filter(|line| line.contains(name)).collect();
     assert!(warnings.is_empty(), "{warnings:#?}");
+    Some(unit)
 }
 
 /// Where the unit's credentials come from, and where the service reads

@@ -48,7 +48,7 @@ impl Pki {
         (cert.pem(), key.serialize_pem())
     }
 
-    fn server_config(&self) -> TlsConfig {
+    pub fn server_config(&self) -> TlsConfig {
         let (cert, key) = self.issue("localhost", &["localhost", "127.0.0.1"]);
         let write = |name: &str, contents: &str| {
             let path = self.dir.path().join(name);

@@ -127,7 +127,7 @@ fn types_of(events: &[AuditEvent]) -> Vec<AuditEventType> {
 /// A walk through an account's life that writes one feed event per step
 /// (plus failed logins, which are not in the feed); returns the types in
 /// order.
-async fn walk(server: &TestServer, username: &str) -> Vec<AuditEventType> {
+pub async fn walk(server: &TestServer, username: &str) -> Vec<AuditEventType> {
     let (name, secret) = issue_simple(server, username).await;
     login(server, username, &secret).await;
     login(server, username, &wrong_secret(1)).await;

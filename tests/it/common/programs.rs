@@ -1,6 +1,7 @@
-//! Programs some tests run (grpcurl, …), looked up on `PATH`. Outside CI a
-//! machine without one skips those tests, saying so; under CI a missing
-//! program fails them, since `.ci/run` installs every one.
+//! Programs some tests run (grpcurl, …), looked up on `PATH` or at their
+//! packages' paths. Outside CI a machine without one skips those tests,
+//! saying so; under CI a missing program fails them, since `.ci/run`
+//! installs every one.
 
 use std::path::PathBuf;
 
@@ -21,6 +22,26 @@ pub fn find(name: &str, install: &str) -> Option<PathBuf> {
         eprintln!("skipping: {name} is not on PATH ({install})");
     }
     found
+}
+
+/// Whether every one of `paths` exists; outside CI says on stderr which do
+/// not, and under CI fails when one is missing. `install` says how
+/// `.ci/run` installs them.
+pub fn installed(paths: &[&str], install: &str) -> bool {
+    let missing: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|path| !std::path::Path::new(path).exists())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "missing under CI: {missing:?}; .ci/run installs {install}"
+    );
+    eprintln!("not installed: {missing:?} ({install})");
+    false
 }
 
 /// grpcurl, as `.ci/run` installs it.

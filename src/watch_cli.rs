@@ -1,0 +1,732 @@
+//! `latchkey watch`: a client of the change feed (AuditService.WatchEvents)
+//! for scripts. It prints each event as one JSON line on stdout, keeps its
+//! place in a token file, and reconnects by itself.
+//!
+//! The contract, which `docs/proxies.md` and the command's help repeat:
+//! a line is written and flushed to stdout *before* the token after it is
+//! saved (atomically: a temporary file in the same directory, renamed over
+//! the old one). A watcher killed at any moment therefore resumes, from
+//! its token file, at the first line it had not finished printing, or at
+//! the one after: nothing is lost, and at most the last line printed
+//! before the kill is printed again. Consumers that must not act twice
+//! dedupe on `name`.
+//!
+//! This is a client: it reaches the server over gRPC like any other, with
+//! a caller key (from a file or the environment, never from the command
+//! line, where `ps` would show it) or a client certificate.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::builder::PossibleValuesParser;
+use clap::Args;
+use serde::Serialize;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+use zeroize::Zeroizing;
+
+use crate::domain::audit::EventType;
+use crate::domain::callers::key::CallerKey;
+use crate::domain::shared::error::Reason;
+use crate::domain::shared::username::Username;
+use crate::grpc::convert::{event_type_from_pb, event_type_to_pb, parse_login_protocol};
+use crate::grpc::names;
+use crate::grpc::pb::audit_service_client::AuditServiceClient;
+use crate::grpc::pb::{AuditEvent, WatchEventsRequest, WatchEventsResponse};
+
+/// The environment variable that may hold the caller key itself.
+pub const KEY_ENV: &str = "LATCHKEY_KEY";
+
+/// Exit status: stopped by SIGINT or SIGTERM, the token saved.
+pub const EXIT_STOPPED: u8 = 0;
+/// Exit status: an error (options, files, stdout, or a refusal).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit status: the token file's place was pruned (WATCH_TOKEN_EXPIRED).
+pub const EXIT_TOKEN_EXPIRED: u8 = 3;
+
+/// The first wait before reconnecting, and the longest.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Print the change feed (AuditService.WatchEvents) as JSON lines, for scripts.
+///
+/// Connects to a running latchkey server and prints each event, as it is
+/// committed, as one JSON object per line on stdout (flushed per line);
+/// logs and errors go to stderr. Each line has these fields, always all of
+/// them, in this order:
+///
+///   type          the event type's stored name, e.g. "app_password_revoked"
+///                 (null for a type this build does not know)
+///   time          when it happened, RFC 3339 in UTC
+///   account       the username concerned, or null
+///   app_password  the app password concerned,
+///                 "accounts/{username}/appPasswords/{id}", or null
+///   actor         the caller that made the change ("housekeeping", "cli", …)
+///   caller        the caller concerned, for caller events (its name), or null
+///   client_ip     the client's address, for events of a login, or null
+///   protocol      the login's protocol (imap, pop3, smtp, caldav, carddav,
+///                 eas, ews, mapi), or null
+///   item_count    how many a bulk change affected (0 when it counts nothing)
+///   detail        a reason or other detail ("" when none)
+///   name          the event's own name, "auditEvents/{id}": unique
+///   resume_token  the place just after this event
+///
+/// What a caller sees depends on its role: an authenticator the events
+/// that make a cached login result stale, a notifier every event about
+/// users' app passwords and accounts, an operator everything.
+///
+/// Delivery is at least once, with --token-file: each line is written and
+/// flushed to stdout before the token after it is saved (a temporary file
+/// in the same directory, renamed over the old one). Killed at any moment
+/// and started again with the same file, it goes on from where it was:
+/// nothing is lost, and at most the last line printed before the kill is
+/// printed again; dedupe on `name` if acting twice matters. (What a
+/// consumer had read but not acted on when it was killed with it is the
+/// consumer's to recover: docs/proxies.md shows how.) Without a token file
+/// it starts at the newest event and keeps its place only in memory.
+///
+/// It reconnects by itself, from its place, when the server is unavailable
+/// or the connection fails (and when it has too many watchers), waiting
+/// 0.1 s, then twice as long each time up to 30 s.
+///
+/// Exit status: 0 when stopped by SIGINT or SIGTERM (the token of every
+/// line printed is saved); 1 on an error, including a refusal by the
+/// server (INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED, …, with
+/// its message); 2 on a usage error; 3 when the token file's place is
+/// older than the audit retention (FAILED_PRECONDITION,
+/// WATCH_TOKEN_EXPIRED): events after it are gone, so resync from the
+/// source of truth, delete the token file and start again.
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct WatchArgs {
+    /// The server's gRPC address: http://HOST:PORT, or https://HOST:PORT
+    /// (trusting --ca-file, or else the system's certificate store).
+    #[arg(
+        long,
+        env = "LATCHKEY_SERVER_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// A file holding the caller key (one line; never pass a key on the
+    /// command line, where `ps` shows it). Without it, the key is read from
+    /// the LATCHKEY_KEY environment variable.
+    #[arg(long, env = "LATCHKEY_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// For https://: the CA certificate (PEM) to trust instead of the
+    /// system's store.
+    #[arg(long, env = "LATCHKEY_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// For https://: a client certificate (PEM) naming a caller's TLS
+    /// identity, to authenticate with instead of a key.
+    #[arg(long, value_name = "FILE", requires = "client_cert_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_cert_key: Option<PathBuf>,
+    /// Only events of this type (repeatable; any letter case); without it,
+    /// every type the caller's role may watch.
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        ignore_case = true,
+        value_parser = event_type_names(),
+    )]
+    pub types: Vec<String>,
+    /// Only events of this account (a username).
+    #[arg(long, value_name = "USERNAME", value_parser = parse_username)]
+    pub account: Option<Username>,
+    /// Resume from the token in this file, if it exists and is not empty,
+    /// and save the token of every line printed into it (atomically).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The names `--type` accepts: the stored names of the types in the feed.
+fn event_type_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        EventType::ALL
+            .into_iter()
+            .filter(|t| t.in_feed())
+            .map(EventType::as_str),
+    )
+}
+
+fn parse_username(value: &str) -> Result<Username, String> {
+    Username::parse(value).map_err(|why| format!("the username {why}"))
+}
+
+/// The exit status for an error `main` reports: a watch failure's own, 1
+/// for anything else.
+pub fn exit_status(error: &(dyn std::error::Error + 'static)) -> u8 {
+    error
+        .downcast_ref::<Failure>()
+        .map_or(EXIT_ERROR, |failure| failure.code)
+}
+
+/// Why `latchkey watch` ends with a non-zero status, and what to do.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn error(message: impl Into<String>) -> Self {
+        Self {
+            code: EXIT_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// How one connection ended.
+enum Ended {
+    /// Try again from the last token, after a while.
+    Retry(String),
+    Fatal(Failure),
+}
+
+/// Runs `latchkey watch` until it is stopped (`Ok`) or fails.
+pub async fn run(args: WatchArgs) -> Result<(), Failure> {
+    // Listen for SIGINT and SIGTERM from the start: a signal never cuts a
+    // line from its token, because both are written without an await
+    // between them, and only an await gives way to the signal.
+    let shutdown = crate::app::shutdown_signal();
+    tokio::pin!(shutdown);
+    tokio::select! {
+        biased;
+        () = &mut shutdown => return Ok(()),
+        () = std::future::ready(()) => {}
+    }
+    let mut watcher = Watcher::new(args)?;
+    let mut backoff = Backoff::default();
+    loop {
+        let ended = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            ended = watcher.follow(&mut backoff) => ended,
+        };
+        let why = match ended {
+            Ended::Retry(why) => why,
+            Ended::Fatal(failure) => return Err(failure),
+        };
+        let wait = backoff.next_wait();
+        eprintln!(
+            "latchkey watch: {why}; reconnecting in {:.1} s",
+            wait.as_secs_f64()
+        );
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Everything one connection needs, and the place reached so far.
+struct Watcher {
+    server: String,
+    endpoint: Endpoint,
+    authorization: Option<AsciiMetadataValue>,
+    request: WatchEventsRequest,
+    token: String,
+    token_file: Option<TokenFile>,
+}
+
+impl Watcher {
+    fn new(args: WatchArgs) -> Result<Self, Failure> {
+        let endpoint = endpoint(&args)?;
+        let authorization = authorization(&args)?;
+        let token_file = args.token_file.map(TokenFile::new);
+        let token = match &token_file {
+            Some(file) => file.load()?,
+            None => String::new(),
+        };
+        let mut types: Vec<i32> = args
+            .types
+            .iter()
+            .filter_map(|name| EventType::parse(&name.to_ascii_lowercase()))
+            .map(|t| event_type_to_pb(t) as i32)
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        Ok(Self {
+            server: args.server,
+            endpoint,
+            authorization,
+            request: WatchEventsRequest {
+                types,
+                account: args
+                    .account
+                    .as_ref()
+                    .map(names::account)
+                    .unwrap_or_default(),
+                resume_token: String::new(),
+            },
+            token,
+            token_file,
+        })
+    }
+
+    /// One connection: streams until it ends, printing each event.
+    async fn follow(&mut self, backoff: &mut Backoff) -> Ended {
+        let channel = match self.endpoint.connect().await {
+            Ok(channel) => channel,
+            Err(error) => {
+                return Ended::Retry(format!(
+                    "cannot connect to {}: {}",
+                    self.server,
+                    Chain(&error)
+                ))
+            }
+        };
+        let authorization = self.authorization.clone();
+        let mut client =
+            AuditServiceClient::with_interceptor(channel, move |mut request: Request<()>| {
+                if let Some(value) = &authorization {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", value.clone());
+                }
+                Ok(request)
+            });
+        let request = WatchEventsRequest {
+            resume_token: self.token.clone(),
+            ..self.request.clone()
+        };
+        let mut stream = match client.watch_events(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return self.ended(&status),
+        };
+        let mut first = true;
+        loop {
+            match stream.message().await {
+                Ok(Some(message)) => {
+                    if first {
+                        first = false;
+                        backoff.reset();
+                        let from = if self.token.is_empty() {
+                            "from now"
+                        } else {
+                            "from its place"
+                        };
+                        eprintln!("latchkey watch: watching {} {from}", self.server);
+                    }
+                    if let Err(failure) = self.deliver(message) {
+                        return Ended::Fatal(failure);
+                    }
+                }
+                Ok(None) => return Ended::Retry("the server ended the stream".to_owned()),
+                Err(status) => return self.ended(&status),
+            }
+        }
+    }
+
+    /// Prints the message's event, if it has one, then keeps its token.
+    /// No await in here: a signal cannot come between the two.
+    fn deliver(&mut self, message: WatchEventsResponse) -> Result<(), Failure> {
+        if let Some(event) = &message.audit_event {
+            let line = event_line(event, &message.resume_token)?;
+            let mut stdout = io::stdout().lock();
+            stdout
+                .write_all(line.as_bytes())
+                .and_then(|()| stdout.flush())
+                .map_err(|error| Failure::error(format!("cannot write to stdout: {error}")))?;
+        }
+        if message.resume_token.is_empty() || message.resume_token == self.token {
+            return Ok(());
+        }
+        if let Some(file) = &self.token_file {
+            file.save(&message.resume_token)?;
+        }
+        self.token = message.resume_token;
+        Ok(())
+    }
+
+    /// What a status that ended the stream means for the watcher.
+    fn ended(&self, status: &Status) -> Ended {
+        let message = status.message();
+        match status.code() {
+            Code::FailedPrecondition
+                if reason_of(status).as_deref() == Some(Reason::WatchTokenExpired.as_str()) =>
+            {
+                let file = self
+                    .token_file
+                    .as_ref()
+                    .map_or_else(|| "the token".to_owned(), |f| f.path.display().to_string());
+                Ended::Fatal(Failure {
+                    code: EXIT_TOKEN_EXPIRED,
+                    message: format!(
+                        "the place saved in {file} is gone: {message}. Resync from the source \
+                         of truth, delete {file}, and start again"
+                    ),
+                })
+            }
+            Code::InvalidArgument
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::FailedPrecondition
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::OutOfRange
+            | Code::Unimplemented => Ended::Fatal(Failure::error(format!(
+                "the server refused ({:?}): {message}",
+                status.code()
+            ))),
+            code => Ended::Retry(format!("{code:?}: {message}{}", Source(status))),
+        }
+    }
+}
+
+/// The `google.rpc.ErrorInfo` reason of a status, if it has one.
+fn reason_of(status: &Status) -> Option<String> {
+    Some(status.get_error_details().error_info()?.reason.clone())
+}
+
+fn endpoint(args: &WatchArgs) -> Result<Endpoint, Failure> {
+    let bad = |why: String| Failure::error(format!("--server {}: {why}", args.server));
+    let uri: http::Uri = args
+        .server
+        .parse()
+        .map_err(|error| bad(format!("{error}")))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(bad("must start with http:// or https://".to_owned())),
+    };
+    if !tls && (args.ca_file.is_some() || args.client_cert.is_some()) {
+        return Err(bad(
+            "--ca-file and --client-cert need an https:// server".to_owned()
+        ));
+    }
+    let mut endpoint = Endpoint::from(uri)
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        // A stream can be quiet for hours: pings find a dead server.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true);
+    if tls {
+        let mut config = ClientTlsConfig::new();
+        config = match &args.ca_file {
+            Some(path) => config.ca_certificate(Certificate::from_pem(read(path, "--ca-file")?)),
+            None => config.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&args.client_cert, &args.client_cert_key) {
+            let key = Zeroizing::new(read(key, "--client-cert-key")?);
+            config = config.identity(Identity::from_pem(
+                read(cert, "--client-cert")?,
+                key.as_slice(),
+            ));
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|error| bad(Chain(&error).to_string()))?;
+    }
+    Ok(endpoint)
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|error| Failure::error(format!("{what} {}: {error}", path.display())))
+}
+
+/// The `authorization` header: the key from --key-file, or else from
+/// LATCHKEY_KEY; none if a client certificate stands in for it. The key is
+/// never put in a message.
+fn authorization(args: &WatchArgs) -> Result<Option<AsciiMetadataValue>, Failure> {
+    let (text, source) = match &args.key_file {
+        Some(path) => (
+            Zeroizing::new(String::from_utf8_lossy(&read(path, "--key-file")?).into_owned()),
+            path.display().to_string(),
+        ),
+        None => match std::env::var(KEY_ENV) {
+            Ok(value) => (Zeroizing::new(value), KEY_ENV.to_owned()),
+            Err(_) if args.client_cert.is_some() => return Ok(None),
+            Err(_) => {
+                return Err(Failure::error(format!(
+                    "no caller key: give --key-file FILE, set {KEY_ENV}, or use --client-cert"
+                )))
+            }
+        },
+    };
+    let key = CallerKey::parse(text.trim()).ok_or_else(|| {
+        Failure::error(format!(
+            "{source} does not hold a latchkey caller key (latchkey_…)"
+        ))
+    })?;
+    let header = Zeroizing::new(format!("Bearer {}", key.expose()));
+    let mut value = AsciiMetadataValue::try_from(header.as_str())
+        .map_err(|_| Failure::error(format!("{source}: the key is not a valid header")))?;
+    value.set_sensitive(true);
+    Ok(Some(value))
+}
+
+/// One event as its JSON line (with the newline).
+fn event_line(event: &AuditEvent, resume_token: &str) -> Result<String, Failure> {
+    let some = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+    let line = EventLine {
+        event_type: event_type_from_pb(event.r#type).map(EventType::as_str),
+        time: event.occur_time.as_ref().map(ToString::to_string),
+        account: some(&event.account).map(|account| {
+            names::parse_account(&account).map_or(account, |username| username.to_string())
+        }),
+        app_password: some(&event.app_password),
+        actor: &event.actor,
+        caller: some(&event.caller).map(|caller| names::parse_caller(&caller).unwrap_or(caller)),
+        client_ip: some(&event.client_ip),
+        protocol: parse_login_protocol(event.protocol)
+            .ok()
+            .map(|protocol| protocol.as_str()),
+        item_count: event.item_count,
+        detail: &event.detail,
+        name: &event.name,
+        resume_token,
+    };
+    let mut text = serde_json::to_string(&line)
+        .map_err(|error| Failure::error(format!("cannot render an event: {error}")))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// A line of output; its fields are the documented ones, in their order.
+#[derive(Serialize)]
+struct EventLine<'a> {
+    #[serde(rename = "type")]
+    event_type: Option<&'static str>,
+    time: Option<String>,
+    account: Option<String>,
+    app_password: Option<String>,
+    actor: &'a str,
+    caller: Option<String>,
+    client_ip: Option<String>,
+    protocol: Option<&'static str>,
+    item_count: i64,
+    detail: &'a str,
+    name: &'a str,
+    resume_token: &'a str,
+}
+
+/// Where the place is kept between runs.
+struct TokenFile {
+    path: PathBuf,
+}
+
+impl TokenFile {
+    fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    /// The saved token; empty if the file does not exist or is empty.
+    fn load(&self) -> Result<String, Failure> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => Ok(text.trim().to_owned()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+            Err(error) => Err(Failure::error(format!(
+                "cannot read the token file {}: {error}",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Replaces the file's token: written to a temporary file in the same
+    /// directory, synced, and renamed over it, so the file always holds a
+    /// whole token, the old one or the new one.
+    fn save(&self, token: &str) -> Result<(), Failure> {
+        self.write(token).map_err(|error| {
+            Failure::error(format!(
+                "cannot save the token to {}: {error}",
+                self.path.display()
+            ))
+        })
+    }
+
+    fn write(&self, token: &str) -> io::Result<()> {
+        let name = self
+            .path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+        let mut temporary_name = std::ffi::OsString::from(".");
+        temporary_name.push(name);
+        temporary_name.push(".tmp");
+        let temporary = self.path.with_file_name(temporary_name);
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(token.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temporary, &self.path)?;
+        // The rename itself, durable too.
+        let directory = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(directory)?.sync_all()
+    }
+}
+
+/// Capped exponential backoff, with jitter so a fleet of watchers does not
+/// reconnect in step after a server restart.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: FIRST_BACKOFF,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before the next attempt: the current step, less up to a
+    /// quarter at random; the step doubles up to [`MAX_BACKOFF`].
+    fn next_wait(&mut self) -> Duration {
+        let step = self.next;
+        self.next = (step * 2).min(MAX_BACKOFF);
+        let jitter = rand::random_range(0.0..0.25);
+        step.mul_f64(1.0 - jitter)
+    }
+
+    fn reset(&mut self) {
+        self.next = FIRST_BACKOFF;
+    }
+}
+
+/// An error with its sources, as "error: source: source" (a source that
+/// only repeats the one before is said once).
+struct Chain<'a>(&'a dyn std::error::Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut said = self.0.to_string();
+        f.write_str(&said)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            let text = error.to_string();
+            if text != said {
+                write!(f, ": {text}")?;
+                said = text;
+            }
+            source = error.source();
+        }
+        Ok(())
+    }
+}
+
+/// A status's source chain, if it has one (a transport error's cause).
+struct Source<'a>(&'a Status);
+
+impl fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::error::Error::source(self.0) {
+            Some(source) => write!(f, " ({})", Chain(source)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_have_every_documented_field_in_order() {
+        let event = AuditEvent {
+            name: "auditEvents/7".into(),
+            occur_time: Some(prost_types::Timestamp {
+                seconds: 1_767_225_600,
+                nanos: 5_000_000,
+            }),
+            r#type: event_type_to_pb(EventType::AppPasswordRevoked) as i32,
+            actor: "portal".into(),
+            account: "accounts/alice@example.com".into(),
+            app_password: "accounts/alice@example.com/appPasswords/x".into(),
+            caller: String::new(),
+            client_ip: String::new(),
+            protocol: 0,
+            item_count: 0,
+            detail: "laptop \"sold\"".into(),
+        };
+        let line = event_line(&event, "tok").unwrap();
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        assert_eq!(
+            line.trim_end(),
+            r#"{"type":"app_password_revoked","time":"2026-01-01T00:00:00.005Z","account":"alice@example.com","app_password":"accounts/alice@example.com/appPasswords/x","actor":"portal","caller":null,"client_ip":null,"protocol":null,"item_count":0,"detail":"laptop \"sold\"","name":"auditEvents/7","resume_token":"tok"}"#
+        );
+        let login = AuditEvent {
+            r#type: 999,
+            caller: "callers/imap-proxy".into(),
+            client_ip: "192.0.2.1".into(),
+            protocol: crate::grpc::pb::Protocol::ExchangeActivesync as i32,
+            ..event
+        };
+        let line: serde_json::Value =
+            serde_json::from_str(&event_line(&login, "t").unwrap()).unwrap();
+        assert_eq!(
+            line["type"],
+            serde_json::Value::Null,
+            "unknown to this build"
+        );
+        assert_eq!(line["caller"], "imap-proxy");
+        assert_eq!(line["protocol"], "eas");
+        assert_eq!(line["client_ip"], "192.0.2.1");
+    }
+
+    #[test]
+    fn types_are_the_stored_names_of_the_feed() {
+        use clap::builder::TypedValueParser;
+        let parser = event_type_names();
+        let command = clap::Command::new("t");
+        let names: Vec<String> = parser
+            .possible_values()
+            .into_iter()
+            .flatten()
+            .map(|v| v.get_name().to_owned())
+            .collect();
+        assert!(names.contains(&"app_password_revoked".to_owned()));
+        assert!(!names.contains(&"authentication_failed".to_owned()));
+        assert_eq!(names.len(), EventType::ALL.len() - 1);
+        let refused = parser.parse_ref(&command, None, std::ffi::OsStr::new("revoked"));
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter_and_resets() {
+        let mut backoff = Backoff::default();
+        let first = backoff.next_wait();
+        assert!(first <= FIRST_BACKOFF && first >= FIRST_BACKOFF.mul_f64(0.75));
+        let mut last = first;
+        for _ in 0..20 {
+            last = backoff.next_wait();
+        }
+        assert!(last <= MAX_BACKOFF && last >= MAX_BACKOFF.mul_f64(0.75));
+        backoff.reset();
+        assert!(backoff.next_wait() <= FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn the_token_file_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = TokenFile::new(dir.path().join("token"));
+        assert_eq!(file.load().unwrap(), "", "a missing file is no token");
+        file.save("first").unwrap();
+        file.save("second").unwrap();
+        assert_eq!(file.load().unwrap(), "second");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+    }
+}
