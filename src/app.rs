@@ -63,6 +63,7 @@ impl App {
         let store = open_store(config).await?;
         let usage_flush = config.usage.flush_interval().unwrap_or_default();
         config.app_passwords.validate()?;
+        config.watch.validate()?;
         let notice_before = check_notice_before(config.watch.notice_before.duration(), usage_flush)
             .map_err(|why| format!("watch.notice_before {why}"))?;
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;

@@ -45,6 +45,7 @@ impl From<Error> for Status {
             Error::ResourceExhausted(_, message) => {
                 with_reason(Code::ResourceExhausted, message, reason)
             }
+            Error::Unauthenticated(message) => with_reason(Code::Unauthenticated, message, reason),
             Error::Unavailable(source) => {
                 tracing::warn!(error = %source, "storage unavailable");
                 with_reason(

@@ -11,7 +11,7 @@ use super::audit::insert_event;
 use super::audit::insert_events;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password};
-use super::{before_cursor, convert, db_error, millis_of_duration, SqlStore};
+use super::{before_cursor, convert, db_error, fixed_shape, millis_of_duration, SqlStore};
 use crate::domain::app_passwords::model::{
     AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword, Notice,
     NoticeKind, NoticeWindow,
@@ -730,22 +730,6 @@ fn matching(filter: &BulkFilter, now: Timestamp) -> Condition {
         condition = condition.add(C::IssuedBy.eq(issued_by.as_str()));
     }
     condition
-}
-
-/// `values` padded to `size` with copies of its last one (a list in `IN`
-/// means the same with repeats), so that a statement listing them has the
-/// same text whatever their number: sqlx prepares each distinct text once
-/// per connection and keeps it, and statements whose lists vary in length
-/// would fill those caches (on PostgreSQL, seen as RSS rising during a bulk
-/// revocation with a varying number of accounts per batch).
-fn fixed_shape<T: Clone>(mut values: Vec<T>, size: u32) -> Vec<T> {
-    if let Some(last) = values.last().cloned() {
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if values.len() < size {
-            values.resize(size, last);
-        }
-    }
-    values
 }
 
 /// Takes SQLite's write lock at the start of a transaction that reads

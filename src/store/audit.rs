@@ -10,9 +10,9 @@ use sea_orm::{
 };
 
 use super::entities::{audit_event, event_feed};
-use super::{before_cursor, convert, db_error, SqlStore};
+use super::{before_cursor, convert, db_error, fixed_shape, SqlStore};
 use crate::domain::audit::event::{AuditCursor, AuditEvent, AuditFilter};
-use crate::domain::audit::feed::{FeedEvent, FeedFilter, FeedPosition};
+use crate::domain::audit::feed::{FeedEvent, FeedFilter, FeedPage, FeedPosition};
 use crate::domain::audit::store::AuditStore;
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::page::Page;
@@ -116,6 +116,9 @@ async fn take_seqs(txn: &DatabaseTransaction, count: i64) -> Result<i64> {
     Ok(feed.last_seq - count + 1)
 }
 
+/// Feed events behind the horizon deleted per statement.
+const PRUNE_BATCH: u32 = 1000;
+
 /// The one row of `event_feed`.
 const FEED_ROW: i32 = 1;
 /// The PostgreSQL channel of the feed's wake-ups.
@@ -183,40 +186,70 @@ impl AuditStore for SqlStore {
 
     #[tracing::instrument(skip_all)]
     async fn prune_events(&self, before: Timestamp) -> Result<u64> {
-        // The horizon first, in a short transaction of its own: tokens at
-        // or before it are refused from now on. Then the events, outside
-        // the feed's lock, so writers never wait on a long delete.
-        let newest_pruned: Option<Option<i64>> = audit_event::Entity::find()
+        // The horizon first, in a statement of its own: tokens before it
+        // are refused from then on. It is the place before the oldest feed
+        // event that is not old yet, so an event stamped early by a
+        // replica with a wrong clock cannot take newer ones with it; with
+        // none young, the whole feed.
+        let seq_of = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let oldest_young: Option<Option<i64>> = audit_event::Entity::find()
             .select_only()
-            .column_as(audit_event::Column::Seq.max(), "newest")
-            .filter(audit_event::Column::OccurredAt.lt(before.as_millis()))
+            .column_as(audit_event::Column::Seq.min(), "oldest")
+            .filter(audit_event::Column::OccurredAt.gte(before.as_millis()))
+            .filter(audit_event::Column::Seq.is_not_null())
             .into_tuple()
             .one(&self.db)
             .await
             .map_err(db_error)?;
-        if let Some(Some(horizon)) = newest_pruned {
-            event_feed::Entity::update_many()
-                .col_expr(event_feed::Column::PrunedThrough, Expr::value(horizon))
-                .filter(event_feed::Column::Id.eq(FEED_ROW))
-                .filter(event_feed::Column::PrunedThrough.lt(horizon))
+        let horizon = match oldest_young.flatten() {
+            Some(oldest) => oldest - 1,
+            None => seq_of(self.feed_position().await?.head),
+        };
+        event_feed::Entity::update_many()
+            .col_expr(event_feed::Column::PrunedThrough, Expr::value(horizon))
+            .filter(event_feed::Column::Id.eq(FEED_ROW))
+            .filter(event_feed::Column::PrunedThrough.lt(horizon))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        let pruned_through = seq_of(self.feed_position().await?.pruned_through);
+        // Old rows outside the feed or behind the horizon, along the time
+        // index; then feed rows behind the horizon that are not old (their
+        // clock was behind), by primary key in batches: a range delete on
+        // the seq index would lock the gap where MariaDB inserts the rows
+        // outside the feed (NULL seq sorts first), and hold up failed logins.
+        let by_time = audit_event::Entity::delete_many()
+            .filter(audit_event::Column::OccurredAt.lt(before.as_millis()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(audit_event::Column::Seq.is_null())
+                    .add(audit_event::Column::Seq.lte(pruned_through)),
+            )
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        let mut deleted = by_time.rows_affected;
+        loop {
+            let ids: Vec<i64> = audit_event::Entity::find()
+                .select_only()
+                .column(audit_event::Column::Id)
+                .filter(audit_event::Column::Seq.lte(pruned_through))
+                .limit(u64::from(PRUNE_BATCH))
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(db_error)?;
+            if ids.is_empty() {
+                break;
+            }
+            let removed = audit_event::Entity::delete_many()
+                .filter(audit_event::Column::Id.is_in(fixed_shape(ids, PRUNE_BATCH)))
                 .exec(&self.db)
                 .await
                 .map_err(db_error)?;
+            deleted += removed.rows_affected;
         }
-        let pruned_through = self.feed_position().await?.pruned_through;
-        // Two deletes, each along its own index: on MariaDB one delete with
-        // an OR would scan (and lock) rows that writers are inserting.
-        let by_seq = audit_event::Entity::delete_many()
-            .filter(audit_event::Column::Seq.lte(i64::try_from(pruned_through).unwrap_or(i64::MAX)))
-            .exec(&self.db)
-            .await
-            .map_err(db_error)?;
-        let by_time = audit_event::Entity::delete_many()
-            .filter(audit_event::Column::OccurredAt.lt(before.as_millis()))
-            .exec(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(by_seq.rows_affected + by_time.rows_affected)
+        Ok(deleted)
     }
 
     #[tracing::instrument(skip_all)]
@@ -236,7 +269,7 @@ impl AuditStore for SqlStore {
         through: u64,
         filter: &FeedFilter,
         limit: u32,
-    ) -> Result<Vec<FeedEvent>> {
+    ) -> Result<FeedPage> {
         let seq = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut query = audit_event::Entity::find()
             .filter(audit_event::Column::Seq.gt(seq(after)))
@@ -256,7 +289,8 @@ impl AuditStore for SqlStore {
         // A row that does not convert would leave a hole the stream steps
         // over: an error instead (it cannot happen: the query asks for
         // known types only).
-        rows.into_iter()
+        let events = rows
+            .into_iter()
             .map(|row| {
                 let seq = row.seq.and_then(|seq| u64::try_from(seq).ok());
                 match (seq, convert::audit_event(row)) {
@@ -264,10 +298,21 @@ impl AuditStore for SqlStore {
                     _ => Err(Error::internal("a feed event that does not convert")),
                 }
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        // Read after the events: pruning moves the horizon before it
+        // deletes, so a page that lost rows to a prune sees its horizon.
+        let pruned_through = self.feed_position().await?.pruned_through;
+        Ok(FeedPage {
+            events,
+            pruned_through,
+        })
     }
 
     async fn wait_for_feed(&self, poll: Duration) {
         self.feed_wakeups.wait(&self.db, poll).await;
+    }
+
+    async fn quiet_feed(&self) {
+        self.feed_wakeups.stop().await;
     }
 }

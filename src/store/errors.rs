@@ -68,7 +68,12 @@ fn is_transient_database_error(error: &dyn sqlx::error::DatabaseError) -> bool {
             );
     }
     if let Some(mysql) = error.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return matches!(mysql.number(), 1040 | 1205 | 1213);
+        // 1020: a write under MariaDB's innodb_snapshot_isolation (on by
+        // default from 11.6.2) to a row changed since the transaction's
+        // snapshot; the change feed's one row is written by every
+        // transaction with feed events, so it happens under concurrency
+        // there. Retrying succeeds (README, "Configuration").
+        return matches!(mysql.number(), 1020 | 1040 | 1205 | 1213);
     }
     false
 }

@@ -199,3 +199,19 @@ fn before_cursor(
         .add(time.lt(at))
         .add(Condition::all().add(time.eq(at)).add(id.lt(last_id)))
 }
+
+/// `values` padded to `size` with copies of its last one (a list in `IN`
+/// means the same with repeats), so that a statement listing them has the
+/// same text whatever their number: sqlx prepares each distinct text once
+/// per connection and keeps it, and statements whose lists vary in length
+/// would fill those caches (on PostgreSQL, seen as RSS rising during a bulk
+/// revocation with a varying number of accounts per batch).
+pub(crate) fn fixed_shape<T: Clone>(mut values: Vec<T>, size: u32) -> Vec<T> {
+    if let Some(last) = values.last().cloned() {
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if values.len() < size {
+            values.resize(size, last);
+        }
+    }
+    values
+}

@@ -5,7 +5,7 @@ use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait, UpdateMany};
 use uuid::Uuid;
 
-use super::audit::insert_event;
+use super::audit::insert_events;
 use super::entities::app_password;
 use super::{db_error, SqlStore};
 use crate::domain::audit::event::AuditEvent;
@@ -79,9 +79,7 @@ impl UsageStore for SqlStore {
         );
         let txn = self.db.begin().await.map_err(db_error)?;
         update.exec(&txn).await.map_err(db_error)?;
-        for event in events {
-            insert_event(&txn, event).await?;
-        }
+        insert_events(&txn, events).await?;
         txn.commit().await.map_err(db_error)
     }
 

@@ -601,14 +601,14 @@ async fn a_later_sequence_waits_for_an_earlier_one_to_commit(backend: Backend) {
     assert!(watcher.quiet_for(Duration::from_millis(300)).await);
 }
 
-/// A WatchEvents stream on a connection of its own with the smallest
-/// HTTP/2 windows, so that a client that stops reading stops the server's
-/// sending after 64 KiB.
+/// A WatchEvents stream of every type after `resume_token`, on a
+/// connection of its own with the smallest HTTP/2 windows, so that a
+/// client that stops reading stops the server's sending after 64 KiB; its
+/// first message (a checkpoint) is read, and returned with it.
 async fn narrow_stream(
     server: &TestServer,
-    role: Role,
-    request: WatchEventsRequest,
-) -> Streaming<WatchEventsResponse> {
+    resume_token: &str,
+) -> (Streaming<WatchEventsResponse>, WatchEventsResponse) {
     let channel = Endpoint::from_shared(format!("http://{}", server.addr))
         .unwrap()
         .initial_stream_window_size(65_535)
@@ -618,13 +618,22 @@ async fn narrow_stream(
         .unwrap();
     let authed = tonic::service::interceptor::InterceptedService::new(
         channel,
-        Bearer::new(&server.keys[&role]).unwrap(),
+        Bearer::new(&server.keys[&Role::Operator]).unwrap(),
     );
-    AuditServiceClient::new(authed)
-        .watch_events(request)
+    let mut stream = AuditServiceClient::new(authed)
+        .watch_events(WatchEventsRequest {
+            resume_token: resume_token.to_owned(),
+            ..all_types()
+        })
         .await
         .unwrap()
-        .into_inner()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert!(
+        first.audit_event.is_none(),
+        "a stream starts with a checkpoint"
+    );
+    (stream, first)
 }
 
 /// Waits until the feed's count of events read stops moving, and returns it.
@@ -664,17 +673,7 @@ async fn a_stalled_watcher_costs_bounded_memory_and_then_gets_everything(backend
     let total = WRITERS * ROUNDS * 2;
 
     let before = server.services.feed.stats().events_read;
-    let mut stalled = narrow_stream(
-        &server,
-        Role::Operator,
-        WatchEventsRequest {
-            resume_token: from.clone(),
-            ..all_types()
-        },
-    )
-    .await;
-    let first = stalled.message().await.unwrap().unwrap();
-    assert!(first.audit_event.is_none());
+    let (mut stalled, first) = narrow_stream(&server, &from).await;
     let read = settled_reads(&server).await - before;
     // What the server holds for the stalled stream is what it read and
     // the client has not taken: at most a page (256), the stream's channel
@@ -711,7 +710,7 @@ async fn a_stalled_watcher_costs_bounded_memory_and_then_gets_everything(backend
 }
 
 /// On PostgreSQL a commit wakes every replica's streams by NOTIFY: with
-/// the poll made an hour long, events still arrive (within the test's
+/// the fallback poll at ten minutes, events still arrive (within the test's
 /// patience of 20 s).
 #[tokio::test]
 #[cfg_attr(
@@ -719,7 +718,7 @@ async fn a_stalled_watcher_costs_bounded_memory_and_then_gets_everything(backend
     ignore = "LATCHKEY_TEST_POSTGRES_URL is not set"
 )]
 async fn postgres_wakes_streams_by_notify_not_by_polling() {
-    let hour = |config: &mut latchkey::config::Config| config.watch.poll_interval_ms = 360_000;
+    let hour = |config: &mut latchkey::config::Config| config.watch.poll_interval_ms = 60_000;
     let server = TestServer::start_with(Backend::Postgres, hour).await;
     let replica = server.replica_with(hour).await;
     let mut watcher = Watcher::open(&replica, Role::Operator, all_types()).await;
@@ -747,16 +746,7 @@ async fn a_stalled_stream_does_not_hold_the_stop() {
         async move { toggle(server, &format!("stuck{i}"), 400).await }
     }))
     .await;
-    let mut stalled = narrow_stream(
-        &server,
-        Role::Operator,
-        WatchEventsRequest {
-            resume_token: from,
-            ..all_types()
-        },
-    )
-    .await;
-    let _ = stalled.message().await.unwrap();
+    let (_stalled, _) = narrow_stream(&server, &from).await;
     settled_reads(&server).await;
     server.stop().await;
 }
@@ -863,16 +853,7 @@ async fn a_token_behind_retention_is_refused_and_streams_end_when_the_server_sto
 
     // A stream open when the server stops ends with UNAVAILABLE, and a
     // stalled one does not hold the stop up (the harness allows 10 s).
-    let mut stalled = narrow_stream(
-        &server,
-        Role::Operator,
-        WatchEventsRequest {
-            resume_token: old_after_pruning.clone(),
-            ..all_types()
-        },
-    )
-    .await;
-    let _ = stalled.message().await.unwrap();
+    let (_stalled, _) = narrow_stream(&server, &old_after_pruning).await;
     toggle(&server, "new", 300).await;
     server.stop().await;
     let ended = loop {
@@ -884,4 +865,109 @@ async fn a_token_behind_retention_is_refused_and_streams_end_when_the_server_sto
         }
     };
     assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+}
+
+/// A stream that has fallen behind when pruning deletes what it had not
+/// read yet ends with WATCH_TOKEN_EXPIRED: it never skips the pruned
+/// events silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_past_an_open_stream_ends_it_instead_of_skipping() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.audit.retention_days = 1;
+        config.audit.prune_interval_secs = 1;
+    })
+    .await;
+    issue_simple(&server, "busy").await;
+    let from = Watcher::open(&server, Role::Operator, all_types())
+        .await
+        .token;
+    toggle(&server, "busy", 1500).await;
+    let (mut stalled, _) = narrow_stream(&server, &from).await;
+    settled_reads(&server).await;
+    server.clock.advance(Duration::from_secs(36 * 3600));
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while Watcher::try_open(
+        &server,
+        Role::Operator,
+        WatchEventsRequest {
+            resume_token: from.clone(),
+            ..all_types()
+        },
+    )
+    .await
+    .is_ok()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never pruned");
+        server.clock.advance(Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    issue_simple(&server, "late").await;
+    let mut events = 0usize;
+    let status = loop {
+        match tokio::time::timeout(PATIENCE, stalled.message())
+            .await
+            .expect("the stream goes on or ends")
+        {
+            Ok(Some(message)) => {
+                if let Some(event) = message.audit_event {
+                    events += 1;
+                    assert_ne!(
+                        event.account, "accounts/late",
+                        "after {events} of 3,001 events the stream stepped over the pruned ones"
+                    );
+                }
+            }
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert_eq!(
+        status.get_details_error_info().unwrap().reason,
+        "WATCH_TOKEN_EXPIRED"
+    );
+    assert!(events < 3_001);
+}
+
+/// Revoking a caller ends its open streams, on every replica, before they
+/// carry anything committed after the revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_callers_streams_end() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let replica = server.replica_with(|_| {}).await;
+    let mut here = Watcher::open(&server, Role::Notifier, all_types()).await;
+    let mut there = Watcher::open(&replica, Role::Notifier, all_types()).await;
+    let mut operator = Watcher::open(&replica, Role::Operator, all_types()).await;
+    server
+        .callers()
+        .revoke_caller(latchkey::grpc::pb::RevokeCallerRequest {
+            name: "callers/test-notifier".into(),
+        })
+        .await
+        .unwrap();
+    issue_simple(&server, "after-revocation").await;
+    for watcher in [&mut here, &mut there] {
+        let ended = loop {
+            match tokio::time::timeout(PATIENCE, watcher.stream.message())
+                .await
+                .expect("the stream ends")
+            {
+                Ok(Some(message)) => assert!(
+                    message.audit_event.is_none(),
+                    "a revoked caller received {message:?}"
+                ),
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    }
+    assert_eq!(
+        types_of(&operator.take(2).await),
+        vec![
+            AuditEventType::CallerRevoked,
+            AuditEventType::AppPasswordIssued
+        ],
+        "other callers' streams go on"
+    );
 }

@@ -39,6 +39,14 @@ pub struct FeedEvent {
     pub event: AuditEvent,
 }
 
+/// One read of the feed: events, and the pruned horizon read after them
+/// (a stream whose place is behind it may have lost events to pruning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPage {
+    pub events: Vec<FeedEvent>,
+    pub pruned_through: u64,
+}
+
 /// Which events a watcher gets; both narrow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedFilter {
@@ -162,6 +170,26 @@ pub struct WatchConfig {
     /// 1 hour to 365 days, and longer than the usage flush interval plus
     /// 5 minutes (`app_passwords::model::check_notice_before`, at start).
     pub notice_before: Span,
+}
+
+impl WatchConfig {
+    /// Checks the stream settings (the notice's own check needs the usage
+    /// flush interval: `app_passwords::model::check_notice_before`).
+    pub fn validate(&self) -> Result<(), String> {
+        if !(10..=60_000).contains(&self.poll_interval_ms) {
+            return Err(format!(
+                "watch.poll_interval_ms must be 10 to 60000, not {}",
+                self.poll_interval_ms
+            ));
+        }
+        if self.max_watchers == 0 || self.max_watchers_per_caller == 0 {
+            return Err(
+                "watch.max_watchers and watch.max_watchers_per_caller must be at least 1 (WatchEvents is refused to callers without the role anyway)"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for WatchConfig {

@@ -11,13 +11,13 @@
 //! channel (and the transport's flow-control windows), never the backlog:
 //! its task waits on the send and reads on from its place later.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::event::AuditEvent;
+use super::event::{AuditEvent, EventType};
 use super::feed::{FeedFilter, ResumeToken, WatchConfig};
 use super::store::AuditStore;
 use crate::domain::shared::error::{Error, Reason, Result};
@@ -29,6 +29,10 @@ pub const PAGE: u32 = 256;
 /// filter leaves most events out learns its place at this pace, not at
 /// every commit.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Feed reads one replica runs at once, whatever the number of streams: a
+/// commit wakes every stream, and their reads must not crowd the pool's
+/// connections out from under logins.
+const CONCURRENT_READS: usize = 4;
 /// Items waiting between a stream's task and its transport. Items ready
 /// together are encoded into one HTTP/2 write, so this is also how many
 /// messages a backlog's writes carry at most (~10 KiB): big frames, which
@@ -89,6 +93,10 @@ struct Inner<S> {
     /// Told when a stream opens, so the follower, idle while nobody
     /// watches, wakes.
     opened: tokio::sync::Notify,
+    /// Callers the follower saw revoked in the feed since this replica
+    /// started: their streams end.
+    revoked: watch::Sender<HashSet<String>>,
+    reads: tokio::sync::Semaphore,
     watchers: Mutex<Watchers>,
     events_read: std::sync::atomic::AtomicU64,
     events_sent: std::sync::atomic::AtomicU64,
@@ -128,6 +136,8 @@ impl<S: AuditStore> EventFeed<S> {
                 head: watch::Sender::new(0),
                 closing: watch::Sender::new(false),
                 opened: tokio::sync::Notify::new(),
+                revoked: watch::Sender::new(HashSet::new()),
+                reads: tokio::sync::Semaphore::new(CONCURRENT_READS),
                 watchers: Mutex::new(Watchers::default()),
                 events_read: 0.into(),
                 events_sent: 0.into(),
@@ -162,15 +172,13 @@ impl<S: AuditStore> EventFeed<S> {
             }
             None => ResumeToken::new(&position.feed_id, position.head)?,
         };
-        self.inner
-            .head
-            .send_if_modified(|head| raise(head, position.head));
         let (sender, receiver) = mpsc::channel(CHANNEL);
         self.inner.opened.notify_one();
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
             let stream = Stream {
                 inner,
+                caller: request.caller,
                 filter: request.filter,
                 start,
                 sender,
@@ -218,8 +226,12 @@ impl<S: AuditStore> EventFeed<S> {
     /// stream reads its start from the database itself).
     pub async fn follow(&self, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.inner.config.poll_interval_ms.max(1));
+        // How far revocations have been looked for: the streams hear of a
+        // head only after that.
+        let mut scanned = 0;
         loop {
             if lock(&self.inner.watchers).total == 0 {
+                self.inner.store.quiet_feed().await;
                 tokio::select! {
                     () = self.inner.opened.notified() => {}
                     _ = stop.changed() => return,
@@ -227,9 +239,14 @@ impl<S: AuditStore> EventFeed<S> {
             }
             match self.inner.store.feed_position().await {
                 Ok(position) => {
-                    self.inner
-                        .head
-                        .send_if_modified(|head| raise(head, position.head));
+                    if position.head > scanned
+                        && self.note_revocations(scanned, position.head).await
+                    {
+                        scanned = position.head;
+                        self.inner
+                            .head
+                            .send_if_modified(|head| raise(head, position.head));
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(%error, "reading the change feed's head failed; will retry")
@@ -240,6 +257,48 @@ impl<S: AuditStore> EventFeed<S> {
                 _ = stop.changed() => return,
             }
         }
+    }
+
+    /// Notes the callers revoked in `(after, through]`, before the
+    /// streams hear of the new head: a revoked caller's streams end
+    /// before they could send what follows its revocation. False when the
+    /// read failed (logged; the streams wait for the next try).
+    async fn note_revocations(&self, after: u64, through: u64) -> bool {
+        let filter = FeedFilter {
+            event_types: vec![EventType::CallerRevoked],
+            username: None,
+        };
+        let mut place = after;
+        while place < through {
+            match self
+                .inner
+                .store
+                .read_feed(place, through, &filter, PAGE)
+                .await
+            {
+                Ok(page) => {
+                    let names: Vec<String> = page
+                        .events
+                        .iter()
+                        .filter_map(|event| event.event.caller_name.clone())
+                        .collect();
+                    if !names.is_empty() {
+                        self.inner
+                            .revoked
+                            .send_modify(|revoked| revoked.extend(names));
+                    }
+                    match page.events.last() {
+                        Some(last) if page.events.len() == PAGE as usize => place = last.seq,
+                        _ => place = through,
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reading caller revocations from the feed failed; will retry");
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// Ends every stream (the server is stopping): each ends with an
@@ -268,6 +327,7 @@ fn raise(head: &mut u64, to: u64) -> bool {
 /// One stream's task.
 struct Stream<S> {
     inner: Arc<Inner<S>>,
+    caller: String,
     filter: FeedFilter,
     start: ResumeToken,
     sender: mpsc::Sender<Result<WatchItem>>,
@@ -284,23 +344,41 @@ impl<S: AuditStore> Stream<S> {
     async fn follow(&self) -> Result<(), Ended> {
         let mut head = self.inner.head.subscribe();
         let mut closing = self.inner.closing.subscribe();
+        let mut revoked = self.inner.revoked.subscribe();
         let mut place = self.start;
-        self.send(WatchItem::Checkpoint(place), &mut closing)
+        self.send(Ok(WatchItem::Checkpoint(place)), &mut closing)
             .await?;
         let mut told = place.seq;
         let mut told_at = tokio::time::Instant::now();
         loop {
+            if revoked.borrow_and_update().contains(&self.caller) {
+                let revoked = Error::Unauthenticated(
+                    "this caller was revoked; its streams are closed".to_owned(),
+                );
+                let _ = self.send(Err(revoked), &mut closing).await;
+                return Err(Ended);
+            }
             let newest = *head.borrow_and_update();
             if newest > place.seq {
-                let page = self
-                    .inner
-                    .store
-                    .read_feed(place.seq, newest, &self.filter, PAGE)
-                    .await;
+                let page = {
+                    let _permit = self.inner.reads.acquire().await.map_err(|_| Ended)?;
+                    self.inner
+                        .store
+                        .read_feed(place.seq, newest, &self.filter, PAGE)
+                        .await
+                };
                 let page = match page {
-                    Ok(page) => page,
+                    Ok(page) if page.pruned_through > place.seq => {
+                        let expired = Error::FailedPrecondition(
+                            Reason::WatchTokenExpired,
+                            "this stream fell behind the audit retention and events were pruned before it read them: resync, then watch without a token".to_owned(),
+                        );
+                        let _ = self.send(Err(expired), &mut closing).await;
+                        return Err(Ended);
+                    }
+                    Ok(page) => page.events,
                     Err(error) => {
-                        let _ = self.sender.send(Err(error)).await;
+                        let _ = self.send(Err(error), &mut closing).await;
                         return Err(Ended);
                     }
                 };
@@ -311,10 +389,10 @@ impl<S: AuditStore> Stream<S> {
                 for event in page {
                     place.seq = event.seq;
                     self.send(
-                        WatchItem::Event {
+                        Ok(WatchItem::Event {
                             event: event.event,
                             token: place,
-                        },
+                        }),
                         &mut closing,
                     )
                     .await?;
@@ -332,7 +410,7 @@ impl<S: AuditStore> Stream<S> {
             }
             let checkpoint_due = told_at + CHECKPOINT_EVERY;
             if place.seq > told && tokio::time::Instant::now() >= checkpoint_due {
-                self.send(WatchItem::Checkpoint(place), &mut closing)
+                self.send(Ok(WatchItem::Checkpoint(place)), &mut closing)
                     .await?;
                 told = place.seq;
                 told_at = tokio::time::Instant::now();
@@ -340,6 +418,7 @@ impl<S: AuditStore> Stream<S> {
             let behind = place.seq > told;
             tokio::select! {
                 changed = head.changed() => if changed.is_err() { return Err(Ended) },
+                changed = revoked.changed() => if changed.is_err() { return Err(Ended) },
                 () = tokio::time::sleep_until(checkpoint_due), if behind => {}
                 _ = closing.wait_for(|closing| *closing) => return Err(Ended),
                 () = self.sender.closed() => return Err(Ended),
@@ -352,11 +431,11 @@ impl<S: AuditStore> Stream<S> {
     /// feed closes.
     async fn send(
         &self,
-        item: WatchItem,
+        item: Result<WatchItem>,
         closing: &mut watch::Receiver<bool>,
     ) -> Result<(), Ended> {
         tokio::select! {
-            sent = self.sender.send(Ok(item)) => sent.map_err(|_| Ended),
+            sent = self.sender.send(item) => sent.map_err(|_| Ended),
             _ = closing.wait_for(|closing| *closing) => Err(Ended),
         }
     }

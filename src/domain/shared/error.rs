@@ -23,6 +23,10 @@ pub enum Error {
     /// A quota or cap is reached.
     #[error("{1}")]
     ResourceExhausted(Reason, String),
+    /// The caller is no longer recognised (revoked while a stream of its
+    /// was open).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The database could not be reached or did not answer in time. Nothing
     /// was changed and the request may be retried.
     #[error("storage unavailable")]
@@ -108,6 +112,7 @@ impl Error {
             | Error::AlreadyExists(reason, _)
             | Error::FailedPrecondition(reason, _)
             | Error::ResourceExhausted(reason, _) => *reason,
+            Error::Unauthenticated(_) => Reason::CallerUnauthenticated,
             Error::Unavailable(_) => Reason::StorageUnavailable,
             Error::Cancelled => Reason::Cancelled,
             Error::Internal(_) => Reason::Internal,
