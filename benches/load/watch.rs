@@ -23,13 +23,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use latchkey::domain::audit::watch::PAGE;
 use latchkey::domain::audit::ResumeToken;
+use latchkey::domain::callers::model::Role;
 use latchkey::domain::shared::sync::lock;
+use latchkey::grpc::access::watchable;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
 use latchkey::grpc::pb::audit_service_client::AuditServiceClient;
 use latchkey::grpc::pb::{
     AuditEventType, RevokeAppPasswordRequest, WatchEventsRequest, WatchEventsResponse,
 };
+use sea_orm::{ConnectionTrait, Database, Statement};
 use tokio::sync::watch as signal;
 use tonic::transport::Channel;
 use tonic::Streaming;
@@ -55,6 +59,9 @@ const LINGER: Duration = Duration::from_millis(1500);
 const IN_FLIGHT: usize = 8;
 /// A drain with no message for this long has stalled.
 const STALL: Duration = Duration::from_secs(30);
+/// Watchers draining at once in the second drain: as many as one caller
+/// may open on a replica (`watch.max_watchers_per_caller`).
+const TOGETHER: usize = 4;
 
 /// How the revokes of one row are sent.
 #[derive(Clone, Copy)]
@@ -126,17 +133,41 @@ pub struct Drain {
     pub calls: usize,
     pub write: Duration,
     pub written: i64,
-    pub read: Drained,
-    /// CPU time used during the drain by B, and by this process (the
-    /// watcher's side: HTTP/2, decoding), in seconds.
+    /// One watcher, then [`TOGETHER`] at once, each from the token.
+    pub alone: DrainRun,
+    pub together: DrainRun,
+    /// The stream's page query alone, sent from this process the way B
+    /// sends it, through the backlog: pages, and their time.
+    pub pages: usize,
+    pub page_queries: Duration,
+    /// B's peak resident memory after both (KiB).
+    pub peak_after: u64,
+}
+
+/// Watchers draining the backlog at once, on connections of their own.
+pub struct DrainRun {
+    pub streams: Vec<Drained>,
+    /// From opening them to the last one's last event.
+    pub wall: Duration,
+    /// CPU time used meanwhile by B, and by this process (the watchers'
+    /// side: HTTP/2, decoding), in seconds.
     pub cpu_b: f64,
     pub cpu_bench: f64,
-    /// B's resident memory: before, each reading during the drain (every
-    /// 100 ms), after, and its peak after (KiB).
+    /// B's resident memory: before, each reading during (every 100 ms),
+    /// after (KiB).
     pub rss_before: u64,
     pub rss_during: Vec<u64>,
     pub rss_after: u64,
-    pub peak_after: u64,
+}
+
+impl DrainRun {
+    fn events(&self) -> u64 {
+        self.streams.iter().map(|read| read.events).sum()
+    }
+
+    fn rate(&self) -> f64 {
+        self.events() as f64 / self.wall.as_secs_f64()
+    }
 }
 
 /// What the draining watcher received.
@@ -159,20 +190,23 @@ pub struct Drained {
 }
 
 impl Drain {
-    fn rate(&self) -> f64 {
-        self.read.events as f64 / self.read.wall.as_secs_f64()
+    /// Whether `run`'s watchers each received every place after the token
+    /// once, in order, and the database holds each once.
+    fn exact(&self, run: &DrainRun) -> bool {
+        let whole = |r: &Drained| {
+            r.first == self.start
+                && i64::try_from(r.events).ok() == Some(self.backlog)
+                && self.head - self.start == r.events
+                && r.gaps == 0
+                && r.repeats == 0
+                && r.last == self.head
+                && r.ended.is_none()
+        };
+        self.distinct == self.backlog && !run.streams.is_empty() && run.streams.iter().all(whole)
     }
 
-    fn exact(&self) -> bool {
-        let r = &self.read;
-        r.first == self.start
-            && i64::try_from(r.events).ok() == Some(self.backlog)
-            && self.distinct == self.backlog
-            && self.head - self.start == r.events
-            && r.gaps == 0
-            && r.repeats == 0
-            && r.last == self.head
-            && r.ended.is_none()
+    fn all_exact(&self) -> bool {
+        self.exact(&self.alone) && self.exact(&self.together)
     }
 }
 
@@ -389,7 +423,8 @@ impl Pair {
     async fn drain(&self, url: &str) -> Result<Drain, BoxError> {
         let a = &self.bench.server;
         let operator = Bearer::new(&a.add_caller("bench-watch-operator", "operator")?)?;
-        let (_, token) = open_stream(&self.b, &operator, WatchEventsRequest::default()).await?;
+        let request = WatchEventsRequest::default();
+        let (_, token) = open_stream(self.b.channel().await?, &operator, request).await?;
         let start = seq_of(&token)?;
         let cutoff_ms = cutoff_ms()?;
         eprintln!("watch (PostgreSQL): seeding {BULK_MATCHING} app passwords on as many accounts");
@@ -412,15 +447,10 @@ impl Pair {
         .await?;
         let head = u64::try_from(counted[2])?;
         eprintln!("watch (PostgreSQL): draining {} events from B", counted[0]);
-        let rss_before = self.b.rss_kib()?;
-        let (b, bench) = (self.b.pid()?, std::process::id());
-        let (cpu_b, cpu_bench) = (cpu_seconds(b)?, cpu_seconds(bench)?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let rss = watch_rss(b, Arc::clone(&stop), RSS_EVERY);
-        let read = read_backlog(&self.b, &operator, token, head).await;
-        let (cpu_b, cpu_bench) = (cpu_seconds(b)? - cpu_b, cpu_seconds(bench)? - cpu_bench);
-        stop.store(true, Ordering::Relaxed);
-        let rss_during = rss.await?;
+        let alone = self.drain_run(&operator, &token, head, 1).await?;
+        eprintln!("watch (PostgreSQL): again, {TOGETHER} watchers at once");
+        let together = self.drain_run(&operator, &token, head, TOGETHER).await?;
+        let (pages, page_queries) = page_queries(url, start, head).await?;
         Ok(Drain {
             start,
             backlog: counted[0],
@@ -429,15 +459,89 @@ impl Pair {
             calls: calls.len(),
             write,
             written: calls.iter().map(|call| call.accounts).sum(),
-            read: read?,
+            alone,
+            together,
+            pages,
+            page_queries,
+            peak_after: self.b.peak_rss_kib()?,
+        })
+    }
+
+    /// `streams` watchers read B's feed from `token` to `head` at once.
+    async fn drain_run(
+        &self,
+        key: &Bearer,
+        token: &str,
+        head: u64,
+        streams: usize,
+    ) -> Result<DrainRun, BoxError> {
+        let mut channels = Vec::with_capacity(streams);
+        for _ in 0..streams {
+            channels.push(self.b.channel().await?);
+        }
+        let rss_before = self.b.rss_kib()?;
+        let (b, bench) = (self.b.pid()?, std::process::id());
+        let (cpu_b, cpu_bench) = (cpu_seconds(b)?, cpu_seconds(bench)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let rss = watch_rss(b, Arc::clone(&stop), RSS_EVERY);
+        let started = Instant::now();
+        let tasks: Vec<_> = channels
+            .into_iter()
+            .map(|channel| {
+                let (key, token) = (key.clone(), token.to_owned());
+                tokio::spawn(read_backlog(channel, key, token, head))
+            })
+            .collect();
+        let mut read = Vec::with_capacity(streams);
+        for task in tasks {
+            read.push(task.await);
+        }
+        let wall = started.elapsed();
+        let (cpu_b, cpu_bench) = (cpu_seconds(b)? - cpu_b, cpu_seconds(bench)? - cpu_bench);
+        stop.store(true, Ordering::Relaxed);
+        let rss_during = rss.await?;
+        Ok(DrainRun {
+            streams: read.into_iter().collect::<Result<Result<_, _>, _>>()??,
+            wall,
             cpu_b,
             cpu_bench,
             rss_before,
             rss_during,
             rss_after: self.b.rss_kib()?,
-            peak_after: self.b.peak_rss_kib()?,
         })
     }
+}
+
+/// Reads the feed from `start` to `head` in pages with the query a stream
+/// sends (an operator's: every type), from this process; returns the
+/// pages and their time.
+async fn page_queries(url: &str, start: u64, head: u64) -> Result<(usize, Duration), BoxError> {
+    let types = watchable(Role::Operator)
+        .iter()
+        .map(|t| format!("'{}'", t.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let query = format!(
+        "SELECT * FROM audit_event WHERE seq > $1 AND seq <= $2 AND event_type IN ({types}) \
+         ORDER BY seq LIMIT {PAGE}"
+    );
+    let db = Database::connect(url).await?;
+    let head = i64::try_from(head)?;
+    let (mut after, mut pages) = (i64::try_from(start)?, 0);
+    let started = Instant::now();
+    while after < head {
+        let values = [after.into(), head.into()];
+        let statement = Statement::from_sql_and_values(db.get_database_backend(), &query, values);
+        let rows = db.query_all(statement).await?;
+        pages += 1;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = last.try_get("", "seq")?;
+    }
+    let elapsed = started.elapsed();
+    db.close().await?;
+    Ok((pages, elapsed))
 }
 
 /// Sends one RevokeAppPassword; names its answer.
@@ -460,14 +564,14 @@ fn seq_of(token: &str) -> Result<u64, BoxError> {
     Ok(ResumeToken::decode(token)?.seq)
 }
 
-/// Opens a WatchEvents stream on `server`; returns it and the token of its
+/// Opens a WatchEvents stream over `channel`; returns it and the token of its
 /// first message, which must be a checkpoint.
 async fn open_stream(
-    server: &Server,
+    channel: Channel,
     key: &Bearer,
     request: WatchEventsRequest,
 ) -> Result<(Streaming<WatchEventsResponse>, String), BoxError> {
-    let mut stream = AuditServiceClient::with_interceptor(server.channel().await?, key.clone())
+    let mut stream = AuditServiceClient::with_interceptor(channel, key.clone())
         .watch_events(request)
         .await?
         .into_inner();
@@ -553,7 +657,7 @@ impl Watcher {
         key: &Bearer,
         request: WatchEventsRequest,
     ) -> Result<Self, BoxError> {
-        let (stream, token) = open_stream(server, key, request).await?;
+        let (stream, token) = open_stream(server.channel().await?, key, request).await?;
         let seen = Arc::new(Mutex::new(Seen {
             last: seq_of(&token)?,
             ..Seen::default()
@@ -602,12 +706,12 @@ async fn read(
     }
 }
 
-/// Reads the feed from `token` on `server` until the place `head`,
+/// Reads the feed from `token` over `channel` until the place `head`,
 /// counting what arrives each second and checking that every place comes
 /// once, in order.
 async fn read_backlog(
-    server: &Server,
-    key: &Bearer,
+    channel: Channel,
+    key: Bearer,
     token: String,
     head: u64,
 ) -> Result<Drained, BoxError> {
@@ -616,7 +720,7 @@ async fn read_backlog(
         resume_token: token,
         ..Default::default()
     };
-    let (mut stream, first) = open_stream(server, key, request).await?;
+    let (mut stream, first) = open_stream(channel, &key, request).await?;
     let mut read = Drained {
         first: seq_of(&first)?,
         ..Drained::default()
@@ -664,7 +768,7 @@ impl Watch {
     /// Whether every revoke arrived once and in order, and the drain
     /// delivered every place once and in order.
     fn exact(&self) -> bool {
-        self.latency.iter().all(Latency::exact) && self.drain.as_ref().is_none_or(Drain::exact)
+        self.latency.iter().all(Latency::exact) && self.drain.as_ref().is_none_or(Drain::all_exact)
     }
 
     /// An error unless every check held.
@@ -704,24 +808,35 @@ impl Watch {
             );
         }
         if let Some(drain) = &self.drain {
-            let r = &drain.read;
-            report.check(
-                "feed: a backlog drained from a token, every place once, in order (PostgreSQL)",
-                format!(
-                    "{} events of {} (places {}..={}); {} skipped, {} repeated{}",
-                    r.events,
-                    drain.backlog,
-                    drain.start + 1,
-                    drain.head,
-                    r.gaps,
-                    r.repeats,
-                    r.ended
-                        .as_ref()
-                        .map(|why| format!("; stream ended: {why}"))
-                        .unwrap_or_default()
-                ),
-                drain.exact(),
-            );
+            for run in [&drain.alone, &drain.together] {
+                report.check(
+                    &format!(
+                        "feed: a backlog drained from a token, every place once, in order \
+                         (PostgreSQL, {} at once)",
+                        run.streams.len()
+                    ),
+                    run.streams
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{} events of {} (places {}..={}); {} skipped, {} repeated{}",
+                                r.events,
+                                drain.backlog,
+                                drain.start + 1,
+                                drain.head,
+                                r.gaps,
+                                r.repeats,
+                                r.ended
+                                    .as_ref()
+                                    .map(|why| format!("; stream ended: {why}"))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" / "),
+                    drain.exact(run),
+                );
+            }
         }
         self.section(report);
     }
@@ -767,32 +882,27 @@ impl Watch {
         let Some(drain) = &self.drain else {
             return;
         };
-        let r = &drain.read;
         let join = |values: &mut dyn Iterator<Item = String>| values.collect::<Vec<_>>().join(", ");
-        let each_tenth = join(&mut r.each_tenth.iter().map(u64::to_string));
-        let rss = join(
-            &mut drain
-                .rss_during
-                .iter()
-                .map(|kib| format!("{:.1}", *kib as f64 / 1024.0)),
-        );
+        let in_mib = |kibs: &[u64]| {
+            join(
+                &mut kibs
+                    .iter()
+                    .map(|kib| format!("{:.1}", *kib as f64 / 1024.0)),
+            )
+        };
         let _ = write!(
             text,
             "\n### Draining a backlog of the change feed (PostgreSQL)\n\n\
              A token taken on B; then, on A, BulkRevokeAppPasswords of {BULK_MATCHING} seeded \
              app passwords, one on each account (one `app_passwords_bulk_revoked` event per \
-             account); then an operator watches B from the token, every type, until it has \
-             the newest place.\n\n\
-             | measure | value |\n|---|---|\n\
-             | backlog | {} events written by {} call(s) in {:.1} s; in the database after the \
-             token's place {}: {} feed events, {} distinct places, the newest {} |\n\
-             | drained from B | {} events in {:.2} s: {:.0} events/s; the first after {} |\n\
-             | every place once, in order | first message at {}, last {}; {} skipped, {} repeated{} |\n\
-             | events received in each 100 ms | {each_tenth} |\n\
-             | CPU time during the drain | B {:.2} s ({:.1} µs an event); this process, the \
-             watcher, {:.2} s |\n\
-             | B's RSS | before {}; during, the largest read: {}; after {}; peak (VmHWM) {} |\n\
-             | B's RSS, read every 100 ms during the drain (MiB) | {rss} |\n",
+             account): {} events written by {} call(s) in {:.1} s; in the database after the \
+             token's place {}: {} feed events, {} distinct places, the newest {}. Then \
+             operators watch B from the token, every type, until each has the newest place: \
+             one alone, then {TOGETHER} at once, each on a connection of its own. Every \
+             watcher got every place once, in order: {}.\n\n\
+             | watchers | events, all told | wall | events/s, all told | first event after | \
+             B's CPU | B's CPU an event | this process's CPU | B's RSS before / largest / after |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
             drain.written,
             drain.calls,
             drain.write.as_secs_f64(),
@@ -800,25 +910,54 @@ impl Watch {
             drain.backlog,
             drain.distinct,
             drain.head,
-            r.events,
-            r.wall.as_secs_f64(),
-            drain.rate(),
-            r.first_event.map_or_else(|| "-".to_owned(), ms),
-            r.first,
-            r.last,
-            r.gaps,
-            r.repeats,
-            r.ended
-                .as_ref()
-                .map(|why| format!("; ended: {why}"))
-                .unwrap_or_default(),
-            drain.cpu_b,
-            drain.cpu_b * 1e6 / r.events.max(1) as f64,
-            drain.cpu_bench,
-            mib(drain.rss_before),
-            mib(drain.rss_during.iter().copied().max().unwrap_or_default()),
-            mib(drain.rss_after),
+            if drain.all_exact() {
+                "yes"
+            } else {
+                "**NO** (see the targets)"
+            },
+        );
+        for run in [&drain.alone, &drain.together] {
+            let first = run
+                .streams
+                .iter()
+                .filter_map(|r| r.first_event)
+                .max()
+                .map_or_else(|| "-".to_owned(), ms);
+            let _ = writeln!(
+                text,
+                "| {} | {} | {:.2} s | {:.0} | {first} | {:.2} s | {:.1} µs | {:.2} s | {} / {} / {} |",
+                run.streams.len(),
+                run.events(),
+                run.wall.as_secs_f64(),
+                run.rate(),
+                run.cpu_b,
+                run.cpu_b * 1e6 / run.events().max(1) as f64,
+                run.cpu_bench,
+                mib(run.rss_before),
+                mib(run.rss_during.iter().copied().max().unwrap_or_default()),
+                mib(run.rss_after),
+            );
+        }
+        let alone = drain.alone.streams.first();
+        let each_tenth = alone.map_or_else(String::new, |r| {
+            join(&mut r.each_tenth.iter().map(u64::to_string))
+        });
+        let _ = write!(
+            text,
+            "\n| measure | value |\n|---|---|\n\
+             | one watcher: events received in each 100 ms | {each_tenth} |\n\
+             | B's RSS, read every 100 ms: one watcher (MiB) | {} |\n\
+             | B's RSS, read every 100 ms: {TOGETHER} at once (MiB) | {} |\n\
+             | B's peak RSS (VmHWM) after both | {} |\n\
+             | the page query alone, from this process ({PAGE} a page, every type) | {} pages \
+             in {:.2} s: {:.2} ms a page, {:.0} events/s |\n",
+            in_mib(&drain.alone.rss_during),
+            in_mib(&drain.together.rss_during),
             mib(drain.peak_after),
+            drain.pages,
+            drain.page_queries.as_secs_f64(),
+            drain.page_queries.as_secs_f64() * 1000.0 / drain.pages.max(1) as f64,
+            drain.backlog as f64 / drain.page_queries.as_secs_f64(),
         );
     }
 }
