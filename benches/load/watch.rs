@@ -140,8 +140,6 @@ pub struct Drain {
     /// sends it, through the backlog: pages, and their time.
     pub pages: usize,
     pub page_queries: Duration,
-    /// B's peak resident memory after both (KiB).
-    pub peak_after: u64,
 }
 
 /// Watchers draining the backlog at once, on connections of their own.
@@ -463,7 +461,6 @@ impl Pair {
             together,
             pages,
             page_queries,
-            peak_after: self.b.peak_rss_kib()?,
         })
     }
 
@@ -853,19 +850,21 @@ impl Watch {
              event reaching it from B. PostgreSQL wakes B's follower by LISTEN/NOTIFY; SQLite \
              and MariaDB by its poll (`watch.poll_interval_ms`, 100 ms). Load average \
              (1, 5, 15 min) before: {}; after: {}.\n\n\
-             | backend | pace | revokes | revoke RPC p50 | event after answer: p50 | p90 | p99 | \
-             max | arrived | before the answer | missed | twice | unexpected | out of order |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+             | backend | pace | revokes | revokes/s | revoke RPC p50 | event after answer: p50 | \
+             p90 | p99 | max | arrived | before the answer | missed | twice | unexpected | \
+             out of order |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
             self.load_before, self.load_after
         );
         for row in &self.latency {
             let d = &row.delivered;
             let _ = writeln!(
                 text,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.backend,
                 row.pace.describe(),
                 row.sent,
+                row.rpc.rate(),
                 ms(row.rpc.quantile(0.5)),
                 ms(d.quantile(0.5)),
                 ms(d.quantile(0.9)),
@@ -948,12 +947,10 @@ impl Watch {
              | one watcher: events received in each 100 ms | {each_tenth} |\n\
              | B's RSS, read every 100 ms: one watcher (MiB) | {} |\n\
              | B's RSS, read every 100 ms: {TOGETHER} at once (MiB) | {} |\n\
-             | B's peak RSS (VmHWM) after both | {} |\n\
              | the page query alone, from this process ({PAGE} a page, every type) | {} pages \
              in {:.2} s: {:.2} ms a page, {:.0} events/s |\n",
             in_mib(&drain.alone.rss_during),
             in_mib(&drain.together.rss_during),
-            mib(drain.peak_after),
             drain.pages,
             drain.page_queries.as_secs_f64(),
             drain.page_queries.as_secs_f64() * 1000.0 / drain.pages.max(1) as f64,
