@@ -18,18 +18,21 @@ use crate::BoxError;
 /// HTTP/2 connections the load spreads over.
 pub const CHANNELS: usize = 4;
 
-/// A login the benchmark can make: an issued secret and its account.
+/// A login the benchmark can make: an issued secret, its account, and the
+/// app password's resource name.
 #[derive(Clone)]
 pub struct Login {
     pub username: String,
     pub secret: String,
+    /// `accounts/{username}/appPasswords/{id}`.
+    pub name: String,
 }
 
 pub struct Bench {
     pub options: Options,
     pub server: Server,
     pub channels: Vec<Channel>,
-    issuer: Bearer,
+    pub issuer: Bearer,
     pub authenticator: Bearer,
     pub logins: Vec<Login>,
     batches: u64,
@@ -114,9 +117,17 @@ impl Bench {
                         .await
                     {
                         Ok(response) => {
-                            let secret = response.into_inner().secret;
+                            let response = response.into_inner();
+                            let (secret, name) = (
+                                response.secret,
+                                response.app_password.map(|a| a.name).unwrap_or_default(),
+                            );
                             if let Ok(mut sink) = sink.lock() {
-                                sink.push(Login { username, secret });
+                                sink.push(Login {
+                                    username,
+                                    secret,
+                                    name,
+                                });
                             }
                             "success".to_owned()
                         }

@@ -28,7 +28,8 @@ const CUTOFF_BEFORE_NOW_MS: i64 = 24 * 3600 * 1000;
 /// Past this, the revocation is declared stuck.
 const GIVE_UP: Duration = Duration::from_secs(15 * 60);
 /// How often the server's resident memory is read during the revocation.
-const RSS_EVERY: Duration = Duration::from_millis(100);
+pub const RSS_EVERY: Duration = Duration::from_millis(100);
+const SECOND: Duration = Duration::from_secs(1);
 const EVENT_TYPE: &str = "app_passwords_bulk_revoked";
 
 /// One BulkRevokeAppPasswords call, as answered.
@@ -95,7 +96,29 @@ fn now_ms() -> Result<i64, BoxError> {
     )?)
 }
 
-fn mib(kib: u64) -> String {
+/// The filter's cutoff, in milliseconds since the epoch: a day ago.
+pub fn cutoff_ms() -> Result<i64, BoxError> {
+    Ok(now_ms()? - CUTOFF_BEFORE_NOW_MS)
+}
+
+/// The revocation of what [`seed_bulk`] seeded to revoke: POP3, created
+/// before `cutoff_ms`.
+pub fn bulk_request(cutoff_ms: i64) -> Result<BulkRevokeAppPasswordsRequest, BoxError> {
+    Ok(BulkRevokeAppPasswordsRequest {
+        filter: Some(AppPasswordFilter {
+            created_before: Some(prost_types::Timestamp {
+                seconds: cutoff_ms.div_euclid(1000),
+                nanos: i32::try_from(cutoff_ms.rem_euclid(1000) * 1_000_000)?,
+            }),
+            protocol: Protocol::Pop3 as i32,
+            ..Default::default()
+        }),
+        reason: "load benchmark: POP3 retired".into(),
+        validate_only: false,
+    })
+}
+
+pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
@@ -109,7 +132,7 @@ pub async fn bulk(admin_url: &str, options: &Options, dir: &Path) -> Result<Bulk
         let mut bench = Bench::new(options.clone(), server).await?;
         // IMAP, issued now: outside the filter on both counts.
         bench.top_up(WARM_SECRETS).await;
-        let cutoff_ms = now_ms()? - CUTOFF_BEFORE_NOW_MS;
+        let cutoff_ms = cutoff_ms()?;
         eprintln!("bulk: seeding {BULK_MATCHING} app passwords to revoke, and others");
         let per_account = options.bulk_per_account;
         seed_bulk(&url, cutoff_ms, per_account).await?;
@@ -118,18 +141,7 @@ pub async fn bulk(admin_url: &str, options: &Options, dir: &Path) -> Result<Bulk
 
         let mut client =
             AppPasswordServiceClient::with_interceptor(bench.server.channel().await?, operator);
-        let request = BulkRevokeAppPasswordsRequest {
-            filter: Some(AppPasswordFilter {
-                created_before: Some(prost_types::Timestamp {
-                    seconds: cutoff_ms.div_euclid(1000),
-                    nanos: i32::try_from(cutoff_ms.rem_euclid(1000) * 1_000_000)?,
-                }),
-                protocol: Protocol::Pop3 as i32,
-                ..Default::default()
-            }),
-            reason: "load benchmark: POP3 retired".into(),
-            validate_only: false,
-        };
+        let request = bulk_request(cutoff_ms)?;
         let sent = Instant::now();
         let validated = client
             .bulk_revoke_app_passwords(BulkRevokeAppPasswordsRequest {
@@ -146,7 +158,7 @@ pub async fn bulk(admin_url: &str, options: &Options, dir: &Path) -> Result<Bulk
         let peak_before = bench.server.peak_rss_kib()?;
         eprintln!("bulk: BulkRevokeAppPasswords until complete, warm logins meanwhile");
         let stop = Arc::new(AtomicBool::new(false));
-        let watcher = watch_rss(bench.server.pid()?, Arc::clone(&stop));
+        let watcher = watch_rss(bench.server.pid()?, Arc::clone(&stop), SECOND);
         let started = Instant::now();
         let revoke = async {
             let calls = revoke_all(&bench.server, &mut client, request).await;
@@ -186,27 +198,37 @@ pub async fn bulk(admin_url: &str, options: &Options, dir: &Path) -> Result<Bulk
 }
 
 /// Reads the process's VmRSS every [`RSS_EVERY`] until `stop`; returns the
-/// largest of each second, in KiB.
-fn watch_rss(pid: u32, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<u64>> {
+/// largest of each `bucket` of time (a second, or [`RSS_EVERY`] for every
+/// reading), in KiB.
+pub fn watch_rss(
+    pid: u32,
+    stop: Arc<AtomicBool>,
+    bucket: Duration,
+) -> tokio::task::JoinHandle<Vec<u64>> {
     tokio::spawn(async move {
         let started = Instant::now();
-        let mut each_second: Vec<u64> = Vec::new();
+        let mut largest: Vec<u64> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             if let Ok(kib) = status_kib(pid, "VmRSS") {
-                let second = started.elapsed().as_secs() as usize;
-                if each_second.len() <= second {
-                    each_second.resize(second + 1, 0);
+                let index = bucket_of(started.elapsed(), bucket);
+                if largest.len() <= index {
+                    largest.resize(index + 1, 0);
                 }
-                each_second[second] = each_second[second].max(kib);
+                largest[index] = largest[index].max(kib);
             }
             tokio::time::sleep(RSS_EVERY).await;
         }
-        each_second
+        largest
     })
 }
 
+/// Which `bucket` of time `elapsed` falls in, counting from 0.
+pub fn bucket_of(elapsed: Duration, bucket: Duration) -> usize {
+    (elapsed.as_millis() / bucket.as_millis().max(1)) as usize
+}
+
 /// Sends `request` again until the server says it is complete.
-async fn revoke_all(
+pub async fn revoke_all(
     server: &Server,
     client: &mut AppPasswordServiceClient<
         tonic::service::interceptor::InterceptedService<Channel, Bearer>,

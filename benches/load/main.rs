@@ -21,7 +21,11 @@
 //! cold logins. With PostgreSQL, last, a bulk revocation of 100,000 app
 //! passwords (20,000 accounts × 5) while warm logins go on: its time, the
 //! logins' rate and latency meanwhile, the server's memory, and the
-//! database counted after (`bulk.rs`).
+//! database counted after (`bulk.rs`). With PostgreSQL, then, the change
+//! feed across two replicas (`watch.rs`): revoke → event latency on SQLite,
+//! PostgreSQL and (`--mysql-url`) MariaDB, and the drain of a 100,000-event
+//! backlog on PostgreSQL; `--skip-watch` leaves it out, `--watch-only` runs
+//! it alone.
 
 #[path = "../../tests/it/common/bearer.rs"]
 mod bearer;
@@ -37,6 +41,7 @@ mod scenarios;
 mod seed;
 mod server;
 mod targets;
+mod watch;
 
 use std::time::Duration;
 
@@ -50,6 +55,7 @@ use scenarios::{postgres_scenarios, Scenarios};
 use seed::count_passwords;
 use server::Server;
 use targets::Measured;
+use watch::{watch, Watch};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -59,6 +65,9 @@ async fn main() -> Result<(), BoxError> {
     let dir = tempfile::tempdir()?;
     if options.bulk_only {
         return bulk_only(&options, dir.path()).await;
+    }
+    if options.watch_only {
+        return watch_only(&options, dir.path()).await;
     }
     let sqlite_url = format!("sqlite://{}?mode=rwc", dir.path().join("load.db").display());
     let mut report = Report::default();
@@ -103,6 +112,13 @@ async fn main() -> Result<(), BoxError> {
         }
         _ => None,
     };
+    let watch = match &options.postgres_url {
+        Some(_) if !options.skip_watch => {
+            eprintln!("the change feed across two replicas");
+            Some(watch(&options, dir.path()).await?)
+        }
+        _ => None,
+    };
 
     let out = options.out.clone();
     let measured = Measured {
@@ -118,8 +134,12 @@ async fn main() -> Result<(), BoxError> {
         bulk,
     };
     targets::check(&mut report, &measured);
+    if let Some(watch) = &watch {
+        watch.checks(&mut report);
+    }
     report.publish(&targets::summary(&measured), &out)?;
-    measured.bulk.as_ref().map_or(Ok(()), bulk::Bulk::verify)
+    measured.bulk.as_ref().map_or(Ok(()), bulk::Bulk::verify)?;
+    watch.as_ref().map_or(Ok(()), Watch::verify)
 }
 
 /// `--bulk-only`: the bulk revocation alone, and its report.
@@ -132,4 +152,14 @@ async fn bulk_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxEr
     let summary = format!("{}; the bulk revocation only.\n\n", targets::setup(options));
     report.publish(&summary, &options.out)?;
     bulk.verify()
+}
+
+/// `--watch-only`: the change feed alone, and its report.
+async fn watch_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxError> {
+    let watch = watch(options, dir).await?;
+    let mut report = Report::default();
+    watch.checks(&mut report);
+    let summary = format!("{}; the change feed only.\n\n", targets::setup(options));
+    report.publish(&summary, &options.out)?;
+    watch.verify()
 }

@@ -1,6 +1,8 @@
 //! The options after `--`: `--duration SECS` (10), `--concurrency N` (64),
 //! `--postgres-url URL`, `--skip-scale`, `--skip-bulk`, `--bulk-only`,
-//! `--bulk-per-account N` (5), `--out FILE` (`target/load.md`).
+//! `--bulk-per-account N` (5), `--skip-watch`, `--watch-only`,
+//! `--watch-revokes N` (1000), `--mysql-url URL`, `--out FILE`
+//! (`target/load.md`).
 
 use std::time::Duration;
 
@@ -22,6 +24,16 @@ pub struct Options {
     /// How many of the 100,000 passwords to revoke each account has (it
     /// divides 100,000): the accounts are 100,000 / N.
     pub bulk_per_account: i64,
+    /// No change feed benchmark (it runs with `--postgres-url`).
+    pub skip_watch: bool,
+    /// Only the change feed benchmark: on SQLite, and on PostgreSQL and
+    /// MariaDB if their URLs are given.
+    pub watch_only: bool,
+    /// App passwords revoked in each of the change feed's latency rows.
+    pub watch_revokes: usize,
+    /// A MariaDB admin URL (`mysql://root@127.0.0.1:3306`): the change
+    /// feed's latency rows run there too, in a fresh database dropped after.
+    pub mysql_url: Option<String>,
     pub out: String,
 }
 
@@ -35,6 +47,10 @@ impl Options {
             skip_bulk: false,
             bulk_only: false,
             bulk_per_account: 5,
+            skip_watch: false,
+            watch_only: false,
+            watch_revokes: 1000,
+            mysql_url: None,
             out: "target/load.md".to_owned(),
         };
         let mut args = std::env::args().skip(1);
@@ -49,12 +65,22 @@ impl Options {
                 "--skip-bulk" => options.skip_bulk = true,
                 "--bulk-only" => options.bulk_only = true,
                 "--bulk-per-account" => options.bulk_per_account = value()?.parse()?,
+                "--skip-watch" => options.skip_watch = true,
+                "--watch-only" => options.watch_only = true,
+                "--watch-revokes" => options.watch_revokes = value()?.parse()?,
+                "--mysql-url" => options.mysql_url = Some(value()?),
                 "--bench" => {} // cargo bench passes it
                 other => return Err(format!("unknown option {other}").into()),
             }
         }
         if options.bulk_only && (options.skip_bulk || options.postgres_url.is_none()) {
             return Err("--bulk-only needs --postgres-url, and no --skip-bulk".into());
+        }
+        if options.watch_only && (options.skip_watch || options.bulk_only) {
+            return Err("--watch-only goes with neither --skip-watch nor --bulk-only".into());
+        }
+        if options.watch_revokes < 5 {
+            return Err("--watch-revokes must be at least 5".into());
         }
         let per_account = options.bulk_per_account;
         if per_account < 1 || BULK_MATCHING % per_account != 0 {

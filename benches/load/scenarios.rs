@@ -269,9 +269,10 @@ async fn nginx_mail(addr: &str, key: &str, username: &str, secret: &str) -> Stri
     }
 }
 
-/// Runs `work` on a fresh PostgreSQL database made through `admin_url`
-/// (named after `purpose` and this process), and drops that database after,
-/// whatever `work` returned. `work` is given the database's URL.
+/// Runs `work` on a fresh PostgreSQL or MariaDB database made through
+/// `admin_url` (named after `purpose`, this process and a random number),
+/// and drops that database after, whatever `work` returned. `work` is given
+/// the database's URL.
 pub async fn in_fresh_database<T, F, Fut>(
     admin_url: &str,
     purpose: &str,
@@ -281,17 +282,27 @@ where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = Result<T, BoxError>>,
 {
-    let name = format!("latchkey_{purpose}_{}", std::process::id());
+    let name = format!(
+        "latchkey_{purpose}_{}_{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
     let admin = Database::connect(admin_url).await?;
     admin
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await?;
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .ok_or("the URL has no database path")?;
-    let result = work(format!("{base}/{name}")).await;
+    // The server's part of the URL: up to the path, if there is one.
+    let host_end = admin_url
+        .find("://")
+        .and_then(|scheme| admin_url[scheme + 3..].find('/').map(|at| scheme + 3 + at))
+        .unwrap_or(admin_url.len());
+    let result = work(format!("{}/{name}", &admin_url[..host_end])).await;
+    let force = match admin.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => " WITH (FORCE)",
+        _ => "",
+    };
     admin
-        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}{force}"))
         .await?;
     admin.close().await?;
     result

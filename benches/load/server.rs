@@ -48,6 +48,24 @@ impl Server {
         Ok(server)
     }
 
+    /// Another replica: a second process serving the same database (already
+    /// migrated, its callers made), logging to a file of its own, `name`d.
+    pub async fn replica(&self, name: &str) -> Result<Self, BoxError> {
+        let mut replica = Self {
+            database_url: self.database_url.clone(),
+            log: self
+                .log
+                .with_file_name(format!("server-{}-{name}.log", std::process::id())),
+            child: None,
+            addr: String::new(),
+            adapters_addr: String::new(),
+            issuer_key: self.issuer_key.clone(),
+            authenticator_key: self.authenticator_key.clone(),
+        };
+        replica.spawn().await?;
+        Ok(replica)
+    }
+
     /// Starts the process on a port the system picks, and waits until it
     /// says which and answers there.
     async fn spawn(&mut self) -> Result<(), BoxError> {
@@ -199,6 +217,26 @@ pub fn status_kib(pid: u32, field: &str) -> Result<u64, BoxError> {
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or_else(|| format!("no {field} in /proc/<pid>/status").into())
+}
+
+/// The CPU time a process has used so far, user and system, in seconds
+/// (`/proc/<pid>/stat`, in the kernel's clock ticks).
+pub fn cpu_seconds(pid: u32) -> Result<f64, BoxError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // After the command's name, in parentheses: state is the first field,
+    // utime the 12th and stime the 13th.
+    let (_, fields) = stat.rsplit_once(')').ok_or("no ) in /proc/<pid>/stat")?;
+    let fields: Vec<&str> = fields.split_whitespace().collect();
+    let ticks = |index: usize| -> Result<f64, BoxError> {
+        Ok(fields.get(index).ok_or("short /proc/<pid>/stat")?.parse()?)
+    };
+    Ok((ticks(11)? + ticks(12)?) / clock_ticks()?)
+}
+
+/// The kernel's clock ticks a second (`getconf CLK_TCK`).
+fn clock_ticks() -> Result<f64, BoxError> {
+    let output = Command::new("getconf").arg("CLK_TCK").output()?;
+    Ok(String::from_utf8(output.stdout)?.trim().parse()?)
 }
 
 /// Runs a one-shot CLI command; returns its stdout, trimmed.
