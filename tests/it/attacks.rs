@@ -413,9 +413,20 @@ async fn guesses_whose_caller_leaves_are_counted_or_never_run(backend: Backend) 
 
     let runs = argon2_runs(&server) - before;
     let pair = pair_of("cleo", "192.0.2.30").pair;
-    assert!(runs < 300, "every guess ran: nothing was skipped");
+    // Where a leaving caller's guess stops depends on scheduling: refused
+    // at admission (its deadline could not be met), skipped in the hashing
+    // queue, or never given its scope's place for a guess in flight. Each
+    // way it does not run; what must hold is that not all ran, and that
+    // every one that ran is counted.
     let stats = server.services.logins.stats();
-    assert!(stats.hash_pool_skipped > 0, "no job was skipped: {stats:?}");
+    assert!(
+        runs < 300,
+        "every guess ran: nothing was skipped: {stats:?}"
+    );
+    assert!(
+        stats.hash_pool_skipped + stats.hash_pool_refused + runs <= 300,
+        "{stats:?}"
+    );
     assert_eq!(
         stored_failures(&server, &pair.key).await,
         runs as i64,
