@@ -12,7 +12,7 @@ use sea_orm::{
 use super::entities::{audit_event, event_feed};
 use super::{before_cursor, convert, db_error, fixed_shape, SqlStore};
 use crate::domain::audit::event::{AuditCursor, AuditEvent, AuditFilter};
-use crate::domain::audit::feed::{FeedEvent, FeedFilter, FeedPage, FeedPosition};
+use crate::domain::audit::feed::{FeedEvent, FeedFilter, FeedPosition};
 use crate::domain::audit::store::AuditStore;
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::page::Page;
@@ -269,7 +269,7 @@ impl AuditStore for SqlStore {
         through: u64,
         filter: &FeedFilter,
         limit: u32,
-    ) -> Result<FeedPage> {
+    ) -> Result<Vec<FeedEvent>> {
         let seq = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut query = audit_event::Entity::find()
             .filter(audit_event::Column::Seq.gt(seq(after)))
@@ -289,8 +289,7 @@ impl AuditStore for SqlStore {
         // A row that does not convert would leave a hole the stream steps
         // over: an error instead (it cannot happen: the query asks for
         // known types only).
-        let events = rows
-            .into_iter()
+        rows.into_iter()
             .map(|row| {
                 let seq = row.seq.and_then(|seq| u64::try_from(seq).ok());
                 match (seq, convert::audit_event(row)) {
@@ -298,14 +297,7 @@ impl AuditStore for SqlStore {
                     _ => Err(Error::internal("a feed event that does not convert")),
                 }
             })
-            .collect::<Result<_>>()?;
-        // Read after the events: pruning moves the horizon before it
-        // deletes, so a page that lost rows to a prune sees its horizon.
-        let pruned_through = self.feed_position().await?.pruned_through;
-        Ok(FeedPage {
-            events,
-            pruned_through,
-        })
+            .collect()
     }
 
     async fn wait_for_feed(&self, poll: Duration) {

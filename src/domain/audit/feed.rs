@@ -39,14 +39,6 @@ pub struct FeedEvent {
     pub event: AuditEvent,
 }
 
-/// One read of the feed: events, and the pruned horizon read after them
-/// (a stream whose place is behind it may have lost events to pruning).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedPage {
-    pub events: Vec<FeedEvent>,
-    pub pruned_through: u64,
-}
-
 /// Which events a watcher gets; both narrow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedFilter {

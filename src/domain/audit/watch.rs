@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::event::{AuditEvent, EventType};
-use super::feed::{FeedFilter, ResumeToken, WatchConfig};
+use super::feed::{FeedEvent, FeedFilter, ResumeToken, WatchConfig};
 use super::store::AuditStore;
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::sync::lock;
@@ -183,7 +183,7 @@ impl<S: AuditStore> EventFeed<S> {
                 start,
                 sender,
             };
-            stream.run().await;
+            let _ = stream.follow().await;
             drop(slot);
         });
         Ok(receiver)
@@ -226,9 +226,6 @@ impl<S: AuditStore> EventFeed<S> {
     /// stream reads its start from the database itself).
     pub async fn follow(&self, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.inner.config.poll_interval_ms.max(1));
-        // How far revocations have been looked for: the streams hear of a
-        // head only after that.
-        let mut scanned = 0;
         loop {
             if lock(&self.inner.watchers).total == 0 {
                 self.inner.store.quiet_feed().await;
@@ -239,13 +236,13 @@ impl<S: AuditStore> EventFeed<S> {
             }
             match self.inner.store.feed_position().await {
                 Ok(position) => {
-                    if position.head > scanned
-                        && self.note_revocations(scanned, position.head).await
+                    // Only this task publishes heads, each once the
+                    // revocations up to it are noted.
+                    let published = *self.inner.head.borrow();
+                    if position.head > published
+                        && self.note_revocations(published, position.head).await
                     {
-                        scanned = position.head;
-                        self.inner
-                            .head
-                            .send_if_modified(|head| raise(head, position.head));
+                        self.inner.head.send_replace(position.head);
                     }
                 }
                 Err(error) => {
@@ -278,7 +275,6 @@ impl<S: AuditStore> EventFeed<S> {
             {
                 Ok(page) => {
                     let names: Vec<String> = page
-                        .events
                         .iter()
                         .filter_map(|event| event.event.caller_name.clone())
                         .collect();
@@ -287,8 +283,8 @@ impl<S: AuditStore> EventFeed<S> {
                             .revoked
                             .send_modify(|revoked| revoked.extend(names));
                     }
-                    match page.events.last() {
-                        Some(last) if page.events.len() == PAGE as usize => place = last.seq,
+                    match page.last() {
+                        Some(last) if page.len() == PAGE as usize => place = last.seq,
                         _ => place = through,
                     }
                 }
@@ -315,15 +311,6 @@ impl<S: AuditStore> EventFeed<S> {
     }
 }
 
-fn raise(head: &mut u64, to: u64) -> bool {
-    if to > *head {
-        *head = to;
-        true
-    } else {
-        false
-    }
-}
-
 /// One stream's task.
 struct Stream<S> {
     inner: Arc<Inner<S>>,
@@ -337,10 +324,6 @@ struct Stream<S> {
 struct Ended;
 
 impl<S: AuditStore> Stream<S> {
-    async fn run(self) {
-        let _ = self.follow().await;
-    }
-
     async fn follow(&self) -> Result<(), Ended> {
         let mut head = self.inner.head.subscribe();
         let mut closing = self.inner.closing.subscribe();
@@ -355,32 +338,13 @@ impl<S: AuditStore> Stream<S> {
                 let revoked = Error::Unauthenticated(
                     "this caller was revoked; its streams are closed".to_owned(),
                 );
-                let _ = self.send(Err(revoked), &mut closing).await;
-                return Err(Ended);
+                return Err(self.end_with(revoked, &mut closing).await);
             }
             let newest = *head.borrow_and_update();
             if newest > place.seq {
-                let page = {
-                    let _permit = self.inner.reads.acquire().await.map_err(|_| Ended)?;
-                    self.inner
-                        .store
-                        .read_feed(place.seq, newest, &self.filter, PAGE)
-                        .await
-                };
-                let page = match page {
-                    Ok(page) if page.pruned_through > place.seq => {
-                        let expired = Error::FailedPrecondition(
-                            Reason::WatchTokenExpired,
-                            "this stream fell behind the audit retention and events were pruned before it read them: resync, then watch without a token".to_owned(),
-                        );
-                        let _ = self.send(Err(expired), &mut closing).await;
-                        return Err(Ended);
-                    }
-                    Ok(page) => page.events,
-                    Err(error) => {
-                        let _ = self.send(Err(error), &mut closing).await;
-                        return Err(Ended);
-                    }
+                let page = match self.read_after(place.seq, newest).await {
+                    Ok(page) => page,
+                    Err(error) => return Err(self.end_with(error, &mut closing).await),
                 };
                 let read = page.len();
                 self.inner
@@ -424,6 +388,36 @@ impl<S: AuditStore> Stream<S> {
                 () = self.sender.closed() => return Err(Ended),
             }
         }
+    }
+
+    /// The page after `place` up to `newest`, under the replica's bound
+    /// on concurrent reads; then the pruned horizon, read after the page
+    /// (pruning moves the horizon before it deletes, so a page that lost
+    /// events to a prune sees a horizon past `place`): such a stream ends
+    /// with WATCH_TOKEN_EXPIRED rather than step over what was deleted.
+    async fn read_after(&self, place: u64, newest: u64) -> Result<Vec<FeedEvent>> {
+        let store = &self.inner.store;
+        let _permit = self
+            .inner
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("the feed's read bound was closed"))?;
+        let page = store.read_feed(place, newest, &self.filter, PAGE).await?;
+        if store.feed_position().await?.pruned_through > place {
+            return Err(Error::FailedPrecondition(
+                Reason::WatchTokenExpired,
+                "this stream fell behind the audit retention and events were pruned before it read them: resync, then watch without a token".to_owned(),
+            ));
+        }
+        Ok(page)
+    }
+
+    /// Sends `error` as the stream's last item (unless the feed closes
+    /// first) and ends it.
+    async fn end_with(&self, error: Error, closing: &mut watch::Receiver<bool>) -> Ended {
+        let _ = self.send(Err(error), closing).await;
+        Ended
     }
 
     /// Sends one item, waiting while the stream's channel is full: this
