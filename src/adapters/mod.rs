@@ -246,7 +246,7 @@ where
             }
             Err(error) => {
                 if matches!(error, Error::Internal(_)) {
-                    tracing::error!(%error, adapter = adapter.as_str(), "login failed");
+                    tracing::error!(error = ?error.to_string(), adapter = adapter.as_str(), "login failed");
                 }
                 (Answer::Unavailable, "unavailable", None)
             }
@@ -261,7 +261,7 @@ where
         // line, so one fail2ban filter reads both (contrib/fail2ban).
         tracing::info!(
             adapter = adapter.as_str(),
-            caller = %actor,
+            caller = actor.as_str(),
             result,
             account = account.as_deref().unwrap_or("-"),
             protocol = protocol.as_str(),

@@ -1,6 +1,15 @@
 //! One structured log line per request (method, caller, gRPC code, outcome
 //! and latency) and the request metrics. Health checks and reflection log
 //! at debug level, so load balancer probes do not drown the rest.
+//!
+//! The line is written before anyone is authenticated, so nothing in it may
+//! let a client shape it: `method` is one of the API's own names or
+//! `"unknown"` (the path a client sent then follows, quoted and cut to
+//! [`PATH_LOGGED_MAX_BYTES`]), and every text field is written quoted with
+//! its quotes, backslashes and control characters escaped (tracing's
+//! `Debug` of a `&str`). Only the client address and the latency go
+//! unquoted: one is a parsed `IpAddr`, the other a number. fail2ban's
+//! filter (`contrib/fail2ban`) depends on this and on the fields' order.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -74,7 +83,7 @@ where
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
         let mut entry = Entry {
-            method: request.uri().path().to_owned(),
+            method: Method::of(request.uri().path()),
             metrics: Arc::clone(&self.metrics),
             caller: request.extensions().get::<Caller>().map(|c| c.name.clone()),
             started: Instant::now(),
@@ -104,7 +113,7 @@ where
 /// Logs the request once: when it completes, or when the client goes away
 /// and the request's future is dropped.
 struct Entry {
-    method: String,
+    method: Method,
     metrics: Arc<Metrics>,
     caller: Option<String>,
     started: Instant,
@@ -121,17 +130,43 @@ impl Entry {
         let result = outcome.map_or("-", |o| o.result);
         let account = outcome.and_then(|o| o.account.as_deref()).unwrap_or("-");
         let code = format!("{code:?}");
-        if is_housekeeping(&self.method) {
-            tracing::debug!(method = %self.method, caller, code, latency_ms, "request");
-        } else if let Some(Outcome {
-            protocol: Some(protocol),
-            client_ip: Some(client_ip),
-            ..
-        }) = outcome
-        {
-            tracing::info!(method = %self.method, caller, code, result, account, protocol, client_ip = %client_ip, latency_ms, "request");
-        } else {
-            tracing::info!(method = %self.method, caller, code, result, account, latency_ms, "request");
+        let Method { name, path } = &self.method;
+        let name = *name;
+        match (path, outcome) {
+            (Some(path), _) => {
+                tracing::info!(
+                    method = name,
+                    path = path.as_str(),
+                    caller,
+                    code,
+                    latency_ms,
+                    "request"
+                );
+            }
+            (None, _) if is_housekeeping(name) => {
+                tracing::debug!(method = name, caller, code, latency_ms, "request");
+            }
+            (
+                None,
+                Some(Outcome {
+                    protocol: Some(protocol),
+                    client_ip: Some(client_ip),
+                    ..
+                }),
+            ) => {
+                tracing::info!(method = name, caller, code, result, account, protocol, client_ip = %client_ip, latency_ms, "request");
+            }
+            (None, _) => {
+                tracing::info!(
+                    method = name,
+                    caller,
+                    code,
+                    result,
+                    account,
+                    latency_ms,
+                    "request"
+                );
+            }
         }
     }
 }
@@ -145,13 +180,19 @@ impl Entry {
                 result: o.result,
             })
         });
-        let method = known_method(&self.method).unwrap_or("unknown");
-        self.metrics.record_request(method, code, latency, login);
+        self.metrics
+            .record_request(self.method.name, code, latency, login);
     }
 
     fn log_transport_error(&mut self, error: &dyn std::fmt::Display) {
         self.finished = true;
-        tracing::warn!(method = %self.method, %error, "request failed in transport");
+        let error = error.to_string();
+        tracing::warn!(
+            method = self.method.name,
+            path = self.method.path.as_deref(),
+            error = error.as_str(),
+            "request failed in transport"
+        );
     }
 }
 
@@ -161,7 +202,41 @@ impl Drop for Entry {
             let latency = self.started.elapsed();
             self.record(Code::Cancelled, latency, None);
             let latency_ms = latency.as_secs_f64() * 1000.0;
-            tracing::info!(method = %self.method, code = "Cancelled", latency_ms, "request dropped before it completed (client cancelled or deadline passed)");
+            tracing::info!(
+                method = self.method.name,
+                path = self.method.path.as_deref(),
+                code = "Cancelled",
+                latency_ms,
+                "request dropped before it completed (client cancelled or deadline passed)"
+            );
+        }
+    }
+}
+
+/// The longest part of an unknown path that is logged.
+pub const PATH_LOGGED_MAX_BYTES: usize = 128;
+
+/// A request's method as logged: one of the API's names, or `"unknown"`
+/// with the path the client sent (cut to [`PATH_LOGGED_MAX_BYTES`]).
+struct Method {
+    name: &'static str,
+    path: Option<String>,
+}
+
+impl Method {
+    fn of(path: &str) -> Self {
+        match known_method(path) {
+            Some(name) => Self { name, path: None },
+            None => {
+                let mut end = path.len().min(PATH_LOGGED_MAX_BYTES);
+                while !path.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Self {
+                    name: "unknown",
+                    path: Some(path[..end].to_owned()),
+                }
+            }
         }
     }
 }

@@ -47,7 +47,7 @@ impl From<Error> for Status {
             }
             Error::Unauthenticated(message) => with_reason(Code::Unauthenticated, message, reason),
             Error::Unavailable(source) => {
-                tracing::warn!(error = %source, "storage unavailable");
+                tracing::warn!(error = ?source.to_string(), "storage unavailable");
                 with_reason(
                     Code::Unavailable,
                     "storage is unavailable; nothing was changed, retry later",
@@ -60,7 +60,7 @@ impl From<Error> for Status {
                 reason,
             ),
             Error::Internal(source) => {
-                tracing::error!(error = %source, "internal error");
+                tracing::error!(error = ?source.to_string(), "internal error");
                 with_reason(Code::Internal, "internal error", reason)
             }
         }

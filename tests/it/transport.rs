@@ -16,6 +16,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
 use crate::common::harness::{Backend, TestServer};
+use crate::common::support::raw_h2;
 
 /// The process's resident memory, in KiB.
 fn rss_kib() -> u64 {
@@ -53,12 +54,7 @@ async fn half_sent_streams(
     declared: u32,
     sent: usize,
 ) -> usize {
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let mut client = client.ready().await.unwrap();
+    let mut client = raw_h2(server.addr).await;
     let mut answers = Vec::new();
     for _ in 0..streams {
         let mut request = http::Request::builder()
@@ -141,13 +137,8 @@ async fn streams_that_never_finish_cost_bounded_memory() {
 async fn the_stream_limit_is_advertised() {
     let server =
         TestServer::start_with(Backend::Sqlite, |c| c.server.max_concurrent_streams = 7).await;
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
     // One exchange, so the server's settings have arrived.
-    let mut client = client.ready().await.unwrap();
+    let mut client = raw_h2(server.addr).await;
     let request = http::Request::builder()
         .method("POST")
         .uri(format!(

@@ -99,6 +99,19 @@ impl FailureReason {
     /// not a failure reason of a decided login: it comes before any).
     pub const THROTTLED: &'static str = "throttled";
 
+    /// Every reason, for whatever must name them all (fail2ban's filter
+    /// is checked against this list).
+    pub const ALL: [FailureReason; 8] = [
+        FailureReason::InvalidCredentials,
+        FailureReason::AccountDisabled,
+        FailureReason::Revoked,
+        FailureReason::Expired,
+        FailureReason::IdleExpired,
+        FailureReason::Suspended,
+        FailureReason::ProtocolNotAllowed,
+        FailureReason::NetworkNotAllowed,
+    ];
+
     /// The code used in logs and the audit trail.
     pub const fn as_str(self) -> &'static str {
         match self {

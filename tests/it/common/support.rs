@@ -181,3 +181,13 @@ pub async fn stored_failures(server: &TestServer, key: &str) -> i64 {
     db.close().await.unwrap();
     failures
 }
+
+/// A raw HTTP/2 connection to `addr`, its driver spawned, ready to send.
+pub async fn raw_h2(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.ready().await.unwrap()
+}
