@@ -29,6 +29,19 @@
 //!   from its 5-byte prefix, before any of it is buffered.
 //! - `request_timeout_secs`: a request (its body included) must be done in
 //!   this time, so a stream that sends half a message and stops is cut.
+//! - `max_unproven_connections`: a connection is *unproven* until it
+//!   carries a request from a recognised caller (a valid key or client
+//!   certificate: `Proof::prove`, called by the edges once the caller
+//!   checks out). At most this many are unproven at once; a new connection
+//!   past it closes the oldest unproven one to make room. So peers without
+//!   a key, however many addresses they have and however slowly they
+//!   send, hold at most this many places, and a proxy's new connection,
+//!   which proves itself with its first request, always finds one. On the
+//!   proxy adapters' listener an unproven connection also has
+//!   `unproven_timeout_ms` from its accept to send a whole request with a
+//!   valid key (the request-head deadline: a byte every few seconds no
+//!   longer keeps it open); on the gRPC listener, where health checks and
+//!   reflection are keyless by design, only the cap applies.
 //!
 //! Memory the transport can be made to hold in request bodies is then at
 //! most `max_connections × max_concurrent_streams × max_message_bytes`
@@ -38,23 +51,24 @@
 //! body is read unless the caller key checks out. The largest real request
 //! (an issue with 16 networks and a 100-character name) is under 4 KiB.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 
 use crate::domain::login::throttle::source_network;
 
@@ -90,6 +104,13 @@ pub struct ServerConfig {
     /// before they are dropped (a client that stops reading a stream
     /// could otherwise hold the stop, and the flushes after it, forever).
     pub shutdown_grace_secs: u64,
+    /// Connections not yet used by a recognised caller, at most; past it
+    /// the oldest of them is closed to make room.
+    pub max_unproven_connections: usize,
+    /// On the proxy adapters' listener: the time from accept within which
+    /// a connection must carry a whole request with a valid key, in
+    /// milliseconds.
+    pub unproven_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +131,11 @@ impl Default for ServerConfig {
             keepalive_timeout_secs: 10,
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
+            // A quarter of the default cap: keyless peers can hold no more,
+            // and a proxy's connection, which proves itself at once, always
+            // finds a place.
+            max_unproven_connections: 64,
+            unproven_timeout_ms: 10_000,
         }
     }
 }
@@ -149,14 +175,28 @@ pub struct BoundedListener {
     listener: TcpListener,
     places: Arc<Semaphore>,
     peers: Arc<Peers>,
+    unproven: Arc<Unproven>,
     cap: usize,
     at_cap: AtomicBool,
     handshake: Duration,
     idle: Duration,
+    /// How long a connection may stay unproven, where that is bounded.
+    unproven_timeout: Option<Duration>,
+}
+
+/// Whether an unproven connection also has a deadline to prove itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofDeadline {
+    /// Only the cap on unproven connections (the gRPC listener: health
+    /// checks and reflection need no key).
+    None,
+    /// `unproven_timeout_ms` from accept (the proxy adapters' listener:
+    /// every request needs a key).
+    Timeout,
 }
 
 impl BoundedListener {
-    pub fn new(listener: TcpListener, config: &ServerConfig) -> Self {
+    pub fn new(listener: TcpListener, config: &ServerConfig, deadline: ProofDeadline) -> Self {
         let cap = config.connection_cap();
         Self {
             listener,
@@ -165,10 +205,18 @@ impl BoundedListener {
                 limit: config.max_connections_per_peer.max(1),
                 open: std::sync::Mutex::new(HashMap::new()),
             }),
+            unproven: Arc::new(Unproven {
+                cap: config.max_unproven_connections.max(1),
+                open: std::sync::Mutex::new(BTreeMap::new()),
+                next: AtomicU64::new(0),
+                evicted: AtomicU64::new(0),
+            }),
             cap,
             at_cap: AtomicBool::new(false),
             handshake: Duration::from_millis(config.handshake_timeout_ms.max(1)),
             idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
+            unproven_timeout: (deadline == ProofDeadline::Timeout)
+                .then(|| Duration::from_millis(config.unproven_timeout_ms.max(1))),
         }
     }
 
@@ -198,11 +246,16 @@ impl BoundedListener {
             Ok(place) => {
                 self.at_cap.store(false, Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
+                let proof = Unproven::admit(&self.unproven);
                 Some(Guarded::new(
                     stream,
                     (place, peer_place),
-                    self.handshake,
-                    self.idle,
+                    proof,
+                    Timeouts {
+                        handshake: self.handshake,
+                        idle: self.idle,
+                        unproven: self.unproven_timeout,
+                    },
                 ))
             }
             Err(_) => {
@@ -225,6 +278,171 @@ impl BoundedListener {
         futures_util::stream::unfold(self, |listener| async move {
             let (guarded, _) = listener.next().await;
             Some((Ok(guarded), listener))
+        })
+    }
+}
+
+/// The connections no recognised caller has used yet, oldest first.
+#[derive(Debug)]
+struct Unproven {
+    cap: usize,
+    open: std::sync::Mutex<BTreeMap<u64, Proof>>,
+    next: AtomicU64,
+    /// Connections closed to make room, since start.
+    evicted: AtomicU64,
+}
+
+impl Unproven {
+    /// Registers a new connection as unproven, closing the oldest
+    /// unproven one if that makes more than the cap.
+    fn admit(unproven: &Arc<Unproven>) -> Proof {
+        let id = unproven.next.fetch_add(1, Ordering::Relaxed);
+        let proof = Proof(Arc::new(Link {
+            id,
+            proven: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            unproven: Arc::clone(unproven),
+        }));
+        let mut open = crate::domain::shared::sync::lock(&unproven.open);
+        while open.len() >= unproven.cap {
+            let Some((_, oldest)) = open.pop_first() else {
+                break;
+            };
+            oldest.0.evicted.store(true, Ordering::SeqCst);
+            oldest.0.waker.wake();
+            if unproven.evicted.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    cap = unproven.cap,
+                    "unproven connections at their cap: the oldest are closed to make room (logged once)"
+                );
+            }
+        }
+        open.insert(id, proof.clone());
+        proof
+    }
+
+    fn forget(&self, id: u64) {
+        crate::domain::shared::sync::lock(&self.open).remove(&id);
+    }
+}
+
+/// One connection's standing: unproven until a recognised caller uses it.
+/// Cheap to clone; the edges get it with each request (as connect info)
+/// and call [`Proof::prove`] once the request's caller checks out.
+#[derive(Debug, Clone)]
+pub struct Proof(Arc<Link>);
+
+#[derive(Debug)]
+struct Link {
+    id: u64,
+    proven: AtomicBool,
+    /// Closed to make room for a newer unproven connection.
+    evicted: AtomicBool,
+    /// Wakes the connection's reader when it is evicted.
+    waker: AtomicWaker,
+    unproven: Arc<Unproven>,
+}
+
+impl Proof {
+    /// A recognised caller used the connection: it no longer counts
+    /// against the unproven cap, and no deadline to prove itself applies.
+    pub fn prove(&self) {
+        if !self.0.proven.swap(true, Ordering::SeqCst) {
+            self.0.unproven.forget(self.0.id);
+        }
+    }
+
+    pub fn is_proven(&self) -> bool {
+        self.0.proven.load(Ordering::SeqCst)
+    }
+
+    /// The proof a request's connection carries, on either listener and
+    /// with or without TLS.
+    pub fn of_request<B>(request: &http::Request<B>) -> Option<Proof> {
+        let extensions = request.extensions();
+        extensions
+            .get::<GuardedInfo>()
+            .or_else(|| {
+                extensions
+                    .get::<TlsConnectInfo<GuardedInfo>>()
+                    .map(TlsConnectInfo::get_ref)
+            })
+            .map(|info| info.proof.clone())
+            .or_else(|| {
+                extensions
+                    .get::<axum::extract::ConnectInfo<Proof>>()
+                    .map(|info| info.0.clone())
+            })
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, BoundedListener>>
+    for Proof
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, BoundedListener>) -> Self {
+        stream.io().proof.clone()
+    }
+}
+
+/// Proves a request's connection when its response carries an `M` (the
+/// caller the authentication layer recognised): for the gRPC listener,
+/// outside the layer that authenticates callers.
+#[derive(Debug, Clone)]
+pub struct ProveLayer<M> {
+    marker: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M> Default for ProveLayer<M> {
+    fn default() -> Self {
+        Self {
+            marker: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<S, M> tower::Layer<S> for ProveLayer<M> {
+    type Service = Prove<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Prove {
+            inner,
+            marker: std::marker::PhantomData,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Prove<S, M> {
+    inner: S,
+    marker: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<S, M, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Prove<S, M>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    M: Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let proof = Proof::of_request(&request).filter(|proof| !proof.is_proven());
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            if let Some(proof) = proof {
+                if response.extensions().get::<M>().is_some() {
+                    proof.prove();
+                }
+            }
+            Ok(response)
         })
     }
 }
@@ -288,37 +506,97 @@ impl axum::serve::Listener for BoundedListener {
 
 /// A connection under the transport's bounds: it holds its place under the
 /// cap until dropped, and fails its reads once the peer has been silent for
-/// the handshake timeout (before its first byte) or the idle timeout.
+/// the handshake timeout (before its first byte) or the idle timeout, once
+/// it was closed to make room for a newer unproven connection, and (where
+/// the listener sets one) once it stayed unproven past its deadline.
 pub struct Guarded {
     stream: TcpStream,
     _place: (OwnedSemaphorePermit, PeerPlace),
+    proof: Proof,
     deadline: Pin<Box<Sleep>>,
     handshake: bool,
     idle: Duration,
+    /// The deadline to prove itself, while it is unproven.
+    unproven_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// The timeouts a connection is admitted with.
+struct Timeouts {
+    handshake: Duration,
+    idle: Duration,
+    unproven: Option<Duration>,
+}
+
+/// What a request learns of its connection: the TCP addresses, and its
+/// proof (see [`Proof`]).
+#[derive(Debug, Clone)]
+pub struct GuardedInfo {
+    pub tcp: TcpConnectInfo,
+    pub proof: Proof,
 }
 
 impl Guarded {
     fn new(
         stream: TcpStream,
         place: (OwnedSemaphorePermit, PeerPlace),
-        handshake: Duration,
-        idle: Duration,
+        proof: Proof,
+        timeouts: Timeouts,
     ) -> Self {
         Self {
             stream,
             _place: place,
-            deadline: Box::pin(tokio::time::sleep(handshake)),
+            proof,
+            deadline: Box::pin(tokio::time::sleep(timeouts.handshake)),
             handshake: true,
-            idle,
+            idle: timeouts.idle,
+            unproven_deadline: timeouts
+                .unproven
+                .map(|after| Box::pin(tokio::time::sleep(after))),
+        }
+    }
+
+    /// Why the connection must close now, if it must: evicted, or unproven
+    /// past its deadline.
+    fn must_close(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let link = &self.proof.0;
+        link.waker.register(cx.waker());
+        if link.evicted.load(Ordering::SeqCst) && !link.proven.load(Ordering::SeqCst) {
+            return Some(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room: too many connections without a recognised caller",
+            ));
+        }
+        if link.proven.load(Ordering::SeqCst) {
+            self.unproven_deadline = None;
+        }
+        if let Some(deadline) = self.unproven_deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no request with a valid key within the unproven timeout",
+                ));
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if !self.proof.is_proven() {
+            self.proof.0.unproven.forget(self.proof.0.id);
         }
     }
 }
 
 impl Connected for Guarded {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = GuardedInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
+        GuardedInfo {
+            tcp: self.stream.connect_info(),
+            proof: self.proof.clone(),
+        }
     }
 }
 
@@ -328,6 +606,9 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(error) = self.must_close(cx) {
+            return Poll::Ready(Err(error));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(result) => {

@@ -22,8 +22,8 @@ use base64::Engine as _;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use super::{
-    client_ip, credentials, protocol, refusal_response, required, Adapter, Adapters, Answer, Ask,
-    Refusal,
+    client_ip, credentials, protocol, refusal_response, required, Actor, Adapter, Adapters, Answer,
+    Ask, Refusal,
 };
 use crate::domain::audit::AuditStore;
 use crate::domain::callers::CallerStore;
@@ -41,15 +41,12 @@ const CHALLENGE: &str = "Basic realm=\"app password\", charset=\"UTF-8\"";
 pub(super) async fn handle<S>(
     adapters: &Adapters<S>,
     adapter: Adapter,
+    Actor(actor): Actor,
     headers: &HeaderMap,
 ) -> Response
 where
     S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
 {
-    let actor = match adapters.caller(headers).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal_response(refusal).into_response(),
-    };
     let ask = match read(headers) {
         Ok(Some(ask)) => ask,
         Ok(None) => return challenge(),

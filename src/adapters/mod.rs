@@ -28,9 +28,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -46,7 +48,7 @@ use crate::domain::shared::limits::{CLIENT_IP_MAX_BYTES, PASSWORD_INPUT_MAX_BYTE
 use crate::domain::shared::protocol::Protocol;
 use crate::domain::shared::username::Username;
 use crate::metrics::{LoginResult, Metrics};
-use crate::transport::{BoundedListener, ServerConfig};
+use crate::transport::{BoundedListener, Proof, ProofDeadline, ServerConfig};
 
 /// The header every adapter request carries its caller key in.
 pub const KEY_HEADER: &str = "x-latchkey-key";
@@ -110,20 +112,57 @@ where
         .route(
             "/auth/http-basic",
             get(
-                |State(adapters): State<Arc<Adapters<S>>>, headers: HeaderMap| async move {
-                    http_basic::handle(&adapters, Adapter::HttpBasic, &headers).await
+                |State(adapters): State<Arc<Adapters<S>>>,
+                 Extension(actor): Extension<Actor>,
+                 headers: HeaderMap| async move {
+                    http_basic::handle(&adapters, Adapter::HttpBasic, actor, &headers).await
                 },
             ),
         )
         .route(
             "/auth/dovecot",
             get(
-                |State(adapters): State<Arc<Adapters<S>>>, headers: HeaderMap| async move {
-                    http_basic::handle(&adapters, Adapter::Dovecot, &headers).await
+                |State(adapters): State<Arc<Adapters<S>>>,
+                 Extension(actor): Extension<Actor>,
+                 headers: HeaderMap| async move {
+                    http_basic::handle(&adapters, Adapter::Dovecot, actor, &headers).await
                 },
             ),
         )
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate::<S>,
+        ))
         .with_state(state)
+}
+
+/// The proxy a request came from, once its key checked out.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor(pub String);
+
+/// Every adapter request's first step, before anything of it is read: its
+/// key must name an authenticator (403 otherwise, nothing counted). A
+/// request whose key checks out proves its connection (`transport.rs`:
+/// connections without one are capped and must prove themselves within
+/// `server.unproven_timeout_ms`).
+async fn authenticate<S>(
+    State(adapters): State<Arc<Adapters<S>>>,
+    mut request: Request,
+    next: Next,
+) -> Response
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
+{
+    match adapters.caller(request.headers()).await {
+        Ok(actor) => {
+            if let Some(proof) = Proof::of_request(&request) {
+                proof.prove();
+            }
+            request.extensions_mut().insert(Actor(actor));
+            next.run(request).await
+        }
+        Err(refusal) => refusal_response(refusal).into_response(),
+    }
 }
 
 /// Serves the adapters on `listener` until `shutdown` resolves.
@@ -136,9 +175,13 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "serving the proxy adapters");
     }
-    axum::serve(BoundedListener::new(listener, bounds), router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let listener = BoundedListener::new(listener, bounds, ProofDeadline::Timeout);
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<Proof>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Which adapter answered, for metrics and the request log.

@@ -24,10 +24,11 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::{
-    client_ip, credentials, header, protocol, refusal_response, required, Adapter, Adapters,
+    client_ip, credentials, header, protocol, refusal_response, required, Actor, Adapter, Adapters,
     Answer, Ask, Refusal,
 };
 use crate::domain::audit::AuditStore;
@@ -46,15 +47,12 @@ const MAX_THROTTLE_WAIT_SECS: u64 = 30;
 
 pub(super) async fn handle<S>(
     State(adapters): State<Arc<Adapters<S>>>,
+    Extension(Actor(actor)): Extension<Actor>,
     headers: HeaderMap,
 ) -> Response
 where
     S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
 {
-    let actor = match adapters.caller(&headers).await {
-        Ok(actor) => actor,
-        Err(refusal) => return refusal_response(refusal).into_response(),
-    };
     let (ask, attempt) = match read(&headers) {
         Ok(Read::Ask(ask, attempt)) => (ask, attempt),
         Ok(Read::MethodNotSupported) => {

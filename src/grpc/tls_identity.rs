@@ -3,15 +3,17 @@
 //! addresses, URIs). rustls has already checked the chain against the
 //! configured client CA before a request gets here.
 
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::server::TlsConnectInfo;
 use x509_parser::extensions::GeneralName;
+
+use crate::transport::GuardedInfo;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The identities of the request's client certificate; empty without one.
 pub fn of_request<B>(request: &http::Request<B>) -> Vec<String> {
     let Some(certs) = request
         .extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .get::<TlsConnectInfo<GuardedInfo>>()
         .and_then(TlsConnectInfo::peer_certs)
     else {
         return Vec::new();

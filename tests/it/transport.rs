@@ -5,6 +5,8 @@
 //! process's resident memory (server and attacker share this process, so
 //! the attacker sends little: what would grow is the server's side).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -182,6 +184,9 @@ async fn silent_idle_and_excess_connections_are_closed() {
     let server = TestServer::start_with(Backend::Sqlite, |config| {
         tight_transport(config);
         config.server.max_connections = 40;
+        // The total cap is what this test counts: unproven connections
+        // may take all of it here (their own cap is tested below).
+        config.server.max_unproven_connections = 40;
         // Long enough that no silent connection is closed before all 100
         // are open: one stretch at the cap, one log line.
         config.server.handshake_timeout_ms = 3_000;
@@ -253,5 +258,143 @@ async fn one_peer_cannot_take_every_place() {
     // A stop waits for open connections; these would only go at their
     // handshake timeout.
     drop(silent);
+    server.stop().await;
+}
+
+/// A slow keyless peer on the adapters' port: each connection sends one
+/// byte of a request head a second and never finishes it.
+async fn slowloris(addr: std::net::SocketAddr, closed: Arc<AtomicUsize>) {
+    let Ok(mut stream) = TcpStream::connect(addr).await else {
+        closed.fetch_add(1, Ordering::SeqCst);
+        return;
+    };
+    let head = b"GET /auth/nginx-mail HTTP/1.0\r\nAuth-User: x\r\n";
+    let mut buffer = [0u8; 256];
+    for byte in head.iter().cycle().take(60) {
+        if stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buffer)).await {
+            Err(_) => {}
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            // An answer (there should be none before the head is done).
+            Ok(Ok(_)) => break,
+        }
+    }
+    closed.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Issue 19, finding 4: 300 keyless connections to the proxy adapters,
+/// each sending a byte of its request head a second, with the default
+/// bounds (256 connections, 64 unproven, 10 s to prove one). Before the
+/// fix they held every place and nginx's logins were reset. Now: at most
+/// 64 of them are open at once (a newer one closes the oldest), every one
+/// of 40 real logins sent meanwhile is answered, and every slow one is
+/// closed by its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_keyless_peers_cannot_hold_the_adapters() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let addr = server.adapters_addr;
+    let closed = Arc::new(AtomicUsize::new(0));
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        slow.push(tokio::spawn(slowloris(addr, Arc::clone(&closed))));
+        tokio::task::yield_now().await;
+    }
+    // Every one was accepted, and all but the newest 64 closed at once.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let open = 300 - closed.load(Ordering::SeqCst);
+    assert!(open <= 64, "{open} slow connections open at once");
+
+    let (_, secret) = crate::common::support::issue_simple(&server, "nina").await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let mut answered = 0;
+    for n in 0..40 {
+        let password = if n % 2 == 0 {
+            secret.replace(' ', "%20")
+        } else {
+            "wrong%20password".to_owned()
+        };
+        let answer = crate::adapters::get(
+            addr,
+            "/auth/nginx-mail",
+            &[
+                ("X-Latchkey-Key", key.as_str()),
+                ("Auth-Method", "plain"),
+                ("Auth-User", "nina"),
+                ("Auth-Pass", &password),
+                ("Auth-Protocol", "imap"),
+                ("Client-IP", "192.0.2.77"),
+                ("Auth-Login-Attempt", "1"),
+            ],
+        )
+        .await;
+        if answer.status == 200 && answer.header("auth-status").is_some() {
+            answered += 1;
+        }
+        // More slow ones keep arriving between the real logins.
+        tokio::spawn(slowloris(addr, Arc::clone(&closed)));
+    }
+    assert_eq!(answered, 40, "every real login answered");
+
+    // Whatever is left of them goes at the 10 s deadline to prove itself.
+    for task in slow {
+        tokio::time::timeout(Duration::from_secs(15), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(closed.load(Ordering::SeqCst), 340);
+    server.stop().await;
+}
+
+/// The same look at the gRPC listener: 60 keyless HTTP/2 connections that
+/// finish their handshake and then idle (answering pings) under a cap of
+/// 40 connections, 10 of them unproven. At most 10 stay open, and a
+/// caller with a key still connects and is answered; its connection, once
+/// proven, is not closed by more keyless ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_connections_cannot_take_the_grpc_listener() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.server.max_connections = 40;
+        config.server.max_unproven_connections = 10;
+    })
+    .await;
+    let keyed = server.new_connection_as(Role::Authenticator).await;
+    let mut auth =
+        latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient::new(keyed);
+    let ask = || {
+        crate::common::support::login_request(
+            "nobody",
+            "wrong password",
+            latchkey::grpc::pb::Protocol::Imap,
+            "192.0.2.78",
+        )
+    };
+    auth.authenticate(ask()).await.unwrap();
+
+    let mut keyless = Vec::new();
+    for _ in 0..60 {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        keyless.push(stream);
+    }
+    let mut closed = 0;
+    for stream in &mut keyless {
+        closed += usize::from(closed_within(stream, Duration::from_millis(300)).await);
+    }
+    assert!(closed >= 50, "{closed} of 60 keyless connections closed");
+    // The proven connection was never the oldest unproven one.
+    auth.authenticate(ask()).await.unwrap();
+    // A new keyed connection finds a place and proves itself.
+    let mut fresh = latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient::new(
+        server.new_connection_as(Role::Authenticator).await,
+    );
+    fresh.authenticate(ask()).await.unwrap();
+    drop(keyless);
     server.stop().await;
 }
