@@ -20,6 +20,7 @@ mod common;
 mod discovery;
 mod fail2ban;
 mod faults;
+mod front_door;
 mod fuzz;
 mod hash_pool;
 mod leaks;

@@ -45,6 +45,10 @@ pub enum Gate {
     Throttled {
         until: Timestamp,
         remember: Vec<(ScopeKind, Timestamp)>,
+        /// The widest scope whose block refuses it (the source before the
+        /// account before the pair): what the attempt is audited under,
+        /// coalesced with the others that block refuses.
+        by: ScopeKind,
     },
     /// Verify the password. The verified-secret cache may answer instead of
     /// argon2 only if `may_use_cache`. `room`: how many guesses of each
@@ -130,8 +134,9 @@ pub fn gate(facts: &Facts<'_>, config: &ThrottleConfig) -> Gate {
     let counters = &facts.state.counters;
     let exempt = known_source(&counters.pair, facts.now, config);
     let mut latest = None;
+    let mut by = None;
     let mut remember = Vec::new();
-    for kind in [ScopeKind::Source, ScopeKind::Pair, ScopeKind::Account] {
+    for kind in [ScopeKind::Source, ScopeKind::Account, ScopeKind::Pair] {
         if kind == ScopeKind::Account && exempt {
             continue;
         }
@@ -140,10 +145,15 @@ pub fn gate(facts: &Facts<'_>, config: &ThrottleConfig) -> Gate {
                 remember.push((kind, until));
             }
             latest = latest.max(Some(until));
+            by = by.or(Some(kind));
         }
     }
-    if let Some(until) = latest {
-        return Gate::Throttled { until, remember };
+    if let (Some(until), Some(by)) = (latest, by) {
+        return Gate::Throttled {
+            until,
+            remember,
+            by,
+        };
     }
     let may_use_cache = facts
         .state
@@ -567,7 +577,8 @@ mod tests {
             gate(&facts(&state), &config()),
             Gate::Throttled {
                 until: later(60),
-                remember: vec![(ScopeKind::Source, later(30)), (ScopeKind::Pair, later(60))]
+                remember: vec![(ScopeKind::Source, later(30)), (ScopeKind::Pair, later(60))],
+                by: ScopeKind::Source,
             }
         );
         state.counters.source.blocked_until = Some(NOW);
@@ -592,7 +603,8 @@ mod tests {
             gate(&facts(&state), &config()),
             Gate::Throttled {
                 until: later(600),
-                remember: vec![]
+                remember: vec![],
+                by: ScopeKind::Account,
             },
             "known no longer; the account's block is not remembered in memory"
         );
@@ -602,7 +614,8 @@ mod tests {
             gate(&facts(&state), &config()),
             Gate::Throttled {
                 until: later(30),
-                remember: vec![(ScopeKind::Pair, later(30))]
+                remember: vec![(ScopeKind::Pair, later(30))],
+                by: ScopeKind::Pair,
             },
             "a known source's own pair block still applies"
         );

@@ -42,7 +42,7 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 
 use super::model::FailureReason;
-use super::throttle::{Scope, ScopeKind};
+use super::throttle::{source_network, Scope, ScopeKind};
 use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::protocol::Protocol;
@@ -129,13 +129,54 @@ impl Recall {
     }
 }
 
-/// What a coalesced throttled attempt is counted by.
+/// Kinds of throttled attempt kept per flush, each written as one row;
+/// attempts of further kinds are written as one summary row.
+pub const THROTTLED_ROWS_PER_FLUSH: usize = 1_000;
+/// Distinct client addresses told apart per kind of throttled attempt.
+const THROTTLED_ADDRESSES_TOLD: usize = 64;
+
+/// What a coalesced throttled attempt is counted by: the block that
+/// refused it (a network's, a pair's or an account's), the protocol and
+/// the proxy. However many addresses of a blocked /64 an attacker uses,
+/// their attempts are one row per flush.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ThrottledKey {
-    username: Option<Username>,
-    client_ip: IpAddr,
+    scope: String,
     protocol: Protocol,
     actor: String,
+}
+
+/// The attempts one block refused since the last flush.
+#[derive(Debug)]
+struct ThrottledCount {
+    by: ScopeKind,
+    /// The account, for a pair's or an account's block of an existing one.
+    username: Option<Username>,
+    first_ip: IpAddr,
+    /// Distinct addresses, up to [`THROTTLED_ADDRESSES_TOLD`].
+    addresses: Vec<IpAddr>,
+    attempts: u32,
+}
+
+/// A throttled attempt, as it is audited.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottledAttempt<'a> {
+    /// The scope whose block refused it.
+    pub by: &'a Scope,
+    /// The account, only when it exists.
+    pub username: Option<&'a Username>,
+    pub client_ip: IpAddr,
+    pub protocol: Protocol,
+    pub actor: &'a str,
+}
+
+/// Throttled attempts not yet audited.
+#[derive(Debug, Default)]
+struct Throttled {
+    by_scope: HashMap<ThrottledKey, ThrottledCount>,
+    /// Attempts of kinds past [`THROTTLED_ROWS_PER_FLUSH`]: their count and
+    /// the proxy of the first (the summary row's actor).
+    overflow: Option<(String, u64)>,
 }
 
 pub struct ThrottleMemory {
@@ -147,9 +188,9 @@ pub struct ThrottleMemory {
     /// Each block's end, and (for a pair's) whether its account exists.
     blocks: Mutex<HashMap<String, (Timestamp, bool)>>,
     guesses: Mutex<Guesses>,
-    /// Throttled attempts not yet audited, coalesced: how many per account
-    /// (when it exists), client address, protocol and proxy.
-    throttled: Mutex<HashMap<ThrottledKey, u32>>,
+    /// Throttled attempts not yet audited, coalesced by the block that
+    /// refused them.
+    throttled: Mutex<Throttled>,
     flights: Arc<Flights>,
 }
 
@@ -182,24 +223,29 @@ impl ThrottleMemory {
             })?,
             blocks: Mutex::new(HashMap::new()),
             guesses: Mutex::new(Guesses::default()),
-            throttled: Mutex::new(HashMap::new()),
+            throttled: Mutex::new(Throttled::default()),
             flights: Arc::new(Flights::default()),
         })
     }
 
     /// The latest block among `scopes` that this replica knows of and that
-    /// still runs at `now`, and whether the account of a blocked pair
-    /// among them is known to exist (for the audit trail, which names an
-    /// account only then).
-    pub fn cached_block(&self, scopes: &[&Scope], now: Timestamp) -> Option<(Timestamp, bool)> {
+    /// still runs at `now`, whether the account of a blocked pair among
+    /// them is known to exist (for the audit trail, which names an account
+    /// only then), and the first of `scopes` that is blocked (what the
+    /// attempt is audited under).
+    pub fn cached_block<'a>(
+        &self,
+        scopes: &[&'a Scope],
+        now: Timestamp,
+    ) -> Option<(Timestamp, bool, &'a Scope)> {
         let blocks = lock(&self.blocks);
-        let mut latest: Option<(Timestamp, bool)> = None;
-        for scope in scopes {
+        let mut latest: Option<(Timestamp, bool, &'a Scope)> = None;
+        for &scope in scopes {
             if let Some(&(until, account_exists)) = blocks.get(&scope.key) {
                 if until > now {
                     let known = account_exists && scope.kind == ScopeKind::Pair;
-                    let (at, was_known) = latest.unwrap_or((until, false));
-                    latest = Some((at.max(until), was_known || known));
+                    let (at, was_known, by) = latest.unwrap_or((until, false, scope));
+                    latest = Some((at.max(until), was_known || known, by));
                 }
             }
         }
@@ -225,28 +271,49 @@ impl ThrottleMemory {
     }
 
     /// Notes a throttled attempt, to be audited coalesced at the next
-    /// flush (a throttled attempt writes nothing of its own: that is what
-    /// keeps a flood cheap). `username` only when the account exists. When
-    /// the memory is full, new kinds of attempt go unaudited; the block
-    /// itself is stored either way.
-    pub fn note_throttled(
-        &self,
-        username: Option<&Username>,
-        client_ip: IpAddr,
-        protocol: Protocol,
-        actor: &str,
-    ) {
+    /// flush by the block that refused it (a throttled attempt writes
+    /// nothing of its own: that is what keeps a flood cheap). At most
+    /// [`THROTTLED_ROWS_PER_FLUSH`] kinds are kept; attempts of further
+    /// kinds are counted into one summary row.
+    pub fn note_throttled(&self, attempt: ThrottledAttempt<'_>) {
         let key = ThrottledKey {
-            username: username.cloned(),
-            client_ip,
-            protocol,
-            actor: actor.to_owned(),
+            scope: attempt.by.key.clone(),
+            protocol: attempt.protocol,
+            actor: attempt.actor.to_owned(),
         };
         let mut throttled = lock(&self.throttled);
-        if let Some(count) = throttled.get_mut(&key) {
-            *count = count.saturating_add(1);
-        } else if throttled.len() < MEMORY_ENTRIES {
-            throttled.insert(key, 1);
+        let kinds = throttled.by_scope.len();
+        match throttled.by_scope.get_mut(&key) {
+            Some(count) => {
+                count.attempts = count.attempts.saturating_add(1);
+                if count.addresses.len() < THROTTLED_ADDRESSES_TOLD
+                    && !count.addresses.contains(&attempt.client_ip)
+                {
+                    count.addresses.push(attempt.client_ip);
+                }
+            }
+            None if kinds < THROTTLED_ROWS_PER_FLUSH => {
+                let username = match attempt.by.kind {
+                    ScopeKind::Source => None,
+                    ScopeKind::Pair | ScopeKind::Account => attempt.username.cloned(),
+                };
+                throttled.by_scope.insert(
+                    key,
+                    ThrottledCount {
+                        by: attempt.by.kind,
+                        username,
+                        first_ip: attempt.client_ip,
+                        addresses: vec![attempt.client_ip],
+                        attempts: 1,
+                    },
+                );
+            }
+            None => {
+                let (_, attempts) = throttled
+                    .overflow
+                    .get_or_insert_with(|| (attempt.actor.to_owned(), 0));
+                *attempts = attempts.saturating_add(1);
+            }
         }
     }
 
@@ -377,15 +444,7 @@ impl ThrottleMemory {
         let throttled = std::mem::take(&mut *lock(&self.throttled));
         let mut guesses = lock(&self.guesses);
         let mut events = std::mem::take(&mut guesses.orphaned);
-        events.extend(throttled.into_iter().map(|(key, count)| {
-            let mut event = AuditEvent::new(EventType::AuthenticationFailed, now, &key.actor)
-                .detail(FailureReason::THROTTLED);
-            event.username = key.username;
-            event.client_ip = Some(key.client_ip);
-            event.protocol = Some(key.protocol);
-            event.item_count = Some(i64::from(count));
-            event
-        }));
+        events.extend(throttled_events(throttled, now));
         for recent in guesses.by_pair.values_mut() {
             for guess in recent.iter_mut() {
                 if let Some(event) = coalesced(guess, now) {
@@ -446,6 +505,50 @@ impl ThrottleMemory {
     pub fn in_flight(&self) -> usize {
         lock(&self.flights.scopes).len()
     }
+}
+
+/// One row per block that refused attempts since the last flush, and one
+/// summary row for attempts past the bound.
+fn throttled_events(throttled: Throttled, now: Timestamp) -> Vec<AuditEvent> {
+    let mut events: Vec<AuditEvent> = throttled
+        .by_scope
+        .into_iter()
+        .map(|(key, count)| {
+            let network = source_network(count.first_ip);
+            let blocked = match count.by {
+                ScopeKind::Source => format!("the network {network} is blocked"),
+                ScopeKind::Pair => format!("this account from the network {network} is blocked"),
+                ScopeKind::Account => "the account is blocked".to_owned(),
+            };
+            let addresses = match count.addresses.len() {
+                n if n >= THROTTLED_ADDRESSES_TOLD => format!("{n} or more addresses"),
+                1 => "1 address".to_owned(),
+                n => format!("{n} addresses"),
+            };
+            let mut event = AuditEvent::new(EventType::AuthenticationFailed, now, &key.actor)
+                .detail(format!(
+                    "{} ({blocked}; {} attempts from {addresses})",
+                    FailureReason::THROTTLED,
+                    count.attempts
+                ));
+            event.username = count.username;
+            event.client_ip = Some(count.first_ip);
+            event.protocol = Some(key.protocol);
+            event.item_count = Some(i64::from(count.attempts));
+            event
+        })
+        .collect();
+    if let Some((actor, attempts)) = throttled.overflow {
+        let mut event = AuditEvent::new(EventType::AuthenticationFailed, now, &actor).detail(
+            format!(
+                "{} ({attempts} attempts refused by further blocks, past the {THROTTLED_ROWS_PER_FLUSH} written one by one per flush)",
+                FailureReason::THROTTLED
+            ),
+        );
+        event.item_count = Some(i64::try_from(attempts).unwrap_or(i64::MAX));
+        events.push(event);
+    }
+    events
 }
 
 fn find<'a>(recent: &'a mut [Guess], digest: &GuessDigest) -> Option<&'a mut Guess> {
@@ -715,14 +818,25 @@ mod tests {
     }
 
     #[test]
-    fn throttled_attempts_are_audited_coalesced_and_bounded() {
+    fn throttled_attempts_are_audited_coalesced_by_their_block_and_bounded() {
         let memory = memory();
         let alice = Username::parse("alice").unwrap();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        for _ in 0..500 {
-            memory.note_throttled(Some(&alice), ip, Protocol::Imap, "proxy");
+        let scopes = Scopes::of(&alice, "2001:db8:1:2::1".parse().unwrap());
+        let attempt = |by: &Scope, ip: IpAddr| {
+            memory.note_throttled(ThrottledAttempt {
+                by,
+                username: Some(&alice),
+                client_ip: ip,
+                protocol: Protocol::Imap,
+                actor: "proxy",
+            })
+        };
+        // 500 addresses of one blocked /64, and one blocked pair.
+        for n in 0..500u128 {
+            let ip = IpAddr::from((0x2001_0db8_0001_0002_u128 << 64 | n).to_be_bytes());
+            attempt(&scopes.source, ip);
         }
-        memory.note_throttled(None, ip, Protocol::Imap, "proxy");
+        attempt(&scopes.pair, "2001:db8:1:2::1".parse().unwrap());
         let mut events = memory.take_repeats(at(9));
         events.sort_by_key(|e| e.item_count);
         let counted: Vec<_> = events
@@ -732,17 +846,37 @@ mod tests {
         assert_eq!(
             counted,
             [
-                (None, Some(1), "throttled"),
-                (Some(alice), Some(500), "throttled"),
+                (
+                    Some(alice.clone()),
+                    Some(1),
+                    "throttled (this account from the network 2001:db8:1:2::/64 is blocked; 1 attempts from 1 address)"
+                ),
+                (
+                    None,
+                    Some(500),
+                    "throttled (the network 2001:db8:1:2::/64 is blocked; 500 attempts from 64 or more addresses)"
+                ),
             ]
         );
         assert!(memory.take_repeats(at(10)).is_empty(), "written once");
-        // A flood of distinct attempts costs bounded memory.
-        for n in 0..(MEMORY_ENTRIES as u32 + 1_000) {
+        // A flood of distinct blocks: the rows are bounded, the rest summed.
+        for n in 0..(THROTTLED_ROWS_PER_FLUSH as u32 + 1_000) {
             let ip = IpAddr::from(n.to_be_bytes());
-            memory.note_throttled(None, ip, Protocol::Imap, "proxy");
+            let scopes = Scopes::of(&Username::parse("x").unwrap(), ip);
+            attempt(&scopes.source, ip);
         }
-        assert_eq!(memory.take_repeats(at(11)).len(), MEMORY_ENTRIES);
+        let events = memory.take_repeats(at(11));
+        assert_eq!(events.len(), THROTTLED_ROWS_PER_FLUSH + 1);
+        let summary = events.iter().find(|e| e.item_count == Some(1_000)).unwrap();
+        assert!(
+            summary.detail.contains("past the 1000"),
+            "{}",
+            summary.detail
+        );
+        assert_eq!(
+            events.iter().filter_map(|e| e.item_count).sum::<i64>(),
+            THROTTLED_ROWS_PER_FLUSH as i64 + 1_000
+        );
     }
 
     #[test]

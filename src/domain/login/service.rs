@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::decision::{self, Decision, Effect, Facts, Gate, Verification};
 use super::explain::{self, ExplainRequest, Explanation, Viewer};
-use super::memory::{GuessDigest, HashPrint, Recall, Reservation, Reserve, ThrottleMemory};
+use super::memory::{
+    GuessDigest, HashPrint, Recall, Reservation, Reserve, ThrottleMemory, ThrottledAttempt,
+};
 use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, Usage};
 use super::store::{LoginStore, ThrottleStore, UsageStore};
 use super::throttle::{ScopeKind, Scopes, ThrottleConfig};
@@ -242,15 +244,16 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             let now = self.inner.clock.now();
             // Blocks of the source and the pair that this replica has seen
             // are answered from memory, before anything is read.
-            if let Some((until, account_exists)) =
+            if let Some((until, account_exists, by)) =
                 memory.cached_block(&[&scopes.source, &scopes.pair], now)
             {
-                memory.note_throttled(
-                    account_exists.then_some(&attempt.username),
+                memory.note_throttled(ThrottledAttempt {
+                    by,
+                    username: account_exists.then_some(&attempt.username),
                     client_ip,
-                    attempt.protocol,
-                    &attempt.actor,
-                );
+                    protocol: attempt.protocol,
+                    actor: &attempt.actor,
+                });
                 return Ok(throttled(until, now));
             }
             let watch = memory.watch(&scopes.all(), &digest);
@@ -265,7 +268,11 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 now,
             };
             let (may_use_cache, room) = match decision::gate(&facts, &self.inner.config.throttle) {
-                Gate::Throttled { until, remember } => {
+                Gate::Throttled {
+                    until,
+                    remember,
+                    by,
+                } => {
                     for (kind, blocked_until) in remember {
                         memory.remember_block(
                             scopes.get(kind),
@@ -274,12 +281,13 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                             state.account_exists,
                         );
                     }
-                    memory.note_throttled(
-                        state.account_exists.then_some(&attempt.username),
+                    memory.note_throttled(ThrottledAttempt {
+                        by: scopes.get(by),
+                        username: state.account_exists.then_some(&attempt.username),
                         client_ip,
-                        attempt.protocol,
-                        &attempt.actor,
-                    );
+                        protocol: attempt.protocol,
+                        actor: &attempt.actor,
+                    });
                     return Ok(throttled(until, now));
                 }
                 Gate::Verify {

@@ -191,3 +191,34 @@ pub async fn raw_h2(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes
     });
     client.ready().await.unwrap()
 }
+
+/// Rows of failed logins in the audit trail whose detail is `LIKE
+/// detail_like`, and the sum of their item counts.
+pub async fn failed_login_rows(server: &TestServer, detail_like: &str) -> (i64, i64) {
+    use sea_orm::{ConnectionTrait, Statement, Value};
+    let db = server.database.connect().await;
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all(Statement::from_sql_and_values(
+            backend,
+            match backend {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "SELECT item_count FROM audit_event \
+                     WHERE event_type = 'authentication_failed' AND detail LIKE $1"
+                }
+                _ => {
+                    "SELECT item_count FROM audit_event \
+                     WHERE event_type = 'authentication_failed' AND detail LIKE ?"
+                }
+            },
+            [Value::from(detail_like)],
+        ))
+        .await
+        .unwrap();
+    let counted = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<Option<i64>>(0).unwrap().unwrap_or(0))
+        .sum();
+    db.close().await.unwrap();
+    (i64::try_from(rows.len()).unwrap(), counted)
+}
