@@ -8,7 +8,10 @@ use crate::backend_tests;
 use crate::common::harness::{Backend, TestServer};
 use crate::common::support::*;
 
-backend_tests!(throttled_attempts_from_a_blocked_network_are_one_row);
+backend_tests!(
+    throttled_attempts_from_a_blocked_network_are_one_row,
+    a_full_guess_memory_still_counts_a_stale_device_once,
+);
 
 /// Rows of throttled attempts in the audit trail, and the attempts they
 /// count.
@@ -64,5 +67,77 @@ async fn throttled_attempts_from_a_blocked_network_are_one_row(backend: Backend)
     assert_eq!(throttled_rows(&server).await, (1, 2_000));
     server.services.logins.flush_repeats().await.unwrap();
     assert_eq!(throttled_rows(&server).await, (1, 2_000), "written once");
+    server.stop().await;
+}
+
+/// Finding 3: wrong guesses for unknown accounts from many networks, each
+/// network under every limit, fill the replica's memory of guesses (here
+/// made 200 long, so the test sends 400 instead of 101,000). Then an
+/// existing account's stale device starts repeating one wrong password,
+/// and more of the flood follows: the device is counted once and costs one
+/// argon2 (before, a full memory remembered nothing new and it was counted
+/// on every attempt until it blocked its owner).
+async fn a_full_guess_memory_still_counts_a_stale_device_once(backend: Backend) {
+    let server =
+        TestServer::start_with(backend, |config| config.throttle.remembered_guesses = 200).await;
+    let (_, secret) = issue_simple(&server, "hugo").await;
+    let flood = |from: u32, networks: u32| {
+        let server = &server;
+        async move {
+            for network in from..from + networks {
+                for n in 0..10 {
+                    let response = login_with(
+                        server,
+                        &format!("ghost{network}-{n}"),
+                        &wrong_secret(n),
+                        Protocol::Imap,
+                        &format!("2001:db8:99:{network:x}::1"),
+                    )
+                    .await;
+                    assert_refused(&response, FailureReason::InvalidCredentials);
+                }
+            }
+        }
+    };
+    flood(0, 40).await;
+    let stats = server.services.logins.stats();
+    assert!(stats.remembered_guesses <= 100, "{stats:?}");
+
+    let argon2 = server.services.logins.stats().argon2_verifications;
+    let old_password = wrong_secret(77);
+    let stale = || login_with(&server, "hugo", &old_password, Protocol::Imap, "192.0.2.90");
+    for _ in 0..3 {
+        assert_refused(&stale().await, FailureReason::InvalidCredentials);
+    }
+    flood(40, 40).await;
+    let after_flood = server.services.logins.stats().argon2_verifications;
+    for _ in 0..3 {
+        assert_refused(&stale().await, FailureReason::InvalidCredentials);
+    }
+    let scopes = latchkey::domain::login::throttle::Scopes::of(
+        &latchkey::domain::shared::username::Username::parse("hugo").unwrap(),
+        "192.0.2.90".parse().unwrap(),
+    );
+    assert_eq!(
+        stored_failures(&server, &scopes.pair.key).await,
+        1,
+        "counted once"
+    );
+    assert_eq!(
+        server.services.logins.stats().argon2_verifications,
+        after_flood,
+        "its repeats after the second flood cost no argon2"
+    );
+    assert_eq!(
+        after_flood - argon2,
+        1 + 400,
+        "one for the device, one per new guess"
+    );
+    // The owner signs in all along.
+    assert!(
+        login_with(&server, "hugo", &secret, Protocol::Imap, "192.0.2.90")
+            .await
+            .authenticated
+    );
     server.stop().await;
 }

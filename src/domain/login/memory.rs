@@ -25,9 +25,11 @@
 //!   room for one, so a burst of the same guess runs argon2 once and the
 //!   rest are answered from memory.
 //!
-//! Every map is bounded; when one is full, what is new is not remembered
-//! (it is then verified and counted like any other guess), never the
-//! other way round.
+//! Every map is bounded. When the guesses are full, `guesses` decides
+//! what gives way (guesses for unknown accounts first, each network within
+//! its share); when the blocks are full, a new block is not remembered
+//! (it is then read from the database like any other); throttled attempts
+//! past their bound are summed into one audit row.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -37,10 +39,10 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 
+use super::guesses::{GuessLimits, Guesses};
 use super::model::FailureReason;
 use super::throttle::{source_network, Scope, ScopeKind};
 use crate::domain::audit::event::{AuditEvent, EventType};
@@ -51,9 +53,7 @@ use crate::domain::shared::sync::lock;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
-/// Distinct recent wrong guesses remembered per pair.
-const GUESSES_PER_PAIR: usize = 8;
-/// Blocks, remembered guesses and coalesced events kept at most.
+/// Blocks kept at most.
 const MEMORY_ENTRIES: usize = 100_000;
 
 /// A keyed digest of one guess: pair, exact client address, protocol and
@@ -68,6 +68,15 @@ impl std::fmt::Debug for GuessDigest {
 }
 
 impl GuessDigest {
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    #[cfg(test)]
+    pub(super) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The key a guess in flight holds, as if it were a scope of its own.
     fn flight_key(&self) -> String {
         let mut key = String::with_capacity(70);
@@ -92,21 +101,15 @@ impl HashPrint {
     }
 }
 
-/// One remembered wrong guess.
-#[derive(Debug)]
-struct Guess {
-    digest: GuessDigest,
-    /// The hash it was verified against, and whether it matched (a right
-    /// password that a rule refused).
-    verified_against: HashPrint,
-    matched: bool,
-    /// When it was counted; within the window it is not counted again.
-    counted_at: Timestamp,
-    /// The failure's audit event, as the template of the coalesced one.
-    event: AuditEvent,
-    reason: FailureReason,
-    /// Repeats not yet audited.
-    repeats: u32,
+pub use super::guesses::NewGuess;
+
+/// Whether a remembered guess was counted when it was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Counted now, in the three scopes.
+    Now,
+    /// Counted before, within the window: a repeat.
+    Before,
 }
 
 /// What this replica remembers of a guess.
@@ -194,17 +197,6 @@ pub struct ThrottleMemory {
     flights: Arc<Flights>,
 }
 
-#[derive(Debug, Default)]
-struct Guesses {
-    by_pair: HashMap<String, Vec<Guess>>,
-    count: usize,
-    /// Coalesced events of guesses forgotten before the flush wrote them.
-    orphaned: Vec<AuditEvent>,
-    /// When a full memory was last pruned: at most once a minute, so a
-    /// memory an attacker keeps full costs no walk over it on every guess.
-    pruned_when_full: Option<Timestamp>,
-}
-
 impl std::fmt::Debug for ThrottleMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ThrottleMemory")
@@ -214,15 +206,16 @@ impl std::fmt::Debug for ThrottleMemory {
 }
 
 impl ThrottleMemory {
-    /// Fails when the OS cannot supply the digest key.
-    pub fn new(window: Duration) -> Result<Self> {
+    /// Fails when the OS cannot supply the digest key. `remembered`: how
+    /// many wrong guesses it keeps at most (`guesses` says which, when full).
+    pub fn new(window: Duration, remembered: usize) -> Result<Self> {
         Ok(Self {
             window,
             guess_mac: <Hmac<Sha256> as Mac>::new_from_slice(&random::key()?).map_err(|error| {
                 Error::internal(format!("cannot key the guess digest: {error}"))
             })?,
             blocks: Mutex::new(HashMap::new()),
-            guesses: Mutex::new(Guesses::default()),
+            guesses: Mutex::new(Guesses::new(GuessLimits::of(remembered))),
             throttled: Mutex::new(Throttled::default()),
             flights: Arc::new(Flights::default()),
         })
@@ -350,11 +343,7 @@ impl ThrottleMemory {
         now: Timestamp,
     ) -> Recall {
         let mut guesses = lock(&self.guesses);
-        match guesses
-            .by_pair
-            .get_mut(&pair.key)
-            .and_then(|recent| find(recent, digest))
-        {
+        match guesses.find(&pair.key, digest) {
             Some(guess) if now.within(guess.counted_at, self.window) => {
                 if guess.verified_against == candidate {
                     Recall::Known {
@@ -371,70 +360,22 @@ impl ThrottleMemory {
     /// Remembers a wrong guess that was just decided: the hash it was
     /// verified against and whether it matched. `counted`: it was counted
     /// now; otherwise it is a repeat, which joins the guess's coalesced
-    /// count instead of a row of its own.
-    #[allow(clippy::too_many_arguments)]
-    pub fn remember_guess(
-        &self,
-        pair: &Scope,
-        digest: GuessDigest,
-        verified_against: HashPrint,
-        matched: bool,
-        reason: FailureReason,
-        event: AuditEvent,
-        counted: bool,
-        now: Timestamp,
-    ) {
+    /// count instead of a row of its own. A new guess is kept if the
+    /// memory's rules find it room (`guesses`).
+    pub fn remember_guess(&self, pair: &Scope, guess: NewGuess, counted: Counted, now: Timestamp) {
         let mut guesses = lock(&self.guesses);
-        let window = self.window;
-        if let Some(guess) = guesses
-            .by_pair
-            .get_mut(&pair.key)
-            .and_then(|recent| find(recent, &digest))
-        {
-            guess.verified_against = verified_against;
-            guess.matched = matched;
-            guess.reason = reason;
-            if counted {
-                guess.counted_at = now;
-            } else {
-                guess.repeats = guess.repeats.saturating_add(1);
+        if let Some(known) = guesses.find(&pair.key, &guess.digest) {
+            known.verified_against = guess.verified_against;
+            known.matched = guess.matched;
+            known.reason = guess.reason;
+            match counted {
+                Counted::Now => known.counted_at = now,
+                Counted::Before => known.repeats = known.repeats.saturating_add(1),
             }
             return;
         }
-        if guesses.count >= MEMORY_ENTRIES {
-            let recently = guesses
-                .pruned_when_full
-                .is_some_and(|at| now.within(at, Duration::from_secs(60)));
-            if !recently {
-                guesses.pruned_when_full = Some(now);
-                guesses.prune(now, window);
-            }
-            if guesses.count >= MEMORY_ENTRIES {
-                return;
-            }
-        }
-        let Guesses {
-            by_pair,
-            count,
-            orphaned,
-            ..
-        } = &mut *guesses;
-        let recent = by_pair.entry(pair.key.clone()).or_default();
-        if recent.len() == GUESSES_PER_PAIR {
-            let oldest = recent.remove(0);
-            *count -= 1;
-            orphan(orphaned, oldest, now);
-        }
-        recent.push(Guess {
-            digest,
-            verified_against,
-            matched,
-            counted_at: now,
-            event,
-            reason,
-            repeats: u32::from(!counted),
-        });
-        *count += 1;
+        let repeats = u32::from(counted == Counted::Before);
+        guesses.insert(&pair.key, guess, repeats, now, self.window);
     }
 
     /// The coalesced audit events of repeats not yet written: one per
@@ -442,30 +383,19 @@ impl ThrottleMemory {
     /// its item count. Guesses past the window are forgotten here.
     pub fn take_repeats(&self, now: Timestamp) -> Vec<AuditEvent> {
         let throttled = std::mem::take(&mut *lock(&self.throttled));
-        let mut guesses = lock(&self.guesses);
-        let mut events = std::mem::take(&mut guesses.orphaned);
+        let mut events = lock(&self.guesses).take_repeats(now, self.window);
         events.extend(throttled_events(throttled, now));
-        for recent in guesses.by_pair.values_mut() {
-            for guess in recent.iter_mut() {
-                if let Some(event) = coalesced(guess, now) {
-                    events.push(event);
-                }
-            }
-        }
-        guesses.prune(now, self.window);
         events
     }
 
     /// Puts back events whose write failed, to be tried at the next flush.
     pub fn put_back_repeats(&self, events: Vec<AuditEvent>) {
-        let mut guesses = lock(&self.guesses);
-        let room = MEMORY_ENTRIES.saturating_sub(guesses.orphaned.len());
-        guesses.orphaned.extend(events.into_iter().take(room));
+        lock(&self.guesses).put_back(events);
     }
 
     /// Guesses remembered now, for tests and metrics.
     pub fn remembered_guesses(&self) -> usize {
-        lock(&self.guesses).count
+        lock(&self.guesses).remembered()
     }
 
     /// Starts watching a login's scopes (and its own guess) before its
@@ -549,54 +479,6 @@ fn throttled_events(throttled: Throttled, now: Timestamp) -> Vec<AuditEvent> {
         events.push(event);
     }
     events
-}
-
-fn find<'a>(recent: &'a mut [Guess], digest: &GuessDigest) -> Option<&'a mut Guess> {
-    recent
-        .iter_mut()
-        .find(|guess| bool::from(guess.digest.0[..].ct_eq(&digest.0[..])))
-}
-
-/// The coalesced event of a guess's unwritten repeats, if any.
-fn coalesced(guess: &mut Guess, now: Timestamp) -> Option<AuditEvent> {
-    if guess.repeats == 0 {
-        return None;
-    }
-    let mut event = guess.event.clone();
-    event.at = now;
-    event.item_count = Some(i64::from(guess.repeats));
-    event.detail = format!("{} (repeated)", guess.reason.as_str());
-    guess.repeats = 0;
-    Some(event)
-}
-
-fn orphan(orphaned: &mut Vec<AuditEvent>, mut guess: Guess, now: Timestamp) {
-    if orphaned.len() < MEMORY_ENTRIES {
-        orphaned.extend(coalesced(&mut guess, now));
-    }
-}
-
-impl Guesses {
-    /// Drops guesses past the window, keeping their unwritten repeats.
-    fn prune(&mut self, now: Timestamp, window: Duration) {
-        let Guesses {
-            by_pair,
-            count,
-            orphaned,
-            ..
-        } = self;
-        by_pair.retain(|_, recent| {
-            let (keep, old): (Vec<Guess>, Vec<Guess>) = std::mem::take(recent)
-                .into_iter()
-                .partition(|guess| now.within(guess.counted_at, window));
-            for guess in old {
-                *count -= 1;
-                orphan(orphaned, guess, now);
-            }
-            *recent = keep;
-            !recent.is_empty()
-        });
-    }
 }
 
 /// Places taken by guesses in flight, per scope key, and the logins
@@ -758,7 +640,7 @@ mod tests {
     }
 
     fn memory() -> ThrottleMemory {
-        ThrottleMemory::new(Duration::from_secs(86_400)).unwrap()
+        ThrottleMemory::new(Duration::from_secs(86_400), 100_000).unwrap()
     }
 
     fn pair() -> Scope {
@@ -767,6 +649,23 @@ mod tests {
 
     fn event() -> AuditEvent {
         AuditEvent::new(EventType::AuthenticationFailed, at(0), "proxy")
+    }
+
+    fn guess(
+        digest: GuessDigest,
+        verified_against: HashPrint,
+        matched: bool,
+        reason: FailureReason,
+    ) -> NewGuess {
+        NewGuess {
+            digest,
+            verified_against,
+            matched,
+            event: event(),
+            reason,
+            network: "192.0.2.1/32".parse().unwrap(),
+            account_known: true,
+        }
     }
 
     fn digest(memory: &ThrottleMemory, typed: &str) -> GuessDigest {
@@ -780,7 +679,7 @@ mod tests {
         let hash = HashPrint::of(Some("$argon2id$one"));
         assert_eq!(memory.recall(&pair(), &old, hash, at(0)), Recall::New);
         let reason = FailureReason::Revoked;
-        memory.remember_guess(&pair(), old, hash, true, reason, event(), true, at(0));
+        memory.remember_guess(&pair(), guess(old, hash, true, reason), Counted::Now, at(0));
         assert_eq!(
             memory.recall(&pair(), &old, hash, at(86_399)),
             Recall::Known { matched: true }
@@ -885,18 +784,12 @@ mod tests {
         let old = digest(&memory, "old password");
         let none = HashPrint::of(None);
         let expired = FailureReason::Expired;
-        memory.remember_guess(&pair(), old, none, false, expired, event(), true, at(0));
+        let remember = |counted, at| {
+            memory.remember_guess(&pair(), guess(old, none, false, expired), counted, at);
+        };
+        remember(Counted::Now, at(0));
         for second in 1..=5 {
-            memory.remember_guess(
-                &pair(),
-                old,
-                none,
-                false,
-                expired,
-                event(),
-                false,
-                at(second),
-            );
+            remember(Counted::Before, at(second));
         }
         let events = memory.take_repeats(at(6));
         assert_eq!(events.len(), 1);
@@ -906,7 +799,7 @@ mod tests {
         assert!(memory.take_repeats(at(7)).is_empty(), "written once");
         // A guess past the window is forgotten; its last repeats are still
         // audited.
-        memory.remember_guess(&pair(), old, none, false, expired, event(), false, at(8));
+        remember(Counted::Before, at(8));
         let later = at(86_400 + 1);
         assert_eq!(memory.take_repeats(later)[0].item_count, Some(1));
         assert_eq!(memory.remembered_guesses(), 0);

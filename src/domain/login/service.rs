@@ -7,11 +7,12 @@ use std::time::Duration;
 use super::decision::{self, Decision, Effect, Facts, Gate, Verification};
 use super::explain::{self, ExplainRequest, Explanation, Viewer};
 use super::memory::{
-    GuessDigest, HashPrint, Recall, Reservation, Reserve, ThrottleMemory, ThrottledAttempt,
+    Counted, GuessDigest, HashPrint, NewGuess, Recall, Reservation, Reserve, ThrottleMemory,
+    ThrottledAttempt,
 };
 use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, Usage};
 use super::store::{LoginStore, ThrottleStore, UsageStore};
-use super::throttle::{ScopeKind, Scopes, ThrottleConfig};
+use super::throttle::{source_network, ScopeKind, Scopes, ThrottleConfig};
 use super::usage::{success_events, PendingUse, UsageBuffer, UsageConfig};
 use super::verified_cache::{VerifiedCache, VerifiedCacheConfig};
 use crate::domain::accounts::store::AccountStore;
@@ -155,7 +156,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 hasher,
                 clock,
                 config,
-                memory: ThrottleMemory::new(window)?,
+                memory: ThrottleMemory::new(window, config.throttle.remembered_guesses)?,
                 verified: VerifiedCache::new(config.verified_cache)?,
                 usage: UsageBuffer::new(config.usage),
                 running: Running::default(),
@@ -460,20 +461,20 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         let pair = &login.scopes.pair;
         // Every refusal but a wrong password is reached with a right one.
         let matched = reason != FailureReason::InvalidCredentials;
-        let remember = |event: AuditEvent, counted: bool| {
-            memory.remember_guess(
-                pair,
-                login.digest,
-                login.print,
+        let remember = |event: AuditEvent, counted: Counted| {
+            let guess = NewGuess {
+                digest: login.digest,
+                verified_against: login.print,
                 matched,
-                reason,
                 event,
-                counted,
-                now,
-            );
+                reason,
+                network: source_network(login.facts.client_ip),
+                account_known: login.facts.state.account_exists,
+            };
+            memory.remember_guess(pair, guess, counted, now);
         };
         if login.counted_before {
-            remember(event, false);
+            remember(event, Counted::Before);
             return Ok(());
         }
         let throttle = &self.inner.config.throttle;
@@ -488,7 +489,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             .record_failures(rules, now, event.clone())
             .await?;
         memory.counted(&login.scopes.all());
-        remember(event, true);
+        remember(event, Counted::Now);
         for (scope, counter) in counters {
             if let Some(until) = counter.blocked_until {
                 if scope.kind != ScopeKind::Account {

@@ -41,6 +41,10 @@ pub struct ThrottleConfig {
     /// How long a network stays a known source of an account after a
     /// successful sign-in from it, in days.
     pub known_source_days: u64,
+    /// Recent wrong guesses each replica remembers, so repeats are not
+    /// counted again (`login/guesses.rs` says which it keeps when full):
+    /// about 1 KiB each.
+    pub remembered_guesses: usize,
 }
 
 impl Default for ThrottleConfig {
@@ -53,6 +57,7 @@ impl Default for ThrottleConfig {
             max_delay_secs: 3600,
             window_secs: 86_400,
             known_source_days: 30,
+            remembered_guesses: 100_000,
         }
     }
 }
