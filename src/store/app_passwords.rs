@@ -13,8 +13,8 @@ use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password};
 use super::{before_cursor, convert, db_error, fixed_shape, millis_of_duration, SqlStore};
 use crate::domain::app_passwords::model::{
-    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword, Notice,
-    NoticeKind, NoticeWindow,
+    AppPassword, AppPasswordCursor, BulkFilter, Change, Holding, IssueOutcome, NewAppPassword,
+    Notice, NoticeKind, NoticeWindow,
 };
 use crate::domain::app_passwords::store::{AppPasswordStore, BulkBatch};
 use crate::domain::audit::event::AuditEvent;
@@ -218,6 +218,7 @@ impl AppPasswordStore for SqlStore {
         &self,
         username: &Username,
         show_revoked: bool,
+        issued_by: Option<&str>,
         after: Option<AppPasswordCursor>,
         limit: u32,
     ) -> Result<Option<Page<AppPassword>>> {
@@ -233,6 +234,9 @@ impl AppPasswordStore for SqlStore {
             app_password::Entity::find().filter(app_password::Column::AccountId.eq(account.id));
         if !show_revoked {
             query = query.filter(app_password::Column::RevokedAt.is_null());
+        }
+        if let Some(issuer) = issued_by {
+            query = query.filter(app_password::Column::IssuedBy.eq(issuer));
         }
         if let Some(cursor) = after {
             query = query.filter(before_cursor(
@@ -594,14 +598,34 @@ impl AppPasswordStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn issued_any(&self, username: &Username, issuer: &str) -> Result<bool> {
-        let found = app_password::Entity::find()
-            .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
-            .filter(app_password::Column::IssuedBy.eq(issuer))
-            .count(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(found > 0)
+    async fn holding_of(
+        &self,
+        username: &Username,
+        issuer: &str,
+        now: Timestamp,
+    ) -> Result<Holding> {
+        let issued = || {
+            app_password::Entity::find()
+                .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
+                .filter(app_password::Column::IssuedBy.eq(issuer))
+        };
+        let exists = |query: sea_orm::Select<app_password::Entity>| async {
+            let found: Option<Uuid> = query
+                .select_only()
+                .column(app_password::Column::Id)
+                .into_tuple()
+                .one(&self.db)
+                .await
+                .map_err(db_error)?;
+            Ok::<_, Error>(found.is_some())
+        };
+        Ok(if exists(issued().filter(active_at(now))).await? {
+            Holding::Live
+        } else if exists(issued()).await? {
+            Holding::Ended
+        } else {
+            Holding::Nothing
+        })
     }
 
     #[tracing::instrument(skip_all)]

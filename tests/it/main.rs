@@ -22,6 +22,7 @@ mod fail2ban;
 mod faults;
 mod fuzz;
 mod hash_pool;
+mod issuers;
 mod leaks;
 mod lifecycle;
 mod limits;

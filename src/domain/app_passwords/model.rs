@@ -269,6 +269,20 @@ pub enum IssueOutcome {
     SelectorTaken,
 }
 
+/// What one issuer holds on an account: how much of it ExplainLogin
+/// shows that issuer (`login::explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// It issued none of the account's passwords (or they were pruned).
+    Nothing,
+    /// Only passwords that are over: revoked, expired or idle-expired.
+    /// Anyone with the role can make one (issue, then revoke).
+    Ended,
+    /// A password that counts toward the cap (active or suspended): a
+    /// working credential of the account, which its user was told of.
+    Live,
+}
+
 /// The error for an app password that does not exist.
 pub fn app_password_not_found(username: &Username, id: Uuid) -> Error {
     Error::NotFound {

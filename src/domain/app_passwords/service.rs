@@ -218,7 +218,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         limit: u32,
     ) -> Result<Page<AppPassword>> {
         self.store()
-            .list_app_passwords(username, show_revoked, after, limit)
+            .list_app_passwords(username, show_revoked, None, after, limit)
             .await?
             .ok_or_else(|| account_not_found(username))
     }

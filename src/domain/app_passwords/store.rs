@@ -5,8 +5,8 @@ use std::future::Future;
 use uuid::Uuid;
 
 use super::model::{
-    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword, Notice,
-    NoticeWindow,
+    AppPassword, AppPasswordCursor, BulkFilter, Change, Holding, IssueOutcome, NewAppPassword,
+    Notice, NoticeWindow,
 };
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::error::Result;
@@ -34,11 +34,13 @@ pub trait AppPasswordStore: Clone + Send + Sync + 'static {
         id: Uuid,
     ) -> impl Future<Output = Result<Option<AppPassword>>> + Send;
 
-    /// `None` when the account does not exist.
+    /// `None` when the account does not exist. With `issued_by`, only
+    /// the passwords that caller issued.
     fn list_app_passwords(
         &self,
         username: &Username,
         show_revoked: bool,
+        issued_by: Option<&str>,
         after: Option<AppPasswordCursor>,
         limit: u32,
     ) -> impl Future<Output = Result<Option<Page<AppPassword>>>> + Send;
@@ -138,12 +140,14 @@ pub trait AppPasswordStore: Clone + Send + Sync + 'static {
         notices: Vec<Notice>,
     ) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Whether `issuer` issued any of the account's app passwords.
-    fn issued_any(
+    /// What `issuer` holds on the account at `now`: nothing, only
+    /// passwords that are over, or a live one.
+    fn holding_of(
         &self,
         username: &Username,
         issuer: &str,
-    ) -> impl Future<Output = Result<bool>> + Send;
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Holding>> + Send;
 
     /// Deletes up to `limit` passwords revoked, expired or idle-expired
     /// before `ended_before`; returns how many.
