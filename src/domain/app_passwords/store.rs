@@ -5,8 +5,8 @@ use std::future::Future;
 use uuid::Uuid;
 
 use super::model::{
-    AppPassword, AppPasswordCursor, BulkFilter, Change, Holding, IssueOutcome, NewAppPassword,
-    Notice, NoticeWindow,
+    AppPassword, AppPasswordCursor, BulkFilter, Change, Holding, IssueLimits, IssueOutcome,
+    NewAppPassword, Notice, NoticeWindow,
 };
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::error::Result;
@@ -19,14 +19,24 @@ use crate::domain::shared::username::Username;
 pub trait AppPasswordStore: Clone + Send + Sync + 'static {
     /// Creates the account if it does not exist, then, atomically with
     /// respect to every other issue for the same account, checks that it is
-    /// enabled and below `cap` active passwords, inserts the password and
-    /// writes `event`.
+    /// enabled, below `limits.cap` active passwords and within its issue
+    /// bound (`issue_bounds::account_wait` on its newest issues), inserts
+    /// the password and writes `event`.
     fn issue(
         &self,
         new: NewAppPassword,
-        cap: u32,
+        limits: IssueLimits,
         event: AuditEvent,
     ) -> impl Future<Output = Result<IssueOutcome>> + Send;
+
+    /// When the account's newest passwords were issued, newest first:
+    /// those created after `after`, at most `limit`, revoked ones included.
+    fn newest_issues(
+        &self,
+        username: &Username,
+        after: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Timestamp>>> + Send;
 
     fn get_app_password(
         &self,

@@ -42,8 +42,9 @@ pub enum Viewer {
 /// password it issued and revoked at once is made at will and grants
 /// nothing but a view of that password. A live one (active or suspended)
 /// is a working credential of the account, which its user is told of
-/// (the feed's issue event), which counts against the cap, and which the
-/// issuer could sign in with anyway: that is the helpdesk's standing. Even then, of other issuers' passwords it sees
+/// (the feed's issue event), which counts against the cap and the issue
+/// bounds, and which the issuer could sign in with anyway: that is the
+/// helpdesk's standing. Even then, of other issuers' passwords it sees
 /// nothing, and of its network's scope only the block: its count is of
 /// every account's failures from there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
