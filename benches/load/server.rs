@@ -30,7 +30,8 @@ pub struct Server {
 impl Server {
     /// Migrates `database_url`, makes an issuer and an authenticator key,
     /// and starts serving with the default configuration (default argon2
-    /// parameters included), but for a per-account cap out of the way.
+    /// parameters included), but for a per-account cap and a per-caller
+    /// issue bound out of the way.
     pub async fn start(database_url: &str, dir: &Path) -> Result<Self, BoxError> {
         run(&["migrate", "--database-url", database_url])?;
         let mut server = Self {
@@ -82,6 +83,12 @@ impl Server {
                 "127.0.0.1:143",
             )
             .env("LATCHKEY_MAX_ACTIVE_APP_PASSWORDS", "1000")
+            // The IssueAppPassword scenario is one caller issuing as fast as
+            // it can: the bound on a caller's issues would be its subject.
+            .env(
+                "LATCHKEY_APP_PASSWORDS__CALLER_ISSUES_PER_MINUTE",
+                "100000000",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::audit::feed::EventView;
 use crate::domain::audit::EventType;
 use crate::domain::callers::model::Role;
 
@@ -198,6 +199,26 @@ pub fn watchable(role: Role) -> &'static [EventType] {
         Role::Notifier => USER_EVENTS,
         Role::Operator => &FEED_EVENTS,
         Role::Issuer => &[],
+    }
+}
+
+/// How much of each event `role`'s change feed carries: what the role
+/// needs of the events [`watchable`] gives it, and no more.
+///
+/// - authenticators (proxies) flush a cached login: which account and
+///   which app password changed, the type and the time
+///   ([`EventView::Target`]); not an issuer's free-text reasons, an
+///   update's old and new settings (networks among them), client
+///   addresses, counts or who did it;
+/// - notifiers tell a user what happened to their credentials: what, why
+///   (the reason given), from where (a new network's address and
+///   protocol), how many, and by whom (the portal, the helpdesk,
+///   housekeeping): [`EventView::Whole`];
+/// - operators: everything.
+pub fn watch_view(role: Role) -> EventView {
+    match role {
+        Role::Notifier | Role::Operator => EventView::Whole,
+        Role::Authenticator | Role::Issuer => EventView::Target,
     }
 }
 

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use crate::domain::audit::event::{AuditCursor, AuditFilter, EventType};
-use crate::domain::audit::feed::{FeedFilter, ResumeToken};
+use crate::domain::audit::feed::{EventView, FeedFilter, ResumeToken};
 use crate::domain::audit::service::AuditTrail;
 use crate::domain::audit::store::AuditStore;
 use crate::domain::audit::watch::{EventFeed, WatchItem, WatchRequest};
@@ -134,8 +134,11 @@ impl<S: AuditStore> AuditService for AuditHandler<S> {
         &self,
         request: Request<WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        // The access table lets only watchers here; each sees its reach.
-        let reach = caller::role_of(&request).map_or(&[][..], access::watchable);
+        // The access table lets only watchers here; each sees its reach,
+        // and of each event its view.
+        let role = caller::role_of(&request);
+        let reach = role.map_or(&[][..], access::watchable);
+        let view = role.map_or(EventView::Target, access::watch_view);
         let caller = caller::name_of(&request);
         let request = request.into_inner();
         let mut v = Violations::default();
@@ -165,6 +168,7 @@ impl<S: AuditStore> AuditService for AuditHandler<S> {
                     event_types,
                     username,
                 },
+                view,
                 resume,
             })
             .await?;

@@ -171,8 +171,8 @@ where
         &self,
         request: Request<ExplainLoginRequest>,
     ) -> Result<Response<LoginExplanation>, Status> {
-        // The access table lets only issuers and operators here; an issuer
-        // sees only its own users.
+        // The access table lets only issuers and operators here; what an
+        // issuer sees is decided in `domain::login::explain`.
         let viewer = match caller::role_of(&request) {
             Some(Role::Operator) => Viewer::Operator,
             _ => Viewer::Issuer(caller::name_of(&request)),
@@ -242,7 +242,7 @@ fn explanation_to_pb(
             .collect(),
         source: explanation.source.map(scope_to_pb),
         pair: explanation.pair.map(scope_to_pb),
-        account: Some(scope_to_pb(explanation.account)),
+        account: explanation.account.map(scope_to_pb),
         recent_failures: explanation
             .recent_failures
             .into_iter()

@@ -3,7 +3,8 @@
 //! Clients get a code and a message written for them, and a
 //! `google.rpc.ErrorInfo` with a stable reason (domain `latchkey`) they can
 //! branch on without reading the message; INVALID_ARGUMENT also carries
-//! `google.rpc.BadRequest` with every bad field. Internal details (database
+//! `google.rpc.BadRequest` with every bad field, and a rate bound's
+//! RESOURCE_EXHAUSTED a `google.rpc.RetryInfo` saying when to retry. Internal details (database
 //! errors, bugs) go to the log and never into a status.
 
 use tonic::{Code, Status};
@@ -44,6 +45,15 @@ impl From<Error> for Status {
             }
             Error::ResourceExhausted(_, message) => {
                 with_reason(Code::ResourceExhausted, message, reason)
+            }
+            Error::RateLimited {
+                message,
+                retry_after,
+                ..
+            } => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.set_error_info(reason.as_str(), DOMAIN, []);
+                Status::with_error_details(Code::ResourceExhausted, message, details)
             }
             Error::Unauthenticated(message) => with_reason(Code::Unauthenticated, message, reason),
             Error::Unavailable(source) => {

@@ -12,9 +12,10 @@ use super::audit::insert_events;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password};
 use super::{before_cursor, convert, db_error, fixed_shape, millis_of_duration, SqlStore};
+use crate::domain::app_passwords::issue_bounds::{account_counted_after, account_wait};
 use crate::domain::app_passwords::model::{
-    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword, Notice,
-    NoticeKind, NoticeWindow,
+    AppPassword, AppPasswordCursor, BulkFilter, Change, Holding, IssueLimits, IssueOutcome,
+    NewAppPassword, Notice, NoticeKind, NoticeWindow,
 };
 use crate::domain::app_passwords::store::{AppPasswordStore, BulkBatch};
 use crate::domain::audit::event::AuditEvent;
@@ -98,7 +99,7 @@ impl AppPasswordStore for SqlStore {
     async fn issue(
         &self,
         new: NewAppPassword,
-        cap: u32,
+        limits: IssueLimits,
         event: AuditEvent,
     ) -> Result<IssueOutcome> {
         let created = account::ActiveModel {
@@ -152,8 +153,20 @@ impl AppPasswordStore for SqlStore {
             .count(&txn)
             .await
             .map_err(db_error)?;
-        if active >= u64::from(cap) {
+        if active >= u64::from(limits.cap) {
             return Ok(IssueOutcome::CapReached);
+        }
+        // Under the account's lock, so concurrent issues cannot pass the
+        // bound together.
+        let newest = newest_issues_on(
+            &txn,
+            app_password::Column::AccountId.eq(account.id),
+            account_counted_after(new.created_at),
+            limits.per_hour,
+        )
+        .await?;
+        if let Some(wait) = account_wait(limits.per_hour, &newest, new.created_at) {
+            return Ok(IssueOutcome::AccountIssueLimit(wait));
         }
         let selector_taken = app_password::Entity::find()
             .filter(app_password::Column::AccountId.eq(account.id))
@@ -218,6 +231,7 @@ impl AppPasswordStore for SqlStore {
         &self,
         username: &Username,
         show_revoked: bool,
+        issued_by: Option<&str>,
         after: Option<AppPasswordCursor>,
         limit: u32,
     ) -> Result<Option<Page<AppPassword>>> {
@@ -233,6 +247,9 @@ impl AppPasswordStore for SqlStore {
             app_password::Entity::find().filter(app_password::Column::AccountId.eq(account.id));
         if !show_revoked {
             query = query.filter(app_password::Column::RevokedAt.is_null());
+        }
+        if let Some(issuer) = issued_by {
+            query = query.filter(app_password::Column::IssuedBy.eq(issuer));
         }
         if let Some(cursor) = after {
             query = query.filter(before_cursor(
@@ -594,14 +611,45 @@ impl AppPasswordStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn issued_any(&self, username: &Username, issuer: &str) -> Result<bool> {
-        let found = app_password::Entity::find()
-            .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
-            .filter(app_password::Column::IssuedBy.eq(issuer))
-            .count(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(found > 0)
+    async fn newest_issues(
+        &self,
+        username: &Username,
+        after: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Timestamp>> {
+        let account = app_password::Column::AccountId.in_subquery(account_id_of(username));
+        newest_issues_on(&self.db, account, after, limit).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn holding_of(
+        &self,
+        username: &Username,
+        issuer: &str,
+        now: Timestamp,
+    ) -> Result<Holding> {
+        let issued = || {
+            app_password::Entity::find()
+                .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
+                .filter(app_password::Column::IssuedBy.eq(issuer))
+        };
+        let exists = |query: sea_orm::Select<app_password::Entity>| async {
+            let found: Option<Uuid> = query
+                .select_only()
+                .column(app_password::Column::Id)
+                .into_tuple()
+                .one(&self.db)
+                .await
+                .map_err(db_error)?;
+            Ok::<_, Error>(found.is_some())
+        };
+        Ok(if exists(issued().filter(active_at(now))).await? {
+            Holding::Live
+        } else if exists(issued()).await? {
+            Holding::Ended
+        } else {
+            Holding::Nothing
+        })
     }
 
     #[tracing::instrument(skip_all)]
@@ -632,6 +680,30 @@ impl AppPasswordStore for SqlStore {
             .map_err(db_error)?;
         Ok(deleted.rows_affected)
     }
+}
+
+/// When the account's newest passwords were issued after `after`, newest
+/// first, at most `limit`: a range of `ix_app_password_account_created`.
+/// `account` picks the account's rows.
+async fn newest_issues_on(
+    connection: &impl ConnectionTrait,
+    account: SimpleExpr,
+    after: Timestamp,
+    limit: u32,
+) -> Result<Vec<Timestamp>> {
+    use app_password::Column as C;
+    let created: Vec<i64> = app_password::Entity::find()
+        .select_only()
+        .column(C::CreatedAt)
+        .filter(account)
+        .filter(C::CreatedAt.gt(after.as_millis()))
+        .order_by_desc(C::CreatedAt)
+        .limit(u64::from(limit))
+        .into_tuple()
+        .all(connection)
+        .await
+        .map_err(db_error)?;
+    Ok(created.into_iter().map(Timestamp::from_millis).collect())
 }
 
 /// Up to `limit` passwords matching `condition`, in id order after

@@ -23,6 +23,7 @@ mod faults;
 mod front_door;
 mod fuzz;
 mod hash_pool;
+mod issuers;
 mod leaks;
 mod lifecycle;
 mod limits;

@@ -27,6 +27,7 @@ backend_tests!(
     a_watcher_sees_a_walk_in_order_and_resumes_without_loss_or_repeats,
     bad_watch_requests_are_invalid_and_change_nothing,
     roles_watch_only_their_reach,
+    a_proxy_is_told_which_changed_not_why,
     two_replicas_writing_at_once_stream_every_event_once_in_order,
     a_later_sequence_waits_for_an_earlier_one_to_commit,
     a_stalled_watcher_costs_bounded_memory_and_then_gets_everything,
@@ -390,6 +391,103 @@ async fn roles_watch_only_their_reach(backend: Backend) {
         "callers are not users' events"
     );
     assert!(proxy.quiet_for(Duration::from_millis(300)).await);
+}
+
+/// An issuer's free-text reasons and an update's settings (networks among
+/// them) reach the notifier that tells the user and the operator, not the
+/// proxies that only flush a cache: counted field by field on each stream.
+async fn a_proxy_is_told_which_changed_not_why(backend: Backend) {
+    const REASON: &str = "ticket 4711: the user says their laptop was stolen";
+    const NETWORK: &str = "198.51.100.0/24";
+    let server = TestServer::start(backend).await;
+    let mut proxy = Watcher::open(&server, Role::Authenticator, all_types()).await;
+    let mut notifier = Watcher::open(&server, Role::Notifier, all_types()).await;
+    let mut operator = Watcher::open(&server, Role::Operator, all_types()).await;
+
+    let (name, _) = issue_simple(&server, "told").await;
+    let mut app_passwords = server.app_passwords();
+    app_passwords
+        .update_app_password(UpdateAppPasswordRequest {
+            app_password: Some(latchkey::grpc::pb::AppPassword {
+                name: name.clone(),
+                allowed_networks: vec![NETWORK.into()],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["allowed_networks".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    app_passwords
+        .revoke_app_password(latchkey::grpc::pb::RevokeAppPasswordRequest {
+            name: name.clone(),
+            reason: REASON.into(),
+        })
+        .await
+        .unwrap();
+    issue_simple(&server, "told").await;
+    let revoked_all = app_passwords
+        .revoke_account_app_passwords(latchkey::grpc::pb::RevokeAccountAppPasswordsRequest {
+            parent: "accounts/told".into(),
+            reason: REASON.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revoked_all.revoked_count, 1);
+
+    let changes = [
+        AuditEventType::AppPasswordUpdated,
+        AuditEventType::AppPasswordRevoked,
+        AuditEventType::AccountAppPasswordsRevoked,
+    ];
+    let seen = proxy.take(3).await;
+    assert_eq!(types_of(&seen), changes);
+    for event in &seen {
+        assert_eq!(event.account, "accounts/told");
+        assert!(event.occur_time.is_some() && event.name.starts_with("auditEvents/"));
+        // Which changed, and nothing of who, why, from where or how many.
+        let unsaid = (
+            event.actor.as_str(),
+            event.detail.as_str(),
+            event.client_ip.as_str(),
+            event.caller.as_str(),
+            event.item_count,
+            event.protocol,
+        );
+        assert_eq!(unsaid, ("", "", "", "", 0, 0), "{event:?}");
+    }
+    assert_eq!(
+        (seen[0].app_password.as_str(), seen[1].app_password.as_str()),
+        (name.as_str(), name.as_str())
+    );
+    assert!(proxy.quiet_for(Duration::from_millis(300)).await);
+
+    // The notifier and the operator: all of it.
+    for watcher in [&mut notifier, &mut operator] {
+        let seen = watcher.take(5).await;
+        let said: Vec<_> = seen
+            .iter()
+            .map(|e| (e.r#type(), e.actor.as_str(), e.item_count))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                (AuditEventType::AppPasswordIssued, "test-issuer", 0),
+                (AuditEventType::AppPasswordUpdated, "test-issuer", 0),
+                (AuditEventType::AppPasswordRevoked, "test-issuer", 0),
+                (AuditEventType::AppPasswordIssued, "test-issuer", 0),
+                (AuditEventType::AccountAppPasswordsRevoked, "test-issuer", 1),
+            ]
+        );
+        assert_eq!(seen[0].detail, "Thunderbird");
+        assert!(seen[1].detail.contains(NETWORK), "{:?}", seen[1]);
+        assert_eq!(
+            (seen[2].detail.as_str(), seen[4].detail.as_str()),
+            (REASON, REASON)
+        );
+    }
 }
 
 /// Toggles `username` disabled and enabled `times` times through `server`:

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::issue_bounds::{
+    ACCOUNT_WINDOW, DEFAULT_ACCOUNT_ISSUES_PER_HOUR, DEFAULT_CALLER_ISSUES_PER_MINUTE,
+};
 use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::secrets::format::Secret;
 use crate::domain::shared::client::ClientName;
@@ -259,14 +262,41 @@ pub struct NewAppPassword {
     pub idle_timeout: Option<Duration>,
 }
 
+/// What an issue is checked against in its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssueLimits {
+    /// Active passwords the account may hold (`max_active_app_passwords`).
+    pub cap: u32,
+    /// Passwords the account may have issued in any rolling hour
+    /// (`app_passwords.account_issues_per_hour`).
+    pub per_hour: u32,
+}
+
 #[derive(Debug)]
 pub enum IssueOutcome {
     Issued(Box<AppPassword>),
     AccountDisabled,
     CapReached,
+    /// The account's issue bound is reached; another may be issued after
+    /// this long (`issue_bounds::account_wait`).
+    AccountIssueLimit(Duration),
     /// The account already has a password with this selector (about one
     /// issue in 450,000 per existing password); draw a new secret.
     SelectorTaken,
+}
+
+/// What one issuer holds on an account: how much of it ExplainLogin
+/// shows that issuer (`login::explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holding {
+    /// It issued none of the account's passwords (or they were pruned).
+    Nothing,
+    /// Only passwords that are over: revoked, expired or idle-expired.
+    /// Anyone with the role can make one (issue, then revoke).
+    Ended,
+    /// A password that counts toward the cap (active or suspended): a
+    /// working credential of the account, which its user was told of.
+    Live,
 }
 
 /// The error for an app password that does not exist.
@@ -573,6 +603,12 @@ pub struct AppPasswordsConfig {
     /// What a change of an account's primary credential does to its app
     /// passwords, per kind of change.
     pub on_primary_change: ChangePolicies,
+    /// Passwords one account may have issued in any rolling hour, revoked
+    /// ones included, on all replicas together (`issue_bounds`).
+    pub account_issues_per_hour: u32,
+    /// Passwords one caller may issue in any rolling minute, on each
+    /// replica (`issue_bounds`).
+    pub caller_issues_per_minute: u32,
 }
 
 impl Default for AppPasswordsConfig {
@@ -581,13 +617,17 @@ impl Default for AppPasswordsConfig {
             default_idle_timeout: None,
             prune_ended_after: Span::days(90),
             on_primary_change: ChangePolicies::default(),
+            account_issues_per_hour: DEFAULT_ACCOUNT_ISSUES_PER_HOUR,
+            caller_issues_per_minute: DEFAULT_CALLER_ISSUES_PER_MINUTE,
         }
     }
 }
 
 impl AppPasswordsConfig {
     /// Refuses, at start, settings that would fail later: a default idle
-    /// timeout out of bounds would refuse every issue that asks for none.
+    /// timeout out of bounds would refuse every issue that asks for none; a
+    /// bound of 0 would refuse every issue; pruning within the hour would
+    /// let the account's issue bound forget revoked passwords.
     /// (A long usage flush interval is allowed: idle expiry may then come
     /// up to that interval early, as the README says, and housekeeping's
     /// mark waits that long past the deadline.)
@@ -595,6 +635,21 @@ impl AppPasswordsConfig {
         if let Some(timeout) = self.default_idle_timeout {
             check_idle_timeout(timeout.duration())
                 .map_err(|why| format!("app_passwords.default_idle_timeout {why}"))?;
+        }
+        if self.account_issues_per_hour == 0 || self.caller_issues_per_minute == 0 {
+            return Err(
+                "app_passwords.account_issues_per_hour and caller_issues_per_minute must be at least 1"
+                    .to_owned(),
+            );
+        }
+        // The account's bound counts its rows of the last hour, revoked
+        // ones included: they must not be pruned before they stop counting.
+        let prune = self.prune_ended_after.duration();
+        if !prune.is_zero() && prune < ACCOUNT_WINDOW {
+            return Err(
+                "app_passwords.prune_ended_after must be 0s (keep) or at least 1h: revoked passwords of the last hour count toward account_issues_per_hour"
+                    .to_owned(),
+            );
         }
         Ok(())
     }
@@ -650,6 +705,21 @@ mod tests {
             now,
             horizon: now.saturating_add(notice_before),
         }
+    }
+
+    #[test]
+    fn issue_bounds_must_allow_issues_and_outlive_pruning() {
+        let config = |change: fn(&mut AppPasswordsConfig)| {
+            let mut config = AppPasswordsConfig::default();
+            change(&mut config);
+            config.validate()
+        };
+        assert!(config(|_| {}).is_ok());
+        assert!(config(|c| c.account_issues_per_hour = 0).is_err());
+        assert!(config(|c| c.caller_issues_per_minute = 0).is_err());
+        assert!(config(|c| c.prune_ended_after = Span::parse("59m").unwrap()).is_err());
+        assert!(config(|c| c.prune_ended_after = Span::parse("1h").unwrap()).is_ok());
+        assert!(config(|c| c.prune_ended_after = Span::parse("0s").unwrap()).is_ok());
     }
 
     #[test]

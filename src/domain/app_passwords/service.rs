@@ -7,10 +7,11 @@ use uuid::Uuid;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::issue_bounds::{account_counted_after, account_issue_limit, account_wait, CallerIssues};
 use super::model::{
     app_password_not_found, check_idle_timeout, usage_lag, AppPassword, AppPasswordCursor,
-    AppPasswordsConfig, BulkFilter, Change, ChangePolicy, CredentialChange, Expiry, IssueOutcome,
-    IssueRequest, Issued, NewAppPassword, Notice, NoticeKind, NoticeWindow, Refusal,
+    AppPasswordsConfig, BulkFilter, Change, ChangePolicy, CredentialChange, Expiry, IssueLimits,
+    IssueOutcome, IssueRequest, Issued, NewAppPassword, Notice, NoticeKind, NoticeWindow, Refusal,
     SettingsUpdate, Suspension, HOUSEKEEPING,
 };
 use super::store::AppPasswordStore;
@@ -51,6 +52,8 @@ struct Inner<S> {
     /// How long before its expiry, and before its idle deadline, a password
     /// gets its "expiring soon" notice (`watch.notice_before`).
     notice_before: Duration,
+    /// Each caller's recent issues on this replica (`issue_bounds`).
+    caller_issues: CallerIssues,
 }
 
 /// Passwords one batch of a bulk revocation or of housekeeping takes: one
@@ -109,6 +112,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 config,
                 idle_mark_grace: usage_lag(usage_flush_interval),
                 notice_before,
+                caller_issues: CallerIssues::default(),
             }),
         }
     }
@@ -153,10 +157,14 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
             .map(check_idle_timeout)
             .transpose()
             .map_err(|description| Error::invalid("idle_timeout", description))?;
-        let cap = self.inner.max_active_per_account;
+        let limits = IssueLimits {
+            cap: self.inner.max_active_per_account,
+            per_hour: self.inner.config.account_issues_per_hour,
+        };
+        let cap = limits.cap;
 
-        // A cheap early refusal, so a disabled or full account costs no
-        // hashing; `Store::issue` checks the same again atomically.
+        // A cheap early refusal, so a disabled, full or busy account costs
+        // no hashing; `Store::issue` checks the same again atomically.
         if let Some(account) = self.store().get_account(&request.username, now).await? {
             if account.disabled.is_some() {
                 return Err(account_disabled());
@@ -164,7 +172,26 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
             if account.active_app_passwords >= cap {
                 return Err(cap_reached(cap));
             }
+            let newest = self
+                .store()
+                .newest_issues(
+                    &request.username,
+                    account_counted_after(now),
+                    limits.per_hour,
+                )
+                .await?;
+            if let Some(wait) = account_wait(limits.per_hour, &newest, now) {
+                return Err(account_issue_limit(limits.per_hour, wait));
+            }
         }
+        // Only what passed the account's checks counts against the caller,
+        // so one user's loop on their own account spends that account's
+        // bound, not the portal's.
+        self.inner.caller_issues.admit(
+            &request.issued_by,
+            self.inner.config.caller_issues_per_minute,
+            now,
+        )?;
 
         for _ in 0..SELECTOR_ATTEMPTS {
             let secret = Secret::generate()?;
@@ -188,7 +215,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
             let event = AuditEvent::new(EventType::AppPasswordIssued, now, &request.issued_by)
                 .app_password(&request.username, new.id)
                 .detail(&request.display_name);
-            match self.store().issue(new, cap, event).await? {
+            match self.store().issue(new, limits, event).await? {
                 IssueOutcome::Issued(app_password) => {
                     return Ok(Issued {
                         app_password: *app_password,
@@ -197,6 +224,9 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 }
                 IssueOutcome::AccountDisabled => return Err(account_disabled()),
                 IssueOutcome::CapReached => return Err(cap_reached(cap)),
+                IssueOutcome::AccountIssueLimit(wait) => {
+                    return Err(account_issue_limit(limits.per_hour, wait))
+                }
                 IssueOutcome::SelectorTaken => continue,
             }
         }
@@ -218,7 +248,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         limit: u32,
     ) -> Result<Page<AppPassword>> {
         self.store()
-            .list_app_passwords(username, show_revoked, after, limit)
+            .list_app_passwords(username, show_revoked, None, after, limit)
             .await?
             .ok_or_else(|| account_not_found(username))
     }

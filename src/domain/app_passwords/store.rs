@@ -5,8 +5,8 @@ use std::future::Future;
 use uuid::Uuid;
 
 use super::model::{
-    AppPassword, AppPasswordCursor, BulkFilter, Change, IssueOutcome, NewAppPassword, Notice,
-    NoticeWindow,
+    AppPassword, AppPasswordCursor, BulkFilter, Change, Holding, IssueLimits, IssueOutcome,
+    NewAppPassword, Notice, NoticeWindow,
 };
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::error::Result;
@@ -19,14 +19,24 @@ use crate::domain::shared::username::Username;
 pub trait AppPasswordStore: Clone + Send + Sync + 'static {
     /// Creates the account if it does not exist, then, atomically with
     /// respect to every other issue for the same account, checks that it is
-    /// enabled and below `cap` active passwords, inserts the password and
-    /// writes `event`.
+    /// enabled, below `limits.cap` active passwords and within its issue
+    /// bound (`issue_bounds::account_wait` on its newest issues), inserts
+    /// the password and writes `event`.
     fn issue(
         &self,
         new: NewAppPassword,
-        cap: u32,
+        limits: IssueLimits,
         event: AuditEvent,
     ) -> impl Future<Output = Result<IssueOutcome>> + Send;
+
+    /// When the account's newest passwords were issued, newest first:
+    /// those created after `after`, at most `limit`, revoked ones included.
+    fn newest_issues(
+        &self,
+        username: &Username,
+        after: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Timestamp>>> + Send;
 
     fn get_app_password(
         &self,
@@ -34,11 +44,13 @@ pub trait AppPasswordStore: Clone + Send + Sync + 'static {
         id: Uuid,
     ) -> impl Future<Output = Result<Option<AppPassword>>> + Send;
 
-    /// `None` when the account does not exist.
+    /// `None` when the account does not exist. With `issued_by`, only
+    /// the passwords that caller issued.
     fn list_app_passwords(
         &self,
         username: &Username,
         show_revoked: bool,
+        issued_by: Option<&str>,
         after: Option<AppPasswordCursor>,
         limit: u32,
     ) -> impl Future<Output = Result<Option<Page<AppPassword>>>> + Send;
@@ -138,12 +150,14 @@ pub trait AppPasswordStore: Clone + Send + Sync + 'static {
         notices: Vec<Notice>,
     ) -> impl Future<Output = Result<u64>> + Send;
 
-    /// Whether `issuer` issued any of the account's app passwords.
-    fn issued_any(
+    /// What `issuer` holds on the account at `now`: nothing, only
+    /// passwords that are over, or a live one.
+    fn holding_of(
         &self,
         username: &Username,
         issuer: &str,
-    ) -> impl Future<Output = Result<bool>> + Send;
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Holding>> + Send;
 
     /// Deletes up to `limit` passwords revoked, expired or idle-expired
     /// before `ended_before`; returns how many.

@@ -48,6 +48,52 @@ pub struct FeedFilter {
     pub username: Option<Username>,
 }
 
+/// How much of each event a watcher's stream carries; which role gets
+/// which is in the access table (`grpc::access::watch_view`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventView {
+    /// Every field.
+    Whole,
+    /// Which account and which app password changed, how and when: the
+    /// type, the time, the account, the app password and the event's id.
+    /// Not who did it (the actor), the caller concerned, a login's client
+    /// address and protocol, a count, or the detail (an issuer's reason, an
+    /// update's old and new settings, networks among them): what a proxy
+    /// flushing its cache needs, and nothing it should hold.
+    Target,
+}
+
+impl EventView {
+    /// `event` as this view shows it.
+    pub fn show(self, event: AuditEvent) -> AuditEvent {
+        match self {
+            EventView::Whole => event,
+            EventView::Target => {
+                // Every field named: a new one is shown only once decided.
+                let AuditEvent {
+                    id,
+                    at,
+                    event_type,
+                    username,
+                    app_password_id,
+                    actor: _,
+                    caller_name: _,
+                    client_ip: _,
+                    protocol: _,
+                    item_count: _,
+                    detail: _,
+                } = event;
+                AuditEvent {
+                    id,
+                    username,
+                    app_password_id,
+                    ..AuditEvent::new(event_type, at, "")
+                }
+            }
+        }
+    }
+}
+
 /// A place in one database's feed: "everything after event `seq`".
 ///
 /// On the wire: URL-safe base64 of a version byte (1), the feed's 16-byte
@@ -235,6 +281,30 @@ mod tests {
             decoded.check(&foreign),
             Err(Error::InvalidArgument(_))
         ));
+    }
+
+    #[test]
+    fn the_target_view_keeps_which_changed_and_when_only() {
+        let username = Username::parse("alice@example.com").unwrap();
+        let id = uuid::Uuid::nil();
+        let mut event = AuditEvent::new(
+            EventType::AppPasswordUpdated,
+            crate::domain::shared::time::Timestamp::from_millis(5),
+            "portal",
+        )
+        .app_password(&username, id)
+        .detail("allowed_networks: 192.0.2.0/24 -> 198.51.100.0/24");
+        event.id = 7;
+        event.client_ip = Some("192.0.2.1".parse().unwrap());
+        event.protocol = Some(crate::domain::shared::protocol::Protocol::Imap);
+        event.item_count = Some(3);
+        event.caller_name = Some("someone".to_owned());
+        assert_eq!(EventView::Whole.show(event.clone()), event);
+        let shown = EventView::Target.show(event.clone());
+        let mut expected =
+            AuditEvent::new(event.event_type, event.at, "").app_password(&username, id);
+        expected.id = 7;
+        assert_eq!(shown, expected);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::event::{AuditEvent, EventType};
-use super::feed::{FeedEvent, FeedFilter, ResumeToken, WatchConfig};
+use super::feed::{EventView, FeedEvent, FeedFilter, ResumeToken, WatchConfig};
 use super::store::AuditStore;
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::sync::lock;
@@ -46,6 +46,8 @@ pub struct WatchRequest {
     /// The caller's name: its streams are counted against its limit.
     pub caller: String,
     pub filter: FeedFilter,
+    /// How much of each event the stream carries (by the caller's role).
+    pub view: EventView,
     /// Where to start: after this token's place, or (`None`) after the
     /// newest event now.
     pub resume: Option<ResumeToken>,
@@ -180,6 +182,7 @@ impl<S: AuditStore> EventFeed<S> {
                 inner,
                 caller: request.caller,
                 filter: request.filter,
+                view: request.view,
                 start,
                 sender,
             };
@@ -316,6 +319,7 @@ struct Stream<S> {
     inner: Arc<Inner<S>>,
     caller: String,
     filter: FeedFilter,
+    view: EventView,
     start: ResumeToken,
     sender: mpsc::Sender<Result<WatchItem>>,
 }
@@ -354,7 +358,7 @@ impl<S: AuditStore> Stream<S> {
                     place.seq = event.seq;
                     self.send(
                         Ok(WatchItem::Event {
-                            event: event.event,
+                            event: self.view.show(event.event),
                             token: place,
                         }),
                         &mut closing,

@@ -13,7 +13,7 @@ use super::store::LoginStore;
 use super::throttle::{Counter, ScopeKind, Scopes, ThrottleConfig};
 use crate::domain::accounts::model::account_not_found;
 use crate::domain::accounts::store::AccountStore;
-use crate::domain::app_passwords::model::AppPassword;
+use crate::domain::app_passwords::model::{AppPassword, Holding};
 use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::event::{AuditEvent, AuditFilter, EventType};
 use crate::domain::audit::store::AuditStore;
@@ -27,12 +27,70 @@ pub const PASSWORDS_SHOWN: u32 = 100;
 /// The newest failed logins shown.
 pub const FAILURES_SHOWN: u32 = 20;
 
-/// Who asks: operators see any account; an issuer only the accounts it
-/// issued an app password to (its own users).
+/// Who asks: operators see any account; an issuer only what its own
+/// passwords there entitle it to ([`Sight`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Viewer {
     Operator,
     Issuer(String),
+}
+
+/// How much of an account a viewer sees.
+///
+/// An issuer may issue a password to any account, so what it issued there
+/// cannot be what entitles it to the account's helpdesk data on its own: a
+/// password it issued and revoked at once is made at will and grants
+/// nothing but a view of that password. A live one (active or suspended)
+/// is a working credential of the account, which its user is told of
+/// (the feed's issue event), which counts against the cap and the issue
+/// bounds, and which the issuer could sign in with anyway: that is the
+/// helpdesk's standing. Even then, of other issuers' passwords it sees
+/// nothing, and of its network's scope only the block: its count is of
+/// every account's failures from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sight<'a> {
+    /// An operator: everything.
+    Everything,
+    /// An issuer with a live password there: its own passwords, the
+    /// account's scopes and failures (naming none of the others'
+    /// passwords), and of the network's scope only its block.
+    Helpdesk(&'a str),
+    /// An issuer whose passwords there are all over: those passwords and
+    /// whether the account is disabled; no throttle state, no failures.
+    OwnPasswords(&'a str),
+}
+
+impl<'a> Sight<'a> {
+    /// NOT_FOUND for an issuer that issued none of the account's
+    /// passwords, as if it did not exist.
+    async fn of<S: AppPasswordStore>(
+        store: &S,
+        viewer: &'a Viewer,
+        username: &Username,
+        now: Timestamp,
+    ) -> Result<Self> {
+        let Viewer::Issuer(issuer) = viewer else {
+            return Ok(Sight::Everything);
+        };
+        match store.holding_of(username, issuer, now).await? {
+            Holding::Nothing => Err(account_not_found(username)),
+            Holding::Ended => Ok(Sight::OwnPasswords(issuer)),
+            Holding::Live => Ok(Sight::Helpdesk(issuer)),
+        }
+    }
+
+    /// Whose passwords are shown: `None` for everyone's.
+    fn issuer(self) -> Option<&'a str> {
+        match self {
+            Sight::Everything => None,
+            Sight::Helpdesk(issuer) | Sight::OwnPasswords(issuer) => Some(issuer),
+        }
+    }
+
+    /// Whether throttle state, failures and the disable reason are shown.
+    fn sees_account_state(self) -> bool {
+        !matches!(self, Sight::OwnPasswords(_))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -46,15 +104,19 @@ pub struct ExplainRequest {
 pub struct Explanation {
     pub username: Username,
     pub account_exists: bool,
-    /// The reason, when the account is disabled.
+    /// The reason, when the account is disabled (empty for an issuer
+    /// without a live password there).
     pub disabled: Option<String>,
     /// Newest first, each with the first rule that refuses it.
     pub app_passwords: Vec<(AppPassword, Option<FailureReason>)>,
-    /// With a client address only.
+    /// With a client address only, and not for an issuer without a live
+    /// password there (nor are the others). For an issuer, `failures` of
+    /// the source is 0: that count is of every account's failures.
     pub source: Option<ScopeState>,
     pub pair: Option<ScopeState>,
-    pub account: ScopeState,
-    /// Newest first.
+    pub account: Option<ScopeState>,
+    /// Newest first. For an issuer, a failure names only its own
+    /// passwords.
     pub recent_failures: Vec<AuditEvent>,
     pub summary: String,
 }
@@ -82,14 +144,7 @@ where
     S: LoginStore + AppPasswordStore + AccountStore + AuditStore,
 {
     let username = request.username;
-    if let Viewer::Issuer(issuer) = viewer {
-        // Only the helpdesk's data of its own users: throttle state and the
-        // client addresses of failures. (Whether an account exists is no
-        // secret from an issuer: ListAppPasswords tells it.)
-        if !store.issued_any(&username, issuer).await? {
-            return Err(account_not_found(&username));
-        }
-    }
+    let sight = Sight::of(store, viewer, &username, now).await?;
     let account = store.get_account(&username, now).await?;
     // Those that are not revoked first (they decide a login), newest
     // first; then revoked ones, up to the total shown.
@@ -97,7 +152,13 @@ where
     if account.is_some() {
         for show_revoked in [false, true] {
             let page = store
-                .list_app_passwords(&username, show_revoked, None, PASSWORDS_SHOWN)
+                .list_app_passwords(
+                    &username,
+                    show_revoked,
+                    sight.issuer(),
+                    None,
+                    PASSWORDS_SHOWN,
+                )
                 .await?
                 .map(|page| page.items)
                 .unwrap_or_default();
@@ -111,30 +172,22 @@ where
         }
     }
 
-    let scopes = Scopes::of(&username, request.client_ip.unwrap_or(NO_ADDRESS));
-    // The same read a login makes, with a selector that matches nothing:
-    // the counters of the three scopes.
-    let state = store.login_state(&scopes, &username, "").await?;
-    let counters = &state.counters;
-    let scope = |kind: ScopeKind| {
-        let counter: Counter = counters.get(kind);
-        let rule = throttle.rule(kind);
-        ScopeState {
-            failures: rule.current_failures(&counter, now),
-            limit: rule.limit,
-            blocked_until: counter.blocked_until.filter(|until| *until > now),
-            known_source: kind == ScopeKind::Pair && known_source(&counter, now, throttle),
-        }
+    let (source, pair, account_scope, recent_failures) = if sight.sees_account_state() {
+        let (source, pair, account_scope) =
+            scopes(store, throttle, now, &username, request.client_ip, sight).await?;
+        let failures = recent_failures(store, &username, sight, &passwords).await?;
+        (source, pair, Some(account_scope), failures)
+    } else {
+        (None, None, None, Vec::new())
     };
-    let (source, pair) = match request.client_ip {
-        Some(_) => (Some(scope(ScopeKind::Source)), Some(scope(ScopeKind::Pair))),
-        None => (None, None),
-    };
-    let account_scope = scope(ScopeKind::Account);
 
-    let disabled = account
-        .as_ref()
-        .and_then(|a| a.disabled.as_ref().map(|d| d.reason.clone()));
+    let disabled = account.as_ref().and_then(|a| a.disabled.as_ref()).map(|d| {
+        if sight.sees_account_state() {
+            d.reason.clone()
+        } else {
+            String::new()
+        }
+    });
     let app_passwords: Vec<_> = passwords
         .into_iter()
         .map(|password| {
@@ -150,21 +203,11 @@ where
         })
         .collect();
 
-    let filter = AuditFilter {
-        username: Some(username.clone()),
-        event_types: vec![EventType::AuthenticationFailed],
-        ..AuditFilter::default()
-    };
-    let recent_failures = store
-        .list_events(&filter, None, FAILURES_SHOWN)
-        .await?
-        .items;
-
     let summary = summary(
         account.is_some(),
         disabled.as_deref(),
         &app_passwords,
-        [&source, &pair, &Some(account_scope.clone())],
+        [&source, &pair, &account_scope],
         now,
     );
     Ok(Explanation {
@@ -178,6 +221,71 @@ where
         recent_failures,
         summary,
     })
+}
+
+/// The three throttle scopes as a login would read them (the source and
+/// the pair only with an address): the same read a login makes, with a
+/// selector that matches nothing.
+async fn scopes<S: LoginStore>(
+    store: &S,
+    throttle: &ThrottleConfig,
+    now: Timestamp,
+    username: &Username,
+    client_ip: Option<IpAddr>,
+    sight: Sight<'_>,
+) -> Result<(Option<ScopeState>, Option<ScopeState>, ScopeState)> {
+    let scopes = Scopes::of(username, client_ip.unwrap_or(NO_ADDRESS));
+    let state = store.login_state(&scopes, username, "").await?;
+    let counters = &state.counters;
+    let scope = |kind: ScopeKind| {
+        let counter: Counter = counters.get(kind);
+        let rule = throttle.rule(kind);
+        let failures = match (kind, sight) {
+            // Every account's failures from the network: not an issuer's.
+            (ScopeKind::Source, Sight::Helpdesk(_)) => 0,
+            _ => rule.current_failures(&counter, now),
+        };
+        ScopeState {
+            failures,
+            limit: rule.limit,
+            blocked_until: counter.blocked_until.filter(|until| *until > now),
+            known_source: kind == ScopeKind::Pair && known_source(&counter, now, throttle),
+        }
+    };
+    Ok(match client_ip {
+        Some(_) => (
+            Some(scope(ScopeKind::Source)),
+            Some(scope(ScopeKind::Pair)),
+            scope(ScopeKind::Account),
+        ),
+        None => (None, None, scope(ScopeKind::Account)),
+    })
+}
+
+/// The account's latest failed logins; for an issuer, a failure with
+/// another's password names no password.
+async fn recent_failures<S: AuditStore>(
+    store: &S,
+    username: &Username,
+    sight: Sight<'_>,
+    shown: &[AppPassword],
+) -> Result<Vec<AuditEvent>> {
+    let filter = AuditFilter {
+        username: Some(username.clone()),
+        event_types: vec![EventType::AuthenticationFailed],
+        ..AuditFilter::default()
+    };
+    let mut failures = store
+        .list_events(&filter, None, FAILURES_SHOWN)
+        .await?
+        .items;
+    if sight.issuer().is_some() {
+        for failure in &mut failures {
+            let own = |id| shown.iter().any(|p| p.id == id);
+            failure.app_password_id = failure.app_password_id.filter(|id| own(*id));
+        }
+    }
+    Ok(failures)
 }
 
 /// The first thing that refuses a login now, in Authenticate's order
@@ -207,8 +315,10 @@ fn summary(
     if !exists {
         return "no such account: every login fails as invalid credentials".to_owned();
     }
-    if let Some(reason) = disabled {
-        return format!("the account is disabled ({reason})");
+    match disabled {
+        Some("") => return "the account is disabled".to_owned(),
+        Some(reason) => return format!("the account is disabled ({reason})"),
+        None => {}
     }
     let usable = passwords.iter().filter(|(_, r)| r.is_none()).count();
     match usable {

@@ -23,6 +23,14 @@ pub enum Error {
     /// A quota or cap is reached.
     #[error("{1}")]
     ResourceExhausted(Reason, String),
+    /// A rate bound is reached: nothing was done, and the same request may
+    /// succeed after `retry_after`.
+    #[error("{message}")]
+    RateLimited {
+        reason: Reason,
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// The caller is no longer recognised (revoked while a stream of its
     /// was open).
     #[error("{0}")]
@@ -71,6 +79,12 @@ pub enum Reason {
     RoleNotAllowed,
     WatchTokenExpired,
     TooManyWatchers,
+    /// The account had as many app passwords issued within the last hour
+    /// as it may (`app_passwords.account_issues_per_hour`).
+    AccountIssueRateExceeded,
+    /// The caller issued as many app passwords within the last minute as it
+    /// may on this replica (`app_passwords.caller_issues_per_minute`).
+    CallerIssueRateExceeded,
 }
 
 impl Reason {
@@ -99,6 +113,8 @@ impl Reason {
             Reason::RoleNotAllowed => "ROLE_NOT_ALLOWED",
             Reason::WatchTokenExpired => "WATCH_TOKEN_EXPIRED",
             Reason::TooManyWatchers => "TOO_MANY_WATCHERS",
+            Reason::AccountIssueRateExceeded => "ACCOUNT_ISSUE_RATE_EXCEEDED",
+            Reason::CallerIssueRateExceeded => "CALLER_ISSUE_RATE_EXCEEDED",
         }
     }
 }
@@ -111,7 +127,8 @@ impl Error {
             Error::NotFound { reason, .. }
             | Error::AlreadyExists(reason, _)
             | Error::FailedPrecondition(reason, _)
-            | Error::ResourceExhausted(reason, _) => *reason,
+            | Error::ResourceExhausted(reason, _)
+            | Error::RateLimited { reason, .. } => *reason,
             Error::Unauthenticated(_) => Reason::CallerUnauthenticated,
             Error::Unavailable(_) => Reason::StorageUnavailable,
             Error::Cancelled => Reason::Cancelled,

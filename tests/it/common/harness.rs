@@ -86,6 +86,14 @@ pub fn test_config() -> Config {
             shutdown_grace_secs: 5,
             ..Default::default()
         },
+        // Tests issue hundreds of passwords on a clock that does not move;
+        // the bounds are tested at their defaults where they are the
+        // subject (tests/it/issuers.rs).
+        app_passwords: latchkey::domain::app_passwords::model::AppPasswordsConfig {
+            account_issues_per_hour: 1_000_000,
+            caller_issues_per_minute: 1_000_000,
+            ..Default::default()
+        },
         ..Config::default()
     }
 }

@@ -1,9 +1,11 @@
 //! Request builders and assertions shared by the tests.
 
+use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use latchkey::grpc::pb::{
     issue_app_password_request::Expiration, AppPassword, AuditEvent, AuthenticateRequest,
-    AuthenticateResponse, FailureReason, IssueAppPasswordRequest, IssueAppPasswordResponse,
-    ListAuditEventsRequest, Protocol, RevokeAppPasswordRequest,
+    AuthenticateResponse, ExplainLoginRequest, FailureReason, IssueAppPasswordRequest,
+    IssueAppPasswordResponse, ListAuditEventsRequest, LoginExplanation, Protocol,
+    RevokeAppPasswordRequest,
 };
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -221,4 +223,27 @@ pub async fn failed_login_rows(server: &TestServer, detail_like: &str) -> (i64, 
         .sum();
     db.close().await.unwrap();
     (i64::try_from(rows.len()).unwrap(), counted)
+/// The reason of a status's ErrorInfo ("" without one).
+pub fn reason_of(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
+/// ExplainLogin through `client`.
+pub async fn explain(
+    client: &mut LegacyAuthServiceClient<super::harness::Authed>,
+    username: &str,
+    client_ip: &str,
+    protocol: Protocol,
+) -> Result<LoginExplanation, tonic::Status> {
+    client
+        .explain_login(ExplainLoginRequest {
+            username: username.into(),
+            client_ip: client_ip.into(),
+            protocol: protocol as i32,
+        })
+        .await
+        .map(tonic::Response::into_inner)
 }
