@@ -439,6 +439,65 @@ async fn killed_at_any_line_it_resumes_from_its_token_file_losing_nothing() {
     assert_eq!(second.end().await.status.code(), Some(0));
 }
 
+/// Links planted where a careless watcher would write its temporary file
+/// (`.token.tmp`, `token.tmp`) redirect nothing: the file outside stays as
+/// it was, the token file holds the token, readable by its owner alone,
+/// and no temporary file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_planted_beside_the_token_file_redirect_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let key = key_file(&server, Role::Operator, elsewhere.path());
+    let outside = elsewhere.path().join("outside");
+    std::fs::write(&outside, "precious\n").unwrap();
+    let planted = [dir.path().join(".token.tmp"), dir.path().join("token.tmp")];
+    for link in &planted {
+        std::os::unix::fs::symlink(&outside, link).unwrap();
+    }
+    let token = dir.path().join("token");
+    let mut watch = Watch::start(
+        &url(&server),
+        &key,
+        &[os("--token-file"), token.as_os_str()],
+    );
+    until("the first place is saved", || token.exists()).await;
+    let (_, secret) = issue_simple(&server, "planted").await;
+    assert!(login(&server, "planted", &secret).await.authenticated);
+    let lines = watch.take(2).await;
+    assert_eq!(
+        types_of(&lines),
+        ["app_password_issued", "app_password_first_use"]
+    );
+    let last = lines[1]["resume_token"].as_str().unwrap().to_owned();
+    until("the last line's token is saved", || {
+        read_token(&token) == last
+    })
+    .await;
+    watch.signal("TERM");
+    let ended = watch.end().await;
+    assert_eq!(ended.status.code(), Some(0), "{}", ended.stderr);
+
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious\n");
+    let saved = std::fs::symlink_metadata(&token).unwrap();
+    assert!(saved.file_type().is_file(), "a file of its own");
+    assert_eq!(saved.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&token).unwrap(),
+        format!("{last}\n")
+    );
+    for link in &planted {
+        assert_eq!(std::fs::read_link(link).unwrap(), outside, "left as it was");
+    }
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, [".token.tmp", "token", "token.tmp"], "nothing else");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_end_it_with_the_servers_message_and_never_show_the_key() {
     let server = TestServer::start(Backend::Sqlite).await;
