@@ -8,7 +8,10 @@
 //! Dovecot script from the service), the client address in
 //! `X-Latchkey-Client-IP` (set by nginx with `proxy_set_header`, which
 //! overwrites anything the end user sent) and, optionally, the client's
-//! `User-Agent`, recorded with the last use.
+//! `User-Agent`, recorded with the last use: whatever the client sends
+//! there, cut to 128 characters and cleaned (`ClientName::from_header`),
+//! never refused, since nginx would turn a 400 into a 500 and such a
+//! client could never sign in.
 //!
 //! Answers: 204 with the normalized username in `X-Latchkey-User` (for
 //! `auth_request_set`); 401 with `WWW-Authenticate: Basic` for no
@@ -89,11 +92,10 @@ where
 fn read(headers: &HeaderMap) -> Result<Option<Ask>, Refusal> {
     let protocol = protocol(required(headers, PROTOCOL_HEADER)?)?;
     let client_ip = client_ip(required(headers, CLIENT_IP_HEADER)?)?;
-    let client = match super::header(headers, header::USER_AGENT.as_str())? {
-        None => None,
-        Some(agent) => ClientName::parse(agent)
-            .map_err(|why| Refusal::BadRequest(format!("the User-Agent {why}")))?,
-    };
+    // Only a label for review pages: never a reason to refuse a sign-in.
+    let client = headers
+        .get(header::USER_AGENT)
+        .and_then(|agent| ClientName::from_header(agent.as_bytes()));
     let Some(authorization) = super::header(headers, header::AUTHORIZATION.as_str())? else {
         return Ok(None);
     };

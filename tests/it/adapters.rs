@@ -34,13 +34,25 @@ impl Answer {
 
 /// One HTTP/1.0 GET on a connection of its own, as nginx's auth_http sends.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n");
+    let headers: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_bytes()))
+        .collect();
+    get_bytes(addr, path, &headers).await
+}
+
+/// [`get`] with header values as bytes, which need not be text.
+pub async fn get_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> Answer {
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n").into_bytes();
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request.extend_from_slice(name.as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
     }
-    request.push_str("\r\n");
+    request.extend_from_slice(b"\r\n");
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(&request).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
     let text = String::from_utf8_lossy(&response);
@@ -392,6 +404,74 @@ async fn http_basic_answers_for_auth_request(backend: Backend) {
         assert_eq!(answer.status, 400, "{what}: {answer:?}");
     }
     assert_eq!(argon2_runs(&server), runs, "no bad request was verified");
+    server.stop().await;
+}
+
+/// A User-Agent is only a label for review pages: a long one, or one with
+/// bytes that are not ASCII (UTF-8 or not), signs in like any other, and
+/// what is kept as the client is cut and cleaned. nginx would turn a 400
+/// into a 500, and such a client could never sign in.
+#[tokio::test]
+async fn any_user_agent_signs_in_and_is_kept_cut_and_cleaned() {
+    use base64::Engine as _;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let long = format!("Calendar/{}", "x".repeat(291));
+    assert_eq!(long.len(), 300);
+    let cases: [(&str, Vec<u8>, String); 3] = [
+        (
+            "long",
+            long.clone().into_bytes(),
+            format!("{}…", &long[..127]),
+        ),
+        (
+            "utf8",
+            "Kalender/2.0 (Ünïcode; 日本)".as_bytes().to_vec(),
+            "Kalender/2.0 (Ünïcode; 日本)".to_owned(),
+        ),
+        (
+            "latin1",
+            b"Agenda/1.0 (\xe9t\xe9)".to_vec(),
+            "Agenda/1.0 (\u{fffd}t\u{fffd})".to_owned(),
+        ),
+    ];
+    let runs = argon2_runs(&server);
+    for (user, agent, kept) in cases {
+        let issued = issue(
+            &server,
+            issue_request(user, "Calendar", &[Protocol::Caldav]),
+        )
+        .await;
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", issued.secret))
+        );
+        let answer = get_bytes(
+            server.adapters_addr,
+            "/auth/http-basic",
+            &[
+                ("X-Latchkey-Key", key.as_bytes()),
+                ("X-Latchkey-Protocol", b"caldav"),
+                ("X-Latchkey-Client-IP", b"198.51.100.7"),
+                ("Authorization", basic.as_bytes()),
+                ("User-Agent", &agent),
+            ],
+        )
+        .await;
+        assert_eq!(answer.status, 204, "{user}: {answer:?}");
+        assert_eq!(answer.header("x-latchkey-user"), Some(user));
+        let shown = server
+            .app_passwords()
+            .get_app_password(latchkey::grpc::pb::GetAppPasswordRequest {
+                name: issued.app_password.unwrap().name,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(shown.last_use_client, kept, "{user}");
+        assert!(shown.last_use_client.chars().count() <= 128, "{user}");
+    }
+    assert_eq!(argon2_runs(&server), runs + 3, "each signed in once");
     server.stop().await;
 }
 
