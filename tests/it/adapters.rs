@@ -407,6 +407,80 @@ async fn http_basic_answers_for_auth_request(backend: Backend) {
     server.stop().await;
 }
 
+/// `X-Latchkey-Require-Canonical: yes` (what Dovecot's Lua passdb sends):
+/// a username latchkey's normalization would change is refused before any
+/// argon2 work and counts nothing; latchkey's own spelling signs in; without
+/// the header any spelling does, as before.
+#[tokio::test]
+async fn dovecot_can_require_latchkeys_spelling_of_the_username() {
+    use base64::Engine as _;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let (_, secret) = issue_simple(&server, "alice@example.com").await;
+    let ask = |user: &str, password: &str, canonical: Option<&'static str>| {
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let key = key.clone();
+        let addr = server.adapters_addr;
+        async move {
+            let mut headers = vec![
+                ("X-Latchkey-Key", key.as_str()),
+                ("X-Latchkey-Protocol", "imap"),
+                ("X-Latchkey-Client-IP", "192.0.2.44"),
+                ("Authorization", basic.as_str()),
+            ];
+            if let Some(value) = canonical {
+                headers.push(("X-Latchkey-Require-Canonical", value));
+            }
+            get(addr, "/auth/dovecot", &headers).await
+        }
+    };
+    let runs = argon2_runs(&server);
+    for spelling in [
+        "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}@example.com",
+        "Alice@example.com",
+        " alice@example.com",
+        "ALICE@EXAMPLE.COM",
+    ] {
+        for password in [secret.as_str(), &wrong_secret(1)] {
+            let refused = ask(spelling, password, Some("yes")).await;
+            assert_eq!(refused.status, 401, "{spelling:?}: {refused:?}");
+            assert_eq!(
+                refused.header("x-latchkey-refused"),
+                Some("username-not-canonical")
+            );
+            assert_eq!(refused.header("x-latchkey-user"), None);
+        }
+    }
+    assert_eq!(argon2_runs(&server), runs, "nothing was verified");
+    let events = audit_events(
+        &server,
+        latchkey::grpc::pb::ListAuditEventsRequest {
+            account: "accounts/alice@example.com".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1, "the issue alone: nothing was counted");
+
+    let ok = ask("alice@example.com", &secret, Some("YES")).await;
+    assert_eq!(ok.status, 204, "{ok:?}");
+    assert_eq!(ok.header("x-latchkey-user"), Some("alice@example.com"));
+    let wrong = ask("alice@example.com", &wrong_secret(2), Some("yes")).await;
+    assert_eq!(
+        (wrong.status, wrong.header("x-latchkey-refused")),
+        (401, None)
+    );
+    let folded = ask("\u{ff41}lice@example.com", &secret, None).await;
+    assert_eq!(folded.status, 204, "without the header: {folded:?}");
+    assert_eq!(folded.header("x-latchkey-user"), Some("alice@example.com"));
+    let unclear = ask("alice@example.com", &secret, Some("1")).await;
+    assert_eq!(unclear.status, 400, "{unclear:?}");
+    server.stop().await;
+}
+
 /// A User-Agent is only a label for review pages: a long one, or one with
 /// bytes that are not ASCII (UTF-8 or not), signs in like any other, and
 /// what is kept as the client is cut and cleaned. nginx would turn a 400

@@ -736,8 +736,10 @@ impl Drop for Group {
 /// The flusher of docs/proxies.md, as the docs show it and the unit runs
 /// it. With Dovecot installed (always under CI): a real Dovecot with the
 /// docs' cache settings and Lua passdb, where a revoked password signs in
-/// from the cache until the flusher flushes its user. Without: a `doveadm`
-/// that records what it is asked.
+/// from the cache until the flusher flushes its user, and a spelling of a
+/// username that latchkey folds and Dovecot does not (fullwidth) is never
+/// cached, so nothing survives the flush. Without: a `doveadm` that records
+/// what it is asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
     use crate::proxies::{self, IMAP};
@@ -954,6 +956,100 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
         let refused = sign_in("carol", carol_secret).await;
         assert!(refused.starts_with("refused:"), "{refused}");
     }
+
+    // Dave signs in with a spelling latchkey folds and Dovecot does not
+    // (fullwidth letters; the docs' auth_username_chars lets them in, and
+    // auth_username_format lowercases ASCII alone): Dovecot would cache it
+    // under a name the flusher never flushes. It is refused before latchkey
+    // decides anything, so no cache entry exists under it.
+    let (dave, dave_secret) = issue_simple(&server, "dave@example.com").await;
+    let fullwidth = "\u{ff44}\u{ff41}\u{ff56}\u{ff45}@example.com";
+    // latchkey's answers to the Dovecot adapter, by result, from its
+    // metrics: every login it decided, from argon2, its caches or memory.
+    let decided = || async {
+        let (_, body) = crate::metrics::scrape(&server).await;
+        let mut answers = std::collections::BTreeMap::new();
+        for line in body.lines() {
+            let Some(labels) =
+                line.strip_prefix("latchkey_authentications_total{adapter=\"dovecot\",")
+            else {
+                continue;
+            };
+            let result = labels.split("result=\"").nth(1).unwrap();
+            let result = result.split('"').next().unwrap().to_owned();
+            let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            *answers.entry(result).or_insert(0.0) += count;
+        }
+        answers
+    };
+    let more = |before: &std::collections::BTreeMap<String, f64>,
+                after: &std::collections::BTreeMap<String, f64>| {
+        after
+            .iter()
+            .filter_map(|(result, count)| {
+                let grew = count - before.get(result).copied().unwrap_or(0.0);
+                (grew > 0.0).then(|| format!("{result} {grew}"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let dovecot_log =
+        || std::fs::read_to_string(dovecot_dir.join("dovecot.log")).unwrap_or_default();
+    let spelling_refusals = || {
+        dovecot_log()
+            .matches("the username is not in latchkey's spelling")
+            .count()
+    };
+    if real {
+        let before = decided().await;
+        let mut answers = Vec::new();
+        for user in [
+            fullwidth,
+            "dave@example.com",
+            "dave@example.com",
+            "Dave@Example.COM",
+            fullwidth,
+        ] {
+            let answer = sign_in(user, dave_secret.clone()).await;
+            answers.push(if answer == "ok" { "ok" } else { "refused" });
+        }
+        assert_eq!(answers, ["refused", "ok", "ok", "ok", "refused"]);
+        assert_eq!(
+            more(&before, &decided().await),
+            ["success 1"],
+            "latchkey decided one login: the rest were Dovecot's cache \
+             (the canonical spelling, and ASCII capitals lowercased by \
+             auth_username_format) or refused before deciding (fullwidth)"
+        );
+        until("Dovecot logged why, once per fullwidth try", || {
+            spelling_refusals() == 2
+        })
+        .await;
+    }
+    revoke(&server, dave).await;
+    until("dave is flushed", || recorded().len() == 5).await;
+    if real {
+        // Every spelling refused right after the flush.
+        let before = decided().await;
+        for user in [fullwidth, "dave@example.com", "Dave@Example.COM"] {
+            let answer = sign_in(user, dave_secret.clone()).await;
+            assert!(answer.starts_with("refused:"), "{user}: {answer}");
+        }
+        assert_eq!(
+            more(&before, &decided().await),
+            ["revoked 2"],
+            "latchkey refused both ASCII spellings (no cache entry left), \
+             and never saw the fullwidth one"
+        );
+        until("Dovecot logged the third fullwidth try", || {
+            spelling_refusals() == 3
+        })
+        .await;
+        assert!(
+            !dovecot_log().contains(&dave_secret),
+            "no secret in Dovecot's log"
+        );
+    }
+
     assert_eq!(
         recorded(),
         [
@@ -961,6 +1057,7 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
             "auth cache flush -- bob",
             "auth cache flush -- bob",
             "auth cache flush -- carol",
+            "auth cache flush -- dave@example.com",
         ],
         "one flush per event, of its user; {}",
         flusher_log()
