@@ -81,7 +81,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 ///
 /// Delivery is at least once, with --token-file: each line is written and
 /// flushed to stdout before the token after it is saved (a temporary file
-/// in the same directory, renamed over the old one). Killed at any moment
+/// in the same directory, mode 0600, created new under a random name and
+/// never through a symbolic link, renamed over the old one). Killed at any moment
 /// and started again with the same file, it goes on from where it was:
 /// nothing is lost, and at most the last line printed before the kill is
 /// printed again; dedupe on `name` if acting twice matters. (What a
@@ -557,16 +558,16 @@ impl TokenFile {
             .path
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-        let mut temporary_name = std::ffi::OsString::from(".");
-        temporary_name.push(name);
-        temporary_name.push(".tmp");
-        let temporary = self.path.with_file_name(temporary_name);
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(token.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
+        let (temporary, mut file) = create_temporary(&self.path, name)?;
+        let written = file
+            .write_all(token.as_bytes())
+            .and_then(|()| file.write_all(b"\n"))
+            .and_then(|()| file.sync_all());
         drop(file);
-        std::fs::rename(&temporary, &self.path)?;
+        if let Err(error) = written.and_then(|()| std::fs::rename(&temporary, &self.path)) {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(error);
+        }
         // The rename itself, durable too.
         let directory = match self.path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -574,6 +575,49 @@ impl TokenFile {
         };
         std::fs::File::open(directory)?.sync_all()
     }
+}
+
+/// How many fresh names [`create_temporary`] tries before it gives up.
+const TEMPORARY_ATTEMPTS: usize = 8;
+
+/// A new file beside `path`, `.{name}.{random}.tmp`, for the token on its
+/// way to `path`; readable by the owner alone (0600).
+///
+/// Its directory may be writable by others (a shared state directory, a
+/// mistake): the name is random, so it cannot be planted in advance, and
+/// the file is created only if nothing is there (`O_CREAT|O_EXCL`, which
+/// never follows a symbolic link) and never through one (`O_NOFOLLOW`).
+/// A name that is taken is not touched; the next attempt draws another.
+/// A watcher killed between creating the file and renaming it (a few
+/// system calls) leaves it behind; it holds a token and nothing secret.
+fn create_temporary(path: &Path, name: &std::ffi::OsStr) -> io::Result<(PathBuf, std::fs::File)> {
+    let mut last = None;
+    for _ in 0..TEMPORARY_ATTEMPTS {
+        let mut random = [0u8; 8];
+        crate::domain::shared::random::fill(&mut random).map_err(io::Error::other)?;
+        let mut temporary_name = std::ffi::OsString::from(".");
+        temporary_name.push(name);
+        temporary_name.push(format!(".{:016x}.tmp", u64::from_le_bytes(random)));
+        let temporary = path.with_file_name(temporary_name);
+        match create_private(&temporary) {
+            Ok(file) => return Ok((temporary, file)),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => last = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no temporary name was free")))
+}
+
+/// Creates `path` for writing, mode 0600, only if nothing is there, and
+/// never through a symbolic link: `O_CREAT|O_EXCL|O_NOFOLLOW`.
+fn create_private(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Capped exponential backoff, with jitter so a fleet of watchers does not
@@ -728,5 +772,49 @@ mod tests {
         assert_eq!(file.load().unwrap(), "second");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_temporary_file_is_never_opened_through_a_link_or_over_a_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "precious\n").unwrap();
+        let token = dir.path().join("token");
+        let (path, file) = create_temporary(&token, std::ffi::OsStr::new("token")).unwrap();
+        drop(file);
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with(".token.") && name.ends_with(".tmp"),
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // The same name again (as if planted): a link or a file there is
+        // left as it is, and nothing is opened.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        let opened = create_private(&path);
+        assert_eq!(opened.unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        let dangling = dir.path().join(".token.dangling.tmp");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert_eq!(
+            create_private(&dangling).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert!(
+            !dir.path().join("nowhere").exists(),
+            "not created through the link"
+        );
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "theirs").unwrap();
+        assert_eq!(
+            create_private(&path).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "theirs");
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious\n");
     }
 }

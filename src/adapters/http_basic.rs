@@ -8,13 +8,30 @@
 //! Dovecot script from the service), the client address in
 //! `X-Latchkey-Client-IP` (set by nginx with `proxy_set_header`, which
 //! overwrites anything the end user sent) and, optionally, the client's
-//! `User-Agent`, recorded with the last use.
+//! `User-Agent`, recorded with the last use: whatever the client sends
+//! there, cut to 128 characters and cleaned (`ClientName::from_header`),
+//! never refused, since nginx would turn a 400 into a 500 and such a
+//! client could never sign in.
 //!
 //! Answers: 204 with the normalized username in `X-Latchkey-User` (for
 //! `auth_request_set`); 401 with `WWW-Authenticate: Basic` for no
 //! credentials or wrong ones; 429 with `Retry-After` when throttled; 503
 //! when latchkey cannot decide; 400 for a malformed request and 403 for a
 //! missing or wrong caller key, before anything is checked.
+//!
+//! `X-Latchkey-Require-Canonical: yes` asks for a username already in
+//! latchkey's spelling (`Username::parse` leaves it as it is): any other
+//! spelling is answered 401 with `X-Latchkey-Refused: username-not-canonical`,
+//! before any argon2 work and counting nothing. Dovecot's Lua passdb sends
+//! it because Dovecot caches a login under the username as the client
+//! spelled it (after `auth_username_format`), while the cache flusher
+//! flushes latchkey's spelling: a success under another spelling ("ａｌｉｃｅ"
+//! for "alice") would outlive a revocation for up to `auth_cache_ttl`. The
+//! check is here, not in the script, because only latchkey knows its
+//! normalization (NFKC, case folding), and here, before the login, so that
+//! no success is counted and then thrown away. It refuses nothing a
+//! guesser could learn from: the answer depends on the username's spelling
+//! alone, never on the account or the password.
 
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
@@ -34,6 +51,10 @@ use crate::domain::shared::client::ClientName;
 pub const USER_HEADER: &str = "x-latchkey-user";
 const PROTOCOL_HEADER: &str = "x-latchkey-protocol";
 const CLIENT_IP_HEADER: &str = "x-latchkey-client-ip";
+/// The proxy's request for a username in latchkey's spelling only.
+const REQUIRE_CANONICAL_HEADER: &str = "x-latchkey-require-canonical";
+/// Why a request was refused, when it was not the password.
+const REFUSED_HEADER: &str = "x-latchkey-refused";
 const CHALLENGE: &str = "Basic realm=\"app password\", charset=\"UTF-8\"";
 
 /// Answers one request for `adapter` (`http-basic` or `dovecot`: the same
@@ -48,8 +69,23 @@ where
     S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
 {
     let ask = match read(headers) {
-        Ok(Some(ask)) => ask,
-        Ok(None) => return challenge(),
+        Ok(Read::Ask(ask)) => ask,
+        Ok(Read::NoCredentials) => return challenge(),
+        Ok(Read::NotCanonical) => {
+            // No username in the log: a refused one may be a password
+            // typed in the wrong field.
+            tracing::info!(
+                adapter = adapter.as_str(),
+                caller = %actor,
+                "refused a username not in latchkey's spelling"
+            );
+            let mut response = challenge();
+            response.headers_mut().insert(
+                REFUSED_HEADER,
+                HeaderValue::from_static("username-not-canonical"),
+            );
+            return response;
+        }
         Err(refusal) => return refusal_response(refusal).into_response(),
     };
     match adapters.decide(adapter, actor, ask).await {
@@ -81,18 +117,35 @@ where
     }
 }
 
-/// What the request asks; `None` when it carries no credentials (the
-/// client is to be asked for them, and nothing is counted).
-fn read(headers: &HeaderMap) -> Result<Option<Ask>, Refusal> {
+/// What a request turned out to be, before any login was tried.
+enum Read {
+    Ask(Ask),
+    /// No credentials: the client is to be asked for them, and nothing is
+    /// counted.
+    NoCredentials,
+    /// The proxy asked for latchkey's spelling of the username and the
+    /// username is in another: refused, and nothing is counted.
+    NotCanonical,
+}
+
+fn read(headers: &HeaderMap) -> Result<Read, Refusal> {
     let protocol = protocol(required(headers, PROTOCOL_HEADER)?)?;
-    let client_ip = client_ip(required(headers, CLIENT_IP_HEADER)?)?;
-    let client = match super::header(headers, header::USER_AGENT.as_str())? {
-        None => None,
-        Some(agent) => ClientName::parse(agent)
-            .map_err(|why| Refusal::BadRequest(format!("the User-Agent {why}")))?,
+    let canonical_only = match super::header(headers, REQUIRE_CANONICAL_HEADER)? {
+        None => false,
+        Some(value) if value.trim().eq_ignore_ascii_case("yes") => true,
+        Some(_) => {
+            return Err(Refusal::BadRequest(
+                "X-Latchkey-Require-Canonical must be yes".into(),
+            ))
+        }
     };
+    let client_ip = client_ip(required(headers, CLIENT_IP_HEADER)?)?;
+    // Only a label for review pages: never a reason to refuse a sign-in.
+    let client = headers
+        .get(header::USER_AGENT)
+        .and_then(|agent| ClientName::from_header(agent.as_bytes()));
     let Some(authorization) = super::header(headers, header::AUTHORIZATION.as_str())? else {
-        return Ok(None);
+        return Ok(Read::NoCredentials);
     };
     let Some(encoded) = authorization
         .strip_prefix("Basic ")
@@ -107,11 +160,14 @@ fn read(headers: &HeaderMap) -> Result<Option<Ask>, Refusal> {
         .ok_or_else(|| {
             Refusal::BadRequest("Authorization is not valid Basic credentials".into())
         })?;
-    let (username, password) = decoded.split_once(':').ok_or_else(|| {
+    let (spelled, typed) = decoded.split_once(':').ok_or_else(|| {
         Refusal::BadRequest("Authorization is not valid Basic credentials".into())
     })?;
-    let (username, password) = credentials(username, password)?;
-    Ok(Some(Ask {
+    let (username, password) = credentials(spelled, typed)?;
+    if canonical_only && username.as_str() != spelled {
+        return Ok(Read::NotCanonical);
+    }
+    Ok(Read::Ask(Ask {
         username,
         password,
         protocol,

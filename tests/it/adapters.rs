@@ -34,13 +34,25 @@ impl Answer {
 
 /// One HTTP/1.0 GET on a connection of its own, as nginx's auth_http sends.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Answer {
-    let mut request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n");
+    let headers: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_bytes()))
+        .collect();
+    get_bytes(addr, path, &headers).await
+}
+
+/// [`get`] with header values as bytes, which need not be text.
+pub async fn get_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) -> Answer {
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n").into_bytes();
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request.extend_from_slice(name.as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
     }
-    request.push_str("\r\n");
+    request.extend_from_slice(b"\r\n");
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(&request).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
     let text = String::from_utf8_lossy(&response);
@@ -392,6 +404,148 @@ async fn http_basic_answers_for_auth_request(backend: Backend) {
         assert_eq!(answer.status, 400, "{what}: {answer:?}");
     }
     assert_eq!(argon2_runs(&server), runs, "no bad request was verified");
+    server.stop().await;
+}
+
+/// `X-Latchkey-Require-Canonical: yes` (what Dovecot's Lua passdb sends):
+/// a username latchkey's normalization would change is refused before any
+/// argon2 work and counts nothing; latchkey's own spelling signs in; without
+/// the header any spelling does, as before.
+#[tokio::test]
+async fn dovecot_can_require_latchkeys_spelling_of_the_username() {
+    use base64::Engine as _;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let (_, secret) = issue_simple(&server, "alice@example.com").await;
+    let ask = |user: &str, password: &str, canonical: Option<&'static str>| {
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let key = key.clone();
+        let addr = server.adapters_addr;
+        async move {
+            let mut headers = vec![
+                ("X-Latchkey-Key", key.as_str()),
+                ("X-Latchkey-Protocol", "imap"),
+                ("X-Latchkey-Client-IP", "192.0.2.44"),
+                ("Authorization", basic.as_str()),
+            ];
+            if let Some(value) = canonical {
+                headers.push(("X-Latchkey-Require-Canonical", value));
+            }
+            get(addr, "/auth/dovecot", &headers).await
+        }
+    };
+    let runs = argon2_runs(&server);
+    for spelling in [
+        "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}@example.com",
+        "Alice@example.com",
+        " alice@example.com",
+        "ALICE@EXAMPLE.COM",
+    ] {
+        for password in [secret.as_str(), &wrong_secret(1)] {
+            let refused = ask(spelling, password, Some("yes")).await;
+            assert_eq!(refused.status, 401, "{spelling:?}: {refused:?}");
+            assert_eq!(
+                refused.header("x-latchkey-refused"),
+                Some("username-not-canonical")
+            );
+            assert_eq!(refused.header("x-latchkey-user"), None);
+        }
+    }
+    assert_eq!(argon2_runs(&server), runs, "nothing was verified");
+    let events = audit_events(
+        &server,
+        latchkey::grpc::pb::ListAuditEventsRequest {
+            account: "accounts/alice@example.com".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1, "the issue alone: nothing was counted");
+
+    let ok = ask("alice@example.com", &secret, Some("YES")).await;
+    assert_eq!(ok.status, 204, "{ok:?}");
+    assert_eq!(ok.header("x-latchkey-user"), Some("alice@example.com"));
+    let wrong = ask("alice@example.com", &wrong_secret(2), Some("yes")).await;
+    assert_eq!(
+        (wrong.status, wrong.header("x-latchkey-refused")),
+        (401, None)
+    );
+    let folded = ask("\u{ff41}lice@example.com", &secret, None).await;
+    assert_eq!(folded.status, 204, "without the header: {folded:?}");
+    assert_eq!(folded.header("x-latchkey-user"), Some("alice@example.com"));
+    let unclear = ask("alice@example.com", &secret, Some("1")).await;
+    assert_eq!(unclear.status, 400, "{unclear:?}");
+    server.stop().await;
+}
+
+/// A User-Agent is only a label for review pages: a long one, or one with
+/// bytes that are not ASCII (UTF-8 or not), signs in like any other, and
+/// what is kept as the client is cut and cleaned. nginx would turn a 400
+/// into a 500, and such a client could never sign in.
+#[tokio::test]
+async fn any_user_agent_signs_in_and_is_kept_cut_and_cleaned() {
+    use base64::Engine as _;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let long = format!("Calendar/{}", "x".repeat(291));
+    assert_eq!(long.len(), 300);
+    let cases: [(&str, Vec<u8>, String); 3] = [
+        (
+            "long",
+            long.clone().into_bytes(),
+            format!("{}…", &long[..127]),
+        ),
+        (
+            "utf8",
+            "Kalender/2.0 (Ünïcode; 日本)".as_bytes().to_vec(),
+            "Kalender/2.0 (Ünïcode; 日本)".to_owned(),
+        ),
+        (
+            "latin1",
+            b"Agenda/1.0 (\xe9t\xe9)".to_vec(),
+            "Agenda/1.0 (\u{fffd}t\u{fffd})".to_owned(),
+        ),
+    ];
+    let runs = argon2_runs(&server);
+    for (user, agent, kept) in cases {
+        let issued = issue(
+            &server,
+            issue_request(user, "Calendar", &[Protocol::Caldav]),
+        )
+        .await;
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", issued.secret))
+        );
+        let answer = get_bytes(
+            server.adapters_addr,
+            "/auth/http-basic",
+            &[
+                ("X-Latchkey-Key", key.as_bytes()),
+                ("X-Latchkey-Protocol", b"caldav"),
+                ("X-Latchkey-Client-IP", b"198.51.100.7"),
+                ("Authorization", basic.as_bytes()),
+                ("User-Agent", &agent),
+            ],
+        )
+        .await;
+        assert_eq!(answer.status, 204, "{user}: {answer:?}");
+        assert_eq!(answer.header("x-latchkey-user"), Some(user));
+        let shown = server
+            .app_passwords()
+            .get_app_password(latchkey::grpc::pb::GetAppPasswordRequest {
+                name: issued.app_password.unwrap().name,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(shown.last_use_client, kept, "{user}");
+        assert!(shown.last_use_client.chars().count() <= 128, "{user}");
+    }
+    assert_eq!(argon2_runs(&server), runs + 3, "each signed in once");
     server.stop().await;
 }
 

@@ -10,7 +10,7 @@ use crate::common::support::*;
 const AUTHENTICATE: &str = "/latchkey.v1.LegacyAuthService/Authenticate";
 
 /// `GET /metrics`, as a scraper sends it; returns the head and the body.
-async fn scrape(server: &TestServer) -> (String, String) {
+pub async fn scrape(server: &TestServer) -> (String, String) {
     let addr = server.metrics_addr.expect("test servers serve metrics");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
@@ -24,7 +24,7 @@ async fn scrape(server: &TestServer) -> (String, String) {
 }
 
 /// The value of the sample named exactly `series` (name and labels).
-fn sample(body: &str, series: &str) -> Option<f64> {
+pub fn sample(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -118,12 +118,17 @@ pub async fn python(script: &'static str, args: Vec<String>) -> String {
 }
 
 /// IMAP: log in and select INBOX; prints `ok` or `refused: <server text>`.
+/// A username that is not ASCII signs in with AUTHENTICATE PLAIN (UTF-8),
+/// which LOGIN's strings cannot carry.
 pub const IMAP: &str = r#"
 import imaplib, sys
 port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 m = imaplib.IMAP4("127.0.0.1", port, timeout=60)
 try:
-    m.login(user, password)
+    if user.isascii():
+        m.login(user, password)
+    else:
+        m.authenticate("PLAIN", lambda _: "\0" + user + "\0" + password)
 except imaplib.IMAP4.error as e:
     print("refused:", e)
     sys.exit(0)

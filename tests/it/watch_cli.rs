@@ -439,6 +439,65 @@ async fn killed_at_any_line_it_resumes_from_its_token_file_losing_nothing() {
     assert_eq!(second.end().await.status.code(), Some(0));
 }
 
+/// Links planted where a careless watcher would write its temporary file
+/// (`.token.tmp`, `token.tmp`) redirect nothing: the file outside stays as
+/// it was, the token file holds the token, readable by its owner alone,
+/// and no temporary file is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_planted_beside_the_token_file_redirect_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let key = key_file(&server, Role::Operator, elsewhere.path());
+    let outside = elsewhere.path().join("outside");
+    std::fs::write(&outside, "precious\n").unwrap();
+    let planted = [dir.path().join(".token.tmp"), dir.path().join("token.tmp")];
+    for link in &planted {
+        std::os::unix::fs::symlink(&outside, link).unwrap();
+    }
+    let token = dir.path().join("token");
+    let mut watch = Watch::start(
+        &url(&server),
+        &key,
+        &[os("--token-file"), token.as_os_str()],
+    );
+    until("the first place is saved", || token.exists()).await;
+    let (_, secret) = issue_simple(&server, "planted").await;
+    assert!(login(&server, "planted", &secret).await.authenticated);
+    let lines = watch.take(2).await;
+    assert_eq!(
+        types_of(&lines),
+        ["app_password_issued", "app_password_first_use"]
+    );
+    let last = lines[1]["resume_token"].as_str().unwrap().to_owned();
+    until("the last line's token is saved", || {
+        read_token(&token) == last
+    })
+    .await;
+    watch.signal("TERM");
+    let ended = watch.end().await;
+    assert_eq!(ended.status.code(), Some(0), "{}", ended.stderr);
+
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious\n");
+    let saved = std::fs::symlink_metadata(&token).unwrap();
+    assert!(saved.file_type().is_file(), "a file of its own");
+    assert_eq!(saved.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&token).unwrap(),
+        format!("{last}\n")
+    );
+    for link in &planted {
+        assert_eq!(std::fs::read_link(link).unwrap(), outside, "left as it was");
+    }
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, [".token.tmp", "token", "token.tmp"], "nothing else");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_end_it_with_the_servers_message_and_never_show_the_key() {
     let server = TestServer::start(Backend::Sqlite).await;
@@ -680,8 +739,10 @@ impl Drop for Group {
 /// The flusher of docs/proxies.md, as the docs show it and the unit runs
 /// it. With Dovecot installed (always under CI): a real Dovecot with the
 /// docs' cache settings and Lua passdb, where a revoked password signs in
-/// from the cache until the flusher flushes its user. Without: a `doveadm`
-/// that records what it is asked.
+/// from the cache until the flusher flushes its user, and a spelling of a
+/// username that latchkey folds and Dovecot does not (fullwidth) is never
+/// cached, so nothing survives the flush. Without: a `doveadm` that records
+/// what it is asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
     use crate::proxies::{self, IMAP};
@@ -898,6 +959,100 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
         let refused = sign_in("carol", carol_secret).await;
         assert!(refused.starts_with("refused:"), "{refused}");
     }
+
+    // Dave signs in with a spelling latchkey folds and Dovecot does not
+    // (fullwidth letters; the docs' auth_username_chars lets them in, and
+    // auth_username_format lowercases ASCII alone): Dovecot would cache it
+    // under a name the flusher never flushes. It is refused before latchkey
+    // decides anything, so no cache entry exists under it.
+    let (dave, dave_secret) = issue_simple(&server, "dave@example.com").await;
+    let fullwidth = "\u{ff44}\u{ff41}\u{ff56}\u{ff45}@example.com";
+    // latchkey's answers to the Dovecot adapter, by result, from its
+    // metrics: every login it decided, from argon2, its caches or memory.
+    let decided = || async {
+        let (_, body) = crate::metrics::scrape(&server).await;
+        let mut answers = std::collections::BTreeMap::new();
+        for line in body.lines() {
+            let Some(labels) =
+                line.strip_prefix("latchkey_authentications_total{adapter=\"dovecot\",")
+            else {
+                continue;
+            };
+            let result = labels.split("result=\"").nth(1).unwrap();
+            let result = result.split('"').next().unwrap().to_owned();
+            let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            *answers.entry(result).or_insert(0.0) += count;
+        }
+        answers
+    };
+    let more = |before: &std::collections::BTreeMap<String, f64>,
+                after: &std::collections::BTreeMap<String, f64>| {
+        after
+            .iter()
+            .filter_map(|(result, count)| {
+                let grew = count - before.get(result).copied().unwrap_or(0.0);
+                (grew > 0.0).then(|| format!("{result} {grew}"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let dovecot_log =
+        || std::fs::read_to_string(dovecot_dir.join("dovecot.log")).unwrap_or_default();
+    let spelling_refusals = || {
+        dovecot_log()
+            .matches("the username is not in latchkey's spelling")
+            .count()
+    };
+    if real {
+        let before = decided().await;
+        let mut answers = Vec::new();
+        for user in [
+            fullwidth,
+            "dave@example.com",
+            "dave@example.com",
+            "Dave@Example.COM",
+            fullwidth,
+        ] {
+            let answer = sign_in(user, dave_secret.clone()).await;
+            answers.push(if answer == "ok" { "ok" } else { "refused" });
+        }
+        assert_eq!(answers, ["refused", "ok", "ok", "ok", "refused"]);
+        assert_eq!(
+            more(&before, &decided().await),
+            ["success 1"],
+            "latchkey decided one login: the rest were Dovecot's cache \
+             (the canonical spelling, and ASCII capitals lowercased by \
+             auth_username_format) or refused before deciding (fullwidth)"
+        );
+        until("Dovecot logged why, once per fullwidth try", || {
+            spelling_refusals() == 2
+        })
+        .await;
+    }
+    revoke(&server, dave).await;
+    until("dave is flushed", || recorded().len() == 5).await;
+    if real {
+        // Every spelling refused right after the flush.
+        let before = decided().await;
+        for user in [fullwidth, "dave@example.com", "Dave@Example.COM"] {
+            let answer = sign_in(user, dave_secret.clone()).await;
+            assert!(answer.starts_with("refused:"), "{user}: {answer}");
+        }
+        assert_eq!(
+            more(&before, &decided().await),
+            ["revoked 2"],
+            "latchkey refused both ASCII spellings (no cache entry left), \
+             and never saw the fullwidth one"
+        );
+        until("Dovecot logged the third fullwidth try", || {
+            spelling_refusals() == 3
+        })
+        .await;
+        assert!(
+            !dovecot_log().contains(&dave_secret),
+            "no secret in Dovecot's log"
+        );
+    }
+
     assert_eq!(
         recorded(),
         [
@@ -905,6 +1060,7 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
             "auth cache flush -- bob",
             "auth cache flush -- bob",
             "auth cache flush -- carol",
+            "auth cache flush -- dave@example.com",
         ],
         "one flush per event, of its user; {}",
         flusher_log()
