@@ -223,6 +223,8 @@ pub async fn failed_login_rows(server: &TestServer, detail_like: &str) -> (i64, 
         .sum();
     db.close().await.unwrap();
     (i64::try_from(rows.len()).unwrap(), counted)
+}
+
 /// The reason of a status's ErrorInfo ("" without one).
 pub fn reason_of(status: &Status) -> String {
     status
