@@ -76,7 +76,7 @@ where
             // typed in the wrong field.
             tracing::info!(
                 adapter = adapter.as_str(),
-                caller = %actor,
+                caller = actor.as_str(),
                 "refused a username not in latchkey's spelling"
             );
             let mut response = challenge();

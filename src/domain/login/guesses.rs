@@ -23,7 +23,8 @@
 //!    guesses for unknown accounts, from however many networks, never
 //!    pushes out an existing account's stale device.
 //!
-//! Nothing here is a secret's plaintext: a guess is kept as a keyed digest.
+//! Nothing here is a secret's plaintext: a guess is kept as a keyed digest
+//! ([`GuessDigest`], which `memory` computes).
 //! A guess forgotten before its repeats were audited leaves its coalesced
 //! event behind for the next flush (`orphaned`, itself bounded).
 
@@ -31,12 +32,56 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::memory::{GuessDigest, HashPrint};
 use super::model::FailureReason;
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::time::Timestamp;
+
+/// A keyed digest of one guess: pair, exact client address, protocol and
+/// the password as typed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GuessDigest([u8; 32]);
+
+impl std::fmt::Debug for GuessDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuessDigest(<redacted>)")
+    }
+}
+
+impl GuessDigest {
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub(super) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key a guess in flight holds, as if it were a scope of its own.
+    pub(super) fn flight_key(&self) -> String {
+        let mut key = String::with_capacity(70);
+        key.push_str("guess:");
+        key.push_str(&crate::domain::shared::hex::lower_hex(&self.0));
+        key
+    }
+}
+
+/// A digest of the stored hash a guess was verified against (`none` when
+/// there was no candidate), so a remembered result is used only against
+/// that very hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashPrint([u8; 16]);
+
+impl HashPrint {
+    pub fn of(stored_hash: Option<&str>) -> Self {
+        let digest = Sha256::digest(stored_hash.unwrap_or("none").as_bytes());
+        let mut print = [0u8; 16];
+        print.copy_from_slice(&digest[..16]);
+        Self(print)
+    }
+}
 
 /// Distinct recent wrong guesses remembered per pair.
 pub const GUESSES_PER_PAIR: usize = 8;

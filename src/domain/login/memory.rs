@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 
@@ -56,52 +56,7 @@ use crate::domain::shared::username::Username;
 /// Blocks kept at most.
 const MEMORY_ENTRIES: usize = 100_000;
 
-/// A keyed digest of one guess: pair, exact client address, protocol and
-/// the password as typed.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct GuessDigest([u8; 32]);
-
-impl std::fmt::Debug for GuessDigest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GuessDigest(<redacted>)")
-    }
-}
-
-impl GuessDigest {
-    pub(super) fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    #[cfg(test)]
-    pub(super) fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    /// The key a guess in flight holds, as if it were a scope of its own.
-    fn flight_key(&self) -> String {
-        let mut key = String::with_capacity(70);
-        key.push_str("guess:");
-        key.push_str(&crate::domain::shared::hex::lower_hex(&self.0));
-        key
-    }
-}
-
-/// A digest of the stored hash a guess was verified against (`none` when
-/// there was no candidate), so a remembered result is used only against
-/// that very hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HashPrint([u8; 16]);
-
-impl HashPrint {
-    pub fn of(stored_hash: Option<&str>) -> Self {
-        let digest = Sha256::digest(stored_hash.unwrap_or("none").as_bytes());
-        let mut print = [0u8; 16];
-        print.copy_from_slice(&digest[..16]);
-        Self(print)
-    }
-}
-
-pub use super::guesses::NewGuess;
+pub use super::guesses::{GuessDigest, HashPrint, NewGuess};
 
 /// Whether a remembered guess was counted when it was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,7 +285,7 @@ impl ThrottleMemory {
         mac.update(protocol.as_str().as_bytes());
         mac.update(&[0]);
         mac.update(typed.as_bytes());
-        GuessDigest(mac.finalize().into_bytes().into())
+        GuessDigest::from_bytes(mac.finalize().into_bytes().into())
     }
 
     /// What this replica remembers of a guess at `now`, given the stored
@@ -713,7 +668,7 @@ mod tests {
         );
         assert_ne!(base, memory.digest(&pair(), ip, Protocol::Pop3, "x"));
         assert_ne!(base, memory.digest(&pair(), ip, Protocol::Imap, "y"));
-        assert!(!format!("{base:?}").contains(&format!("{:?}", base.0)));
+        assert!(!format!("{base:?}").contains(&format!("{:?}", base.as_bytes())));
     }
 
     #[test]
