@@ -21,7 +21,7 @@ use crate::domain::accounts::Accounts;
 use crate::domain::app_passwords::model::{check_notice_before, NoticeKind};
 use crate::domain::app_passwords::AppPasswords;
 use crate::domain::audit::{AuditTrail, EventFeed};
-use crate::domain::callers::{Caller, CallerKey, Callers};
+use crate::domain::callers::{CallerKey, Callers};
 use crate::domain::login::{LoginConfig, Logins};
 use crate::domain::secrets::Hasher;
 use crate::domain::shared::time::Clock;
@@ -32,7 +32,7 @@ use crate::grpc::request_log::RequestLogLayer;
 use crate::grpc::{self, MessageLimits};
 use crate::metrics::Metrics;
 use crate::store::SqlStore;
-use crate::transport::{BoundedListener, ProofDeadline, ProveLayer, ServerConfig};
+use crate::transport::{BoundedListener, ProofDeadline, ServerConfig};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -286,9 +286,6 @@ impl App {
         );
         let serving = server
             .layer(RequestLogLayer::new(self.metrics))
-            // A request whose caller checks out proves its connection
-            // (`transport.rs`: connections without one are capped).
-            .layer(ProveLayer::<Caller>::default())
             .layer(CallerAuthLayer::new(
                 self.services.callers.clone(),
                 self.reflection,

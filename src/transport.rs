@@ -29,19 +29,27 @@
 //!   from its 5-byte prefix, before any of it is buffered.
 //! - `request_timeout_secs`: a request (its body included) must be done in
 //!   this time, so a stream that sends half a message and stops is cut.
-//! - `max_unproven_connections`: a connection is *unproven* until it
-//!   carries a request from a recognised caller (a valid key or client
-//!   certificate: `Proof::prove`, called by the edges once the caller
-//!   checks out). At most this many are unproven at once; a new connection
-//!   past it closes the oldest unproven one to make room. So peers without
-//!   a key, however many addresses they have and however slowly they
-//!   send, hold at most this many places, and a proxy's new connection,
-//!   which proves itself with its first request, always finds one. On the
-//!   proxy adapters' listener an unproven connection also has
-//!   `unproven_timeout_ms` from its accept to send a whole request with a
-//!   valid key (the request-head deadline: a byte every few seconds no
-//!   longer keeps it open); on the gRPC listener, where health checks and
-//!   reflection are keyless by design, only the cap applies.
+//! - `max_unproven_connections`: a connection is *unproven* until a
+//!   recognised caller (a valid key or client certificate) uses it: the
+//!   edges call `Proof::prove` as soon as a request's caller checks out,
+//!   before the request runs (`grpc/auth.rs`, the adapters' `authenticate`
+//!   middleware). At most this many are unproven at once (0: no cap; never
+//!   more than three quarters of the connection cap); a new connection
+//!   past it closes the oldest unproven connection of the peer network
+//!   that holds the most. So peers without a key, however many addresses
+//!   they use and however slowly they send, hold at most this many
+//!   places; a peer that opens connections as fast as it can closes its
+//!   own, not a proxy's still in its TLS handshake nor a health checker's;
+//!   and a proxy's connection, which proves itself with its first request,
+//!   always finds a place. On the proxy adapters' listener an unproven
+//!   connection also has `unproven_timeout_ms` from its accept to send a
+//!   whole request with a valid key (the request-head deadline: a byte
+//!   every few seconds no longer keeps it open; while a key it sent is
+//!   being checked, the deadline waits); on the gRPC listener, where health
+//!   checks and reflection are keyless by design, only the cap applies.
+//!   These are checked on every read, write and flush, and a write that
+//!   waits for a peer that reads nothing fails after the idle timeout: a
+//!   peer that stops reading cannot hold a connection by stalling it.
 //!
 //! Memory the transport can be made to hold in request bodies is then at
 //! most `max_connections × max_concurrent_streams × max_message_bytes`
@@ -158,6 +166,17 @@ impl ServerConfig {
     }
 }
 
+/// The cap on unproven connections in force: 0 turns it off (any number,
+/// up to the connection cap); otherwise at most three quarters of the
+/// connection cap, so that however low the descriptor limit makes that cap,
+/// proven callers keep a quarter of it.
+fn unproven_cap(configured: usize, connection_cap: usize) -> usize {
+    if configured == 0 {
+        return usize::MAX;
+    }
+    configured.min(connection_cap - connection_cap / 4).max(1)
+}
+
 /// The soft limit on open files, from `/proc/self/limits` (Linux).
 fn open_file_limit() -> Option<usize> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -206,10 +225,10 @@ impl BoundedListener {
                 open: std::sync::Mutex::new(HashMap::new()),
             }),
             unproven: Arc::new(Unproven {
-                cap: config.max_unproven_connections.max(1),
+                cap: unproven_cap(config.max_unproven_connections, cap),
                 open: std::sync::Mutex::new(BTreeMap::new()),
                 next: AtomicU64::new(0),
-                evicted: AtomicU64::new(0),
+                at_cap: AtomicBool::new(false),
             }),
             cap,
             at_cap: AtomicBool::new(false),
@@ -246,7 +265,7 @@ impl BoundedListener {
             Ok(place) => {
                 self.at_cap.store(false, Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
-                let proof = Unproven::admit(&self.unproven);
+                let proof = Unproven::admit(&self.unproven, source_network(peer.ip()));
                 Some(Guarded::new(
                     stream,
                     (place, peer_place),
@@ -288,33 +307,44 @@ struct Unproven {
     cap: usize,
     open: std::sync::Mutex<BTreeMap<u64, Proof>>,
     next: AtomicU64,
-    /// Connections closed to make room, since start.
-    evicted: AtomicU64,
+    /// Whether the cap was met since it was last below it (logged once
+    /// per stretch).
+    at_cap: AtomicBool,
 }
 
 impl Unproven {
-    /// Registers a new connection as unproven, closing the oldest
-    /// unproven one if that makes more than the cap.
-    fn admit(unproven: &Arc<Unproven>) -> Proof {
+    /// Registers a new connection from `peer` as unproven, closing one
+    /// unproven connection if that makes more than the cap: the oldest of
+    /// the peer network that holds the most of them. So a peer that opens
+    /// connections as fast as it can closes its own, not a proxy's that is
+    /// still in its handshake, nor a health checker's.
+    fn admit(unproven: &Arc<Unproven>, peer: IpNet) -> Proof {
         let id = unproven.next.fetch_add(1, Ordering::Relaxed);
         let proof = Proof(Arc::new(Link {
             id,
+            peer,
             proven: AtomicBool::new(false),
+            checking: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             unproven: Arc::clone(unproven),
         }));
         let mut open = crate::domain::shared::sync::lock(&unproven.open);
+        if open.len() < unproven.cap {
+            unproven.at_cap.store(false, Ordering::Relaxed);
+        }
         while open.len() >= unproven.cap {
-            let Some((_, oldest)) = open.pop_first() else {
+            let Some(victim) = heaviest_peers_oldest(&open) else {
                 break;
             };
-            oldest.0.evicted.store(true, Ordering::SeqCst);
-            oldest.0.waker.wake();
-            if unproven.evicted.fetch_add(1, Ordering::Relaxed) == 0 {
+            if let Some(evicted) = open.remove(&victim) {
+                evicted.0.evicted.store(true, Ordering::SeqCst);
+                evicted.0.waker.wake();
+            }
+            if !unproven.at_cap.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     cap = unproven.cap,
-                    "unproven connections at their cap: the oldest are closed to make room (logged once)"
+                    "unproven connections at their cap: the oldest of the peer holding the most is closed for each new one"
                 );
             }
         }
@@ -327,6 +357,23 @@ impl Unproven {
     }
 }
 
+/// The oldest unproven connection of the peer network that holds the most
+/// (of two that hold as many, the one whose oldest is older). The map
+/// holds at most the cap, so a walk over it is cheap.
+fn heaviest_peers_oldest(open: &BTreeMap<u64, Proof>) -> Option<u64> {
+    let mut by_peer: HashMap<IpNet, (usize, u64)> = HashMap::new();
+    for (&id, proof) in open {
+        let entry = by_peer.entry(proof.0.peer).or_insert((0, id));
+        entry.0 += 1;
+    }
+    by_peer
+        .into_values()
+        .max_by(|(count_a, oldest_a), (count_b, oldest_b)| {
+            count_a.cmp(count_b).then(oldest_b.cmp(oldest_a))
+        })
+        .map(|(_, oldest)| oldest)
+}
+
 /// One connection's standing: unproven until a recognised caller uses it.
 /// Cheap to clone; the edges get it with each request (as connect info)
 /// and call [`Proof::prove`] once the request's caller checks out.
@@ -336,7 +383,12 @@ pub struct Proof(Arc<Link>);
 #[derive(Debug)]
 struct Link {
     id: u64,
+    /// The peer's network (an IPv4 address, an IPv6 /64).
+    peer: IpNet,
     proven: AtomicBool,
+    /// A request with a credential is being checked: the deadline to prove
+    /// itself waits for the answer (a slow database must not cut a proxy).
+    checking: AtomicBool,
     /// Closed to make room for a newer unproven connection.
     evicted: AtomicBool,
     /// Wakes the connection's reader when it is evicted.
@@ -355,6 +407,19 @@ impl Proof {
 
     pub fn is_proven(&self) -> bool {
         self.0.proven.load(Ordering::SeqCst)
+    }
+
+    /// A whole request that carries a credential arrived and is being
+    /// checked: until [`Proof::checked`], the deadline to prove itself
+    /// does not cut the connection (it stays evictable).
+    pub fn checking(&self) {
+        self.0.checking.store(true, Ordering::SeqCst);
+    }
+
+    /// The credential did not check out: the deadline applies again.
+    pub fn checked(&self) {
+        self.0.checking.store(false, Ordering::SeqCst);
+        self.0.waker.wake();
     }
 
     /// The proof a request's connection carries, on either listener and
@@ -382,68 +447,6 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Boun
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, BoundedListener>) -> Self {
         stream.io().proof.clone()
-    }
-}
-
-/// Proves a request's connection when its response carries an `M` (the
-/// caller the authentication layer recognised): for the gRPC listener,
-/// outside the layer that authenticates callers.
-#[derive(Debug, Clone)]
-pub struct ProveLayer<M> {
-    marker: std::marker::PhantomData<fn() -> M>,
-}
-
-impl<M> Default for ProveLayer<M> {
-    fn default() -> Self {
-        Self {
-            marker: std::marker::PhantomData,
-        }
-    }
-}
-
-impl<S, M> tower::Layer<S> for ProveLayer<M> {
-    type Service = Prove<S, M>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Prove {
-            inner,
-            marker: std::marker::PhantomData,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Prove<S, M> {
-    inner: S,
-    marker: std::marker::PhantomData<fn() -> M>,
-}
-
-impl<S, M, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for Prove<S, M>
-where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
-    M: Send + Sync + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send + 'static>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let proof = Proof::of_request(&request).filter(|proof| !proof.is_proven());
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await?;
-            if let Some(proof) = proof {
-                if response.extensions().get::<M>().is_some() {
-                    proof.prove();
-                }
-            }
-            Ok(response)
-        })
     }
 }
 
@@ -518,6 +521,8 @@ pub struct Guarded {
     idle: Duration,
     /// The deadline to prove itself, while it is unproven.
     unproven_deadline: Option<Pin<Box<Sleep>>>,
+    /// Since when a write has waited for the peer to read, if one has.
+    write_stall: Option<Pin<Box<Sleep>>>,
 }
 
 /// The timeouts a connection is admitted with.
@@ -552,22 +557,29 @@ impl Guarded {
             unproven_deadline: timeouts
                 .unproven
                 .map(|after| Box::pin(tokio::time::sleep(after))),
+            write_stall: None,
         }
     }
 
     /// Why the connection must close now, if it must: evicted, or unproven
-    /// past its deadline.
+    /// past its deadline (not while a credential it sent is being checked).
+    /// Checked on every read, write and flush, so a peer that stops reading
+    /// cannot keep a closed connection open by stalling the writes.
     fn must_close(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
         let link = &self.proof.0;
         link.waker.register(cx.waker());
-        if link.evicted.load(Ordering::SeqCst) && !link.proven.load(Ordering::SeqCst) {
+        if link.proven.load(Ordering::SeqCst) {
+            self.unproven_deadline = None;
+            return None;
+        }
+        if link.evicted.load(Ordering::SeqCst) {
             return Some(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "closed to make room: too many connections without a recognised caller",
             ));
         }
-        if link.proven.load(Ordering::SeqCst) {
-            self.unproven_deadline = None;
+        if link.checking.load(Ordering::SeqCst) {
+            return None;
         }
         if let Some(deadline) = self.unproven_deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {
@@ -578,6 +590,40 @@ impl Guarded {
             }
         }
         None
+    }
+
+    /// A write that cannot go on: the peer has not read for the idle
+    /// timeout (it reads nothing, so the read side's deadlines, which only
+    /// run while the server reads, would never fire).
+    fn write_stalled(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let idle = self.idle;
+        let stall = self
+            .write_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        stall.as_mut().poll(cx).is_ready().then(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer read nothing for the idle timeout",
+            )
+        })
+    }
+
+    /// Ends a write: the stall deadline restarts at the next blocked write.
+    fn after_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Pending => match self.write_stalled(cx) {
+                Some(error) => Poll::Ready(Err(error)),
+                None => Poll::Pending,
+            },
+            ready => {
+                self.write_stall = None;
+                ready
+            }
+        }
     }
 }
 
@@ -640,11 +686,19 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        if let Some(error) = self.must_close(cx) {
+            return Poll::Ready(Err(error));
+        }
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.after_write(cx, poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        if let Some(error) = self.must_close(cx) {
+            return Poll::Ready(Err(error));
+        }
+        let poll = Pin::new(&mut self.stream).poll_flush(cx);
+        self.after_write(cx, poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -656,10 +710,63 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        if let Some(error) = self.must_close(cx) {
+            return Poll::Ready(Err(error));
+        }
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.after_write(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unproven(cap: usize) -> Arc<Unproven> {
+        Arc::new(Unproven {
+            cap,
+            open: std::sync::Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(0),
+            at_cap: AtomicBool::new(false),
+        })
+    }
+
+    fn net(ip: &str) -> IpNet {
+        source_network(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn a_flooding_peer_closes_its_own_connections_first() {
+        let unproven = unproven(3);
+        let checker = Unproven::admit(&unproven, net("192.0.2.1"));
+        let flood: Vec<Proof> = (0..10)
+            .map(|_| Unproven::admit(&unproven, net("2001:db8::1")))
+            .collect();
+        assert!(
+            !checker.0.evicted.load(Ordering::SeqCst),
+            "the health checker stays"
+        );
+        let evicted = flood
+            .iter()
+            .filter(|p| p.0.evicted.load(Ordering::SeqCst))
+            .count();
+        assert_eq!(evicted, 8, "the flood closes its own oldest");
+        // A proven connection leaves the count; a new one finds room.
+        flood[9].prove();
+        let proxy = Unproven::admit(&unproven, net("198.51.100.1"));
+        assert!(!proxy.0.evicted.load(Ordering::SeqCst));
+        assert!(!flood[9].0.evicted.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn the_unproven_cap_leaves_proven_callers_a_quarter() {
+        assert_eq!(unproven_cap(64, 256), 64);
+        assert_eq!(unproven_cap(64, 40), 30);
+        assert_eq!(unproven_cap(64, 1), 1);
+        assert_eq!(unproven_cap(0, 256), usize::MAX);
     }
 }

@@ -45,6 +45,7 @@ use crate::domain::login::{
 use crate::domain::shared::client::ClientName;
 use crate::domain::shared::error::Error;
 use crate::domain::shared::limits::{CLIENT_IP_MAX_BYTES, PASSWORD_INPUT_MAX_BYTES};
+use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::protocol::Protocol;
 use crate::domain::shared::username::Username;
 use crate::metrics::{LoginResult, Metrics};
@@ -153,15 +154,29 @@ async fn authenticate<S>(
 where
     S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
 {
+    let proof = Proof::of_request(&request);
+    // A whole request with a key: the deadline to prove the connection
+    // waits for the check (a slow database must not cut a proxy).
+    if let Some(proof) = proof
+        .as_ref()
+        .filter(|_| request.headers().contains_key(KEY_HEADER))
+    {
+        proof.checking();
+    }
     match adapters.caller(request.headers()).await {
         Ok(actor) => {
-            if let Some(proof) = Proof::of_request(&request) {
+            if let Some(proof) = &proof {
                 proof.prove();
             }
             request.extensions_mut().insert(Actor(actor));
             next.run(request).await
         }
-        Err(refusal) => refusal_response(refusal).into_response(),
+        Err(refusal) => {
+            if let Some(proof) = &proof {
+                proof.checked();
+            }
+            refusal_response(refusal).into_response()
+        }
     }
 }
 
@@ -337,8 +352,12 @@ fn client_ip(raw: &str) -> Result<IpAddr, Refusal> {
     if raw.len() > CLIENT_IP_MAX_BYTES {
         return Err(Refusal::BadRequest("the client address is too long".into()));
     }
+    // In canonical form, as the gRPC edge logs it: nginx listening on a
+    // dual-stack socket reports `::ffff:a.b.c.d`, which fail2ban would ban
+    // in ip6tables, where it does nothing.
     raw.trim()
         .parse()
+        .map(canonical_ip)
         .map_err(|_| Refusal::BadRequest("the client address is not an IP address".into()))
 }
 

@@ -22,6 +22,7 @@ use crate::domain::callers::model::Caller;
 use crate::domain::callers::service::Callers;
 use crate::domain::callers::store::CallerStore;
 use crate::domain::shared::error::Reason;
+use crate::transport::Proof;
 
 const UNAUTHENTICATED: &str =
     "a valid caller credential is required: send `authorization: Bearer <key>` or a client certificate";
@@ -99,7 +100,15 @@ where
             };
             let presented = Presented::of(&request);
             let caller = match presented.identify(&callers).await {
-                Ok(Some(caller)) => caller,
+                Ok(Some(caller)) => {
+                    // A recognised caller proves its connection at once,
+                    // before its request runs (`transport.rs`: connections
+                    // without one are capped, the oldest closed first).
+                    if let Some(proof) = Proof::of_request(&request) {
+                        proof.prove();
+                    }
+                    caller
+                }
                 Ok(None) => {
                     return Ok(refuse(with_reason(
                         tonic::Code::Unauthenticated,

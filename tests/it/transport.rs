@@ -184,9 +184,9 @@ async fn silent_idle_and_excess_connections_are_closed() {
     let server = TestServer::start_with(Backend::Sqlite, |config| {
         tight_transport(config);
         config.server.max_connections = 40;
-        // The total cap is what this test counts: unproven connections
-        // may take all of it here (their own cap is tested below).
-        config.server.max_unproven_connections = 40;
+        // The total cap is what this test counts: no cap of unproven
+        // connections here (it is tested below).
+        config.server.max_unproven_connections = 0;
         // Long enough that no silent connection is closed before all 100
         // are open: one stretch at the cap, one log line.
         config.server.handshake_timeout_ms = 3_000;
@@ -396,5 +396,68 @@ async fn keyless_connections_cannot_take_the_grpc_listener() {
     );
     fresh.authenticate(ask()).await.unwrap();
     drop(keyless);
+    server.stop().await;
+}
+
+/// A keyless peer on the adapters' port that pipelines requests and never
+/// reads the answers, until the server's writes to it block (and with
+/// them, its reads). Returns the connection, still open on this side.
+async fn reads_nothing(addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = b"GET /auth/nginx-mail HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1_000);
+    // At most 64 MB: far more than the socket buffers on both sides.
+    for _ in 0..64 * 1024 * 1024 / request.len() {
+        match tokio::time::timeout(Duration::from_millis(500), stream.write_all(&request)).await {
+            Ok(Ok(())) => {}
+            // Blocked: the server no longer reads. Or it closed already.
+            Err(_) | Ok(Err(_)) => return stream,
+        }
+    }
+    panic!("the server kept reading 64 MB of requests whose answers nobody read");
+}
+
+/// Found by review of finding 4: the limits on unproven connections were
+/// checked only when the server read, and a peer that stops reading stops
+/// the server's reads too (its writes block first). Four such peers fill a
+/// listener of 4 places, 2 of them unproven, with a 2 s deadline: the ones
+/// closed to make room and the ones past their deadline still go, and the
+/// proxy's logins after them are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_that_read_nothing_cannot_hold_the_adapters() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.server.max_connections = 4;
+        config.server.max_unproven_connections = 2;
+        config.server.unproven_timeout_ms = 2_000;
+    })
+    .await;
+    let addr = server.adapters_addr;
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(reads_nothing(addr).await);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let mut answered = 0;
+    for _ in 0..4 {
+        let answer = crate::adapters::get(
+            addr,
+            "/auth/nginx-mail",
+            &[
+                ("X-Latchkey-Key", key.as_str()),
+                ("Auth-Method", "plain"),
+                ("Auth-User", "nobody"),
+                ("Auth-Pass", "wrong%20password"),
+                ("Auth-Protocol", "imap"),
+                ("Client-IP", "192.0.2.79"),
+                ("Auth-Login-Attempt", "1"),
+            ],
+        )
+        .await;
+        answered += usize::from(answer.status == 200 && answer.header("auth-status").is_some());
+    }
+    assert_eq!(answered, 4, "every real login answered");
+    drop(stalled);
     server.stop().await;
 }
