@@ -26,6 +26,7 @@ backend_tests!(
     a_password_an_issuer_revoked_shows_it_nothing_of_others,
     an_issue_and_revoke_loop_stops_at_the_account_bound,
     a_callers_issues_are_bounded_per_minute_on_each_replica,
+    a_burst_at_one_full_account_spends_nothing_of_the_callers_bound,
 );
 
 /// Where the account's owner signs in from.
@@ -360,5 +361,34 @@ async fn a_callers_issues_are_bounded_per_minute_on_each_replica(backend: Backen
     let written = count(&server, "SELECT COUNT(*) FROM app_password").await;
     assert_eq!(written, i64::from(2 * PER_MINUTE + 2));
     replica.stop().await;
+    server.stop().await;
+}
+
+/// Found by review: issues refused inside the transaction (the account's
+/// cap, met by a concurrent issue) still spent the caller's bound, so 120
+/// parallel issues to one account blocked the portal for a minute. 30 at
+/// once to an account with room for 2: 2 are made, and the caller's other
+/// 8 of its 10 a minute go to other accounts.
+async fn a_burst_at_one_full_account_spends_nothing_of_the_callers_bound(backend: Backend) {
+    const PER_MINUTE: u32 = 10;
+    let server = TestServer::start_with(backend, |config| {
+        config.max_active_app_passwords = 2;
+        config.app_passwords = AppPasswordsConfig {
+            caller_issues_per_minute: PER_MINUTE,
+            ..AppPasswordsConfig::default()
+        };
+    })
+    .await;
+    let portal = server.as_role(Role::Issuer);
+    let burst = (0..30).map(|_| issue_as(&portal, "crowded", "Phone"));
+    let outcomes = futures::future::join_all(burst).await;
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 2);
+    for n in 0..PER_MINUTE - 2 {
+        issue_as(&portal, &format!("other-{n}"), "Phone")
+            .await
+            .unwrap();
+    }
+    let status = issue_as(&portal, "one-more", "Phone").await.unwrap_err();
+    assert_eq!(reason_of(&status), "CALLER_ISSUE_RATE_EXCEEDED");
     server.stop().await;
 }

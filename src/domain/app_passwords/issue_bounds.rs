@@ -120,6 +120,18 @@ impl CallerIssues {
     }
 }
 
+impl CallerIssues {
+    /// Gives back an issue counted at `at` that was then not made.
+    pub fn refund(&self, caller: &str, at: Timestamp) {
+        let mut recent = lock(&self.recent);
+        if let Some(times) = recent.get_mut(caller) {
+            if let Some(index) = times.iter().rposition(|time| *time == at) {
+                times.remove(index);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +178,10 @@ mod tests {
         assert!(issues.admit("portal", 3, at(60)).is_ok());
         assert!(issues.admit("portal", 3, at(60)).is_err());
         assert!(issues.admit("portal", 3, at(62)).is_ok());
+        assert!(issues.admit("portal", 3, at(63)).is_ok());
+        assert!(issues.admit("portal", 3, at(63)).is_err());
+        // An issue given back frees its place at once.
+        issues.refund("portal", at(63));
+        assert!(issues.admit("portal", 3, at(63)).is_ok());
     }
 }

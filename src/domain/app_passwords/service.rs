@@ -193,6 +193,28 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
             now,
         )?;
 
+        // An issue the transaction then refuses (the account's bound or
+        // cap, met by a concurrent issue) gives its count back: a burst at
+        // one account must not spend the caller's bound.
+        let issued = self
+            .issue_admitted(&request, limits, expires_at, idle_timeout, now)
+            .await;
+        if issued.is_err() {
+            self.inner.caller_issues.refund(&request.issued_by, now);
+        }
+        issued
+    }
+
+    /// The issue's write, once the caller's bound admitted it.
+    async fn issue_admitted(
+        &self,
+        request: &IssueRequest,
+        limits: IssueLimits,
+        expires_at: Option<Timestamp>,
+        idle_timeout: Option<Duration>,
+        now: Timestamp,
+    ) -> Result<Issued> {
+        let cap = limits.cap;
         for _ in 0..SELECTOR_ATTEMPTS {
             let secret = Secret::generate()?;
             let hasher = &self.inner.hasher;

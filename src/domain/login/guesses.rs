@@ -23,6 +23,11 @@
 //!    guesses for unknown accounts, from however many networks, never
 //!    pushes out an existing account's stale device.
 //!
+//! "Oldest" is least recently seen: a repeat makes its guess the newest of
+//! its kind, so a stale device that keeps repeating (every few minutes, as
+//! mail clients do) is the last of its kind to give way, even to a flood of
+//! guesses at real accounts.
+//!
 //! Nothing here is a secret's plaintext: a guess is kept as a keyed digest
 //! ([`GuessDigest`], which `memory` computes).
 //! A guess forgotten before its repeats were audited leaves its coalesced
@@ -131,6 +136,15 @@ pub struct Guess {
     seq: u64,
 }
 
+/// Whether a remembered guess was counted when it was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Counted now, in the three scopes.
+    Now,
+    /// Counted before, within the window: a repeat.
+    Before,
+}
+
 /// A guess to remember: what `Guess` holds but its place.
 #[derive(Debug)]
 pub struct NewGuess {
@@ -141,6 +155,25 @@ pub struct NewGuess {
     pub reason: FailureReason,
     pub network: IpNet,
     pub account_known: bool,
+}
+
+impl NewGuess {
+    /// The guess as kept, counted at `counted_at`, with `repeats` not yet
+    /// audited (its place is given when it is attached).
+    fn remembered(self, counted_at: Timestamp, repeats: u32) -> Guess {
+        Guess {
+            digest: self.digest,
+            verified_against: self.verified_against,
+            matched: self.matched,
+            counted_at,
+            event: self.event,
+            reason: self.reason,
+            repeats,
+            network: self.network,
+            account_known: self.account_known,
+            seq: 0,
+        }
+    }
 }
 
 /// Where a guess is, in the order of arrival.
@@ -198,10 +231,40 @@ impl Guesses {
             .and_then(|recent| recent.iter_mut().find(|guess| same(&guess.digest, digest)))
     }
 
+    /// Remembers a guess of `pair` just decided at `now`. One remembered
+    /// already is updated (a repeat adds to its count; a guess counted again
+    /// after the window takes the new result and event) and becomes the
+    /// newest of its kind, so a device that keeps repeating is the last to
+    /// give way. A new one is kept if the rules find it room; returns
+    /// whether the guess is remembered.
+    pub fn remember(
+        &mut self,
+        pair: &str,
+        guess: NewGuess,
+        counted: Counted,
+        now: Timestamp,
+        window: Duration,
+    ) -> bool {
+        let known = self.find(pair, &guess.digest).map(|known| known.seq);
+        let Some(old) = known.and_then(|seq| self.detach(pair, seq)) else {
+            let repeats = u32::from(counted == Counted::Before);
+            return self.insert(pair, guess, repeats, now, window);
+        };
+        let updated = match counted {
+            Counted::Now => guess.remembered(now, old.repeats),
+            Counted::Before => Guess {
+                event: old.event,
+                ..guess.remembered(old.counted_at, old.repeats.saturating_add(1))
+            },
+        };
+        self.attach(pair, updated);
+        true
+    }
+
     /// Remembers a new guess of `pair` at `now`, counted now (`repeats` 0)
     /// or as a repeat (1), making room by the module's rules; returns
     /// whether it was remembered.
-    pub fn insert(
+    fn insert(
         &mut self,
         pair: &str,
         guess: NewGuess,
@@ -217,18 +280,23 @@ impl Guesses {
             if let Some(oldest) = self
                 .by_pair
                 .get(pair)
-                .and_then(|r| r.first())
-                .map(|g| g.seq)
+                .and_then(|recent| recent.iter().map(|g| g.seq).min())
             {
                 self.remove(pair, oldest, now);
             }
         } else if !self.make_room(&guess, now, window) {
             return false;
         }
-        let seq = self.next_seq;
+        self.attach(pair, guess.remembered(now, repeats));
+        true
+    }
+
+    /// Adds a guess as the newest of its kind, counting it in.
+    fn attach(&mut self, pair: &str, mut guess: Guess) {
+        guess.seq = self.next_seq;
         self.next_seq += 1;
         let place = Place {
-            seq,
+            seq: guess.seq,
             pair: pair.to_owned(),
         };
         if guess.account_known {
@@ -239,22 +307,29 @@ impl Guesses {
             self.unknown_order.push_back(place);
         }
         self.count += 1;
-        self.by_pair
-            .entry(pair.to_owned())
-            .or_default()
-            .push(Guess {
-                digest: guess.digest,
-                verified_against: guess.verified_against,
-                matched: guess.matched,
-                counted_at: now,
-                event: guess.event,
-                reason: guess.reason,
-                repeats,
-                network: guess.network,
-                account_known: guess.account_known,
-                seq,
-            });
-        true
+        self.by_pair.entry(pair.to_owned()).or_default().push(guess);
+    }
+
+    /// Takes a guess out, counting it out (its place in the order is left
+    /// behind, and skipped when met).
+    fn detach(&mut self, pair: &str, seq: u64) -> Option<Guess> {
+        let recent = self.by_pair.get_mut(pair)?;
+        let at = recent.iter().position(|guess| guess.seq == seq)?;
+        let guess = recent.remove(at);
+        if recent.is_empty() {
+            self.by_pair.remove(pair);
+        }
+        self.count -= 1;
+        if !guess.account_known {
+            self.unknown -= 1;
+            if let Some(n) = self.unknown_per_network.get_mut(&guess.network) {
+                *n -= 1;
+                if *n == 0 {
+                    self.unknown_per_network.remove(&guess.network);
+                }
+            }
+        }
+        Some(guess)
     }
 
     /// Room for `guess`, by the module's rules 2 and 3; `false` when it is
@@ -310,32 +385,17 @@ impl Guesses {
     /// Forgets one guess, keeping its unwritten repeats; `false` if it was
     /// gone already.
     fn remove(&mut self, pair: &str, seq: u64, now: Timestamp) -> bool {
-        let Some(recent) = self.by_pair.get_mut(pair) else {
-            return false;
-        };
-        let Some(at) = recent.iter().position(|guess| guess.seq == seq) else {
-            return false;
-        };
-        let guess = recent.remove(at);
-        if recent.is_empty() {
-            self.by_pair.remove(pair);
+        match self.detach(pair, seq) {
+            Some(guess) => {
+                self.orphan(guess, now);
+                true
+            }
+            None => false,
         }
-        self.forgotten(guess, now);
-        true
     }
 
-    /// Counts a guess out and keeps its unwritten repeats.
-    fn forgotten(&mut self, mut guess: Guess, now: Timestamp) {
-        self.count -= 1;
-        if !guess.account_known {
-            self.unknown -= 1;
-            if let Some(n) = self.unknown_per_network.get_mut(&guess.network) {
-                *n -= 1;
-                if *n == 0 {
-                    self.unknown_per_network.remove(&guess.network);
-                }
-            }
-        }
+    /// Keeps a forgotten guess's unwritten repeats for the next flush.
+    fn orphan(&mut self, mut guess: Guess, now: Timestamp) {
         if self.orphaned.len() < self.limits.total {
             self.orphaned.extend(coalesced(&mut guess, now));
         }
@@ -364,17 +424,18 @@ impl Guesses {
     /// Drops guesses past the window, keeping their unwritten repeats, and
     /// rebuilds the orders of arrival from what is left.
     fn prune(&mut self, now: Timestamp, window: Duration) {
-        let mut old = Vec::new();
-        self.by_pair.retain(|_, recent| {
-            let (keep, gone): (Vec<Guess>, Vec<Guess>) = std::mem::take(recent)
-                .into_iter()
-                .partition(|guess| now.within(guess.counted_at, window));
-            old.extend(gone);
-            *recent = keep;
-            !recent.is_empty()
-        });
-        for guess in old {
-            self.forgotten(guess, now);
+        let old: Vec<(String, u64)> = self
+            .by_pair
+            .iter()
+            .flat_map(|(pair, recent)| {
+                recent
+                    .iter()
+                    .filter(|guess| !now.within(guess.counted_at, window))
+                    .map(move |guess| (pair.clone(), guess.seq))
+            })
+            .collect();
+        for (pair, seq) in old {
+            self.remove(&pair, seq, now);
         }
         let mut places: Vec<(u64, bool, String)> = self
             .by_pair
@@ -550,6 +611,31 @@ mod tests {
         );
         assert!(guesses.find("known 1", &digest(1)).is_some());
         assert_eq!(guesses.remembered(), 10);
+    }
+
+    #[test]
+    fn a_device_that_keeps_repeating_is_the_last_to_give_way() {
+        let mut guesses = Guesses::new(GuessLimits::of(10));
+        fill_known(&mut guesses, 10, 0);
+        let repeat = guess(0, "192.0.2.1/32", true);
+        assert!(guesses.remember("known 0", repeat, Counted::Before, at(5), WINDOW));
+        assert_eq!(guesses.remembered(), 10);
+        let new = guess(10, "192.0.2.1/32", true);
+        assert!(guesses.remember("known 10", new, Counted::Now, at(6), WINDOW));
+        assert!(guesses.find("known 0", &digest(0)).is_some(), "seen last");
+        assert!(
+            guesses.find("known 1", &digest(1)).is_none(),
+            "the oldest went"
+        );
+        assert_eq!(guesses.find("known 0", &digest(0)).unwrap().repeats, 1);
+        // Its class follows the account: created since, it is now known.
+        let mut unknown = Guesses::new(GuessLimits::of(100));
+        let first = guess(7, "192.0.2.1/32", false);
+        assert!(unknown.remember("p", first, Counted::Now, at(0), WINDOW));
+        assert_eq!(unknown.unknown, 1);
+        let again = guess(7, "192.0.2.1/32", true);
+        assert!(unknown.remember("p", again, Counted::Now, at(86_401), WINDOW));
+        assert_eq!((unknown.unknown, unknown.remembered()), (0, 1));
     }
 
     #[test]

@@ -56,16 +56,7 @@ use crate::domain::shared::username::Username;
 /// Blocks kept at most.
 const MEMORY_ENTRIES: usize = 100_000;
 
-pub use super::guesses::{GuessDigest, HashPrint, NewGuess};
-
-/// Whether a remembered guess was counted when it was decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counted {
-    /// Counted now, in the three scopes.
-    Now,
-    /// Counted before, within the window: a repeat.
-    Before,
-}
+pub use super::guesses::{Counted, GuessDigest, HashPrint, NewGuess};
 
 /// What this replica remembers of a guess.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,19 +309,7 @@ impl ThrottleMemory {
     /// count instead of a row of its own. A new guess is kept if the
     /// memory's rules find it room (`guesses`).
     pub fn remember_guess(&self, pair: &Scope, guess: NewGuess, counted: Counted, now: Timestamp) {
-        let mut guesses = lock(&self.guesses);
-        if let Some(known) = guesses.find(&pair.key, &guess.digest) {
-            known.verified_against = guess.verified_against;
-            known.matched = guess.matched;
-            known.reason = guess.reason;
-            match counted {
-                Counted::Now => known.counted_at = now,
-                Counted::Before => known.repeats = known.repeats.saturating_add(1),
-            }
-            return;
-        }
-        let repeats = u32::from(counted == Counted::Before);
-        guesses.insert(&pair.key, guess, repeats, now, self.window);
+        lock(&self.guesses).remember(&pair.key, guess, counted, now, self.window);
     }
 
     /// The coalesced audit events of repeats not yet written: one per
