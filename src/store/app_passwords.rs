@@ -808,7 +808,7 @@ fn matching(filter: &BulkFilter, now: Timestamp) -> Condition {
 /// before it writes (a read first would let another writer in between, and
 /// SQLite would then refuse our write); PostgreSQL and MySQL lock the rows
 /// they read with `FOR UPDATE` instead, so this changes nothing there.
-async fn lock_for_write(txn: &sea_orm::DatabaseTransaction) -> Result<()> {
+pub(super) async fn lock_for_write(txn: &sea_orm::DatabaseTransaction) -> Result<()> {
     app_password::Entity::update_many()
         .col_expr(
             app_password::Column::UpdatedAt,

@@ -35,6 +35,10 @@ impl CallerStore for SqlStore {
         event: AuditEvent,
     ) -> Result<CreateCallerOutcome> {
         let txn = self.db.begin().await.map_err(db_error)?;
+        // It reads before it writes: on SQLite, another writer in between
+        // (a caller's last use, recorded as its key is checked) would make
+        // SQLite refuse the write at once ("database is locked").
+        super::app_passwords::lock_for_write(&txn).await?;
         let name_taken = caller::Entity::find()
             .filter(caller::Column::Name.eq(new.name.as_str()))
             .one(&txn)
