@@ -69,13 +69,30 @@ impl App {
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
         let login = LoginConfig {
             throttle: config.throttle,
-            verified_cache: config.verified_cache,
+            verified_cache: config.verified_cache.cache(),
             usage: config.usage,
             default_wait: Duration::from_millis(config.hash_pool.default_wait_ms),
             max_wait: Duration::from_secs(config.server.request_timeout_secs.max(1)),
         };
+        let warm = config.verified_cache.warm_key()?;
+        match &warm {
+            Some(key) => tracing::info!(
+                key_id = key.id(),
+                window_secs = config.verified_cache.warm_window_secs,
+                "warm verifiers on: one argon2 per device for every replica sharing this key"
+            ),
+            None => tracing::info!(
+                "verified_cache.key_file unset: no warm verifiers; only this process's cache spares argon2"
+            ),
+        }
         let services = Services {
-            logins: Logins::new(store.clone(), hasher.clone(), Arc::clone(&clock), login)?,
+            logins: Logins::new(
+                store.clone(),
+                hasher.clone(),
+                Arc::clone(&clock),
+                login,
+                warm,
+            )?,
             app_passwords: AppPasswords::new(
                 store.clone(),
                 hasher,

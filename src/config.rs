@@ -18,6 +18,7 @@ use crate::domain::callers::cache::CallerCacheConfig;
 use crate::domain::login::throttle::ThrottleConfig;
 use crate::domain::login::usage::UsageConfig;
 use crate::domain::login::verified_cache::VerifiedCacheConfig;
+use crate::domain::login::warm::WarmKey;
 use crate::domain::secrets::hashing::HashParams;
 use crate::domain::secrets::pool::HashPoolConfig;
 use crate::grpc::access::ReflectionAccess;
@@ -52,7 +53,7 @@ pub struct Config {
     /// Failed-login throttling.
     pub throttle: ThrottleConfig,
     /// Skipping argon2 for a secret that verified recently.
-    pub verified_cache: VerifiedCacheConfig,
+    pub verified_cache: VerifiedCacheSettings,
     /// Skipping the read of a caller's row for a caller seen recently.
     pub caller_cache: CallerCacheConfig,
     /// Callers made for automation.
@@ -89,7 +90,7 @@ impl Default for Config {
             tls: None,
             audit: AuditConfig::default(),
             throttle: ThrottleConfig::default(),
-            verified_cache: VerifiedCacheConfig::default(),
+            verified_cache: VerifiedCacheSettings::default(),
             caller_cache: CallerCacheConfig::default(),
             callers: CallersConfig::default(),
             usage: UsageConfig::default(),
@@ -574,5 +575,79 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(config.max_active_app_passwords, 25);
         assert_eq!(config.argon2, HashParams::default());
+    }
+}
+
+/// `[verified_cache]`: this process's cache of verified secrets, and the
+/// warm verifiers the fleet shares (`domain/login/warm.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifiedCacheSettings {
+    /// How long this process trusts a verified secret, in seconds; 0 turns
+    /// its cache off.
+    pub ttl_secs: u64,
+    /// App passwords this process remembers at most.
+    pub capacity: usize,
+    /// A file of at least 32 random bytes (`head -c 32 /dev/urandom`),
+    /// the same on every replica: the key of the warm verifiers stored
+    /// beside each password. Unset: no warm verifiers (each process keeps
+    /// only its own cache, which a restart empties).
+    pub key_file: Option<std::path::PathBuf>,
+    /// How long a warm verifier stands in for argon2 after the success
+    /// that made it, in seconds (it is renewed past half of it).
+    pub warm_window_secs: u64,
+}
+
+impl Default for VerifiedCacheSettings {
+    fn default() -> Self {
+        let cache = VerifiedCacheConfig::default();
+        Self {
+            ttl_secs: cache.ttl_secs,
+            capacity: cache.capacity,
+            key_file: None,
+            // A week: a phone or a laptop used at least every few days
+            // stays warm; the verifier of a device unused for a week is
+            // gone with its window (README, "Warm verifiers").
+            warm_window_secs: 7 * 86_400,
+        }
+    }
+}
+
+/// The longest warm window accepted: 90 days.
+const WARM_WINDOW_MAX_SECS: u64 = 90 * 86_400;
+
+impl VerifiedCacheSettings {
+    pub fn cache(&self) -> VerifiedCacheConfig {
+        VerifiedCacheConfig {
+            ttl_secs: self.ttl_secs,
+            capacity: self.capacity,
+        }
+    }
+
+    /// The warm verifiers' key, read from `key_file`; `Ok(None)` when none
+    /// is configured. A file that cannot be read, or holds too little,
+    /// fails the start: a fleet whose replicas silently disagreed on the
+    /// key would pay argon2 on every login.
+    pub fn warm_key(&self) -> Result<Option<WarmKey>, String> {
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        if self.warm_window_secs > WARM_WINDOW_MAX_SECS {
+            return Err(format!(
+                "verified_cache.warm_window_secs must be at most {WARM_WINDOW_MAX_SECS} (90 days)"
+            ));
+        }
+        let material = zeroize::Zeroizing::new(std::fs::read(path).map_err(|error| {
+            format!(
+                "verified_cache.key_file {} cannot be read: {error}",
+                path.display()
+            )
+        })?);
+        WarmKey::new(
+            &material,
+            std::time::Duration::from_secs(self.warm_window_secs),
+        )
+        .map(Some)
+        .map_err(|why| format!("verified_cache.key_file {} {why}", path.display()))
     }
 }

@@ -16,6 +16,7 @@ mod m20261125_000006_create_auth_throttle;
 mod m20261125_000007_add_app_password_last_used_client;
 mod m20261125_000008_add_app_password_lifecycle;
 mod m20261125_000009_create_event_feed;
+mod m20261204_000010_add_app_password_warm_verifier;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_add_app_password_last_used_client::Migration),
             Box::new(m20261125_000008_add_app_password_lifecycle::Migration),
             Box::new(m20261125_000009_create_event_feed::Migration),
+            Box::new(m20261204_000010_add_app_password_warm_verifier::Migration),
         ]
     }
 }

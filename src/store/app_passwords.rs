@@ -206,6 +206,8 @@ impl AppPasswordStore for SqlStore {
             expiry_noticed_for: Set(None),
             expired_noticed_at: Set(None),
             idle_noticed_deadline: Set(None),
+            warm_verifier: Set(None),
+            warm_until: Set(None),
         };
         app_password::Entity::insert(row)
             .exec_without_returning(&txn)

@@ -24,7 +24,7 @@ use super::batch::BatchFuture;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password, auth_throttle};
 use super::{db_error, duration_of_millis, SqlStore};
-use crate::domain::login::model::{Credential, LoginState};
+use crate::domain::login::model::{Credential, LoginState, Warm};
 use crate::domain::login::store::LoginStore;
 use crate::domain::login::throttle::{Counter, ScopeCounters, ScopeKind, Scopes};
 use crate::domain::shared::error::{Error, Result};
@@ -95,6 +95,8 @@ fn statement(tag: &str, key: &LoginKey) -> SelectStatement {
         (P::IdleTimeoutMs, "p_idle_timeout_ms"),
         (P::IdleExpiredAt, "p_idle_expired_at"),
         (P::SuspendedAt, "p_suspended_at"),
+        (P::WarmVerifier, "p_warm_verifier"),
+        (P::WarmUntil, "p_warm_until"),
     ] {
         query.expr_as(Expr::col((p.clone(), column)), Alias::new(name));
     }
@@ -279,6 +281,16 @@ fn credential(
         allowed_networks: AllowedNetworks::from_stored(&text("_allowed_networks")?),
         use_count: required("_use_count")?,
         seen_networks: SeenNetworks::from_stored(&text("_seen_networks")?),
+        warm: match (
+            row.try_get::<Option<String>>(PASSWORD, "_warm_verifier")?,
+            optional("_warm_until")?,
+        ) {
+            (Some(verifier), Some(until)) => Some(Warm {
+                verifier,
+                until: Timestamp::from_millis(until),
+            }),
+            _ => None,
+        },
     }))
 }
 

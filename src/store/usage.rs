@@ -18,6 +18,14 @@ use crate::domain::shared::network::SeenNetworks;
 /// only forward: replicas flush their batches in any order.
 fn usage_update(id: Uuid, usage: &PendingUse) -> UpdateMany<app_password::Entity> {
     use app_password::Column;
+    let mut update = app_password::Entity::update_many();
+    // A warm verifier replaces the one stored: each stands for a success,
+    // and whichever replica writes last, both were right.
+    if let Some(warm) = &usage.warm {
+        update = update
+            .col_expr(Column::WarmVerifier, Expr::value(warm.verifier.clone()))
+            .col_expr(Column::WarmUntil, Expr::value(warm.until.as_millis()));
+    }
     let at = usage.last.at.as_millis();
     let if_newer = |column: Column, value: sea_orm::Value| -> SimpleExpr {
         let newer = Condition::any()
@@ -27,7 +35,7 @@ fn usage_update(id: Uuid, usage: &PendingUse) -> UpdateMany<app_password::Entity
             .finally(Expr::col(column))
             .into()
     };
-    app_password::Entity::update_many()
+    update
         // MySQL evaluates assignments left to right, each seeing the ones
         // before it: last_used_at goes last, so every condition reads the
         // old value.

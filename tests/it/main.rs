@@ -42,5 +42,6 @@ mod transport;
 mod usage;
 mod verified_cache;
 mod walk;
+mod warm;
 mod watch;
 mod watch_cli;

@@ -110,7 +110,8 @@ async fn the_deploy_guides_credentials_configure_a_working_server() {
             "bootstrap-operator-key",
             "database-url",
             "tls-cert",
-            "tls-key"
+            "tls-key",
+            "warm-key"
         ]
     );
     for name in &named {
@@ -137,6 +138,8 @@ async fn the_deploy_guides_credentials_configure_a_working_server() {
     let (cert, tls_key) = pki.issue("localhost", &["localhost", "127.0.0.1"]);
     copy("tls-cert", &cert);
     copy("tls-key", &tls_key);
+    // 32 bytes, as `head -c 32 /dev/urandom` makes them.
+    std::fs::write(copies.join("latchkey_warm-key"), [0x5a_u8; 32]).unwrap();
     let config = dir.path().join("latchkey.toml");
     let in_copies = format!("{}/latchkey_", copies.display());
     std::fs::write(&config, toml.replace(COPIES, &in_copies)).unwrap();

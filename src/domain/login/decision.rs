@@ -273,6 +273,7 @@ mod tests {
             allowed_networks: AllowedNetworks::new(vec!["192.0.2.0/24".parse().unwrap()]),
             use_count: 3,
             seen_networks: SeenNetworks::default(),
+            warm: None,
         }
     }
 

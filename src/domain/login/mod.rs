@@ -25,6 +25,7 @@ pub mod store;
 pub mod throttle;
 pub mod usage;
 pub mod verified_cache;
+pub mod warm;
 
 pub use model::{FailureReason, LoginAttempt, LoginOutcome, TypedPassword};
 pub use service::{LoginConfig, Logins, Stats};

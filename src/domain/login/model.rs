@@ -127,6 +127,24 @@ impl FailureReason {
     }
 }
 
+/// A device's warm verifier as stored beside its password
+/// (`login/warm.rs`): it stands in for argon2 until `until`, for a login
+/// that would succeed. Not a secret by itself (useless without the key the
+/// database never holds), but kept out of `Debug` all the same.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Warm {
+    pub verifier: String,
+    pub until: Timestamp,
+}
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warm")
+            .field("until", &self.until)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The one stored app password a login can be checked against (found by
 /// the selector inside the typed secret), as a login needs it.
 #[derive(Debug, Clone)]
@@ -146,6 +164,8 @@ pub struct Credential {
     pub allowed_networks: AllowedNetworks,
     pub use_count: i64,
     pub seen_networks: SeenNetworks,
+    /// The warm verifier a device left, if any (`login/warm.rs`).
+    pub warm: Option<Warm>,
 }
 
 impl Credential {

@@ -10,11 +10,12 @@ use super::memory::{
     Counted, GuessDigest, HashPrint, NewGuess, Recall, Reservation, Reserve, ThrottleMemory,
     ThrottledAttempt,
 };
-use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, Usage};
+use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, Usage, Warm};
 use super::store::{LoginStore, ThrottleStore, UsageStore};
 use super::throttle::{source_network, ScopeKind, Scopes, ThrottleConfig};
 use super::usage::{success_events, PendingUse, UsageBuffer, UsageConfig};
 use super::verified_cache::{VerifiedCache, VerifiedCacheConfig};
+use super::warm::WarmKey;
 use crate::domain::accounts::store::AccountStore;
 use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::event::{AuditEvent, EventType};
@@ -92,6 +93,8 @@ struct Inner<S> {
     config: LoginConfig,
     memory: ThrottleMemory,
     verified: VerifiedCache,
+    /// The key of the warm verifiers every replica shares, if configured.
+    warm: Option<WarmKey>,
     usage: UsageBuffer,
     /// Decisions running, for a stop to wait on before its last flush.
     running: Running,
@@ -143,11 +146,15 @@ where
 
 impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     /// Fails when the OS cannot supply the keys of the in-memory digests.
+    /// `warm`: the key of the warm verifiers the fleet shares
+    /// (`login/warm.rs`); without one, only this process's cache spares
+    /// argon2.
     pub fn new(
         store: S,
         hasher: Hasher,
         clock: Arc<dyn Clock>,
         config: LoginConfig,
+        warm: Option<WarmKey>,
     ) -> Result<Self> {
         let window = Duration::from_secs(config.throttle.window_secs);
         Ok(Self {
@@ -158,6 +165,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 config,
                 memory: ThrottleMemory::new(window, config.throttle.remembered_guesses)?,
                 verified: VerifiedCache::new(config.verified_cache)?,
+                warm,
                 usage: UsageBuffer::new(config.usage),
                 running: Running::default(),
             }),
@@ -315,9 +323,13 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                     .conclude(&login, Verification::Remembered { matched })
                     .await;
             }
+            // Only a login that would succeed may skip argon2: this
+            // process's cache first, then the warm verifier a device left
+            // through any replica (`warm.rs`).
             let cached = match (candidate, &secret) {
                 (Some(c), Some(secret)) if may_use_cache => {
                     self.inner.verified.matches(c.app_password_id, secret, now)
+                        || self.warm_matches(c, secret, now)
                 }
                 _ => false,
             };
@@ -433,7 +445,19 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                         protocol: attempt.protocol,
                         client: attempt.client.clone(),
                     };
-                    self.record_use(credential, usage, &attempt.actor).await
+                    // A success is the only time a warm verifier is made.
+                    let warm = match (&self.inner.warm, secret) {
+                        (Some(key), Some(secret)) => key.due(
+                            credential.warm.as_ref(),
+                            credential.app_password_id,
+                            &credential.secret_hash,
+                            secret,
+                            now,
+                        ),
+                        _ => None,
+                    };
+                    self.record_use(credential, usage, warm, &attempt.actor)
+                        .await
                 }
                 None => Ok(()),
             },
@@ -503,21 +527,41 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     /// Records a success's usage: at once when it earns an audit event (or
     /// coalescing is off), else in the usage buffer, which a background task
     /// writes once per interval.
-    async fn record_use(&self, credential: &Credential, usage: Usage, actor: &str) -> Result<()> {
+    async fn record_use(
+        &self,
+        credential: &Credential,
+        usage: Usage,
+        warm: Option<Warm>,
+        actor: &str,
+    ) -> Result<()> {
         let (seen_networks, events) = success_events(credential, &usage, actor);
         let buffer = &self.inner.usage;
         if seen_networks.is_none() && buffer.config().flush_interval().is_some() {
-            buffer.add(credential.app_password_id, PendingUse::one(usage));
+            buffer.add(credential.app_password_id, PendingUse::one(usage, warm));
             return Ok(());
         }
         self.store()
             .record_use(
                 credential.app_password_id,
-                PendingUse::one(usage),
+                PendingUse::one(usage, warm),
                 seen_networks,
                 events,
             )
             .await
+    }
+
+    /// Whether the warm verifier stored with `credential` stands for
+    /// `secret` now; a hit is remembered in this process's cache too.
+    fn warm_matches(&self, credential: &Credential, secret: &Secret, now: Timestamp) -> bool {
+        let (Some(key), Some(warm)) = (&self.inner.warm, &credential.warm) else {
+            return false;
+        };
+        let id = credential.app_password_id;
+        let hit = key.matches(warm, id, &credential.secret_hash, secret, now);
+        if hit {
+            self.inner.verified.remember(id, secret, now);
+        }
+        hit
     }
 
     /// Re-hashes a verified secret whose stored hash has outdated argon2

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::model::{Credential, Usage};
+use super::model::{Credential, Usage, Warm};
 use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::shared::network::SeenNetworks;
 use crate::domain::shared::sync::lock;
@@ -63,13 +63,16 @@ pub struct PendingUse {
     pub last: Usage,
     /// Logins since the last flush.
     pub count: u32,
+    /// A warm verifier to store (`login/warm.rs`), written with the usage.
+    pub warm: Option<Warm>,
 }
 
 impl PendingUse {
-    pub fn one(usage: Usage) -> Self {
+    pub fn one(usage: Usage, warm: Option<Warm>) -> Self {
         Self {
             last: usage,
             count: 1,
+            warm,
         }
     }
 
@@ -78,6 +81,14 @@ impl PendingUse {
             self.last = other.last;
         }
         self.count = self.count.saturating_add(other.count);
+        let newer = match (&self.warm, &other.warm) {
+            (Some(mine), Some(theirs)) => theirs.until > mine.until,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if newer {
+            self.warm = other.warm;
+        }
     }
 }
 
@@ -182,12 +193,15 @@ mod tests {
     use crate::domain::shared::time::Timestamp;
 
     fn usage(at: i64, last_octet: u8) -> PendingUse {
-        PendingUse::one(Usage {
-            at: Timestamp::from_millis(at),
-            client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last_octet)),
-            protocol: Protocol::Imap,
-            client: None,
-        })
+        PendingUse::one(
+            Usage {
+                at: Timestamp::from_millis(at),
+                client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, last_octet)),
+                protocol: Protocol::Imap,
+                client: None,
+            },
+            None,
+        )
     }
 
     #[test]

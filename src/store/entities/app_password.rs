@@ -32,6 +32,8 @@ pub struct Model {
     pub expiry_noticed_for: Option<i64>,
     pub expired_noticed_at: Option<i64>,
     pub idle_noticed_deadline: Option<i64>,
+    pub warm_verifier: Option<String>,
+    pub warm_until: Option<i64>,
 }
 
 /// The stored argon2id PHC string. Its own type so that the derived `Debug`
