@@ -21,6 +21,7 @@ backend_tests!(
     revoke_suspend_and_disable_hold_at_once_on_a_warm_replica,
     a_wrong_password_never_writes_a_verifier,
     a_rehash_drops_the_verifier,
+    a_burst_right_after_a_restart_costs_no_argon2,
 );
 
 /// A key file of 32 bytes in `dir`, the same for every replica given it.
@@ -242,5 +243,31 @@ async fn a_rehash_drops_the_verifier(backend: Backend) {
     let d = a.replica_with(raised).await;
     assert_eq!(sign_in_all(&d, &devices).await, 0, "warm again");
     d.stop().await;
+    a.stop().await;
+}
+
+/// The restart burst: 200 known devices sign in at once on a process that
+/// has just started. All are served, with no argon2 (before: every one
+/// paid argon2, and a fifth of a 1,000-login burst was refused).
+async fn a_burst_right_after_a_restart_costs_no_argon2(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), 1);
+    let a = TestServer::start_with(backend, with_key(&key)).await;
+    let devices = devices(&a, 200).await;
+    assert_eq!(sign_in_all(&a, &devices).await, 200);
+    let restarted = a.replica_with(with_key(&key)).await;
+    let burst = devices.iter().map(|(username, secret)| {
+        let mut client = restarted.auth();
+        let request = login_request(username, secret, Protocol::Imap, "192.0.2.13");
+        async move { client.authenticate(request).await }
+    });
+    let answers = futures::future::join_all(burst).await;
+    let served = answers
+        .iter()
+        .filter(|answer| answer.as_ref().is_ok_and(|a| a.get_ref().authenticated))
+        .count();
+    assert_eq!(served, 200);
+    assert_eq!(argon2_runs(&restarted), 0);
+    restarted.stop().await;
     a.stop().await;
 }
