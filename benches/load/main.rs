@@ -25,7 +25,10 @@
 //! feed across two replicas (`watch.rs`): revoke → event latency on SQLite,
 //! PostgreSQL and (`--mysql-url`) MariaDB, and the drain of a 100,000-event
 //! backlog on PostgreSQL; `--skip-watch` leaves it out, `--watch-only` runs
-//! it alone.
+//! it alone. Last, with PostgreSQL, the fleet (`fleet.rs`): three
+//! replicas, `--fleet-devices` devices signing in round-robin over them, a
+//! rolling restart, with warm verifiers and without, and a restart burst;
+//! `--skip-fleet` leaves it out, `--fleet-only` runs it alone.
 
 #[path = "../../tests/it/common/bearer.rs"]
 mod bearer;
@@ -33,6 +36,7 @@ mod bearer;
 mod bench;
 mod bulk;
 mod drive;
+mod fleet;
 mod floors;
 mod options;
 mod report;
@@ -47,6 +51,7 @@ use std::time::Duration;
 
 use bench::Bench;
 use bulk::bulk;
+use fleet::fleet;
 use floors::{argon2_one_thread, argon2_pool};
 use options::Options;
 use report::Report;
@@ -68,6 +73,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if options.watch_only {
         return watch_only(&options, dir.path()).await;
+    }
+    if options.fleet_only {
+        return fleet_only(&options, dir.path()).await;
     }
     let sqlite_url = format!("sqlite://{}?mode=rwc", dir.path().join("load.db").display());
     let mut report = Report::default();
@@ -120,6 +128,11 @@ async fn main() -> Result<(), BoxError> {
         _ => None,
     };
 
+    let fleet = match &options.postgres_url {
+        Some(_) if !options.skip_fleet => Some(fleet(&options, dir.path()).await?),
+        _ => None,
+    };
+
     let out = options.out.clone();
     let measured = Measured {
         options,
@@ -137,6 +150,10 @@ async fn main() -> Result<(), BoxError> {
     if let Some(watch) = &watch {
         watch.checks(&mut report);
     }
+    if let Some(fleet) = &fleet {
+        fleet.rows(&mut report);
+        fleet.checks(&mut report);
+    }
     report.publish(&targets::summary(&measured), &out)?;
     measured.bulk.as_ref().map_or(Ok(()), bulk::Bulk::verify)?;
     watch.as_ref().map_or(Ok(()), Watch::verify)
@@ -152,6 +169,17 @@ async fn bulk_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxEr
     let summary = format!("{}; the bulk revocation only.\n\n", targets::setup(options));
     report.publish(&summary, &options.out)?;
     bulk.verify()
+}
+
+/// `--fleet-only`: the fleet alone (PostgreSQL), and its report.
+async fn fleet_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxError> {
+    let fleet = fleet(options, dir).await?;
+    let mut report = Report::default();
+    fleet.rows(&mut report);
+    fleet.checks(&mut report);
+    let summary = format!("{}; the fleet only.\n\n", targets::setup(options));
+    report.publish(&summary, &options.out)?;
+    Ok(())
 }
 
 /// `--watch-only`: the change feed alone, and its report.

@@ -1,8 +1,9 @@
 //! The options after `--`: `--duration SECS` (10), `--concurrency N` (64),
 //! `--postgres-url URL`, `--skip-scale`, `--skip-bulk`, `--bulk-only`,
 //! `--bulk-per-account N` (5), `--skip-watch`, `--watch-only`,
-//! `--watch-revokes N` (1000), `--mysql-url URL`, `--out FILE`
-//! (`target/load.md`).
+//! `--watch-revokes N` (1000), `--mysql-url URL`, `--fleet-devices N`
+//! (20000), `--fleet-duration SECS` (60), `--skip-fleet`, `--fleet-only`,
+//! `--out FILE` (`target/load.md`).
 
 use std::time::Duration;
 
@@ -34,6 +35,12 @@ pub struct Options {
     /// A MariaDB admin URL (`mysql://root@127.0.0.1:3306`): the change
     /// feed's latency rows run there too, in a fresh database dropped after.
     pub mysql_url: Option<String>,
+    /// The fleet (with `--postgres-url`): devices, and the steady run's
+    /// length; `--skip-fleet` leaves it out, `--fleet-only` runs it alone.
+    pub fleet_devices: usize,
+    pub fleet_duration: Duration,
+    pub skip_fleet: bool,
+    pub fleet_only: bool,
     pub out: String,
 }
 
@@ -51,6 +58,10 @@ impl Options {
             watch_only: false,
             watch_revokes: 1000,
             mysql_url: None,
+            fleet_devices: 20_000,
+            fleet_duration: Duration::from_secs(60),
+            skip_fleet: false,
+            fleet_only: false,
             out: "target/load.md".to_owned(),
         };
         let mut args = std::env::args().skip(1);
@@ -69,6 +80,12 @@ impl Options {
                 "--watch-only" => options.watch_only = true,
                 "--watch-revokes" => options.watch_revokes = value()?.parse()?,
                 "--mysql-url" => options.mysql_url = Some(value()?),
+                "--fleet-devices" => options.fleet_devices = value()?.parse()?,
+                "--fleet-duration" => {
+                    options.fleet_duration = Duration::from_secs(value()?.parse()?)
+                }
+                "--skip-fleet" => options.skip_fleet = true,
+                "--fleet-only" => options.fleet_only = true,
                 "--bench" => {} // cargo bench passes it
                 other => return Err(format!("unknown option {other}").into()),
             }
@@ -78,6 +95,12 @@ impl Options {
         }
         if options.watch_only && (options.skip_watch || options.bulk_only) {
             return Err("--watch-only goes with neither --skip-watch nor --bulk-only".into());
+        }
+        if options.fleet_only && (options.skip_fleet || options.postgres_url.is_none()) {
+            return Err("--fleet-only needs --postgres-url, and no --skip-fleet".into());
+        }
+        if options.fleet_devices < 1_000 {
+            return Err("--fleet-devices must be at least 1000 (the restart burst)".into());
         }
         if options.watch_revokes < 5 {
             return Err("--watch-revokes must be at least 5".into());

@@ -15,6 +15,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_latchkey");
 /// for the proxy adapters.
 const LISTENING: &str = "latchkey: listening on ";
 const ADAPTERS_LISTENING: &str = "latchkey: proxy adapters listening on ";
+const METRICS_LISTENING: &str = "latchkey: metrics listening on ";
 
 pub struct Server {
     database_url: String,
@@ -25,6 +26,11 @@ pub struct Server {
     pub adapters_addr: String,
     pub issuer_key: String,
     pub authenticator_key: String,
+    /// Where `/metrics` answers.
+    pub metrics_addr: String,
+    /// Settings given to every process of this deployment, as
+    /// environment variables.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -33,6 +39,16 @@ impl Server {
     /// parameters included), but for a per-account cap and a per-caller
     /// issue bound out of the way.
     pub async fn start(database_url: &str, dir: &Path) -> Result<Self, BoxError> {
+        Self::start_with(database_url, dir, Vec::new()).await
+    }
+
+    /// [`Server::start`], with settings of its own as environment
+    /// variables (`LATCHKEY_…`), which its replicas get too.
+    pub async fn start_with(
+        database_url: &str,
+        dir: &Path,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, BoxError> {
         run(&["migrate", "--database-url", database_url])?;
         let mut server = Self {
             database_url: database_url.to_owned(),
@@ -42,6 +58,8 @@ impl Server {
             adapters_addr: String::new(),
             issuer_key: String::new(),
             authenticator_key: String::new(),
+            metrics_addr: String::new(),
+            env,
         };
         server.issuer_key = server.add_caller("bench-issuer", "issuer")?;
         server.authenticator_key = server.add_caller("bench-authenticator", "authenticator")?;
@@ -62,6 +80,8 @@ impl Server {
             adapters_addr: String::new(),
             issuer_key: self.issuer_key.clone(),
             authenticator_key: self.authenticator_key.clone(),
+            metrics_addr: String::new(),
+            env: self.env.clone(),
         };
         replica.spawn().await?;
         Ok(replica)
@@ -77,6 +97,8 @@ impl Server {
         let mut child = Command::new(BINARY)
             .args(["serve", "--no-migrate", "--listen", "127.0.0.1:0"])
             .args(["--adapters-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .args(["--database-url", &self.database_url])
             .env(
                 "LATCHKEY_PROXY_ADAPTERS__MAIL_UPSTREAMS__IMAP",
@@ -101,8 +123,9 @@ impl Server {
             deadline.saturating_duration_since(Instant::now()),
             bound_address(stdout),
         );
-        let (addr, adapters) = bound.await.ok().flatten().ok_or_else(not_started)?;
+        let (addr, metrics, adapters) = bound.await.ok().flatten().ok_or_else(not_started)?;
         self.addr = addr;
+        self.metrics_addr = metrics;
         self.adapters_addr = adapters;
         while !self.answers().await {
             if Instant::now() > deadline {
@@ -194,11 +217,11 @@ impl Drop for Server {
 /// on stdout once bound (`latchkey: listening on 127.0.0.1:41234`); `None`
 /// if it exits first. Its stdout is read on a thread of its own, which
 /// drains it to the end, so the server never waits on a full pipe.
-async fn bound_address(stdout: ChildStdout) -> Option<(String, String)> {
+async fn bound_address(stdout: ChildStdout) -> Option<(String, String, String)> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut sender = Some(sender);
-        let mut grpc = None;
+        let (mut grpc, mut metrics) = (None, None);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else {
                 break;
@@ -206,14 +229,34 @@ async fn bound_address(stdout: ChildStdout) -> Option<(String, String)> {
             if let Some(address) = line.strip_prefix(LISTENING) {
                 grpc = Some(address.to_owned());
             }
+            if let Some(address) = line.strip_prefix(METRICS_LISTENING) {
+                metrics = Some(address.to_owned());
+            }
             if let Some(address) = line.strip_prefix(ADAPTERS_LISTENING) {
-                if let (Some(sender), Some(grpc)) = (sender.take(), grpc.clone()) {
-                    let _ = sender.send((grpc, address.to_owned()));
+                if let (Some(sender), Some(grpc), Some(metrics)) =
+                    (sender.take(), grpc.clone(), metrics.clone())
+                {
+                    let _ = sender.send((grpc, metrics, address.to_owned()));
                 }
             }
         }
     });
     receiver.await.ok()
+}
+
+/// One counter's value from a process's `/metrics` (a plain HTTP/1.0 GET).
+pub async fn metric(metrics_addr: &str, name: &str) -> Result<f64, BoxError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(metrics_addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| format!("no {name} in /metrics").into())
 }
 
 /// A field of `/proc/<pid>/status`, in KiB.
