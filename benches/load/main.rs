@@ -77,6 +77,9 @@ async fn main() -> Result<(), BoxError> {
     if options.fleet_only {
         return fleet_only(&options, dir.path()).await;
     }
+    if let Some(out) = &options.perf_warm {
+        return perf_warm(&options, dir.path(), out).await;
+    }
     let sqlite_url = format!("sqlite://{}?mode=rwc", dir.path().join("load.db").display());
     let mut report = Report::default();
 
@@ -178,6 +181,49 @@ async fn fleet_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxE
     fleet.rows(&mut report);
     fleet.checks(&mut report);
     let summary = format!("{}; the fleet only.\n\n", targets::setup(options));
+    report.publish(&summary, &options.out)?;
+    Ok(())
+}
+
+/// `--perf-warm FILE`: the no-op RPC, then the warm scenario with the
+/// server under `perf record -g` (from 2 s into it, for all but the last
+/// second, so the untimed first verifications stay out), and both rows.
+async fn perf_warm(options: &Options, dir: &std::path::Path, out: &str) -> Result<(), BoxError> {
+    let sqlite_url = format!("sqlite://{}?mode=rwc", dir.join("load.db").display());
+    let server = Server::start(&sqlite_url, dir).await?;
+    let mut bench = Bench::new(options.clone(), server).await?;
+    bench.top_up(scenarios::WARM_SECRETS).await;
+    let no_op = bench.no_op().await;
+    let pid = bench.server.pid()?.to_string();
+    let seconds = options
+        .duration
+        .as_secs()
+        .saturating_sub(3)
+        .max(1)
+        .to_string();
+    let out = out.to_owned();
+    let perf = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        std::process::Command::new("perf")
+            .args(["record", "-g", "-F", "999", "-p", &pid, "-o", &out])
+            .args(["--", "sleep", &seconds])
+            .status()
+    });
+    let warm = bench.warm().await;
+    let recorded = perf.await?;
+    if !recorded.is_ok_and(|status| status.success()) {
+        return Err("perf record failed".into());
+    }
+    bench.server.stop()?;
+    let mut report = Report::default();
+    report.row("no-op RPC (health Check)", "-", &no_op, &["success"]);
+    report.row(
+        "Authenticate warm (under perf)",
+        "SQLite",
+        &warm,
+        &["success"],
+    );
+    let summary = format!("{}; the warm path under perf.\n\n", targets::setup(options));
     report.publish(&summary, &options.out)?;
     Ok(())
 }

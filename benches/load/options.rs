@@ -3,7 +3,8 @@
 //! `--bulk-per-account N` (5), `--skip-watch`, `--watch-only`,
 //! `--watch-revokes N` (1000), `--mysql-url URL`, `--fleet-devices N`
 //! (20000), `--fleet-duration SECS` (60), `--skip-fleet`, `--fleet-only`,
-//! `--out FILE` (`target/load.md`).
+//! `--perf-warm FILE` (only the no-op and warm rows, the warm one under
+//! `perf record -g` of the server), `--out FILE` (`target/load.md`).
 
 use std::time::Duration;
 
@@ -41,6 +42,9 @@ pub struct Options {
     pub fleet_duration: Duration,
     pub skip_fleet: bool,
     pub fleet_only: bool,
+    /// Only the no-op RPC and the warm scenario on SQLite, the second under
+    /// `perf record -g` of the server, written to this file.
+    pub perf_warm: Option<String>,
     pub out: String,
 }
 
@@ -62,6 +66,7 @@ impl Options {
             fleet_duration: Duration::from_secs(60),
             skip_fleet: false,
             fleet_only: false,
+            perf_warm: None,
             out: "target/load.md".to_owned(),
         };
         let mut args = std::env::args().skip(1);
@@ -86,6 +91,7 @@ impl Options {
                 }
                 "--skip-fleet" => options.skip_fleet = true,
                 "--fleet-only" => options.fleet_only = true,
+                "--perf-warm" => options.perf_warm = Some(value()?),
                 "--bench" => {} // cargo bench passes it
                 other => return Err(format!("unknown option {other}").into()),
             }
