@@ -181,6 +181,11 @@ impl Collector for DomainCollector {
                 stats.cache_misses,
             ),
             (
+                "warm_verifier_hits",
+                "Logins not in this process's cache whose stored warm verifier matched (argon2 skipped)",
+                stats.warm_hits,
+            ),
+            (
                 "hash_pool_skipped",
                 "argon2 jobs not run because their caller had gone before they started",
                 stats.hash_pool_skipped,

@@ -73,6 +73,11 @@ async fn one_argon2_per_device_across_replicas_and_restarts(backend: Backend) {
     let mut runs = sign_in_all(&a, &devices).await;
     assert_eq!(runs, 10, "each device's first login");
     runs += sign_in_all(&b, &devices).await;
+    assert_eq!(
+        b.services.logins.stats().warm_hits,
+        10,
+        "each from its verifier"
+    );
     b.stop().await;
     let a_again = a.replica_with(with_key(&key)).await;
     let b_again = a.replica_with(with_key(&key)).await;

@@ -77,6 +77,9 @@ pub struct Stats {
     /// Wrong guesses remembered, and scopes with a guess in flight.
     pub remembered_guesses: usize,
     pub guesses_in_flight: usize,
+    /// Logins whose stored warm verifier matched, where this process's
+    /// cache did not (`warm.rs`).
+    pub warm_hits: u64,
 }
 
 /// Deciding legacy logins; cheap to clone, shared by the Authenticate
@@ -95,6 +98,7 @@ struct Inner<S> {
     verified: VerifiedCache,
     /// The key of the warm verifiers every replica shares, if configured.
     warm: Option<WarmKey>,
+    warm_hits: std::sync::atomic::AtomicU64,
     usage: UsageBuffer,
     /// Decisions running, for a stop to wait on before its last flush.
     running: Running,
@@ -166,6 +170,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 memory: ThrottleMemory::new(window, config.throttle.remembered_guesses)?,
                 verified: VerifiedCache::new(config.verified_cache)?,
                 warm,
+                warm_hits: std::sync::atomic::AtomicU64::new(0),
                 usage: UsageBuffer::new(config.usage),
                 running: Running::default(),
             }),
@@ -193,6 +198,10 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             hash_pool_refused: pool.refused(),
             remembered_guesses: self.inner.memory.remembered_guesses(),
             guesses_in_flight: self.inner.memory.in_flight(),
+            warm_hits: self
+                .inner
+                .warm_hits
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -559,6 +568,9 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         let id = credential.app_password_id;
         let hit = key.matches(warm, id, &credential.secret_hash, secret, now);
         if hit {
+            self.inner
+                .warm_hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.inner.verified.remember(id, secret, now);
         }
         hit
