@@ -224,12 +224,7 @@ impl BoundedListener {
                 limit: config.max_connections_per_peer.max(1),
                 open: std::sync::Mutex::new(HashMap::new()),
             }),
-            unproven: Arc::new(Unproven {
-                cap: unproven_cap(config.max_unproven_connections, cap),
-                open: std::sync::Mutex::new(BTreeMap::new()),
-                next: AtomicU64::new(0),
-                at_cap: AtomicBool::new(false),
-            }),
+            unproven: Unproven::new(unproven_cap(config.max_unproven_connections, cap)),
             cap,
             at_cap: AtomicBool::new(false),
             handshake: Duration::from_millis(config.handshake_timeout_ms.max(1)),
@@ -313,6 +308,15 @@ struct Unproven {
 }
 
 impl Unproven {
+    fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cap,
+            open: std::sync::Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(0),
+            at_cap: AtomicBool::new(false),
+        })
+    }
+
     /// Registers a new connection from `peer` as unproven, closing one
     /// unproven connection if that makes more than the cap: the oldest of
     /// the peer network that holds the most of them. So a peer that opens
@@ -608,13 +612,18 @@ impl Guarded {
         })
     }
 
-    /// Ends a write: the stall deadline restarts at the next blocked write.
-    fn after_write<T>(
+    /// A write, flush or vectored write of the stream, after the checks of
+    /// [`Guarded::must_close`]; one that cannot go on counts towards the
+    /// stall deadline, which restarts at the next blocked write.
+    fn write_with<T>(
         &mut self,
         cx: &mut Context<'_>,
-        poll: Poll<io::Result<T>>,
+        write: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
-        match poll {
+        if let Some(error) = self.must_close(cx) {
+            return Poll::Ready(Err(error));
+        }
+        match write(Pin::new(&mut self.stream), cx) {
             Poll::Pending => match self.write_stalled(cx) {
                 Some(error) => Poll::Ready(Err(error)),
                 None => Poll::Pending,
@@ -686,19 +695,11 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(error) = self.must_close(cx) {
-            return Poll::Ready(Err(error));
-        }
-        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.after_write(cx, poll)
+        self.write_with(cx, |stream, cx| stream.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(error) = self.must_close(cx) {
-            return Poll::Ready(Err(error));
-        }
-        let poll = Pin::new(&mut self.stream).poll_flush(cx);
-        self.after_write(cx, poll)
+        self.write_with(cx, |stream, cx| stream.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -710,11 +711,7 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if let Some(error) = self.must_close(cx) {
-            return Poll::Ready(Err(error));
-        }
-        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.after_write(cx, poll)
+        self.write_with(cx, |stream, cx| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -726,22 +723,13 @@ impl AsyncWrite for Guarded {
 mod tests {
     use super::*;
 
-    fn unproven(cap: usize) -> Arc<Unproven> {
-        Arc::new(Unproven {
-            cap,
-            open: std::sync::Mutex::new(BTreeMap::new()),
-            next: AtomicU64::new(0),
-            at_cap: AtomicBool::new(false),
-        })
-    }
-
     fn net(ip: &str) -> IpNet {
         source_network(ip.parse().unwrap())
     }
 
     #[test]
     fn a_flooding_peer_closes_its_own_connections_first() {
-        let unproven = unproven(3);
+        let unproven = Unproven::new(3);
         let checker = Unproven::admit(&unproven, net("192.0.2.1"));
         let flood: Vec<Proof> = (0..10)
             .map(|_| Unproven::admit(&unproven, net("2001:db8::1")))

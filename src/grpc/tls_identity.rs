@@ -5,9 +5,9 @@
 
 use tonic::transport::server::TlsConnectInfo;
 use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::transport::GuardedInfo;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// The identities of the request's client certificate; empty without one.
 pub fn of_request<B>(request: &http::Request<B>) -> Vec<String> {
