@@ -225,10 +225,10 @@ impl Guesses {
     }
 
     /// The remembered guess of `pair` with this digest.
-    pub fn find(&mut self, pair: &str, digest: &GuessDigest) -> Option<&mut Guess> {
+    pub fn find(&self, pair: &str, digest: &GuessDigest) -> Option<&Guess> {
         self.by_pair
-            .get_mut(pair)
-            .and_then(|recent| recent.iter_mut().find(|guess| same(&guess.digest, digest)))
+            .get(pair)
+            .and_then(|recent| recent.iter().find(|guess| same(&guess.digest, digest)))
     }
 
     /// Remembers a guess of `pair` just decided at `now`. One remembered

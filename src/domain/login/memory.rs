@@ -101,8 +101,8 @@ struct ThrottledCount {
     by: ScopeKind,
     /// The account, for a pair's or an account's block of an existing one.
     username: Option<Username>,
-    first_ip: IpAddr,
-    /// Distinct addresses, up to [`THROTTLED_ADDRESSES_TOLD`].
+    /// The first address, then the other distinct ones, up to
+    /// [`THROTTLED_ADDRESSES_TOLD`]; never empty.
     addresses: Vec<IpAddr>,
     attempts: u32,
 }
@@ -241,7 +241,6 @@ impl ThrottleMemory {
                     ThrottledCount {
                         by: attempt.by.kind,
                         username,
-                        first_ip: attempt.client_ip,
                         addresses: vec![attempt.client_ip],
                         attempts: 1,
                     },
@@ -288,7 +287,7 @@ impl ThrottleMemory {
         candidate: HashPrint,
         now: Timestamp,
     ) -> Recall {
-        let mut guesses = lock(&self.guesses);
+        let guesses = lock(&self.guesses);
         match guesses.find(&pair.key, digest) {
             Some(guess) if now.within(guess.counted_at, self.window) => {
                 if guess.verified_against == candidate {
@@ -378,7 +377,8 @@ fn throttled_events(throttled: Throttled, now: Timestamp) -> Vec<AuditEvent> {
         .by_scope
         .into_iter()
         .map(|(key, count)| {
-            let network = source_network(count.first_ip);
+            let first_ip = count.addresses[0];
+            let network = source_network(first_ip);
             let blocked = match count.by {
                 ScopeKind::Source => format!("the network {network} is blocked"),
                 ScopeKind::Pair => format!("this account from the network {network} is blocked"),
@@ -396,7 +396,7 @@ fn throttled_events(throttled: Throttled, now: Timestamp) -> Vec<AuditEvent> {
                     count.attempts
                 ));
             event.username = count.username;
-            event.client_ip = Some(count.first_ip);
+            event.client_ip = Some(first_ip);
             event.protocol = Some(key.protocol);
             event.item_count = Some(i64::from(count.attempts));
             event
