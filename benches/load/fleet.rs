@@ -160,14 +160,13 @@ async fn variant(
 
     let first_pass = if warm {
         eprintln!("fleet: every device once, from cold");
-        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        // drive numbers the logins from 0: device n, once each.
         let limited = {
-            let (login, counter) = (login.clone(), Arc::clone(&counter));
-            move |_: u64, channel: Channel| {
-                let (login, counter) = (login.clone(), Arc::clone(&counter));
+            let login = login.clone();
+            move |n: u64, channel: Channel| {
+                let login = login.clone();
                 async move {
-                    let n = counter.fetch_add(1, Ordering::Relaxed);
-                    if usize::try_from(n).unwrap_or(usize::MAX) >= devices {
+                    if usize::try_from(n).ok()? >= devices {
                         return None;
                     }
                     login(n, channel).await
@@ -246,14 +245,12 @@ async fn variant(
             replica.restart().await?;
         }
         rotation.set(channels(&replicas).await?);
-        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let once = {
-            let (login, counter) = (login.clone(), Arc::clone(&counter));
-            move |_: u64, channel: Channel| {
-                let (login, counter) = (login.clone(), Arc::clone(&counter));
+            let login = login.clone();
+            move |n: u64, channel: Channel| {
+                let login = login.clone();
                 async move {
-                    let n = counter.fetch_add(1, Ordering::Relaxed);
-                    if usize::try_from(n).unwrap_or(usize::MAX) >= BURST {
+                    if usize::try_from(n).ok()? >= BURST {
                         return None;
                     }
                     // Devices spread over the fleet, each known.
