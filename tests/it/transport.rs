@@ -1,10 +1,13 @@
 //! The transport under attack (raw HTTP/2 and TCP, to 127.0.0.1): streams
 //! that declare large messages and never finish, with and without a key;
 //! silent, half-open and idle connections; more connections than the cap.
-//! Asserted by counting answers, closed connections, log lines and the
-//! process's resident memory (server and attacker share this process, so
-//! the attacker sends little: what would grow is the server's side).
+//! Asserted by counting answers and their grpc-status, HTTP/2 frames,
+//! bytes the flow control let through, the order of closes, log lines and
+//! the process's resident memory (server and attacker share this process:
+//! the attacker offers much but sends only what the server's flow control
+//! grants, so what would grow is the server's side).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use latchkey::config::Config;
 use latchkey::domain::callers::model::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
@@ -45,9 +49,75 @@ async fn health_answers(server: &TestServer) -> bool {
         .is_ok()
 }
 
+/// What became of a batch of streams (see `half_sent_streams`).
+#[derive(Debug, Default)]
+struct Outcomes {
+    /// Streams answered with each grpc-status, from a trailers-only answer
+    /// or from the trailers after a body.
+    status: BTreeMap<i32, usize>,
+    /// Streams reset, or answered without a grpc-status, or whose
+    /// connection failed: not an answer of the server's own.
+    broken: usize,
+    /// Streams with no answer within 10 s.
+    unanswered: usize,
+    /// Message bytes the server's flow control let the client send, over
+    /// every stream: what a server that read them could have buffered.
+    accepted_bytes: usize,
+}
+
+impl Outcomes {
+    /// Streams answered with `code`.
+    fn answered(&self, code: Code) -> usize {
+        self.status.get(&(code as i32)).copied().unwrap_or(0)
+    }
+}
+
+/// The grpc-status of an answer: in its headers (trailers-only), or in the
+/// trailers after its body.
+async fn grpc_status(response: http::Response<h2::RecvStream>) -> Option<i32> {
+    let parse = |map: &http::HeaderMap| {
+        map.get("grpc-status")
+            .and_then(|value| value.to_str().ok()?.parse().ok())
+    };
+    if let Some(code) = parse(response.headers()) {
+        return Some(code);
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.ok()?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    parse(&body.trailers().await.ok()??)
+}
+
+/// Sends up to `bytes` zeros on `body` as the server's flow control allows
+/// (never buffering more than it granted), counting them into `accepted`;
+/// stops when the stream is refused or reset, and then waits forever.
+async fn send_as_allowed(mut body: h2::SendStream<Bytes>, bytes: usize, accepted: &AtomicUsize) {
+    let mut left = bytes;
+    while left > 0 {
+        body.reserve_capacity(left.min(64 * 1024));
+        match futures::future::poll_fn(|cx| body.poll_capacity(cx)).await {
+            Some(Ok(0)) => continue,
+            Some(Ok(granted)) => {
+                let n = granted.min(left);
+                if body.send_data(Bytes::from(vec![0u8; n]), false).is_err() {
+                    break;
+                }
+                accepted.fetch_add(n, Ordering::Relaxed);
+                left -= n;
+            }
+            _ => break,
+        }
+    }
+    // Never finished: the stream stays open, unless the server ends it.
+    std::future::pending::<()>().await
+}
+
 /// Opens `streams` requests to `path` on one raw HTTP/2 connection, each
-/// declaring a `declared`-byte message and sending `sent` bytes of it, and
-/// never finishing. Returns how many got an answer (headers) within 10 s.
+/// declaring a `declared`-byte message, sending `sent` bytes of it as the
+/// server's flow control allows, and never finishing it. Tells what each
+/// was answered within 10 s and how many bytes the server let through.
 async fn half_sent_streams(
     server: &TestServer,
     path: &str,
@@ -55,8 +125,15 @@ async fn half_sent_streams(
     streams: usize,
     declared: u32,
     sent: usize,
-) -> usize {
+) -> Outcomes {
     let mut client = raw_h2(server.addr).await;
+    let accepted = Arc::new(AtomicUsize::new(0));
+    // Fewer open at once than the server's stream limit (128): a stream
+    // the client has let go may still count on the server's side until
+    // its reset arrives, and one over the limit is refused (a refusal of
+    // the transport, which `the_stream_limit_is_advertised_and_kept`
+    // counts), not the answer this counts.
+    let places = Arc::new(tokio::sync::Semaphore::new(100));
     let mut answers = Vec::new();
     for _ in 0..streams {
         let mut request = http::Request::builder()
@@ -67,25 +144,39 @@ async fn half_sent_streams(
         if let Some(key) = key {
             request = request.header("authorization", format!("Bearer {key}"));
         }
+        let place = places.clone().acquire_owned().await.unwrap();
         client = client.ready().await.unwrap();
         let (response, mut body) = client
             .send_request(request.body(()).unwrap(), false)
             .unwrap();
-        let mut frame = vec![0u8];
-        frame.extend_from_slice(&declared.to_be_bytes());
-        frame.extend(std::iter::repeat_n(0u8, sent));
-        let _ = body.send_data(Bytes::from(frame), false);
+        let mut prefix = vec![0u8];
+        prefix.extend_from_slice(&declared.to_be_bytes());
+        let _ = body.send_data(Bytes::from(prefix), false);
+        let accepted = accepted.clone();
         answers.push(tokio::spawn(async move {
-            let answered = tokio::time::timeout(Duration::from_secs(10), response).await;
-            drop(body);
-            matches!(answered, Ok(Ok(_)) | Ok(Err(_)))
+            let _place = place;
+            let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                match response.await {
+                    Err(_) => None,
+                    Ok(response) => grpc_status(response).await,
+                }
+            });
+            tokio::select! {
+                answer = answer => answer,
+                () = send_as_allowed(body, sent, &accepted) => unreachable!(),
+            }
         }));
     }
-    let mut answered = 0;
+    let mut outcomes = Outcomes::default();
     for answer in answers {
-        answered += usize::from(answer.await.unwrap());
+        match answer.await.unwrap() {
+            Ok(Some(code)) => *outcomes.status.entry(code).or_default() += 1,
+            Ok(None) => outcomes.broken += 1,
+            Err(_) => outcomes.unanswered += 1,
+        }
     }
-    answered
+    outcomes.accepted_bytes = accepted.load(Ordering::Relaxed);
+    outcomes
 }
 
 fn tight_transport(config: &mut Config) {
@@ -96,12 +187,22 @@ fn tight_transport(config: &mut Config) {
     config.server.keepalive_timeout_secs = 1;
 }
 
-/// Attack 4: without a key, 200 health-check streams per connection on two
-/// connections, each declaring a 4 MB message and sending part of it; with
-/// a key, the same against Authenticate with 60 KB messages; and messages
-/// within the limit that are never finished. Every stream is answered (a
-/// declared size over the limit is refused from its prefix, a half-sent one
-/// cut by the request timeout), memory stays bounded, and health answers.
+/// At most what a stream's initial HTTP/2 window (64 KiB) and the frame
+/// its prefix is read with let through, per stream: a server that read a
+/// message past its prefix would grant more, one that buffered it all
+/// would take all that was offered.
+const UNREAD: usize = 128 * 1024;
+
+/// Attack 4: streams that declare a 4 MiB message and offer all of it, as
+/// fast as the server's flow control takes it, and never finish: without a
+/// key to health checks (200 on each of two connections) and to
+/// Authenticate (200), with a key to Authenticate (500); and messages
+/// within the limit that are never finished (200). Each is answered with
+/// the status that says why: over the limit, refused from its prefix
+/// (OUT_OF_RANGE); keyless, refused before its body (UNAUTHENTICATED);
+/// half-sent, cut by the request timeout (CANCELLED). Of the 4.4 GB
+/// offered the server lets through no more than its initial windows, never
+/// reading on; memory stays bounded, and health answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_that_never_finish_cost_bounded_memory() {
     let server = TestServer::start_with(Backend::Sqlite, tight_transport).await;
@@ -109,24 +210,34 @@ async fn streams_that_never_finish_cost_bounded_memory() {
     let before = rss_kib();
 
     let health = "/grpc.health.v1.Health/Check";
-    let (a, b) = futures::join!(
-        half_sent_streams(&server, health, None, 200, 4 << 20, 16 * 1024),
-        half_sent_streams(&server, health, None, 200, 4 << 20, 16 * 1024),
+    let authenticate = "/latchkey.v1.LegacyAuthService/Authenticate";
+    let big: u32 = 4 << 20;
+    let all = big as usize;
+    let (a, b, keyless) = futures::join!(
+        half_sent_streams(&server, health, None, 200, big, all),
+        half_sent_streams(&server, health, None, 200, big, all),
+        half_sent_streams(&server, authenticate, None, 200, big, all),
     );
-    assert_eq!((a, b), (200, 200), "every stream answered");
+    for probes in [&a, &b] {
+        assert_eq!(probes.answered(Code::OutOfRange), 200, "{probes:?}");
+        assert!(probes.accepted_bytes <= 200 * UNREAD, "{probes:?}");
+    }
+    assert_eq!(keyless.answered(Code::Unauthenticated), 200, "{keyless:?}");
+    assert!(keyless.accepted_bytes <= 200 * UNREAD, "{keyless:?}");
     assert!(
         health_answers(&server).await,
         "health answers during and after"
     );
 
     let key = server.keys[&Role::Authenticator].clone();
-    let authenticate = "/latchkey.v1.LegacyAuthService/Authenticate";
-    let (a, b) = futures::join!(
-        half_sent_streams(&server, authenticate, Some(&key), 500, 60 * 1024, 8 * 1024),
+    let (keyed, unfinished) = futures::join!(
+        half_sent_streams(&server, authenticate, Some(&key), 500, big, all),
         // Within the limit, never finished: cut by the request timeout.
         half_sent_streams(&server, authenticate, Some(&key), 200, 6 * 1024, 3 * 1024),
     );
-    assert_eq!((a, b), (500, 200), "every stream answered");
+    assert_eq!(keyed.answered(Code::OutOfRange), 500, "{keyed:?}");
+    assert!(keyed.accepted_bytes <= 500 * UNREAD, "{keyed:?}");
+    assert_eq!(unfinished.answered(Code::Cancelled), 200, "{unfinished:?}");
     assert!(health_answers(&server).await);
 
     let grown_mib = rss_kib().saturating_sub(before) / 1024;
@@ -134,29 +245,221 @@ async fn streams_that_never_finish_cost_bounded_memory() {
     server.stop().await;
 }
 
-/// The server tells clients its stream limit, and keeps to it.
+/// A bare HTTP/2 connection that writes frames by hand: what a well-behaved
+/// client library never sends (more streams than the server allows, a
+/// header list over its limit).
+struct RawH2 {
+    tcp: TcpStream,
+}
+
+/// One HTTP/2 frame as read: type, flags, stream id, payload.
+#[derive(Debug)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const GOAWAY: u8 = 0x7;
+const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+/// RST_STREAM's REFUSED_STREAM error code (RFC 9113 §7).
+const REFUSED_STREAM: u32 = 0x7;
+
+/// An HPACK integer with an `n`-bit prefix under `first` (RFC 7541 §5.1).
+fn hpack_int(first: u8, n: u32, mut value: usize, out: &mut Vec<u8>) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(first | value as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128 + 128) as u8);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+/// A header block of literal fields, never indexed, no Huffman coding.
+fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in fields {
+        block.push(0x00);
+        hpack_int(0, 7, name.len(), &mut block);
+        block.extend_from_slice(name.as_bytes());
+        hpack_int(0, 7, value.len(), &mut block);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// Whether a response's header block is `:status: 431` alone, as a literal
+/// field on the static table's `:status` name (index 8), its value plain or
+/// Huffman-coded (RFC 7541 appendix B: "431" is 0x69 0x90 0xff).
+fn is_status_431(block: &[u8]) -> bool {
+    let Some((&first, value)) = block.split_first() else {
+        return false;
+    };
+    let name_is_status = matches!(first, 0x48 | 0x08 | 0x18);
+    name_is_status && (value == [0x03, b'4', b'3', b'1'] || value == [0x83, 0x69, 0x90, 0xff])
+}
+
+impl RawH2 {
+    /// Connects, exchanges settings and acknowledges the server's, so that
+    /// its limits are in force for every frame sent after. Also returns the
+    /// server's settings, as (identifier, value) pairs.
+    async fn connect(addr: std::net::SocketAddr) -> (Self, Vec<(u16, u32)>) {
+        let mut raw = RawH2 {
+            tcp: TcpStream::connect(addr).await.unwrap(),
+        };
+        raw.tcp
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        raw.send(SETTINGS, 0, 0, &[]).await;
+        let settings = loop {
+            let frame = raw.next().await.expect("the server's settings");
+            if frame.kind == SETTINGS && frame.flags & 0x1 == 0 {
+                break frame.payload;
+            }
+        };
+        raw.send(SETTINGS, 0x1, 0, &[]).await;
+        let settings = settings
+            .chunks_exact(6)
+            .map(|s| {
+                let id = u16::from_be_bytes([s[0], s[1]]);
+                (id, u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
+            })
+            .collect();
+        (raw, settings)
+    }
+
+    async fn send(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+        let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        frame.extend_from_slice(&[kind, flags]);
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        self.tcp.write_all(&frame).await.unwrap();
+    }
+
+    /// Opens stream `stream` with a health check's headers and `extra`
+    /// fields, and no body yet.
+    async fn open(&mut self, stream: u32, authority: &str, extra: &[(&str, &str)]) {
+        let mut fields = vec![
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/grpc.health.v1.Health/Check"),
+            (":authority", authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ];
+        fields.extend_from_slice(extra);
+        self.send(HEADERS, END_HEADERS, stream, &header_block(&fields))
+            .await;
+    }
+
+    /// The next frame, or `None` when the connection ends or nothing comes
+    /// within 10 s.
+    async fn next(&mut self) -> Option<Frame> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let mut head = [0u8; 9];
+            self.tcp.read_exact(&mut head).await.ok()?;
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let mut payload = vec![0u8; len];
+            self.tcp.read_exact(&mut payload).await.ok()?;
+            Some(Frame {
+                kind: head[3],
+                flags: head[4],
+                stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
+                payload,
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Frames until one on `stream` that ends or refuses it (or the
+    /// connection); returns those on other streams and that one.
+    async fn until_ended(&mut self, stream: u32) -> (Vec<Frame>, Option<Frame>) {
+        let mut others = Vec::new();
+        while let Some(frame) = self.next().await {
+            let ends =
+                frame.kind == RST_STREAM || frame.kind == GOAWAY || frame.flags & END_STREAM != 0;
+            if frame.stream == stream && ends || frame.kind == GOAWAY {
+                return (others, Some(frame));
+            }
+            others.push(frame);
+        }
+        (others, None)
+    }
+}
+
+/// The server tells clients its stream limit, and keeps to it: a client
+/// that opens one stream more than allowed has that one refused
+/// (REFUSED_STREAM) while the others stay open, and the connection goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stream_limit_is_advertised() {
+async fn the_stream_limit_is_advertised_and_kept() {
     let server =
         TestServer::start_with(Backend::Sqlite, |c| c.server.max_concurrent_streams = 7).await;
-    // One exchange, so the server's settings have arrived.
-    let mut client = raw_h2(server.addr).await;
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!(
-            "http://{}/grpc.health.v1.Health/Check",
-            server.addr
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (response, mut body) = client.send_request(request, false).unwrap();
-    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
-        .unwrap();
-    response.await.unwrap();
-    client = client.ready().await.unwrap();
-    assert_eq!(client.current_max_send_streams(), 7);
+    let authority = server.addr.to_string();
+    let (mut raw, settings) = RawH2::connect(server.addr).await;
+    assert!(
+        settings.contains(&(SETTINGS_MAX_CONCURRENT_STREAMS, 7)),
+        "{settings:?}"
+    );
+    // Streams 1, 3, …, 15: the eighth is one past the limit.
+    for stream in (1..=15).step_by(2) {
+        raw.open(stream, &authority, &[]).await;
+    }
+    let (others, ended) = raw.until_ended(15).await;
+    let ended = ended.expect("the eighth stream is answered");
+    assert_eq!(ended.kind, RST_STREAM, "{ended:?}");
+    assert_eq!(ended.payload, REFUSED_STREAM.to_be_bytes(), "{ended:?}");
+    assert!(
+        others
+            .iter()
+            .all(|f| f.kind != RST_STREAM && f.kind != GOAWAY),
+        "the seven within the limit stay open: {others:?}"
+    );
+    // Within the limit again, a new stream is served on the same connection.
+    raw.send(0x0, END_STREAM, 1, &[0, 0, 0, 0, 0]).await;
+    raw.open(17, &authority, &[]).await;
+    raw.send(0x0, END_STREAM, 17, &[0, 0, 0, 0, 0]).await;
+    let (_, served) = raw.until_ended(17).await;
+    let served = served.expect("the new stream is answered");
+    assert_eq!(served.kind, HEADERS, "{served:?}");
+    server.stop().await;
+}
+
+/// A header list over `max_header_list_bytes` is refused, before any
+/// handler runs (431, or a reset), and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_list_over_the_limit_is_refused() {
+    let server =
+        TestServer::start_with(Backend::Sqlite, |c| c.server.max_header_list_bytes = 4096).await;
+    let authority = server.addr.to_string();
+    let (mut raw, _) = RawH2::connect(server.addr).await;
+    let filler = "x".repeat(8 * 1024);
+    raw.open(1, &authority, &[("x-filler", &filler)]).await;
+    let (_, refused) = raw.until_ended(1).await;
+    let refused = refused.expect("the stream is answered");
+    assert!(
+        refused.kind == HEADERS && is_status_431(&refused.payload),
+        "answered 431: {refused:?}"
+    );
+    raw.open(3, &authority, &[]).await;
+    raw.send(0x0, END_STREAM, 3, &[0, 0, 0, 0, 0]).await;
+    let (_, served) = raw.until_ended(3).await;
+    let served = served.expect("the next stream is answered");
+    assert_eq!(served.kind, HEADERS, "{served:?}");
     server.stop().await;
 }
 
@@ -175,21 +478,20 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     .is_ok()
 }
 
-/// Attack 5: silent connections, past the cap and under it; a connection
-/// that speaks HTTP/2 once and then never answers a ping; one that sends a
-/// byte and goes quiet. Each is closed by the server; the cap is logged
-/// once; health answers again once they are gone.
+/// Attack 5: silent connections past the cap. The excess is closed at
+/// once and the first ones only at their handshake timeout: every one of
+/// the 61 past the cap closes before any of the 39 within it. The cap is
+/// logged once, and health answers again once they are gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_idle_and_excess_connections_are_closed() {
+async fn excess_connections_are_closed_at_once() {
     let server = TestServer::start_with(Backend::Sqlite, |config| {
-        tight_transport(config);
         config.server.max_connections = 40;
         // The total cap is what this test counts: no cap of unproven
         // connections here (it is tested below).
         config.server.max_unproven_connections = 0;
-        // Long enough that no silent connection is closed before all 100
-        // are open: one stretch at the cap, one log line.
-        config.server.handshake_timeout_ms = 3_000;
+        // Long enough that no silent connection within the cap is closed
+        // before all 100 are open: one stretch at the cap, one log line.
+        config.server.handshake_timeout_ms = 4_000;
     })
     .await;
     let window = crate::common::logs::window();
@@ -202,34 +504,99 @@ async fn silent_idle_and_excess_connections_are_closed() {
             .count()
     };
 
-    // 100 silent connections: past the cap of 40 (the harness's own channel
-    // holds one), the excess is closed at once; the rest within the
-    // handshake timeout.
-    let mut silent = Vec::new();
+    // 100 silent connections, opened one after the other: the harness's
+    // own channel holds one place of 40, so the first 39 are within the
+    // cap. Each notes when (in order) it saw its close.
+    let order = Arc::new(AtomicUsize::new(0));
+    let mut closes = Vec::new();
     for _ in 0..100 {
-        silent.push(TcpStream::connect(server.addr).await.unwrap());
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let order = order.clone();
+        closes.push(tokio::spawn(async move {
+            closed_within(&mut stream, Duration::from_secs(20))
+                .await
+                .then(|| order.fetch_add(1, Ordering::SeqCst))
+        }));
     }
-    let mut closed = 0;
-    for stream in &mut silent {
-        closed += usize::from(closed_within(stream, Duration::from_secs(10)).await);
+    let mut within_cap = Vec::new();
+    let mut past_cap = Vec::new();
+    for (opened, close) in closes.into_iter().enumerate() {
+        let at = close
+            .await
+            .unwrap()
+            .expect("every silent connection closed");
+        if opened < 39 {
+            within_cap.push(at);
+        } else {
+            past_cap.push(at);
+        }
     }
-    assert_eq!(closed, 100, "every silent connection closed");
+    let first_within_cap = within_cap.iter().min().unwrap();
+    let last_past_cap = past_cap.iter().max().unwrap();
+    assert!(
+        last_past_cap < first_within_cap,
+        "the 61 past the cap closed before any within it: past {past_cap:?}, within {within_cap:?}"
+    );
     assert_eq!(logged(), 1, "the cap is logged once");
     assert!(
         health_answers(&server).await,
         "health answers once they are gone"
     );
+    server.stop().await;
+}
 
-    // HTTP/2 preface and settings, then silence: pings go unanswered.
+/// A connection that speaks HTTP/2 once and then never answers a ping is
+/// closed by the keepalive (the idle timeout here is a minute), while a
+/// client that answers pings, opened before it and as quiet, stays open
+/// and is served after it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_pings_is_closed() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        tight_transport(config);
+        config.server.idle_timeout_secs = 60;
+    })
+    .await;
+    let mut healthy = raw_h2(server.addr).await;
     let mut half_open = TcpStream::connect(server.addr).await.unwrap();
     half_open
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         .await
         .unwrap();
-    // One byte, then nothing: past the handshake, closed when idle.
+    assert!(closed_within(&mut half_open, Duration::from_secs(10)).await);
+
+    healthy = healthy
+        .ready()
+        .await
+        .expect("the healthy connection is open");
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "http://{}/grpc.health.v1.Health/Check",
+            server.addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut body) = healthy.send_request(request, false).unwrap();
+    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let response = response.await.expect("served");
+    assert_eq!(grpc_status(response).await, Some(Code::Ok as i32));
+    server.stop().await;
+}
+
+/// A connection that sends a byte and goes quiet is past the handshake
+/// (20 s here) and is closed by the idle timeout (2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_connection_is_closed_when_idle() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        tight_transport(config);
+        config.server.handshake_timeout_ms = 20_000;
+    })
+    .await;
     let mut quiet = TcpStream::connect(server.addr).await.unwrap();
     quiet.write_all(b"P").await.unwrap();
-    assert!(closed_within(&mut half_open, Duration::from_secs(10)).await);
     assert!(closed_within(&mut quiet, Duration::from_secs(10)).await);
     assert!(health_answers(&server).await);
     server.stop().await;
