@@ -500,8 +500,13 @@ async fn idle_passwords_are_refused_at_once_then_marked_once(backend: Backend) {
     }
     // Two passwords went idle (the defaulted one after two days): one
     // event each, however many replicas ran.
-    tick(3_600);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both replicas' housekeeping runs again at the moved clocks (each
+    // has seen the move and, waking, run and gone back to sleep): nothing
+    // is marked twice.
+    let hour = Duration::from_secs(3_600);
+    let patience = Duration::from_secs(20);
+    assert!(server.clock.advance_and_settle(hour, patience).await);
+    assert!(replica.clock.advance_and_settle(hour, patience).await);
     let marked_again = events(&server, "xia", Some(AuditEventType::AppPasswordIdleExpired)).await;
     assert_eq!(marked.len(), 2, "{marked:?}");
     assert_eq!(marked_again.len(), 2, "{marked_again:?}");
@@ -981,8 +986,14 @@ async fn ended_passwords_are_pruned_after_retention(backend: Backend) {
     let (ended, _) = issue_simple(&server, "ivy").await;
     let (kept, _) = issue_simple(&server, "ivy").await;
     revoke(&server, ended.clone()).await;
-    server.clock.advance(Duration::from_secs(6 * 86_400));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Housekeeping has run at six days (seen the move, run, and gone back
+    // to sleep): the password is still there.
+    assert!(
+        server
+            .clock
+            .advance_and_settle(Duration::from_secs(6 * 86_400), Duration::from_secs(20))
+            .await
+    );
     get(&server, &ended).await;
     server.clock.advance(Duration::from_secs(2 * 86_400));
     let mut gone = false;

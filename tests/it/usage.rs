@@ -73,8 +73,13 @@ async fn usage_is_flushed_every_interval(backend: Backend) {
     }
     // The first use is audited and so written at once; the others wait.
     assert_eq!(fetch(&server, &name).await.use_count, 1);
-    server.clock.advance(Duration::from_secs(59));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every background task has seen the move (one due now has run).
+    assert!(
+        server
+            .clock
+            .advance_and_settle(Duration::from_secs(59), Duration::from_secs(10))
+            .await
+    );
     assert_eq!(fetch(&server, &name).await.use_count, 1, "flushed early");
     server.clock.advance(Duration::from_secs(1));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -140,6 +140,26 @@ pub struct ManualClock(Arc<ManualInner>);
 struct ManualInner {
     millis: AtomicI64,
     moved: Notify,
+    /// Sleeps being waited on now.
+    asleep: AtomicUsize,
+    /// Times a sleep woke to look at the clock after a move.
+    looked: AtomicU64,
+}
+
+/// Counts a sleep as asleep while it is waited on.
+struct Asleep(Arc<ManualInner>);
+
+impl Asleep {
+    fn new(inner: Arc<ManualInner>) -> Self {
+        inner.asleep.fetch_add(1, Ordering::SeqCst);
+        Self(inner)
+    }
+}
+
+impl Drop for Asleep {
+    fn drop(&mut self) {
+        self.0.asleep.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ManualClock {
@@ -147,6 +167,8 @@ impl ManualClock {
         Self(Arc::new(ManualInner {
             millis: AtomicI64::new(start.as_millis()),
             moved: Notify::new(),
+            asleep: AtomicUsize::new(0),
+            looked: AtomicU64::new(0),
         }))
     }
 
@@ -159,6 +181,29 @@ impl ManualClock {
         self.0.millis.fetch_add(millis(by), Ordering::SeqCst);
         self.0.moved.notify_waiters();
     }
+
+    /// Moves the clock by `by`, then waits (on real time, at most `within`)
+    /// until every task that was asleep on it has seen the move: each
+    /// looked at the clock again, and as many are asleep as before, so one
+    /// that woke has done what it woke for and gone back to sleep. What a
+    /// test asserts did not happen at the moved time then did not happen,
+    /// however slow the machine. `false` if that did not come within
+    /// `within`.
+    pub async fn advance_and_settle(&self, by: Duration, within: Duration) -> bool {
+        let asleep = self.0.asleep.load(Ordering::SeqCst);
+        let looked = self.0.looked.load(Ordering::SeqCst);
+        self.advance(by);
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if self.0.looked.load(Ordering::SeqCst) >= looked + asleep as u64
+                && self.0.asleep.load(Ordering::SeqCst) >= asleep
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
 }
 
 impl Clock for ManualClock {
@@ -170,6 +215,7 @@ impl Clock for ManualClock {
         let inner = Arc::clone(&self.0);
         let until = self.now().saturating_add(duration);
         Box::pin(async move {
+            let _asleep = Asleep::new(Arc::clone(&inner));
             loop {
                 // Registered before the check, so a move between the check
                 // and the wait still wakes it.
@@ -180,6 +226,7 @@ impl Clock for ManualClock {
                     return;
                 }
                 moved.await;
+                inner.looked.fetch_add(1, Ordering::SeqCst);
             }
         })
     }
