@@ -9,6 +9,7 @@ use latchkey::grpc::pb::ListAccountsRequest;
 use tonic::Code;
 
 use crate::common::bearer::Bearer;
+use crate::common::processes::Group;
 use crate::common::support::sqlite_url;
 
 fn latchkey(database_url: &str, args: &[&str]) -> std::process::Output {
@@ -125,35 +126,24 @@ fn database_passwords_are_redacted_everywhere() {
     }
 }
 
-/// Kills the process when the test ends, passed or not.
-pub struct Killed(pub std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `latchkey serve ARGS` (logging warnings and worse to this test's
 /// stderr) and returns it with the first `lines` lines of its stdout, where
 /// it says what it bound; fails if they do not come within 30 s.
-pub async fn serve(args: &[impl AsRef<std::ffi::OsStr>], lines: usize) -> (Killed, Vec<String>) {
+pub async fn serve(args: &[impl AsRef<std::ffi::OsStr>], lines: usize) -> (Group, Vec<String>) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
-    let mut server = Killed(
+    let mut server = Group::start(
+        "latchkey serve",
         Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .arg("serve")
             .args(args)
             .env("LATCHKEY_LOG__FILTER", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the latchkey binary runs"),
+            .stderr(Stdio::inherit()),
     );
-    let stdout = server.0.stdout.take().unwrap();
+    let stdout = server.leader().stdout.take().unwrap();
     let printed = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
             .lines()

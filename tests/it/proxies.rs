@@ -15,15 +15,15 @@
 //! installs nginx, libnginx-mod-mail, dovecot-imapd, dovecot-pop3d,
 //! dovecot-auth-lua and lua-socket.
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use latchkey::domain::callers::model::Role;
 use latchkey::grpc::pb::{Protocol, RevokeAppPasswordRequest};
 
 use crate::common::harness::{Backend, TestServer};
+use crate::common::processes::{free_port, Group};
 use crate::common::support::*;
 
 const NGINX: &str = "/usr/sbin/nginx";
@@ -42,61 +42,6 @@ fn programs_present() -> bool {
         eprintln!("skipping the proxy tests");
     }
     present
-}
-
-/// A free port on 127.0.0.1, for a program that binds its own.
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process, killed when the test ends, passed or not.
-pub struct Child {
-    name: &'static str,
-    child: std::process::Child,
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn spawn(name: &'static str, command: &mut Command, dir: &Path) -> Child {
-    let log = std::fs::File::create(dir.join(format!("{name}.out"))).unwrap();
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
-    Child { name, child }
-}
-
-/// Waits until something listens on `port`.
-pub async fn listening(child: &mut Child, port: u16, dir: &Path) {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        if let Ok(Some(status)) = child.child.try_wait() {
-            let out = std::fs::read_to_string(dir.join(format!("{}.out", child.name)))
-                .unwrap_or_default();
-            panic!(
-                "{} exited ({status}) before listening on {port}:\n{out}",
-                child.name
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{} is not listening on {port} after 10 s", child.name);
 }
 
 /// Runs a Python client; its last line of output is its verdict.
@@ -230,6 +175,10 @@ pub fn lua_passdb(adapters: SocketAddr, key_file: &Path) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(latchkey_test_proxies),
+    ignore = "needs nginx, its mail module, Dovecot, its Lua passdb, lua-socket, python3 and curl"
+)]
 async fn real_proxies_sign_in_through_latchkey() {
     if !programs_present() {
         return;
@@ -256,12 +205,12 @@ async fn real_proxies_sign_in_through_latchkey() {
         ),
     )
     .unwrap();
-    let mut backend = spawn(
+    let mut backend = Group::spawn(
         "dovecot-backend",
         Command::new(DOVECOT).args(["-F", "-c"]).arg(&backend_conf),
         &backend_dir,
     );
-    let mut smtp = spawn(
+    let mut smtp = Group::spawn(
         "smtp-backend",
         Command::new("python3").args([
             "-W",
@@ -322,7 +271,7 @@ async fn real_proxies_sign_in_through_latchkey() {
             .replace("daemon on;", "daemon off;"),
     )
     .unwrap();
-    let mut nginx = spawn(
+    let mut nginx = Group::spawn(
         "nginx",
         Command::new(NGINX)
             .arg("-c")
@@ -356,17 +305,17 @@ async fn real_proxies_sign_in_through_latchkey() {
         ),
     )
     .unwrap();
-    let mut direct = spawn(
+    let mut direct = Group::spawn(
         "dovecot-direct",
         Command::new(DOVECOT).args(["-F", "-c"]).arg(&direct_conf),
         &direct_dir,
     );
 
-    listening(&mut backend, backend_imap, &backend_dir).await;
-    listening(&mut smtp, smtp_backend, root.path()).await;
-    listening(&mut nginx, imap, &nginx_dir).await;
-    listening(&mut nginx, http, &nginx_dir).await;
-    listening(&mut direct, direct_imap, &direct_dir).await;
+    backend.listening(backend_imap).await;
+    smtp.listening(smtp_backend).await;
+    nginx.listening(imap).await;
+    nginx.listening(http).await;
+    direct.listening(direct_imap).await;
 
     let (name, secret) = issue_simple(&server, "alice").await; // IMAP and SMTP
     let args = |port: u16, user: &str, password: &str| {

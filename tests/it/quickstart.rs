@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::common::processes::{free_port, Group};
 use crate::common::programs;
 
 const BEGIN: &str = "<!-- quickstart:begin -->";
@@ -131,24 +132,8 @@ fn copy_of_checkout(root: &Path, to: &Path) {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills what is left of a process group (the server, if the script did not
-/// get to stop it).
-fn kill_group(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
 #[test]
+#[cfg_attr(not(latchkey_test_grpcurl), ignore = "needs grpcurl")]
 fn the_readme_quick_start_works_as_pasted_and_leaves_the_checkout_clean() {
     let Some(_grpcurl) = programs::grpcurl() else {
         return;
@@ -184,11 +169,10 @@ fn the_readme_quick_start_works_as_pasted_and_leaves_the_checkout_clean() {
             command.env_remove(name);
         }
     }
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().expect("bash runs");
+    let mut group = Group::start("the quick start", &mut command);
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = group.leader().try_wait().unwrap() {
             break Some(status);
         }
         if started.elapsed() > TIMEOUT {
@@ -196,8 +180,9 @@ fn the_readme_quick_start_works_as_pasted_and_leaves_the_checkout_clean() {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    kill_group(child.id());
-    let _ = child.wait();
+    // What is left of the group (the server, if the script did not get to
+    // stop it).
+    group.stop();
     let stdout = fs::read_to_string(&stdout_path).unwrap();
     let stderr = fs::read_to_string(&stderr_path).unwrap();
     let shown = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
