@@ -8,6 +8,13 @@
 //! `LATCHKEY_TEST_MYSQL_URL` is set and not empty, or when `CI` is set (CI
 //! may not skip them: a missing URL fails there). Without the cfg those
 //! tests are marked ignored. See `tests/it/common/harness.rs`.
+//!
+//! Likewise for the real programs some tests start (`TEST_PROGRAMS`): a
+//! `latchkey_test_<name>` cfg when all of its files are installed, or under
+//! CI, where a missing one fails its tests (`.ci/run` installs them).
+//! Without it those tests are reported ignored, never passed. The probe
+//! runs again when `PATH`, `CI` or one of the directories changes (a
+//! package installed), so a new install is seen by the next build.
 
 use std::path::PathBuf;
 
@@ -18,6 +25,38 @@ use std::path::PathBuf;
 const TEST_BACKENDS: &[(&str, &str)] = &[
     ("latchkey_test_postgres", "LATCHKEY_TEST_POSTGRES_URL"),
     ("latchkey_test_mysql", "LATCHKEY_TEST_MYSQL_URL"),
+];
+
+/// The cfg enabling each group of program tests, and what must be
+/// installed for it: absolute paths, or bare names looked up on `PATH`.
+const TEST_PROGRAMS: &[(&str, &[&str])] = &[
+    (
+        "latchkey_test_proxies",
+        &[
+            "/usr/sbin/nginx",
+            "/usr/lib/nginx/modules/ngx_mail_module.so",
+            "/usr/sbin/dovecot",
+            "/usr/lib/dovecot/modules/auth/libauthdb_lua.so",
+            "/usr/share/lua/5.4/socket/http.lua",
+            "python3",
+            "curl",
+        ],
+    ),
+    (
+        "latchkey_test_dovecot",
+        &[
+            "/usr/sbin/dovecot",
+            "/usr/bin/doveadm",
+            "/usr/lib/dovecot/modules/auth/libauthdb_lua.so",
+            "/usr/share/lua/5.4/socket/http.lua",
+            "jq",
+            "python3",
+            "/usr/bin/systemd-analyze",
+        ],
+    ),
+    ("latchkey_test_fail2ban", &["/usr/bin/fail2ban-regex"]),
+    ("latchkey_test_grpcurl", &["grpcurl"]),
+    ("latchkey_test_systemd", &["/usr/bin/systemd-analyze"]),
 ];
 
 const SECRET_BEARING_MESSAGES: &[&str] = &[
@@ -37,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     println!("cargo::rerun-if-changed=proto");
     test_backends();
+    test_programs();
 
     // `proto/` also holds the vendored google/api annotations the protos
     // import; imports go into the set, so reflection can serve them too.
@@ -69,5 +109,36 @@ fn test_backends() {
         if ci || std::env::var_os(var).is_some_and(|url| !url.is_empty()) {
             println!("cargo::rustc-cfg={cfg}");
         }
+    }
+}
+
+/// Enables the tests of each group of programs that is installed (all of
+/// them under CI).
+fn test_programs() {
+    println!("cargo::rerun-if-env-changed=PATH");
+    let ci = std::env::var_os("CI").is_some();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = |name: &str| std::env::split_paths(&path).any(|dir| dir.join(name).is_file());
+    let mut watched = std::collections::BTreeSet::new();
+    for (cfg, needs) in TEST_PROGRAMS {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+        let mut all = true;
+        for need in *needs {
+            let need = std::path::Path::new(need);
+            if need.is_absolute() {
+                if let Some(dir) = need.parent().filter(|dir| dir.is_dir()) {
+                    watched.insert(dir.to_path_buf());
+                }
+                all &= need.exists();
+            } else {
+                all &= on_path(&need.to_string_lossy());
+            }
+        }
+        if ci || all {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
+    for dir in watched {
+        println!("cargo::rerun-if-changed={}", dir.display());
     }
 }

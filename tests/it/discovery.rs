@@ -202,6 +202,7 @@ fn field_line<'a>(described: &'a str, field: &str) -> &'a str {
 /// resource_reference) reach clients: reflection serves the descriptors
 /// with their options, and grpcurl shows them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(latchkey_test_grpcurl), ignore = "needs grpcurl")]
 async fn grpcurl_describe_shows_the_api_annotations() {
     let Some(grpcurl) = programs::grpcurl() else {
         return;

@@ -17,6 +17,7 @@ use crate::tls::Pki;
 const SYSTEMD_ANALYZE: &str = "/usr/bin/systemd-analyze";
 
 #[test]
+#[cfg_attr(not(latchkey_test_systemd), ignore = "needs systemd-analyze")]
 fn the_systemd_unit_verifies_cleanly() {
     let unit = verify_unit(
         "latchkey.service",
