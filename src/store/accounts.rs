@@ -11,7 +11,7 @@ use sea_orm::{
 use super::app_passwords::{account_id_of, active_at};
 use super::audit::insert_event;
 use super::entities::{account, app_password};
-use super::{convert, db_error, SqlStore};
+use super::{convert, SqlStore};
 use crate::domain::accounts::model::Account;
 use crate::domain::accounts::store::AccountStore;
 use crate::domain::audit::event::AuditEvent;
@@ -41,8 +41,7 @@ impl AccountStore for SqlStore {
             .order_by_asc(account::Column::Username)
             .limit(u64::from(limit) + 1)
             .all(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();
         let counts = active_counts(&self.db, &ids, now).await?;
         let items = rows
@@ -87,13 +86,13 @@ impl AccountStore for SqlStore {
                 .filter(account::Column::DisabledAt.is_not_null()),
         };
         let now = event.at;
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let changed = update.exec(&txn).await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
+        let changed = update.exec(&txn).await?;
         if changed.rows_affected > 0 {
             insert_event(&txn, event).await?;
         }
         let now_is = account_on(&txn, username, now).await?;
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(now_is)
     }
 
@@ -103,21 +102,19 @@ impl AccountStore for SqlStore {
     /// of what happened to it.
     #[tracing::instrument(skip_all, fields(username = %username))]
     async fn delete_account(&self, username: &Username, event: AuditEvent) -> Result<bool> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         app_password::Entity::delete_many()
             .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
             .exec(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let deleted = account::Entity::delete_many()
             .filter(account::Column::Username.eq(username.as_str()))
             .exec(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         if deleted.rows_affected > 0 {
             insert_event(&txn, event).await?;
         }
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(deleted.rows_affected > 0)
     }
 }
@@ -132,8 +129,7 @@ async fn account_on(
     let Some(row) = account::Entity::find()
         .filter(account::Column::Username.eq(username.as_str()))
         .one(connection)
-        .await
-        .map_err(db_error)?
+        .await?
     else {
         return Ok(None);
     };
@@ -160,8 +156,7 @@ async fn active_counts(
         .group_by(app_password::Column::AccountId)
         .into_tuple()
         .all(connection)
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(id, count)| (id, u64::try_from(count).unwrap_or(0)))

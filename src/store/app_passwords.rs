@@ -11,7 +11,7 @@ use super::audit::insert_event;
 use super::audit::insert_events;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password};
-use super::{before_cursor, convert, db_error, fixed_shape, millis_of_duration, SqlStore};
+use super::{before_cursor, convert, fixed_shape, millis_of_duration, SqlStore};
 use crate::domain::app_passwords::issue_bounds::{account_counted_after, account_wait};
 use crate::domain::app_passwords::model::{
     AppPassword, AppPasswordCursor, BulkFilter, Change, Holding, IssueLimits, IssueOutcome,
@@ -87,8 +87,7 @@ async fn app_password_on(
         .find_also_related(account::Entity)
         .filter(account::Column::Username.eq(username.as_str()))
         .one(connection)
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(found.and_then(|(row, account)| {
         account.map(|account| convert::app_password(row, Username::from_stored(account.username)))
     }))
@@ -115,10 +114,9 @@ impl AppPasswordStore for SqlStore {
                     .to_owned(),
             )
             .exec_without_returning(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
 
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         // The first statement writes the account row: on PostgreSQL and MySQL
         // that locks the row, on SQLite it takes the database write lock. Every
         // other issue for this account now waits until we commit, so the
@@ -130,8 +128,7 @@ impl AppPasswordStore for SqlStore {
             )
             .filter(account::Column::Username.eq(new.username.as_str()))
             .exec(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         if locked.rows_affected == 0 {
             return Err(Error::FailedPrecondition(
                 Reason::AccountDeleted,
@@ -141,8 +138,7 @@ impl AppPasswordStore for SqlStore {
         let account = account::Entity::find()
             .filter(account::Column::Username.eq(new.username.as_str()))
             .one(&txn)
-            .await
-            .map_err(db_error)?
+            .await?
             .ok_or_else(|| Error::internal("locked account row disappeared"))?;
         if account.disabled_at.is_some() {
             return Ok(IssueOutcome::AccountDisabled);
@@ -151,8 +147,7 @@ impl AppPasswordStore for SqlStore {
             .filter(app_password::Column::AccountId.eq(account.id))
             .filter(active_at(new.created_at))
             .count(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         if active >= u64::from(limits.cap) {
             return Ok(IssueOutcome::CapReached);
         }
@@ -172,8 +167,7 @@ impl AppPasswordStore for SqlStore {
             .filter(app_password::Column::AccountId.eq(account.id))
             .filter(app_password::Column::Selector.eq(new.selector.as_str()))
             .count(&txn)
-            .await
-            .map_err(db_error)?
+            .await?
             > 0;
         if selector_taken {
             return Ok(IssueOutcome::SelectorTaken);
@@ -211,15 +205,14 @@ impl AppPasswordStore for SqlStore {
         };
         app_password::Entity::insert(row)
             .exec_without_returning(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         insert_event(&txn, event).await?;
         // Read back before committing: once the commit returns, nothing
         // else can fail and turn an issued password into an error.
         let issued = app_password_on(&txn, &new.username, new.id)
             .await?
             .ok_or_else(|| Error::internal("issued app password not found before commit"))?;
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(IssueOutcome::Issued(Box::new(issued)))
     }
 
@@ -240,8 +233,7 @@ impl AppPasswordStore for SqlStore {
         let Some(account) = account::Entity::find()
             .filter(account::Column::Username.eq(username.as_str()))
             .one(&self.db)
-            .await
-            .map_err(db_error)?
+            .await?
         else {
             return Ok(None);
         };
@@ -266,8 +258,7 @@ impl AppPasswordStore for SqlStore {
             .order_by_desc(app_password::Column::Id)
             .limit(u64::from(limit) + 1)
             .all(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let items = rows
             .into_iter()
             .map(|row| convert::app_password(row, username.clone()))
@@ -286,7 +277,7 @@ impl AppPasswordStore for SqlStore {
         reason: &str,
         event: AuditEvent,
     ) -> Result<Option<AppPassword>> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         let revoked = app_password::Entity::update_many()
             .col_expr(
                 app_password::Column::RevokedAt,
@@ -297,13 +288,12 @@ impl AppPasswordStore for SqlStore {
             .filter(app_password::Column::RevokedAt.is_null())
             .filter(app_password::Column::AccountId.in_subquery(account_id_of(username)))
             .exec(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         if revoked.rows_affected > 0 {
             insert_event(&txn, event).await?;
         }
         let now_is = app_password_on(&txn, username, id).await?;
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(now_is)
     }
 
@@ -316,7 +306,7 @@ impl AppPasswordStore for SqlStore {
         mut event: AuditEvent,
         audit_none: bool,
     ) -> Result<u64> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         let mut update = app_password::Entity::update_many()
             .col_expr(
                 app_password::Column::RevokedAt,
@@ -328,12 +318,12 @@ impl AppPasswordStore for SqlStore {
         if let Some(before) = issued_before {
             update = update.filter(app_password::Column::CreatedAt.lt(before.as_millis()));
         }
-        let revoked = update.exec(&txn).await.map_err(db_error)?;
+        let revoked = update.exec(&txn).await?;
         if revoked.rows_affected > 0 || audit_none {
             event.item_count = Some(i64::try_from(revoked.rows_affected).unwrap_or(i64::MAX));
             insert_event(&txn, event).await?;
         }
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(revoked.rows_affected)
     }
 
@@ -347,7 +337,7 @@ impl AppPasswordStore for SqlStore {
     where
         F: FnOnce(&AppPassword) -> Result<Option<(Change, AuditEvent)>> + Send,
     {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         // A write first, to lock the row (PostgreSQL, MySQL) or the
         // database (SQLite) before reading it: every other change of this
         // password now waits until we commit, so `plan` decides on what
@@ -360,8 +350,7 @@ impl AppPasswordStore for SqlStore {
             )
             .filter(app_password::Column::Id.eq(id))
             .exec(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let Some(current) = app_password_on(&txn, username, id).await? else {
             return Ok(None);
         };
@@ -420,11 +409,10 @@ impl AppPasswordStore for SqlStore {
         update
             .filter(app_password::Column::Id.eq(id))
             .exec(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         insert_event(&txn, event).await?;
         let now_is = app_password_on(&txn, username, id).await?;
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(now_is)
     }
 
@@ -438,16 +426,14 @@ impl AppPasswordStore for SqlStore {
         let count = app_password::Entity::find()
             .filter(matching(filter, now))
             .count(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let rows = app_password::Entity::find()
             .find_also_related(account::Entity)
             .filter(matching(filter, now))
             .order_by_asc(app_password::Column::Id)
             .limit(u64::from(sample))
             .all(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let sample = rows
             .into_iter()
             .filter_map(|(row, account)| {
@@ -467,7 +453,7 @@ impl AppPasswordStore for SqlStore {
         event: AuditEvent,
     ) -> Result<BulkBatch> {
         let now = event.at;
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         lock_for_write(&txn).await?;
         let mut query = app_password::Entity::find().filter(matching(filter, now));
         if let Some(after) = after {
@@ -481,10 +467,9 @@ impl AppPasswordStore for SqlStore {
             .limit(u64::from(limit))
             .lock_exclusive()
             .all(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let Some(last_id) = rows.last().map(|row| row.id) else {
-            txn.commit().await.map_err(db_error)?;
+            txn.commit().await?;
             return Ok(BulkBatch::default());
         };
         let ids = fixed_shape(rows.iter().map(|row| row.id).collect(), limit);
@@ -496,8 +481,7 @@ impl AppPasswordStore for SqlStore {
             .col_expr(app_password::Column::RevokeReason, Expr::value(reason))
             .filter(app_password::Column::Id.is_in(ids))
             .exec(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let mut per_account: std::collections::BTreeMap<i64, i64> = Default::default();
         for row in &rows {
             *per_account.entry(row.account_id).or_default() += 1;
@@ -512,8 +496,7 @@ impl AppPasswordStore for SqlStore {
             )
             .into_tuple::<(i64, String)>()
             .all(&txn)
-            .await
-            .map_err(db_error)?
+            .await?
             .into_iter()
             .collect();
         let accounts = per_account.len() as u64;
@@ -526,7 +509,7 @@ impl AppPasswordStore for SqlStore {
             Some(event)
         });
         insert_events(&txn, events.collect()).await?;
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(BulkBatch {
             revoked: revoked.rows_affected,
             accounts,
@@ -578,7 +561,7 @@ impl AppPasswordStore for SqlStore {
         if notices.is_empty() {
             return Ok(0);
         }
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         let mut events = Vec::with_capacity(notices.len());
         for notice in notices {
             let (noticed, value) = match window.kind {
@@ -600,15 +583,14 @@ impl AppPasswordStore for SqlStore {
                 .filter(notice_due(window))
                 .filter(about)
                 .exec(&txn)
-                .await
-                .map_err(db_error)?;
+                .await?;
             if written.rows_affected == 1 {
                 events.push(notice.event);
             }
         }
         let written = events.len() as u64;
         insert_events(&txn, events).await?;
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(written)
     }
 
@@ -641,8 +623,7 @@ impl AppPasswordStore for SqlStore {
                 .column(app_password::Column::Id)
                 .into_tuple()
                 .one(&self.db)
-                .await
-                .map_err(db_error)?;
+                .await?;
             Ok::<_, Error>(found.is_some())
         };
         Ok(if exists(issued().filter(active_at(now))).await? {
@@ -670,16 +651,14 @@ impl AppPasswordStore for SqlStore {
             .limit(u64::from(limit))
             .into_tuple()
             .all(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         if ids.is_empty() {
             return Ok(0);
         }
         let deleted = app_password::Entity::delete_many()
             .filter(C::Id.is_in(fixed_shape(ids, limit)))
             .exec(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         Ok(deleted.rows_affected)
     }
 }
@@ -703,8 +682,7 @@ async fn newest_issues_on(
         .limit(u64::from(limit))
         .into_tuple()
         .all(connection)
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(created.into_iter().map(Timestamp::from_millis).collect())
 }
 
@@ -727,8 +705,7 @@ async fn in_id_order(
         .order_by_asc(app_password::Column::Id)
         .limit(u64::from(limit))
         .all(db)
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(rows
         .into_iter()
         .filter_map(|(row, account)| {
@@ -818,7 +795,6 @@ pub(super) async fn lock_for_write(txn: &sea_orm::DatabaseTransaction) -> Result
         )
         .filter(Expr::cust("1 = 0"))
         .exec(txn)
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(())
 }

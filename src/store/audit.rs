@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use super::entities::{audit_event, event_feed};
-use super::{before_cursor, convert, db_error, fixed_shape, SqlStore};
+use super::{before_cursor, convert, fixed_shape, SqlStore};
 use crate::domain::audit::event::{AuditCursor, AuditEvent, AuditFilter};
 use crate::domain::audit::feed::{FeedEvent, FeedFilter, FeedPosition};
 use crate::domain::audit::store::AuditStore;
@@ -79,8 +79,7 @@ pub(super) async fn insert_events(
         let chunk: Vec<_> = rows.by_ref().take(chunk_size).collect();
         audit_event::Entity::insert_many(chunk)
             .exec_without_returning(txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
     }
     Ok(())
 }
@@ -101,17 +100,14 @@ async fn take_seqs(txn: &DatabaseTransaction, count: i64) -> Result<i64> {
         )
         .filter(event_feed::Column::Id.eq(FEED_ROW))
         .exec(txn)
-        .await
-        .map_err(db_error)?;
+        .await?;
     let feed = event_feed::Entity::find_by_id(FEED_ROW)
         .one(txn)
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(|| Error::internal("the event_feed row is missing (migration 9)"))?;
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_unprepared(&format!("NOTIFY {FEED_CHANNEL}"))
-            .await
-            .map_err(db_error)?;
+            .await?;
     }
     Ok(feed.last_seq - count + 1)
 }
@@ -135,9 +131,9 @@ fn feed_position(row: event_feed::Model) -> FeedPosition {
 impl AuditStore for SqlStore {
     #[tracing::instrument(skip_all, fields(events = events.len()))]
     async fn record_events(&self, events: Vec<AuditEvent>) -> Result<()> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         insert_events(&txn, events).await?;
-        txn.commit().await.map_err(db_error)
+        Ok(txn.commit().await?)
     }
 
     #[tracing::instrument(skip_all)]
@@ -178,8 +174,7 @@ impl AuditStore for SqlStore {
             .order_by_desc(audit_event::Column::Id)
             .limit(u64::from(limit) + 1)
             .all(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let items = rows.into_iter().filter_map(convert::audit_event).collect();
         Ok(Page::from_overfetch(items, limit))
     }
@@ -199,8 +194,7 @@ impl AuditStore for SqlStore {
             .filter(audit_event::Column::Seq.is_not_null())
             .into_tuple()
             .one(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let horizon = match oldest_young.flatten() {
             Some(oldest) => oldest - 1,
             None => seq_of(self.feed_position().await?.head),
@@ -210,8 +204,7 @@ impl AuditStore for SqlStore {
             .filter(event_feed::Column::Id.eq(FEED_ROW))
             .filter(event_feed::Column::PrunedThrough.lt(horizon))
             .exec(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let pruned_through = seq_of(self.feed_position().await?.pruned_through);
         // Old rows outside the feed or behind the horizon, along the time
         // index; then feed rows behind the horizon that are not old (their
@@ -226,8 +219,7 @@ impl AuditStore for SqlStore {
                     .add(audit_event::Column::Seq.lte(pruned_through)),
             )
             .exec(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let mut deleted = by_time.rows_affected;
         loop {
             let ids: Vec<i64> = audit_event::Entity::find()
@@ -237,16 +229,14 @@ impl AuditStore for SqlStore {
                 .limit(u64::from(PRUNE_BATCH))
                 .into_tuple()
                 .all(&self.db)
-                .await
-                .map_err(db_error)?;
+                .await?;
             if ids.is_empty() {
                 break;
             }
             let removed = audit_event::Entity::delete_many()
                 .filter(audit_event::Column::Id.is_in(fixed_shape(ids, PRUNE_BATCH)))
                 .exec(&self.db)
-                .await
-                .map_err(db_error)?;
+                .await?;
             deleted += removed.rows_affected;
         }
         Ok(deleted)
@@ -256,8 +246,7 @@ impl AuditStore for SqlStore {
     async fn feed_position(&self) -> Result<FeedPosition> {
         event_feed::Entity::find_by_id(FEED_ROW)
             .one(&self.db)
-            .await
-            .map_err(db_error)?
+            .await?
             .map(feed_position)
             .ok_or_else(|| Error::internal("the event_feed row is missing (migration 9)"))
     }
@@ -284,8 +273,7 @@ impl AuditStore for SqlStore {
             .order_by_asc(audit_event::Column::Seq)
             .limit(u64::from(limit))
             .all(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         // A row that does not convert would leave a hole the stream steps
         // over: an error instead (it cannot happen: the query asks for
         // known types only).

@@ -8,7 +8,7 @@ use sea_orm::{
 
 use super::audit::insert_event;
 use super::entities::caller::{self, KeyDigest};
-use super::{convert, db_error, SqlStore};
+use super::{convert, SqlStore};
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::callers::model::Caller;
 use crate::domain::callers::model::{CreateCallerOutcome, StoredCaller};
@@ -34,7 +34,7 @@ impl CallerStore for SqlStore {
         key_digest: &str,
         event: AuditEvent,
     ) -> Result<CreateCallerOutcome> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         // It reads before it writes: on SQLite, another writer in between
         // (a caller's last use, recorded as its key is checked) would make
         // SQLite refuse the write at once ("database is locked").
@@ -42,8 +42,7 @@ impl CallerStore for SqlStore {
         let name_taken = caller::Entity::find()
             .filter(caller::Column::Name.eq(new.name.as_str()))
             .one(&txn)
-            .await
-            .map_err(db_error)?
+            .await?
             .is_some();
         if name_taken {
             return Ok(CreateCallerOutcome::NameTaken);
@@ -52,8 +51,7 @@ impl CallerStore for SqlStore {
             let identity_taken = caller::Entity::find()
                 .filter(caller::Column::TlsIdentity.eq(identity.as_str()))
                 .one(&txn)
-                .await
-                .map_err(db_error)?
+                .await?
                 .is_some();
             if identity_taken {
                 return Ok(CreateCallerOutcome::TlsIdentityTaken);
@@ -81,10 +79,10 @@ impl CallerStore for SqlStore {
             ) {
                 return Ok(CreateCallerOutcome::NameTaken);
             }
-            return Err(db_error(error));
+            return Err(error.into());
         }
         insert_event(&txn, event).await?;
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(CreateCallerOutcome::Created(new))
     }
 
@@ -93,8 +91,7 @@ impl CallerStore for SqlStore {
         let Some(row) = caller::Entity::find()
             .filter(caller::Column::KeyId.eq(key_id))
             .one(&self.db)
-            .await
-            .map_err(db_error)?
+            .await?
         else {
             return Ok(None);
         };
@@ -113,8 +110,7 @@ impl CallerStore for SqlStore {
             .order_by_asc(caller::Column::Name)
             .limit(2)
             .all(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         rows.into_iter().map(known_role).collect()
     }
 
@@ -123,8 +119,7 @@ impl CallerStore for SqlStore {
             .col_expr(caller::Column::LastUsedAt, Expr::value(now.as_millis()))
             .filter(caller::Column::Name.eq(name))
             .exec(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         Ok(())
     }
 
@@ -138,8 +133,7 @@ impl CallerStore for SqlStore {
             .order_by_asc(caller::Column::Name)
             .limit(u64::from(limit) + 1)
             .all(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         let items = rows
             .into_iter()
             .map(known_role)
@@ -149,25 +143,23 @@ impl CallerStore for SqlStore {
 
     #[tracing::instrument(skip_all, fields(caller = %name))]
     async fn revoke_caller(&self, name: &str, event: AuditEvent) -> Result<Option<Caller>> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         let revoked = caller::Entity::update_many()
             .col_expr(caller::Column::RevokedAt, Expr::value(event.at.as_millis()))
             .filter(caller::Column::Name.eq(name))
             .filter(caller::Column::RevokedAt.is_null())
             .exec(&txn)
-            .await
-            .map_err(db_error)?;
+            .await?;
         if revoked.rows_affected > 0 {
             insert_event(&txn, event).await?;
         }
         let now_is = caller::Entity::find()
             .filter(caller::Column::Name.eq(name))
             .one(&txn)
-            .await
-            .map_err(db_error)?
+            .await?
             .map(known_role)
             .transpose()?;
-        txn.commit().await.map_err(db_error)?;
+        txn.commit().await?;
         Ok(now_is)
     }
 }

@@ -8,12 +8,16 @@ use crate::domain::shared::error::Error;
 /// Maps a database error into the domain's terms: anything that says the
 /// database is unreachable, restarting, overloaded or locked is
 /// `Unavailable` (the request changed nothing and may be retried); the rest
-/// is `Internal`.
-pub fn db_error(error: DbErr) -> Error {
-    if is_transient(&error) {
-        Error::Unavailable(Box::new(error))
-    } else {
-        Error::Internal(Box::new(error))
+/// is `Internal`. The store's one conversion, so `?` on a database call
+/// says it; it lives here, with the store: the domain's error type knows
+/// nothing of SQL.
+impl From<DbErr> for Error {
+    fn from(error: DbErr) -> Self {
+        if is_transient(&error) {
+            Error::Unavailable(Box::new(error))
+        } else {
+            Error::Internal(Box::new(error))
+        }
     }
 }
 

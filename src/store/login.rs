@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::batch::BatchFuture;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password, auth_throttle};
-use super::{db_error, duration_of_millis, SqlStore};
+use super::{duration_of_millis, SqlStore};
 use crate::domain::login::model::{Credential, LoginState, Warm};
 use crate::domain::login::store::LoginStore;
 use crate::domain::login::throttle::{Counter, ScopeCounters, ScopeKind, Scopes};
@@ -213,16 +213,16 @@ async fn read_logins(db: &DatabaseConnection, keys: &[LoginKey]) -> Result<Vec<L
     let backend = db.get_database_backend();
     let statement =
         Statement::from_sql_and_values(backend, sql(backend, keys.len()), batch_values(keys));
-    let rows = db.query_all(statement).await.map_err(db_error)?;
+    let rows = db.query_all(statement).await?;
     let mut states: Vec<Option<LoginState>> = keys.iter().map(|_| None).collect();
     for row in &rows {
-        let tag: String = row.try_get("", TAG).map_err(db_error)?;
+        let tag: String = row.try_get("", TAG)?;
         let slot = tag
             .parse::<usize>()
             .ok()
             .and_then(|tag| states.get_mut(tag))
             .ok_or_else(|| Error::internal("the login query returned an unknown tag"))?;
-        *slot = Some(login_state(row).map_err(db_error)?);
+        *slot = Some(login_state(row)?);
     }
     states
         .into_iter()

@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use crate::domain::login::model::LoginState;
 use crate::domain::login::throttle::{Counter, Scope};
 use crate::domain::shared::error::{Error, Reason, Result};
-pub use errors::db_error;
 
 /// Connection pool settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +101,7 @@ impl SqlStore {
                     .foreign_keys(true)
                     .pragma("mmap_size", (pool.sqlite_mmap_mib << 20).to_string())
             });
-        let db = Database::connect(options).await.map_err(db_error)?;
+        let db = Database::connect(options).await?;
         // A quarter of the pool reads logins, and as many workers write
         // failures (on SQLite one: its writes take turns anyway, and one
         // writer never sleeps in SQLite's busy handler waiting for another).
@@ -126,7 +125,7 @@ impl SqlStore {
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<()> {
-        Migrator::up(&self.db, None).await.map_err(db_error)
+        Ok(Migrator::up(&self.db, None).await?)
     }
 
     /// Writes a consistent copy of an SQLite database to `path` while it
@@ -160,19 +159,18 @@ impl SqlStore {
                 "VACUUM INTO ?",
                 [target.into()],
             ))
-            .await
-            .map_err(db_error)?;
+            .await?;
         Ok(())
     }
 
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
-        self.db.ping().await.map_err(db_error)
+        Ok(self.db.ping().await?)
     }
 
     pub async fn close(self) -> Result<()> {
         self.feed_wakeups.stop().await;
-        self.db.close().await.map_err(db_error)
+        Ok(self.db.close().await?)
     }
 }
 

@@ -12,7 +12,7 @@ use sea_orm::{
 use super::audit::insert_events;
 use super::batch::BatchFuture;
 use super::entities::auth_throttle;
-use super::{db_error, SqlStore};
+use super::SqlStore;
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::login::store::ThrottleStore;
 use crate::domain::login::throttle::{account_block_event, Counter, FailureRule, Scope};
@@ -85,17 +85,11 @@ async fn record_failure_batch(
     };
     let inside = db.get_database_backend() != DbBackend::MySql;
     if !inside {
-        rows_exist()
-            .exec_without_returning(db)
-            .await
-            .map_err(db_error)?;
+        rows_exist().exec_without_returning(db).await?;
     }
-    let txn = db.begin().await.map_err(db_error)?;
+    let txn = db.begin().await?;
     if inside {
-        rows_exist()
-            .exec_without_returning(&txn)
-            .await
-            .map_err(db_error)?;
+        rows_exist().exec_without_returning(&txn).await?;
     }
     let mut rows = lock_rows(&txn, &keys).await?;
     let mut answers = Vec::with_capacity(failures.len());
@@ -135,10 +129,9 @@ async fn record_failure_batch(
             auth_throttle::Column::UpdatedAt,
         ]))
         .exec_without_returning(&txn)
-        .await
-        .map_err(db_error)?;
+        .await?;
     insert_events(&txn, events).await?;
-    txn.commit().await.map_err(db_error)?;
+    txn.commit().await?;
     Ok(answers)
 }
 
@@ -155,8 +148,7 @@ async fn lock_rows(
         .order_by_asc(auth_throttle::Column::ScopeKey)
         .lock_exclusive()
         .all(txn)
-        .await
-        .map_err(db_error)?
+        .await?
         .into_iter()
         .map(|row| (row.scope_key.clone(), row))
         .collect())
@@ -209,8 +201,7 @@ impl ThrottleStore for SqlStore {
                 auth_throttle::Column::UpdatedAt,
             ]))
             .exec_without_returning(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         Ok(())
     }
 
@@ -234,8 +225,7 @@ impl ThrottleStore for SqlStore {
                     .add(auth_throttle::Column::LastSuccessAt.lt(success_before.as_millis())),
             )
             .exec(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         Ok(deleted.rows_affected)
     }
 }

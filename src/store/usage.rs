@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::audit::insert_events;
 use super::entities::app_password;
-use super::{db_error, SqlStore};
+use super::SqlStore;
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::login::store::UsageStore;
 use crate::domain::login::usage::PendingUse;
@@ -78,29 +78,26 @@ impl UsageStore for SqlStore {
     ) -> Result<()> {
         let mut update = usage_update(id, &usage);
         let Some(seen_networks) = seen_networks else {
-            update.exec(&self.db).await.map_err(db_error)?;
+            update.exec(&self.db).await?;
             return Ok(());
         };
         update = update.col_expr(
             app_password::Column::SeenNetworks,
             Expr::value(seen_networks.to_stored()),
         );
-        let txn = self.db.begin().await.map_err(db_error)?;
-        update.exec(&txn).await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
+        update.exec(&txn).await?;
         insert_events(&txn, events).await?;
-        txn.commit().await.map_err(db_error)
+        Ok(txn.commit().await?)
     }
 
     #[tracing::instrument(skip_all, fields(passwords = batch.len()))]
     async fn record_uses(&self, batch: &[(Uuid, PendingUse)]) -> Result<()> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let txn = self.db.begin().await?;
         for (id, usage) in batch {
-            usage_update(*id, usage)
-                .exec(&txn)
-                .await
-                .map_err(db_error)?;
+            usage_update(*id, usage).exec(&txn).await?;
         }
-        txn.commit().await.map_err(db_error)
+        Ok(txn.commit().await?)
     }
 
     #[tracing::instrument(skip_all, fields(app_password = %id))]
@@ -110,8 +107,7 @@ impl UsageStore for SqlStore {
             .filter(app_password::Column::Id.eq(id))
             .filter(app_password::Column::SecretHash.eq(old))
             .exec(&self.db)
-            .await
-            .map_err(db_error)?;
+            .await?;
         Ok(())
     }
 }
