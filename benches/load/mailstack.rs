@@ -74,18 +74,30 @@ const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 const AUTHENTICATIONS: &str = "latchkey_authentications_total{";
 
 /// The CPU time, in seconds, each part of a stack used while it was
-/// measured.
+/// measured, and the whole machine's busy time: what is left of it is
+/// other work on the shared machine, which the report shows, since it
+/// moves the figures.
 #[derive(Default, Clone, Copy)]
 struct Cpu {
     client: f64,
     nginx: f64,
     latchkey: f64,
     dovecot: f64,
+    machine: f64,
 }
 
 impl Cpu {
     fn all(&self) -> f64 {
         self.client + self.nginx + self.latchkey + self.dovecot
+    }
+
+    /// What `ended` used since `self`, added to `total`.
+    fn add_since(self, ended: Cpu, total: &mut Cpu) {
+        total.client += ended.client - self.client;
+        total.nginx += ended.nginx - self.nginx;
+        total.latchkey += ended.latchkey - self.latchkey;
+        total.dovecot += ended.dovecot - self.dovecot;
+        total.machine += ended.machine - self.machine;
     }
 }
 
@@ -296,10 +308,7 @@ async fn measure(options: &Options, running: &mut Running) -> Result<Mailstack, 
             )
             .await;
             let ended = cpu(running)?;
-            stack.cpu.client += ended.client - started.client;
-            stack.cpu.nginx += ended.nginx - started.nginx;
-            stack.cpu.latchkey += ended.latchkey - started.latchkey;
-            stack.cpu.dovecot += ended.dovecot - started.dovecot;
+            started.add_since(ended, &mut stack.cpu);
             stack.run.absorb(run);
         }
     }
@@ -322,7 +331,29 @@ fn cpu(running: &Running) -> Result<Cpu, BoxError> {
         nginx: group_cpu_seconds(running.nginx.group()?)?,
         latchkey: cpu_seconds(running.bench.server.pid()?)?,
         dovecot: group_cpu_seconds(running.dovecot.group()?)?,
+        machine: machine_busy_seconds()?,
     })
+}
+
+/// The time every core of the machine has been busy so far, in seconds:
+/// the first line of `/proc/stat`, all but idle and iowait.
+fn machine_busy_seconds() -> Result<f64, BoxError> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .ok_or("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is in
+    // user's already).
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&index| ticks.get(index))
+        .sum();
+    Ok(busy / crate::server::clock_ticks()?)
 }
 
 /// latchkey's nginx-mail answers so far, from its `/metrics` text:
@@ -561,9 +592,11 @@ impl Mailstack {
              {} IMAP clients at once, each a closed loop of sessions (connect, LOGIN, LOGOUT) \
              over the {WARM_SECRETS} warm secrets; the stacks alternate in halves of {half:.0} s \
              (free, latchkey, free, latchkey). CPU per login: what each part used over the \
-             stack's halves, divided by its logins.\n\n\
-             | stack | logins | logins/s | p50 | p99 | failed | CPU µs per login: client / nginx / latchkey / Dovecot / all |\n\
-             |---|---|---|---|---|---|---|\n",
+             stack's halves, divided by its logins; other work: the rest of the machine's busy \
+             time meanwhile (other processes on the shared machine, the kernel's own threads), in \
+             cores.\n\n\
+             | stack | logins | logins/s | p50 | p99 | failed | CPU µs per login: client / nginx / latchkey / Dovecot / all | other work |\n\
+             |---|---|---|---|---|---|---|---|\n",
             self.concurrency
         );
         for stack in [&self.free, &self.latchkey] {
@@ -571,7 +604,7 @@ impl Mailstack {
             let per_login = |seconds: f64| format!("{:.0}", seconds * 1e6 / logins.max(1) as f64);
             let cpu = stack.cpu;
             section.push_str(&format!(
-                "| {} | {logins} | {:.0} | {} | {} | {} | {} / {} / {} / {} / {} |\n",
+                "| {} | {logins} | {:.0} | {} | {} | {} | {} / {} / {} / {} / {} | {:.2} |\n",
                 stack.label,
                 stack.run.rate(),
                 ms(stack.run.quantile(0.5)),
@@ -582,6 +615,7 @@ impl Mailstack {
                 per_login(cpu.latchkey),
                 per_login(cpu.dovecot),
                 per_login(cpu.all()),
+                (cpu.machine - cpu.all()).max(0.0) / stack.run.elapsed.as_secs_f64(),
             ));
         }
         section.push_str(&format!(
