@@ -46,6 +46,16 @@ impl Run {
             .sum()
     }
 
+    /// Adds `other`'s answers and time to this run's: two runs of the same
+    /// load, apart, read as one.
+    pub fn absorb(&mut self, other: Run) {
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+        for (kind, n) in other.outcomes {
+            *self.outcomes.entry(kind).or_default() += n;
+        }
+    }
+
     pub fn outcomes_text(&self) -> String {
         self.outcomes
             .iter()
@@ -111,12 +121,10 @@ where
     let mut total = Run::default();
     for task in tasks {
         if let Ok(run) = task.await {
-            total.latencies.extend(run.latencies);
-            for (kind, n) in run.outcomes {
-                *total.outcomes.entry(kind).or_default() += n;
-            }
+            total.absorb(run);
         }
     }
+    // The tasks ran side by side: the load's time is the wall's.
     total.elapsed = started.elapsed();
     total
 }

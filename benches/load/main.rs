@@ -28,7 +28,11 @@
 //! it alone. Last, with PostgreSQL, the fleet (`fleet.rs`): three
 //! replicas, `--fleet-devices` devices signing in round-robin over them, a
 //! rolling restart, with warm verifiers and without, and a restart burst;
-//! `--skip-fleet` leaves it out, `--fleet-only` runs it alone.
+//! `--skip-fleet` leaves it out, `--fleet-only` runs it alone. Last, the
+//! mail stack (`mailstack.rs`): IMAP logins through real nginx and Dovecot,
+//! nginx asking latchkey, beside the same stack with nginx answering its
+//! `auth_http` itself; `--skip-mailstack` leaves it out, `--mailstack-only`
+//! runs it alone.
 
 #[path = "../../tests/it/common/bearer.rs"]
 mod bearer;
@@ -38,7 +42,9 @@ mod bulk;
 mod drive;
 mod fleet;
 mod floors;
+mod mailstack;
 mod options;
+mod program;
 mod report;
 mod scale;
 mod scenarios;
@@ -53,6 +59,7 @@ use bench::Bench;
 use bulk::bulk;
 use fleet::fleet;
 use floors::{argon2_one_thread, argon2_pool};
+use mailstack::{mailstack, Mailstack};
 use options::Options;
 use report::Report;
 use scale::{memory, scale, MEMORY_CONCURRENCY};
@@ -76,6 +83,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if options.fleet_only {
         return fleet_only(&options, dir.path()).await;
+    }
+    if options.mailstack_only {
+        return mailstack_only(&options, dir.path()).await;
     }
     if let Some(out) = &options.perf_warm {
         return perf_warm(&options, dir.path(), out).await;
@@ -135,6 +145,12 @@ async fn main() -> Result<(), BoxError> {
         Some(_) if !options.skip_fleet => Some(fleet(&options, dir.path()).await?),
         _ => None,
     };
+    let mailstack = if options.skip_mailstack {
+        None
+    } else {
+        eprintln!("the mail stack: IMAP through nginx and Dovecot");
+        Some(mailstack(&options, dir.path()).await?)
+    };
 
     let out = options.out.clone();
     let measured = Measured {
@@ -157,9 +173,14 @@ async fn main() -> Result<(), BoxError> {
         fleet.rows(&mut report);
         fleet.checks(&mut report);
     }
+    if let Some(mailstack) = &mailstack {
+        mailstack.rows(&mut report);
+        mailstack.checks(&mut report);
+    }
     report.publish(&targets::summary(&measured), &out)?;
     measured.bulk.as_ref().map_or(Ok(()), bulk::Bulk::verify)?;
-    watch.as_ref().map_or(Ok(()), Watch::verify)
+    watch.as_ref().map_or(Ok(()), Watch::verify)?;
+    mailstack.as_ref().map_or(Ok(()), Mailstack::verify)
 }
 
 /// `--bulk-only`: the bulk revocation alone, and its report.
@@ -183,6 +204,17 @@ async fn fleet_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxE
     let summary = format!("{}; the fleet only.\n\n", targets::setup(options));
     report.publish(&summary, &options.out)?;
     Ok(())
+}
+
+/// `--mailstack-only`: the mail stack alone, and its report.
+async fn mailstack_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxError> {
+    let mailstack = mailstack(options, dir).await?;
+    let mut report = Report::default();
+    mailstack.rows(&mut report);
+    mailstack.checks(&mut report);
+    let summary = format!("{} cores; the mail stack only.\n\n", targets::workers());
+    report.publish(&summary, &options.out)?;
+    mailstack.verify()
 }
 
 /// `--perf-warm FILE`: the no-op RPC, then the warm scenario with the

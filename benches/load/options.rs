@@ -3,7 +3,8 @@
 //! `--bulk-per-account N` (5), `--skip-watch`, `--watch-only`,
 //! `--watch-revokes N` (1000), `--mysql-url URL`, `--fleet-devices N`
 //! (20000), `--fleet-duration SECS` (60), `--skip-fleet`, `--fleet-only`,
-//! `--perf-warm FILE` (only the no-op and warm rows, the warm one under
+//! `--mailstack-concurrency N` (32), `--mailstack-duration SECS` (20),
+//! `--skip-mailstack`, `--mailstack-only`, `--perf-warm FILE` (only the no-op and warm rows, the warm one under
 //! `perf record -g` of the server), `--out FILE` (`target/load.md`).
 
 use std::time::Duration;
@@ -42,6 +43,14 @@ pub struct Options {
     pub fleet_duration: Duration,
     pub skip_fleet: bool,
     pub fleet_only: bool,
+    /// The mail stack (IMAP through nginx and Dovecot, `mailstack.rs`):
+    /// its IMAP clients at once, and each stack's measured time (in two
+    /// halves); `--skip-mailstack` leaves it out, `--mailstack-only` runs
+    /// it alone.
+    pub mailstack_concurrency: usize,
+    pub mailstack_duration: Duration,
+    pub skip_mailstack: bool,
+    pub mailstack_only: bool,
     /// Only the no-op RPC and the warm scenario on SQLite, the second under
     /// `perf record -g` of the server, written to this file.
     pub perf_warm: Option<String>,
@@ -66,6 +75,10 @@ impl Options {
             fleet_duration: Duration::from_secs(60),
             skip_fleet: false,
             fleet_only: false,
+            mailstack_concurrency: 32,
+            mailstack_duration: Duration::from_secs(20),
+            skip_mailstack: false,
+            mailstack_only: false,
             perf_warm: None,
             out: "target/load.md".to_owned(),
         };
@@ -91,6 +104,12 @@ impl Options {
                 }
                 "--skip-fleet" => options.skip_fleet = true,
                 "--fleet-only" => options.fleet_only = true,
+                "--mailstack-concurrency" => options.mailstack_concurrency = value()?.parse()?,
+                "--mailstack-duration" => {
+                    options.mailstack_duration = Duration::from_secs(value()?.parse()?)
+                }
+                "--skip-mailstack" => options.skip_mailstack = true,
+                "--mailstack-only" => options.mailstack_only = true,
                 "--perf-warm" => options.perf_warm = Some(value()?),
                 "--bench" => {} // cargo bench passes it
                 other => return Err(format!("unknown option {other}").into()),
@@ -104,6 +123,14 @@ impl Options {
         }
         if options.fleet_only && (options.skip_fleet || options.postgres_url.is_none()) {
             return Err("--fleet-only needs --postgres-url, and no --skip-fleet".into());
+        }
+        if options.mailstack_only && options.skip_mailstack {
+            return Err("--mailstack-only goes with no --skip-mailstack".into());
+        }
+        if options.mailstack_concurrency < 1 || options.mailstack_duration.as_secs() < 2 {
+            return Err(
+                "--mailstack-concurrency must be 1 or more, --mailstack-duration 2 or more".into(),
+            );
         }
         if options.fleet_devices < 1_000 {
             return Err("--fleet-devices must be at least 1000 (the restart burst)".into());

@@ -98,7 +98,6 @@ impl Server {
             .args(["serve", "--no-migrate", "--listen", "127.0.0.1:0"])
             .args(["--adapters-listen", "127.0.0.1:0"])
             .args(["--metrics-listen", "127.0.0.1:0"])
-            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .args(["--database-url", &self.database_url])
             .env(
                 "LATCHKEY_PROXY_ADAPTERS__MAIL_UPSTREAMS__IMAP",
@@ -111,6 +110,8 @@ impl Server {
                 "LATCHKEY_APP_PASSWORDS__CALLER_ISSUES_PER_MINUTE",
                 "100000000",
             )
+            // Last, so a deployment's own settings win over the defaults above.
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -244,8 +245,8 @@ async fn bound_address(stdout: ChildStdout) -> Option<(String, String, String)> 
     receiver.await.ok()
 }
 
-/// One counter's value from a process's `/metrics` (a plain HTTP/1.0 GET).
-pub async fn metric(metrics_addr: &str, name: &str) -> Result<f64, BoxError> {
+/// A process's whole `/metrics` answer (a plain HTTP/1.0 GET).
+pub async fn scrape(metrics_addr: &str) -> Result<String, BoxError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(metrics_addr).await?;
     stream
@@ -253,7 +254,14 @@ pub async fn metric(metrics_addr: &str, name: &str) -> Result<f64, BoxError> {
         .await?;
     let mut body = String::new();
     stream.read_to_string(&mut body).await?;
-    body.lines()
+    Ok(body)
+}
+
+/// One counter's value from a process's `/metrics`.
+pub async fn metric(metrics_addr: &str, name: &str) -> Result<f64, BoxError> {
+    scrape(metrics_addr)
+        .await?
+        .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
         .ok_or_else(|| format!("no {name} in /metrics").into())
@@ -272,19 +280,25 @@ pub fn status_kib(pid: u32, field: &str) -> Result<u64, BoxError> {
 /// The CPU time a process has used so far, user and system, in seconds
 /// (`/proc/<pid>/stat`, in the kernel's clock ticks).
 pub fn cpu_seconds(pid: u32) -> Result<f64, BoxError> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // After the command's name, in parentheses: state is the first field,
-    // utime the 12th and stime the 13th.
-    let (_, fields) = stat.rsplit_once(')').ok_or("no ) in /proc/<pid>/stat")?;
-    let fields: Vec<&str> = fields.split_whitespace().collect();
+    let fields = stat_fields(pid)?;
+    // utime is the 12th field after the name, stime the 13th.
     let ticks = |index: usize| -> Result<f64, BoxError> {
         Ok(fields.get(index).ok_or("short /proc/<pid>/stat")?.parse()?)
     };
     Ok((ticks(11)? + ticks(12)?) / clock_ticks()?)
 }
 
+/// The fields of `/proc/<pid>/stat` after the command's name (which is in
+/// parentheses and may hold spaces): the state first, then the parent's
+/// pid, the process group, ….
+pub fn stat_fields(pid: u32) -> Result<Vec<String>, BoxError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let (_, fields) = stat.rsplit_once(')').ok_or("no ) in /proc/<pid>/stat")?;
+    Ok(fields.split_whitespace().map(str::to_owned).collect())
+}
+
 /// The kernel's clock ticks a second (`getconf CLK_TCK`).
-fn clock_ticks() -> Result<f64, BoxError> {
+pub fn clock_ticks() -> Result<f64, BoxError> {
     let output = Command::new("getconf").arg("CLK_TCK").output()?;
     Ok(String::from_utf8(output.stdout)?.trim().parse()?)
 }

@@ -29,7 +29,7 @@ pub struct Measured {
     pub bulk: Option<Bulk>,
 }
 
-fn workers() -> usize {
+pub fn workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
