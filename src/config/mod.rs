@@ -339,7 +339,10 @@ impl VerifiedCacheSettings {
         };
         if self.warm_window_secs > WARM_WINDOW_MAX_SECS {
             return Err(format!(
-                "verified_cache.warm_window_secs must be at most {WARM_WINDOW_MAX_SECS} (90 days)"
+                "verified_cache.warm_window_secs must be at most {WARM_WINDOW_MAX_SECS} ({})",
+                crate::domain::shared::time::in_words(std::time::Duration::from_secs(
+                    WARM_WINDOW_MAX_SECS
+                ))
             ));
         }
         let material = zeroize::Zeroizing::new(std::fs::read(path).map_err(|error| {

@@ -15,7 +15,7 @@ use crate::domain::shared::client::ClientName;
 use crate::domain::shared::error::{Error, Reason};
 use crate::domain::shared::network::AllowedNetworks;
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
-use crate::domain::shared::time::{Span, Timestamp};
+use crate::domain::shared::time::{in_words, Span, Timestamp, CLOCK_SKEW};
 use crate::domain::shared::username::Username;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -550,16 +550,13 @@ pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(3_600);
 /// The longest: ten years.
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3_650 * 86_400);
 
-/// Clocks of replicas may differ by this much.
-pub const REPLICA_CLOCK_SKEW: Duration = Duration::from_secs(300);
-
 /// How late a use may reach the database: it waits in its replica's usage
 /// buffer for up to one flush interval, and replicas' clocks may differ.
 /// Housekeeping waits this long past what it reads from a stored last use
 /// before it acts on it (marks a password idle-expired, or writes that it
 /// is about to be), so that a use still on its way cannot be missed.
 pub fn usage_lag(usage_flush_interval: Duration) -> Duration {
-    usage_flush_interval.saturating_add(REPLICA_CLOCK_SKEW)
+    usage_flush_interval.saturating_add(CLOCK_SKEW)
 }
 
 /// The shortest `watch.notice_before`.
@@ -576,12 +573,13 @@ pub fn check_notice_before(
 ) -> Result<Duration, String> {
     let lag = usage_lag(usage_flush_interval);
     if notice_before < MIN_NOTICE_BEFORE {
-        Err("must be at least 1 hour".to_owned())
+        Err(format!("must be at least {}", in_words(MIN_NOTICE_BEFORE)))
     } else if notice_before > MAX_NOTICE_BEFORE {
-        Err("must be at most 365 days".to_owned())
+        Err(format!("must be at most {}", in_words(MAX_NOTICE_BEFORE)))
     } else if notice_before <= lag {
         Err(format!(
-            "must be longer than usage.flush_interval_secs plus 5 minutes ({} s): an idle notice waits that long for uses still on their way from other replicas",
+            "must be longer than usage.flush_interval_secs plus {} ({} s): an idle notice waits that long for uses still on their way from other replicas",
+            in_words(CLOCK_SKEW),
             lag.as_secs()
         ))
     } else {
@@ -658,9 +656,9 @@ impl AppPasswordsConfig {
 /// An idle timeout within bounds, or why not.
 pub fn check_idle_timeout(timeout: Duration) -> Result<Duration, String> {
     if timeout < MIN_IDLE_TIMEOUT {
-        Err("must be at least 1 hour".to_owned())
+        Err(format!("must be at least {}", in_words(MIN_IDLE_TIMEOUT)))
     } else if timeout > MAX_IDLE_TIMEOUT {
-        Err("must be at most 3650 days".to_owned())
+        Err(format!("must be at most {}", in_words(MAX_IDLE_TIMEOUT)))
     } else {
         Ok(timeout)
     }

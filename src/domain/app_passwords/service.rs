@@ -23,7 +23,7 @@ use crate::domain::secrets::format::Secret;
 use crate::domain::secrets::hashing::Hasher;
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::page::Page;
-use crate::domain::shared::time::{new_id, Clock, Timestamp};
+use crate::domain::shared::time::{in_words, new_id, Clock, Timestamp, CLOCK_SKEW};
 use crate::domain::shared::username::Username;
 
 /// How many times a selector collision is retried before giving up; four
@@ -65,9 +65,6 @@ const BATCH: u32 = 1_000;
 const NOTICE_BATCH: u32 = 100;
 /// How many matching passwords a `validate_only` bulk revocation shows.
 const SAMPLE: u32 = 10;
-/// How far in the future a reported change of the primary credential may
-/// be dated (the portal's clock may be ahead of ours).
-const CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// How late a change of the primary credential may be reported.
 const OLDEST_CHANGE: Duration = Duration::from_secs(30 * 86_400);
 
@@ -445,13 +442,17 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
     ) -> Result<ChangeOutcome> {
         let now = self.now();
         let changed_at = changed_at.unwrap_or(now);
+        // The portal's clock may be ahead of ours.
         if changed_at > now.saturating_add(CLOCK_SKEW) {
             return Err(Error::invalid("change_time", "must not be in the future"));
         }
         if changed_at < now.saturating_sub(OLDEST_CHANGE) {
             return Err(Error::invalid(
                 "change_time",
-                "must be within the last 30 days (a report that late is a bug to look into; revoke what must go explicitly)",
+                format!(
+                    "must be within the last {} (a report that late is a bug to look into; revoke what must go explicitly)",
+                    in_words(OLDEST_CHANGE)
+                ),
             ));
         }
         let policy = self.inner.config.on_primary_change.for_change(change);

@@ -232,6 +232,26 @@ impl Clock for ManualClock {
     }
 }
 
+/// How far apart two clocks of one deployment may be: replicas' (a use
+/// may reach the database that much late) and a caller's (a change it
+/// reports may be dated that much in our future).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// `duration` in words, in its largest whole unit ("1 hour", "365 days",
+/// "5 minutes", "90 seconds"), for messages that state a bound.
+pub fn in_words(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (count, unit) = match seconds {
+        0 => (0, "second"),
+        _ if seconds % 86_400 == 0 => (seconds / 86_400, "day"),
+        _ if seconds % 3_600 == 0 => (seconds / 3_600, "hour"),
+        _ if seconds % 60 == 0 => (seconds / 60, "minute"),
+        _ => (seconds, "second"),
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {unit}{plural}")
+}
+
 /// A new time-ordered id (UUIDv7) stamped with `now` from the injected
 /// clock. Ids made in the same millisecond still sort in the order they
 /// were made: one process-wide counter orders them.
@@ -311,6 +331,16 @@ impl<'de> serde::Deserialize<'de> for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_are_put_in_words_in_their_largest_whole_unit() {
+        let words = |seconds| in_words(Duration::from_secs(seconds));
+        assert_eq!(words(3_600), "1 hour");
+        assert_eq!(words(365 * 86_400), "365 days");
+        assert_eq!(words(300), "5 minutes");
+        assert_eq!(words(90), "90 seconds");
+        assert_eq!(words(1), "1 second");
+    }
 
     #[test]
     fn spans_parse_and_print_in_whole_units() {
