@@ -236,31 +236,33 @@ fn refused_or_throttled(responses: &[latchkey::grpc::pb::AuthenticateResponse]) 
         .count()
 }
 
+/// Asserts that one more wrong guess for `username` from `ip` is throttled.
+async fn next_guess_is_throttled(server: &TestServer, username: &str, ip: &str) {
+    let next = login_with(server, username, &wrong_secret(999), Protocol::Imap, ip).await;
+    assert_eq!(next.failure_reason(), FailureReason::Throttled, "{next:?}");
+}
+
 /// Attack 2: 250 different guesses for one account from one address, at
-/// once (pair limit 5).
+/// once (pair limit 5): exactly the limit reach argon2, the rest are
+/// throttled, and so is the next.
 async fn concurrent_guesses_for_one_pair_stop_at_its_limit(backend: Backend) {
     let server = TestServer::start(backend).await;
     issue_simple(&server, "petra").await;
     let before = argon2_runs(&server);
     let responses = burst(&server, 250, |_| ("petra".into(), "192.0.2.9".into())).await;
     let runs = argon2_runs(&server) - before;
-    assert!(runs <= 5, "{runs} guesses reached argon2, pair limit 5");
-    assert_eq!(refused_or_throttled(&responses), 250 - runs as usize);
+    assert_eq!(runs, 5, "guesses that reached argon2, pair limit 5");
+    assert_eq!(refused_or_throttled(&responses), 250 - 5);
     let pair = pair_of("petra", "192.0.2.9").pair;
     assert_eq!(stored_failures(&server, &pair.key).await, runs as i64);
-    let next = login_with(
-        &server,
-        "petra",
-        &wrong_secret(999),
-        Protocol::Imap,
-        "192.0.2.9",
-    )
-    .await;
-    assert_eq!(next.failure_reason(), FailureReason::Throttled);
+    next_guess_is_throttled(&server, "petra", "192.0.2.9").await;
     server.stop().await;
 }
 
-/// Attack 2: 250 addresses against one account, at once (account limit 100).
+/// Attack 2: 250 addresses against one account, at once (account limit
+/// 100; each address, and each pair, is under its own limit): exactly the
+/// limit reach argon2, the rest are throttled, and so is the next guess,
+/// from an address never seen.
 async fn concurrent_guesses_from_many_addresses_stop_at_the_account_limit(backend: Backend) {
     let server = TestServer::start(backend).await;
     issue_simple(&server, "amos").await;
@@ -270,17 +272,18 @@ async fn concurrent_guesses_from_many_addresses_stop_at_the_account_limit(backen
     })
     .await;
     let runs = argon2_runs(&server) - before;
-    assert!(
-        runs <= 100,
-        "{runs} guesses reached argon2, account limit 100"
-    );
-    assert_eq!(refused_or_throttled(&responses), 250 - runs as usize);
+    assert_eq!(runs, 100, "guesses that reached argon2, account limit 100");
+    assert_eq!(refused_or_throttled(&responses), 250 - 100);
     let account = pair_of("amos", "198.51.0.1").account;
-    assert_eq!(stored_failures(&server, &account.key).await, runs as i64);
+    assert_eq!(stored_failures(&server, &account.key).await, 100);
+    next_guess_is_throttled(&server, "amos", "198.51.2.1").await;
+    assert_eq!(argon2_runs(&server) - before, 100);
     server.stop().await;
 }
 
-/// Attack 2: 120 usernames from one address, at once (source limit 30).
+/// Attack 2: 120 usernames from one address, at once (source limit 30;
+/// each account under its own): exactly the limit reach argon2, the rest
+/// are throttled, and so is the next guess, for an account never tried.
 async fn concurrent_guesses_for_many_accounts_stop_at_the_source_limit(backend: Backend) {
     let server = TestServer::start(backend).await;
     let before = argon2_runs(&server);
@@ -289,10 +292,12 @@ async fn concurrent_guesses_for_many_accounts_stop_at_the_source_limit(backend: 
     })
     .await;
     let runs = argon2_runs(&server) - before;
-    assert!(runs <= 30, "{runs} guesses reached argon2, source limit 30");
-    assert_eq!(refused_or_throttled(&responses), 120 - runs as usize);
+    assert_eq!(runs, 30, "guesses that reached argon2, source limit 30");
+    assert_eq!(refused_or_throttled(&responses), 120 - 30);
     let source = pair_of("victim0", "203.0.113.50").source;
-    assert_eq!(stored_failures(&server, &source.key).await, runs as i64);
+    assert_eq!(stored_failures(&server, &source.key).await, 30);
+    next_guess_is_throttled(&server, "victim999", "203.0.113.50").await;
+    assert_eq!(argon2_runs(&server) - before, 30);
     server.stop().await;
 }
 
@@ -320,15 +325,7 @@ async fn two_replicas_let_at_most_twice_the_limit_through(backend: Backend) {
     let pair = pair_of("rhea", "192.0.2.44").pair;
     assert_eq!(stored_failures(&first, &pair.key).await, runs as i64);
     for server in [&first, &second] {
-        let next = login_with(
-            server,
-            "rhea",
-            &wrong_secret(998),
-            Protocol::Imap,
-            "192.0.2.44",
-        )
-        .await;
-        assert_eq!(next.failure_reason(), FailureReason::Throttled);
+        next_guess_is_throttled(server, "rhea", "192.0.2.44").await;
     }
     second.stop().await;
     first.stop().await;
