@@ -312,3 +312,45 @@ async fn a_throttled_answer_runs_no_argon2(backend: Backend) {
     assert_eq!(after.login_reads - before.login_reads, 20, "one read each");
     server.stop().await;
 }
+
+/// "A throttled attempt writes nothing of its own ...; it appears in the
+/// request log as `result=throttled`, and is audited coalesced": each
+/// throttled attempt is one log line saying so, and none is a row of the
+/// audit trail until the flush writes one row for them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_attempts_are_logged_as_such_and_audited_only_coalesced() {
+    const ADDRESS: &str = "203.0.113.177";
+    let logs = crate::common::logs::window();
+    let server = TestServer::start_with(Backend::Sqlite, limits(3, 1000, 1000)).await;
+    let (_, secret) = issue_simple(&server, "kira").await;
+    for n in 0..3 {
+        let response = login_with(&server, "kira", &wrong(n), Protocol::Imap, ADDRESS).await;
+        assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
+    }
+    let rows = failed_login_rows(&server, "%").await;
+    assert_eq!(rows, (3, 0));
+    all_throttled(&server, "kira", &secret, 10, |_| ADDRESS.to_owned(), 60).await;
+    assert_eq!(
+        failed_login_rows(&server, "%").await,
+        rows,
+        "no row of their own"
+    );
+
+    // This test's lines only: other tests log logins in parallel.
+    let lines: Vec<String> = String::from_utf8_lossy(&logs.read())
+        .lines()
+        .filter(|line| line.contains(&format!(" client_ip={ADDRESS} ")))
+        .map(str::to_owned)
+        .collect();
+    let with = |result: &str| {
+        let field = format!(" result=\"{result}\" ");
+        lines.iter().filter(|line| line.contains(&field)).count()
+    };
+    assert_eq!(lines.len(), 13, "{lines:#?}");
+    assert_eq!(with("throttled"), 10, "{lines:#?}");
+    assert_eq!(with("invalid_credentials"), 3, "{lines:#?}");
+
+    server.services.logins.flush_repeats().await.unwrap();
+    assert_eq!(failed_login_rows(&server, "throttled%").await, (1, 10));
+    server.stop().await;
+}
