@@ -331,6 +331,105 @@ async fn two_replicas_let_at_most_twice_the_limit_through(backend: Backend) {
     first.stop().await;
 }
 
+/// "The rest wait for a place (until their deadline, then
+/// `RESOURCE_EXHAUSTED`: the scope is busy, which says nothing about
+/// failures)". A pair with room for one guess: while that guess is being
+/// decided, and held there (its failure's write waits on SQLite's write
+/// lock, which another connection of the test holds), further guesses of
+/// the pair wait for its place until their deadline and are refused
+/// SCOPE_BUSY, with no argon2, no stored failure and no row. Once the lock
+/// goes, the guess held is answered and counted, once, and its block
+/// refuses the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guesses_waiting_on_a_busy_scope_are_refused_and_count_nothing() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    const ADDRESS: &str = "192.0.2.70";
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.throttle.pair_limit = 1;
+        // What a caller that sets no deadline waits, for a place too.
+        config.hash_pool.default_wait_ms = 1_000;
+        // The held guess's write waits for the lock instead of failing.
+        config.database.sqlite_busy_timeout_ms = 60_000;
+    })
+    .await;
+    issue_simple(&server, "lena").await;
+    // A first login as the authenticator writes its last use now, not
+    // while the lock is held (the clock does not move, so none after).
+    let warm = login_with(&server, "warm", "x", Protocol::Imap, "192.0.2.1").await;
+    assert_refused(&warm, FailureReason::InvalidCredentials);
+    let before = argon2_runs(&server);
+    let rows = failure_rows(&server).await;
+    let locker = sea_orm::Database::connect(&server.database.url)
+        .await
+        .unwrap();
+    let lock = locker.begin().await.unwrap();
+    lock.execute_unprepared("DELETE FROM auth_throttle WHERE scope_key = 'none'")
+        .await
+        .unwrap();
+
+    let mut client = server.auth();
+    let held = tokio::spawn(async move {
+        client
+            .authenticate(login_request(
+                "lena",
+                &wrong_secret(1),
+                Protocol::Imap,
+                ADDRESS,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    // Its password is being checked: it holds the pair's one place until
+    // its failure is written, which the lock holds up.
+    for _ in 0..500 {
+        if argon2_runs(&server) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        argon2_runs(&server) - before,
+        1,
+        "the held guess is checked"
+    );
+
+    let waiting = (2..6u32).map(|n| {
+        let mut client = server.auth();
+        async move {
+            client
+                .authenticate(login_request(
+                    "lena",
+                    &wrong_secret(n),
+                    Protocol::Imap,
+                    ADDRESS,
+                ))
+                .await
+                .unwrap_err()
+        }
+    });
+    for status in futures::future::join_all(waiting).await {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert_eq!(reason_of(&status), "SCOPE_BUSY", "{status:?}");
+    }
+    assert_eq!(
+        argon2_runs(&server) - before,
+        1,
+        "the refused ran no argon2"
+    );
+
+    lock.rollback().await.unwrap();
+    locker.close().await.unwrap();
+    assert_refused(&held.await.unwrap(), FailureReason::InvalidCredentials);
+    let pair = pair_of("lena", ADDRESS).pair;
+    assert_eq!(stored_failures(&server, &pair.key).await, 1, "counted once");
+    assert_eq!(failure_rows(&server).await, (rows.0 + 1, 0));
+    next_guess_is_throttled(&server, "lena", ADDRESS).await;
+    assert_eq!(argon2_runs(&server) - before, 1);
+    server.stop().await;
+}
+
 /// argon2 slow enough that guesses queue for it, and limits high enough
 /// that they all reach the queue.
 fn slow_argon2_high_limits(config: &mut Config) {
