@@ -323,9 +323,15 @@ impl LoginStore for SqlStore {
         username: &Username,
         selector: &str,
     ) -> Result<LoginState> {
+        self.login_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.logins
             .submit(LoginKey::new(scopes, username, selector))
             .await
+    }
+
+    fn login_reads(&self) -> u64 {
+        self.login_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

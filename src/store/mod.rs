@@ -67,6 +67,8 @@ pub struct SqlStore {
     db: DatabaseConnection,
     /// Login reads, batched when they arrive together.
     logins: batch::Batcher<login::LoginKey, LoginState>,
+    /// Login reads asked for since start, for `LoginStore::login_reads`.
+    login_reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Failed logins' writes, committed together when they arrive together.
     failures: batch::Batcher<throttle::FailureWrite, Vec<(Scope, Counter)>>,
     /// What wakes the change feed's follower.
@@ -118,6 +120,7 @@ impl SqlStore {
         Ok(Self {
             db,
             logins,
+            login_reads: std::sync::Arc::default(),
             failures,
             feed_wakeups: feed_wakeups::FeedWakeups::default(),
         })

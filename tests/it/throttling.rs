@@ -20,6 +20,8 @@ backend_tests!(
     success_clears_the_pair_only,
     blocks_hold_across_replicas_and_restarts,
     concurrent_failures_are_all_counted,
+    a_block_this_replica_has_seen_is_answered_without_a_read,
+    a_throttled_answer_runs_no_argon2,
 );
 
 /// Throttling with small limits, so tests reach them quickly.
@@ -48,13 +50,19 @@ fn assert_throttled(response: &AuthenticateResponse, seconds: u64) {
     assert_eq!(retry.seconds as u64, seconds, "{response:?}");
 }
 
+/// Sends `count` wrong guesses for `username` from the default address,
+/// each answered INVALID_CREDENTIALS.
+async fn fail_times(server: &TestServer, username: &str, count: u32) {
+    for n in 0..count {
+        let response = login(server, username, &wrong(n)).await;
+        assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
+    }
+}
+
 async fn a_pair_is_blocked_then_released_with_growing_delays(backend: Backend) {
     let server = TestServer::start_with(backend, limits(3, 1000, 1000)).await;
     let (_, secret) = issue_simple(&server, "wendy").await;
-    for n in 0..3 {
-        let response = login(&server, "wendy", &wrong(n)).await;
-        assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
-    }
+    fail_times(&server, "wendy", 3).await;
     // Blocked now, even with the right password, which is not even checked.
     assert_throttled(&login(&server, "wendy", &secret).await, 60);
     server.clock.advance(Duration::from_secs(30));
@@ -228,5 +236,121 @@ async fn concurrent_failures_are_all_counted(backend: Backend) {
         "203.0.113.1".parse().unwrap(),
     );
     assert_eq!(stored_failures(&server, &scopes.account.key).await, 40);
+    server.stop().await;
+}
+
+/// Tries `attempts` logins of `username` from `client_ip(n)`, the right
+/// password and wrong ones in turn, each answered THROTTLED with `seconds`
+/// to wait.
+async fn all_throttled(
+    server: &TestServer,
+    username: &str,
+    secret: &str,
+    attempts: u32,
+    client_ip: impl Fn(u32) -> String,
+    seconds: u64,
+) {
+    for n in 0..attempts {
+        let password = if n % 2 == 0 {
+            secret.to_owned()
+        } else {
+            wrong(100 + n)
+        };
+        let response = login_with(server, username, &password, Protocol::Imap, &client_ip(n)).await;
+        assert_throttled(&response, seconds);
+    }
+}
+
+/// "For a block this replica has already seen, not even a database read":
+/// once a pair is blocked, its attempts, with the right password or a
+/// wrong one, are answered THROTTLED from memory: no read, no argon2. A
+/// replica that has not seen the block reads it once, and then holds it in
+/// memory too.
+async fn a_block_this_replica_has_seen_is_answered_without_a_read(backend: Backend) {
+    let server = TestServer::start_with(backend, limits(3, 1000, 1000)).await;
+    let (_, secret) = issue_simple(&server, "ivan").await;
+    fail_times(&server, "ivan", 3).await;
+    let home = |_| "192.0.2.10".to_owned();
+    let before = server.services.logins.stats();
+    all_throttled(&server, "ivan", &secret, 20, home, 60).await;
+    let after = server.services.logins.stats();
+    assert_eq!(after.login_reads, before.login_reads, "no read");
+    assert_eq!(after.argon2_verifications, before.argon2_verifications);
+
+    let replica = server.replica_with(limits(3, 1000, 1000)).await;
+    let before = replica.services.logins.stats();
+    all_throttled(&replica, "ivan", &secret, 20, home, 60).await;
+    let after = replica.services.logins.stats();
+    assert_eq!(after.login_reads - before.login_reads, 1, "read once");
+    assert_eq!(after.argon2_verifications, before.argon2_verifications);
+    replica.stop().await;
+    server.stop().await;
+}
+
+/// "A blocked login is refused ... before any password is checked: no
+/// argon2", also when the block is read rather than remembered: an
+/// account's block (which no replica keeps in memory, since a known source
+/// is exempt from it, which only a read can tell) refuses each attempt
+/// from a stranger's network after one read each, and no verification,
+/// the right password included.
+async fn a_throttled_answer_runs_no_argon2(backend: Backend) {
+    let server = TestServer::start_with(backend, limits(1000, 1000, 3)).await;
+    let (_, secret) = issue_simple(&server, "jonas").await;
+    for n in 0..3u32 {
+        let attacker = format!("203.0.113.{}", n + 1);
+        let response = login_with(&server, "jonas", &wrong(n), Protocol::Imap, &attacker).await;
+        assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
+    }
+    let before = server.services.logins.stats();
+    let stranger = |n| format!("198.51.100.{}", n + 1);
+    all_throttled(&server, "jonas", &secret, 20, stranger, 60).await;
+    let after = server.services.logins.stats();
+    assert_eq!(
+        after.argon2_verifications, before.argon2_verifications,
+        "a throttled answer runs no argon2"
+    );
+    assert_eq!(after.login_reads - before.login_reads, 20, "one read each");
+    server.stop().await;
+}
+
+/// "A throttled attempt writes nothing of its own ...; it appears in the
+/// request log as `result=throttled`, and is audited coalesced": each
+/// throttled attempt is one log line saying so, and none is a row of the
+/// audit trail until the flush writes one row for them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_attempts_are_logged_as_such_and_audited_only_coalesced() {
+    const ADDRESS: &str = "203.0.113.177";
+    let logs = crate::common::logs::window();
+    let server = TestServer::start_with(Backend::Sqlite, limits(3, 1000, 1000)).await;
+    let (_, secret) = issue_simple(&server, "kira").await;
+    for n in 0..3 {
+        let response = login_with(&server, "kira", &wrong(n), Protocol::Imap, ADDRESS).await;
+        assert_eq!(response.failure_reason(), FailureReason::InvalidCredentials);
+    }
+    let rows = failed_login_rows(&server, "%").await;
+    assert_eq!(rows, (3, 0));
+    all_throttled(&server, "kira", &secret, 10, |_| ADDRESS.to_owned(), 60).await;
+    assert_eq!(
+        failed_login_rows(&server, "%").await,
+        rows,
+        "no row of their own"
+    );
+
+    // This test's lines only: other tests log logins in parallel.
+    let lines: Vec<String> = String::from_utf8_lossy(&logs.read())
+        .lines()
+        .filter(|line| line.contains(&format!(" client_ip={ADDRESS} ")))
+        .map(str::to_owned)
+        .collect();
+    let with = |result: &str| {
+        let field = format!(" result=\"{result}\" ");
+        lines.iter().filter(|line| line.contains(&field)).count()
+    };
+    assert_eq!(lines.len(), 13, "{lines:#?}");
+    assert_eq!(with("throttled"), 10, "{lines:#?}");
+    assert_eq!(with("invalid_credentials"), 3, "{lines:#?}");
+
+    server.services.logins.flush_repeats().await.unwrap();
+    assert_eq!(failed_login_rows(&server, "throttled%").await, (1, 10));
     server.stop().await;
 }

@@ -80,6 +80,8 @@ pub struct Stats {
     /// Logins whose stored warm verifier matched, where this process's
     /// cache did not (`warm.rs`).
     pub warm_hits: u64,
+    /// Reads of what a login is decided on (`LoginStore::login_reads`).
+    pub login_reads: u64,
 }
 
 /// Deciding legacy logins; cheap to clone, shared by the Authenticate
@@ -202,6 +204,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 .inner
                 .warm_hits
                 .load(std::sync::atomic::Ordering::Relaxed),
+            login_reads: self.store().login_reads(),
         }
     }
 

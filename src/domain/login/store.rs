@@ -25,6 +25,10 @@ pub trait LoginStore: Clone + Send + Sync + 'static {
         username: &Username,
         selector: &str,
     ) -> impl Future<Output = Result<LoginState>> + Send;
+
+    /// How many times `login_state` was asked for since start (each is a
+    /// database read, alone or batched with others), for `Logins::stats`.
+    fn login_reads(&self) -> u64;
 }
 
 /// Storage of failed-login counters, shared by every replica.

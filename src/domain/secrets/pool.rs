@@ -278,3 +278,190 @@ fn too_busy() -> Error {
             .to_owned(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use futures::FutureExt;
+
+    use super::*;
+
+    /// A pool of `workers` threads with room for `queue` waiting jobs.
+    fn pool(workers: usize, queue: usize) -> Arc<HashPool> {
+        Arc::new(
+            HashPool::new(HashPoolConfig {
+                workers,
+                queue,
+                default_wait_ms: 5_000,
+            })
+            .unwrap(),
+        )
+    }
+
+    /// Admitted on `wait`, with `ticket` if any.
+    fn admit(wait: Duration, ticket: Option<&Ticket>) -> Admission {
+        Admission {
+            wait,
+            ticket: ticket.cloned(),
+        }
+    }
+
+    /// Gives one thread a job that runs until the returned sender sends or
+    /// is dropped; returns once a thread has taken it.
+    async fn hold(pool: &Arc<HashPool>) -> (mpsc::Sender<()>, tokio::task::JoinHandle<Result<()>>) {
+        let (release, released) = mpsc::channel::<()>();
+        let (started, running) = oneshot::channel();
+        let pool = Arc::clone(pool);
+        let held = tokio::spawn(async move {
+            pool.run(admit(Duration::MAX, None), move |_| {
+                let _ = started.send(());
+                let _ = released.recv();
+            })
+            .await
+        });
+        running.await.unwrap();
+        (release, held)
+    }
+
+    /// Sets the recent time per job, as if measured.
+    fn recent_job_time(pool: &HashPool, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap();
+        pool.load.job_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    fn refused_at_once<T>(outcome: Option<Result<T>>) -> bool {
+        matches!(
+            outcome,
+            Some(Err(Error::ResourceExhausted(Reason::HashingQueueFull, _)))
+        )
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+    const MILLI: Duration = Duration::from_millis(1);
+
+    /// "A job whose caller has gone before a thread takes it is not run at
+    /// all": queued behind a held thread, a job whose ticket is cancelled
+    /// is skipped (counted, never run), the one behind it, whose caller is
+    /// still there, runs; and the counters of waiting and running jobs say
+    /// so at each step.
+    #[tokio::test]
+    async fn a_cancelled_job_queued_behind_a_busy_thread_is_skipped() {
+        let pool = pool(1, 8);
+        let (release, held) = hold(&pool).await;
+        assert_eq!((pool.busy(), pool.queued()), (1, 0));
+
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let job = |name: &'static str| {
+            let ran = Arc::clone(&ran);
+            move |_: &mut Vec<Block>| ran.lock().unwrap().push(name)
+        };
+        let (gone, stays) = (Ticket::new(), Ticket::new());
+        let mut first = Box::pin(pool.run(admit(Duration::MAX, Some(&gone)), job("gone")));
+        let mut second = Box::pin(pool.run(admit(Duration::MAX, Some(&stays)), job("stays")));
+        assert!((&mut first).now_or_never().is_none(), "queued");
+        assert!((&mut second).now_or_never().is_none(), "queued");
+        assert_eq!((pool.busy(), pool.queued()), (1, 2));
+
+        gone.cancel();
+        assert!(gone.is_cancelled());
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert!(matches!(first.await, Err(Error::Cancelled)));
+        second.await.unwrap();
+        assert_eq!(
+            *ran.lock().unwrap(),
+            ["stays"],
+            "the cancelled job never ran"
+        );
+        assert_eq!((pool.skipped(), pool.refused(), pool.queued()), (1, 0, 0));
+        // Once started, a job's ticket can no longer be cancelled.
+        stays.cancel();
+        assert!(!stays.is_cancelled());
+
+        // Neither job left a count behind: the thread is taken by the next
+        // job as the only one running, with nothing waiting.
+        let (release, held) = hold(&pool).await;
+        assert_eq!((pool.busy(), pool.queued()), (1, 0));
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+    }
+
+    /// The admission arithmetic: a job is refused when its expected wait
+    /// (the jobs ahead of it over the threads, plus its own round, times
+    /// the recent time per job) is longer than its caller will wait, and
+    /// admitted when it fits, to the nanosecond. Refused at once: each
+    /// refusal is answered while the only thread is still held, before
+    /// anything ahead of it could have run.
+    #[tokio::test]
+    async fn a_job_that_would_not_start_in_time_is_refused_at_once() {
+        let pool = pool(1, 8);
+        let (release, held) = hold(&pool).await;
+        recent_job_time(&pool, SECOND);
+        let mut admitted = Vec::new();
+        for ahead in 0..3u32 {
+            let expected = SECOND * (ahead + 1);
+            assert_eq!(pool.expected_wait(), expected);
+            let late = pool.run(admit(expected - MILLI, None), |_| ());
+            assert!(refused_at_once(late.now_or_never()), "{ahead} ahead");
+            let mut fits = Box::pin(pool.run(admit(expected, None), |_| ()));
+            assert!((&mut fits).now_or_never().is_none(), "{ahead} ahead");
+            admitted.push(fits);
+        }
+        assert_eq!((pool.refused(), pool.queued(), pool.busy()), (3, 3, 1));
+
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        for job in admitted {
+            job.await.unwrap();
+        }
+        assert_eq!((pool.refused(), pool.skipped()), (3, 0));
+    }
+
+    /// The jobs ahead are shared among the threads: with two threads held,
+    /// a job behind two waiting ones expects two rounds, not three.
+    #[tokio::test]
+    async fn the_expected_wait_counts_rounds_over_the_threads() {
+        let pool = pool(2, 8);
+        let holds = [hold(&pool).await, hold(&pool).await];
+        assert_eq!((pool.busy(), pool.queued()), (2, 0));
+        recent_job_time(&pool, SECOND);
+        let mut waiting = Vec::new();
+        for (ahead, rounds) in [(0, 1), (1, 1), (2, 2), (3, 2), (4, 3)] {
+            assert_eq!(pool.queued(), ahead);
+            assert_eq!(pool.expected_wait(), SECOND * rounds, "{ahead} ahead");
+            let mut job = Box::pin(pool.run(admit(Duration::MAX, None), |_| ()));
+            assert!((&mut job).now_or_never().is_none());
+            waiting.push(job);
+        }
+        for (release, held) in holds {
+            release.send(()).unwrap();
+            held.await.unwrap().unwrap();
+        }
+        for job in waiting {
+            job.await.unwrap();
+        }
+    }
+
+    /// The queue's hard cap holds whatever the deadline: past it a job is
+    /// refused at once, and counted.
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_whatever_the_deadline() {
+        let pool = pool(1, 2);
+        let (release, held) = hold(&pool).await;
+        let mut waiting = Vec::new();
+        for _ in 0..2 {
+            let mut job = Box::pin(pool.run(admit(Duration::MAX, None), |_| ()));
+            assert!((&mut job).now_or_never().is_none());
+            waiting.push(job);
+        }
+        let past_the_cap = pool.run(admit(Duration::MAX, None), |_| ());
+        assert!(refused_at_once(past_the_cap.now_or_never()));
+        assert_eq!((pool.refused(), pool.queued()), (1, 2));
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        for job in waiting {
+            job.await.unwrap();
+        }
+    }
+}
