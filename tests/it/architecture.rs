@@ -1,4 +1,5 @@
-//! The house rules of `src/`, checked on the source text: the domain
+//! The house rules of `src/`, checked on the source text: every layer
+//! names only the layers the table in docs/ARCHITECTURE.md allows it; the domain
 //! imports no transport or storage crate and no outer layer, no file of
 //! the domain imports a file that imports it (directly or round a longer
 //! loop), and the domain's top level stays a handful of files. A rule
@@ -249,5 +250,102 @@ fn the_import_scanner_reads_what_it_should() {
     assert_eq!(
         absolute("crate::domain::audit::event::AuditEvent", &module).unwrap(),
         ["domain", "audit", "event", "AuditEvent"]
+    );
+}
+
+/// docs/ARCHITECTURE.md's layer table: each top-level module of `src/`
+/// and the layers it may name (`crate::…`, or `latchkey::…` from the
+/// binary). A module not in the table fails until it is given a row.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "main",
+        &["app", "config", "domain", "telemetry", "watch_cli"],
+    ),
+    ("lib", &[]),
+    (
+        "app",
+        &[
+            "adapters",
+            "config",
+            "domain",
+            "grpc",
+            "metrics",
+            "store",
+            "transport",
+        ],
+    ),
+    (
+        "config",
+        &["adapters", "domain", "grpc", "store", "transport"],
+    ),
+    ("telemetry", &["config"]),
+    ("grpc", &["domain", "metrics", "transport"]),
+    ("adapters", &["domain", "metrics", "transport"]),
+    ("transport", &["domain"]),
+    ("metrics", &["domain"]),
+    ("watch_cli", &["app", "domain", "grpc"]),
+    ("domain", &[]),
+    ("store", &["domain"]),
+];
+
+/// Every layer a file's code names, outside comments and its tests.
+fn layers_named(source: &str) -> BTreeSet<String> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut named = BTreeSet::new();
+    for line in code.lines() {
+        let line = line.trim_start();
+        if line.starts_with("//") {
+            continue;
+        }
+        for prefix in ["crate::", "latchkey::"] {
+            for (at, _) in line.match_indices(prefix) {
+                let before = line[..at].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let layer: String = line[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if !layer.is_empty() {
+                    named.insert(layer);
+                }
+            }
+        }
+    }
+    named
+}
+
+#[test]
+fn every_layer_imports_only_what_the_layer_table_allows() {
+    let mut files = Vec::new();
+    rust_files(&source_root(), &mut files);
+    let table: BTreeMap<&str, &[&str]> = LAYERS.iter().copied().collect();
+    let mut checked = 0;
+    for file in &files {
+        let module = module_of(file);
+        let layer = module[0].as_str();
+        let allowed = table.get(layer).unwrap_or_else(|| {
+            panic!("src/{layer} has no row in the layer table (LAYERS, docs/ARCHITECTURE.md)")
+        });
+        let source = std::fs::read_to_string(file).unwrap();
+        for named in layers_named(&source) {
+            assert!(
+                named == layer || allowed.contains(&named.as_str()),
+                "{} names {named}, which the layer table does not allow {layer}",
+                file.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 80, "the scan found too few files: {checked}");
+}
+
+#[test]
+fn the_layer_scanner_skips_comments_tests_and_longer_names() {
+    let source = "use crate::domain::x;\n// crate::store in a comment\nlet a = mycrate::grpc;\nlatchkey::app::run();\n#[cfg(test)]\nuse crate::store;\n";
+    assert_eq!(
+        layers_named(source).into_iter().collect::<Vec<_>>(),
+        ["app", "domain"]
     );
 }
