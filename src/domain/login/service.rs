@@ -26,6 +26,7 @@ use crate::domain::secrets::pool::{Admission, Ticket};
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::time::{Clock, Timestamp};
+use tokio_util::task::TaskTracker;
 
 /// How logins are throttled, cached and recorded; the defaults and their
 /// reasons are in the README.
@@ -103,32 +104,7 @@ struct Inner<S> {
     warm_hits: std::sync::atomic::AtomicU64,
     usage: UsageBuffer,
     /// Decisions running, for a stop to wait on before its last flush.
-    running: Running,
-}
-
-/// A count of decisions running, and a wake-up when it reaches zero.
-#[derive(Debug, Default)]
-struct Running {
-    count: std::sync::atomic::AtomicUsize,
-    idle: tokio::sync::Notify,
-}
-
-/// One running decision; counted down when dropped.
-struct RunningGuard<S> {
-    logins: Logins<S>,
-}
-
-impl<S> Drop for RunningGuard<S> {
-    fn drop(&mut self) {
-        let running = &self.logins.inner.running;
-        if running
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-            == 1
-        {
-            running.idle.notify_waiters();
-        }
-    }
+    running: TaskTracker,
 }
 
 impl<S> Logins<S>
@@ -174,7 +150,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                 warm,
                 warm_hits: std::sync::atomic::AtomicU64::new(0),
                 usage: UsageBuffer::new(config.usage),
-                running: Running::default(),
+                running: TaskTracker::new(),
             }),
         })
     }
@@ -225,17 +201,9 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         let logins = self.clone();
         self.inner
             .running
-            .count
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let guard = RunningGuard {
-            logins: self.clone(),
-        };
-        tokio::spawn(async move {
-            let _running = guard;
-            logins.decide(attempt, ticket).await
-        })
-        .await
-        .map_err(|error| Error::internal(format!("a login task failed: {error}")))?
+            .spawn(async move { logins.decide(attempt, ticket).await })
+            .await
+            .map_err(|error| Error::internal(format!("a login task failed: {error}")))?
     }
 
     async fn decide(&self, attempt: LoginAttempt, ticket: Ticket) -> Result<LoginOutcome> {
@@ -673,17 +641,13 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     /// Resolves once no decision is running: a stop waits on this before
     /// its last flush, so a guess being checked when its caller left is
     /// still counted and audited.
+    ///
+    /// The tracker is closed at the first settle and stays closed: closing
+    /// only lets `wait` resolve once it is empty (decisions spawned after
+    /// are still tracked), so every later settle waits for what runs then.
     pub async fn settle(&self) {
-        let running = &self.inner.running;
-        loop {
-            let idle = running.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if running.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
+        self.inner.running.close();
+        self.inner.running.wait().await;
     }
 
     /// The clock the login path runs on, for the background tasks.
