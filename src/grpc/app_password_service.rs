@@ -15,6 +15,7 @@ use crate::domain::app_passwords::service::AppPasswords;
 use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::store::AuditStore;
 use crate::domain::shared::error::{Error, Violations};
+use crate::domain::shared::patch::Patch;
 use crate::domain::shared::username::Username;
 
 use super::convert::{
@@ -150,19 +151,21 @@ fn settings_update(fields: &[&str], password: &AppPassword, v: &mut Violations) 
             }
             "expire_time" => {
                 update.expires_at = match &password.expire_time {
-                    None => Some(None),
-                    Some(at) => v.check(&path, parse_timestamp(at)).map(Some),
+                    None => Patch::Clear,
+                    Some(at) => v
+                        .check(&path, parse_timestamp(at))
+                        .map_or(Patch::Keep, Patch::Set),
                 };
             }
             "idle_timeout" => {
                 update.idle_timeout = match &password.idle_timeout {
-                    None => Some(None),
+                    None => Patch::Clear,
                     Some(timeout) => v
                         .check(
                             &path,
                             parse_positive_duration(timeout).and_then(check_idle_timeout),
                         )
-                        .map(Some),
+                        .map_or(Patch::Keep, Patch::Set),
                 };
             }
             _ => {}

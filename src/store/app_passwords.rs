@@ -377,19 +377,19 @@ impl AppPasswordStore for SqlStore {
                 Expr::value(networks.to_stored()),
             );
         }
-        if let Some(expires_at) = settings.expires_at {
+        if let Some(expires_at) = settings.expires_at.change() {
             update = update.col_expr(
                 app_password::Column::ExpiresAt,
                 Expr::value(expires_at.map(Timestamp::as_millis)),
             );
         }
-        if let Some(idle_timeout) = settings.idle_timeout {
+        if let Some(idle_timeout) = settings.idle_timeout.change() {
             update = update.col_expr(
                 app_password::Column::IdleTimeoutMs,
                 Expr::value(idle_timeout.map(millis_of_duration)),
             );
         }
-        if let Some(suspension) = change.suspension {
+        if let Some(suspension) = change.suspension.change() {
             update = update
                 .col_expr(
                     app_password::Column::SuspendedAt,

@@ -14,6 +14,7 @@ use crate::domain::secrets::format::Secret;
 use crate::domain::shared::client::ClientName;
 use crate::domain::shared::error::{Error, Reason};
 use crate::domain::shared::network::AllowedNetworks;
+use crate::domain::shared::patch::Patch;
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
 use crate::domain::shared::time::{in_words, Span, Timestamp, CLOCK_SKEW};
 use crate::domain::shared::username::Username;
@@ -314,10 +315,8 @@ pub struct SettingsUpdate {
     pub display_name: Option<String>,
     pub protocols: Option<ProtocolSet>,
     pub allowed_networks: Option<AllowedNetworks>,
-    /// `Some(None)` removes the expiry.
-    pub expires_at: Option<Option<Timestamp>>,
-    /// `Some(None)` removes the idle timeout.
-    pub idle_timeout: Option<Option<Duration>>,
+    pub expires_at: Patch<Timestamp>,
+    pub idle_timeout: Patch<Duration>,
 }
 
 impl SettingsUpdate {
@@ -331,8 +330,8 @@ impl SettingsUpdate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Change {
     pub settings: SettingsUpdate,
-    /// `Some(Some(_))` suspends, `Some(None)` resumes.
-    pub suspension: Option<Option<Suspension>>,
+    /// `Set` suspends, `Clear` resumes.
+    pub suspension: Patch<Suspension>,
     /// Marks it expired for being idle.
     pub idle_expired_at: Option<Timestamp>,
 }

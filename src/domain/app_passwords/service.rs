@@ -23,6 +23,7 @@ use crate::domain::secrets::format::Secret;
 use crate::domain::secrets::hashing::Hasher;
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::page::Page;
+use crate::domain::shared::patch::Patch;
 use crate::domain::shared::time::{in_words, new_id, Clock, Timestamp, CLOCK_SKEW};
 use crate::domain::shared::username::Username;
 
@@ -318,7 +319,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         actor: &str,
     ) -> Result<AppPassword> {
         let now = self.now();
-        if let Some(Some(at)) = update.expires_at {
+        if let Patch::Set(at) = update.expires_at {
             if at <= now {
                 return Err(Error::invalid(
                     "app_password.expire_time",
@@ -332,7 +333,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 ));
             }
         }
-        if let Some(Some(timeout)) = update.idle_timeout {
+        if let Patch::Set(timeout) = update.idle_timeout {
             check_idle_timeout(timeout)
                 .map_err(|description| Error::invalid("app_password.idle_timeout", description))?;
         }
@@ -384,7 +385,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 .detail(reason.as_str());
             Ok(Some((
                 Change {
-                    suspension: Some(Some(Suspension { at, reason })),
+                    suspension: Patch::Set(Suspension { at, reason }),
                     ..Change::default()
                 },
                 event,
@@ -411,7 +412,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
             .app_password(&current.username, current.id);
             Ok(Some((
                 Change {
-                    suspension: Some(None),
+                    suspension: Patch::Clear,
                     ..Change::default()
                 },
                 event,
@@ -723,13 +724,21 @@ fn changed_settings(current: &AppPassword, update: SettingsUpdate) -> (SettingsU
         );
         changed.allowed_networks = Some(networks);
     }
-    if let Some(expires_at) = update.expires_at.filter(|e| *e != current.expires_at) {
+    if let Some(expires_at) = update
+        .expires_at
+        .change()
+        .filter(|e| *e != current.expires_at)
+    {
         note("expire_time", time(current.expires_at), time(expires_at));
-        changed.expires_at = Some(expires_at);
+        changed.expires_at = Patch::from(expires_at);
     }
-    if let Some(timeout) = update.idle_timeout.filter(|t| *t != current.idle_timeout) {
+    if let Some(timeout) = update
+        .idle_timeout
+        .change()
+        .filter(|t| *t != current.idle_timeout)
+    {
         note("idle_timeout", span(current.idle_timeout), span(timeout));
-        changed.idle_timeout = Some(timeout);
+        changed.idle_timeout = Patch::from(timeout);
     }
     (changed, described)
 }

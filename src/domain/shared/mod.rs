@@ -1,6 +1,6 @@
 //! The vocabulary every capability shares: time and ids, the one error
 //! type, usernames, client networks, protocols, the bounds on every input,
-//! pages, and the two primitives with a single rule each (taking a lock,
+//! pages, patches of optional settings, and the two primitives with a single rule each (taking a lock,
 //! drawing randomness). Nothing here knows about app passwords, logins or
 //! callers; every other module of the domain may import this one, and this
 //! one imports none of them.
@@ -11,6 +11,7 @@ pub mod hex;
 pub mod limits;
 pub mod network;
 pub mod page;
+pub mod patch;
 pub mod protocol;
 pub mod random;
 pub mod sync;
