@@ -182,6 +182,11 @@ impl ManualClock {
         self.0.moved.notify_waiters();
     }
 
+    /// How many sleeps on this clock are being waited on now.
+    pub fn asleep(&self) -> usize {
+        self.0.asleep.load(Ordering::SeqCst)
+    }
+
     /// Moves the clock by `by`, then waits (on real time, at most `within`)
     /// until every task that was asleep on it has seen the move: each
     /// looked at the clock again, and as many are asleep as before, so one

@@ -98,6 +98,10 @@ pub fn test_config() -> Config {
     }
 }
 
+/// The server's background tasks that sleep on its clock: housekeeping
+/// and the login flush (`app/background.rs`).
+const CLOCK_TASKS: usize = 2;
+
 pub struct TestServer {
     pub clock: ManualClock,
     pub database: TestDatabase,
@@ -215,6 +219,18 @@ impl TestServer {
             .connect()
             .await
             .unwrap();
+        // The server's two tasks on the clock (housekeeping, after its
+        // first pass, and the login flush) asleep: a test that moves the
+        // clock then moves it for both, and `advance_and_settle` knows
+        // whom to wait for.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while clock.asleep() < CLOCK_TASKS {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server's clock tasks are not asleep after 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         Self {
             clock,
             database,
