@@ -245,16 +245,52 @@ pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// `duration` in words, in its largest whole unit ("1 hour", "365 days",
 /// "5 minutes", "90 seconds"), for messages that state a bound.
 pub fn in_words(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    let (count, unit) = match seconds {
-        0 => (0, "second"),
-        _ if seconds % 86_400 == 0 => (seconds / 86_400, "day"),
-        _ if seconds % 3_600 == 0 => (seconds / 3_600, "hour"),
-        _ if seconds % 60 == 0 => (seconds / 60, "minute"),
-        _ => (seconds, "second"),
-    };
+    let (count, unit) = whole_unit(duration);
     let plural = if count == 1 { "" } else { "s" };
-    format!("{count} {unit}{plural}")
+    format!("{count} {}{plural}", unit.word)
+}
+
+/// A unit of time as configured (`"d"`) and as said (`"day"`).
+struct Unit {
+    seconds: u64,
+    letter: &'static str,
+    word: &'static str,
+}
+
+/// From the largest: a duration is said in the first that divides it, and
+/// a `Span` is written with one of their letters.
+const UNITS: [Unit; 4] = [
+    Unit {
+        seconds: 86_400,
+        letter: "d",
+        word: "day",
+    },
+    Unit {
+        seconds: 3_600,
+        letter: "h",
+        word: "hour",
+    },
+    Unit {
+        seconds: 60,
+        letter: "m",
+        word: "minute",
+    },
+    Unit {
+        seconds: 1,
+        letter: "s",
+        word: "second",
+    },
+];
+
+/// `duration`'s whole seconds as a count of the largest unit that divides
+/// them (seconds for 0): what `Span` prints and `in_words` says.
+fn whole_unit(duration: Duration) -> (u64, &'static Unit) {
+    let seconds = duration.as_secs();
+    let unit = UNITS
+        .iter()
+        .find(|unit| seconds != 0 && seconds % unit.seconds == 0)
+        .unwrap_or(&UNITS[3]);
+    (seconds / unit.seconds, unit)
 }
 
 /// A new time-ordered id (UUIDv7) stamped with `now` from the injected
@@ -290,13 +326,7 @@ impl Span {
         let split = text.len().checked_sub(1)?;
         let (number, unit) = (text.get(..split)?, text.get(split..)?);
         let number: u64 = number.parse().ok()?;
-        let seconds = match unit {
-            "s" => Some(1),
-            "m" => Some(60),
-            "h" => Some(3_600),
-            "d" => Some(86_400),
-            _ => None,
-        }?;
+        let seconds = UNITS.iter().find(|u| u.letter == unit)?.seconds;
         number
             .checked_mul(seconds)
             .map(|s| Self(Duration::from_secs(s)))
@@ -305,14 +335,8 @@ impl Span {
 
 impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let seconds = self.0.as_secs();
-        match seconds {
-            0 => f.write_str("0s"),
-            s if s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
-            s if s % 3_600 == 0 => write!(f, "{}h", s / 3_600),
-            s if s % 60 == 0 => write!(f, "{}m", s / 60),
-            s => write!(f, "{s}s"),
-        }
+        let (count, unit) = whole_unit(self.0);
+        write!(f, "{count}{}", unit.letter)
     }
 }
 
