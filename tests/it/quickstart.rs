@@ -172,8 +172,8 @@ fn the_readme_quick_start_works_as_pasted_and_leaves_the_checkout_clean() {
     let mut group = Group::start("the quick start", &mut command);
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = group.leader().try_wait().unwrap() {
-            break Some(status);
+        if group.has_exited() {
+            break group.stop();
         }
         if started.elapsed() > TIMEOUT {
             break None;

@@ -60,9 +60,19 @@ impl Group {
         }
     }
 
-    /// The leader, for its pipes, its id or its exit status.
+    /// The leader, for its pipes or its id. Never wait on it directly: a
+    /// reaped leader's id may be reused, and then the group's signals
+    /// would reach a stranger (`has_exited`, `exited` and `stop` reap it
+    /// last, after the group is killed).
     pub fn leader(&mut self) -> &mut Child {
         self.leader.as_mut().unwrap()
+    }
+
+    /// Whether the leader has exited, without reaping it: a zombie, or gone.
+    pub fn has_exited(&self) -> bool {
+        self.leader
+            .as_ref()
+            .is_none_or(|leader| exited(leader.id()))
     }
 
     /// What the program wrote so far, if it writes to a log.
@@ -83,9 +93,10 @@ impl Group {
             {
                 return;
             }
-            if let Ok(Some(status)) = self.leader().try_wait() {
+            if self.has_exited() {
+                let status = self.stop();
                 panic!(
-                    "{} exited ({status}) before listening on {port}:\n{}",
+                    "{} exited ({status:?}) before listening on {port}:\n{}",
                     self.name,
                     self.output()
                 );
@@ -96,13 +107,13 @@ impl Group {
     }
 
     /// The leader's exit status once it exits by itself, polled until
-    /// `within` has passed (`None` then); the group is still stopped when
-    /// this is dropped.
+    /// `within` has passed (`None` then, and the group is still stopped
+    /// when this is dropped). What is left of the group then is killed.
     pub async fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.leader().try_wait() {
-                return Some(status);
+            if self.has_exited() {
+                return self.stop();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -110,25 +121,21 @@ impl Group {
     }
 
     /// Stops the group: SIGTERM, up to `GRACE` for the leader, SIGKILL to
-    /// what is left, and the leader reaped. Returns the leader's status.
+    /// what is left, and the leader reaped, last: until then its id, the
+    /// group's, cannot be reused. Returns the leader's status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut leader = self.leader.take()?;
         let group = format!("-{}", leader.id());
         signal("TERM", &group);
         let deadline = Instant::now() + GRACE;
-        let mut status = None;
-        while Instant::now() < deadline {
-            if let Ok(Some(exited)) = leader.try_wait() {
-                status = Some(exited);
-                break;
-            }
+        while Instant::now() < deadline && !exited(leader.id()) {
             std::thread::sleep(Duration::from_millis(20));
         }
         // The leader's children may outlive it (nginx's workers finish
         // their connections, Dovecot's children notice their master's
         // exit later): the group goes, whatever is left of it.
         signal("KILL", &group);
-        status.or_else(|| leader.wait().ok())
+        leader.wait().ok()
     }
 }
 
@@ -136,6 +143,16 @@ impl Drop for Group {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Whether process `pid` has exited: a zombie not yet reaped, or gone
+/// (its state, in /proc/PID/stat, follows the command's name in
+/// parentheses).
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(')')
+            .is_none_or(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
 }
 
 /// Sends `signal` to `target` (a pid, or `-PGID` for a group); one that is
@@ -181,4 +198,34 @@ fn below_ephemeral() -> (u16, u16) {
         "the ephemeral port range starts at {start}: too low to keep ports of our own below it"
     );
     (10_000, start)
+}
+
+/// A leader that exits by itself gives its status, and what it left
+/// running in its group goes with it: reaped only after the group is
+/// killed, so nothing the group started outlives it.
+#[tokio::test]
+async fn a_group_whose_leader_exits_is_stopped_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("left.pid");
+    let mut group = Group::spawn(
+        "leaves a child",
+        Command::new("sh")
+            .arg("-c")
+            .arg("sleep 300 & echo $! > \"$1\"; exit 3")
+            .arg("sh")
+            .arg(&pid_file),
+        dir.path(),
+    );
+    let status = group.exited(Duration::from_secs(10)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(3));
+    let left: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !exited(left) {
+        assert!(Instant::now() < deadline, "the group's sleep outlived it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
