@@ -303,39 +303,9 @@ async fn no_client_chosen_value_steers_the_filter() {
     }
 }
 
-/// One keyless unary gRPC call to `path` on a raw HTTP/2 connection; the
-/// grpc-status it was answered with.
+/// One keyless unary gRPC call to `path` on a raw HTTP/2 connection of
+/// its own; the grpc-status it was answered with.
 async fn raw_unary(server: &TestServer, path: &str) -> Option<i32> {
     let mut client = crate::common::support::raw_h2(server.addr).await;
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{}{path}", server.addr))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-    let (response, mut body) = client.send_request(request, false).unwrap();
-    // The server may refuse the keyless call from its headers alone and
-    // end the stream before this empty message is sent: the answer is
-    // what counts.
-    let _ = body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true);
-    let response = tokio::time::timeout(std::time::Duration::from_secs(10), response)
-        .await
-        .ok()?
-        .ok()?;
-    let status = response.headers().get("grpc-status").cloned();
-    let status = match status {
-        Some(status) => Some(status),
-        None => {
-            let mut body = response.into_body();
-            while body.data().await.is_some() {}
-            body.trailers()
-                .await
-                .ok()
-                .flatten()?
-                .get("grpc-status")
-                .cloned()
-        }
-    };
-    status?.to_str().ok()?.parse().ok()
+    crate::common::support::raw_unary(&mut client, server.addr, path).await
 }

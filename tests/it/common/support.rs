@@ -184,6 +184,64 @@ pub async fn stored_failures(server: &TestServer, key: &str) -> i64 {
     failures
 }
 
+/// A gRPC request to `path` on `addr`, with `key` as its bearer if given,
+/// for a raw HTTP/2 client.
+pub fn grpc_request(
+    addr: std::net::SocketAddr,
+    path: &str,
+    key: Option<&str>,
+) -> http::Request<()> {
+    let mut request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    request.body(()).unwrap()
+}
+
+/// The grpc-status of an answer: in its headers (trailers-only), or in the
+/// trailers after its body. `None` if it has none or its stream broke.
+pub async fn grpc_status(response: http::Response<h2::RecvStream>) -> Option<i32> {
+    let parse = |map: &http::HeaderMap| {
+        map.get("grpc-status")
+            .and_then(|value| value.to_str().ok()?.parse().ok())
+    };
+    if let Some(code) = parse(response.headers()) {
+        return Some(code);
+    }
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.ok()?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    parse(&body.trailers().await.ok()??)
+}
+
+/// One keyless unary call to `path` with an empty message on `client`;
+/// the grpc-status it was answered with within 10 s.
+pub async fn raw_unary(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Option<i32> {
+    let ready = client.clone().ready().await.ok()?;
+    *client = ready;
+    let (response, mut body) = client
+        .send_request(grpc_request(addr, path, None), false)
+        .ok()?;
+    // The server may refuse the call from its headers alone and end the
+    // stream before this empty message is sent: the answer is what counts.
+    let _ = body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true);
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), response)
+        .await
+        .ok()?
+        .ok()?;
+    grpc_status(response).await
+}
+
 /// A raw HTTP/2 connection to `addr`, its driver spawned, ready to send.
 pub async fn raw_h2(addr: std::net::SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
