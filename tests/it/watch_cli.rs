@@ -138,7 +138,7 @@ impl Watch {
     /// Waits until its stderr contains `text`.
     async fn said(&self, text: &str) {
         let stderr = self.stderr.clone();
-        until(&format!("stderr says {text:?}"), || {
+        until(&format!("stderr says {text:?}"), PATIENCE, || {
             stderr.lock().unwrap().contains(text)
         })
         .await;
@@ -258,18 +258,6 @@ fn names_of(lines: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Waits until `check` holds.
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within the patience: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn read_token(path: &Path) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -308,7 +296,7 @@ async fn it_prints_each_event_as_a_json_line_and_saves_its_place() {
             os("Filtered"),
         ],
     );
-    until("the first place is saved", || token.exists()).await;
+    until("the first place is saved", PATIENCE, || token.exists()).await;
     filtered.said("watching").await;
 
     let mut expected = stored_names(&walk(&server, "walker").await);
@@ -344,7 +332,7 @@ async fn it_prints_each_event_as_a_json_line_and_saves_its_place() {
         .as_str()
         .unwrap()
         .to_owned();
-    until("the last line's token is saved", || {
+    until("the last line's token is saved", PATIENCE, || {
         read_token(&token) == last
     })
     .await;
@@ -380,7 +368,7 @@ async fn killed_at_any_line_it_resumes_from_its_token_file_losing_nothing() {
     let args = [os("--token-file"), token.as_os_str()];
 
     let mut first = Watch::start(&url(&server), &key, &args);
-    until("the first place is saved", || token.exists()).await;
+    until("the first place is saved", PATIENCE, || token.exists()).await;
     let start = read_token(&token);
     // Killed after four lines, while the changes are still being made.
     let (walked, (mut run, ended)) = tokio::join!(walk(&server, "first"), async move {
@@ -462,7 +450,7 @@ async fn links_planted_beside_the_token_file_redirect_nothing() {
         &key,
         &[os("--token-file"), token.as_os_str()],
     );
-    until("the first place is saved", || token.exists()).await;
+    until("the first place is saved", PATIENCE, || token.exists()).await;
     let (_, secret) = issue_simple(&server, "planted").await;
     assert!(login(&server, "planted", &secret).await.authenticated);
     let lines = watch.take(2).await;
@@ -471,7 +459,7 @@ async fn links_planted_beside_the_token_file_redirect_nothing() {
         ["app_password_issued", "app_password_first_use"]
     );
     let last = lines[1]["resume_token"].as_str().unwrap().to_owned();
-    until("the last line's token is saved", || {
+    until("the last line's token is saved", PATIENCE, || {
         read_token(&token) == last
     })
     .await;
@@ -622,7 +610,7 @@ async fn a_cut_connection_is_resumed_from_the_last_token() {
             .arg(&token)
             .env("LATCHKEY_KEY", &server.keys[&Role::Operator]),
     );
-    until("the first place is saved", || token.exists()).await;
+    until("the first place is saved", PATIENCE, || token.exists()).await;
     let (name, _) = issue_simple(&server, "cut").await;
     assert_eq!(watch.next().await["type"], "app_password_issued");
 
@@ -886,7 +874,7 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
     let mut flusher = crate::common::processes::Group::start("flusher", &mut flusher);
     let group = format!("-{}", flusher.leader().id());
     let flusher_log = || std::fs::read_to_string(root.path().join("flusher.log")).unwrap();
-    until("the flusher watches", || token.exists()).await;
+    until("the flusher watches", PATIENCE, || token.exists()).await;
     assert_eq!(recorded(), ["auth cache flush"], "the whole cache, first");
     let refused = sign_in("alice", alice_secret.clone()).await;
     assert!(refused.starts_with("refused:"), "{refused}");
@@ -902,14 +890,14 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
         })
         .await
         .unwrap();
-    until("bob is flushed", || recorded().len() == 2).await;
+    until("bob is flushed", PATIENCE, || recorded().len() == 2).await;
     let refused = sign_in("bob", bob_secret.clone()).await;
     assert!(refused.starts_with("refused:"), "{refused}");
     app_passwords
         .resume_app_password(ResumeAppPasswordRequest { name: bob })
         .await
         .unwrap();
-    until("bob is flushed again", || recorded().len() == 3).await;
+    until("bob is flushed again", PATIENCE, || recorded().len() == 3).await;
     assert_eq!(sign_in("bob", bob_secret).await, "ok");
     let (_, carol_secret) = issue_simple(&server, "carol").await;
     assert_eq!(sign_in("carol", carol_secret.clone()).await, "ok");
@@ -920,7 +908,7 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
         })
         .await
         .unwrap();
-    until("carol is flushed", || recorded().len() == 4).await;
+    until("carol is flushed", PATIENCE, || recorded().len() == 4).await;
     let refused = sign_in("carol", carol_secret).await;
     assert!(refused.starts_with("refused:"), "{refused}");
 
@@ -986,12 +974,14 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
          (the canonical spelling, and ASCII capitals lowercased by \
          auth_username_format) or refused before deciding (fullwidth)"
     );
-    until("Dovecot logged why, once per fullwidth try", || {
-        spelling_refusals() == 2
-    })
+    until(
+        "Dovecot logged why, once per fullwidth try",
+        PATIENCE,
+        || spelling_refusals() == 2,
+    )
     .await;
     revoke(&server, dave).await;
-    until("dave is flushed", || recorded().len() == 5).await;
+    until("dave is flushed", PATIENCE, || recorded().len() == 5).await;
     // Every spelling refused right after the flush.
     let before = decided().await;
     for user in [fullwidth, "dave@example.com", "Dave@Example.COM"] {
@@ -1004,7 +994,7 @@ async fn the_dovecot_cache_flusher_flushes_each_user_latchkey_changes() {
         "latchkey refused both ASCII spellings (no cache entry left), \
          and never saw the fullwidth one"
     );
-    until("Dovecot logged the third fullwidth try", || {
+    until("Dovecot logged the third fullwidth try", PATIENCE, || {
         spelling_refusals() == 3
     })
     .await;

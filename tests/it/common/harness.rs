@@ -223,14 +223,12 @@ impl TestServer {
         // first pass, and the login flush) asleep: a test that moves the
         // clock then moves it for both, and `advance_and_settle` knows
         // whom to wait for.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while clock.asleep() < CLOCK_TASKS {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the server's clock tasks are not asleep after 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        crate::common::support::until(
+            "the server's clock tasks are asleep",
+            Duration::from_secs(20),
+            || clock.asleep() >= CLOCK_TASKS,
+        )
+        .await;
         Self {
             clock,
             database,

@@ -223,9 +223,8 @@ async fn a_group_whose_leader_exits_is_stopped_whole() {
         .trim()
         .parse()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !exited(left) {
-        assert!(Instant::now() < deadline, "the group's sleep outlived it");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::common::support::until("the group's sleep is gone", Duration::from_secs(5), || {
+        exited(left)
+    })
+    .await;
 }

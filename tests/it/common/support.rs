@@ -184,6 +184,19 @@ pub async fn stored_failures(server: &TestServer, key: &str) -> i64 {
     failures
 }
 
+/// Waits (on real time, polling) until `check` holds; fails, saying
+/// `what`, if it does not within `within`.
+pub async fn until(what: &str, within: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A gRPC request to `path` on `addr`, with `key` as its bearer if given,
 /// for a raw HTTP/2 client.
 pub fn grpc_request(
