@@ -101,14 +101,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Enables the tests of each configured backend (all of them under CI).
 fn test_backends() {
-    println!("cargo::rerun-if-env-changed=CI");
-    let ci = std::env::var_os("CI").is_some();
     for (cfg, var) in TEST_BACKENDS {
-        println!("cargo::rustc-check-cfg=cfg({cfg})");
         println!("cargo::rerun-if-env-changed={var}");
-        if ci || std::env::var_os(var).is_some_and(|url| !url.is_empty()) {
-            println!("cargo::rustc-cfg={cfg}");
-        }
+        enable_tests(
+            cfg,
+            std::env::var_os(var).is_some_and(|url| !url.is_empty()),
+        );
+    }
+}
+
+/// Declares `cfg` and sets it when its tests can run here, or under CI,
+/// where they must (a missing backend or program fails them there).
+fn enable_tests(cfg: &str, can_run: bool) {
+    println!("cargo::rerun-if-env-changed=CI");
+    println!("cargo::rustc-check-cfg=cfg({cfg})");
+    if can_run || std::env::var_os("CI").is_some() {
+        println!("cargo::rustc-cfg={cfg}");
     }
 }
 
@@ -116,12 +124,10 @@ fn test_backends() {
 /// them under CI).
 fn test_programs() {
     println!("cargo::rerun-if-env-changed=PATH");
-    let ci = std::env::var_os("CI").is_some();
     let path = std::env::var_os("PATH").unwrap_or_default();
     let on_path = |name: &str| std::env::split_paths(&path).any(|dir| dir.join(name).is_file());
     let mut watched = std::collections::BTreeSet::new();
     for (cfg, needs) in TEST_PROGRAMS {
-        println!("cargo::rustc-check-cfg=cfg({cfg})");
         let mut all = true;
         for need in *needs {
             let need = std::path::Path::new(need);
@@ -134,9 +140,7 @@ fn test_programs() {
                 all &= on_path(&need.to_string_lossy());
             }
         }
-        if ci || all {
-            println!("cargo::rustc-cfg={cfg}");
-        }
+        enable_tests(cfg, all);
     }
     for dir in watched {
         println!("cargo::rerun-if-changed={}", dir.display());
