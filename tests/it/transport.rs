@@ -234,6 +234,9 @@ struct Frame {
     payload: Vec<u8>,
 }
 
+/// What an HTTP/2 client says first: the connection preface and an empty
+/// SETTINGS frame.
+const HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
@@ -292,11 +295,7 @@ impl RawH2 {
         let mut raw = RawH2 {
             tcp: TcpStream::connect(addr).await.unwrap(),
         };
-        raw.tcp
-            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            .await
-            .unwrap();
-        raw.send(SETTINGS, 0, 0, &[]).await;
+        raw.tcp.write_all(HELLO).await.unwrap();
         let settings = loop {
             let frame = raw.next().await.expect("the server's settings");
             if frame.kind == SETTINGS && frame.flags & 0x1 == 0 {
@@ -531,10 +530,7 @@ async fn a_peer_that_stops_answering_pings_is_closed() {
     .await;
     let mut healthy = raw_h2(server.addr).await;
     let mut half_open = TcpStream::connect(server.addr).await.unwrap();
-    half_open
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .unwrap();
+    half_open.write_all(HELLO).await.unwrap();
     assert!(closed_within(&mut half_open, Duration::from_secs(10)).await);
 
     // Still open, and served on the same connection.
@@ -703,10 +699,7 @@ async fn keyless_connections_cannot_take_the_grpc_listener() {
     let mut keyless = Vec::new();
     for _ in 0..60 {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
-        stream
-            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-            .await
-            .unwrap();
+        stream.write_all(HELLO).await.unwrap();
         keyless.push(stream);
     }
     let mut closed = 0;
