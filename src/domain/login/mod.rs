@@ -17,7 +17,6 @@
 
 pub mod decision;
 pub mod explain;
-pub mod guesses;
 pub mod memory;
 pub mod model;
 pub mod service;

@@ -1,18 +1,20 @@
 //! The login service: reads what a login is decided on, verifies the
 //! password, asks `decision` what that comes to, and applies the effects.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::decision::{self, Decision, Effect, Facts, Gate, Verification};
 use super::explain::{self, ExplainRequest, Explanation, Viewer};
 use super::memory::{
-    Counted, GuessDigest, HashPrint, NewGuess, Recall, Reservation, Reserve, ThrottleMemory,
-    ThrottledAttempt,
+    self, Failure, GuessDigest, HashPrint, Place, Recall, Reservation, ThrottleMemory,
 };
-use super::model::{Credential, FailureReason, LoginAttempt, LoginOutcome, Usage, Warm};
+use super::model::{
+    Credential, FailureReason, LoginAttempt, LoginOutcome, LoginState, Usage, Warm,
+};
 use super::store::{LoginStore, ThrottleStore, UsageStore};
-use super::throttle::{source_network, ScopeKind, Scopes, ThrottleConfig};
+use super::throttle::{Scopes, ThrottleConfig};
 use super::usage::{success_events, PendingUse, UsageBuffer, UsageConfig};
 use super::verified_cache::{VerifiedCache, VerifiedCacheConfig};
 use super::warm::WarmKey;
@@ -23,7 +25,7 @@ use crate::domain::audit::store::AuditStore;
 use crate::domain::secrets::format::Secret;
 use crate::domain::secrets::hashing::Hasher;
 use crate::domain::secrets::pool::{Admission, Ticket};
-use crate::domain::shared::error::{Error, Reason, Result};
+use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::time::{Clock, Timestamp};
 use tokio_util::task::TaskTracker;
@@ -206,160 +208,125 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             .map_err(|error| Error::internal(format!("a login task failed: {error}")))?
     }
 
+    /// One login, in steps: answer from memory; read and gate; verify
+    /// without argon2 where memory allows; take a place among the scope's
+    /// guesses in flight (which may send it back to read again); verify
+    /// with argon2; conclude.
     async fn decide(&self, attempt: LoginAttempt, ticket: Ticket) -> Result<LoginOutcome> {
-        let config = &self.inner.config;
-        let wait = attempt
-            .wait
-            .unwrap_or(config.default_wait)
-            .min(config.max_wait);
-        let deadline = tokio::time::Instant::now() + wait;
-        let client_ip = canonical_ip(attempt.client_ip);
-        let scopes = Scopes::of(&attempt.username, client_ip);
+        let typed = Typed::of(&self.inner, &attempt);
         let memory = &self.inner.memory;
-        let typed = attempt.password.expose();
-        let digest = memory.digest(&scopes.pair, client_ip, attempt.protocol, typed);
-        let secret = Secret::parse(typed);
-        // A malformed secret still runs the same query (with a selector that
-        // matches nothing), so it costs what any other failure costs.
-        let selector = secret.as_ref().map_or("", Secret::selector).to_owned();
+        let remembered = typed.attempt(&attempt);
         // A place taken after waiting for one, kept while the state is read
-        // again: a login that waited decides on what holds now, not on
-        // what held when it started waiting.
+        // again: a login that waited decides on what holds now.
         let mut held: Option<Reservation> = None;
-        'read: loop {
+        loop {
             if ticket.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             let now = self.inner.clock.now();
-            // Blocks of the source and the pair that this replica has seen
-            // are answered from memory, before anything is read.
-            if let Some((until, account_exists, by)) =
-                memory.cached_block(&[&scopes.source, &scopes.pair], now)
-            {
-                memory.note_throttled(ThrottledAttempt {
-                    by,
-                    username: account_exists.then_some(&attempt.username),
-                    client_ip,
-                    protocol: attempt.protocol,
-                    actor: &attempt.actor,
-                });
+            if let Some(until) = memory.refuse_from_memory(&remembered, now) {
                 return Ok(throttled(until, now));
             }
-            let watch = memory.watch(&scopes.all(), &digest);
-            let state = self
-                .store()
-                .login_state(&scopes, &attempt.username, &selector)
-                .await?;
-            let facts = Facts {
-                state: &state,
-                protocol: attempt.protocol,
-                client_ip,
-                now,
-            };
-            let (may_use_cache, room) = match decision::gate(&facts, &self.inner.config.throttle) {
-                Gate::Throttled {
-                    until,
-                    remember,
-                    by,
-                } => {
-                    for (kind, blocked_until) in remember {
-                        memory.remember_block(
-                            scopes.get(kind),
-                            blocked_until,
-                            now,
-                            state.account_exists,
-                        );
-                    }
-                    memory.note_throttled(ThrottledAttempt {
-                        by: scopes.get(by),
-                        username: state.account_exists.then_some(&attempt.username),
-                        client_ip,
-                        protocol: attempt.protocol,
-                        actor: &attempt.actor,
-                    });
-                    return Ok(throttled(until, now));
-                }
-                Gate::Verify {
+            let watch = memory.watch(&remembered);
+            let (state, may_use_cache, room) = match self.read(&attempt, &typed, now).await? {
+                Gated::Throttled(until) => return Ok(throttled(until, now)),
+                Gated::Verify {
+                    state,
                     may_use_cache,
                     room,
-                } => (may_use_cache, room),
+                } => (state, may_use_cache, room),
             };
-            let candidate = state.credential.as_ref();
-            let print = HashPrint::of(candidate.map(|c| c.secret_hash.as_str()));
-            let recall = memory.recall(&scopes.pair, &digest, print, now);
-            let login = Login {
-                attempt: &attempt,
-                scopes: &scopes,
-                facts: &facts,
-                secret: secret.as_ref(),
-                digest,
-                print,
-                counted_before: recall.counted(),
-            };
-            // A guess this replica verified against this very hash is
-            // decided without argon2 (and, being a repeat, writes no row).
-            if let Recall::Known { matched } = recall {
-                return self
-                    .conclude(&login, Verification::Remembered { matched })
-                    .await;
+            let facts = typed.facts(&state, &attempt, now);
+            let login = Login::new(&attempt, &typed, &facts, memory);
+            if let Some(verification) = self.verify_from_memory(&login, may_use_cache) {
+                return self.conclude(&login, verification).await;
             }
-            // Only a login that would succeed may skip argon2: this
-            // process's cache first, then the warm verifier a device left
-            // through any replica (`warm.rs`).
-            let cached = match (candidate, &secret) {
-                (Some(c), Some(secret)) if may_use_cache => {
-                    self.inner.verified.matches(c.app_password_id, secret, now)
-                        || self.warm_matches(c, secret, now)
-                }
-                _ => false,
-            };
-            if cached {
-                return self.conclude(&login, Verification::Cached).await;
-            }
-
-            // Every other login holds a place among its scopes' guesses in
-            // flight until it is decided, or waits for one. A waiter woken
-            // by a place given back asks again without reading (the watch
-            // takes off what was counted since its read); once it has a
-            // place, it reads the state again before going on.
-            let rooms = room.map(|(_, room)| room);
-            let _held = match held.take() {
-                Some(reservation) => reservation,
-                None => loop {
-                    match memory.reserve(&watch, &rooms) {
-                        Reserve::Held(reservation) => break reservation,
-                        Reserve::Reread => continue 'read,
-                        Reserve::Wait(place) => {
-                            if tokio::time::timeout_at(deadline, place).await.is_err() {
-                                // The scope's places stayed taken by guesses
-                                // still being checked: overload, not failures.
-                                return Err(Error::ResourceExhausted(
-                                    Reason::ScopeBusy,
-                                    "too many sign-ins of this account or network are being checked at once; retry shortly".to_owned(),
-                                ));
-                            }
-                            if let Reserve::Held(reservation) = memory.reserve(&watch, &rooms) {
-                                held = Some(reservation);
-                                continue 'read;
-                            }
-                        }
+            let _place = match held.take() {
+                Some(place) => place,
+                None => match memory.place(&watch, &room, typed.deadline).await? {
+                    Place::Taken(place) => place,
+                    Place::ReadAgain(place) => {
+                        held = place;
+                        continue;
                     }
                 },
             };
-            let admission = Admission {
-                wait: deadline.saturating_duration_since(tokio::time::Instant::now()),
-                ticket: Some(ticket.clone()),
-            };
-            let stored = candidate.map(|c| c.secret_hash.clone());
-            let matched = self
-                .inner
-                .hasher
-                .verify(stored, secret.clone(), admission)
-                .await?;
+            let matched = self.verify_with_argon2(&login, &ticket).await?;
             return self
                 .conclude(&login, Verification::Argon2 { matched })
                 .await;
         }
+    }
+
+    /// Reads what the login is decided on, and gates it: a stored block
+    /// refuses it here (and is remembered, so the next attempt is refused
+    /// without a read).
+    async fn read(&self, attempt: &LoginAttempt, typed: &Typed, now: Timestamp) -> Result<Gated> {
+        let state = self
+            .store()
+            .login_state(&typed.scopes, &attempt.username, &typed.selector)
+            .await?;
+        match decision::gate(
+            &typed.facts(&state, attempt, now),
+            &self.inner.config.throttle,
+        ) {
+            Gate::Throttled {
+                until,
+                remember,
+                by,
+            } => {
+                let remembered = typed.attempt(attempt);
+                let memory = &self.inner.memory;
+                memory.refused(&remembered, by, &remember, state.account_exists, now);
+                Ok(Gated::Throttled(until))
+            }
+            Gate::Verify {
+                may_use_cache,
+                room,
+            } => Ok(Gated::Verify {
+                state,
+                may_use_cache,
+                room: room.map(|(_, room)| room),
+            }),
+        }
+    }
+
+    /// A login that may be decided without argon2: a repeat of a guess
+    /// this replica verified against this very hash, or (only for one that
+    /// would succeed) this process's cache, then the warm verifier a device
+    /// left through any replica (`warm.rs`).
+    fn verify_from_memory(&self, login: &Login<'_>, may_use_cache: bool) -> Option<Verification> {
+        if let Recall::Known { matched } = login.recall {
+            return Some(Verification::Remembered { matched });
+        }
+        let candidate = login.facts.state.credential.as_ref()?;
+        let secret = login.typed.secret.as_ref()?;
+        let now = login.facts.now;
+        let cached = may_use_cache
+            && (self
+                .inner
+                .verified
+                .matches(candidate.app_password_id, secret, now)
+                || self.warm_matches(candidate, secret, now));
+        cached.then_some(Verification::Cached)
+    }
+
+    /// Runs argon2 against the candidate's hash, or without one the dummy,
+    /// within what is left of the login's deadline.
+    async fn verify_with_argon2(&self, login: &Login<'_>, ticket: &Ticket) -> Result<bool> {
+        let typed = login.typed;
+        let admission = Admission {
+            wait: typed
+                .deadline
+                .saturating_duration_since(tokio::time::Instant::now()),
+            ticket: Some(ticket.clone()),
+        };
+        let credential = login.facts.state.credential.as_ref();
+        let stored = credential.map(|c| c.secret_hash.clone());
+        self.inner
+            .hasher
+            .verify(stored, typed.secret.clone(), admission)
+            .await
     }
 
     /// Decides a verified login and applies what the decision says.
@@ -378,19 +345,14 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         for effect in effects {
             self.apply(effect, login).await?;
         }
-        self.inner.memory.decided(&login.digest);
+        self.inner.memory.decided(&login.typed.digest);
         Ok(outcome)
     }
 
     /// Applies one effect of a decision.
     async fn apply(&self, effect: Effect, login: &Login<'_>) -> Result<()> {
-        let Login {
-            attempt,
-            scopes,
-            facts,
-            secret,
-            ..
-        } = login;
+        let Login { attempt, facts, .. } = login;
+        let (scopes, secret) = (&login.typed.scopes, login.typed.secret.as_ref());
         let now = facts.now;
         let memory = &self.inner.memory;
         match effect {
@@ -443,7 +405,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             },
             Effect::Rehash => {
                 if let (Some(credential), Some(secret)) = (&facts.state.credential, secret) {
-                    self.upgrade_hash(credential, (*secret).clone()).await;
+                    self.upgrade_hash(credential, secret.clone()).await;
                 }
                 Ok(())
             }
@@ -462,45 +424,30 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     ) -> Result<()> {
         let memory = &self.inner.memory;
         let now = login.facts.now;
-        let pair = &login.scopes.pair;
-        // Every refusal but a wrong password is reached with a right one.
-        let matched = reason != FailureReason::InvalidCredentials;
-        let remember = |event: AuditEvent, counted: Counted| {
-            let guess = NewGuess {
-                digest: login.digest,
-                verified_against: login.print,
-                matched,
-                event,
-                reason,
-                network: source_network(login.facts.client_ip),
-                account_known: login.facts.state.account_exists,
-            };
-            memory.remember_guess(pair, guess, counted, now);
+        let remembered = login.typed.attempt(login.attempt);
+        let failure = Failure {
+            verified_against: login.print,
+            // Every refusal but a wrong password is reached with a right one.
+            matched: reason != FailureReason::InvalidCredentials,
+            reason,
+            event: event.clone(),
+            account_exists: login.facts.state.account_exists,
         };
-        if login.counted_before {
-            remember(event, Counted::Before);
+        if login.recall.counted() {
+            memory.repeated(&remembered, failure, now);
             return Ok(());
         }
         let throttle = &self.inner.config.throttle;
-        let rules = login
-            .scopes
-            .all()
-            .into_iter()
-            .map(|scope| (scope.clone(), throttle.rule(scope.kind)))
+        let scopes = login.typed.scopes.all();
+        let rules = scopes
+            .iter()
+            .map(|&scope| (scope.clone(), throttle.rule(scope.kind)))
             .collect();
-        let counters = self
-            .store()
-            .record_failures(rules, now, event.clone())
-            .await?;
-        memory.counted(&login.scopes.all());
-        remember(event, Counted::Now);
-        for (scope, counter) in counters {
-            if let Some(until) = counter.blocked_until {
-                if scope.kind != ScopeKind::Account {
-                    memory.remember_block(&scope, until, now, login.facts.state.account_exists);
-                }
-            }
-        }
+        let counters = self.store().record_failures(rules, now, event).await?;
+        let blocks = counters
+            .iter()
+            .filter_map(|(scope, counter)| Some((scope, counter.blocked_until?)));
+        memory.counted(&remembered, failure, blocks, now);
         Ok(())
     }
 
@@ -597,14 +544,14 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     pub async fn flush_repeats(&self) -> Result<usize> {
         const PER_TRANSACTION: usize = 256;
         let memory = &self.inner.memory;
-        let mut events = memory.take_repeats(self.inner.clock.now());
+        let mut events = memory.take_events(self.inner.clock.now());
         let mut written = 0;
         while !events.is_empty() {
             let rest = events.split_off(events.len().min(PER_TRANSACTION));
             let count = events.len();
             if let Err(error) = self.store().record_events(events.clone()).await {
                 events.extend(rest);
-                memory.put_back_repeats(events);
+                memory.put_back_events(events);
                 return Err(error);
             }
             written += count;
@@ -656,17 +603,115 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     }
 }
 
-/// One login being decided, as its effects need it.
+/// What a login is decided on that stays the same while it waits for a
+/// place: its scopes, its address, the secret parsed from what was typed
+/// (and its selector), the digest of the guess, and its deadline.
+struct Typed {
+    client_ip: IpAddr,
+    scopes: Scopes,
+    secret: Option<Secret>,
+    /// A malformed secret still runs the same query (with a selector that
+    /// matches nothing), so it costs what any other failure costs.
+    selector: String,
+    digest: GuessDigest,
+    deadline: tokio::time::Instant,
+}
+
+impl Typed {
+    fn of<S>(inner: &Inner<S>, attempt: &LoginAttempt) -> Self {
+        let config = &inner.config;
+        let wait = attempt
+            .wait
+            .unwrap_or(config.default_wait)
+            .min(config.max_wait);
+        let client_ip = canonical_ip(attempt.client_ip);
+        let scopes = Scopes::of(&attempt.username, client_ip);
+        let typed = attempt.password.expose();
+        let digest = inner
+            .memory
+            .digest(&scopes.pair, client_ip, attempt.protocol, typed);
+        let secret = Secret::parse(typed);
+        Self {
+            client_ip,
+            selector: secret.as_ref().map_or("", Secret::selector).to_owned(),
+            scopes,
+            secret,
+            digest,
+            deadline: tokio::time::Instant::now() + wait,
+        }
+    }
+
+    /// What the decision is made on, given the state read at `now`.
+    fn facts<'a>(
+        &self,
+        state: &'a LoginState,
+        attempt: &LoginAttempt,
+        now: Timestamp,
+    ) -> Facts<'a> {
+        Facts {
+            state,
+            protocol: attempt.protocol,
+            client_ip: self.client_ip,
+            now,
+        }
+    }
+
+    /// The login as the throttle memory knows it.
+    fn attempt<'a>(&'a self, attempt: &'a LoginAttempt) -> memory::Attempt<'a> {
+        memory::Attempt {
+            scopes: &self.scopes,
+            username: &attempt.username,
+            client_ip: self.client_ip,
+            protocol: attempt.protocol,
+            actor: &attempt.actor,
+            digest: self.digest,
+        }
+    }
+}
+
+/// A login read and gated. Lives on the stack for one step, so the size
+/// of its state is no reason to box it (a heap allocation per login).
+#[allow(clippy::large_enum_variant)]
+enum Gated {
+    /// A stored block refuses it until then.
+    Throttled(Timestamp),
+    /// Verify it, on `state`; see `decision::Gate::Verify`.
+    Verify {
+        state: LoginState,
+        may_use_cache: bool,
+        room: [u32; 3],
+    },
+}
+
+/// One login being decided, once its state is read.
 struct Login<'a> {
     attempt: &'a LoginAttempt,
-    scopes: &'a Scopes,
+    typed: &'a Typed,
     facts: &'a Facts<'a>,
-    secret: Option<&'a Secret>,
-    digest: GuessDigest,
     /// The stored hash the guess is checked against.
     print: HashPrint,
-    /// This replica counted the same guess within the window.
-    counted_before: bool,
+    /// What this replica remembers of the guess against that hash.
+    recall: Recall,
+}
+
+impl<'a> Login<'a> {
+    fn new(
+        attempt: &'a LoginAttempt,
+        typed: &'a Typed,
+        facts: &'a Facts<'a>,
+        memory: &ThrottleMemory,
+    ) -> Self {
+        let candidate = facts.state.credential.as_ref();
+        let print = HashPrint::of(candidate.map(|c| c.secret_hash.as_str()));
+        let recall = memory.recall(&typed.attempt(attempt), print, facts.now);
+        Self {
+            attempt,
+            typed,
+            facts,
+            print,
+            recall,
+        }
+    }
 }
 
 /// Cancels the ticket of a login whose caller went away before its

@@ -42,7 +42,7 @@ pub struct ThrottleConfig {
     /// successful sign-in from it, in days.
     pub known_source_days: u64,
     /// Recent wrong guesses each replica remembers, so repeats are not
-    /// counted again (`login/guesses.rs` says which it keeps when full):
+    /// counted again (`login/memory/guesses.rs` says which it keeps when full):
     /// about 1 KiB each.
     pub remembered_guesses: usize,
 }

@@ -40,8 +40,8 @@ use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::model::FailureReason;
 use crate::domain::audit::event::AuditEvent;
+use crate::domain::login::model::FailureReason;
 use crate::domain::shared::time::Timestamp;
 
 /// A keyed digest of one guess: pair, exact client address, protocol and
@@ -62,14 +62,6 @@ impl GuessDigest {
 
     pub(super) fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
-    }
-
-    /// The key a guess in flight holds, as if it were a scope of its own.
-    pub(super) fn flight_key(&self) -> String {
-        let mut key = String::with_capacity(70);
-        key.push_str("guess:");
-        key.push_str(&crate::domain::shared::hex::lower_hex(&self.0));
-        key
     }
 }
 
