@@ -3,7 +3,7 @@
 use sea_orm::sea_query::{Expr, Func, OnConflict, Query, SelectStatement, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -93,6 +93,184 @@ async fn app_password_on(
     }))
 }
 
+/// Creates the account's row if it has none yet (an account exists from
+/// its first app password on).
+async fn ensure_account(
+    db: &impl ConnectionTrait,
+    username: &Username,
+    created_at: Timestamp,
+) -> Result<()> {
+    let created = account::ActiveModel {
+        username: Set(username.as_str().to_owned()),
+        created_at: Set(created_at.as_millis()),
+        issue_count: Set(0),
+        ..Default::default()
+    };
+    account::Entity::insert(created)
+        .on_conflict(
+            OnConflict::column(account::Column::Username)
+                .do_nothing_on([account::Column::Username])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Locks the account for an issue and reads it. The first statement writes
+/// the account row: on PostgreSQL and MySQL that locks the row, on SQLite
+/// it takes the database write lock. Every other issue for this account
+/// then waits until this transaction commits, so the counts that follow
+/// cannot go stale before its insert.
+async fn lock_account(txn: &impl ConnectionTrait, username: &Username) -> Result<account::Model> {
+    let locked = account::Entity::update_many()
+        .col_expr(
+            account::Column::IssueCount,
+            Expr::col(account::Column::IssueCount).add(1),
+        )
+        .filter(account::Column::Username.eq(username.as_str()))
+        .exec(txn)
+        .await?;
+    if locked.rows_affected == 0 {
+        return Err(Error::FailedPrecondition(
+            Reason::AccountDeleted,
+            "the account was deleted while the password was being issued".to_owned(),
+        ));
+    }
+    account::Entity::find()
+        .filter(account::Column::Username.eq(username.as_str()))
+        .one(txn)
+        .await?
+        .ok_or_else(|| Error::internal("locked account row disappeared"))
+}
+
+/// Why an issue is refused, if it is, under the account's lock (so
+/// concurrent issues cannot pass a bound together): a disabled account,
+/// the cap of active passwords, the hourly bound, a selector in use.
+async fn issue_refusal(
+    txn: &impl ConnectionTrait,
+    account: &account::Model,
+    new: &NewAppPassword,
+    limits: IssueLimits,
+) -> Result<Option<IssueOutcome>> {
+    if account.disabled_at.is_some() {
+        return Ok(Some(IssueOutcome::AccountDisabled));
+    }
+    let of_account = app_password::Column::AccountId.eq(account.id);
+    let active = app_password::Entity::find()
+        .filter(of_account.clone())
+        .filter(active_at(new.created_at))
+        .count(txn)
+        .await?;
+    if active >= u64::from(limits.cap) {
+        return Ok(Some(IssueOutcome::CapReached));
+    }
+    let newest = newest_issues_on(
+        txn,
+        of_account.clone(),
+        account_counted_after(new.created_at),
+        limits.per_hour,
+    )
+    .await?;
+    if let Some(wait) = account_wait(limits.per_hour, &newest, new.created_at) {
+        return Ok(Some(IssueOutcome::AccountIssueLimit(wait)));
+    }
+    let selector_taken = app_password::Entity::find()
+        .filter(of_account)
+        .filter(app_password::Column::Selector.eq(new.selector.as_str()))
+        .count(txn)
+        .await?
+        > 0;
+    Ok(selector_taken.then_some(IssueOutcome::SelectorTaken))
+}
+
+/// The row of a new app password: nothing used, noticed or warm yet.
+fn new_row(new: NewAppPassword, account_id: i64) -> app_password::ActiveModel {
+    app_password::ActiveModel {
+        id: Set(new.id),
+        account_id: Set(account_id),
+        selector: Set(new.selector),
+        secret_hash: Set(SecretHash(new.secret_hash)),
+        display_name: Set(new.display_name),
+        protocols: Set(new.protocols.bits()),
+        allowed_networks: Set(new.allowed_networks.to_stored()),
+        issued_by: Set(new.issued_by),
+        created_at: Set(new.created_at.as_millis()),
+        expires_at: Set(new.expires_at.map(Timestamp::as_millis)),
+        revoked_at: Set(None),
+        revoke_reason: Set(None),
+        last_used_at: Set(None),
+        last_used_ip: Set(None),
+        last_used_protocol: Set(None),
+        last_used_client: Set(None),
+        use_count: Set(0),
+        seen_networks: Set(String::new()),
+        suspended_at: Set(None),
+        suspend_reason: Set(None),
+        idle_timeout_ms: Set(new.idle_timeout.map(millis_of_duration)),
+        idle_expired_at: Set(None),
+        updated_at: Set(None),
+        expiry_noticed_for: Set(None),
+        expired_noticed_at: Set(None),
+        idle_noticed_deadline: Set(None),
+        warm_verifier: Set(None),
+        warm_until: Set(None),
+    }
+}
+
+/// The update that applies `change`, made at `at`: only the columns it
+/// sets.
+fn change_update(change: Change, at: Timestamp) -> UpdateMany<app_password::Entity> {
+    let mut update = app_password::Entity::update_many()
+        .col_expr(app_password::Column::UpdatedAt, Expr::value(at.as_millis()));
+    let settings = change.settings;
+    if let Some(display_name) = settings.display_name {
+        update = update.col_expr(app_password::Column::DisplayName, Expr::value(display_name));
+    }
+    if let Some(protocols) = settings.protocols {
+        update = update.col_expr(
+            app_password::Column::Protocols,
+            Expr::value(protocols.bits()),
+        );
+    }
+    if let Some(networks) = settings.allowed_networks {
+        update = update.col_expr(
+            app_password::Column::AllowedNetworks,
+            Expr::value(networks.to_stored()),
+        );
+    }
+    if let Some(expires_at) = settings.expires_at.change() {
+        update = update.col_expr(
+            app_password::Column::ExpiresAt,
+            Expr::value(expires_at.map(Timestamp::as_millis)),
+        );
+    }
+    if let Some(idle_timeout) = settings.idle_timeout.change() {
+        update = update.col_expr(
+            app_password::Column::IdleTimeoutMs,
+            Expr::value(idle_timeout.map(millis_of_duration)),
+        );
+    }
+    if let Some(suspension) = change.suspension.change() {
+        update = update
+            .col_expr(
+                app_password::Column::SuspendedAt,
+                Expr::value(suspension.as_ref().map(|s| s.at.as_millis())),
+            )
+            .col_expr(
+                app_password::Column::SuspendReason,
+                Expr::value(suspension.map(|s| s.reason)),
+            );
+    }
+    if let Some(at) = change.idle_expired_at {
+        update = update.col_expr(
+            app_password::Column::IdleExpiredAt,
+            Expr::value(at.as_millis()),
+        );
+    }
+    update
+}
+
 impl AppPasswordStore for SqlStore {
     #[tracing::instrument(skip_all, fields(username = %new.username))]
     async fn issue(
@@ -101,115 +279,20 @@ impl AppPasswordStore for SqlStore {
         limits: IssueLimits,
         event: AuditEvent,
     ) -> Result<IssueOutcome> {
-        let created = account::ActiveModel {
-            username: Set(new.username.as_str().to_owned()),
-            created_at: Set(new.created_at.as_millis()),
-            issue_count: Set(0),
-            ..Default::default()
-        };
-        account::Entity::insert(created)
-            .on_conflict(
-                OnConflict::column(account::Column::Username)
-                    .do_nothing_on([account::Column::Username])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
-            .await?;
-
+        ensure_account(&self.db, &new.username, new.created_at).await?;
         let txn = self.db.begin().await?;
-        // The first statement writes the account row: on PostgreSQL and MySQL
-        // that locks the row, on SQLite it takes the database write lock. Every
-        // other issue for this account now waits until we commit, so the
-        // count below cannot go stale before our insert.
-        let locked = account::Entity::update_many()
-            .col_expr(
-                account::Column::IssueCount,
-                Expr::col(account::Column::IssueCount).add(1),
-            )
-            .filter(account::Column::Username.eq(new.username.as_str()))
-            .exec(&txn)
-            .await?;
-        if locked.rows_affected == 0 {
-            return Err(Error::FailedPrecondition(
-                Reason::AccountDeleted,
-                "the account was deleted while the password was being issued".to_owned(),
-            ));
+        let account = lock_account(&txn, &new.username).await?;
+        if let Some(refused) = issue_refusal(&txn, &account, &new, limits).await? {
+            return Ok(refused);
         }
-        let account = account::Entity::find()
-            .filter(account::Column::Username.eq(new.username.as_str()))
-            .one(&txn)
-            .await?
-            .ok_or_else(|| Error::internal("locked account row disappeared"))?;
-        if account.disabled_at.is_some() {
-            return Ok(IssueOutcome::AccountDisabled);
-        }
-        let active = app_password::Entity::find()
-            .filter(app_password::Column::AccountId.eq(account.id))
-            .filter(active_at(new.created_at))
-            .count(&txn)
-            .await?;
-        if active >= u64::from(limits.cap) {
-            return Ok(IssueOutcome::CapReached);
-        }
-        // Under the account's lock, so concurrent issues cannot pass the
-        // bound together.
-        let newest = newest_issues_on(
-            &txn,
-            app_password::Column::AccountId.eq(account.id),
-            account_counted_after(new.created_at),
-            limits.per_hour,
-        )
-        .await?;
-        if let Some(wait) = account_wait(limits.per_hour, &newest, new.created_at) {
-            return Ok(IssueOutcome::AccountIssueLimit(wait));
-        }
-        let selector_taken = app_password::Entity::find()
-            .filter(app_password::Column::AccountId.eq(account.id))
-            .filter(app_password::Column::Selector.eq(new.selector.as_str()))
-            .count(&txn)
-            .await?
-            > 0;
-        if selector_taken {
-            return Ok(IssueOutcome::SelectorTaken);
-        }
-
-        let row = app_password::ActiveModel {
-            id: Set(new.id),
-            account_id: Set(account.id),
-            selector: Set(new.selector),
-            secret_hash: Set(SecretHash(new.secret_hash)),
-            display_name: Set(new.display_name),
-            protocols: Set(new.protocols.bits()),
-            allowed_networks: Set(new.allowed_networks.to_stored()),
-            issued_by: Set(new.issued_by),
-            created_at: Set(new.created_at.as_millis()),
-            expires_at: Set(new.expires_at.map(Timestamp::as_millis)),
-            revoked_at: Set(None),
-            revoke_reason: Set(None),
-            last_used_at: Set(None),
-            last_used_ip: Set(None),
-            last_used_protocol: Set(None),
-            last_used_client: Set(None),
-            use_count: Set(0),
-            seen_networks: Set(String::new()),
-            suspended_at: Set(None),
-            suspend_reason: Set(None),
-            idle_timeout_ms: Set(new.idle_timeout.map(millis_of_duration)),
-            idle_expired_at: Set(None),
-            updated_at: Set(None),
-            expiry_noticed_for: Set(None),
-            expired_noticed_at: Set(None),
-            idle_noticed_deadline: Set(None),
-            warm_verifier: Set(None),
-            warm_until: Set(None),
-        };
-        app_password::Entity::insert(row)
+        let (username, id) = (new.username.clone(), new.id);
+        app_password::Entity::insert(new_row(new, account.id))
             .exec_without_returning(&txn)
             .await?;
         insert_event(&txn, event).await?;
         // Read back before committing: once the commit returns, nothing
         // else can fail and turn an issued password into an error.
-        let issued = app_password_on(&txn, &new.username, new.id)
+        let issued = app_password_on(&txn, &username, id)
             .await?
             .ok_or_else(|| Error::internal("issued app password not found before commit"))?;
         txn.commit().await?;
@@ -357,56 +440,7 @@ impl AppPasswordStore for SqlStore {
         let Some((change, event)) = plan(&current)? else {
             return Ok(Some(current));
         };
-        let mut update = app_password::Entity::update_many().col_expr(
-            app_password::Column::UpdatedAt,
-            Expr::value(event.at.as_millis()),
-        );
-        let settings = change.settings;
-        if let Some(display_name) = settings.display_name {
-            update = update.col_expr(app_password::Column::DisplayName, Expr::value(display_name));
-        }
-        if let Some(protocols) = settings.protocols {
-            update = update.col_expr(
-                app_password::Column::Protocols,
-                Expr::value(protocols.bits()),
-            );
-        }
-        if let Some(networks) = settings.allowed_networks {
-            update = update.col_expr(
-                app_password::Column::AllowedNetworks,
-                Expr::value(networks.to_stored()),
-            );
-        }
-        if let Some(expires_at) = settings.expires_at.change() {
-            update = update.col_expr(
-                app_password::Column::ExpiresAt,
-                Expr::value(expires_at.map(Timestamp::as_millis)),
-            );
-        }
-        if let Some(idle_timeout) = settings.idle_timeout.change() {
-            update = update.col_expr(
-                app_password::Column::IdleTimeoutMs,
-                Expr::value(idle_timeout.map(millis_of_duration)),
-            );
-        }
-        if let Some(suspension) = change.suspension.change() {
-            update = update
-                .col_expr(
-                    app_password::Column::SuspendedAt,
-                    Expr::value(suspension.as_ref().map(|s| s.at.as_millis())),
-                )
-                .col_expr(
-                    app_password::Column::SuspendReason,
-                    Expr::value(suspension.map(|s| s.reason)),
-                );
-        }
-        if let Some(at) = change.idle_expired_at {
-            update = update.col_expr(
-                app_password::Column::IdleExpiredAt,
-                Expr::value(at.as_millis()),
-            );
-        }
-        update
+        change_update(change, event.at)
             .filter(app_password::Column::Id.eq(id))
             .exec(&txn)
             .await?;
