@@ -143,34 +143,14 @@ pub async fn explain<S>(
 where
     S: LoginStore + AppPasswordStore + AccountStore + AuditStore,
 {
-    let username = request.username;
+    let username = request.username.clone();
     let sight = Sight::of(store, viewer, &username, now).await?;
     let account = store.get_account(&username, now).await?;
-    // Those that are not revoked first (they decide a login), newest
-    // first; then revoked ones, up to the total shown.
-    let mut passwords = Vec::new();
-    if account.is_some() {
-        for show_revoked in [false, true] {
-            let page = store
-                .list_app_passwords(
-                    &username,
-                    show_revoked,
-                    sight.issuer(),
-                    None,
-                    PASSWORDS_SHOWN,
-                )
-                .await?
-                .map(|page| page.items)
-                .unwrap_or_default();
-            for password in page {
-                let room = passwords.len() < PASSWORDS_SHOWN as usize;
-                let seen = passwords.iter().any(|p: &AppPassword| p.id == password.id);
-                if room && !seen {
-                    passwords.push(password);
-                }
-            }
-        }
-    }
+    let passwords = if account.is_some() {
+        shown_passwords(store, &username, &sight).await?
+    } else {
+        Vec::new()
+    };
 
     let (source, pair, account_scope, recent_failures) = if sight.sees_account_state() {
         let (source, pair, account_scope) =
@@ -188,21 +168,7 @@ where
             String::new()
         }
     });
-    let app_passwords: Vec<_> = passwords
-        .into_iter()
-        .map(|password| {
-            let refused = if disabled.is_some() {
-                Some(FailureReason::AccountDisabled)
-            } else {
-                password
-                    .rules()
-                    .refusal(now, request.protocol, request.client_ip)
-                    .map(FailureReason::from)
-            };
-            (password, refused)
-        })
-        .collect();
-
+    let app_passwords = with_refusals(passwords, disabled.is_some(), &request, now);
     let summary = summary(
         account.is_some(),
         disabled.as_deref(),
@@ -221,6 +187,60 @@ where
         recent_failures,
         summary,
     })
+}
+
+/// The account's passwords shown: those that are not revoked first (they
+/// decide a login), newest first; then revoked ones, up to the total shown.
+async fn shown_passwords<S: AppPasswordStore>(
+    store: &S,
+    username: &Username,
+    sight: &Sight<'_>,
+) -> Result<Vec<AppPassword>> {
+    let mut passwords: Vec<AppPassword> = Vec::new();
+    for show_revoked in [false, true] {
+        let page = store
+            .list_app_passwords(
+                username,
+                show_revoked,
+                sight.issuer(),
+                None,
+                PASSWORDS_SHOWN,
+            )
+            .await?
+            .map(|page| page.items)
+            .unwrap_or_default();
+        for password in page {
+            let room = passwords.len() < PASSWORDS_SHOWN as usize;
+            let seen = passwords.iter().any(|p| p.id == password.id);
+            if room && !seen {
+                passwords.push(password);
+            }
+        }
+    }
+    Ok(passwords)
+}
+
+/// Each password with the first rule that refuses the request's login.
+fn with_refusals(
+    passwords: Vec<AppPassword>,
+    account_disabled: bool,
+    request: &ExplainRequest,
+    now: Timestamp,
+) -> Vec<(AppPassword, Option<FailureReason>)> {
+    passwords
+        .into_iter()
+        .map(|password| {
+            let refused = if account_disabled {
+                Some(FailureReason::AccountDisabled)
+            } else {
+                password
+                    .rules()
+                    .refusal(now, request.protocol, request.client_ip)
+                    .map(FailureReason::from)
+            };
+            (password, refused)
+        })
+        .collect()
 }
 
 /// The three throttle scopes as a login would read them (the source and
