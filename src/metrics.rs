@@ -164,48 +164,7 @@ impl fmt::Debug for DomainCollector {
 impl Collector for DomainCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let (stats, watch) = (self.stats)();
-        let counters = [
-            (
-                "argon2_verifications",
-                "argon2 verifications run, dummy ones included",
-                stats.argon2_verifications,
-            ),
-            (
-                "verified_cache_hits",
-                "Logins whose secret matched the verified-secret cache (argon2 skipped)",
-                stats.cache_hits,
-            ),
-            (
-                "verified_cache_misses",
-                "Logins that would succeed but were not in the verified-secret cache",
-                stats.cache_misses,
-            ),
-            (
-                "warm_verifier_hits",
-                "Logins not in this process's cache whose stored warm verifier matched (argon2 skipped)",
-                stats.warm_hits,
-            ),
-            (
-                "hash_pool_skipped",
-                "argon2 jobs not run because their caller had gone before they started",
-                stats.hash_pool_skipped,
-            ),
-            (
-                "hash_pool_refused",
-                "argon2 jobs refused at once because they would not start within the caller's deadline",
-                stats.hash_pool_refused,
-            ),
-            (
-                "watch_events_read",
-                "Change-feed events read from the database for WatchEvents streams",
-                watch.events_read,
-            ),
-            (
-                "watch_events_sent",
-                "Change-feed events handed to WatchEvents streams' transports",
-                watch.events_sent,
-            ),
-        ];
+        let counters = domain_counters(&stats, &watch);
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(
@@ -215,49 +174,100 @@ impl Collector for DomainCollector {
                 counter.metric_type(),
             )?)?;
         }
-        let gauges = [
-            (
-                "hash_pool_workers",
-                "Threads that run argon2",
-                stats.hash_pool_workers,
-            ),
-            (
-                "hash_pool_queue_depth",
-                "argon2 jobs waiting for a thread",
-                stats.hash_pool_queued,
-            ),
-            (
-                "hash_pool_busy_workers",
-                "Threads running argon2 now",
-                stats.hash_pool_busy,
-            ),
-            (
-                "usage_pending",
-                "App passwords whose usage waits for the next flush",
-                stats.usage_pending,
-            ),
-            (
-                "remembered_guesses",
-                "Wrong guesses this replica remembers, to decide their repeats without argon2",
-                stats.remembered_guesses,
-            ),
-            (
-                "guesses_in_flight",
-                "Throttle scopes with a guess being verified now",
-                stats.guesses_in_flight,
-            ),
-            (
-                "watchers",
-                "WatchEvents streams open on this replica",
-                usize::try_from(watch.watchers).unwrap_or(usize::MAX),
-            ),
-        ];
+        let gauges = domain_gauges(&stats, &watch);
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
         Ok(())
     }
+}
+
+/// The domain's counters: name, help, value.
+fn domain_counters(stats: &Stats, watch: &WatchStats) -> [(&'static str, &'static str, u64); 8] {
+    [
+        (
+            "argon2_verifications",
+            "argon2 verifications run, dummy ones included",
+            stats.argon2_verifications,
+        ),
+        (
+            "verified_cache_hits",
+            "Logins whose secret matched the verified-secret cache (argon2 skipped)",
+            stats.cache_hits,
+        ),
+        (
+            "verified_cache_misses",
+            "Logins that would succeed but were not in the verified-secret cache",
+            stats.cache_misses,
+        ),
+        (
+            "warm_verifier_hits",
+            "Logins not in this process's cache whose stored warm verifier matched (argon2 skipped)",
+            stats.warm_hits,
+        ),
+        (
+            "hash_pool_skipped",
+            "argon2 jobs not run because their caller had gone before they started",
+            stats.hash_pool_skipped,
+        ),
+        (
+            "hash_pool_refused",
+            "argon2 jobs refused at once because they would not start within the caller's deadline",
+            stats.hash_pool_refused,
+        ),
+        (
+            "watch_events_read",
+            "Change-feed events read from the database for WatchEvents streams",
+            watch.events_read,
+        ),
+        (
+            "watch_events_sent",
+            "Change-feed events handed to WatchEvents streams' transports",
+            watch.events_sent,
+        ),
+    ]
+}
+
+/// The domain's gauges: name, help, value.
+fn domain_gauges(stats: &Stats, watch: &WatchStats) -> [(&'static str, &'static str, usize); 7] {
+    [
+        (
+            "hash_pool_workers",
+            "Threads that run argon2",
+            stats.hash_pool_workers,
+        ),
+        (
+            "hash_pool_queue_depth",
+            "argon2 jobs waiting for a thread",
+            stats.hash_pool_queued,
+        ),
+        (
+            "hash_pool_busy_workers",
+            "Threads running argon2 now",
+            stats.hash_pool_busy,
+        ),
+        (
+            "usage_pending",
+            "App passwords whose usage waits for the next flush",
+            stats.usage_pending,
+        ),
+        (
+            "remembered_guesses",
+            "Wrong guesses this replica remembers, to decide their repeats without argon2",
+            stats.remembered_guesses,
+        ),
+        (
+            "guesses_in_flight",
+            "Throttle scopes with a guess being verified now",
+            stats.guesses_in_flight,
+        ),
+        (
+            "watchers",
+            "WatchEvents streams open on this replica",
+            usize::try_from(watch.watchers).unwrap_or(usize::MAX),
+        ),
+    ]
 }
 
 /// The canonical name of a gRPC code, as grpc-status documents it.
