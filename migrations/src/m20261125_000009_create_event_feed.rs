@@ -9,8 +9,7 @@ pub struct Migration;
 /// - `event_feed`: one row. `last_seq` is the sequence number of the
 ///   newest event in the feed; a transaction that writes feed events
 ///   raises it by their count and keeps the row locked until it commits,
-///   so sequence order is commit order (docs/ARCHITECTURE.md, "The change
-///   feed"). `pruned_through`: every event up to it has been pruned and
+///   so sequence order is commit order (docs/change-feed.md). `pruned_through`: every event up to it has been pruned and
 ///   every later one is kept. `feed_id`: random, names this database's
 ///   feed in resume tokens, so a token of another deployment is refused.
 /// - `audit_event.seq`: the event's place in the feed; NULL for events not

@@ -8,7 +8,7 @@
 //! once a reader sees number `n` committed, every lower number is committed
 //! too (or was never handed out, when its transaction rolled back and gave
 //! it up). A watcher's place is therefore one number, and "everything
-//! after it" never skips a late commit (docs/ARCHITECTURE.md).
+//! after it" never skips a late commit (docs/change-feed.md).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
