@@ -275,9 +275,8 @@ async fn health_follows_the_database() {
     })
     .await;
     let mut health = HealthClient::new(server.channel());
-    let mut wait_for = async |wanted: ServingStatus| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+    let mut wait_for = async |wanted: ServingStatus, what: &str| {
+        eventually(what, Duration::from_secs(10), async || {
             let status = health
                 .check(HealthCheckRequest {
                     service: "latchkey.v1.LegacyAuthService".into(),
@@ -286,20 +285,18 @@ async fn health_follows_the_database() {
                 .unwrap()
                 .into_inner()
                 .status();
-            if status == wanted {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "health stayed {status:?}, wanted {wanted:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (status == wanted).then_some(())
+        })
+        .await
     };
-    wait_for(ServingStatus::Serving).await;
+    wait_for(ServingStatus::Serving, "health SERVING at start").await;
     link.down();
-    wait_for(ServingStatus::NotServing).await;
+    wait_for(
+        ServingStatus::NotServing,
+        "health NOT_SERVING with the database away",
+    )
+    .await;
     link.restore();
-    wait_for(ServingStatus::Serving).await;
+    wait_for(ServingStatus::Serving, "health SERVING once it is back").await;
     server.stop().await;
 }

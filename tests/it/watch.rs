@@ -887,20 +887,18 @@ async fn watchers_are_limited_per_caller_and_per_replica(backend: Backend) {
 
     // Closing a stream gives its place back.
     drop(first);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match Watcher::try_open(&server, Role::Notifier, all_types()).await {
-            Ok(_) => break,
+    eventually(
+        "the closed stream's place back",
+        PATIENCE,
+        async || match Watcher::try_open(&server, Role::Notifier, all_types()).await {
+            Ok(watcher) => Some(watcher),
             Err(status) => {
                 assert_eq!(status.code(), Code::ResourceExhausted);
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the place never came back"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                None
             }
-        }
-    }
+        },
+    )
+    .await;
 }
 
 async fn a_token_behind_retention_is_refused_and_streams_end_when_the_server_stops(
@@ -916,9 +914,8 @@ async fn a_token_behind_retention_is_refused_and_streams_end_when_the_server_sto
         .token;
     issue_simple(&server, "old").await;
     server.clock.advance(Duration::from_secs(36 * 3600));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    let refused = loop {
-        match Watcher::try_open(
+    let refused = eventually("the old token pruned", PATIENCE, async || {
+        let resumed = Watcher::try_open(
             &server,
             Role::Operator,
             WatchEventsRequest {
@@ -926,18 +923,15 @@ async fn a_token_behind_retention_is_refused_and_streams_end_when_the_server_sto
                 ..all_types()
             },
         )
-        .await
-        {
-            Err(status) => break status,
-            Ok(_) => {
-                assert!(tokio::time::Instant::now() < deadline, "never pruned");
-                // Housekeeping sleeps on the test's clock: a pass that
-                // began before the jump sleeps from after it.
-                server.clock.advance(Duration::from_secs(2));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+        .await;
+        // Housekeeping sleeps on the test's clock: a pass that began
+        // before the jump sleeps from after it.
+        if resumed.is_ok() {
+            server.clock.advance(Duration::from_secs(2));
         }
-    };
+        resumed.err()
+    })
+    .await;
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(
         refused.get_details_error_info().unwrap().reason,
@@ -983,22 +977,22 @@ async fn pruning_past_an_open_stream_ends_it_instead_of_skipping() {
     let (mut stalled, _) = narrow_stream(&server, &from).await;
     settled_reads(&server).await;
     server.clock.advance(Duration::from_secs(36 * 3600));
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while Watcher::try_open(
-        &server,
-        Role::Operator,
-        WatchEventsRequest {
-            resume_token: from.clone(),
-            ..all_types()
-        },
-    )
-    .await
-    .is_ok()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never pruned");
-        server.clock.advance(Duration::from_secs(2));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the stream's token pruned", PATIENCE, async || {
+        let resumed = Watcher::try_open(
+            &server,
+            Role::Operator,
+            WatchEventsRequest {
+                resume_token: from.clone(),
+                ..all_types()
+            },
+        )
+        .await;
+        if resumed.is_ok() {
+            server.clock.advance(Duration::from_secs(2));
+        }
+        resumed.err()
+    })
+    .await;
     issue_simple(&server, "late").await;
     let mut events = 0usize;
     let status = loop {

@@ -187,8 +187,23 @@ pub async fn stored_failures(server: &TestServer, key: &str) -> i64 {
 /// Waits (on real time, polling) until `check` holds; fails, saying
 /// `what`, if it does not within `within`.
 pub async fn until(what: &str, within: std::time::Duration, mut check: impl FnMut() -> bool) {
+    eventually(what, within, async || check().then_some(())).await
+}
+
+/// Polls `check` on real time, every 20 ms, until it gives a value, and
+/// returns it; fails, saying `what`, if it gives none within `within`. A
+/// check that waits on a background task of the test's clock nudges the
+/// clock itself before it answers `None`.
+pub async fn eventually<T>(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = tokio::time::Instant::now() + within;
-    while !check() {
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "not within {within:?}: {what}"
