@@ -26,7 +26,7 @@ use super::entities::{account, app_password, auth_throttle};
 use super::{duration_of_millis, SqlStore};
 use crate::domain::login::model::{Credential, LoginState, Warm};
 use crate::domain::login::store::LoginStore;
-use crate::domain::login::throttle::{Counter, ScopeCounters, ScopeKind, Scopes};
+use crate::domain::login::throttle::{Counter, ScopeCounters, ScopeKey, ScopeKind, Scopes};
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::network::{AllowedNetworks, SeenNetworks};
 use crate::domain::shared::protocol::ProtocolSet;
@@ -45,6 +45,64 @@ fn prefix(kind: ScopeKind) -> &'static str {
 const KINDS: [ScopeKind; 3] = [ScopeKind::Source, ScopeKind::Pair, ScopeKind::Account];
 const ACCOUNT: &str = "a";
 const PASSWORD: &str = "p";
+
+/// The statement's columns, in the order `statement` selects them: a row
+/// is read by position (no column looked up, or its name built, by name;
+/// those were a warm login's small allocations). A unit test checks this
+/// order against the built statement.
+const COLUMNS: [&str; 30] = [
+    TAG,
+    "a_username",
+    "a_disabled_at",
+    "p_id",
+    "p_secret_hash",
+    "p_revoked_at",
+    "p_expires_at",
+    "p_protocols",
+    "p_allowed_networks",
+    "p_use_count",
+    "p_seen_networks",
+    "p_created_at",
+    "p_last_used_at",
+    "p_idle_timeout_ms",
+    "p_idle_expired_at",
+    "p_suspended_at",
+    "p_warm_verifier",
+    "p_warm_until",
+    "source_failures",
+    "source_last_failure_at",
+    "source_blocked_until",
+    "source_last_success_at",
+    "pair_failures",
+    "pair_last_failure_at",
+    "pair_blocked_until",
+    "pair_last_success_at",
+    "account_failures",
+    "account_last_failure_at",
+    "account_blocked_until",
+    "account_last_success_at",
+];
+
+/// Where `name` is in [`COLUMNS`]. Every call is in a `const` block, so a
+/// name not there fails the build, never a login.
+#[allow(clippy::panic)]
+const fn at(name: &str) -> usize {
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        let (a, b) = (COLUMNS[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("no such column in the login statement")
+}
 
 /// One login's part of the statement, for the values in the order
 /// [`LoginKey::values`] binds them. `tag` comes back as the `login` column,
@@ -127,7 +185,7 @@ fn statement(tag: &str, key: &LoginKey) -> SelectStatement {
 pub(super) struct LoginKey {
     username: String,
     selector: String,
-    scope_keys: [String; 3],
+    scope_keys: [ScopeKey; 3],
 }
 
 /// The selector is the first letters of whatever was typed as the
@@ -145,7 +203,7 @@ impl LoginKey {
         Self {
             username: username.as_str().to_owned(),
             selector: selector.to_owned(),
-            scope_keys: KINDS.map(|kind| scopes.get(kind).key.clone()),
+            scope_keys: KINDS.map(|kind| scopes.get(kind).key),
         }
     }
 
@@ -216,7 +274,7 @@ async fn read_logins(db: &DatabaseConnection, keys: &[LoginKey]) -> Result<Vec<L
     let rows = db.query_all(statement).await?;
     let mut states: Vec<Option<LoginState>> = keys.iter().map(|_| None).collect();
     for row in &rows {
-        let tag: String = row.try_get("", TAG)?;
+        let tag: String = row.try_get_by_index(const { at(TAG) })?;
         let slot = tag
             .parse::<usize>()
             .ok()
@@ -230,18 +288,49 @@ async fn read_logins(db: &DatabaseConnection, keys: &[LoginKey]) -> Result<Vec<L
         .collect()
 }
 
+/// A scope's counter columns: failures, last failure, block, last success.
+const fn counter_columns(kind: ScopeKind) -> [usize; 4] {
+    match kind {
+        ScopeKind::Source => [
+            at("source_failures"),
+            at("source_last_failure_at"),
+            at("source_blocked_until"),
+            at("source_last_success_at"),
+        ],
+        ScopeKind::Pair => [
+            at("pair_failures"),
+            at("pair_last_failure_at"),
+            at("pair_blocked_until"),
+            at("pair_last_success_at"),
+        ],
+        ScopeKind::Account => [
+            at("account_failures"),
+            at("account_last_failure_at"),
+            at("account_blocked_until"),
+            at("account_last_success_at"),
+        ],
+    }
+}
+
 fn counter(row: &QueryResult, kind: ScopeKind) -> std::result::Result<Counter, DbErr> {
-    let prefix = prefix(kind);
-    let time = |column: &str| {
-        row.try_get::<Option<i64>>(prefix, column)
+    const SOURCE: [usize; 4] = counter_columns(ScopeKind::Source);
+    const PAIR: [usize; 4] = counter_columns(ScopeKind::Pair);
+    const ACCOUNT_SCOPE: [usize; 4] = counter_columns(ScopeKind::Account);
+    let [failures, last_failure_at, blocked_until, last_success_at] = match kind {
+        ScopeKind::Source => SOURCE,
+        ScopeKind::Pair => PAIR,
+        ScopeKind::Account => ACCOUNT_SCOPE,
+    };
+    let time = |column: usize| {
+        row.try_get_by_index::<Option<i64>>(column)
             .map(|millis| millis.map(Timestamp::from_millis))
     };
-    let failures: Option<i64> = row.try_get(prefix, "failures")?;
+    let failures: Option<i64> = row.try_get_by_index(failures)?;
     Ok(Counter {
         failures: failures.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
-        last_failure_at: time("last_failure_at")?,
-        blocked_until: time("blocked_until")?,
-        last_success_at: time("last_success_at")?,
+        last_failure_at: time(last_failure_at)?,
+        blocked_until: time(blocked_until)?,
+        last_success_at: time(last_success_at)?,
     })
 }
 
@@ -250,40 +339,41 @@ fn credential(
     username: String,
     disabled_at: Option<i64>,
 ) -> std::result::Result<Option<Credential>, DbErr> {
-    let Some(id) = row.try_get::<Option<Uuid>>(PASSWORD, "_id")? else {
+    let Some(id) = row.try_get_by_index::<Option<Uuid>>(const { at("p_id") })? else {
         return Ok(None);
     };
-    let optional = |column: &str| row.try_get::<Option<i64>>(PASSWORD, column);
+    let optional = |column: usize| row.try_get_by_index::<Option<i64>>(column);
     // The columns below are NOT NULL: with the password's id, they are set.
-    let missing = |column: &str| DbErr::Custom(format!("app_password.{column} is NULL"));
-    let required = |column: &str| optional(column)?.ok_or_else(|| missing(column));
-    let text = |column: &str| {
-        row.try_get::<Option<String>>(PASSWORD, column)?
+    let missing = |column: usize| DbErr::Custom(format!("{} is NULL", COLUMNS[column]));
+    let required = |column: usize| optional(column)?.ok_or_else(|| missing(column));
+    let text = |column: usize| {
+        row.try_get_by_index::<Option<String>>(column)?
             .ok_or_else(|| missing(column))
     };
     let secret_hash = row
-        .try_get::<Option<SecretHash>>(PASSWORD, "_secret_hash")?
-        .ok_or_else(|| missing("secret_hash"))?;
-    let created_at = required("_created_at")?;
-    let last_active_at = optional("_last_used_at")?.map_or(created_at, |at| at.max(created_at));
+        .try_get_by_index::<Option<SecretHash>>(const { at("p_secret_hash") })?
+        .ok_or_else(|| missing(const { at("p_secret_hash") }))?;
+    let created_at = required(const { at("p_created_at") })?;
+    let last_active_at =
+        optional(const { at("p_last_used_at") })?.map_or(created_at, |at| at.max(created_at));
     Ok(Some(Credential {
         app_password_id: id,
         username: Username::from_stored(username),
         secret_hash: secret_hash.0,
         account_disabled: disabled_at.is_some(),
-        revoked: optional("_revoked_at")?.is_some(),
-        expires_at: optional("_expires_at")?.map(Timestamp::from_millis),
-        idle_timeout: optional("_idle_timeout_ms")?.map(duration_of_millis),
+        revoked: optional(const { at("p_revoked_at") })?.is_some(),
+        expires_at: optional(const { at("p_expires_at") })?.map(Timestamp::from_millis),
+        idle_timeout: optional(const { at("p_idle_timeout_ms") })?.map(duration_of_millis),
         last_active_at: Timestamp::from_millis(last_active_at),
-        idle_expired: optional("_idle_expired_at")?.is_some(),
-        suspended: optional("_suspended_at")?.is_some(),
-        protocols: ProtocolSet::from_bits(required("_protocols")?),
-        allowed_networks: AllowedNetworks::from_stored(&text("_allowed_networks")?),
-        use_count: required("_use_count")?,
-        seen_networks: SeenNetworks::from_stored(&text("_seen_networks")?),
+        idle_expired: optional(const { at("p_idle_expired_at") })?.is_some(),
+        suspended: optional(const { at("p_suspended_at") })?.is_some(),
+        protocols: ProtocolSet::from_bits(required(const { at("p_protocols") })?),
+        allowed_networks: AllowedNetworks::from_stored(&text(const { at("p_allowed_networks") })?),
+        use_count: required(const { at("p_use_count") })?,
+        seen_networks: SeenNetworks::from_stored(&text(const { at("p_seen_networks") })?),
         warm: match (
-            row.try_get::<Option<String>>(PASSWORD, "_warm_verifier")?,
-            optional("_warm_until")?,
+            row.try_get_by_index::<Option<String>>(const { at("p_warm_verifier") })?,
+            optional(const { at("p_warm_until") })?,
         ) {
             (Some(verifier), Some(until)) => Some(Warm {
                 verifier,
@@ -300,14 +390,14 @@ fn login_state(row: &QueryResult) -> std::result::Result<LoginState, DbErr> {
         pair: counter(row, ScopeKind::Pair)?,
         account: counter(row, ScopeKind::Account)?,
     };
-    let Some(username) = row.try_get::<Option<String>>(ACCOUNT, "_username")? else {
+    let Some(username) = row.try_get_by_index::<Option<String>>(const { at("a_username") })? else {
         return Ok(LoginState {
             counters,
             account_exists: false,
             credential: None,
         });
     };
-    let disabled_at: Option<i64> = row.try_get(ACCOUNT, "_disabled_at")?;
+    let disabled_at: Option<i64> = row.try_get_by_index(const { at("a_disabled_at") })?;
     Ok(LoginState {
         counters,
         account_exists: true,
@@ -348,6 +438,30 @@ mod tests {
         let printed = format!("{:?}", LoginKey::new(&scopes, &username, "qzxw"));
         assert!(printed.contains("alice@example.com"), "{printed}");
         assert!(!printed.contains("qzxw"), "{printed}");
+    }
+
+    /// Rows are read by position: the statement selects its columns in
+    /// the order of `COLUMNS`, on every backend.
+    #[test]
+    fn columns_are_selected_in_the_order_read() {
+        let keys = vec![LoginKey::default(); 1];
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres, DbBackend::MySql] {
+            let sql = backend.build(&batch_statement(&keys)).sql;
+            let quote = if backend == DbBackend::MySql {
+                '`'
+            } else {
+                '"'
+            };
+            let aliases: Vec<&str> = sql
+                .split(" AS ")
+                .skip(1)
+                .filter_map(|rest| rest.strip_prefix(quote)?.split(quote).next())
+                .filter(|alias| *alias != "one" && *alias != "one_row")
+                .filter(|alias| *alias != ACCOUNT && *alias != PASSWORD)
+                .filter(|alias| !["source", "pair", "account"].contains(alias))
+                .collect();
+            assert_eq!(aliases, COLUMNS, "{backend:?}: {sql}");
+        }
     }
 
     #[test]

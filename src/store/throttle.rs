@@ -99,7 +99,7 @@ async fn record_failure_batch(
         let mut blocked = None;
         for (scope, rule) in failure.scopes {
             let row = rows
-                .get_mut(&scope.key)
+                .get_mut(scope.key.as_str())
                 .ok_or_else(|| Error::internal("throttle row missing after insert"))?;
             let before = counter(row);
             let next = rule.after_failure(before, failure.now);
@@ -190,7 +190,7 @@ impl ThrottleStore for SqlStore {
 
     #[tracing::instrument(skip_all)]
     async fn record_success(&self, scope: &Scope, now: Timestamp) -> Result<()> {
-        let mut row = empty_row(&scope.key, now);
+        let mut row = empty_row(scope.key.as_str(), now);
         row.last_success_at = Set(Some(now.as_millis()));
         auth_throttle::Entity::insert(row)
             .on_conflict(overwrite([

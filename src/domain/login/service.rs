@@ -441,7 +441,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         let scopes = login.typed.scopes.all();
         let rules = scopes
             .iter()
-            .map(|&scope| (scope.clone(), throttle.rule(scope.kind)))
+            .map(|&scope| (*scope, throttle.rule(scope.kind)))
             .collect();
         let counters = self.store().record_failures(rules, now, event).await?;
         let blocks = counters

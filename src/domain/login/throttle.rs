@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::audit::event::{AuditEvent, EventType};
-use crate::domain::shared::hex::lower_hex;
 use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
@@ -72,10 +71,10 @@ pub enum ScopeKind {
 
 /// One counter's identity: its kind and a storage key derived from what it
 /// counts (SHA-256, so usernames are not stored in clear).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Scope {
     pub kind: ScopeKind,
-    pub key: String,
+    pub key: ScopeKey,
 }
 
 impl Scope {
@@ -85,8 +84,54 @@ impl Scope {
             hasher.update(part.as_bytes());
             hasher.update([0]);
         }
-        let key = lower_hex(&hasher.finalize());
-        Self { kind, key }
+        Self {
+            kind,
+            key: ScopeKey::of(&hasher.finalize().into()),
+        }
+    }
+}
+
+/// A scope's storage key: the lowercase hex of a SHA-256, as stored, held
+/// inline, so a login copies its keys (into the memory's maps, into its
+/// read) without an allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ScopeKey([u8; 64]);
+
+/// All zeros: the key of no scope, for statements built without values.
+impl Default for ScopeKey {
+    fn default() -> Self {
+        Self([b'0'; 64])
+    }
+}
+
+impl ScopeKey {
+    fn of(digest: &[u8; 32]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut key = [0u8; 64];
+        for (i, byte) in digest.iter().enumerate() {
+            key[2 * i] = HEX[usize::from(byte >> 4)];
+            key[2 * i + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        Self(key)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ever hex digits, written by `of`.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for ScopeKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for ScopeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -282,6 +327,34 @@ mod tests {
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_millis(seconds * 1000)
+    }
+
+    /// The keys are what is stored: the lowercase hex SHA-256 of the
+    /// parts, each ended by a NUL, exactly as they have always been.
+    #[test]
+    fn scope_keys_are_the_stored_hex_sha256() {
+        let alice = Username::parse("alice").unwrap();
+        let scopes = Scopes::of(&alice, "2001:db8::1".parse().unwrap());
+        let hex = |parts: &[&str]| {
+            let mut hasher = Sha256::new();
+            for part in parts {
+                hasher.update(part.as_bytes());
+                hasher.update([0]);
+            }
+            crate::domain::shared::hex::lower_hex(&hasher.finalize())
+        };
+        assert_eq!(
+            scopes.source.key.as_str(),
+            hex(&["source", "2001:db8::/64"])
+        );
+        let pair = hex(&["pair", "alice", "2001:db8::/64"]);
+        assert_eq!(scopes.pair.key.as_str(), pair);
+        assert_eq!(scopes.account.key.as_str(), hex(&["account", "alice"]));
+        assert_eq!(
+            scopes.account.key.as_str(),
+            "b825cadfc282f923ce84451138d526c06304208bd74638c55751e054b7f40dd8",
+            "pinned: a new key format would orphan every stored counter"
+        );
     }
 
     #[test]

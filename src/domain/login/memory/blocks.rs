@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::login::model::FailureReason;
-use crate::domain::login::throttle::{source_network, Scope, ScopeKind};
+use crate::domain::login::throttle::{source_network, Scope, ScopeKey, ScopeKind};
 use crate::domain::shared::protocol::Protocol;
 use crate::domain::shared::sync::lock;
 use crate::domain::shared::time::Timestamp;
@@ -53,7 +53,7 @@ pub(super) struct Found<'a> {
 #[derive(Debug, Default)]
 pub(super) struct Blocks {
     /// Each block's end, and (for a pair's) whether its account exists.
-    ends: Mutex<HashMap<String, (Timestamp, bool)>>,
+    ends: Mutex<HashMap<ScopeKey, (Timestamp, bool)>>,
     throttled: Mutex<Throttled>,
 }
 
@@ -63,7 +63,7 @@ pub(super) struct Blocks {
 /// their attempts are one row per flush.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ThrottledKey {
-    scope: String,
+    scope: ScopeKey,
     protocol: Protocol,
     actor: String,
 }
@@ -133,7 +133,7 @@ impl Blocks {
                 return;
             }
         }
-        ends.insert(scope.key.clone(), (until, account_exists));
+        ends.insert(scope.key, (until, account_exists));
     }
 
     pub(super) fn forget(&self, scope: &Scope) {
@@ -146,7 +146,7 @@ impl Blocks {
     /// kinds are counted into one summary row.
     pub(super) fn note(&self, attempt: ThrottledAttempt<'_>) {
         let key = ThrottledKey {
-            scope: attempt.by.key.clone(),
+            scope: attempt.by.key,
             protocol: attempt.protocol,
             actor: attempt.actor.to_owned(),
         };

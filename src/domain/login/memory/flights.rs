@@ -34,12 +34,13 @@ use tokio::sync::futures::OwnedNotified;
 use tokio::sync::Notify;
 
 use super::guesses::GuessDigest;
+use crate::domain::login::throttle::ScopeKey;
 use crate::domain::shared::sync::lock;
 
 /// What holds places: a throttle scope, by its key, or one guess.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum FlightKey {
-    Scope(String),
+    Scope(ScopeKey),
     Guess(GuessDigest),
 }
 

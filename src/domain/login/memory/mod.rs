@@ -170,9 +170,19 @@ impl ThrottleMemory {
         typed: &str,
     ) -> GuessDigest {
         let mut mac = self.guess_mac.clone();
-        mac.update(pair.key.as_bytes());
+        mac.update(pair.key.as_str().as_bytes());
         mac.update(&[0]);
-        mac.update(client_ip.to_string().as_bytes());
+        // The address's bytes after its family, so their length is known.
+        match client_ip {
+            IpAddr::V4(v4) => {
+                mac.update(&[4]);
+                mac.update(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                mac.update(&[6]);
+                mac.update(&v6.octets());
+            }
+        }
         mac.update(&[0]);
         mac.update(protocol.as_str().as_bytes());
         mac.update(&[0]);
@@ -230,7 +240,7 @@ impl ThrottleMemory {
     /// stored hash of the candidate read now.
     pub fn recall(&self, attempt: &Attempt<'_>, candidate: HashPrint, now: Timestamp) -> Recall {
         let guesses = lock(&self.guesses);
-        match guesses.find(&attempt.scopes.pair.key, &attempt.digest) {
+        match guesses.find(attempt.scopes.pair.key.as_str(), &attempt.digest) {
             Some(guess) if now.within(guess.counted_at, self.window) => {
                 if guess.verified_against == candidate {
                     Recall::Known {
@@ -253,7 +263,7 @@ impl ThrottleMemory {
             .scopes
             .all()
             .iter()
-            .map(|scope| FlightKey::Scope(scope.key.clone()))
+            .map(|scope| FlightKey::Scope(scope.key))
             .collect();
         keys.push(FlightKey::Guess(attempt.digest));
         self.flights.watch(keys)
@@ -304,7 +314,7 @@ impl ThrottleMemory {
         let scopes = attempt.scopes.all();
         let keys: Vec<FlightKey> = scopes
             .iter()
-            .map(|scope| FlightKey::Scope(scope.key.clone()))
+            .map(|scope| FlightKey::Scope(scope.key))
             .collect();
         self.flights.counted(&keys);
         self.remember(attempt, failure, guesses::Counted::Now, now);
@@ -337,7 +347,7 @@ impl ThrottleMemory {
             network: source_network(attempt.client_ip),
             account_known: failure.account_exists,
         };
-        let pair = &attempt.scopes.pair.key;
+        let pair = attempt.scopes.pair.key.as_str();
         lock(&self.guesses).remember(pair, guess, counted, now, self.window);
     }
 
