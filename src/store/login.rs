@@ -24,6 +24,7 @@ use super::batch::BatchFuture;
 use super::entities::app_password::SecretHash;
 use super::entities::{account, app_password, auth_throttle};
 use super::{duration_of_millis, SqlStore};
+use crate::domain::app_passwords::model::Rules;
 use crate::domain::login::model::{Credential, LoginState, Warm};
 use crate::domain::login::store::LoginStore;
 use crate::domain::login::throttle::{Counter, ScopeCounters, ScopeKey, ScopeKind, Scopes};
@@ -361,14 +362,18 @@ fn credential(
         username: Username::from_stored(username),
         secret_hash: secret_hash.0,
         account_disabled: disabled_at.is_some(),
-        revoked: optional(const { at("p_revoked_at") })?.is_some(),
-        expires_at: optional(const { at("p_expires_at") })?.map(Timestamp::from_millis),
-        idle_timeout: optional(const { at("p_idle_timeout_ms") })?.map(duration_of_millis),
-        last_active_at: Timestamp::from_millis(last_active_at),
-        idle_expired: optional(const { at("p_idle_expired_at") })?.is_some(),
-        suspended: optional(const { at("p_suspended_at") })?.is_some(),
-        protocols: ProtocolSet::from_bits(required(const { at("p_protocols") })?),
-        allowed_networks: AllowedNetworks::from_stored(&text(const { at("p_allowed_networks") })?),
+        rules: Rules {
+            revoked: optional(const { at("p_revoked_at") })?.is_some(),
+            expires_at: optional(const { at("p_expires_at") })?.map(Timestamp::from_millis),
+            idle_timeout: optional(const { at("p_idle_timeout_ms") })?.map(duration_of_millis),
+            last_active_at: Timestamp::from_millis(last_active_at),
+            idle_expired: optional(const { at("p_idle_expired_at") })?.is_some(),
+            suspended: optional(const { at("p_suspended_at") })?.is_some(),
+            protocols: ProtocolSet::from_bits(required(const { at("p_protocols") })?),
+            allowed_networks: AllowedNetworks::from_stored(&text(
+                const { at("p_allowed_networks") },
+            )?),
+        },
         use_count: required(const { at("p_use_count") })?,
         seen_networks: SeenNetworks::from_stored(&text(const { at("p_seen_networks") })?),
         warm: match (

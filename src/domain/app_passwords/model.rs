@@ -70,9 +70,10 @@ pub enum Refusal {
 
 /// The rules that decide whether one app password may sign in, in one
 /// place for Authenticate, ExplainLogin, the state shown in listings and
-/// the checks of updates and housekeeping.
-#[derive(Debug, Clone, Copy)]
-pub struct Rules<'a> {
+/// the checks of updates and housekeeping. A login's `Credential` holds
+/// one as read; an `AppPassword` makes one from its fuller record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
     pub revoked: bool,
     pub expires_at: Option<Timestamp>,
     pub idle_timeout: Option<Duration>,
@@ -84,10 +85,10 @@ pub struct Rules<'a> {
     pub idle_expired: bool,
     pub suspended: bool,
     pub protocols: ProtocolSet,
-    pub allowed_networks: &'a AllowedNetworks,
+    pub allowed_networks: AllowedNetworks,
 }
 
-impl Rules<'_> {
+impl Rules {
     /// When it stops (or stopped) working for being idle, if it has an
     /// idle timeout.
     pub fn idle_deadline(&self) -> Option<Timestamp> {
@@ -149,7 +150,7 @@ impl Rules<'_> {
 }
 
 impl AppPassword {
-    pub fn rules(&self) -> Rules<'_> {
+    pub fn rules(&self) -> Rules {
         Rules {
             revoked: self.revoked.is_some(),
             expires_at: self.expires_at,
@@ -161,7 +162,7 @@ impl AppPassword {
             idle_expired: self.idle_expired_at.is_some(),
             suspended: self.suspended.is_some(),
             protocols: self.protocols,
-            allowed_networks: &self.allowed_networks,
+            allowed_networks: self.allowed_networks.clone(),
         }
     }
 

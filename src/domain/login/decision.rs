@@ -121,7 +121,7 @@ pub fn refusal(credential: &Credential, facts: &Facts<'_>) -> Option<FailureReas
         return Some(FailureReason::AccountDisabled);
     }
     credential
-        .rules()
+        .rules
         .refusal(facts.now, Some(facts.protocol), Some(facts.client_ip))
         .map(FailureReason::from)
 }
@@ -241,6 +241,7 @@ fn failure(reason: FailureReason, account_known: bool, app_password_id: Option<U
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::app_passwords::model::Rules;
     use crate::domain::login::throttle::ScopeCounters;
     use crate::domain::shared::network::{AllowedNetworks, SeenNetworks};
     use crate::domain::shared::protocol::ProtocolSet;
@@ -263,14 +264,16 @@ mod tests {
             username: Username::parse("alice").unwrap(),
             secret_hash: "$argon2id$…".to_owned(),
             account_disabled: false,
-            revoked: false,
-            expires_at: None,
-            idle_timeout: None,
-            last_active_at: earlier(86_400),
-            idle_expired: false,
-            suspended: false,
-            protocols: ProtocolSet::of([Protocol::Imap]),
-            allowed_networks: AllowedNetworks::new(vec!["192.0.2.0/24".parse().unwrap()]),
+            rules: Rules {
+                revoked: false,
+                expires_at: None,
+                idle_timeout: None,
+                last_active_at: earlier(86_400),
+                idle_expired: false,
+                suspended: false,
+                protocols: ProtocolSet::of([Protocol::Imap]),
+                allowed_networks: AllowedNetworks::new(vec!["192.0.2.0/24".parse().unwrap()]),
+            },
             use_count: 3,
             seen_networks: SeenNetworks::default(),
             warm: None,
@@ -424,23 +427,23 @@ mod tests {
                 |c| c.account_disabled = true,
                 FailureReason::AccountDisabled,
             ),
-            (|c| c.revoked = true, FailureReason::Revoked),
-            (|c| c.expires_at = Some(NOW), FailureReason::Expired),
+            (|c| c.rules.revoked = true, FailureReason::Revoked),
+            (|c| c.rules.expires_at = Some(NOW), FailureReason::Expired),
             // Idle for exactly its timeout: refused at once, before any
             // housekeeping marked it.
             (
-                |c| c.idle_timeout = Some(Duration::from_secs(86_400)),
+                |c| c.rules.idle_timeout = Some(Duration::from_secs(86_400)),
                 FailureReason::IdleExpired,
             ),
-            (|c| c.idle_expired = true, FailureReason::IdleExpired),
-            (|c| c.suspended = true, FailureReason::Suspended),
+            (|c| c.rules.idle_expired = true, FailureReason::IdleExpired),
+            (|c| c.rules.suspended = true, FailureReason::Suspended),
             (
-                |c| c.protocols = ProtocolSet::of([Protocol::Pop3]),
+                |c| c.rules.protocols = ProtocolSet::of([Protocol::Pop3]),
                 FailureReason::ProtocolNotAllowed,
             ),
             (
                 |c| {
-                    c.allowed_networks =
+                    c.rules.allowed_networks =
                         AllowedNetworks::new(vec!["198.51.100.0/24".parse().unwrap()])
                 },
                 FailureReason::NetworkNotAllowed,
@@ -473,12 +476,13 @@ mod tests {
         let mut state = state();
         if let Some(c) = state.credential.as_mut() {
             c.account_disabled = true;
-            c.revoked = true;
-            c.expires_at = Some(earlier(1));
-            c.idle_timeout = Some(Duration::from_secs(3600));
-            c.suspended = true;
-            c.protocols = ProtocolSet::of([Protocol::Pop3]);
-            c.allowed_networks = AllowedNetworks::new(vec!["198.51.100.0/24".parse().unwrap()]);
+            c.rules.revoked = true;
+            c.rules.expires_at = Some(earlier(1));
+            c.rules.idle_timeout = Some(Duration::from_secs(3600));
+            c.rules.suspended = true;
+            c.rules.protocols = ProtocolSet::of([Protocol::Pop3]);
+            c.rules.allowed_networks =
+                AllowedNetworks::new(vec!["198.51.100.0/24".parse().unwrap()]);
         }
         let order = [
             FailureReason::AccountDisabled,
@@ -497,18 +501,18 @@ mod tests {
             if let Some(c) = state.credential.as_mut() {
                 match reason {
                     FailureReason::AccountDisabled => c.account_disabled = false,
-                    FailureReason::Revoked => c.revoked = false,
-                    FailureReason::Expired => c.expires_at = Some(later(1)),
+                    FailureReason::Revoked => c.rules.revoked = false,
+                    FailureReason::Expired => c.rules.expires_at = Some(later(1)),
                     // Used an hour ago: a two-hour timeout has not run out.
                     FailureReason::IdleExpired => {
-                        c.last_active_at = earlier(3600);
-                        c.idle_timeout = Some(Duration::from_secs(7200));
+                        c.rules.last_active_at = earlier(3600);
+                        c.rules.idle_timeout = Some(Duration::from_secs(7200));
                     }
-                    FailureReason::Suspended => c.suspended = false,
+                    FailureReason::Suspended => c.rules.suspended = false,
                     FailureReason::ProtocolNotAllowed => {
-                        c.protocols = ProtocolSet::of([Protocol::Imap])
+                        c.rules.protocols = ProtocolSet::of([Protocol::Imap])
                     }
-                    _ => c.allowed_networks = AllowedNetworks::default(),
+                    _ => c.rules.allowed_networks = AllowedNetworks::default(),
                 }
             }
         }
@@ -551,7 +555,7 @@ mod tests {
     fn a_cached_verification_never_overrides_a_refusal() {
         let mut state = state();
         if let Some(c) = state.credential.as_mut() {
-            c.revoked = true;
+            c.rules.revoked = true;
         }
         assert_eq!(
             refused_with(&state, Verification::Cached).outcome,

@@ -10,8 +10,8 @@ use zeroize::Zeroizing;
 use super::throttle::ScopeCounters;
 use crate::domain::app_passwords::model::{Refusal, Rules};
 use crate::domain::shared::client::ClientName;
-use crate::domain::shared::network::{AllowedNetworks, SeenNetworks};
-use crate::domain::shared::protocol::{Protocol, ProtocolSet};
+use crate::domain::shared::network::SeenNetworks;
+use crate::domain::shared::protocol::Protocol;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
@@ -153,36 +153,12 @@ pub struct Credential {
     pub username: Username,
     pub secret_hash: String,
     pub account_disabled: bool,
-    pub revoked: bool,
-    pub expires_at: Option<Timestamp>,
-    pub idle_timeout: Option<Duration>,
-    /// The last stored successful sign-in, or the issue if none.
-    pub last_active_at: Timestamp,
-    pub idle_expired: bool,
-    pub suspended: bool,
-    pub protocols: ProtocolSet,
-    pub allowed_networks: AllowedNetworks,
+    /// Whether it may sign in: the same rules every reader applies.
+    pub rules: Rules,
     pub use_count: i64,
     pub seen_networks: SeenNetworks,
     /// The warm verifier a device left, if any (`login/warm.rs`).
     pub warm: Option<Warm>,
-}
-
-impl Credential {
-    /// The password's rules, as every other reader of app passwords sees
-    /// them.
-    pub fn rules(&self) -> Rules<'_> {
-        Rules {
-            revoked: self.revoked,
-            expires_at: self.expires_at,
-            idle_timeout: self.idle_timeout,
-            last_active_at: self.last_active_at,
-            idle_expired: self.idle_expired,
-            suspended: self.suspended,
-            protocols: self.protocols,
-            allowed_networks: &self.allowed_networks,
-        }
-    }
 }
 
 /// Everything a login is decided on, read in one round trip to the
