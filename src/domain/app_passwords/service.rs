@@ -686,61 +686,72 @@ fn refuse_if_over(current: &AppPassword, now: Timestamp) -> Result<()> {
 /// of each change for the audit trail (names, protocols, networks and
 /// times: nothing secret).
 fn changed_settings(current: &AppPassword, update: SettingsUpdate) -> (SettingsUpdate, String) {
-    let mut changed = SettingsUpdate::default();
-    let mut described = String::new();
-    let mut note = |field: &str, from: String, to: String| {
-        if !described.is_empty() {
-            described.push_str("; ");
-        }
-        let _ = write!(described, "{field}: {from} -> {to}");
-    };
     let time =
-        |at: Option<Timestamp>| at.map_or("none".to_owned(), |at| at.as_millis().to_string());
-    let span = |d: Option<Duration>| d.map_or("none".to_owned(), |d| format!("{}s", d.as_secs()));
-    if let Some(name) = update.display_name.filter(|n| *n != current.display_name) {
-        note(
+        |at: &Option<Timestamp>| at.map_or("none".to_owned(), |at| at.as_millis().to_string());
+    let span = |d: &Option<Duration>| d.map_or("none".to_owned(), |d| format!("{}s", d.as_secs()));
+    let mut diff = Diff::default();
+    let changed = SettingsUpdate {
+        display_name: diff.field(
             "display_name",
-            format!("{:?}", current.display_name),
-            format!("{name:?}"),
-        );
-        changed.display_name = Some(name);
-    }
-    if let Some(protocols) = update.protocols.filter(|p| *p != current.protocols) {
-        note(
+            &current.display_name,
+            update.display_name,
+            |name| format!("{name:?}"),
+        ),
+        protocols: diff.field(
             "protocols",
-            current.protocols.to_string(),
-            protocols.to_string(),
-        );
-        changed.protocols = Some(protocols);
-    }
-    if let Some(networks) = update
-        .allowed_networks
-        .filter(|n| *n != current.allowed_networks)
-    {
-        note(
+            &current.protocols,
+            update.protocols,
+            ToString::to_string,
+        ),
+        allowed_networks: diff.field(
             "allowed_networks",
-            current.allowed_networks.to_stored(),
-            networks.to_stored(),
-        );
-        changed.allowed_networks = Some(networks);
+            &current.allowed_networks,
+            update.allowed_networks,
+            |networks| networks.to_stored(),
+        ),
+        expires_at: diff
+            .field(
+                "expire_time",
+                &current.expires_at,
+                update.expires_at.change(),
+                time,
+            )
+            .map_or(Patch::Keep, Patch::from),
+        idle_timeout: diff
+            .field(
+                "idle_timeout",
+                &current.idle_timeout,
+                update.idle_timeout.change(),
+                span,
+            )
+            .map_or(Patch::Keep, Patch::from),
+    };
+    (changed, diff.described)
+}
+
+/// The changes of an update, described as `field: from -> to; ...`.
+#[derive(Default)]
+struct Diff {
+    described: String,
+}
+
+impl Diff {
+    /// `to`, if given and unlike `from`; then the change is described,
+    /// each side shown by `show`.
+    fn field<T: PartialEq>(
+        &mut self,
+        field: &str,
+        from: &T,
+        to: Option<T>,
+        show: impl Fn(&T) -> String,
+    ) -> Option<T> {
+        let to = to.filter(|to| to != from)?;
+        if !self.described.is_empty() {
+            self.described.push_str("; ");
+        }
+        let _ = write!(self.described, "{field}: {} -> {}", show(from), show(&to));
+        Some(to)
     }
-    if let Some(expires_at) = update
-        .expires_at
-        .change()
-        .filter(|e| *e != current.expires_at)
-    {
-        note("expire_time", time(current.expires_at), time(expires_at));
-        changed.expires_at = Patch::from(expires_at);
-    }
-    if let Some(timeout) = update
-        .idle_timeout
-        .change()
-        .filter(|t| *t != current.idle_timeout)
-    {
-        note("idle_timeout", span(current.idle_timeout), span(timeout));
-        changed.idle_timeout = Patch::from(timeout);
-    }
-    (changed, described)
 }
 
 fn account_disabled() -> Error {
