@@ -72,6 +72,8 @@ use std::time::Duration;
 use futures_util::task::AtomicWaker;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::domain::shared::span::as_unit;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -100,17 +102,47 @@ pub struct ServerConfig {
     /// The largest request header list, in bytes.
     pub max_header_list_bytes: u32,
     /// Time to the first byte (and a TLS handshake), in milliseconds.
+    #[serde(
+        rename = "handshake_timeout",
+        alias = "handshake_timeout_ms",
+        with = "as_unit::millis"
+    )]
     pub handshake_timeout_ms: u64,
     /// A connection from which nothing arrives for this long is closed.
+    #[serde(
+        rename = "idle_timeout",
+        alias = "idle_timeout_secs",
+        with = "as_unit::secs"
+    )]
     pub idle_timeout_secs: u64,
     /// HTTP/2 keepalive pings, and how long an answer may take.
+    #[serde(
+        rename = "keepalive_interval",
+        alias = "keepalive_interval_secs",
+        with = "as_unit::secs"
+    )]
     pub keepalive_interval_secs: u64,
+    #[serde(
+        rename = "keepalive_timeout",
+        alias = "keepalive_timeout_secs",
+        with = "as_unit::secs"
+    )]
     pub keepalive_timeout_secs: u64,
     /// The longest a request may take, its body included.
+    #[serde(
+        rename = "request_timeout",
+        alias = "request_timeout_secs",
+        with = "as_unit::secs"
+    )]
     pub request_timeout_secs: u64,
     /// At stop, how long connections may take to finish what they carry
     /// before they are dropped (a client that stops reading a stream
     /// could otherwise hold the stop, and the flushes after it, forever).
+    #[serde(
+        rename = "shutdown_grace",
+        alias = "shutdown_grace_secs",
+        with = "as_unit::secs"
+    )]
     pub shutdown_grace_secs: u64,
     /// Connections not yet used by a recognised caller, at most; past it
     /// the oldest of them is closed to make room.
@@ -118,6 +150,11 @@ pub struct ServerConfig {
     /// On the proxy adapters' listener: the time from accept within which
     /// a connection must carry a whole request with a valid key, in
     /// milliseconds.
+    #[serde(
+        rename = "unproven_timeout",
+        alias = "unproven_timeout_ms",
+        with = "as_unit::millis"
+    )]
     pub unproven_timeout_ms: u64,
 }
 

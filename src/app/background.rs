@@ -77,7 +77,7 @@ pub(super) async fn housekeeping(
     audit: AuditConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let retention = Duration::from_secs(u64::from(audit.retention_days) * 86_400);
+    let retention = Duration::from_secs(audit.retention_days.saturating_mul(86_400));
     let every = Duration::from_secs(audit.prune_interval_secs.max(1));
     let clock = Arc::clone(logins.clock());
     loop {

@@ -12,6 +12,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::shared::span::as_unit;
+
 use crate::adapters::AdaptersConfig;
 use crate::domain::callers::cache::CallerCacheConfig;
 use crate::domain::login::throttle::ThrottleConfig;
@@ -126,8 +128,14 @@ pub struct TlsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// Events older than this many days are deleted in the background.
-    pub retention_days: u32,
+    #[serde(rename = "retention", alias = "retention_days", with = "as_unit::days")]
+    pub retention_days: u64,
     /// How often the background pruning runs, in seconds.
+    #[serde(
+        rename = "prune_interval",
+        alias = "prune_interval_secs",
+        with = "as_unit::secs"
+    )]
     pub prune_interval_secs: u64,
 }
 
@@ -251,7 +259,11 @@ impl Config {
             known.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
 
-        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+        // No layer of defaults under the file: each section's `serde(default)`
+        // fills what no layer names, so an old key's name (`window_secs`)
+        // never meets its new one (`window`) from the defaults and counts as
+        // given twice.
+        let mut config: Config = Figment::new()
             .merge(toml)
             .merge(env)
             .merge(Serialized::defaults(overrides))
@@ -290,6 +302,7 @@ fn known_keys() -> Vec<String> {
 pub struct VerifiedCacheSettings {
     /// How long this process trusts a verified secret, in seconds; 0 turns
     /// its cache off.
+    #[serde(rename = "ttl", alias = "ttl_secs", with = "as_unit::secs")]
     pub ttl_secs: u64,
     /// App passwords this process remembers at most.
     pub capacity: usize,
@@ -300,6 +313,11 @@ pub struct VerifiedCacheSettings {
     pub key_file: Option<std::path::PathBuf>,
     /// How long a warm verifier stands in for argon2 after the success
     /// that made it, in seconds (it is renewed past half of it).
+    #[serde(
+        rename = "warm_window",
+        alias = "warm_window_secs",
+        with = "as_unit::secs"
+    )]
     pub warm_window_secs: u64,
 }
 
@@ -395,5 +413,81 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(config.max_active_app_passwords, 25);
         assert_eq!(config.argon2, HashParams::default());
+    }
+
+    const OLD_KEYS: &str = include_str!("../../tests/config/old_keys.toml");
+    const NEW_KEYS: &str = include_str!("../../tests/config/new_keys.toml");
+
+    /// `Config::load` of `text` as the configuration file, with `env` set.
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's type
+    fn load_with(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let mut loaded = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("latchkey.toml", text)?;
+            for (name, value) in env {
+                jail.set_env(name, value);
+            }
+            loaded = Some(
+                Config::load(Some(Path::new("latchkey.toml")), Overrides::default())
+                    .map(|loaded| loaded.config)
+                    .map_err(|error| error.to_string()),
+            );
+            Ok(())
+        });
+        loaded.unwrap()
+    }
+
+    #[test]
+    fn the_old_duration_keys_load_as_the_new_ones() {
+        let old = load_with(OLD_KEYS, &[]).unwrap();
+        let new = load_with(NEW_KEYS, &[]).unwrap();
+        assert_eq!(old, new);
+        assert_ne!(new, Config::default(), "the files set something");
+        assert_eq!(new.throttle.window_secs, 43_200);
+        assert_eq!(new.audit.retention_days, 30);
+        assert_eq!(new.caller_cache.ttl_ms, 250);
+        // Printed by the new names only.
+        let printed = new.to_redacted_toml();
+        assert!(printed.contains("window = \"12h\""), "{printed}");
+        assert!(printed.contains("ttl = \"250ms\""), "{printed}");
+        for suffix in ["_secs =", "_ms =", "_days ="] {
+            assert!(!printed.contains(suffix), "{suffix} in {printed}");
+        }
+        // What is printed loads back to the same configuration.
+        assert_eq!(load_with(&printed, &[]).unwrap(), new);
+    }
+
+    #[test]
+    fn the_environment_takes_both_names() {
+        let config = load_with(
+            "",
+            &[
+                ("LATCHKEY_THROTTLE__WINDOW_SECS", "60"),
+                ("LATCHKEY_SERVER__REQUEST_TIMEOUT", "5s"),
+                ("LATCHKEY_DATABASE__ACQUIRE_TIMEOUT", "250ms"),
+                ("LATCHKEY_AUDIT__RETENTION_DAYS", "9"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.throttle.window_secs, 60);
+        assert_eq!(config.server.request_timeout_secs, 5);
+        assert_eq!(config.database.acquire_timeout_ms, 250);
+        assert_eq!(config.audit.retention_days, 9);
+    }
+
+    #[test]
+    fn a_key_given_by_its_old_and_its_new_name_is_refused() {
+        let refused =
+            load_with("[throttle]\nwindow = \"1d\"\nwindow_secs = 86400\n", &[]).unwrap_err();
+        assert!(refused.contains("duplicate field `window`"), "{refused}");
+        let refused = load_with(
+            "[server]\nrequest_timeout_secs = 30\n",
+            &[("LATCHKEY_SERVER__REQUEST_TIMEOUT", "30s")],
+        )
+        .unwrap_err();
+        assert!(
+            refused.contains("duplicate field `request_timeout`"),
+            "{refused}"
+        );
     }
 }
