@@ -258,16 +258,16 @@ impl BoundedListener {
             listener,
             places: Arc::new(Semaphore::new(cap)),
             peers: Arc::new(Peers {
-                limit: config.max_connections_per_peer.max(1),
+                limit: config.max_connections_per_peer,
                 open: std::sync::Mutex::new(HashMap::new()),
             }),
             unproven: Unproven::new(unproven_cap(config.max_unproven_connections, cap)),
             cap,
             at_cap: AtomicBool::new(false),
-            handshake: Duration::from_millis(config.handshake_timeout_ms.max(1)),
-            idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
+            handshake: Duration::from_millis(config.handshake_timeout_ms),
+            idle: Duration::from_secs(config.idle_timeout_secs),
             unproven_timeout: (deadline == ProofDeadline::Timeout)
-                .then(|| Duration::from_millis(config.unproven_timeout_ms.max(1))),
+                .then(|| Duration::from_millis(config.unproven_timeout_ms)),
         }
     }
 

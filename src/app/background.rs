@@ -78,7 +78,7 @@ pub(super) async fn housekeeping(
     mut stop: watch::Receiver<bool>,
 ) {
     let retention = Duration::from_secs(audit.retention_days.saturating_mul(86_400));
-    let every = Duration::from_secs(audit.prune_interval_secs.max(1));
+    let every = Duration::from_secs(audit.prune_interval_secs);
     let clock = Arc::clone(logins.clock());
     loop {
         match app_passwords.expire_idle().await {

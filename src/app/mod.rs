@@ -13,7 +13,6 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::adapters::{self, AdaptersConfig};
 use crate::config::{AuditConfig, Config, TlsConfig};
 use crate::domain::accounts::Accounts;
-use crate::domain::app_passwords::model::check_notice_before;
 use crate::domain::app_passwords::AppPasswords;
 use crate::domain::audit::{AuditTrail, EventFeed};
 use crate::domain::callers::{CallerKey, Callers};
@@ -53,24 +52,24 @@ pub struct App {
 }
 
 impl App {
-    /// Connects to the database, applies migrations if configured to,
-    /// prepares the hasher (which computes its dummy hash up front) and
-    /// reads the TLS files, so that a bad setting fails here, at start.
+    /// Checks the configuration (`Config::validate`; one made in code
+    /// rather than loaded is checked here too), connects to the database,
+    /// applies migrations if configured to, prepares the hasher (which
+    /// computes its dummy hash up front) and reads the TLS and key files, so
+    /// that a bad setting fails here, at start.
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, BoxError> {
+        config.validate()?;
         let tls = config.tls.as_ref().map(tls_config).transpose()?;
         let store = open_store(config).await?;
         let usage_flush = config.usage.flush_interval().unwrap_or_default();
-        config.app_passwords.validate()?;
-        config.watch.validate()?;
-        let notice_before = check_notice_before(config.watch.notice_before.duration(), usage_flush)
-            .map_err(|why| format!("watch.notice_before {why}"))?;
+        let notice_before = config.watch.notice_before.duration();
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
         let login = LoginConfig {
             throttle: config.throttle,
             verified_cache: config.verified_cache.cache(),
             usage: config.usage,
             default_wait: Duration::from_millis(config.hash_pool.default_wait_ms),
-            max_wait: Duration::from_secs(config.server.request_timeout_secs.max(1)),
+            max_wait: Duration::from_secs(config.server.request_timeout_secs),
         };
         let warm = config.verified_cache.warm_key()?;
         match &warm {
@@ -122,9 +121,7 @@ impl App {
             tls,
             server: config.server,
             audit: config.audit,
-            health_interval: Duration::from_millis(
-                config.database.health_check_interval_ms.max(100),
-            ),
+            health_interval: Duration::from_millis(config.database.health_check_interval_ms),
         })
     }
 
@@ -287,11 +284,11 @@ impl App {
         let mut server = Server::builder()
             .max_concurrent_streams(bounds.max_concurrent_streams)
             .http2_max_header_list_size(bounds.max_header_list_bytes)
-            .http2_keepalive_interval(Some(secs(bounds.keepalive_interval_secs.max(1))))
-            .http2_keepalive_timeout(Some(secs(bounds.keepalive_timeout_secs.max(1))))
-            .timeout(secs(bounds.request_timeout_secs.max(1)));
+            .http2_keepalive_interval(Some(secs(bounds.keepalive_interval_secs)))
+            .http2_keepalive_timeout(Some(secs(bounds.keepalive_timeout_secs)))
+            .timeout(secs(bounds.request_timeout_secs));
         if let Some(tls) = self.tls {
-            let handshake = Duration::from_millis(bounds.handshake_timeout_ms.max(1));
+            let handshake = Duration::from_millis(bounds.handshake_timeout_ms);
             server = server.tls_config(tls.timeout(handshake))?;
         }
         tracing::info!(

@@ -31,6 +31,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "latchkey.toml";
 const ENV_PREFIX: &str = "LATCHKEY_";
 
 mod database_url;
+mod validate;
 pub use database_url::{DatabaseUrl, Scrubber};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -277,6 +278,9 @@ impl Config {
             })?;
             config.database_url = DatabaseUrl::new(url.trim());
         }
+        config
+            .validate()
+            .map_err(|why| Box::new(figment::Error::from(why)))?;
         Ok(Loaded { config, warnings })
     }
 
@@ -336,9 +340,6 @@ impl Default for VerifiedCacheSettings {
     }
 }
 
-/// The longest warm window accepted: 90 days.
-const WARM_WINDOW_MAX_SECS: u64 = 90 * 86_400;
-
 impl VerifiedCacheSettings {
     pub fn cache(&self) -> VerifiedCacheConfig {
         VerifiedCacheConfig {
@@ -355,14 +356,6 @@ impl VerifiedCacheSettings {
         let Some(path) = &self.key_file else {
             return Ok(None);
         };
-        if self.warm_window_secs > WARM_WINDOW_MAX_SECS {
-            return Err(format!(
-                "verified_cache.warm_window_secs must be at most {WARM_WINDOW_MAX_SECS} ({})",
-                crate::domain::shared::time::in_words(std::time::Duration::from_secs(
-                    WARM_WINDOW_MAX_SECS
-                ))
-            ));
-        }
         let material = zeroize::Zeroizing::new(std::fs::read(path).map_err(|error| {
             format!(
                 "verified_cache.key_file {} cannot be read: {error}",
@@ -489,5 +482,35 @@ mod tests {
             refused.contains("duplicate field `request_timeout`"),
             "{refused}"
         );
+    }
+
+    #[test]
+    fn a_value_out_of_bounds_is_refused_at_load_naming_the_key() {
+        let cases = [
+            (
+                "[server]\nrequest_timeout = \"0s\"\n",
+                "server.request_timeout must be at least 1 second, not 0s",
+            ),
+            (
+                "[server]\nkeepalive_interval_secs = 0\n",
+                "server.keepalive_interval must be at least 1 second",
+            ),
+            (
+                "[database]\nhealth_check_interval = \"10ms\"\n",
+                "database.health_check_interval must be at least 100 milliseconds",
+            ),
+            (
+                "[watch]\nnotice_before = \"30m\"\n",
+                "watch.notice_before must be at least 1 hour",
+            ),
+            (
+                "[throttle]\nwindow = \"1500ms\"\n",
+                "not a whole number of seconds",
+            ),
+        ];
+        for (file, why) in cases {
+            let refused = load_with(file, &[]).unwrap_err();
+            assert!(refused.contains(why), "{file}: {refused}");
+        }
     }
 }

@@ -213,28 +213,9 @@ pub struct WatchConfig {
     /// How long before an app password's expiry (and before its idle
     /// deadline) housekeeping writes the "expiring soon" event, e.g. "7d";
     /// 1 hour to 365 days, and longer than the usage flush interval plus
-    /// 5 minutes (`app_passwords::model::check_notice_before`, at start).
+    /// 5 minutes (`app_passwords::model::check_notice_before`, which the
+    /// configuration's check calls at load).
     pub notice_before: Span,
-}
-
-impl WatchConfig {
-    /// Checks the stream settings (the notice's own check needs the usage
-    /// flush interval: `app_passwords::model::check_notice_before`).
-    pub fn validate(&self) -> Result<(), String> {
-        if !(10..=60_000).contains(&self.poll_interval_ms) {
-            return Err(format!(
-                "watch.poll_interval_ms must be 10 to 60000, not {}",
-                self.poll_interval_ms
-            ));
-        }
-        if self.max_watchers == 0 || self.max_watchers_per_caller == 0 {
-            return Err(
-                "watch.max_watchers and watch.max_watchers_per_caller must be at least 1 (WatchEvents is refused to callers without the role anyway)"
-                    .to_owned(),
-            );
-        }
-        Ok(())
-    }
 }
 
 impl Default for WatchConfig {
