@@ -16,18 +16,18 @@
 //!   still can; what guards against that is the network's, not this
 //!   process's (a firewall's connection limits, proxies reaching latchkey
 //!   on a private network).
-//! - `handshake_timeout_ms`: a connection that sends nothing (or, with TLS,
+//! - `handshake_timeout`: a connection that sends nothing (or, with TLS,
 //!   does not finish its handshake) within it is closed.
-//! - `idle_timeout_secs`: a connection from which nothing arrives for this
-//!   long is closed. HTTP/2 keepalive pings every `keepalive_interval_secs`
+//! - `idle_timeout`: a connection from which nothing arrives for this
+//!   long is closed. HTTP/2 keepalive pings every `keepalive_interval`
 //!   make a healthy client answer, so only a dead or silent peer reaches it;
 //!   a peer that stops answering pings is closed after
-//!   `keepalive_timeout_secs` already.
+//!   `keepalive_timeout` already.
 //! - `max_concurrent_streams` per connection, `max_header_list_bytes`, and
 //!   message sizes per service (latchkey's own, and the tiny requests of
 //!   health checks and reflection): a message declared larger is refused
 //!   from its 5-byte prefix, before any of it is buffered.
-//! - `request_timeout_secs`: a request (its body included) must be done in
+//! - `request_timeout`: a request (its body included) must be done in
 //!   this time, so a stream that sends half a message and stops is cut.
 //! - `max_unproven_connections`: a connection is *unproven* until a
 //!   recognised caller (a valid key or client certificate) uses it: the
@@ -42,7 +42,7 @@
 //!   own, not a proxy's still in its TLS handshake nor a health checker's;
 //!   and a proxy's connection, which proves itself with its first request,
 //!   always finds a place. On the proxy adapters' listener an unproven
-//!   connection also has `unproven_timeout_ms` from its accept to send a
+//!   connection also has `unproven_timeout` from its accept to send a
 //!   whole request with a valid key (the request-head deadline: a byte
 //!   every few seconds no longer keeps it open; while a key it sent is
 //!   being checked, the deadline waits); on the gRPC listener, where health
@@ -246,7 +246,7 @@ pub enum ProofDeadline {
     /// Only the cap on unproven connections (the gRPC listener: health
     /// checks and reflection need no key).
     None,
-    /// `unproven_timeout_ms` from accept (the proxy adapters' listener:
+    /// `unproven_timeout` from accept (the proxy adapters' listener:
     /// every request needs a key).
     Timeout,
 }
