@@ -80,7 +80,7 @@ async fn main() -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
+    let server = tokio::spawn(app.serve(latchkey::app::Listeners::grpc(listener), async {
         let _ = stopped.await;
     }));
     let channel = Channel::from_shared(format!("http://{addr}"))?

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use latchkey::app::{self, App, BoxError};
+use latchkey::app::{self, App, BoxError, Listeners};
 use latchkey::config::{
     AdaptersListen, Config, DatabaseUrl, LogFormat, LogOverrides, MetricsConfig, Overrides,
 };
@@ -188,24 +188,20 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
                 print!("{}", config.to_redacted_toml());
                 return Ok(());
             }
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
-            let address = listener.local_addr()?;
-            let mut app = App::build(&config, Arc::new(SystemClock)).await?;
+            let listeners = Listeners::bind(&config).await?;
+            let bound = listeners.addresses()?;
+            let app = App::build(&config, Arc::new(SystemClock)).await?;
             app.bootstrap(&config).await?;
-            let metrics_address = app.bind_metrics().await?;
-            let adapters_address = app.bind_adapters().await?;
             // For whoever started the server, a script or a benchmark: the
             // ports actually bound, on stdout (logs go to stderr).
-            println!("{LISTENING}{address}");
-            if let Some(metrics_address) = metrics_address {
+            println!("{LISTENING}{}", bound.grpc);
+            if let Some(metrics_address) = bound.metrics {
                 println!("{METRICS_LISTENING}{metrics_address}");
             }
-            if let Some(adapters_address) = adapters_address {
+            if let Some(adapters_address) = bound.adapters {
                 println!("{ADAPTERS_LISTENING}{adapters_address}");
             }
-            app.serve(listener, app::shutdown_signal()).await
+            app.serve(listeners, app::shutdown_signal()).await
         }
         Command::Migrate(args) => {
             let overrides = Overrides {

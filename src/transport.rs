@@ -16,18 +16,18 @@
 //!   still can; what guards against that is the network's, not this
 //!   process's (a firewall's connection limits, proxies reaching latchkey
 //!   on a private network).
-//! - `handshake_timeout_ms`: a connection that sends nothing (or, with TLS,
+//! - `handshake_timeout`: a connection that sends nothing (or, with TLS,
 //!   does not finish its handshake) within it is closed.
-//! - `idle_timeout_secs`: a connection from which nothing arrives for this
-//!   long is closed. HTTP/2 keepalive pings every `keepalive_interval_secs`
+//! - `idle_timeout`: a connection from which nothing arrives for this
+//!   long is closed. HTTP/2 keepalive pings every `keepalive_interval`
 //!   make a healthy client answer, so only a dead or silent peer reaches it;
 //!   a peer that stops answering pings is closed after
-//!   `keepalive_timeout_secs` already.
+//!   `keepalive_timeout` already.
 //! - `max_concurrent_streams` per connection, `max_header_list_bytes`, and
 //!   message sizes per service (latchkey's own, and the tiny requests of
 //!   health checks and reflection): a message declared larger is refused
 //!   from its 5-byte prefix, before any of it is buffered.
-//! - `request_timeout_secs`: a request (its body included) must be done in
+//! - `request_timeout`: a request (its body included) must be done in
 //!   this time, so a stream that sends half a message and stops is cut.
 //! - `max_unproven_connections`: a connection is *unproven* until a
 //!   recognised caller (a valid key or client certificate) uses it: the
@@ -42,7 +42,7 @@
 //!   own, not a proxy's still in its TLS handshake nor a health checker's;
 //!   and a proxy's connection, which proves itself with its first request,
 //!   always finds a place. On the proxy adapters' listener an unproven
-//!   connection also has `unproven_timeout_ms` from its accept to send a
+//!   connection also has `unproven_timeout` from its accept to send a
 //!   whole request with a valid key (the request-head deadline: a byte
 //!   every few seconds no longer keeps it open; while a key it sent is
 //!   being checked, the deadline waits); on the gRPC listener, where health
@@ -72,6 +72,8 @@ use std::time::Duration;
 use futures_util::task::AtomicWaker;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::domain::shared::span::as_unit;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -100,17 +102,47 @@ pub struct ServerConfig {
     /// The largest request header list, in bytes.
     pub max_header_list_bytes: u32,
     /// Time to the first byte (and a TLS handshake), in milliseconds.
+    #[serde(
+        rename = "handshake_timeout",
+        alias = "handshake_timeout_ms",
+        with = "as_unit::millis"
+    )]
     pub handshake_timeout_ms: u64,
     /// A connection from which nothing arrives for this long is closed.
+    #[serde(
+        rename = "idle_timeout",
+        alias = "idle_timeout_secs",
+        with = "as_unit::secs"
+    )]
     pub idle_timeout_secs: u64,
     /// HTTP/2 keepalive pings, and how long an answer may take.
+    #[serde(
+        rename = "keepalive_interval",
+        alias = "keepalive_interval_secs",
+        with = "as_unit::secs"
+    )]
     pub keepalive_interval_secs: u64,
+    #[serde(
+        rename = "keepalive_timeout",
+        alias = "keepalive_timeout_secs",
+        with = "as_unit::secs"
+    )]
     pub keepalive_timeout_secs: u64,
     /// The longest a request may take, its body included.
+    #[serde(
+        rename = "request_timeout",
+        alias = "request_timeout_secs",
+        with = "as_unit::secs"
+    )]
     pub request_timeout_secs: u64,
     /// At stop, how long connections may take to finish what they carry
     /// before they are dropped (a client that stops reading a stream
     /// could otherwise hold the stop, and the flushes after it, forever).
+    #[serde(
+        rename = "shutdown_grace",
+        alias = "shutdown_grace_secs",
+        with = "as_unit::secs"
+    )]
     pub shutdown_grace_secs: u64,
     /// Connections not yet used by a recognised caller, at most; past it
     /// the oldest of them is closed to make room.
@@ -118,6 +150,11 @@ pub struct ServerConfig {
     /// On the proxy adapters' listener: the time from accept within which
     /// a connection must carry a whole request with a valid key, in
     /// milliseconds.
+    #[serde(
+        rename = "unproven_timeout",
+        alias = "unproven_timeout_ms",
+        with = "as_unit::millis"
+    )]
     pub unproven_timeout_ms: u64,
 }
 
@@ -209,7 +246,7 @@ pub enum ProofDeadline {
     /// Only the cap on unproven connections (the gRPC listener: health
     /// checks and reflection need no key).
     None,
-    /// `unproven_timeout_ms` from accept (the proxy adapters' listener:
+    /// `unproven_timeout` from accept (the proxy adapters' listener:
     /// every request needs a key).
     Timeout,
 }
@@ -221,16 +258,16 @@ impl BoundedListener {
             listener,
             places: Arc::new(Semaphore::new(cap)),
             peers: Arc::new(Peers {
-                limit: config.max_connections_per_peer.max(1),
+                limit: config.max_connections_per_peer,
                 open: std::sync::Mutex::new(HashMap::new()),
             }),
             unproven: Unproven::new(unproven_cap(config.max_unproven_connections, cap)),
             cap,
             at_cap: AtomicBool::new(false),
-            handshake: Duration::from_millis(config.handshake_timeout_ms.max(1)),
-            idle: Duration::from_secs(config.idle_timeout_secs.max(1)),
+            handshake: Duration::from_millis(config.handshake_timeout_ms),
+            idle: Duration::from_secs(config.idle_timeout_secs),
             unproven_timeout: (deadline == ProofDeadline::Timeout)
-                .then(|| Duration::from_millis(config.unproven_timeout_ms.max(1))),
+                .then(|| Duration::from_millis(config.unproven_timeout_ms)),
         }
     }
 

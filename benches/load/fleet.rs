@@ -126,8 +126,8 @@ async fn variant(
     let devices = options.fleet_devices;
     let mut env = env;
     env.push((
-        "LATCHKEY_USAGE__FLUSH_INTERVAL_SECS".to_owned(),
-        FLUSH_SECS.to_string(),
+        "LATCHKEY_USAGE__FLUSH_INTERVAL".to_owned(),
+        format!("{FLUSH_SECS}s"),
     ));
     // The first process migrates the database; the devices go in then.
     let first = Server::start_with(&url, dir, env).await?;

@@ -77,8 +77,8 @@ pub(super) async fn housekeeping(
     audit: AuditConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let retention = Duration::from_secs(u64::from(audit.retention_days) * 86_400);
-    let every = Duration::from_secs(audit.prune_interval_secs.max(1));
+    let retention = Duration::from_secs(audit.retention_days.saturating_mul(86_400));
+    let every = Duration::from_secs(audit.prune_interval_secs);
     let clock = Arc::clone(logins.clock());
     loop {
         match app_passwords.expire_idle().await {

@@ -1,19 +1,23 @@
 //! Wiring: builds the store, the domain and the gRPC services from a
-//! configuration, and serves them on a listener it is given (so tests and
-//! callers bind the port, never race for one).
+//! configuration, and serves them on the listeners it is given
+//! ([`Listeners`], bound by whoever starts it: tests and callers bind the
+//! port, never race for one).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tonic::service::Routes;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::server::HealthReporter;
 
 use crate::adapters::{self, AdaptersConfig};
 use crate::config::{AuditConfig, Config, TlsConfig};
 use crate::domain::accounts::Accounts;
-use crate::domain::app_passwords::model::check_notice_before;
 use crate::domain::app_passwords::AppPasswords;
 use crate::domain::audit::{AuditTrail, EventFeed};
 use crate::domain::callers::{CallerKey, Callers};
@@ -40,10 +44,7 @@ pub const BOOTSTRAP_OPERATOR: &str = "bootstrap";
 pub struct App {
     services: Services<SqlStore>,
     metrics: Arc<Metrics>,
-    metrics_address: Option<std::net::SocketAddr>,
-    metrics_listener: Option<TcpListener>,
     adapters: AdaptersConfig,
-    adapters_listener: Option<TcpListener>,
     store: SqlStore,
     reflection: ReflectionAccess,
     tls: Option<ServerTlsConfig>,
@@ -52,59 +53,91 @@ pub struct App {
     health_interval: Duration,
 }
 
+/// The listeners `serve` serves on, bound together before it starts:
+/// gRPC's, and those of metrics and the proxy adapters when they are on.
+/// Bound apart from `App::build`, so the CLI's one-shot commands never take
+/// a port, and by whoever starts the server, who learns the ports a port of
+/// 0 picked before anything is served.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub metrics: Option<TcpListener>,
+    pub adapters: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `listen`, and `metrics.listen` and `proxy_adapters.listen`
+    /// where they are set.
+    pub async fn bind(config: &Config) -> Result<Self, BoxError> {
+        Ok(Self {
+            grpc: bind(config.listen, "").await?,
+            metrics: match config.metrics.listen {
+                Some(address) => Some(bind(address, " for metrics").await?),
+                None => None,
+            },
+            adapters: match config.proxy_adapters.listen {
+                Some(address) => Some(bind(address, " for the proxy adapters").await?),
+                None => None,
+            },
+        })
+    }
+
+    /// Only gRPC, on a listener already bound.
+    pub fn grpc(listener: TcpListener) -> Self {
+        Self {
+            grpc: listener,
+            metrics: None,
+            adapters: None,
+        }
+    }
+
+    /// The bound addresses: gRPC's, metrics', the proxy adapters'.
+    pub fn addresses(&self) -> std::io::Result<BoundAddresses> {
+        let local = |listener: &Option<TcpListener>| {
+            listener.as_ref().map(TcpListener::local_addr).transpose()
+        };
+        Ok(BoundAddresses {
+            grpc: self.grpc.local_addr()?,
+            metrics: local(&self.metrics)?,
+            adapters: local(&self.adapters)?,
+        })
+    }
+}
+
+/// Where [`Listeners`] are bound.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundAddresses {
+    pub grpc: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+    pub adapters: Option<SocketAddr>,
+}
+
+async fn bind(address: SocketAddr, what: &str) -> Result<TcpListener, BoxError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|error| format!("cannot listen{what} on {address}: {error}").into())
+}
+
+/// The background tasks `serve` runs beside the gRPC server, to be awaited
+/// once it stops.
+struct Background {
+    tasks: Vec<JoinHandle<()>>,
+    /// Ends with the database health watch; awaited before NOT_SERVING is
+    /// reported at stop, so that the watch cannot report SERVING after it.
+    watching: JoinHandle<()>,
+}
+
 impl App {
-    /// Connects to the database, applies migrations if configured to,
-    /// prepares the hasher (which computes its dummy hash up front) and
-    /// reads the TLS files, so that a bad setting fails here, at start.
+    /// Checks the configuration (`Config::validate`; one made in code
+    /// rather than loaded is checked here too), connects to the database,
+    /// applies migrations if configured to, prepares the hasher (which
+    /// computes its dummy hash up front) and reads the TLS and key files, so
+    /// that a bad setting fails here, at start.
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, BoxError> {
+        config.validate()?;
         let tls = config.tls.as_ref().map(tls_config).transpose()?;
         let store = open_store(config).await?;
-        let usage_flush = config.usage.flush_interval().unwrap_or_default();
-        config.app_passwords.validate()?;
-        config.watch.validate()?;
-        let notice_before = check_notice_before(config.watch.notice_before.duration(), usage_flush)
-            .map_err(|why| format!("watch.notice_before {why}"))?;
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
-        let login = LoginConfig {
-            throttle: config.throttle,
-            verified_cache: config.verified_cache.cache(),
-            usage: config.usage,
-            default_wait: Duration::from_millis(config.hash_pool.default_wait_ms),
-            max_wait: Duration::from_secs(config.server.request_timeout_secs.max(1)),
-        };
-        let warm = config.verified_cache.warm_key()?;
-        match &warm {
-            Some(key) => tracing::info!(
-                key_id = key.id(),
-                window_secs = config.verified_cache.warm_window_secs,
-                "warm verifiers on: one argon2 per device for every replica sharing this key"
-            ),
-            None => tracing::info!(
-                "verified_cache.key_file unset: no warm verifiers; only this process's cache spares argon2"
-            ),
-        }
-        let services = Services {
-            logins: Logins::new(
-                store.clone(),
-                hasher.clone(),
-                Arc::clone(&clock),
-                login,
-                warm,
-            )?,
-            app_passwords: AppPasswords::new(
-                store.clone(),
-                hasher,
-                Arc::clone(&clock),
-                config.max_active_app_passwords,
-                config.app_passwords,
-                usage_flush,
-                notice_before,
-            ),
-            accounts: Accounts::new(store.clone(), Arc::clone(&clock)),
-            callers: Callers::new(store.clone(), Arc::clone(&clock), config.caller_cache),
-            audit: AuditTrail::new(store.clone(), clock),
-            feed: EventFeed::new(store.clone(), config.watch),
-        };
+        let services = services(config, store.clone(), hasher, clock)?;
         let metrics = {
             let logins = services.logins.clone();
             let feed = services.feed.clone();
@@ -113,18 +146,13 @@ impl App {
         Ok(Self {
             services,
             metrics,
-            metrics_address: config.metrics.listen,
-            metrics_listener: None,
             adapters: config.proxy_adapters.clone(),
-            adapters_listener: None,
             store,
             reflection: config.reflection,
             tls,
             server: config.server,
             audit: config.audit,
-            health_interval: Duration::from_millis(
-                config.database.health_check_interval_ms.max(100),
-            ),
+            health_interval: Duration::from_millis(config.database.health_check_interval_ms),
         })
     }
 
@@ -168,40 +196,12 @@ impl App {
         Ok(())
     }
 
-    /// Binds the configured metrics address, if any, for `serve` to serve
-    /// `/metrics` on; returns the bound address. Separate from `build`, so
-    /// the CLI's one-shot commands never take the port.
-    pub async fn bind_metrics(&mut self) -> Result<Option<std::net::SocketAddr>, BoxError> {
-        let Some(address) = self.metrics_address else {
-            return Ok(None);
-        };
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|error| format!("cannot listen for metrics on {address}: {error}"))?;
-        let bound = listener.local_addr()?;
-        self.metrics_listener = Some(listener);
-        Ok(Some(bound))
-    }
-
-    /// Binds the configured proxy adapters' address, if any, for `serve`;
-    /// returns the bound address. Like `bind_metrics`, apart from `build`.
-    pub async fn bind_adapters(&mut self) -> Result<Option<std::net::SocketAddr>, BoxError> {
-        let Some(address) = self.adapters.listen else {
-            return Ok(None);
-        };
-        let listener = TcpListener::bind(address).await.map_err(|error| {
-            format!("cannot listen for the proxy adapters on {address}: {error}")
-        })?;
-        let bound = listener.local_addr()?;
-        self.adapters_listener = Some(listener);
-        Ok(Some(bound))
-    }
-
-    /// Serves until `shutdown` resolves, then stops accepting, lets
-    /// in-flight requests finish, and closes the database pool.
+    /// Serves on `listeners` until `shutdown` resolves, then stops
+    /// accepting, lets in-flight requests finish, writes what logins
+    /// gathered in memory, and closes the database pool.
     pub async fn serve(
         self,
-        listener: TcpListener,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), BoxError> {
         let limits = MessageLimits {
@@ -209,7 +209,7 @@ impl App {
             probe: self.server.probe_message_bytes,
         };
         let (routes, health) = grpc::routes(self.services.clone(), self.reflection, limits).await?;
-        let address = listener.local_addr()?;
+        let address = listeners.grpc.local_addr()?;
         if self.tls.is_none() && !address.ip().is_loopback() {
             tracing::warn!(
                 %address,
@@ -218,56 +218,14 @@ impl App {
         }
         tracing::info!(%address, tls = self.tls.is_some(), "serving gRPC");
 
+        let Listeners {
+            grpc,
+            metrics,
+            adapters,
+        } = listeners;
         let (stopping, stop) = watch::channel(false);
-        let pruning = tokio::spawn(housekeeping(
-            self.services.logins.clone(),
-            self.services.app_passwords.clone(),
-            self.services.audit.clone(),
-            self.audit,
-            stop.clone(),
-        ));
-        let flushing = tokio::spawn(flush_logins(self.services.logins.clone(), stop.clone()));
-        let following = {
-            let feed = self.services.feed.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move { feed.follow(stop).await })
-        };
-        let exporting = self.metrics_listener.map(|listener| {
-            tokio::spawn(serve_metrics(
-                listener,
-                Arc::clone(&self.metrics),
-                stop.clone(),
-            ))
-        });
-        let adapting = self.adapters_listener.map(|listener| {
-            let router = adapters::router(
-                self.services.logins.clone(),
-                self.services.callers.clone(),
-                self.adapters.clone(),
-                Arc::clone(&self.metrics),
-            );
-            // The adapters' callers are your proxies, and nginx opens a
-            // connection per login: one peer may take every place here.
-            let bounds = ServerConfig {
-                max_connections_per_peer: usize::MAX,
-                ..self.server
-            };
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.changed().await;
-                };
-                if let Err(error) = adapters::serve(listener, router, &bounds, stopped).await {
-                    tracing::error!(%error, "the proxy adapters' listener failed");
-                }
-            })
-        });
-        let watching = tokio::spawn(watch_database(
-            self.store.clone(),
-            health.clone(),
-            self.health_interval,
-            stop,
-        ));
+        let Background { tasks, watching } =
+            self.spawn_background(metrics, adapters, &health, &stop);
         let feed = self.services.feed.clone();
         let (began, stop_began) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
@@ -281,17 +239,105 @@ impl App {
             let _ = watching.await;
             set_serving(&health, false).await;
         };
+        self.serve_grpc(grpc, routes, shutdown, stop_began).await?;
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.finish().await
+    }
 
+    /// Starts the background tasks: housekeeping, the login flush, the
+    /// change feed's follower, the database health watch, and the metrics
+    /// and proxy adapters' listeners when they are bound.
+    fn spawn_background(
+        &self,
+        metrics: Option<TcpListener>,
+        adapters: Option<TcpListener>,
+        health: &HealthReporter,
+        stop: &watch::Receiver<bool>,
+    ) -> Background {
+        let services = &self.services;
+        let mut tasks = vec![
+            tokio::spawn(housekeeping(
+                services.logins.clone(),
+                services.app_passwords.clone(),
+                services.audit.clone(),
+                self.audit,
+                stop.clone(),
+            )),
+            tokio::spawn(flush_logins(services.logins.clone(), stop.clone())),
+        ];
+        let feed = services.feed.clone();
+        let following = stop.clone();
+        tasks.push(tokio::spawn(async move { feed.follow(following).await }));
+        if let Some(listener) = metrics {
+            tasks.push(tokio::spawn(serve_metrics(
+                listener,
+                Arc::clone(&self.metrics),
+                stop.clone(),
+            )));
+        }
+        if let Some(listener) = adapters {
+            tasks.push(tokio::spawn(self.serve_adapters(listener, stop.clone())));
+        }
+        let watching = tokio::spawn(watch_database(
+            self.store.clone(),
+            health.clone(),
+            self.health_interval,
+            stop.clone(),
+        ));
+        Background { tasks, watching }
+    }
+
+    /// The proxy adapters on their listener, until the server stops.
+    fn serve_adapters(
+        &self,
+        listener: TcpListener,
+        mut stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let router = adapters::router(
+            self.services.logins.clone(),
+            self.services.callers.clone(),
+            self.adapters.clone(),
+            Arc::clone(&self.metrics),
+        );
+        // The adapters' callers are your proxies, and nginx opens a
+        // connection per login: one peer may take every place here.
+        let bounds = ServerConfig {
+            max_connections_per_peer: usize::MAX,
+            ..self.server
+        };
+        async move {
+            let stopped = async move {
+                let _ = stop.changed().await;
+            };
+            if let Err(error) = adapters::serve(listener, router, &bounds, stopped).await {
+                tracing::error!(%error, "the proxy adapters' listener failed");
+            }
+        }
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` has run; connections get
+    /// `shutdown_grace` to finish once the stop begins (`stop_began`), then
+    /// the stop goes on without them, so that what was counted in memory is
+    /// still written after.
+    async fn serve_grpc(
+        &self,
+        listener: TcpListener,
+        routes: Routes,
+        shutdown: impl Future<Output = ()> + Send,
+        stop_began: oneshot::Receiver<()>,
+    ) -> Result<(), BoxError> {
         let bounds = self.server;
         let secs = Duration::from_secs;
         let mut server = Server::builder()
             .max_concurrent_streams(bounds.max_concurrent_streams)
             .http2_max_header_list_size(bounds.max_header_list_bytes)
-            .http2_keepalive_interval(Some(secs(bounds.keepalive_interval_secs.max(1))))
-            .http2_keepalive_timeout(Some(secs(bounds.keepalive_timeout_secs.max(1))))
-            .timeout(secs(bounds.request_timeout_secs.max(1)));
-        if let Some(tls) = self.tls {
-            let handshake = Duration::from_millis(bounds.handshake_timeout_ms.max(1));
+            .http2_keepalive_interval(Some(secs(bounds.keepalive_interval_secs)))
+            .http2_keepalive_timeout(Some(secs(bounds.keepalive_timeout_secs)))
+            .timeout(secs(bounds.request_timeout_secs));
+        if let Some(tls) = self.tls.clone() {
+            let handshake = Duration::from_millis(bounds.handshake_timeout_ms);
             server = server.tls_config(tls.timeout(handshake))?;
         }
         tracing::info!(
@@ -300,7 +346,7 @@ impl App {
             "transport limits"
         );
         let serving = server
-            .layer(RequestLogLayer::new(self.metrics))
+            .layer(RequestLogLayer::new(Arc::clone(&self.metrics)))
             .layer(CallerAuthLayer::new(
                 self.services.callers.clone(),
                 self.reflection,
@@ -310,9 +356,6 @@ impl App {
                 BoundedListener::new(listener, &bounds, ProofDeadline::None).incoming(),
                 shutdown,
             );
-        // Connections get `shutdown_grace_secs` to finish once the stop
-        // begins; then the stop goes on without them, so that what was
-        // counted in memory is still written below.
         let grace = secs(bounds.shutdown_grace_secs);
         tokio::select! {
             served = serving => served?,
@@ -326,15 +369,13 @@ impl App {
                 tracing::warn!(grace_secs = grace.as_secs(), "connections still open after the shutdown grace; stopping without them");
             }
         }
-        let _ = pruning.await;
-        let _ = flushing.await;
-        let _ = following.await;
-        if let Some(exporting) = exporting {
-            let _ = exporting.await;
-        }
-        if let Some(adapting) = adapting {
-            let _ = adapting.await;
-        }
+        Ok(())
+    }
+
+    /// Once the server and its tasks have stopped: lets decisions whose
+    /// callers left end, writes what logins gathered in memory, and closes
+    /// the database pool.
+    async fn finish(self) -> Result<(), BoxError> {
         // Decisions whose callers left may still be running: let them end,
         // so what they counted is written with the rest.
         if tokio::time::timeout(Duration::from_secs(10), self.services.logins.settle())
@@ -360,6 +401,56 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// One service per capability, over `store`, as `config` sets them up.
+fn services(
+    config: &Config,
+    store: SqlStore,
+    hasher: Hasher,
+    clock: Arc<dyn Clock>,
+) -> Result<Services<SqlStore>, BoxError> {
+    let usage_flush = config.usage.flush_interval().unwrap_or_default();
+    let login = LoginConfig {
+        throttle: config.throttle,
+        verified_cache: config.verified_cache.cache(),
+        usage: config.usage,
+        default_wait: Duration::from_millis(config.hash_pool.default_wait_ms),
+        max_wait: Duration::from_secs(config.server.request_timeout_secs),
+    };
+    let warm = config.verified_cache.warm_key()?;
+    match &warm {
+        Some(key) => tracing::info!(
+            key_id = key.id(),
+            window_secs = config.verified_cache.warm_window_secs,
+            "warm verifiers on: one argon2 per device for every replica sharing this key"
+        ),
+        None => tracing::info!(
+            "verified_cache.key_file unset: no warm verifiers; only this process's cache spares argon2"
+        ),
+    }
+    Ok(Services {
+        logins: Logins::new(
+            store.clone(),
+            hasher.clone(),
+            Arc::clone(&clock),
+            login,
+            warm,
+        )?,
+        app_passwords: AppPasswords::new(
+            store.clone(),
+            hasher,
+            Arc::clone(&clock),
+            config.max_active_app_passwords,
+            config.app_passwords,
+            usage_flush,
+            config.watch.notice_before.duration(),
+        ),
+        accounts: Accounts::new(store.clone(), Arc::clone(&clock)),
+        callers: Callers::new(store.clone(), Arc::clone(&clock), config.caller_cache),
+        audit: AuditTrail::new(store.clone(), clock),
+        feed: EventFeed::new(store, config.watch),
+    })
 }
 
 /// Connects and, if configured to, migrates. An error names the database

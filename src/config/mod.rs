@@ -12,6 +12,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::shared::span::as_unit;
+
 use crate::adapters::AdaptersConfig;
 use crate::domain::callers::cache::CallerCacheConfig;
 use crate::domain::login::throttle::ThrottleConfig;
@@ -29,6 +31,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "latchkey.toml";
 const ENV_PREFIX: &str = "LATCHKEY_";
 
 mod database_url;
+mod validate;
 pub use database_url::{DatabaseUrl, Scrubber};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,8 +129,14 @@ pub struct TlsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// Events older than this many days are deleted in the background.
-    pub retention_days: u32,
+    #[serde(rename = "retention", alias = "retention_days", with = "as_unit::days")]
+    pub retention_days: u64,
     /// How often the background pruning runs, in seconds.
+    #[serde(
+        rename = "prune_interval",
+        alias = "prune_interval_secs",
+        with = "as_unit::secs"
+    )]
     pub prune_interval_secs: u64,
 }
 
@@ -251,7 +260,11 @@ impl Config {
             known.iter().any(|k| k.eq_ignore_ascii_case(top))
         });
 
-        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+        // No layer of defaults under the file: each section's `serde(default)`
+        // fills what no layer names, so an old key's name (`window_secs`)
+        // never meets its new one (`window`) from the defaults and counts as
+        // given twice.
+        let mut config: Config = Figment::new()
             .merge(toml)
             .merge(env)
             .merge(Serialized::defaults(overrides))
@@ -265,6 +278,9 @@ impl Config {
             })?;
             config.database_url = DatabaseUrl::new(url.trim());
         }
+        config
+            .validate()
+            .map_err(|why| Box::new(figment::Error::from(why)))?;
         Ok(Loaded { config, warnings })
     }
 
@@ -290,6 +306,7 @@ fn known_keys() -> Vec<String> {
 pub struct VerifiedCacheSettings {
     /// How long this process trusts a verified secret, in seconds; 0 turns
     /// its cache off.
+    #[serde(rename = "ttl", alias = "ttl_secs", with = "as_unit::secs")]
     pub ttl_secs: u64,
     /// App passwords this process remembers at most.
     pub capacity: usize,
@@ -300,6 +317,11 @@ pub struct VerifiedCacheSettings {
     pub key_file: Option<std::path::PathBuf>,
     /// How long a warm verifier stands in for argon2 after the success
     /// that made it, in seconds (it is renewed past half of it).
+    #[serde(
+        rename = "warm_window",
+        alias = "warm_window_secs",
+        with = "as_unit::secs"
+    )]
     pub warm_window_secs: u64,
 }
 
@@ -318,9 +340,6 @@ impl Default for VerifiedCacheSettings {
     }
 }
 
-/// The longest warm window accepted: 90 days.
-const WARM_WINDOW_MAX_SECS: u64 = 90 * 86_400;
-
 impl VerifiedCacheSettings {
     pub fn cache(&self) -> VerifiedCacheConfig {
         VerifiedCacheConfig {
@@ -337,14 +356,6 @@ impl VerifiedCacheSettings {
         let Some(path) = &self.key_file else {
             return Ok(None);
         };
-        if self.warm_window_secs > WARM_WINDOW_MAX_SECS {
-            return Err(format!(
-                "verified_cache.warm_window_secs must be at most {WARM_WINDOW_MAX_SECS} ({})",
-                crate::domain::shared::time::in_words(std::time::Duration::from_secs(
-                    WARM_WINDOW_MAX_SECS
-                ))
-            ));
-        }
         let material = zeroize::Zeroizing::new(std::fs::read(path).map_err(|error| {
             format!(
                 "verified_cache.key_file {} cannot be read: {error}",
@@ -395,5 +406,111 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(config.max_active_app_passwords, 25);
         assert_eq!(config.argon2, HashParams::default());
+    }
+
+    const OLD_KEYS: &str = include_str!("../../tests/config/old_keys.toml");
+    const NEW_KEYS: &str = include_str!("../../tests/config/new_keys.toml");
+
+    /// `Config::load` of `text` as the configuration file, with `env` set.
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's type
+    fn load_with(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let mut loaded = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("latchkey.toml", text)?;
+            for (name, value) in env {
+                jail.set_env(name, value);
+            }
+            loaded = Some(
+                Config::load(Some(Path::new("latchkey.toml")), Overrides::default())
+                    .map(|loaded| loaded.config)
+                    .map_err(|error| error.to_string()),
+            );
+            Ok(())
+        });
+        loaded.unwrap()
+    }
+
+    #[test]
+    fn the_old_duration_keys_load_as_the_new_ones() {
+        let old = load_with(OLD_KEYS, &[]).unwrap();
+        let new = load_with(NEW_KEYS, &[]).unwrap();
+        assert_eq!(old, new);
+        assert_ne!(new, Config::default(), "the files set something");
+        assert_eq!(new.throttle.window_secs, 43_200);
+        assert_eq!(new.audit.retention_days, 30);
+        assert_eq!(new.caller_cache.ttl_ms, 250);
+        // Printed by the new names only.
+        let printed = new.to_redacted_toml();
+        assert!(printed.contains("window = \"12h\""), "{printed}");
+        assert!(printed.contains("ttl = \"250ms\""), "{printed}");
+        for suffix in ["_secs =", "_ms =", "_days ="] {
+            assert!(!printed.contains(suffix), "{suffix} in {printed}");
+        }
+        // What is printed loads back to the same configuration.
+        assert_eq!(load_with(&printed, &[]).unwrap(), new);
+    }
+
+    #[test]
+    fn the_environment_takes_both_names() {
+        let config = load_with(
+            "",
+            &[
+                ("LATCHKEY_THROTTLE__WINDOW_SECS", "60"),
+                ("LATCHKEY_SERVER__REQUEST_TIMEOUT", "5s"),
+                ("LATCHKEY_DATABASE__ACQUIRE_TIMEOUT", "250ms"),
+                ("LATCHKEY_AUDIT__RETENTION_DAYS", "9"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.throttle.window_secs, 60);
+        assert_eq!(config.server.request_timeout_secs, 5);
+        assert_eq!(config.database.acquire_timeout_ms, 250);
+        assert_eq!(config.audit.retention_days, 9);
+    }
+
+    #[test]
+    fn a_key_given_by_its_old_and_its_new_name_is_refused() {
+        let refused =
+            load_with("[throttle]\nwindow = \"1d\"\nwindow_secs = 86400\n", &[]).unwrap_err();
+        assert!(refused.contains("duplicate field `window`"), "{refused}");
+        let refused = load_with(
+            "[server]\nrequest_timeout_secs = 30\n",
+            &[("LATCHKEY_SERVER__REQUEST_TIMEOUT", "30s")],
+        )
+        .unwrap_err();
+        assert!(
+            refused.contains("duplicate field `request_timeout`"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_value_out_of_bounds_is_refused_at_load_naming_the_key() {
+        let cases = [
+            (
+                "[server]\nrequest_timeout = \"0s\"\n",
+                "server.request_timeout must be at least 1 second, not 0s",
+            ),
+            (
+                "[server]\nkeepalive_interval_secs = 0\n",
+                "server.keepalive_interval must be at least 1 second",
+            ),
+            (
+                "[database]\nhealth_check_interval = \"10ms\"\n",
+                "database.health_check_interval must be at least 100 milliseconds",
+            ),
+            (
+                "[watch]\nnotice_before = \"30m\"\n",
+                "watch.notice_before must be at least 1 hour",
+            ),
+            (
+                "[throttle]\nwindow = \"1500ms\"\n",
+                "not a whole number of seconds",
+            ),
+        ];
+        for (file, why) in cases {
+            let refused = load_with(file, &[]).unwrap_err();
+            assert!(refused.contains(why), "{file}: {refused}");
+        }
     }
 }

@@ -57,7 +57,7 @@ async fn caller_commands_work_before_and_beside_the_server() {
         .await
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async {
+    let server = tokio::spawn(app.serve(latchkey::app::Listeners::grpc(listener), async {
         let _ = stopped.await;
     }));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

@@ -17,6 +17,7 @@ mod backup;
 mod callers;
 mod cli;
 mod common;
+mod config;
 mod discovery;
 mod fail2ban;
 mod faults;

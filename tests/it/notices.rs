@@ -375,7 +375,7 @@ async fn a_notice_window_out_of_bounds_refuses_the_start() {
     let cases = [
         ("30m", "watch.notice_before must be at least 1 hour"),
         ("366d", "watch.notice_before must be at most 365 days"),
-        ("2h", "usage.flush_interval_secs plus 5 minutes"),
+        ("2h", "usage.flush_interval plus 5 minutes"),
     ];
     for (notice_before, why) in cases {
         let mut config = test_config();

@@ -78,7 +78,7 @@ pub struct Rules {
     pub expires_at: Option<Timestamp>,
     pub idle_timeout: Option<Duration>,
     /// The last successful sign-in as stored, or the issue if none.
-    /// Sign-ins are written coalesced (`usage.flush_interval_secs`), so a
+    /// Sign-ins are written coalesced (`usage.flush_interval`), so a
     /// use on another replica may not be stored yet: idle expiry can come
     /// at most one flush interval early, never late.
     pub last_active_at: Timestamp,
@@ -578,7 +578,7 @@ pub fn check_notice_before(
         Err(format!("must be at most {}", in_words(MAX_NOTICE_BEFORE)))
     } else if notice_before <= lag {
         Err(format!(
-            "must be longer than usage.flush_interval_secs plus {} ({} s): an idle notice waits that long for uses still on their way from other replicas",
+            "must be longer than usage.flush_interval plus {} ({} s): an idle notice waits that long for uses still on their way from other replicas",
             in_words(CLOCK_SKEW),
             lag.as_secs()
         ))
@@ -621,35 +621,18 @@ impl Default for AppPasswordsConfig {
     }
 }
 
-impl AppPasswordsConfig {
-    /// Refuses, at start, settings that would fail later: a default idle
-    /// timeout out of bounds would refuse every issue that asks for none; a
-    /// bound of 0 would refuse every issue; pruning within the hour would
-    /// let the account's issue bound forget revoked passwords.
-    /// (A long usage flush interval is allowed: idle expiry may then come
-    /// up to that interval early, as the README says, and housekeeping's
-    /// mark waits that long past the deadline.)
-    pub fn validate(&self) -> Result<(), String> {
-        if let Some(timeout) = self.default_idle_timeout {
-            check_idle_timeout(timeout.duration())
-                .map_err(|why| format!("app_passwords.default_idle_timeout {why}"))?;
-        }
-        if self.account_issues_per_hour == 0 || self.caller_issues_per_minute == 0 {
-            return Err(
-                "app_passwords.account_issues_per_hour and caller_issues_per_minute must be at least 1"
-                    .to_owned(),
-            );
-        }
-        // The account's bound counts its rows of the last hour, revoked
-        // ones included: they must not be pruned before they stop counting.
-        let prune = self.prune_ended_after.duration();
-        if !prune.is_zero() && prune < ACCOUNT_WINDOW {
-            return Err(
-                "app_passwords.prune_ended_after must be 0s (keep) or at least 1h: revoked passwords of the last hour count toward account_issues_per_hour"
-                    .to_owned(),
-            );
-        }
-        Ok(())
+/// A pruning delay (`prune_ended_after`) that keeps what the account's
+/// issue bound counts, or why not: the bound counts an account's rows of
+/// the last [`ACCOUNT_WINDOW`], revoked ones included, so they must not be
+/// pruned before they stop counting. Zero keeps them forever.
+pub fn check_prune_ended_after(prune: Duration) -> Result<Duration, String> {
+    if prune.is_zero() || prune >= ACCOUNT_WINDOW {
+        Ok(prune)
+    } else {
+        let window = in_words(ACCOUNT_WINDOW);
+        Err(format!(
+            "must be 0s (keep) or at least {window}: revoked passwords count toward account_issues_per_hour for {window}"
+        ))
     }
 }
 
@@ -703,21 +686,6 @@ mod tests {
             now,
             horizon: now.saturating_add(notice_before),
         }
-    }
-
-    #[test]
-    fn issue_bounds_must_allow_issues_and_outlive_pruning() {
-        let config = |change: fn(&mut AppPasswordsConfig)| {
-            let mut config = AppPasswordsConfig::default();
-            change(&mut config);
-            config.validate()
-        };
-        assert!(config(|_| {}).is_ok());
-        assert!(config(|c| c.account_issues_per_hour = 0).is_err());
-        assert!(config(|c| c.caller_issues_per_minute = 0).is_err());
-        assert!(config(|c| c.prune_ended_after = Span::parse("59m").unwrap()).is_err());
-        assert!(config(|c| c.prune_ended_after = Span::parse("1h").unwrap()).is_ok());
-        assert!(config(|c| c.prune_ended_after = Span::parse("0s").unwrap()).is_ok());
     }
 
     #[test]
@@ -830,6 +798,6 @@ mod tests {
         assert!(check_notice_before(DAY * 365, flush).is_ok());
         assert!(check_notice_before(DAY * 366, flush).is_err());
         let refused = check_notice_before(HOUR, HOUR).unwrap_err();
-        assert!(refused.contains("usage.flush_interval_secs"), "{refused}");
+        assert!(refused.contains("usage.flush_interval"), "{refused}");
     }
 }

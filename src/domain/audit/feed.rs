@@ -14,6 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use crate::domain::shared::span::as_unit;
+
 use super::event::{AuditEvent, EventType};
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::time::Span;
@@ -198,6 +200,11 @@ pub struct WatchConfig {
     /// no wake-up of its own (SQLite, MariaDB), in milliseconds; on
     /// PostgreSQL, LISTEN/NOTIFY wakes it and this poll is only the
     /// fallback, at ten times the interval.
+    #[serde(
+        rename = "poll_interval",
+        alias = "poll_interval_ms",
+        with = "as_unit::millis"
+    )]
     pub poll_interval_ms: u64,
     /// Streams one caller may hold open at once.
     pub max_watchers_per_caller: u32,
@@ -206,28 +213,9 @@ pub struct WatchConfig {
     /// How long before an app password's expiry (and before its idle
     /// deadline) housekeeping writes the "expiring soon" event, e.g. "7d";
     /// 1 hour to 365 days, and longer than the usage flush interval plus
-    /// 5 minutes (`app_passwords::model::check_notice_before`, at start).
+    /// 5 minutes (`app_passwords::model::check_notice_before`, which the
+    /// configuration's check calls at load).
     pub notice_before: Span,
-}
-
-impl WatchConfig {
-    /// Checks the stream settings (the notice's own check needs the usage
-    /// flush interval: `app_passwords::model::check_notice_before`).
-    pub fn validate(&self) -> Result<(), String> {
-        if !(10..=60_000).contains(&self.poll_interval_ms) {
-            return Err(format!(
-                "watch.poll_interval_ms must be 10 to 60000, not {}",
-                self.poll_interval_ms
-            ));
-        }
-        if self.max_watchers == 0 || self.max_watchers_per_caller == 0 {
-            return Err(
-                "watch.max_watchers and watch.max_watchers_per_caller must be at least 1 (WatchEvents is refused to callers without the role anyway)"
-                    .to_owned(),
-            );
-        }
-        Ok(())
-    }
 }
 
 impl Default for WatchConfig {

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::shared::span::as_unit;
+
 use super::model::Caller;
 use crate::domain::shared::sync::lock;
 use crate::domain::shared::time::Timestamp;
@@ -31,6 +33,7 @@ pub struct CallerCacheConfig {
     /// How long a caller's row is trusted without reading it again, in
     /// milliseconds: the longest a caller revoked elsewhere goes on working
     /// on this replica. 0 turns the cache off.
+    #[serde(rename = "ttl", alias = "ttl_ms", with = "as_unit::millis")]
     pub ttl_ms: u64,
 }
 

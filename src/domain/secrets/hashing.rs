@@ -26,7 +26,7 @@ use crate::domain::shared::random;
 /// their parameters in the PHC string, so changing these affects new hashes
 /// only and old ones keep verifying.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HashParams {
     /// Memory cost in KiB.
     pub memory_kib: u32,

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use argon2::Block;
 use serde::{Deserialize, Serialize};
+
+use crate::domain::shared::span::as_unit;
 use tokio::sync::oneshot;
 
 use crate::domain::shared::error::{Error, Reason, Result};
@@ -35,6 +37,11 @@ pub struct HashPoolConfig {
     pub queue: usize,
     /// How long a caller that sets no deadline is taken to wait, in
     /// milliseconds: a typical proxy's authentication timeout.
+    #[serde(
+        rename = "default_wait",
+        alias = "default_wait_ms",
+        with = "as_unit::millis"
+    )]
     pub default_wait_ms: u64,
 }
 

@@ -14,6 +14,7 @@ pub mod page;
 pub mod patch;
 pub mod protocol;
 pub mod random;
+pub mod span;
 pub mod sync;
 pub mod time;
 pub mod username;

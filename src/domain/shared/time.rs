@@ -2,7 +2,6 @@
 //! them, never from the system directly, and background work waits on the
 //! same clock, so tests move time instead of sleeping.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +12,7 @@ use tokio::sync::Notify;
 use uuid::timestamp::context::ContextV7;
 use uuid::Uuid;
 
+pub use super::span::{in_words, Span};
 use super::sync::lock;
 
 /// Milliseconds since the Unix epoch; the unit every table stores.
@@ -242,57 +242,6 @@ impl Clock for ManualClock {
 /// reports may be dated that much in our future).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
-/// `duration` in words, in its largest whole unit ("1 hour", "365 days",
-/// "5 minutes", "90 seconds"), for messages that state a bound.
-pub fn in_words(duration: Duration) -> String {
-    let (count, unit) = whole_unit(duration);
-    let plural = if count == 1 { "" } else { "s" };
-    format!("{count} {}{plural}", unit.word)
-}
-
-/// A unit of time as configured (`"d"`) and as said (`"day"`).
-struct Unit {
-    seconds: u64,
-    letter: &'static str,
-    word: &'static str,
-}
-
-/// From the largest: a duration is said in the first that divides it, and
-/// a `Span` is written with one of their letters.
-const UNITS: [Unit; 4] = [
-    Unit {
-        seconds: 86_400,
-        letter: "d",
-        word: "day",
-    },
-    Unit {
-        seconds: 3_600,
-        letter: "h",
-        word: "hour",
-    },
-    Unit {
-        seconds: 60,
-        letter: "m",
-        word: "minute",
-    },
-    Unit {
-        seconds: 1,
-        letter: "s",
-        word: "second",
-    },
-];
-
-/// `duration`'s whole seconds as a count of the largest unit that divides
-/// them (seconds for 0): what `Span` prints and `in_words` says.
-fn whole_unit(duration: Duration) -> (u64, &'static Unit) {
-    let seconds = duration.as_secs();
-    let unit = UNITS
-        .iter()
-        .find(|unit| seconds != 0 && seconds % unit.seconds == 0)
-        .unwrap_or(&UNITS[3]);
-    (seconds / unit.seconds, unit)
-}
-
 /// A new time-ordered id (UUIDv7) stamped with `now` from the injected
 /// clock. Ids made in the same millisecond still sort in the order they
 /// were made: one process-wide counter orders them.
@@ -307,83 +256,9 @@ pub fn new_id(now: Timestamp) -> Uuid {
     ))
 }
 
-/// A length of time as configured: a whole number of seconds, minutes,
-/// hours or days, written `"90d"`, `"12h"`, `"30m"` or `"45s"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span(Duration);
-
-impl Span {
-    pub const fn days(days: u64) -> Self {
-        Self(Duration::from_secs(days * 86_400))
-    }
-
-    pub const fn duration(self) -> Duration {
-        self.0
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim();
-        let split = text.len().checked_sub(1)?;
-        let (number, unit) = (text.get(..split)?, text.get(split..)?);
-        let number: u64 = number.parse().ok()?;
-        let seconds = UNITS.iter().find(|u| u.letter == unit)?.seconds;
-        number
-            .checked_mul(seconds)
-            .map(|s| Self(Duration::from_secs(s)))
-    }
-}
-
-impl fmt::Display for Span {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (count, unit) = whole_unit(self.0);
-        write!(f, "{count}{}", unit.letter)
-    }
-}
-
-impl serde::Serialize for Span {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Span {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Span::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a length of time: write a whole number and a unit, s, m, h or d (\"90d\")"
-            ))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bounds_are_put_in_words_in_their_largest_whole_unit() {
-        let words = |seconds| in_words(Duration::from_secs(seconds));
-        assert_eq!(words(3_600), "1 hour");
-        assert_eq!(words(365 * 86_400), "365 days");
-        assert_eq!(words(300), "5 minutes");
-        assert_eq!(words(90), "90 seconds");
-        assert_eq!(words(1), "1 second");
-    }
-
-    #[test]
-    fn spans_parse_and_print_in_whole_units() {
-        assert_eq!(Span::parse("90d"), Some(Span::days(90)));
-        assert_eq!(
-            Span::parse("36h").map(Span::duration),
-            Some(Duration::from_secs(129_600))
-        );
-        assert_eq!(Span::parse("36h").unwrap().to_string(), "36h");
-        assert_eq!(Span::days(7).to_string(), "7d");
-        for bad in ["", "d", "90", "-1d", "1.5d", "1w", "99999999999999999999d"] {
-            assert_eq!(Span::parse(bad), None, "{bad}");
-        }
-    }
 
     fn at(millis: i64) -> Timestamp {
         Timestamp::from_millis(millis)

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey::app::App;
+use latchkey::app::{App, Listeners};
 use latchkey::config::{Config, DatabaseUrl};
 use latchkey::domain::callers::model::Role;
 use latchkey::domain::secrets::hashing::HashParams;
@@ -73,6 +73,7 @@ pub const TEST_ARGON2: HashParams = HashParams {
 /// The configuration every test server starts from.
 pub fn test_config() -> Config {
     Config {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         argon2: TEST_ARGON2,
         metrics: latchkey::config::MetricsConfig {
             listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -195,11 +196,11 @@ impl TestServer {
     ) -> Self {
         logs::install();
         let clock = ManualClock::starting_at(START);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
-        let metrics_addr = app.bind_metrics().await.unwrap();
-        let adapters_addr = app.bind_adapters().await.unwrap().unwrap();
+        let listeners = Listeners::bind(&config).await.unwrap();
+        let bound = listeners.addresses().unwrap();
+        let (addr, metrics_addr) = (bound.grpc, bound.metrics);
+        let adapters_addr = bound.adapters.unwrap();
+        let app = App::build(&config, Arc::new(clock.clone())).await.unwrap();
         let services = app.services().clone();
         let keys = match keys {
             Some(keys) => keys,
@@ -207,7 +208,7 @@ impl TestServer {
         };
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            app.serve(listener, async {
+            app.serve(listeners, async {
                 let _ = stopped.await;
             })
             .await
