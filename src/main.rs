@@ -172,37 +172,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), BoxError> {
     match cli.command {
-        Command::Serve(args) => {
-            let overrides = Overrides {
-                listen: args.listen,
-                database_url: args.database.database_url.map(DatabaseUrl::new),
-                migrate_on_start: args.no_migrate.then_some(false),
-                log: args.log_format.map(|format| LogOverrides { format }),
-                metrics: args.metrics_listen.map(|listen| MetricsConfig {
-                    listen: Some(listen),
-                }),
-                proxy_adapters: args.adapters_listen.map(|listen| AdaptersListen { listen }),
-            };
-            let config = load(cli.config, overrides)?;
-            if args.print_config {
-                print!("{}", config.to_redacted_toml());
-                return Ok(());
-            }
-            let listeners = Listeners::bind(&config).await?;
-            let bound = listeners.addresses()?;
-            let app = App::build(&config, Arc::new(SystemClock)).await?;
-            app.bootstrap(&config).await?;
-            // For whoever started the server, a script or a benchmark: the
-            // ports actually bound, on stdout (logs go to stderr).
-            println!("{LISTENING}{}", bound.grpc);
-            if let Some(metrics_address) = bound.metrics {
-                println!("{METRICS_LISTENING}{metrics_address}");
-            }
-            if let Some(adapters_address) = bound.adapters {
-                println!("{ADAPTERS_LISTENING}{adapters_address}");
-            }
-            app.serve(listeners, app::shutdown_signal()).await
-        }
+        Command::Serve(args) => serve(cli.config, args).await,
         Command::Migrate(args) => {
             let overrides = Overrides {
                 database_url: args.database_url.map(DatabaseUrl::new),
@@ -250,6 +220,40 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         // A client of a running server: it reads no configuration.
         Command::Watch(args) => Ok(watch_cli::run(args).await?),
     }
+}
+
+/// `latchkey serve`: binds every listener before anything else, so the
+/// addresses printed are the ones bound, then builds and serves.
+async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxError> {
+    let overrides = Overrides {
+        listen: args.listen,
+        database_url: args.database.database_url.map(DatabaseUrl::new),
+        migrate_on_start: args.no_migrate.then_some(false),
+        log: args.log_format.map(|format| LogOverrides { format }),
+        metrics: args.metrics_listen.map(|listen| MetricsConfig {
+            listen: Some(listen),
+        }),
+        proxy_adapters: args.adapters_listen.map(|listen| AdaptersListen { listen }),
+    };
+    let config = load(config_file, overrides)?;
+    if args.print_config {
+        print!("{}", config.to_redacted_toml());
+        return Ok(());
+    }
+    let listeners = Listeners::bind(&config).await?;
+    let bound = listeners.addresses()?;
+    let app = App::build(&config, Arc::new(SystemClock)).await?;
+    app.bootstrap(&config).await?;
+    // For whoever started the server, a script or a benchmark: the
+    // ports actually bound, on stdout (logs go to stderr).
+    println!("{LISTENING}{}", bound.grpc);
+    if let Some(metrics_address) = bound.metrics {
+        println!("{METRICS_LISTENING}{metrics_address}");
+    }
+    if let Some(adapters_address) = bound.adapters {
+        println!("{ADAPTERS_LISTENING}{adapters_address}");
+    }
+    app.serve(listeners, app::shutdown_signal()).await
 }
 
 async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<(), BoxError> {
