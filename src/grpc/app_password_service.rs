@@ -8,8 +8,7 @@ use uuid::Uuid;
 
 use crate::domain::accounts::store::AccountStore;
 use crate::domain::app_passwords::model::{
-    check_idle_timeout, BulkFilter, ChangePolicy, CredentialChange, Expiry, IssueRequest,
-    SettingsUpdate,
+    check_idle_timeout, BulkFilter, Expiry, IssueRequest, SettingsUpdate,
 };
 use crate::domain::app_passwords::service::AppPasswords;
 use crate::domain::app_passwords::store::AppPasswordStore;
@@ -19,8 +18,8 @@ use crate::domain::shared::patch::Patch;
 use crate::domain::shared::username::Username;
 
 use super::convert::{
-    app_password_to_pb, parse_login_protocol, parse_positive_duration, parse_protocol_set,
-    parse_timestamp,
+    app_password_to_pb, parse_change, parse_login_protocol, parse_positive_duration,
+    parse_protocol_set, parse_timestamp, policy_to_pb,
 };
 use super::pb::app_password_service_server::AppPasswordService;
 use super::pb::issue_app_password_request::Expiration;
@@ -189,26 +188,6 @@ fn name_and_reason(name: &str, reason: &str) -> Result<(Username, Uuid, String),
 /// The request's `name`, an app password's.
 fn app_password_name(name: &str) -> Result<(Username, Uuid), Error> {
     names::parse_app_password(name).map_err(|why| Error::invalid("name", why))
-}
-
-fn parse_change(value: i32) -> Result<CredentialChange, String> {
-    use pb::PrimaryCredentialChange as Pb;
-    match Pb::try_from(value) {
-        Ok(Pb::SelfServiceChange) => Ok(CredentialChange::SelfServiceChange),
-        Ok(Pb::AdminReset) => Ok(CredentialChange::AdminReset),
-        Ok(Pb::AccountRecovery) => Ok(CredentialChange::AccountRecovery),
-        Ok(Pb::SecondFactorReset) => Ok(CredentialChange::SecondFactorReset),
-        Ok(Pb::Unspecified) => Err("is required".to_owned()),
-        Err(_) => Err(format!("{value} is not a known kind of change")),
-    }
-}
-
-fn policy_to_pb(policy: ChangePolicy) -> pb::PrimaryChangePolicy {
-    match policy {
-        ChangePolicy::Keep => pb::PrimaryChangePolicy::Keep,
-        ChangePolicy::RevokeIssuedBefore => pb::PrimaryChangePolicy::RevokeIssuedBefore,
-        ChangePolicy::RevokeAll => pb::PrimaryChangePolicy::RevokeAll,
-    }
 }
 
 /// A bulk filter, every condition checked; violations under `filter.*`.

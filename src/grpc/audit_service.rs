@@ -15,7 +15,7 @@ use crate::domain::audit::watch::{EventFeed, WatchItem, WatchRequest};
 use crate::domain::shared::error::{Result as DomainResult, Violations};
 
 use super::app_password_service::unchecked;
-use super::convert::{audit_event_to_pb, parse_event_types, parse_timestamp};
+use super::convert::{audit_event_to_pb, parse_event_types, parse_timestamp, watch_item_to_pb};
 use super::pb::audit_service_server::AuditService;
 use super::pb::{
     ListAuditEventsRequest, ListAuditEventsResponse, WatchEventsRequest, WatchEventsResponse,
@@ -51,19 +51,6 @@ fn watched_types(values: &[i32], reach: &[EventType]) -> Result<Vec<EventType>, 
     Ok(types)
 }
 
-fn watch_response(item: WatchItem) -> WatchEventsResponse {
-    match item {
-        WatchItem::Event { event, token } => WatchEventsResponse {
-            audit_event: Some(audit_event_to_pb(event)),
-            resume_token: token.encode(),
-        },
-        WatchItem::Checkpoint(token) => WatchEventsResponse {
-            audit_event: None,
-            resume_token: token.encode(),
-        },
-    }
-}
-
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEventsResponse, Status>> + Send>>;
 
 /// The stream's items until its task ends; then, unless the last item was
@@ -89,7 +76,7 @@ fn watch_stream<S: AuditStore>(
                 biased;
                 () = feed.closed() => Some((stopping(), None)),
                 item = receiver.recv() => match item {
-                    Some(Ok(item)) => Some((Ok(watch_response(item)), Some((receiver, feed)))),
+                    Some(Ok(item)) => Some((Ok(watch_item_to_pb(item)), Some((receiver, feed)))),
                     Some(Err(error)) => Some((Err(Status::from(error)), None)),
                     None => Some((stopping(), None)),
                 },

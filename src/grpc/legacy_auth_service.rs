@@ -7,8 +7,8 @@ use crate::domain::accounts::store::AccountStore;
 use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::store::AuditStore;
 use crate::domain::callers::model::Role;
-use crate::domain::login::explain::{ExplainRequest, Explanation, ScopeState, Viewer};
-use crate::domain::login::model::{FailureReason, LoginAttempt, LoginOutcome, TypedPassword};
+use crate::domain::login::explain::{ExplainRequest, Viewer};
+use crate::domain::login::model::{LoginAttempt, LoginOutcome, TypedPassword};
 use crate::domain::login::service::Logins;
 use crate::domain::login::store::{LoginStore, ThrottleStore, UsageStore};
 use crate::domain::shared::client::ClientName;
@@ -18,9 +18,7 @@ use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::username::Username;
 
 use super::app_password_service::unchecked;
-use super::convert::{
-    app_password_to_pb, duration, parse_login_protocol, protocol_to_pb, timestamp,
-};
+use super::convert::{duration, explanation_to_pb, parse_login_protocol, reason_to_pb};
 use super::pb::legacy_auth_service_server::LegacyAuthService;
 use super::pb::{
     self, AuthenticateRequest, AuthenticateResponse, ExplainLoginRequest, LoginExplanation,
@@ -49,19 +47,6 @@ fn password(raw: &str) -> Result<TypedPassword, String> {
         return Err(format!("must be at most {PASSWORD_INPUT_MAX_BYTES} bytes"));
     }
     Ok(TypedPassword::new(raw))
-}
-
-fn reason_to_pb(reason: FailureReason) -> pb::FailureReason {
-    match reason {
-        FailureReason::InvalidCredentials => pb::FailureReason::InvalidCredentials,
-        FailureReason::AccountDisabled => pb::FailureReason::AccountDisabled,
-        FailureReason::Revoked => pb::FailureReason::Revoked,
-        FailureReason::Expired => pb::FailureReason::Expired,
-        FailureReason::IdleExpired => pb::FailureReason::IdleExpired,
-        FailureReason::Suspended => pb::FailureReason::Suspended,
-        FailureReason::ProtocolNotAllowed => pb::FailureReason::ProtocolNotAllowed,
-        FailureReason::NetworkNotAllowed => pb::FailureReason::NetworkNotAllowed,
-    }
 }
 
 fn refused(
@@ -211,56 +196,5 @@ where
             .await?;
         let now = self.logins.clock().now();
         Ok(Response::new(explanation_to_pb(explanation, now)))
-    }
-}
-
-fn scope_to_pb(scope: ScopeState) -> pb::ThrottleScope {
-    pb::ThrottleScope {
-        failures: i32::try_from(scope.failures).unwrap_or(i32::MAX),
-        limit: i32::try_from(scope.limit).unwrap_or(i32::MAX),
-        blocked_until: scope.blocked_until.map(timestamp),
-        known_source: scope.known_source,
-    }
-}
-
-fn explanation_to_pb(
-    explanation: Explanation,
-    now: crate::domain::shared::time::Timestamp,
-) -> LoginExplanation {
-    LoginExplanation {
-        username: explanation.username.to_string(),
-        account_exists: explanation.account_exists,
-        account_disabled: explanation.disabled.is_some(),
-        disable_reason: explanation.disabled.unwrap_or_default(),
-        app_passwords: explanation
-            .app_passwords
-            .into_iter()
-            .map(|(password, refused)| pb::AppPasswordVerdict {
-                app_password: Some(app_password_to_pb(password, now)),
-                refused_by: refused.map_or(pb::FailureReason::Unspecified, reason_to_pb) as i32,
-            })
-            .collect(),
-        source: explanation.source.map(scope_to_pb),
-        pair: explanation.pair.map(scope_to_pb),
-        account: explanation.account.map(scope_to_pb),
-        recent_failures: explanation
-            .recent_failures
-            .into_iter()
-            .map(|event| pb::FailedLogin {
-                occur_time: Some(timestamp(event.at)),
-                reason: event.detail,
-                client_ip: event.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                protocol: event
-                    .protocol
-                    .map_or(pb::Protocol::Unspecified, protocol_to_pb)
-                    as i32,
-                count: event.item_count.unwrap_or(1),
-                app_password: match (&event.username, event.app_password_id) {
-                    (Some(username), Some(id)) => names::app_password(username, id),
-                    _ => String::new(),
-                },
-            })
-            .collect(),
-        summary: explanation.summary,
     }
 }
