@@ -18,6 +18,7 @@ mod paging;
 pub mod pb;
 mod redact;
 pub mod request_log;
+mod requests;
 mod routes;
 pub mod status;
 mod tls_identity;
