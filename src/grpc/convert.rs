@@ -10,7 +10,7 @@ use crate::domain::audit::event::{AuditEvent, EventType};
 use crate::domain::audit::watch::WatchItem;
 use crate::domain::callers::model::{Caller, Role};
 use crate::domain::login::explain::{Explanation, ScopeState};
-use crate::domain::login::model::FailureReason;
+use crate::domain::login::model::{FailureReason, LoginOutcome};
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
 use crate::domain::shared::time::Timestamp;
 
@@ -393,6 +393,34 @@ pub fn reason_to_pb(reason: FailureReason) -> pb::FailureReason {
         FailureReason::Suspended => pb::FailureReason::Suspended,
         FailureReason::ProtocolNotAllowed => pb::FailureReason::ProtocolNotAllowed,
         FailureReason::NetworkNotAllowed => pb::FailureReason::NetworkNotAllowed,
+    }
+}
+
+/// Authenticate's answer. A refusal names its reason, but no account or
+/// password.
+pub fn login_outcome_to_pb(outcome: LoginOutcome) -> pb::AuthenticateResponse {
+    let refused = |reason: pb::FailureReason, retry_after| pb::AuthenticateResponse {
+        authenticated: false,
+        failure_reason: reason as i32,
+        username: String::new(),
+        app_password: String::new(),
+        retry_after,
+    };
+    match outcome {
+        LoginOutcome::Success {
+            username,
+            app_password_id,
+        } => pb::AuthenticateResponse {
+            authenticated: true,
+            failure_reason: pb::FailureReason::Unspecified as i32,
+            app_password: names::app_password(&username, app_password_id),
+            username: username.to_string(),
+            retry_after: None,
+        },
+        LoginOutcome::Failure(reason) => refused(reason_to_pb(reason), None),
+        LoginOutcome::Throttled { retry_after } => {
+            refused(pb::FailureReason::Throttled, Some(duration(retry_after)))
+        }
     }
 }
 

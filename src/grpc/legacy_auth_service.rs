@@ -8,18 +8,15 @@ use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::store::AuditStore;
 use crate::domain::callers::model::Role;
 use crate::domain::login::explain::Viewer;
-use crate::domain::login::model::LoginOutcome;
 use crate::domain::login::service::Logins;
 use crate::domain::login::store::{LoginStore, ThrottleStore, UsageStore};
 use crate::domain::shared::network::canonical_ip;
 
-use super::convert::{duration, explanation_to_pb, reason_to_pb};
+use super::convert::{explanation_to_pb, login_outcome_to_pb};
 use super::pb::legacy_auth_service_server::LegacyAuthService;
-use super::pb::{
-    self, AuthenticateRequest, AuthenticateResponse, ExplainLoginRequest, LoginExplanation,
-};
+use super::pb::{AuthenticateRequest, AuthenticateResponse, ExplainLoginRequest, LoginExplanation};
 use super::request_log::Outcome;
-use super::{caller, deadline, names, requests};
+use super::{caller, deadline, requests};
 
 pub struct LegacyAuthHandler<S> {
     logins: Logins<S>,
@@ -28,19 +25,6 @@ pub struct LegacyAuthHandler<S> {
 impl<S> LegacyAuthHandler<S> {
     pub fn new(logins: Logins<S>) -> Self {
         Self { logins }
-    }
-}
-
-fn refused(
-    reason: pb::FailureReason,
-    retry_after: Option<prost_types::Duration>,
-) -> AuthenticateResponse {
-    AuthenticateResponse {
-        authenticated: false,
-        failure_reason: reason as i32,
-        username: String::new(),
-        app_password: String::new(),
-        retry_after,
     }
 }
 
@@ -61,52 +45,8 @@ where
         // its IPv4 address, so one fail2ban filter matches both.
         let logged_ip = canonical_ip(attempt.client_ip);
         let outcome = self.logins.authenticate(attempt).await?;
-        let (body, logged) = match outcome {
-            LoginOutcome::Success {
-                username,
-                app_password_id,
-            } => {
-                let logged = Outcome {
-                    result: "success",
-                    // Only a known account's name is logged: an unknown
-                    // "username" is sometimes a password typed in the wrong box.
-                    account: Some(username.to_string()),
-                    protocol: Some(protocol.as_str()),
-                    client_ip: Some(logged_ip),
-                };
-                let body = AuthenticateResponse {
-                    authenticated: true,
-                    failure_reason: pb::FailureReason::Unspecified as i32,
-                    app_password: names::app_password(&username, app_password_id),
-                    username: username.to_string(),
-                    retry_after: None,
-                };
-                (body, logged)
-            }
-            LoginOutcome::Failure(reason) => (
-                refused(reason_to_pb(reason), None),
-                Outcome {
-                    result: reason.as_str(),
-                    account: None,
-                    protocol: Some(protocol.as_str()),
-                    client_ip: Some(logged_ip),
-                },
-            ),
-            LoginOutcome::Throttled { retry_after } => {
-                let retry_after = duration(retry_after);
-                let body = refused(pb::FailureReason::Throttled, Some(retry_after));
-                (
-                    body,
-                    Outcome {
-                        result: "throttled",
-                        account: None,
-                        protocol: Some(protocol.as_str()),
-                        client_ip: Some(logged_ip),
-                    },
-                )
-            }
-        };
-        let mut response = Response::new(body);
+        let logged = Outcome::login(&outcome, protocol, logged_ip);
+        let mut response = Response::new(login_outcome_to_pb(outcome));
         response.extensions_mut().insert(logged);
         Ok(response)
     }
