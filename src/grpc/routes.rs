@@ -42,8 +42,7 @@ pub struct MessageLimits {
 }
 
 /// Every service the server answers: latchkey's own, grpc.health.v1 and,
-/// when enabled, server reflection in both v1 and v1alpha (grpcurl 1.8 only
-/// speaks v1alpha).
+/// when enabled, server reflection.
 pub async fn routes<S>(
     services: Services<S>,
     reflection: ReflectionAccess,
@@ -95,24 +94,29 @@ where
             AuditServiceServer::new(AuditHandler::new(audit, feed)).max_decoding_message_size(max),
         );
     if reflection != ReflectionAccess::Off {
-        let configure = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                // google.rpc error details, so grpcurl can print BadRequest.
-                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        };
-        routes = routes
-            .add_service(
-                configure()
-                    .build_v1()?
-                    .max_decoding_message_size(limits.probe),
-            )
-            .add_service(
-                configure()
-                    .build_v1alpha()?
-                    .max_decoding_message_size(limits.probe),
-            );
+        routes = with_reflection(routes, limits.probe)?;
     }
     Ok((routes, health_reporter))
+}
+
+/// `routes` and server reflection in both v1 and v1alpha (grpcurl 1.8 only
+/// speaks v1alpha), over latchkey's protos, health's and google.rpc's.
+fn with_reflection(
+    routes: Routes,
+    probe: usize,
+) -> Result<Routes, tonic_reflection::server::Error> {
+    let configure = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc error details, so grpcurl can print BadRequest.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok(routes
+        .add_service(configure().build_v1()?.max_decoding_message_size(probe))
+        .add_service(
+            configure()
+                .build_v1alpha()?
+                .max_decoding_message_size(probe),
+        ))
 }
