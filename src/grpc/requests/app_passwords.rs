@@ -120,12 +120,13 @@ pub fn parse_list_app_passwords(
 ) -> Result<ListAppPasswords, Status> {
     let show_revoked = request.show_revoked;
     let username = check("parent", names::parse_account(&request.parent));
-    let after = username.after(|username| {
-        check(
-            "page_token",
-            paging::parse_app_password_token(&request.page_token, username, show_revoked),
-        )
-    });
+    // A token is bound to its account: checked only against a valid one.
+    let after = optional(
+        "page_token",
+        username.passed().map(|username| {
+            paging::parse_app_password_token(&request.page_token, username, show_revoked)
+        }),
+    );
     let (username, page_size, after) = all((
         username,
         check("page_size", paging::page_size(request.page_size)),
@@ -136,7 +137,7 @@ pub fn parse_list_app_passwords(
         username,
         show_revoked,
         page_size,
-        after,
+        after: after.flatten(),
     })
 }
 

@@ -6,11 +6,11 @@
 //!
 //! A field's check gives a [`Checked`]: its value, or the violations found
 //! on the way to it. Checks are combined with [`all`], which keeps every
-//! violation in order, and [`Checked::and_then`], for a check that needs
-//! another's value. The only way to a value is [`Checked::finish`], which
-//! gives it only when nothing was found: no handler can act on a field that
-//! failed its check, and there is no "failed without a violation" case left
-//! to answer.
+//! violation in order, and [`Checked::and_then`] or [`Checked::passed`],
+//! for a check that needs another's value. The only way to a value is
+//! [`Checked::finish`], which gives it only when nothing was found: no
+//! handler can act on a field that failed its check, and there is no
+//! "failed without a violation" case left to answer.
 
 mod accounts;
 mod app_passwords;
@@ -74,7 +74,7 @@ fn page<C>(page_size: i32, after: Result<Option<C>, String>) -> Result<PageReque
 }
 
 /// A value that passed its checks, or every violation found on the way to
-/// it (never none: see [`Checked::after`] for the one empty case).
+/// it (never none).
 #[must_use]
 #[derive(Debug)]
 pub struct Checked<T>(Result<T, Vec<FieldViolation>>);
@@ -115,22 +115,11 @@ impl<T> Checked<T> {
         }
     }
 
-    /// A check that needs this one's value but reports in its own place
-    /// among others (`all((this, other, this.after(..)))`): skipped when
-    /// this one failed, and then holds no violation of its own, only a
-    /// refusal to give a value. Combine it with this one, which reports
-    /// the failure.
-    pub fn after<U>(&self, f: impl FnOnce(&T) -> Checked<U>) -> Checked<U> {
-        match &self.0 {
-            Ok(value) => f(value),
-            Err(_) => Checked(Err(Vec::new())),
-        }
-    }
-
     /// The value if this check passed, for a later check bound to it that
-    /// runs whether or not others failed (a page token bound to its
-    /// listing's filter). The request's value still comes only from
-    /// [`Checked::finish`].
+    /// reports in its own place among the others (a page token bound to
+    /// its listing's account or filter): `optional(field,
+    /// this.passed().map(..))` runs it only if this one passed. The
+    /// request's value still comes only from [`Checked::finish`].
     pub fn passed(&self) -> Option<&T> {
         self.0.as_ref().ok()
     }
@@ -178,8 +167,7 @@ macro_rules! all_checked {
                         }
                     };
                 )+
-                // Every `None` above came with its violations (or is an
-                // `after` whose reason is among them).
+                // Every `None` above came with its violations.
                 match ($($value,)+) {
                     ($(Some($value),)+) => Checked(Ok(($($value,)+))),
                     _ => Checked(Err(violations)),
@@ -222,7 +210,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::violations;
+    use super::testing::{fields, violations};
     use super::*;
 
     fn number(raw: &str) -> Result<u32, String> {
@@ -255,26 +243,26 @@ mod tests {
     fn a_dependent_check_runs_only_after_its_dependency_passed() {
         let checked = |raw: &str, limit: &str| {
             let first = check("first", number(raw));
-            let second = first.after(|first| {
-                check(
-                    "second",
-                    number(limit).and_then(|l| {
-                        if l > *first {
-                            Ok(l)
+            let second = optional(
+                "second",
+                first.passed().map(|first| {
+                    number(limit).and_then(|limit| {
+                        if limit > *first {
+                            Ok(limit)
                         } else {
-                            Err("too small".to_owned())
+                            Err("must be more than first".to_owned())
                         }
-                    }),
-                )
-            });
+                    })
+                }),
+            );
             all((first, check("between", number("x")), second)).finish()
         };
         assert_eq!(
-            crate::grpc::requests::testing::fields(checked("5", "1").unwrap_err()),
+            fields(checked("5", "1").unwrap_err()),
             ["between", "second"]
         );
         assert_eq!(
-            crate::grpc::requests::testing::fields(checked("no", "1").unwrap_err()),
+            fields(checked("no", "1").unwrap_err()),
             ["first", "between"]
         );
     }
