@@ -1,19 +1,19 @@
-//! AccountService: translation only; the rules live in `domain`.
+//! AccountService: who calls, the request parsed (`requests`), one call of
+//! the domain service, the answer converted; the rules live in `domain`.
 
 use tonic::{Request, Response, Status};
 
 use crate::domain::accounts::service::Accounts;
 use crate::domain::accounts::store::AccountStore;
-use crate::domain::shared::error::{Error, Violations};
 
-use super::app_password_service::unchecked;
 use super::convert::account_to_pb;
 use super::pb::account_service_server::AccountService;
 use super::pb::{
     Account, DeleteAccountRequest, DisableAccountRequest, EnableAccountRequest, GetAccountRequest,
     ListAccountsRequest, ListAccountsResponse,
 };
-use super::{caller, names, paging, validate};
+use super::requests::{self, AccountReason};
+use super::{caller, paging};
 
 pub struct AccountHandler<S> {
     accounts: Accounts<S>,
@@ -25,17 +25,13 @@ impl<S> AccountHandler<S> {
     }
 }
 
-fn account_name(name: &str) -> Result<crate::domain::shared::username::Username, Status> {
-    names::parse_account(name).map_err(|why| Error::invalid("name", why).into())
-}
-
 #[tonic::async_trait]
 impl<S: AccountStore> AccountService for AccountHandler<S> {
     async fn get_account(
         &self,
         request: Request<GetAccountRequest>,
     ) -> Result<Response<Account>, Status> {
-        let username = account_name(&request.get_ref().name)?;
+        let username = requests::parse_get_account(request.get_ref())?;
         let account = self.accounts.get_account(&username).await?;
         Ok(Response::new(account_to_pb(account)))
     }
@@ -44,21 +40,10 @@ impl<S: AccountStore> AccountService for AccountHandler<S> {
         &self,
         request: Request<ListAccountsRequest>,
     ) -> Result<Response<ListAccountsResponse>, Status> {
-        let request = request.into_inner();
-        let mut v = Violations::default();
-        let page_size = v.check("page_size", paging::page_size(request.page_size));
-        let after = v.check(
-            "page_token",
-            paging::parse_account_token(&request.page_token),
-        );
-        v.finish()?;
-        let (Some(page_size), Some(after)) = (page_size, after) else {
-            return Err(unchecked());
-        };
-
+        let page = requests::parse_list_accounts(request.get_ref())?;
         let page = self
             .accounts
-            .list_accounts(after.as_ref(), page_size)
+            .list_accounts(page.after.as_ref(), page.page_size)
             .await?;
         let next_page_token =
             paging::next_token(&page, |last| paging::account_token(&last.username));
@@ -73,14 +58,8 @@ impl<S: AccountStore> AccountService for AccountHandler<S> {
         request: Request<DisableAccountRequest>,
     ) -> Result<Response<Account>, Status> {
         let actor = caller::name_of(&request);
-        let request = request.into_inner();
-        let mut v = Violations::default();
-        let username = v.check("name", names::parse_account(&request.name));
-        let reason = v.check("reason", validate::reason(&request.reason));
-        v.finish()?;
-        let (Some(username), Some(reason)) = (username, reason) else {
-            return Err(unchecked());
-        };
+        let AccountReason { username, reason } =
+            requests::parse_disable_account(request.get_ref())?;
         let account = self
             .accounts
             .disable_account(&username, &reason, &actor)
@@ -92,11 +71,9 @@ impl<S: AccountStore> AccountService for AccountHandler<S> {
         &self,
         request: Request<EnableAccountRequest>,
     ) -> Result<Response<Account>, Status> {
-        let username = account_name(&request.get_ref().name)?;
-        let account = self
-            .accounts
-            .enable_account(&username, &caller::name_of(&request))
-            .await?;
+        let actor = caller::name_of(&request);
+        let username = requests::parse_enable_account(request.get_ref())?;
+        let account = self.accounts.enable_account(&username, &actor).await?;
         Ok(Response::new(account_to_pb(account)))
     }
 
@@ -104,10 +81,9 @@ impl<S: AccountStore> AccountService for AccountHandler<S> {
         &self,
         request: Request<DeleteAccountRequest>,
     ) -> Result<Response<()>, Status> {
-        let username = account_name(&request.get_ref().name)?;
-        self.accounts
-            .delete_account(&username, &caller::name_of(&request))
-            .await?;
+        let actor = caller::name_of(&request);
+        let username = requests::parse_delete_account(request.get_ref())?;
+        self.accounts.delete_account(&username, &actor).await?;
         Ok(Response::new(()))
     }
 }

@@ -3,14 +3,19 @@
 use std::time::Duration;
 
 use crate::domain::accounts::model::Account;
-use crate::domain::app_passwords::model::{AppPassword, AppPasswordState};
+use crate::domain::app_passwords::model::{
+    AppPassword, AppPasswordState, ChangePolicy, CredentialChange,
+};
 use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::audit::watch::WatchItem;
 use crate::domain::callers::model::{Caller, Role};
+use crate::domain::login::explain::{Explanation, ScopeState};
+use crate::domain::login::model::{FailureReason, LoginOutcome};
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
 use crate::domain::shared::time::Timestamp;
 
 use super::names;
-use super::pb;
+use super::pb::{self, LoginExplanation, WatchEventsResponse};
 
 pub fn timestamp(at: Timestamp) -> prost_types::Timestamp {
     let millis = at.as_millis();
@@ -355,6 +360,129 @@ pub fn audit_event_to_pb(event: AuditEvent) -> pb::AuditEvent {
             .map_or(pb::Protocol::Unspecified, protocol_to_pb) as i32,
         item_count: event.item_count.unwrap_or_default(),
         detail: event.detail,
+    }
+}
+
+pub fn parse_change(value: i32) -> Result<CredentialChange, String> {
+    use pb::PrimaryCredentialChange as Pb;
+    match Pb::try_from(value) {
+        Ok(Pb::SelfServiceChange) => Ok(CredentialChange::SelfServiceChange),
+        Ok(Pb::AdminReset) => Ok(CredentialChange::AdminReset),
+        Ok(Pb::AccountRecovery) => Ok(CredentialChange::AccountRecovery),
+        Ok(Pb::SecondFactorReset) => Ok(CredentialChange::SecondFactorReset),
+        Ok(Pb::Unspecified) => Err("is required".to_owned()),
+        Err(_) => Err(format!("{value} is not a known kind of change")),
+    }
+}
+
+pub fn policy_to_pb(policy: ChangePolicy) -> pb::PrimaryChangePolicy {
+    match policy {
+        ChangePolicy::Keep => pb::PrimaryChangePolicy::Keep,
+        ChangePolicy::RevokeIssuedBefore => pb::PrimaryChangePolicy::RevokeIssuedBefore,
+        ChangePolicy::RevokeAll => pb::PrimaryChangePolicy::RevokeAll,
+    }
+}
+
+pub fn reason_to_pb(reason: FailureReason) -> pb::FailureReason {
+    match reason {
+        FailureReason::InvalidCredentials => pb::FailureReason::InvalidCredentials,
+        FailureReason::AccountDisabled => pb::FailureReason::AccountDisabled,
+        FailureReason::Revoked => pb::FailureReason::Revoked,
+        FailureReason::Expired => pb::FailureReason::Expired,
+        FailureReason::IdleExpired => pb::FailureReason::IdleExpired,
+        FailureReason::Suspended => pb::FailureReason::Suspended,
+        FailureReason::ProtocolNotAllowed => pb::FailureReason::ProtocolNotAllowed,
+        FailureReason::NetworkNotAllowed => pb::FailureReason::NetworkNotAllowed,
+    }
+}
+
+/// Authenticate's answer. A refusal names its reason, but no account or
+/// password.
+pub fn login_outcome_to_pb(outcome: LoginOutcome) -> pb::AuthenticateResponse {
+    let refused = |reason: pb::FailureReason, retry_after| pb::AuthenticateResponse {
+        authenticated: false,
+        failure_reason: reason as i32,
+        username: String::new(),
+        app_password: String::new(),
+        retry_after,
+    };
+    match outcome {
+        LoginOutcome::Success {
+            username,
+            app_password_id,
+        } => pb::AuthenticateResponse {
+            authenticated: true,
+            failure_reason: pb::FailureReason::Unspecified as i32,
+            app_password: names::app_password(&username, app_password_id),
+            username: username.to_string(),
+            retry_after: None,
+        },
+        LoginOutcome::Failure(reason) => refused(reason_to_pb(reason), None),
+        LoginOutcome::Throttled { retry_after } => {
+            refused(pb::FailureReason::Throttled, Some(duration(retry_after)))
+        }
+    }
+}
+
+pub fn scope_to_pb(scope: ScopeState) -> pb::ThrottleScope {
+    pb::ThrottleScope {
+        failures: i32::try_from(scope.failures).unwrap_or(i32::MAX),
+        limit: i32::try_from(scope.limit).unwrap_or(i32::MAX),
+        blocked_until: scope.blocked_until.map(timestamp),
+        known_source: scope.known_source,
+    }
+}
+
+pub fn explanation_to_pb(explanation: Explanation, now: Timestamp) -> LoginExplanation {
+    LoginExplanation {
+        username: explanation.username.to_string(),
+        account_exists: explanation.account_exists,
+        account_disabled: explanation.disabled.is_some(),
+        disable_reason: explanation.disabled.unwrap_or_default(),
+        app_passwords: explanation
+            .app_passwords
+            .into_iter()
+            .map(|(password, refused)| pb::AppPasswordVerdict {
+                app_password: Some(app_password_to_pb(password, now)),
+                refused_by: refused.map_or(pb::FailureReason::Unspecified, reason_to_pb) as i32,
+            })
+            .collect(),
+        source: explanation.source.map(scope_to_pb),
+        pair: explanation.pair.map(scope_to_pb),
+        account: explanation.account.map(scope_to_pb),
+        recent_failures: explanation
+            .recent_failures
+            .into_iter()
+            .map(|event| pb::FailedLogin {
+                occur_time: Some(timestamp(event.at)),
+                reason: event.detail,
+                client_ip: event.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                protocol: event
+                    .protocol
+                    .map_or(pb::Protocol::Unspecified, protocol_to_pb)
+                    as i32,
+                count: event.item_count.unwrap_or(1),
+                app_password: match (&event.username, event.app_password_id) {
+                    (Some(username), Some(id)) => names::app_password(username, id),
+                    _ => String::new(),
+                },
+            })
+            .collect(),
+        summary: explanation.summary,
+    }
+}
+
+/// One item of a change feed's stream.
+pub fn watch_item_to_pb(item: WatchItem) -> WatchEventsResponse {
+    match item {
+        WatchItem::Event { event, token } => WatchEventsResponse {
+            audit_event: Some(audit_event_to_pb(event)),
+            resume_token: token.encode(),
+        },
+        WatchItem::Checkpoint(token) => WatchEventsResponse {
+            audit_event: None,
+            resume_token: token.encode(),
+        },
     }
 }
 

@@ -12,6 +12,7 @@
 //! filter (`contrib/fail2ban`) depends on this and on the fields' order.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,19 +23,50 @@ use tower::{Layer, Service};
 
 use super::access::known_method;
 use super::caller::Caller;
+use crate::domain::login::model::LoginOutcome;
+use crate::domain::shared::protocol::Protocol;
 use crate::metrics::{LoginResult, Metrics};
 
 /// What a handler adds to its response for the log line, beyond the status
-/// code (for example, why a login failed). Never a secret.
+/// code (for example, why a login failed). Never a secret. Built once per
+/// response; the line and the metrics both read it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub result: &'static str,
     pub account: Option<String>,
-    /// For a login: its protocol, so the metrics count outcomes by it.
-    pub protocol: Option<&'static str>,
-    /// For a login: the client's address as the proxy saw it, so that
-    /// fail2ban or CrowdSec can act on failed ones (`contrib/fail2ban`).
-    pub client_ip: Option<std::net::IpAddr>,
+    /// For a login: what the metrics count it by and fail2ban acts on.
+    pub login: Option<Login>,
+}
+
+/// A login as the log line and the metrics see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Login {
+    /// Its protocol, so the metrics count outcomes by it.
+    pub protocol: &'static str,
+    /// The client's address as the proxy saw it, so that fail2ban or
+    /// CrowdSec can act on failed ones (`contrib/fail2ban`).
+    pub client_ip: IpAddr,
+}
+
+impl Outcome {
+    /// A login's outcome: `success`, the failure's reason or `throttled`.
+    /// Only a known account's name is logged: an unknown "username" is
+    /// sometimes a password typed in the wrong box.
+    pub fn login(outcome: &LoginOutcome, protocol: Protocol, client_ip: IpAddr) -> Self {
+        let (result, account) = match outcome {
+            LoginOutcome::Success { username, .. } => ("success", Some(username.to_string())),
+            LoginOutcome::Failure(reason) => (reason.as_str(), None),
+            LoginOutcome::Throttled { .. } => ("throttled", None),
+        };
+        Self {
+            result,
+            account,
+            login: Some(Login {
+                protocol: protocol.as_str(),
+                client_ip,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -94,13 +126,10 @@ where
             let result = response.await;
             match &result {
                 Ok(response) => {
+                    if let Some(caller) = response.extensions().get::<Caller>() {
+                        entry.caller = Some(caller.name.clone());
+                    }
                     let code = grpc_code(response.headers());
-                    let caller = response
-                        .extensions()
-                        .get::<Caller>()
-                        .map(|c| c.name.clone())
-                        .or(entry.caller.take());
-                    entry.caller = caller;
                     entry.log(code, response.extensions().get::<Outcome>());
                 }
                 Err(error) => entry.log_transport_error(error),
@@ -124,15 +153,24 @@ impl Entry {
     fn log(&mut self, code: Code, outcome: Option<&Outcome>) {
         self.finished = true;
         let latency = self.started.elapsed();
-        self.record(code, latency, outcome);
+        let result = outcome.map_or("-", |o| o.result);
+        let login = outcome.and_then(|o| o.login);
+        self.record(
+            code,
+            latency,
+            login.map(|login| LoginResult {
+                adapter: "grpc",
+                protocol: login.protocol,
+                result,
+            }),
+        );
         let latency_ms = latency.as_secs_f64() * 1000.0;
         let caller = self.caller.as_deref().unwrap_or("-");
-        let result = outcome.map_or("-", |o| o.result);
         let account = outcome.and_then(|o| o.account.as_deref()).unwrap_or("-");
         let code = format!("{code:?}");
         let Method { name, path } = &self.method;
         let name = *name;
-        match (path, outcome) {
+        match (path, login) {
             (Some(path), _) => {
                 tracing::info!(
                     method = name,
@@ -148,15 +186,14 @@ impl Entry {
             }
             (
                 None,
-                Some(Outcome {
-                    protocol: Some(protocol),
-                    client_ip: Some(client_ip),
-                    ..
+                Some(Login {
+                    protocol,
+                    client_ip,
                 }),
             ) => {
                 tracing::info!(method = name, caller, code, result, account, protocol, client_ip = %client_ip, latency_ms, "request");
             }
-            (None, _) => {
+            (None, None) => {
                 tracing::info!(
                     method = name,
                     caller,
@@ -169,17 +206,8 @@ impl Entry {
             }
         }
     }
-}
 
-impl Entry {
-    fn record(&self, code: Code, latency: std::time::Duration, outcome: Option<&Outcome>) {
-        let login = outcome.and_then(|o| {
-            o.protocol.map(|protocol| LoginResult {
-                adapter: "grpc",
-                protocol,
-                result: o.result,
-            })
-        });
+    fn record(&self, code: Code, latency: std::time::Duration, login: Option<LoginResult>) {
         self.metrics
             .record_request(self.method.name, code, latency, login);
     }

@@ -1,5 +1,5 @@
 //! Field checks shared by several requests. Each returns the parsed value
-//! or a description of what is wrong, for `Violations::check`.
+//! or a description of what is wrong, for `requests::check`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
