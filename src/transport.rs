@@ -109,11 +109,7 @@ pub struct ServerConfig {
     )]
     pub handshake_timeout_ms: u64,
     /// A connection from which nothing arrives for this long is closed.
-    #[serde(
-        rename = "idle_timeout",
-        alias = "idle_timeout_secs",
-        with = "as_unit::secs"
-    )]
+    #[serde(rename = "idle_timeout", alias = "idle_timeout_secs", with = "as_unit::secs")]
     pub idle_timeout_secs: u64,
     /// HTTP/2 keepalive pings, and how long an answer may take.
     #[serde(
@@ -129,20 +125,12 @@ pub struct ServerConfig {
     )]
     pub keepalive_timeout_secs: u64,
     /// The longest a request may take, its body included.
-    #[serde(
-        rename = "request_timeout",
-        alias = "request_timeout_secs",
-        with = "as_unit::secs"
-    )]
+    #[serde(rename = "request_timeout", alias = "request_timeout_secs", with = "as_unit::secs")]
     pub request_timeout_secs: u64,
     /// At stop, how long connections may take to finish what they carry
     /// before they are dropped (a client that stops reading a stream
     /// could otherwise hold the stop, and the flushes after it, forever).
-    #[serde(
-        rename = "shutdown_grace",
-        alias = "shutdown_grace_secs",
-        with = "as_unit::secs"
-    )]
+    #[serde(rename = "shutdown_grace", alias = "shutdown_grace_secs", with = "as_unit::secs")]
     pub shutdown_grace_secs: u64,
     /// Connections not yet used by a recognised caller, at most; past it
     /// the oldest of them is closed to make room.
@@ -150,11 +138,7 @@ pub struct ServerConfig {
     /// On the proxy adapters' listener: the time from accept within which
     /// a connection must carry a whole request with a valid key, in
     /// milliseconds.
-    #[serde(
-        rename = "unproven_timeout",
-        alias = "unproven_timeout_ms",
-        with = "as_unit::millis"
-    )]
+    #[serde(rename = "unproven_timeout", alias = "unproven_timeout_ms", with = "as_unit::millis")]
     pub unproven_timeout_ms: u64,
 }
 

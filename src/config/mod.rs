@@ -132,11 +132,7 @@ pub struct AuditConfig {
     #[serde(rename = "retention", alias = "retention_days", with = "as_unit::days")]
     pub retention_days: u64,
     /// How often the background pruning runs, in seconds.
-    #[serde(
-        rename = "prune_interval",
-        alias = "prune_interval_secs",
-        with = "as_unit::secs"
-    )]
+    #[serde(rename = "prune_interval", alias = "prune_interval_secs", with = "as_unit::secs")]
     pub prune_interval_secs: u64,
 }
 
@@ -317,11 +313,7 @@ pub struct VerifiedCacheSettings {
     pub key_file: Option<std::path::PathBuf>,
     /// How long a warm verifier stands in for argon2 after the success
     /// that made it, in seconds (it is renewed past half of it).
-    #[serde(
-        rename = "warm_window",
-        alias = "warm_window_secs",
-        with = "as_unit::secs"
-    )]
+    #[serde(rename = "warm_window", alias = "warm_window_secs", with = "as_unit::secs")]
     pub warm_window_secs: u64,
 }
 

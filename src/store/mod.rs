@@ -37,11 +37,7 @@ pub struct PoolConfig {
     /// How long a request waits for a connection before it fails with
     /// UNAVAILABLE; short, so an outage fails requests fast instead of
     /// queueing them.
-    #[serde(
-        rename = "acquire_timeout",
-        alias = "acquire_timeout_ms",
-        with = "as_unit::millis"
-    )]
+    #[serde(rename = "acquire_timeout", alias = "acquire_timeout_ms", with = "as_unit::millis")]
     pub acquire_timeout_ms: u64,
     /// How long SQLite waits on a locked database before giving up.
     #[serde(

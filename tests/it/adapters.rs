@@ -553,10 +553,7 @@ async fn any_user_agent_signs_in_and_is_kept_cut_and_cleaned() {
 /// temporary failure (SMTP 454 4.7.0, HTTP 503), never a wrong password,
 /// and count nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(latchkey_test_postgres),
-    ignore = "LATCHKEY_TEST_POSTGRES_URL is not set"
-)]
+#[cfg_attr(not(latchkey_test_postgres), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn a_database_outage_is_a_temporary_failure() {
     let (server, link) = TestServer::start_behind_link(Backend::Postgres, |config| {
         config.database.acquire_timeout_ms = 500;

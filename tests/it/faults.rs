@@ -215,19 +215,13 @@ async fn database_outage(backend: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(latchkey_test_postgres),
-    ignore = "LATCHKEY_TEST_POSTGRES_URL is not set"
-)]
+#[cfg_attr(not(latchkey_test_postgres), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn postgres_outage_fails_closed_and_recovers() {
     database_outage(Backend::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(latchkey_test_mysql),
-    ignore = "LATCHKEY_TEST_MYSQL_URL is not set"
-)]
+#[cfg_attr(not(latchkey_test_mysql), ignore = "LATCHKEY_TEST_MYSQL_URL is not set")]
 async fn mysql_outage_fails_closed_and_recovers() {
     database_outage(Backend::MySql).await;
 }
@@ -260,10 +254,7 @@ async fn sqlite_locked_database_fails_closed_and_recovers() {
 /// Load balancers learn of the outage from grpc.health.v1, and of the
 /// recovery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    not(latchkey_test_postgres),
-    ignore = "LATCHKEY_TEST_POSTGRES_URL is not set"
-)]
+#[cfg_attr(not(latchkey_test_postgres), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn health_follows_the_database() {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;

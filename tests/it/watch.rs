@@ -811,10 +811,7 @@ async fn a_stalled_watcher_costs_bounded_memory_and_then_gets_everything(backend
 /// the fallback poll at ten minutes, events still arrive (within the test's
 /// patience of 20 s).
 #[tokio::test]
-#[cfg_attr(
-    not(latchkey_test_postgres),
-    ignore = "LATCHKEY_TEST_POSTGRES_URL is not set"
-)]
+#[cfg_attr(not(latchkey_test_postgres), ignore = "LATCHKEY_TEST_POSTGRES_URL is not set")]
 async fn postgres_wakes_streams_by_notify_not_by_polling() {
     let hour = |config: &mut latchkey::config::Config| config.watch.poll_interval_ms = 60_000;
     let server = TestServer::start_with(Backend::Postgres, hour).await;

@@ -200,11 +200,7 @@ pub struct WatchConfig {
     /// no wake-up of its own (SQLite, MariaDB), in milliseconds; on
     /// PostgreSQL, LISTEN/NOTIFY wakes it and this poll is only the
     /// fallback, at ten times the interval.
-    #[serde(
-        rename = "poll_interval",
-        alias = "poll_interval_ms",
-        with = "as_unit::millis"
-    )]
+    #[serde(rename = "poll_interval", alias = "poll_interval_ms", with = "as_unit::millis")]
     pub poll_interval_ms: u64,
     /// Streams one caller may hold open at once.
     pub max_watchers_per_caller: u32,

@@ -37,11 +37,7 @@ pub struct HashPoolConfig {
     pub queue: usize,
     /// How long a caller that sets no deadline is taken to wait, in
     /// milliseconds: a typical proxy's authentication timeout.
-    #[serde(
-        rename = "default_wait",
-        alias = "default_wait_ms",
-        with = "as_unit::millis"
-    )]
+    #[serde(rename = "default_wait", alias = "default_wait_ms", with = "as_unit::millis")]
     pub default_wait_ms: u64,
 }
 
