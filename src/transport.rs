@@ -73,7 +73,7 @@ use futures_util::task::AtomicWaker;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::shared::span::as_unit;
+use crate::domain::shared::span::as_unit::{millis, secs};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -102,35 +102,23 @@ pub struct ServerConfig {
     /// The largest request header list, in bytes.
     pub max_header_list_bytes: u32,
     /// Time to the first byte (and a TLS handshake), in milliseconds.
-    #[serde(
-        rename = "handshake_timeout",
-        alias = "handshake_timeout_ms",
-        with = "as_unit::millis"
-    )]
+    #[serde(rename = "handshake_timeout", alias = "handshake_timeout_ms", with = "millis")]
     pub handshake_timeout_ms: u64,
     /// A connection from which nothing arrives for this long is closed.
-    #[serde(rename = "idle_timeout", alias = "idle_timeout_secs", with = "as_unit::secs")]
+    #[serde(rename = "idle_timeout", alias = "idle_timeout_secs", with = "secs")]
     pub idle_timeout_secs: u64,
     /// HTTP/2 keepalive pings, and how long an answer may take.
-    #[serde(
-        rename = "keepalive_interval",
-        alias = "keepalive_interval_secs",
-        with = "as_unit::secs"
-    )]
+    #[serde(rename = "keepalive_interval", alias = "keepalive_interval_secs", with = "secs")]
     pub keepalive_interval_secs: u64,
-    #[serde(
-        rename = "keepalive_timeout",
-        alias = "keepalive_timeout_secs",
-        with = "as_unit::secs"
-    )]
+    #[serde(rename = "keepalive_timeout", alias = "keepalive_timeout_secs", with = "secs")]
     pub keepalive_timeout_secs: u64,
     /// The longest a request may take, its body included.
-    #[serde(rename = "request_timeout", alias = "request_timeout_secs", with = "as_unit::secs")]
+    #[serde(rename = "request_timeout", alias = "request_timeout_secs", with = "secs")]
     pub request_timeout_secs: u64,
     /// At stop, how long connections may take to finish what they carry
     /// before they are dropped (a client that stops reading a stream
     /// could otherwise hold the stop, and the flushes after it, forever).
-    #[serde(rename = "shutdown_grace", alias = "shutdown_grace_secs", with = "as_unit::secs")]
+    #[serde(rename = "shutdown_grace", alias = "shutdown_grace_secs", with = "secs")]
     pub shutdown_grace_secs: u64,
     /// Connections not yet used by a recognised caller, at most; past it
     /// the oldest of them is closed to make room.
@@ -138,7 +126,7 @@ pub struct ServerConfig {
     /// On the proxy adapters' listener: the time from accept within which
     /// a connection must carry a whole request with a valid key, in
     /// milliseconds.
-    #[serde(rename = "unproven_timeout", alias = "unproven_timeout_ms", with = "as_unit::millis")]
+    #[serde(rename = "unproven_timeout", alias = "unproven_timeout_ms", with = "millis")]
     pub unproven_timeout_ms: u64,
 }
 

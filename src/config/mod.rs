@@ -12,7 +12,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::shared::span::as_unit;
+use crate::domain::shared::span::as_unit::{days, secs};
 
 use crate::adapters::AdaptersConfig;
 use crate::domain::callers::cache::CallerCacheConfig;
@@ -129,10 +129,10 @@ pub struct TlsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct AuditConfig {
     /// Events older than this many days are deleted in the background.
-    #[serde(rename = "retention", alias = "retention_days", with = "as_unit::days")]
+    #[serde(rename = "retention", alias = "retention_days", with = "days")]
     pub retention_days: u64,
     /// How often the background pruning runs, in seconds.
-    #[serde(rename = "prune_interval", alias = "prune_interval_secs", with = "as_unit::secs")]
+    #[serde(rename = "prune_interval", alias = "prune_interval_secs", with = "secs")]
     pub prune_interval_secs: u64,
 }
 
@@ -302,7 +302,7 @@ fn known_keys() -> Vec<String> {
 pub struct VerifiedCacheSettings {
     /// How long this process trusts a verified secret, in seconds; 0 turns
     /// its cache off.
-    #[serde(rename = "ttl", alias = "ttl_secs", with = "as_unit::secs")]
+    #[serde(rename = "ttl", alias = "ttl_secs", with = "secs")]
     pub ttl_secs: u64,
     /// App passwords this process remembers at most.
     pub capacity: usize,
@@ -313,7 +313,7 @@ pub struct VerifiedCacheSettings {
     pub key_file: Option<std::path::PathBuf>,
     /// How long a warm verifier stands in for argon2 after the success
     /// that made it, in seconds (it is renewed past half of it).
-    #[serde(rename = "warm_window", alias = "warm_window_secs", with = "as_unit::secs")]
+    #[serde(rename = "warm_window", alias = "warm_window_secs", with = "secs")]
     pub warm_window_secs: u64,
 }
 

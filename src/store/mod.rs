@@ -23,7 +23,7 @@ use sea_orm::{ColumnTrait, Condition};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::shared::span::as_unit;
+use crate::domain::shared::span::as_unit::millis;
 
 use crate::domain::login::model::LoginState;
 use crate::domain::login::throttle::{Counter, Scope};
@@ -37,14 +37,10 @@ pub struct PoolConfig {
     /// How long a request waits for a connection before it fails with
     /// UNAVAILABLE; short, so an outage fails requests fast instead of
     /// queueing them.
-    #[serde(rename = "acquire_timeout", alias = "acquire_timeout_ms", with = "as_unit::millis")]
+    #[serde(rename = "acquire_timeout", alias = "acquire_timeout_ms", with = "millis")]
     pub acquire_timeout_ms: u64,
     /// How long SQLite waits on a locked database before giving up.
-    #[serde(
-        rename = "sqlite_busy_timeout",
-        alias = "sqlite_busy_timeout_ms",
-        with = "as_unit::millis"
-    )]
+    #[serde(rename = "sqlite_busy_timeout", alias = "sqlite_busy_timeout_ms", with = "millis")]
     pub sqlite_busy_timeout_ms: u64,
     /// How much of an SQLite file is read through a memory map, in MiB; 0
     /// (the default) reads through SQLite's page cache of each connection.
@@ -55,11 +51,7 @@ pub struct PoolConfig {
     /// cache many times over and stops saying how much memory latchkey uses.
     pub sqlite_mmap_mib: u64,
     /// How often the database is pinged for grpc.health.v1.
-    #[serde(
-        rename = "health_check_interval",
-        alias = "health_check_interval_ms",
-        with = "as_unit::millis"
-    )]
+    #[serde(rename = "health_check_interval", alias = "health_check_interval_ms", with = "millis")]
     pub health_check_interval_ms: u64,
 }
 

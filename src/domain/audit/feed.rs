@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::shared::span::as_unit;
+use crate::domain::shared::span::as_unit::millis;
 
 use super::event::{AuditEvent, EventType};
 use crate::domain::shared::error::{Error, Reason, Result};
@@ -200,7 +200,7 @@ pub struct WatchConfig {
     /// no wake-up of its own (SQLite, MariaDB), in milliseconds; on
     /// PostgreSQL, LISTEN/NOTIFY wakes it and this poll is only the
     /// fallback, at ten times the interval.
-    #[serde(rename = "poll_interval", alias = "poll_interval_ms", with = "as_unit::millis")]
+    #[serde(rename = "poll_interval", alias = "poll_interval_ms", with = "millis")]
     pub poll_interval_ms: u64,
     /// Streams one caller may hold open at once.
     pub max_watchers_per_caller: u32,

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::shared::span::as_unit;
+use crate::domain::shared::span::as_unit::millis;
 
 use super::model::Caller;
 use crate::domain::shared::sync::lock;
@@ -33,7 +33,7 @@ pub struct CallerCacheConfig {
     /// How long a caller's row is trusted without reading it again, in
     /// milliseconds: the longest a caller revoked elsewhere goes on working
     /// on this replica. 0 turns the cache off.
-    #[serde(rename = "ttl", alias = "ttl_ms", with = "as_unit::millis")]
+    #[serde(rename = "ttl", alias = "ttl_ms", with = "millis")]
     pub ttl_ms: u64,
 }
 

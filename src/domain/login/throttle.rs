@@ -14,7 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::shared::span::as_unit;
+use crate::domain::shared::span::as_unit::{days, secs};
 use sha2::{Digest, Sha256};
 
 use crate::domain::audit::event::{AuditEvent, EventType};
@@ -34,17 +34,17 @@ pub struct ThrottleConfig {
     /// allows at most 100 consecutive failures.
     pub account_limit: u32,
     /// The first block's length, in seconds; each further failure doubles it.
-    #[serde(rename = "base_delay", alias = "base_delay_secs", with = "as_unit::secs")]
+    #[serde(rename = "base_delay", alias = "base_delay_secs", with = "secs")]
     pub base_delay_secs: u64,
     /// The longest block, in seconds.
-    #[serde(rename = "max_delay", alias = "max_delay_secs", with = "as_unit::secs")]
+    #[serde(rename = "max_delay", alias = "max_delay_secs", with = "secs")]
     pub max_delay_secs: u64,
     /// A scope with no failure for this long starts counting from zero.
-    #[serde(rename = "window", alias = "window_secs", with = "as_unit::secs")]
+    #[serde(rename = "window", alias = "window_secs", with = "secs")]
     pub window_secs: u64,
     /// How long a network stays a known source of an account after a
     /// successful sign-in from it, in days.
-    #[serde(rename = "known_source", alias = "known_source_days", with = "as_unit::days")]
+    #[serde(rename = "known_source", alias = "known_source_days", with = "days")]
     pub known_source_days: u64,
     /// Recent wrong guesses each replica remembers, so repeats are not
     /// counted again (`login/memory/guesses.rs` says which it keeps when full):

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::shared::span::as_unit;
+use crate::domain::shared::span::as_unit::secs;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -37,7 +37,7 @@ use crate::domain::shared::sync::lock;
 pub struct UsageConfig {
     /// Usage of one app password is written at most once per this many
     /// seconds; 0 writes every login's usage at once, on its request path.
-    #[serde(rename = "flush_interval", alias = "flush_interval_secs", with = "as_unit::secs")]
+    #[serde(rename = "flush_interval", alias = "flush_interval_secs", with = "secs")]
     pub flush_interval_secs: u64,
     /// When this many app passwords have usage waiting, it is written
     /// early rather than held in memory.

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::shared::span::as_unit;
+use crate::domain::shared::span::as_unit::secs;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -30,7 +30,7 @@ use crate::domain::shared::time::Timestamp;
 pub struct VerifiedCacheConfig {
     /// How long a verified secret is trusted without argon2, in seconds; 0
     /// turns the cache off.
-    #[serde(rename = "ttl", alias = "ttl_secs", with = "as_unit::secs")]
+    #[serde(rename = "ttl", alias = "ttl_secs", with = "secs")]
     pub ttl_secs: u64,
     /// At most this many app passwords are remembered.
     pub capacity: usize,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use argon2::Block;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::shared::span::as_unit;
+use crate::domain::shared::span::as_unit::millis;
 use tokio::sync::oneshot;
 
 use crate::domain::shared::error::{Error, Reason, Result};
@@ -37,7 +37,7 @@ pub struct HashPoolConfig {
     pub queue: usize,
     /// How long a caller that sets no deadline is taken to wait, in
     /// milliseconds: a typical proxy's authentication timeout.
-    #[serde(rename = "default_wait", alias = "default_wait_ms", with = "as_unit::millis")]
+    #[serde(rename = "default_wait", alias = "default_wait_ms", with = "millis")]
     pub default_wait_ms: u64,
 }
 
