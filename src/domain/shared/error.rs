@@ -175,35 +175,3 @@ impl fmt::Display for FieldViolations<'_> {
         Ok(())
     }
 }
-
-/// Collects the violations of a whole request, so a caller learns every bad
-/// field at once instead of one per round trip.
-#[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
-
-impl Violations {
-    /// Keeps the value of a check, or records why it failed.
-    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(description) => {
-                self.0.push(FieldViolation::new(field, description));
-                None
-            }
-        }
-    }
-
-    pub fn add(&mut self, field: &str, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
-    }
-
-    /// `Err` when anything was recorded; callers `?` this before using the
-    /// values they collected.
-    pub fn finish(self) -> Result<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(self.0))
-        }
-    }
-}
