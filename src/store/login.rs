@@ -13,7 +13,9 @@
 
 use std::sync::OnceLock;
 
-use sea_orm::sea_query::{Alias, Expr, Query, SelectStatement, UnionType, Value, Values};
+use sea_orm::sea_query::{
+    Alias, DynIden, Expr, IntoIden, Query, SelectStatement, UnionType, Value, Values,
+};
 use sea_orm::{
     Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, JoinType, QueryResult,
     Statement,
@@ -34,12 +36,12 @@ use crate::domain::shared::protocol::ProtocolSet;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
-/// Each scope's counter columns come back under this prefix.
-fn prefix(kind: ScopeKind) -> &'static str {
+/// The alias of each scope's counter table in the statement.
+fn scope_table(kind: ScopeKind) -> &'static str {
     match kind {
-        ScopeKind::Source => "source_",
-        ScopeKind::Pair => "pair_",
-        ScopeKind::Account => "account_",
+        ScopeKind::Source => "source",
+        ScopeKind::Pair => "pair",
+        ScopeKind::Account => "account",
     }
 }
 
@@ -134,48 +136,50 @@ fn statement(tag: &str, key: &LoginKey) -> SelectStatement {
                 .add(Expr::col((p.clone(), P::AccountId)).equals((a.clone(), A::Id)))
                 .add(Expr::col((p.clone(), P::Selector)).eq(key.selector.as_str())),
         );
-    for (column, name) in [
-        (A::Username, "a_username"),
-        (A::DisabledAt, "a_disabled_at"),
-    ] {
-        query.expr_as(Expr::col((a.clone(), column)), Alias::new(name));
-    }
-    for (column, name) in [
-        (P::Id, "p_id"),
-        (P::SecretHash, "p_secret_hash"),
-        (P::RevokedAt, "p_revoked_at"),
-        (P::ExpiresAt, "p_expires_at"),
-        (P::Protocols, "p_protocols"),
-        (P::AllowedNetworks, "p_allowed_networks"),
-        (P::UseCount, "p_use_count"),
-        (P::SeenNetworks, "p_seen_networks"),
-        (P::CreatedAt, "p_created_at"),
-        (P::LastUsedAt, "p_last_used_at"),
-        (P::IdleTimeoutMs, "p_idle_timeout_ms"),
-        (P::IdleExpiredAt, "p_idle_expired_at"),
-        (P::SuspendedAt, "p_suspended_at"),
-        (P::WarmVerifier, "p_warm_verifier"),
-        (P::WarmUntil, "p_warm_until"),
-    ] {
-        query.expr_as(Expr::col((p.clone(), column)), Alias::new(name));
-    }
+    // The selected columns, in the order of `COLUMNS` (after the tag),
+    // which names each: the one list a row is read by.
+    let mut selected: Vec<(Alias, DynIden)> = Vec::with_capacity(COLUMNS.len());
+    selected.extend([A::Username, A::DisabledAt].map(|column| (a.clone(), column.into_iden())));
+    selected.extend(
+        [
+            P::Id,
+            P::SecretHash,
+            P::RevokedAt,
+            P::ExpiresAt,
+            P::Protocols,
+            P::AllowedNetworks,
+            P::UseCount,
+            P::SeenNetworks,
+            P::CreatedAt,
+            P::LastUsedAt,
+            P::IdleTimeoutMs,
+            P::IdleExpiredAt,
+            P::SuspendedAt,
+            P::WarmVerifier,
+            P::WarmUntil,
+        ]
+        .map(|column| (p.clone(), column.into_iden())),
+    );
     for (kind, scope_key) in KINDS.into_iter().zip(&key.scope_keys) {
-        let table = Alias::new(prefix(kind).trim_end_matches('_'));
+        let table = Alias::new(scope_table(kind));
         query.join_as(
             JoinType::LeftJoin,
             auth_throttle::Entity,
             table.clone(),
             Expr::col((table.clone(), T::ScopeKey)).eq(scope_key.as_str()),
         );
-        for (column, name) in [
-            (T::Failures, "failures"),
-            (T::LastFailureAt, "last_failure_at"),
-            (T::BlockedUntil, "blocked_until"),
-            (T::LastSuccessAt, "last_success_at"),
-        ] {
-            let alias = format!("{}{name}", prefix(kind));
-            query.expr_as(Expr::col((table.clone(), column)), Alias::new(alias));
-        }
+        selected.extend(
+            [
+                T::Failures,
+                T::LastFailureAt,
+                T::BlockedUntil,
+                T::LastSuccessAt,
+            ]
+            .map(|column| (table.clone(), column.into_iden())),
+        );
+    }
+    for ((table, column), alias) in selected.into_iter().zip(&COLUMNS[1..]) {
+        query.expr_as(Expr::col((table, column)), Alias::new(*alias));
     }
     query
 }
