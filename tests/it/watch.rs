@@ -117,6 +117,28 @@ impl Watcher {
     }
 }
 
+/// Resumes from `token` until the server refuses it, moving the clock on
+/// between tries (housekeeping sleeps on the test's clock: a pass that
+/// began before a jump sleeps from after it); the refusal.
+async fn until_pruned(server: &TestServer, token: &str) -> tonic::Status {
+    eventually("the token pruned", PATIENCE, async || {
+        let resumed = Watcher::try_open(
+            server,
+            Role::Operator,
+            WatchEventsRequest {
+                resume_token: token.to_owned(),
+                ..all_types()
+            },
+        )
+        .await;
+        if resumed.is_ok() {
+            server.clock.advance(Duration::from_secs(2));
+        }
+        resumed.err()
+    })
+    .await
+}
+
 pub fn all_types() -> WatchEventsRequest {
     WatchEventsRequest::default()
 }
@@ -911,24 +933,7 @@ async fn a_token_behind_retention_is_refused_and_streams_end_when_the_server_sto
         .token;
     issue_simple(&server, "old").await;
     server.clock.advance(Duration::from_secs(36 * 3600));
-    let refused = eventually("the old token pruned", PATIENCE, async || {
-        let resumed = Watcher::try_open(
-            &server,
-            Role::Operator,
-            WatchEventsRequest {
-                resume_token: old.clone(),
-                ..all_types()
-            },
-        )
-        .await;
-        // Housekeeping sleeps on the test's clock: a pass that began
-        // before the jump sleeps from after it.
-        if resumed.is_ok() {
-            server.clock.advance(Duration::from_secs(2));
-        }
-        resumed.err()
-    })
-    .await;
+    let refused = until_pruned(&server, &old).await;
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(
         refused.get_details_error_info().unwrap().reason,
@@ -974,22 +979,7 @@ async fn pruning_past_an_open_stream_ends_it_instead_of_skipping() {
     let (mut stalled, _) = narrow_stream(&server, &from).await;
     settled_reads(&server).await;
     server.clock.advance(Duration::from_secs(36 * 3600));
-    eventually("the stream's token pruned", PATIENCE, async || {
-        let resumed = Watcher::try_open(
-            &server,
-            Role::Operator,
-            WatchEventsRequest {
-                resume_token: from.clone(),
-                ..all_types()
-            },
-        )
-        .await;
-        if resumed.is_ok() {
-            server.clock.advance(Duration::from_secs(2));
-        }
-        resumed.err()
-    })
-    .await;
+    until_pruned(&server, &from).await;
     issue_simple(&server, "late").await;
     let mut events = 0usize;
     let status = loop {
