@@ -158,10 +158,10 @@ impl Flights {
 
     /// Notes a failure counted in (or a decision made for) `keys`, for the
     /// logins watching them.
-    pub(super) fn counted<'a>(&self, keys: impl IntoIterator<Item = &'a FlightKey>) {
+    pub(super) fn counted(&self, keys: impl IntoIterator<Item = FlightKey>) {
         let mut flights = lock(&self.keys);
         for key in keys {
-            if let Some(flight) = flights.get_mut(key) {
+            if let Some(flight) = flights.get_mut(&key) {
                 flight.failures += 1;
             }
         }

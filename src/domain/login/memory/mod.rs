@@ -259,14 +259,9 @@ impl ThrottleMemory {
     /// are taken off the room that read computes, since the read may have
     /// missed them.
     pub fn watch(&self, attempt: &Attempt<'_>) -> Watch {
-        let mut keys: Vec<FlightKey> = attempt
-            .scopes
-            .all()
-            .iter()
-            .map(|scope| FlightKey::Scope(scope.key))
-            .collect();
-        keys.push(FlightKey::Guess(attempt.digest));
-        self.flights.watch(keys)
+        let guess = FlightKey::Guess(attempt.digest);
+        let keys = scope_keys(attempt.scopes).into_iter().chain([guess]);
+        self.flights.watch(keys.collect())
     }
 
     /// Takes a place for a guess in each watched scope, given the room the
@@ -311,12 +306,7 @@ impl ThrottleMemory {
         now: Timestamp,
     ) {
         let account_exists = failure.account_exists;
-        let scopes = attempt.scopes.all();
-        let keys: Vec<FlightKey> = scopes
-            .iter()
-            .map(|scope| FlightKey::Scope(scope.key))
-            .collect();
-        self.flights.counted(&keys);
+        self.flights.counted(scope_keys(attempt.scopes));
         self.remember(attempt, failure, guesses::Counted::Now, now);
         for (scope, until) in blocks {
             if scope.kind != ScopeKind::Account {
@@ -356,7 +346,7 @@ impl ThrottleMemory {
     /// one that read before this and asks for a place after it reads again,
     /// and finds the answer there instead of running argon2 a second time.
     pub fn decided(&self, digest: &GuessDigest) {
-        self.flights.counted([&FlightKey::Guess(*digest)]);
+        self.flights.counted([FlightKey::Guess(*digest)]);
     }
 
     /// The coalesced audit events not yet written: one per guess repeated
@@ -383,6 +373,11 @@ impl ThrottleMemory {
     pub fn in_flight(&self) -> usize {
         self.flights.len()
     }
+}
+
+/// The places a login's three scopes hold, in the order of `Scopes::all`.
+fn scope_keys(scopes: &Scopes) -> [FlightKey; 3] {
+    scopes.all().map(|scope| FlightKey::Scope(scope.key))
 }
 
 #[cfg(test)]
