@@ -425,16 +425,16 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         let memory = &self.inner.memory;
         let now = login.facts.now;
         let remembered = login.typed.attempt(login.attempt);
-        let failure = Failure {
+        let failure = |event| Failure {
             verified_against: login.print,
             // Every refusal but a wrong password is reached with a right one.
             matched: reason != FailureReason::InvalidCredentials,
             reason,
-            event: event.clone(),
+            event,
             account_exists: login.facts.state.account_exists,
         };
         if login.recall.counted() {
-            memory.repeated(&remembered, failure, now);
+            memory.repeated(&remembered, failure(event), now);
             return Ok(());
         }
         let throttle = &self.inner.config.throttle;
@@ -443,11 +443,14 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             .iter()
             .map(|&scope| (*scope, throttle.rule(scope.kind)))
             .collect();
-        let counters = self.store().record_failures(rules, now, event).await?;
+        let counters = self
+            .store()
+            .record_failures(rules, now, event.clone())
+            .await?;
         let blocks = counters
             .iter()
             .filter_map(|(scope, counter)| Some((scope, counter.blocked_until?)));
-        memory.counted(&remembered, failure, blocks, now);
+        memory.counted(&remembered, failure(event), blocks, now);
         Ok(())
     }
 
