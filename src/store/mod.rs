@@ -11,6 +11,7 @@ pub mod entities;
 mod errors;
 mod feed_wakeups;
 mod login;
+mod sqlite;
 mod throttle;
 mod usage;
 
@@ -18,7 +19,6 @@ use std::time::Duration;
 
 use latchkey_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::Value;
-use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{ColumnTrait, Condition};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use serde::{Deserialize, Serialize};
@@ -81,9 +81,7 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// Opens a pool. SQLite runs in WAL mode (readers never wait for the
-    /// writer) with a busy timeout; `synchronous` stays FULL so that a
-    /// returned write survives a power cut, as the API promises.
+    /// Opens a pool (SQLite's own settings are in `sqlite.rs`).
     pub async fn connect(url: &str, pool: PoolConfig) -> Result<Self> {
         let is_sqlite = url.starts_with("sqlite:");
         let mut options = ConnectOptions::new(url.to_owned());
@@ -100,15 +98,12 @@ impl SqlStore {
             // thread on every query. Over a network the ping is kept: it
             // is what keeps a dead connection from failing a request after
             // an outage.
-            .test_before_acquire(!is_sqlite)
-            .map_sqlx_sqlite_opts(move |sqlite| {
-                sqlite
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_millis(pool.sqlite_busy_timeout_ms))
-                    .foreign_keys(true)
-                    .pragma("mmap_size", (pool.sqlite_mmap_mib << 20).to_string())
-            });
-        let db = Database::connect(options).await?;
+            .test_before_acquire(!is_sqlite);
+        let db = if is_sqlite {
+            sqlite::connect(url, options, pool).await?
+        } else {
+            Database::connect(options).await?
+        };
         // A quarter of the pool reads logins, and as many workers write
         // failures (on SQLite one: its writes take turns anyway, and one
         // writer never sleeps in SQLite's busy handler waiting for another).

@@ -14,6 +14,7 @@ mod architecture;
 mod attacks;
 mod audit_trail;
 mod backup;
+mod bad_days;
 mod callers;
 mod cli;
 mod common;

@@ -137,6 +137,15 @@ impl TestServer {
         Self::serve(config, database).await
     }
 
+    /// Starts a server on a database the test made itself (an SQLite file
+    /// on a file system of its own, say), with `adjust`ed configuration.
+    pub async fn start_on(database: TestDatabase, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = test_config();
+        config.database_url = DatabaseUrl::new(database.url.clone());
+        adjust(&mut config);
+        Self::serve(config, database).await
+    }
+
     /// Starts a server whose database connections go through a link the
     /// test can cut (PostgreSQL and MySQL only).
     pub async fn start_behind_link(
@@ -375,6 +384,15 @@ impl TestDatabase {
         Self {
             url: with_database(&admin_url, &name),
             cleanup: Some((admin_url, name)),
+            _dir: None,
+        }
+    }
+
+    /// An SQLite database file in `dir`, which the test owns and removes.
+    pub fn sqlite_in(dir: &std::path::Path) -> Self {
+        Self {
+            url: super::support::sqlite_url(dir),
+            cleanup: None,
             _dir: None,
         }
     }
