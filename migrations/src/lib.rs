@@ -17,6 +17,7 @@ mod m20261125_000007_add_app_password_last_used_client;
 mod m20261125_000008_add_app_password_lifecycle;
 mod m20261125_000009_create_event_feed;
 mod m20261204_000010_add_app_password_warm_verifier;
+mod m20261204_000011_create_write_probe;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_add_app_password_lifecycle::Migration),
             Box::new(m20261125_000009_create_event_feed::Migration),
             Box::new(m20261204_000010_add_app_password_warm_verifier::Migration),
+            Box::new(m20261204_000011_create_write_probe::Migration),
         ]
     }
 }

@@ -34,9 +34,12 @@ pub(super) async fn set_serving(health: &tonic_health::server::HealthReporter, s
     }
 }
 
-/// Pings the database every `interval` and reports NOT_SERVING through
-/// grpc.health.v1 while it cannot be reached, so load balancers send
-/// traffic to replicas that can answer; SERVING again once it can.
+/// Probes the database every `interval`, and at once whenever a request
+/// saw a connection fail (`store/probe.rs`, one probe at a time), and
+/// reports NOT_SERVING through grpc.health.v1 while it is unreachable or
+/// refuses writes, so load balancers send traffic to replicas that can
+/// answer; SERVING again once it can. What changed is logged once by the
+/// store.
 pub(super) async fn watch_database(
     store: SqlStore,
     health: tonic_health::server::HealthReporter,
@@ -44,21 +47,18 @@ pub(super) async fn watch_database(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticks = tokio::time::interval(interval);
-    let mut reachable = true;
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut serving = true;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            () = store.probe_wanted() => {}
             _ = stop.changed() => return,
         }
-        let now_reachable = store.ping().await.is_ok();
-        if now_reachable != reachable {
-            if now_reachable {
-                tracing::info!("database reachable again: serving");
-            } else {
-                tracing::warn!("database unreachable: reporting NOT_SERVING");
-            }
-            set_serving(&health, now_reachable).await;
-            reachable = now_reachable;
+        let now_serving = store.probe().await;
+        if now_serving != serving {
+            set_serving(&health, now_serving).await;
+            serving = now_serving;
         }
     }
 }

@@ -10,7 +10,7 @@
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::domain::shared::error::{Error, Reason};
+use crate::domain::shared::error::{Error, Outage, Reason};
 
 /// The ErrorInfo domain of every latchkey error.
 pub const DOMAIN: &str = "latchkey";
@@ -56,13 +56,27 @@ impl From<Error> for Status {
                 Status::with_error_details(Code::ResourceExhausted, message, details)
             }
             Error::Unauthenticated(message) => with_reason(Code::Unauthenticated, message, reason),
-            Error::Unavailable(source) => {
-                tracing::warn!(error = ?source.to_string(), "storage unavailable");
-                with_reason(
-                    Code::Unavailable,
-                    "storage is unavailable; nothing was changed, retry later",
-                    reason,
-                )
+            Error::Unavailable(outage, source) => {
+                // A state the replica knows of (the database down, its disk
+                // full, read-only) is logged once, when it begins and ends
+                // (store/db.rs), not by every request it refuses.
+                if outage == Outage::Transient {
+                    tracing::warn!(error = ?source.to_string(), "storage unavailable");
+                } else {
+                    tracing::debug!(error = ?source.to_string(), ?outage, "storage unavailable");
+                }
+                let message = match outage {
+                    Outage::Transient | Outage::Down => {
+                        "storage is unavailable; nothing was changed, retry later"
+                    }
+                    Outage::DiskFull => {
+                        "the database's disk is full; nothing was changed, retry later"
+                    }
+                    Outage::ReadOnly => {
+                        "the database accepts no writes; nothing was changed, retry later"
+                    }
+                };
+                with_reason(Code::Unavailable, message, reason)
             }
             Error::Cancelled => with_reason(
                 Code::Cancelled,

@@ -3,7 +3,7 @@
 use sea_orm::sea_query::{Expr, Func, OnConflict, Query, SelectStatement, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, UpdateMany,
+    QueryFilter, QueryOrder, QuerySelect, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -724,7 +724,7 @@ async fn newest_issues_on(
 /// `after`: housekeeping's candidates, read outside any transaction and
 /// decided again where they are changed.
 async fn in_id_order(
-    db: &sea_orm::DatabaseConnection,
+    db: &super::db::Db,
     condition: Condition,
     after: Option<Uuid>,
     limit: u32,
@@ -821,7 +821,7 @@ fn matching(filter: &BulkFilter, now: Timestamp) -> Condition {
 /// before it writes (a read first would let another writer in between, and
 /// SQLite would then refuse our write); PostgreSQL and MySQL lock the rows
 /// they read with `FOR UPDATE` instead, so this changes nothing there.
-pub(super) async fn lock_for_write(txn: &sea_orm::DatabaseTransaction) -> Result<()> {
+pub(super) async fn lock_for_write(txn: &super::db::Tx) -> Result<()> {
     app_password::Entity::update_many()
         .col_expr(
             app_password::Column::UpdatedAt,

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use super::db::Tx;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::entities::{audit_event, event_feed};
@@ -20,7 +21,7 @@ use crate::domain::shared::time::Timestamp;
 
 /// Writes `event` in `txn`, the transaction of the change it describes,
 /// so that neither can be committed without the other.
-pub(super) async fn insert_event(txn: &DatabaseTransaction, event: AuditEvent) -> Result<()> {
+pub(super) async fn insert_event(txn: &Tx, event: AuditEvent) -> Result<()> {
     insert_events(txn, vec![event]).await
 }
 
@@ -48,10 +49,7 @@ fn row_of(event: AuditEvent, seq: Option<i64>) -> audit_event::ActiveModel {
 ///
 /// Events in the change feed get their sequence numbers first, in one
 /// step ([`take_seqs`]), in the order given.
-pub(super) async fn insert_events(
-    txn: &DatabaseTransaction,
-    events: Vec<AuditEvent>,
-) -> Result<()> {
+pub(super) async fn insert_events(txn: &Tx, events: Vec<AuditEvent>) -> Result<()> {
     let in_feed = events
         .iter()
         .filter(|event| event.event_type.in_feed())
@@ -92,7 +90,7 @@ pub(super) async fn insert_events(
 /// (a rollback gives its numbers back to the next taker). On SQLite the
 /// write lock serializes writers anyway. On PostgreSQL the transaction
 /// also sends a NOTIFY, which is delivered when (and if) it commits.
-async fn take_seqs(txn: &DatabaseTransaction, count: i64) -> Result<i64> {
+async fn take_seqs(txn: &Tx, count: i64) -> Result<i64> {
     event_feed::Entity::update_many()
         .col_expr(
             event_feed::Column::LastSeq,
@@ -289,7 +287,7 @@ impl AuditStore for SqlStore {
     }
 
     async fn wait_for_feed(&self, poll: Duration) {
-        self.feed_wakeups.wait(&self.db, poll).await;
+        self.feed_wakeups.wait(self.db.pool(), poll).await;
     }
 
     async fn quiet_feed(&self) {

@@ -15,10 +15,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use sea_orm::DatabaseConnection;
+use super::db::Db;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::error::{Error, Outage, Result};
 
 /// Jobs waiting for a worker; a full queue makes requests wait to enqueue.
 const QUEUE: usize = 4_096;
@@ -28,7 +28,7 @@ type Waiting<T, R> = Arc<Mutex<mpsc::Receiver<(T, Reply<R>)>>>;
 pub(super) type BatchFuture<R> = Pin<Box<dyn Future<Output = Result<Vec<R>>> + Send>>;
 
 /// Runs a batch of jobs; answers one result per job, in their order.
-pub(super) type RunBatch<T, R> = fn(DatabaseConnection, Vec<T>) -> BatchFuture<R>;
+pub(super) type RunBatch<T, R> = fn(Db, Vec<T>) -> BatchFuture<R>;
 
 #[derive(Debug)]
 pub(super) struct Batcher<T, R> {
@@ -46,12 +46,7 @@ impl<T, R> Clone for Batcher<T, R> {
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Starts `workers` tasks on `db`, each running up to `max_batch` jobs
     /// at a time with `run`; they stop when the last clone is dropped.
-    pub(super) fn start(
-        db: &DatabaseConnection,
-        workers: usize,
-        max_batch: usize,
-        run: RunBatch<T, R>,
-    ) -> Self {
+    pub(super) fn start(db: &Db, workers: usize, max_batch: usize, run: RunBatch<T, R>) -> Self {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let waiting = Arc::new(Mutex::new(waiting));
         for _ in 0..workers.max(1) {
@@ -68,16 +63,14 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
 }
 
 fn stopped() -> Error {
-    Error::Unavailable("the database workers have stopped".into())
+    Error::Unavailable(
+        Outage::Transient,
+        "the database workers have stopped".into(),
+    )
 }
 
 /// One worker: takes what is waiting, runs it, answers, and again.
-async fn work<T, R>(
-    db: DatabaseConnection,
-    waiting: Waiting<T, R>,
-    max_batch: usize,
-    run: RunBatch<T, R>,
-) {
+async fn work<T, R>(db: Db, waiting: Waiting<T, R>, max_batch: usize, run: RunBatch<T, R>) {
     loop {
         let (jobs, replies): (Vec<T>, Vec<Reply<R>>) = {
             let mut waiting = waiting.lock().await;
@@ -117,7 +110,9 @@ async fn work<T, R>(
 /// The same error, for each job of a failed batch.
 fn share(error: &Error) -> Error {
     match error {
-        Error::Unavailable(source) => Error::Unavailable(source.to_string().into()),
+        Error::Unavailable(outage, source) => {
+            Error::Unavailable(*outage, source.to_string().into())
+        }
         Error::Internal(source) => Error::internal(source.to_string()),
         other => Error::internal(other.to_string()),
     }

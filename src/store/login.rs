@@ -13,13 +13,11 @@
 
 use std::sync::OnceLock;
 
+use super::db::Db;
 use sea_orm::sea_query::{
     Alias, DynIden, Expr, IntoIden, Query, SelectStatement, UnionType, Value, Values,
 };
-use sea_orm::{
-    Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, JoinType, QueryResult,
-    Statement,
-};
+use sea_orm::{Condition, ConnectionTrait, DbBackend, DbErr, JoinType, QueryResult, Statement};
 use uuid::Uuid;
 
 use super::batch::BatchFuture;
@@ -266,13 +264,13 @@ fn batch_values(keys: &[LoginKey]) -> Values {
 }
 
 /// Reads up to [`MAX_BATCH`] logins with one statement, for the batcher.
-pub(super) fn read_batch(db: DatabaseConnection, keys: Vec<LoginKey>) -> BatchFuture<LoginState> {
+pub(super) fn read_batch(db: Db, keys: Vec<LoginKey>) -> BatchFuture<LoginState> {
     Box::pin(async move { read_logins(&db, &keys).await })
 }
 
 /// Reads up to [`MAX_BATCH`] logins with one statement; the states come
 /// back in the order of `keys`.
-async fn read_logins(db: &DatabaseConnection, keys: &[LoginKey]) -> Result<Vec<LoginState>> {
+async fn read_logins(db: &Db, keys: &[LoginKey]) -> Result<Vec<LoginState>> {
     let backend = db.get_database_backend();
     let statement =
         Statement::from_sql_and_values(backend, sql(backend, keys.len()), batch_values(keys));

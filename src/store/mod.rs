@@ -7,10 +7,12 @@ mod audit;
 mod batch;
 mod callers;
 mod convert;
+mod db;
 pub mod entities;
 mod errors;
 mod feed_wakeups;
 mod login;
+mod probe;
 mod sqlite;
 mod throttle;
 mod usage;
@@ -20,7 +22,7 @@ use std::time::Duration;
 use latchkey_migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::Value;
 use sea_orm::{ColumnTrait, Condition};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, Database};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::shared::span::as_unit::millis;
@@ -50,7 +52,10 @@ pub struct PoolConfig {
     /// pages around each one read, so the process's RSS counts shared page
     /// cache many times over and stops saying how much memory latchkey uses.
     pub sqlite_mmap_mib: u64,
-    /// How often the database is pinged for grpc.health.v1.
+    /// How often the database is probed for grpc.health.v1
+    /// (`store/probe.rs`): a database that refuses or drops connections is
+    /// known to be down, and health NOT_SERVING, within about this; one
+    /// that answers nothing, within this and `acquire_timeout`.
     #[serde(rename = "health_check_interval", alias = "health_check_interval_ms", with = "millis")]
     pub health_check_interval_ms: u64,
 }
@@ -62,14 +67,18 @@ impl Default for PoolConfig {
             acquire_timeout_ms: 3_000,
             sqlite_busy_timeout_ms: 5_000,
             sqlite_mmap_mib: 0,
-            health_check_interval_ms: 2_000,
+            health_check_interval_ms: 500,
         }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    db: DatabaseConnection,
+    db: db::Db,
+    /// What the replica knows of its database, and the one probe that
+    /// finds out (`db.rs`, `probe.rs`).
+    availability: std::sync::Arc<db::Availability>,
+    probe: probe::Probe,
     /// Login reads, batched when they arrive together.
     logins: batch::Batcher<login::LoginKey, LoginState>,
     /// Login reads asked for since start, for `LoginStore::login_reads`.
@@ -99,11 +108,32 @@ impl SqlStore {
             // is what keeps a dead connection from failing a request after
             // an outage.
             .test_before_acquire(!is_sqlite);
-        let db = if is_sqlite {
-            sqlite::connect(url, options, pool).await?
+        // As long as a request waits for a connection: a probe refused or
+        // reset finds the database down at once, one that hears nothing
+        // within this does too, and one slowed by a busy machine is not
+        // mistaken for an outage any sooner than a request would be.
+        let probe_within = Duration::from_millis(pool.acquire_timeout_ms);
+        let mut probe_options = options.clone();
+        probe_options
+            .max_connections(1)
+            .min_connections(0)
+            .connect_timeout(probe_within)
+            .acquire_timeout(probe_within)
+            .test_before_acquire(false);
+        let (db, probe_db) = if is_sqlite {
+            (
+                sqlite::connect(url, options, pool).await?,
+                sqlite::connect(url, probe_options, pool).await?,
+            )
         } else {
-            Database::connect(options).await?
+            (
+                Database::connect(options).await?,
+                Database::connect(probe_options).await?,
+            )
         };
+        let availability = std::sync::Arc::new(db::Availability::default());
+        let probe = probe::Probe::new(probe_db, std::sync::Arc::clone(&availability), probe_within);
+        let db = db::Db::new(db, std::sync::Arc::clone(&availability));
         // A quarter of the pool reads logins, and as many workers write
         // failures (on SQLite one: its writes take turns anyway, and one
         // writer never sleeps in SQLite's busy handler waiting for another).
@@ -119,6 +149,8 @@ impl SqlStore {
         );
         Ok(Self {
             db,
+            availability,
+            probe,
             logins,
             login_reads: std::sync::Arc::default(),
             failures,
@@ -128,7 +160,7 @@ impl SqlStore {
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<()> {
-        Ok(Migrator::up(&self.db, None).await?)
+        Ok(Migrator::up(self.db.pool(), None).await?)
     }
 
     /// Writes a consistent copy of an SQLite database to `path` while it
@@ -166,14 +198,22 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<()> {
-        Ok(self.db.ping().await?)
+    /// Probes the database (`probe.rs`) and answers whether the replica
+    /// can serve: the database reachable, and its writes succeeding.
+    pub async fn probe(&self) -> bool {
+        self.probe.run().await
+    }
+
+    /// Waits until a request has seen a connection fail, or what the
+    /// replica knows of its database changed: time for a probe.
+    pub async fn probe_wanted(&self) {
+        self.availability.woken().await;
     }
 
     pub async fn close(self) -> Result<()> {
         self.feed_wakeups.stop().await;
-        Ok(self.db.close().await?)
+        self.probe.close().await;
+        Ok(self.db.pool().clone().close().await?)
     }
 }
 

@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
+use super::db::{Db, Tx};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 
 use super::audit::insert_events;
@@ -43,7 +43,7 @@ pub(super) const MAX_FAILURE_BATCH: usize = 16;
 /// Writes failed logins in one transaction, for the batcher: each gets its
 /// scopes' counters as they stand after it, in the order they came.
 pub(super) fn write_failures(
-    db: DatabaseConnection,
+    db: Db,
     failures: Vec<FailureWrite>,
 ) -> BatchFuture<Vec<(Scope, Counter)>> {
     Box::pin(async move { record_failure_batch(&db, failures).await })
@@ -63,7 +63,7 @@ pub(super) fn write_failures(
 /// before the transaction, on its own: inside, it would take gap locks
 /// that deadlock concurrent first failures.
 async fn record_failure_batch(
-    db: &DatabaseConnection,
+    db: &Db,
     failures: Vec<FailureWrite>,
 ) -> Result<Vec<Vec<(Scope, Counter)>>> {
     let mut keys: Vec<&str> = failures
@@ -139,10 +139,7 @@ async fn record_failure_batch(
 /// committed state. `FOR UPDATE` makes the read current: under MySQL's
 /// REPEATABLE READ a plain read would see the transaction's first snapshot
 /// and lose increments made since.
-async fn lock_rows(
-    txn: &DatabaseTransaction,
-    keys: &[&str],
-) -> Result<HashMap<String, auth_throttle::Model>> {
+async fn lock_rows(txn: &Tx, keys: &[&str]) -> Result<HashMap<String, auth_throttle::Model>> {
     Ok(auth_throttle::Entity::find()
         .filter(auth_throttle::Column::ScopeKey.is_in(keys.iter().copied()))
         .order_by_asc(auth_throttle::Column::ScopeKey)

@@ -2,7 +2,7 @@
 //! and re-hashes.
 
 use sea_orm::sea_query::{Expr, SimpleExpr};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait, UpdateMany};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, UpdateMany};
 use uuid::Uuid;
 
 use super::audit::insert_events;

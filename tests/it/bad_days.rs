@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 
 use latchkey::grpc::pb::{FailureReason, Protocol};
 
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
 use crate::common::harness::{TestDatabase, TestServer};
+use crate::common::postgres::PgCluster;
 use crate::common::support::*;
 
 /// A tmpfs of `size_kib` mounted on a directory of its own, unmounted when
@@ -177,6 +182,28 @@ async fn mixed_load(server: &TestServer, workers: u32, duration: Duration) -> Ph
     Arc::try_unwrap(phase).unwrap().into_inner().unwrap()
 }
 
+async fn health(server: &TestServer) -> ServingStatus {
+    HealthClient::new(server.channel())
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status()
+}
+
+async fn wait_for_health(server: &TestServer, wanted: ServingStatus, what: &str) {
+    health_within(server, wanted, what, Duration::from_secs(10)).await;
+}
+
+async fn health_within(server: &TestServer, wanted: ServingStatus, what: &str, within: Duration) {
+    eventually(what, within, async || {
+        (health(server).await == wanted).then_some(())
+    })
+    .await;
+}
+
 /// The disk under SQLite fills: writes are refused UNAVAILABLE with their
 /// own reason (never INTERNAL), health says NOT_SERVING while they fail, and
 /// once space is back writes resume by themselves, with nothing
@@ -197,6 +224,13 @@ async fn a_full_disk_refuses_clearly_and_recovers() {
 
     let filler = disk.fill();
     let full = mixed_load(&server, 4, Duration::from_secs(3)).await;
+    eprintln!("full: {:?}", full.answers);
+    wait_for_health(
+        &server,
+        ServingStatus::NotServing,
+        "health NOT_SERVING while writes fail",
+    )
+    .await;
     assert!(
         !full.refusals().is_empty(),
         "the disk filled, yet every write succeeded: {:?}",
@@ -215,6 +249,12 @@ async fn a_full_disk_refuses_clearly_and_recovers() {
                 .await
                 .ok()
         },
+    )
+    .await;
+    wait_for_health(
+        &server,
+        ServingStatus::Serving,
+        "health SERVING once writes succeed",
     )
     .await;
     let after = mixed_load(&server, 4, Duration::from_secs(2)).await;
@@ -240,5 +280,155 @@ async fn a_full_disk_refuses_clearly_and_recovers() {
             );
         }
     }
+    server.stop().await;
+}
+
+/// How a burst of sign-ins with a deadline of `deadline` each was answered:
+/// by code and reason.
+async fn sign_ins_within(server: &TestServer, count: u32, deadline: Duration) -> Phase {
+    let mut phase = Phase::default();
+    for n in 0..count {
+        let mut request = tonic::Request::new(login_request(
+            "outage",
+            &wrong_secret(n),
+            Protocol::Imap,
+            "192.0.2.77",
+        ));
+        request.set_timeout(deadline);
+        let result = server.auth().authenticate(request).await.map(|_| ());
+        phase.saw("sign-in", result);
+    }
+    phase
+}
+
+/// The database goes away: the replica learns it within about a second
+/// (health NOT_SERVING), answers UNAVAILABLE at once from then on instead of
+/// waiting out the pool's acquire timeout (3 s, the default kept here) for
+/// a connection that cannot be made, and recovers by itself when the
+/// database is back. Answer times are counted as answers within a deadline
+/// shorter than the acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fails_fast_and_health_follows() {
+    let Some(mut cluster) = PgCluster::start().await else {
+        return;
+    };
+    cluster.create_database("latchkey").await;
+    let server = TestServer::start_on(TestDatabase::at(cluster.url("latchkey")), |config| {
+        config.throttle.pair_limit = 1_000_000;
+        config.throttle.source_limit = 1_000_000;
+        config.throttle.account_limit = 1_000_000;
+    })
+    .await;
+    let (_, secret) = issue_simple(&server, "outage").await;
+    assert!(login(&server, "outage", &secret).await.authenticated);
+    wait_for_health(&server, ServingStatus::Serving, "health SERVING at start").await;
+
+    cluster.halt();
+    // Within about a second: the probe's interval (500 ms) and its own
+    // bound of as much. Polled for up to 2 s, less than the pool's acquire
+    // timeout, so a replica that learned it only from a timed-out request
+    // fails here.
+    health_within(
+        &server,
+        ServingStatus::NotServing,
+        "health NOT_SERVING with the database stopped",
+        Duration::from_secs(2),
+    )
+    .await;
+    let during = sign_ins_within(&server, 50, Duration::from_millis(500)).await;
+    assert_eq!(
+        during
+            .answers
+            .get("sign-in Unavailable STORAGE_UNAVAILABLE"),
+        Some(&50),
+        "every sign-in is answered UNAVAILABLE within 500 ms while the database is down: {:?}",
+        during.answers
+    );
+
+    cluster.resume().await;
+    wait_for_health(
+        &server,
+        ServingStatus::Serving,
+        "health SERVING once it is back",
+    )
+    .await;
+    let back = sign_ins_within(&server, 10, Duration::from_secs(5)).await;
+    back.assert_all_answered("once the database is back");
+    assert!(login(&server, "outage", &secret).await.authenticated);
+    server.stop().await;
+}
+
+/// Runs `statements`, one by one, as the cluster's superuser.
+async fn as_superuser(cluster: &PgCluster, statements: &[&str]) {
+    let admin = sea_orm::Database::connect(cluster.url("postgres"))
+        .await
+        .unwrap();
+    for sql in statements {
+        admin
+            .execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+    admin.close().await.unwrap();
+}
+
+/// A server that accepts no writes (here every session made read-only by
+/// `default_transaction_read_only`, as a standby would be): health says
+/// NOT_SERVING from the probe alone, writes are refused UNAVAILABLE with
+/// STORAGE_READ_ONLY (never INTERNAL), known devices still sign in, and it
+/// all comes back when the server takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_server_refuses_writes_clearly() {
+    let Some(cluster) = PgCluster::start().await else {
+        return;
+    };
+    cluster.create_database("latchkey").await;
+    let server = TestServer::start_on(TestDatabase::at(cluster.url("latchkey")), |_| {}).await;
+    let (_, secret) = issue_simple(&server, "reader").await;
+    assert!(login(&server, "reader", &secret).await.authenticated);
+
+    as_superuser(
+        &cluster,
+        &[
+            "ALTER SYSTEM SET default_transaction_read_only = on",
+            "SELECT pg_reload_conf()",
+        ],
+    )
+    .await;
+    wait_for_health(
+        &server,
+        ServingStatus::NotServing,
+        "health NOT_SERVING on a read-only server, before any write",
+    )
+    .await;
+    let request = issue_request("reader", "Laptop", &[Protocol::Imap]);
+    let refused = server
+        .app_passwords()
+        .issue_app_password(request)
+        .await
+        .expect_err("an issue on a read-only server");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert_eq!(reason_of(&refused), "STORAGE_READ_ONLY");
+    assert!(
+        login(&server, "reader", &secret).await.authenticated,
+        "a known device signs in from a read-only server"
+    );
+
+    as_superuser(
+        &cluster,
+        &[
+            "SET default_transaction_read_only = off",
+            "ALTER SYSTEM RESET default_transaction_read_only",
+            "SELECT pg_reload_conf()",
+        ],
+    )
+    .await;
+    wait_for_health(
+        &server,
+        ServingStatus::Serving,
+        "health SERVING once it takes writes",
+    )
+    .await;
+    issue_simple(&server, "reader").await;
     server.stop().await;
 }

@@ -35,16 +35,35 @@ pub enum Error {
     /// was open).
     #[error("{0}")]
     Unauthenticated(String),
-    /// The database could not be reached or did not answer in time. Nothing
-    /// was changed and the request may be retried.
+    /// The database could not be reached, did not answer in time, or
+    /// refused to write (`Outage` says which). Nothing was changed and the
+    /// request may be retried.
     #[error("storage unavailable")]
-    Unavailable(#[source] BoxError),
+    Unavailable(Outage, #[source] BoxError),
     /// The caller went away before the work started; nothing was done.
     #[error("cancelled")]
     Cancelled,
     /// A bug or an unexpected state; details go to the log, never to callers.
     #[error("internal error")]
     Internal(#[source] BoxError),
+}
+
+/// Why storage could not serve a request. Each is retryable: the request
+/// changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// A fault of this one request: a lost connection, a lock that was not
+    /// released in time, a deadlock, a full pool.
+    Transient,
+    /// The replica knows the database is unreachable and answers at once,
+    /// without trying, until its probe reaches the database again.
+    Down,
+    /// The database's disk is full: reads go on, writes are refused until
+    /// space returns.
+    DiskFull,
+    /// The database accepts no writes: a read-only server, a standby, a
+    /// demoted primary.
+    ReadOnly,
 }
 
 /// Why a request failed, as a stable code callers can branch on without
@@ -71,6 +90,10 @@ pub enum Reason {
     BackupNotSupported,
     BackupTargetExists,
     StorageUnavailable,
+    /// The database's disk is full; writes are refused until space returns.
+    StorageFull,
+    /// The database accepts no writes (a read-only server or a standby).
+    StorageReadOnly,
     Cancelled,
     Internal,
     /// No valid caller credential (set by the authentication layer).
@@ -107,6 +130,8 @@ impl Reason {
             Reason::BackupNotSupported => "BACKUP_NOT_SUPPORTED",
             Reason::BackupTargetExists => "BACKUP_TARGET_EXISTS",
             Reason::StorageUnavailable => "STORAGE_UNAVAILABLE",
+            Reason::StorageFull => "STORAGE_FULL",
+            Reason::StorageReadOnly => "STORAGE_READ_ONLY",
             Reason::Cancelled => "CANCELLED",
             Reason::Internal => "INTERNAL",
             Reason::CallerUnauthenticated => "CALLER_UNAUTHENTICATED",
@@ -130,7 +155,9 @@ impl Error {
             | Error::ResourceExhausted(reason, _)
             | Error::RateLimited { reason, .. } => *reason,
             Error::Unauthenticated(_) => Reason::CallerUnauthenticated,
-            Error::Unavailable(_) => Reason::StorageUnavailable,
+            Error::Unavailable(Outage::Transient | Outage::Down, _) => Reason::StorageUnavailable,
+            Error::Unavailable(Outage::DiskFull, _) => Reason::StorageFull,
+            Error::Unavailable(Outage::ReadOnly, _) => Reason::StorageReadOnly,
             Error::Cancelled => Reason::Cancelled,
             Error::Internal(_) => Reason::Internal,
         }

@@ -388,13 +388,19 @@ impl TestDatabase {
         }
     }
 
-    /// An SQLite database file in `dir`, which the test owns and removes.
-    pub fn sqlite_in(dir: &std::path::Path) -> Self {
+    /// A database at `url` that the test made itself and removes itself
+    /// (on a PostgreSQL cluster of its own, say).
+    pub fn at(url: String) -> Self {
         Self {
-            url: super::support::sqlite_url(dir),
+            url,
             cleanup: None,
             _dir: None,
         }
+    }
+
+    /// An SQLite database file in `dir`, which the test owns and removes.
+    pub fn sqlite_in(dir: &std::path::Path) -> Self {
+        Self::at(super::support::sqlite_url(dir))
     }
 
     /// A connection straight to the test database, for looking at what the

@@ -1,0 +1,254 @@
+//! The store's one door to the database. Every statement and transaction
+//! goes through [`Db`] (and the [`Tx`] it begins), which keeps what this
+//! replica has learned of its database, [`Availability`], and acts on it:
+//!
+//! - **Down.** Once the probe (`SqlStore::probe`, one at a time, on a
+//!   connection of its own) finds the database unreachable, every request
+//!   is answered UNAVAILABLE at once, without waiting for a connection
+//!   that cannot be made, until the probe reaches it again. A request that
+//!   sees a connection fail does not decide this itself: it wakes the
+//!   probe, so one reset connection never turns the replica away.
+//! - **Writes failing.** A write refused because the disk is full, or
+//!   because the server accepts no writes, marks writes as failing; only
+//!   the probe's own write clears it. (A request's write may succeed on a
+//!   full disk where SQLite reuses its log's space while the next fails:
+//!   health would flap with every request.)
+//!
+//! Health reports SERVING only when neither holds (`app/background.rs`).
+//! Each change is logged once, here, not by every request it refuses.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    QueryResult, RuntimeErr, Statement, TransactionTrait,
+};
+use tokio::sync::Notify;
+
+use super::errors::{classify, Class, KNOWN_DOWN};
+
+/// Whether writes succeed, as far as this replica knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Writes {
+    Succeed = 0,
+    DiskFull = 1,
+    ReadOnly = 2,
+}
+
+impl Writes {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Writes::DiskFull,
+            2 => Writes::ReadOnly,
+            _ => Writes::Succeed,
+        }
+    }
+}
+
+/// What this replica knows of its database; shared by every clone of the
+/// store.
+#[derive(Debug)]
+pub(crate) struct Availability {
+    down: AtomicBool,
+    writes: AtomicU8,
+    /// When a request's write was last refused, in milliseconds since
+    /// `started`: the probe's write clears a failing state only once none
+    /// has been for a probe's interval.
+    last_refused: AtomicU64,
+    started: Instant,
+    /// Wakes the probe: a request saw a connection fail, or a state changed.
+    wake: Notify,
+}
+
+impl Default for Availability {
+    fn default() -> Self {
+        Self {
+            down: AtomicBool::new(false),
+            writes: AtomicU8::new(Writes::Succeed as u8),
+            last_refused: AtomicU64::new(0),
+            started: Instant::now(),
+            wake: Notify::new(),
+        }
+    }
+}
+
+impl Availability {
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn writes(&self) -> Writes {
+        Writes::from_u8(self.writes.load(Ordering::Acquire))
+    }
+
+    /// Whether the replica can serve: the database reachable, and writes
+    /// succeeding.
+    pub(crate) fn serving(&self) -> bool {
+        !self.is_down() && self.writes() == Writes::Succeed
+    }
+
+    /// Waits until a request asks for a probe or a state changes.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// What the probe found: the database reachable or not.
+    pub(crate) fn set_down(&self, down: bool) {
+        if self.down.swap(down, Ordering::AcqRel) == down {
+            return;
+        }
+        if down {
+            tracing::error!(
+                "database unreachable: answering UNAVAILABLE at once until a probe reaches it"
+            );
+        } else {
+            tracing::warn!("database reachable again: serving");
+        }
+        self.wake.notify_one();
+    }
+
+    /// Whether a request's write was refused within the last `within`.
+    pub(crate) fn refused_within(&self, within: Duration) -> bool {
+        let last = Duration::from_millis(self.last_refused.load(Ordering::Acquire));
+        self.writes() != Writes::Succeed && self.started.elapsed().saturating_sub(last) < within
+    }
+
+    pub(crate) fn set_writes(&self, writes: Writes) {
+        if writes != Writes::Succeed {
+            let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last_refused.store(now, Ordering::Release);
+        }
+        let before = Writes::from_u8(self.writes.swap(writes as u8, Ordering::AcqRel));
+        if before == writes {
+            return;
+        }
+        match writes {
+            Writes::DiskFull => tracing::error!(
+                "the database's disk is full: writes are refused (UNAVAILABLE, STORAGE_FULL) \
+                 until space returns; reads go on"
+            ),
+            Writes::ReadOnly => tracing::error!(
+                "the database accepts no writes (a read-only server or a standby): writes are \
+                 refused (UNAVAILABLE, STORAGE_READ_ONLY) until it does"
+            ),
+            Writes::Succeed => tracing::warn!("writes succeed again"),
+        }
+        self.wake.notify_one();
+    }
+
+    /// Learns from one statement's outcome.
+    fn learn<T>(&self, result: Result<T, DbErr>) -> Result<T, DbErr> {
+        if let Err(error) = &result {
+            match classify(error) {
+                Class::Unreachable => self.wake.notify_one(),
+                Class::DiskFull => self.set_writes(Writes::DiskFull),
+                Class::ReadOnly => self.set_writes(Writes::ReadOnly),
+                Class::KnownDown | Class::Transient | Class::Bug => {}
+            }
+        }
+        result
+    }
+
+    fn admit(&self) -> Result<(), DbErr> {
+        if self.is_down() {
+            return Err(DbErr::Conn(RuntimeErr::Internal(KNOWN_DOWN.to_owned())));
+        }
+        Ok(())
+    }
+}
+
+/// The pool, through the replica's [`Availability`].
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    conn: DatabaseConnection,
+    availability: Arc<Availability>,
+}
+
+impl Db {
+    pub(super) fn new(conn: DatabaseConnection, availability: Arc<Availability>) -> Self {
+        Self { conn, availability }
+    }
+
+    /// The pool itself, for what goes around the door: migrations, the
+    /// probe, closing, the feed's LISTEN connection.
+    pub(super) fn pool(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub(super) async fn begin(&self) -> Result<Tx, DbErr> {
+        self.availability.admit()?;
+        let txn = self.availability.learn(self.conn.begin().await)?;
+        Ok(Tx {
+            txn,
+            availability: Arc::clone(&self.availability),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Db {
+    fn get_database_backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.availability.admit()?;
+        self.availability.learn(self.conn.execute(stmt).await)
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.availability.admit()?;
+        self.availability
+            .learn(self.conn.execute_unprepared(sql).await)
+    }
+
+    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.availability.admit()?;
+        self.availability.learn(self.conn.query_one(stmt).await)
+    }
+
+    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.availability.admit()?;
+        self.availability.learn(self.conn.query_all(stmt).await)
+    }
+}
+
+/// A transaction begun through [`Db`].
+#[derive(Debug)]
+pub(crate) struct Tx {
+    txn: DatabaseTransaction,
+    availability: Arc<Availability>,
+}
+
+impl Tx {
+    pub(super) async fn commit(self) -> Result<(), DbErr> {
+        self.availability.learn(self.txn.commit().await)
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Tx {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.availability.learn(self.txn.execute(stmt).await)
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.availability
+            .learn(self.txn.execute_unprepared(sql).await)
+    }
+
+    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.availability.learn(self.txn.query_one(stmt).await)
+    }
+
+    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.availability.learn(self.txn.query_all(stmt).await)
+    }
+}
