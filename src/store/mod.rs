@@ -50,6 +50,9 @@ pub struct PoolConfig {
     /// pages around each one read, so the process's RSS counts shared page
     /// cache many times over and stops saying how much memory latchkey uses.
     pub sqlite_mmap_mib: u64,
+    /// SQLite's page cache of each pooled connection, in MiB (SQLite's own
+    /// default is about 2): the pool's cache is at most this × `max_connections`.
+    pub sqlite_cache_mib: u64,
     /// How often the database is pinged for grpc.health.v1.
     #[serde(rename = "health_check_interval", alias = "health_check_interval_ms", with = "millis")]
     pub health_check_interval_ms: u64,
@@ -62,6 +65,7 @@ impl Default for PoolConfig {
             acquire_timeout_ms: 3_000,
             sqlite_busy_timeout_ms: 5_000,
             sqlite_mmap_mib: 0,
+            sqlite_cache_mib: 2,
             health_check_interval_ms: 2_000,
         }
     }
@@ -107,6 +111,7 @@ impl SqlStore {
                     .busy_timeout(Duration::from_millis(pool.sqlite_busy_timeout_ms))
                     .foreign_keys(true)
                     .pragma("mmap_size", (pool.sqlite_mmap_mib << 20).to_string())
+                    .pragma("cache_size", format!("-{}", pool.sqlite_cache_mib << 10))
             });
         let db = Database::connect(options).await?;
         // A quarter of the pool reads logins, and as many workers write
