@@ -229,8 +229,11 @@ fn domain_counters(stats: &Stats, watch: &WatchStats) -> [(&'static str, &'stati
     ]
 }
 
-/// The domain's gauges: name, help, value.
-fn domain_gauges(stats: &Stats, watch: &WatchStats) -> [(&'static str, &'static str, usize); 7] {
+/// The domain's gauges: name, help, value. The throttle memory's parts
+/// each have a gauge and, where it is a figure of its own, one for its
+/// bound (`_capacity`): counts only, never a key or an address.
+fn domain_gauges(stats: &Stats, watch: &WatchStats) -> [(&'static str, &'static str, usize); 12] {
+    let memory = &stats.memory;
     [
         (
             "hash_pool_workers",
@@ -255,12 +258,37 @@ fn domain_gauges(stats: &Stats, watch: &WatchStats) -> [(&'static str, &'static 
         (
             "remembered_guesses",
             "Wrong guesses this replica remembers, to decide their repeats without argon2",
-            stats.remembered_guesses,
+            memory.guesses,
+        ),
+        (
+            "remembered_guesses_capacity",
+            "Wrong guesses this replica remembers at most (throttle.remembered_guesses)",
+            memory.guesses_capacity,
+        ),
+        (
+            "remembered_blocks",
+            "Throttle blocks this replica remembers, to refuse without a read",
+            memory.blocks,
+        ),
+        (
+            "remembered_blocks_capacity",
+            "Throttle blocks this replica remembers at most",
+            memory.blocks_capacity,
+        ),
+        (
+            "throttled_kinds_pending",
+            "Kinds of throttled attempt waiting for the audit flush (at most 1000)",
+            memory.throttled_kinds,
+        ),
+        (
+            "coalesced_events_pending",
+            "Coalesced repeat events of forgotten guesses waiting for the audit flush",
+            memory.orphaned_events,
         ),
         (
             "guesses_in_flight",
             "Throttle scopes with a guess being verified now",
-            stats.guesses_in_flight,
+            memory.in_flight,
         ),
         (
             "watchers",

@@ -94,8 +94,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// or the connection fails (and when it has too many watchers), waiting
 /// 0.1 s, then twice as long each time up to 30 s.
 ///
-/// Exit status: 0 when stopped by SIGINT or SIGTERM (the token of every
-/// line printed is saved); 1 on an error, including a refusal by the
+/// Exit status: 0 when stopped by SIGINT or SIGTERM, after at most the
+/// line it was printing, even in the middle of a backlog (the token of
+/// every line printed is saved); 1 on an error, including a refusal by the
 /// server (INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED, …, with
 /// its message); 2 on a usage error; 3 when the token file's place is
 /// older than the audit retention (FAILED_PRECONDITION,
@@ -197,30 +198,27 @@ impl std::error::Error for Failure {}
 enum Ended {
     /// Try again from the last token, after a while.
     Retry(String),
+    /// A signal came: every line printed has its token saved.
+    Stopped,
     Fatal(Failure),
 }
 
 /// Runs `latchkey watch` until it is stopped (`Ok`) or fails.
 pub async fn run(args: WatchArgs) -> Result<(), Failure> {
-    // Listen for SIGINT and SIGTERM from the start: a signal never cuts a
-    // line from its token, because both are written without an await
-    // between them, and only an await gives way to the signal.
-    let shutdown = crate::app::shutdown_signal();
-    tokio::pin!(shutdown);
-    tokio::select! {
-        biased;
-        () = &mut shutdown => return Ok(()),
-        () = std::future::ready(()) => {}
+    let stop = Stop::listen().await;
+    if stop.requested() {
+        return Ok(());
     }
     let mut watcher = Watcher::new(args)?;
     let mut backoff = Backoff::default();
     loop {
         let ended = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            ended = watcher.follow(&mut backoff) => ended,
+            () = stop.wait() => return Ok(()),
+            ended = watcher.follow(&mut backoff, &stop) => ended,
         };
         let why = match ended {
             Ended::Retry(why) => why,
+            Ended::Stopped => return Ok(()),
             Ended::Fatal(failure) => return Err(failure),
         };
         let wait = backoff.next_wait();
@@ -229,9 +227,52 @@ pub async fn run(args: WatchArgs) -> Result<(), Failure> {
             wait.as_secs_f64()
         );
         tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = stop.wait() => return Ok(()),
             () = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Whether SIGINT or SIGTERM has come.
+///
+/// A task of its own listens, so the watcher sees a signal between any two
+/// lines however long its backlog: a stream with thousands of events
+/// waiting is always ready, and the loop that drains it (one fsync per
+/// line) would never give way to a `select!` on the signal.
+#[derive(Clone)]
+struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Listens for SIGINT and SIGTERM from the start: the handlers are
+    /// installed before this returns, so a signal never kills the watcher
+    /// half-way instead of stopping it.
+    async fn listen() -> Self {
+        let (sender, receiver) = tokio::sync::watch::channel(false);
+        let mut signal = Box::pin(crate::app::shutdown_signal());
+        let came = tokio::select! {
+            biased;
+            () = &mut signal => true,
+            () = std::future::ready(()) => false,
+        };
+        if came {
+            sender.send_replace(true);
+        } else {
+            tokio::spawn(async move {
+                signal.await;
+                sender.send_replace(true);
+            });
+        }
+        Self(receiver)
+    }
+
+    fn requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Returns once a signal has come (or nothing can send one any more).
+    async fn wait(&self) {
+        let mut receiver = self.0.clone();
+        let _ = receiver.wait_for(|came| *came).await;
     }
 }
 
@@ -281,7 +322,7 @@ impl Watcher {
     }
 
     /// One connection: streams until it ends, printing each event.
-    async fn follow(&mut self, backoff: &mut Backoff) -> Ended {
+    async fn follow(&mut self, backoff: &mut Backoff, stop: &Stop) -> Ended {
         let channel = match self.endpoint.connect().await {
             Ok(channel) => channel,
             Err(error) => {
@@ -313,6 +354,9 @@ impl Watcher {
         let mut first = true;
         loop {
             match stream.message().await {
+                // Checked before each line, not only while the stream is
+                // idle: a signal stops a drain within one line.
+                Ok(Some(_)) if stop.requested() => return Ended::Stopped,
                 Ok(Some(message)) => {
                     if first {
                         first = false;
@@ -335,7 +379,8 @@ impl Watcher {
     }
 
     /// Prints the message's event, if it has one, then keeps its token.
-    /// No await in here: a signal cannot come between the two.
+    /// No await in here, and the stop is looked at only before it: a
+    /// signal never comes between the line and its token.
     fn deliver(&mut self, message: WatchEventsResponse) -> Result<(), Failure> {
         if let Some(event) = &message.audit_event {
             let line = event_line(event, &message.resume_token)?;

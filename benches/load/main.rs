@@ -32,7 +32,10 @@
 //! mail stack (`mailstack.rs`): IMAP logins through real nginx and Dovecot,
 //! nginx asking latchkey, beside the same stack with nginx answering its
 //! `auth_http` itself; `--skip-mailstack` leaves it out, `--mailstack-only`
-//! runs it alone.
+//! runs it alone. Last, the spray (`spray.rs`): `--spray-failures` distinct
+//! wrong passwords from as many networks, past every bound of what failures
+//! leave behind, with the server's RSS and memory gauges against the stated
+//! bound; `--skip-spray` leaves it out, `--spray-only` runs it alone.
 
 #[path = "../../tests/it/common/bearer.rs"]
 mod bearer;
@@ -50,6 +53,7 @@ mod scale;
 mod scenarios;
 mod seed;
 mod server;
+mod spray;
 mod targets;
 mod watch;
 
@@ -66,6 +70,7 @@ use scale::{memory, scale, MEMORY_CONCURRENCY};
 use scenarios::{postgres_scenarios, Scenarios};
 use seed::count_passwords;
 use server::Server;
+use spray::{spray, Spray};
 use targets::Measured;
 use watch::{watch, Watch};
 
@@ -86,6 +91,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if options.mailstack_only {
         return mailstack_only(&options, dir.path()).await;
+    }
+    if options.spray_only {
+        return spray_only(&options, dir.path()).await;
     }
     if let Some(out) = &options.perf_warm {
         return perf_warm(&options, dir.path(), out).await;
@@ -151,6 +159,12 @@ async fn main() -> Result<(), BoxError> {
         eprintln!("the mail stack: IMAP through nginx and Dovecot");
         Some(mailstack(&options, dir.path()).await?)
     };
+    let spray = if options.skip_spray {
+        None
+    } else {
+        eprintln!("the spray: distinct failures from many networks");
+        Some(spray(&options, dir.path()).await?)
+    };
 
     let out = options.out.clone();
     let measured = Measured {
@@ -176,6 +190,10 @@ async fn main() -> Result<(), BoxError> {
     if let Some(mailstack) = &mailstack {
         mailstack.rows(&mut report);
         mailstack.checks(&mut report);
+    }
+    if let Some(spray) = &spray {
+        spray.rows(&mut report);
+        spray.checks(&mut report);
     }
     report.publish(&targets::summary(&measured), &out)?;
     measured.bulk.as_ref().map_or(Ok(()), bulk::Bulk::verify)?;
@@ -256,6 +274,22 @@ async fn perf_warm(options: &Options, dir: &std::path::Path, out: &str) -> Resul
         &["success"],
     );
     let summary = format!("{}; the warm path under perf.\n\n", targets::setup(options));
+    report.publish(&summary, &options.out)?;
+    Ok(())
+}
+
+/// `--spray-only`: the spray alone, and its report.
+async fn spray_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxError> {
+    let spray: Spray = spray(options, dir).await?;
+    let mut report = Report::default();
+    spray.rows(&mut report);
+    spray.checks(&mut report);
+    let summary = format!(
+        "{} cores; the spray only (argon2 m=8192 KiB t=1, throttle.source_limit 1, \
+         concurrency {}).\n\n",
+        targets::workers(),
+        options.concurrency
+    );
     report.publish(&summary, &options.out)?;
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! `--watch-revokes N` (1000), `--mysql-url URL`, `--fleet-devices N`
 //! (20000), `--fleet-duration SECS` (60), `--skip-fleet`, `--fleet-only`,
 //! `--mailstack-concurrency N` (32), `--mailstack-duration SECS` (20),
-//! `--skip-mailstack`, `--mailstack-only`, `--perf-warm FILE` (only the no-op and warm rows, the warm one under
+//! `--skip-mailstack`, `--mailstack-only`, `--spray-failures N` (120000),
+//! `--skip-spray`, `--spray-only`, `--perf-warm FILE` (only the no-op and warm rows, the warm one under
 //! `perf record -g` of the server), `--out FILE` (`target/load.md`).
 
 use std::time::Duration;
@@ -51,6 +52,11 @@ pub struct Options {
     pub mailstack_duration: Duration,
     pub skip_mailstack: bool,
     pub mailstack_only: bool,
+    /// The spray (`spray.rs`): distinct failures sent; `--skip-spray`
+    /// leaves it out, `--spray-only` runs it alone.
+    pub spray_failures: u64,
+    pub skip_spray: bool,
+    pub spray_only: bool,
     /// Only the no-op RPC and the warm scenario on SQLite, the second under
     /// `perf record -g` of the server, written to this file.
     pub perf_warm: Option<String>,
@@ -79,6 +85,9 @@ impl Options {
             mailstack_duration: Duration::from_secs(20),
             skip_mailstack: false,
             mailstack_only: false,
+            spray_failures: 120_000,
+            skip_spray: false,
+            spray_only: false,
             perf_warm: None,
             out: "target/load.md".to_owned(),
         };
@@ -110,6 +119,9 @@ impl Options {
                 }
                 "--skip-mailstack" => options.skip_mailstack = true,
                 "--mailstack-only" => options.mailstack_only = true,
+                "--spray-failures" => options.spray_failures = value()?.parse()?,
+                "--skip-spray" => options.skip_spray = true,
+                "--spray-only" => options.spray_only = true,
                 "--perf-warm" => options.perf_warm = Some(value()?),
                 "--bench" => {} // cargo bench passes it
                 other => return Err(format!("unknown option {other}").into()),
@@ -126,6 +138,12 @@ impl Options {
         }
         if options.mailstack_only && options.skip_mailstack {
             return Err("--mailstack-only goes with no --skip-mailstack".into());
+        }
+        if options.spray_only && options.skip_spray {
+            return Err("--spray-only goes with no --skip-spray".into());
+        }
+        if options.spray_failures < 10 {
+            return Err("--spray-failures must be at least 10".into());
         }
         if options.mailstack_concurrency < 1 || options.mailstack_duration.as_secs() < 2 {
             return Err(

@@ -11,6 +11,7 @@ use super::Config;
 use crate::domain::app_passwords::model::{
     check_idle_timeout, check_notice_before, check_prune_ended_after,
 };
+use crate::domain::login::memory::guesses::GUESSES_PER_PAIR;
 use crate::domain::shared::time::{in_words, Span};
 
 /// The shortest of the server's timeouts and intervals that count in
@@ -25,6 +26,8 @@ pub const MIN_PRUNE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the change feed may poll, at most and at least.
 pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// The largest SQLite page cache of one connection, in MiB.
+pub const MAX_SQLITE_CACHE_MIB: u64 = 1024;
 /// The longest warm window accepted.
 pub const MAX_WARM_WINDOW: Duration = Duration::from_secs(90 * 86_400);
 
@@ -94,7 +97,27 @@ impl Config {
             "with 0 no peer could connect",
         )?;
         self.check_app_passwords()?;
+        self.check_memory()?;
         self.check_watch()
+    }
+
+    /// The figures the memory bound is made of (README, "What failed
+    /// logins leave behind").
+    fn check_memory(&self) -> Result<(), String> {
+        let guesses = self.throttle.remembered_guesses;
+        if guesses < GUESSES_PER_PAIR {
+            return Err(format!(
+                "throttle.remembered_guesses must be at least {GUESSES_PER_PAIR} (one pair's \
+                 guesses), not {guesses}"
+            ));
+        }
+        let cache = self.database.sqlite_cache_mib;
+        if cache > MAX_SQLITE_CACHE_MIB {
+            return Err(format!(
+                "database.sqlite_cache_mib must be at most {MAX_SQLITE_CACHE_MIB}, not {cache}"
+            ));
+        }
+        Ok(())
     }
 
     /// Every bounded duration setting.
@@ -241,7 +264,7 @@ mod tests {
             config.validate().unwrap_err()
         };
         type Change = fn(&mut Config);
-        let cases: [(Change, &str); 4] = [
+        let cases: [(Change, &str); 6] = [
             (
                 |c| c.server.request_timeout_secs = 0,
                 "server.request_timeout must be at least 1 second, not 0s",
@@ -257,6 +280,14 @@ mod tests {
             (
                 |c| c.watch.poll_interval_ms = 61_000,
                 "watch.poll_interval must be at most 1 minute, not 61s",
+            ),
+            (
+                |c| c.throttle.remembered_guesses = 7,
+                "throttle.remembered_guesses must be at least 8 (one pair's guesses), not 7",
+            ),
+            (
+                |c| c.database.sqlite_cache_mib = 1025,
+                "database.sqlite_cache_mib must be at most 1024, not 1025",
             ),
         ];
         for (change, why) in cases {

@@ -52,6 +52,9 @@ pub struct PoolConfig {
     /// pages around each one read, so the process's RSS counts shared page
     /// cache many times over and stops saying how much memory latchkey uses.
     pub sqlite_mmap_mib: u64,
+    /// SQLite's page cache of each pooled connection, in MiB (SQLite's own
+    /// default is about 2): the pool's cache is at most this × `max_connections`.
+    pub sqlite_cache_mib: u64,
     /// How often the database is probed for grpc.health.v1
     /// (`store/probe.rs`): a database that refuses or drops connections is
     /// known to be down, and health NOT_SERVING, within about this; one
@@ -67,6 +70,7 @@ impl Default for PoolConfig {
             acquire_timeout_ms: 3_000,
             sqlite_busy_timeout_ms: 5_000,
             sqlite_mmap_mib: 0,
+            sqlite_cache_mib: 2,
             health_check_interval_ms: 500,
         }
     }

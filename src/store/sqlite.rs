@@ -41,7 +41,8 @@ pub(super) async fn connect(
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_millis(pool.sqlite_busy_timeout_ms))
         .foreign_keys(true)
-        .pragma("mmap_size", (pool.sqlite_mmap_mib << 20).to_string());
+        .pragma("mmap_size", (pool.sqlite_mmap_mib << 20).to_string())
+        .pragma("cache_size", format!("-{}", pool.sqlite_cache_mib << 10));
     let pool = options
         .sqlx_pool_options::<Sqlite>()
         .after_release(|connection, meta| Box::pin(released(connection, meta)))

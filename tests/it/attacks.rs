@@ -48,8 +48,7 @@ fn pair_of(username: &str, ip: &str) -> Scopes {
 async fn settled(server: &TestServer) {
     for _ in 0..500 {
         let stats = server.services.logins.stats();
-        if stats.guesses_in_flight == 0 && stats.hash_pool_queued == 0 && stats.hash_pool_busy == 0
-        {
+        if stats.memory.in_flight == 0 && stats.hash_pool_queued == 0 && stats.hash_pool_busy == 0 {
             // Effects are applied before a place is given back.
             return;
         }

@@ -101,7 +101,7 @@ async fn a_full_guess_memory_still_counts_a_stale_device_once(backend: Backend) 
     };
     flood(0, 40).await;
     let stats = server.services.logins.stats();
-    assert!(stats.remembered_guesses <= 100, "{stats:?}");
+    assert!(stats.memory.guesses <= 100, "{stats:?}");
 
     let argon2 = server.services.logins.stats().argon2_verifications;
     let old_password = wrong_secret(77);

@@ -29,6 +29,7 @@ mod issuers;
 mod leaks;
 mod lifecycle;
 mod limits;
+mod memory_bound;
 mod metrics;
 mod notices;
 mod proxies;

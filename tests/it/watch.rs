@@ -514,7 +514,7 @@ async fn a_proxy_is_told_which_changed_not_why(backend: Backend) {
 
 /// Toggles `username` disabled and enabled `times` times through `server`:
 /// two feed events per round. The account must exist.
-async fn toggle(server: &TestServer, username: &str, rounds: usize) {
+pub async fn toggle(server: &TestServer, username: &str, rounds: usize) {
     let mut accounts = server.accounts();
     let name = format!("accounts/{username}");
     for _ in 0..rounds {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::decision::{self, Decision, Effect, Facts, Gate, Verification};
 use super::explain::{self, ExplainRequest, Explanation, Viewer};
 use super::memory::{
-    self, Failure, GuessDigest, HashPrint, Place, Recall, Reservation, ThrottleMemory,
+    self, Failure, GuessDigest, HashPrint, Place, Recall, Reservation, Sizes, ThrottleMemory,
 };
 use super::model::{
     Credential, FailureReason, LoginAttempt, LoginOutcome, LoginState, Usage, Warm,
@@ -77,9 +77,10 @@ pub struct Stats {
     /// because they would not have started within the caller's deadline.
     pub hash_pool_skipped: u64,
     pub hash_pool_refused: u64,
-    /// Wrong guesses remembered, and scopes with a guess in flight.
-    pub remembered_guesses: usize,
-    pub guesses_in_flight: usize,
+    /// What the throttle's memory holds (guesses, blocks, throttled
+    /// attempts and events waiting for the flush, guesses in flight), and
+    /// its bounds.
+    pub memory: Sizes,
     /// Logins whose stored warm verifier matched, where this process's
     /// cache did not (`warm.rs`).
     pub warm_hits: u64,
@@ -176,8 +177,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             usage_pending: self.inner.usage.len(),
             hash_pool_skipped: pool.skipped(),
             hash_pool_refused: pool.refused(),
-            remembered_guesses: self.inner.memory.remembered_guesses(),
-            guesses_in_flight: self.inner.memory.in_flight(),
+            memory: self.inner.memory.sizes(),
             warm_hits: self
                 .inner
                 .warm_hits

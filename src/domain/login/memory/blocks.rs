@@ -15,10 +15,6 @@ use crate::domain::shared::sync::lock;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::shared::username::Username;
 
-/// Blocks kept at most; past it a new block is not remembered (it is then
-/// read from the database like any other).
-const BLOCKS_KEPT: usize = 100_000;
-
 /// Kinds of throttled attempt kept per flush, each written as one row;
 /// attempts of further kinds are written as one summary row.
 pub const THROTTLED_ROWS_PER_FLUSH: usize = 1_000;
@@ -50,8 +46,11 @@ pub(super) struct Found<'a> {
     pub by: &'a Scope,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Blocks {
+    /// Blocks kept at most; past it a new block is not remembered (it is
+    /// then read from the database like any other).
+    capacity: usize,
     /// Each block's end, and (for a pair's) whether its account exists.
     ends: Mutex<HashMap<ScopeKey, (Timestamp, bool)>>,
     throttled: Mutex<Throttled>,
@@ -90,6 +89,25 @@ struct Throttled {
 }
 
 impl Blocks {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ends: Mutex::default(),
+            throttled: Mutex::default(),
+        }
+    }
+
+    /// Blocks remembered now, and kinds of throttled attempt waiting for
+    /// the flush.
+    pub(super) fn sizes(&self) -> (usize, usize) {
+        let kinds = lock(&self.throttled).by_scope.len();
+        (lock(&self.ends).len(), kinds)
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// The blocks among `scopes` that still run at `now`.
     pub(super) fn find<'a>(&self, scopes: &[&'a Scope], now: Timestamp) -> Option<Found<'a>> {
         let ends = lock(&self.ends);
@@ -127,9 +145,9 @@ impl Blocks {
         account_exists: bool,
     ) {
         let mut ends = lock(&self.ends);
-        if ends.len() >= BLOCKS_KEPT && !ends.contains_key(&scope.key) {
+        if ends.len() >= self.capacity && !ends.contains_key(&scope.key) {
             ends.retain(|_, (until, _)| *until > now);
-            if ends.len() >= BLOCKS_KEPT {
+            if ends.len() >= self.capacity {
                 return;
             }
         }

@@ -34,6 +34,7 @@
 //! event behind for the next flush (`orphaned`, itself bounded).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -153,12 +154,18 @@ impl NewGuess {
     /// The guess as kept, counted at `counted_at`, with `repeats` not yet
     /// audited (its place is given when it is attached).
     fn remembered(self, counted_at: Timestamp, repeats: u32) -> Guess {
+        // The coalesced event writes a detail of its own: the template's
+        // is not kept.
+        let event = AuditEvent {
+            detail: String::new(),
+            ..self.event
+        };
         Guess {
             digest: self.digest,
             verified_against: self.verified_against,
             matched: self.matched,
             counted_at,
-            event: self.event,
+            event,
             reason: self.reason,
             repeats,
             network: self.network,
@@ -168,17 +175,18 @@ impl NewGuess {
     }
 }
 
-/// Where a guess is, in the order of arrival.
+/// Where a guess is, in the order of arrival. The pair's key is shared
+/// with the map's, not copied.
 #[derive(Debug, Clone)]
 struct Place {
     seq: u64,
-    pair: String,
+    pair: Arc<str>,
 }
 
 #[derive(Debug)]
 pub struct Guesses {
     limits: GuessLimits,
-    by_pair: HashMap<String, Vec<Guess>>,
+    by_pair: HashMap<Arc<str>, Vec<Guess>>,
     count: usize,
     unknown: usize,
     /// Guesses for unknown accounts per source network.
@@ -214,6 +222,17 @@ impl Guesses {
     /// Guesses remembered now.
     pub fn remembered(&self) -> usize {
         self.count
+    }
+
+    /// Guesses it keeps at most.
+    pub fn capacity(&self) -> usize {
+        self.limits.total
+    }
+
+    /// Coalesced events of forgotten guesses, waiting for the flush (at
+    /// most [`Guesses::capacity`]).
+    pub fn orphaned(&self) -> usize {
+        self.orphaned.len()
     }
 
     /// The remembered guess of `pair` with this digest.
@@ -287,9 +306,15 @@ impl Guesses {
     fn attach(&mut self, pair: &str, mut guess: Guess) {
         guess.seq = self.next_seq;
         self.next_seq += 1;
+        // Most pairs of a spray hold one guess: room for one, not the four
+        // a first push would make.
+        let (pair, recent) = match self.by_pair.get_key_value(pair) {
+            Some((key, _)) => (Arc::clone(key), None),
+            None => (Arc::<str>::from(pair), Some(Vec::with_capacity(1))),
+        };
         let place = Place {
             seq: guess.seq,
-            pair: pair.to_owned(),
+            pair: Arc::clone(&pair),
         };
         if guess.account_known {
             self.known_order.push_back(place);
@@ -299,7 +324,10 @@ impl Guesses {
             self.unknown_order.push_back(place);
         }
         self.count += 1;
-        self.by_pair.entry(pair.to_owned()).or_default().push(guess);
+        self.by_pair
+            .entry(pair)
+            .or_insert_with(|| recent.unwrap_or_default())
+            .push(guess);
     }
 
     /// Takes a guess out, counting it out (its place in the order is left
@@ -416,26 +444,26 @@ impl Guesses {
     /// Drops guesses past the window, keeping their unwritten repeats, and
     /// rebuilds the orders of arrival from what is left.
     fn prune(&mut self, now: Timestamp, window: Duration) {
-        let old: Vec<(String, u64)> = self
+        let old: Vec<(Arc<str>, u64)> = self
             .by_pair
             .iter()
             .flat_map(|(pair, recent)| {
                 recent
                     .iter()
                     .filter(|guess| !now.within(guess.counted_at, window))
-                    .map(move |guess| (pair.clone(), guess.seq))
+                    .map(move |guess| (Arc::clone(pair), guess.seq))
             })
             .collect();
         for (pair, seq) in old {
             self.remove(&pair, seq, now);
         }
-        let mut places: Vec<(u64, bool, String)> = self
+        let mut places: Vec<(u64, bool, Arc<str>)> = self
             .by_pair
             .iter()
             .flat_map(|(pair, recent)| {
                 recent
                     .iter()
-                    .map(move |guess| (guess.seq, guess.account_known, pair.clone()))
+                    .map(move |guess| (guess.seq, guess.account_known, Arc::clone(pair)))
             })
             .collect();
         places.sort_unstable_by_key(|(seq, _, _)| *seq);

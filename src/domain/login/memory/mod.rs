@@ -37,11 +37,18 @@
 //! | once decided         | `counted` / `repeated`, `forget_block`, `decided` |
 //! | the periodic flush   | `take_events`, `put_back_events`       |
 //!
-//! Every map is bounded. When the guesses are full, `guesses` decides
-//! what gives way (guesses for unknown accounts first, each network within
-//! its share); when the blocks are full, a new block is not remembered
-//! (it is then read from the database like any other); throttled attempts
-//! past their bound are summed into one audit row.
+//! Every map is bounded, by one figure, `throttle.remembered_guesses`
+//! ([`Sizes`] reports each map against it). When the guesses are full,
+//! `guesses` decides what gives way (guesses for unknown accounts first,
+//! each network within its share: the same limits are the fair share and
+//! the memory bound); when the blocks are full (as many as guesses), a new
+//! block is not remembered (it is then read from the database like any
+//! other); throttled attempts past their bound are summed into one audit
+//! row; a guess forgotten with repeats not yet written leaves at most one
+//! event each, at most as many as guesses. At every bound the fallback is
+//! the path with no memory, which is correct: a guess not remembered is
+//! verified and counted when it comes again, a block not remembered is
+//! read. Guesses in flight are bounded by the logins in flight.
 
 mod blocks;
 mod flights;
@@ -115,6 +122,23 @@ pub struct Failure {
     pub account_exists: bool,
 }
 
+/// How much the memory holds now, and its bounds (for metrics and tests;
+/// no secret or address is in it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sizes {
+    pub guesses: usize,
+    pub guesses_capacity: usize,
+    pub blocks: usize,
+    pub blocks_capacity: usize,
+    /// Kinds of throttled attempt waiting for the audit flush (at most
+    /// [`THROTTLED_ROWS_PER_FLUSH`]).
+    pub throttled_kinds: usize,
+    /// Coalesced events of forgotten guesses waiting for the flush.
+    pub orphaned_events: usize,
+    /// Keys with a login watching them or in flight.
+    pub in_flight: usize,
+}
+
 /// Where a login that asked for a place stands.
 #[derive(Debug)]
 pub enum Place {
@@ -148,14 +172,15 @@ impl std::fmt::Debug for ThrottleMemory {
 
 impl ThrottleMemory {
     /// Fails when the OS cannot supply the digest key. `remembered`: how
-    /// many wrong guesses it keeps at most (`guesses` says which, when full).
+    /// many wrong guesses it keeps at most (`guesses` says which, when full),
+    /// and as many blocks.
     pub fn new(window: Duration, remembered: usize) -> Result<Self> {
         Ok(Self {
             window,
             guess_mac: <Hmac<Sha256> as Mac>::new_from_slice(&random::key()?).map_err(|error| {
                 Error::internal(format!("cannot key the guess digest: {error}"))
             })?,
-            blocks: Blocks::default(),
+            blocks: Blocks::new(remembered),
             guesses: Mutex::new(Guesses::new(GuessLimits::of(remembered))),
             flights: Arc::new(Flights::default()),
         })
@@ -364,14 +389,22 @@ impl ThrottleMemory {
         lock(&self.guesses).put_back(events);
     }
 
-    /// Guesses remembered now, for tests and metrics.
-    pub fn remembered_guesses(&self) -> usize {
-        lock(&self.guesses).remembered()
-    }
-
-    /// Keys with a guess in flight or watched now, for tests and metrics.
-    pub fn in_flight(&self) -> usize {
-        self.flights.len()
+    /// What each part holds now, and its bound.
+    pub fn sizes(&self) -> Sizes {
+        let (guesses, guesses_capacity, orphaned_events) = {
+            let guesses = lock(&self.guesses);
+            (guesses.remembered(), guesses.capacity(), guesses.orphaned())
+        };
+        let (blocks, throttled_kinds) = self.blocks.sizes();
+        Sizes {
+            guesses,
+            guesses_capacity,
+            blocks,
+            blocks_capacity: self.blocks.capacity(),
+            throttled_kinds,
+            orphaned_events,
+            in_flight: self.flights.len(),
+        }
     }
 }
 
@@ -573,7 +606,7 @@ mod tests {
         memory.repeated(&old, expired(), at(8));
         let later = at(86_400 + 1);
         assert_eq!(memory.take_events(later)[0].item_count, Some(1));
-        assert_eq!(memory.remembered_guesses(), 0);
+        assert_eq!(memory.sizes().guesses, 0);
     }
 
     /// Watches `typed`'s scopes and asks for a place with `room` in each,
@@ -608,7 +641,7 @@ mod tests {
         // An identical guess waits for the one in flight.
         assert!(busy(&take(&memory, "guess 0", 100).await.1));
         held.clear();
-        assert_eq!(memory.in_flight(), 0, "every place given back");
+        assert_eq!(memory.sizes().in_flight, 0, "every place given back");
     }
 
     #[tokio::test]
