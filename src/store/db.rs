@@ -29,6 +29,11 @@ use tokio::sync::Notify;
 
 use super::errors::{classify, Class, KNOWN_DOWN};
 
+/// How long after a failed statement released connections are checked for
+/// a transaction left open; the connection of the failed statement is
+/// released as its request unwinds, well within this.
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
 /// Whether writes succeed, as far as this replica knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -58,6 +63,10 @@ pub(crate) struct Availability {
     /// `started`: the probe's write clears a failing state only once none
     /// has been for a probe's interval.
     last_refused: AtomicU64,
+    /// Until when (milliseconds since `started`) a released SQLite
+    /// connection is checked for a transaction left open: for a while after
+    /// any statement failed (`sqlite.rs`).
+    suspect_until: AtomicU64,
     started: Instant,
     /// Wakes the probe: a request saw a connection fail, or a state changed.
     wake: Notify,
@@ -69,6 +78,7 @@ impl Default for Availability {
             down: AtomicBool::new(false),
             writes: AtomicU8::new(Writes::Succeed as u8),
             last_refused: AtomicU64::new(0),
+            suspect_until: AtomicU64::new(0),
             started: Instant::now(),
             wake: Notify::new(),
         }
@@ -110,6 +120,16 @@ impl Availability {
         self.wake.notify_one();
     }
 
+    fn now_millis(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a statement failed within the last `SUSPECT_FOR`: only then
+    /// can a connection have been left inside a transaction (`sqlite.rs`).
+    pub(crate) fn suspect(&self) -> bool {
+        self.now_millis() < self.suspect_until.load(Ordering::Acquire)
+    }
+
     /// Whether a request's write was refused within the last `within`.
     pub(crate) fn refused_within(&self, within: Duration) -> bool {
         let last = Duration::from_millis(self.last_refused.load(Ordering::Acquire));
@@ -118,8 +138,8 @@ impl Availability {
 
     pub(crate) fn set_writes(&self, writes: Writes) {
         if writes != Writes::Succeed {
-            let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.last_refused.store(now, Ordering::Release);
+            self.last_refused
+                .store(self.now_millis(), Ordering::Release);
         }
         let before = Writes::from_u8(self.writes.swap(writes as u8, Ordering::AcqRel));
         if before == writes {
@@ -142,7 +162,14 @@ impl Availability {
     /// Learns from one statement's outcome.
     fn learn<T>(&self, result: Result<T, DbErr>) -> Result<T, DbErr> {
         if let Err(error) = &result {
-            match classify(error) {
+            let class = classify(error);
+            if class != Class::KnownDown {
+                let until = self
+                    .now_millis()
+                    .saturating_add(SUSPECT_FOR.as_millis() as u64);
+                self.suspect_until.fetch_max(until, Ordering::AcqRel);
+            }
+            match class {
                 Class::Unreachable => self.wake.notify_one(),
                 Class::DiskFull => self.set_writes(Writes::DiskFull),
                 Class::ReadOnly => self.set_writes(Writes::ReadOnly),

@@ -124,10 +124,12 @@ impl SqlStore {
             .connect_timeout(probe_within)
             .acquire_timeout(probe_within)
             .test_before_acquire(false);
+        let availability = std::sync::Arc::new(db::Availability::default());
         let (db, probe_db) = if is_sqlite {
+            let both = std::sync::Arc::clone(&availability);
             (
-                sqlite::connect(url, options, pool).await?,
-                sqlite::connect(url, probe_options, pool).await?,
+                sqlite::connect(url, options, pool, both.clone()).await?,
+                sqlite::connect(url, probe_options, pool, both).await?,
             )
         } else {
             (
@@ -135,7 +137,6 @@ impl SqlStore {
                 Database::connect(probe_options).await?,
             )
         };
-        let availability = std::sync::Arc::new(db::Availability::default());
         let probe = probe::Probe::new(probe_db, std::sync::Arc::clone(&availability), probe_within);
         let db = db::Db::new(db, std::sync::Arc::clone(&availability));
         // A quarter of the pool reads logins, and as many workers write
