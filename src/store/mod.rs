@@ -5,12 +5,14 @@ mod accounts;
 mod app_passwords;
 mod audit;
 mod batch;
+mod budget;
 mod callers;
 mod convert;
 pub mod entities;
 mod errors;
 mod feed_wakeups;
 mod login;
+mod pooling;
 mod sqlite;
 mod throttle;
 mod usage;
@@ -102,7 +104,17 @@ impl SqlStore {
         let db = if is_sqlite {
             sqlite::connect(url, options, pool).await?
         } else {
-            Database::connect(options).await?
+            // PostgreSQL: a refusal for the number of connections said as
+            // such, and transaction pooling refused (`budget.rs`,
+            // `pooling.rs`).
+            let db = match Database::connect(options).await {
+                Ok(db) => db,
+                Err(error) => return Err(budget::explain_refusal(url, error, pool).await),
+            };
+            let within = Duration::from_millis(pool.acquire_timeout_ms);
+            pooling::refuse_transaction_pooling(&db, within).await?;
+            budget::warn_if_short(&db, pool).await;
+            db
         };
         // A quarter of the pool reads logins, and as many workers write
         // failures (on SQLite one: its writes take turns anyway, and one

@@ -31,6 +31,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod notices;
+mod pgbouncer;
 mod proxies;
 mod quickstart;
 mod races;
