@@ -55,6 +55,7 @@ const TEST_PROGRAMS: &[(&str, &[&str])] = &[
         ],
     ),
     ("latchkey_test_fail2ban", &["/usr/bin/fail2ban-regex"]),
+    ("latchkey_test_pgbouncer", &["/usr/sbin/pgbouncer"]),
     ("latchkey_test_grpcurl", &["grpcurl"]),
     ("latchkey_test_systemd", &["/usr/bin/systemd-analyze"]),
 ];

@@ -13,7 +13,10 @@ use super::audit::FEED_CHANNEL;
 
 /// On PostgreSQL, one listening connection per replica (taken from the
 /// pool and held, so the pool has one connection fewer for requests),
-/// connected on first use and again after it fails.
+/// connected on first use and again after it fails. LISTEN belongs to a
+/// session: behind a pooler that hands server connections around between
+/// transactions, notifications would go to whichever client holds the
+/// server, which is why `pooling.rs` refuses transaction pooling.
 #[derive(Clone, Default)]
 pub(super) struct FeedWakeups {
     listener: Arc<Mutex<Option<PgListener>>>,

@@ -5,6 +5,7 @@ mod accounts;
 mod app_passwords;
 mod audit;
 mod batch;
+mod budget;
 mod callers;
 mod convert;
 mod db;
@@ -12,6 +13,7 @@ pub mod entities;
 mod errors;
 mod feed_wakeups;
 mod login;
+mod pooling;
 mod probe;
 mod sqlite;
 mod throttle;
@@ -132,10 +134,17 @@ impl SqlStore {
                 sqlite::connect(url, probe_options, pool, both).await?,
             )
         } else {
-            (
-                Database::connect(options).await?,
-                Database::connect(probe_options).await?,
-            )
+            // PostgreSQL: a refusal for the number of connections said as
+            // such, and transaction pooling refused (`budget.rs`,
+            // `pooling.rs`).
+            let db = match Database::connect(options).await {
+                Ok(db) => db,
+                Err(error) => return Err(budget::explain_refusal(url, error, pool).await),
+            };
+            let within = Duration::from_millis(pool.acquire_timeout_ms);
+            pooling::refuse_transaction_pooling(&db, within).await?;
+            budget::warn_if_short(&db, pool).await;
+            (db, Database::connect(probe_options).await?)
         };
         let probe = probe::Probe::new(probe_db, std::sync::Arc::clone(&availability), probe_within);
         let db = db::Db::new(db, std::sync::Arc::clone(&availability));

@@ -91,10 +91,16 @@ impl UsageStore for SqlStore {
         Ok(txn.commit().await?)
     }
 
+    /// Rows are updated in the order of their ids, whatever the batch's:
+    /// two replicas flushing usage of the same passwords at once then lock
+    /// the rows in one order, and neither waits for the other in a cycle (a
+    /// replica's buffer is a hash map, whose order differs between them).
     #[tracing::instrument(skip_all, fields(passwords = batch.len()))]
     async fn record_uses(&self, batch: &[(Uuid, PendingUse)]) -> Result<()> {
+        let mut in_order: Vec<&(Uuid, PendingUse)> = batch.iter().collect();
+        in_order.sort_unstable_by_key(|(id, _)| *id);
         let txn = self.db.begin().await?;
-        for (id, usage) in batch {
+        for (id, usage) in in_order {
             usage_update(*id, usage).exec(&txn).await?;
         }
         Ok(txn.commit().await?)

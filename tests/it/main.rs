@@ -32,6 +32,7 @@ mod limits;
 mod memory_bound;
 mod metrics;
 mod notices;
+mod pgbouncer;
 mod proxies;
 mod quickstart;
 mod races;

@@ -14,7 +14,8 @@ backend_tests!(
     usage_is_deferred_then_flushed_at_stop,
     usage_is_flushed_every_interval,
     older_usage_never_overwrites_newer,
-    the_client_that_last_signed_in_is_shown
+    the_client_that_last_signed_in_is_shown,
+    two_replicas_flushing_the_same_passwords_at_once_never_deadlock
 );
 
 const AN_HOUR: u64 = 3600;
@@ -148,5 +149,73 @@ async fn the_client_that_last_signed_in_is_shown(backend: Backend) {
             .unwrap_err();
         assert_eq!(violated_fields(&status), ["client_id"]);
     }
+    server.stop().await;
+}
+
+/// Two replicas flush usage of the same passwords at the same moment, each
+/// batch in another order (a replica's buffer is a hash map, whose order
+/// differs from replica to replica). Each batch is written in the order of
+/// the passwords' ids, so the two transactions lock rows in the same order
+/// and neither waits for the other in a cycle: no deadlock, every count
+/// written.
+async fn two_replicas_flushing_the_same_passwords_at_once_never_deadlock(backend: Backend) {
+    use latchkey::domain::login::model::Usage;
+    use latchkey::domain::login::store::UsageStore;
+    use latchkey::domain::login::usage::PendingUse;
+    use latchkey::store::SqlStore;
+
+    const PASSWORDS: usize = 64;
+    const ROUNDS: u32 = 25;
+    let server = TestServer::start(backend).await;
+    let mut ids = Vec::new();
+    for i in 0..PASSWORDS {
+        let (name, _) = issue_simple(&server, &format!("flusher{i}")).await;
+        let id = name.rsplit('/').next().unwrap();
+        ids.push(uuid::Uuid::parse_str(id).unwrap());
+    }
+    let config = latchkey::store::PoolConfig::default();
+    let (one, two) = (
+        SqlStore::connect(&server.database.url, config)
+            .await
+            .unwrap(),
+        SqlStore::connect(&server.database.url, config)
+            .await
+            .unwrap(),
+    );
+    let batch = |order: &[uuid::Uuid]| -> Vec<(uuid::Uuid, PendingUse)> {
+        order
+            .iter()
+            .map(|id| {
+                let usage = Usage {
+                    at: server.clock.now(),
+                    client_ip: "192.0.2.40".parse().unwrap(),
+                    protocol: latchkey::domain::shared::protocol::Protocol::Imap,
+                    client: None,
+                };
+                (*id, PendingUse::one(usage, None))
+            })
+            .collect()
+    };
+    let forward = batch(&ids);
+    let mut reversed = ids.clone();
+    reversed.reverse();
+    let backward = batch(&reversed);
+    let mut failures = Vec::new();
+    for _ in 0..ROUNDS {
+        let (a, b) = tokio::join!(one.record_uses(&forward), two.record_uses(&backward));
+        failures.extend(a.err().into_iter().chain(b.err()).map(|e| format!("{e:?}")));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} flushes failed: {:?}",
+        failures.len(),
+        2 * ROUNDS,
+        failures.first()
+    );
+    for name in [0, PASSWORDS - 1].map(|i| format!("accounts/flusher{i}/appPasswords/{}", ids[i])) {
+        assert_eq!(fetch(&server, &name).await.use_count, i64::from(2 * ROUNDS));
+    }
+    one.close().await.unwrap();
+    two.close().await.unwrap();
     server.stop().await;
 }

@@ -78,8 +78,9 @@ pub trait UsageStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Records the coalesced usage of many app passwords, as `record_use`
-    /// does for one, in one transaction. Passwords deleted meanwhile are
-    /// skipped.
+    /// does for one, in one transaction, updating them in the order of
+    /// their ids (so concurrent flushes from replicas cannot deadlock).
+    /// Passwords deleted meanwhile are skipped.
     fn record_uses(&self, batch: &[(Uuid, PendingUse)]) -> impl Future<Output = Result<()>> + Send;
 
     /// Replaces a password's hash, unless it changed since `old` was read.

@@ -130,9 +130,13 @@ impl UsageBuffer {
         }
     }
 
-    /// Takes everything gathered so far.
+    /// Takes everything gathered so far, in the order of the passwords'
+    /// ids: the order the store updates rows in (`UsageStore::record_uses`),
+    /// so each transaction of a flush is a range of it.
     pub fn take(&self) -> Vec<(Uuid, PendingUse)> {
-        self.lock().drain().collect()
+        let mut batch: Vec<(Uuid, PendingUse)> = self.lock().drain().collect();
+        batch.sort_unstable_by_key(|(id, _)| *id);
+        batch
     }
 
     /// Puts back a batch whose write failed, merged with what came since.

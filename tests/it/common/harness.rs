@@ -352,7 +352,8 @@ pub struct TestDatabase {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestDatabase {
-    async fn create(backend: Backend) -> Self {
+    /// A fresh database of `backend`, dropped with the value.
+    pub async fn create(backend: Backend) -> Self {
         let Some(var) = backend.admin_url_var() else {
             let dir = tempfile::tempdir().unwrap();
             return Self {
