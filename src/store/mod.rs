@@ -118,13 +118,13 @@ impl SqlStore {
         // reset finds the database down at once, one that hears nothing
         // within this does too, and one slowed by a busy machine is not
         // mistaken for an outage any sooner than a request would be.
-        let probe_within = Duration::from_millis(pool.acquire_timeout_ms);
+        let acquire_wait = Duration::from_millis(pool.acquire_timeout_ms);
         let mut probe_options = options.clone();
         probe_options
             .max_connections(1)
             .min_connections(0)
-            .connect_timeout(probe_within)
-            .acquire_timeout(probe_within)
+            .connect_timeout(acquire_wait)
+            .acquire_timeout(acquire_wait)
             .test_before_acquire(false);
         let availability = std::sync::Arc::new(db::Availability::default());
         let (db, probe_db) = if is_sqlite {
@@ -141,12 +141,11 @@ impl SqlStore {
                 Ok(db) => db,
                 Err(error) => return Err(budget::explain_refusal(url, error, pool).await),
             };
-            let within = Duration::from_millis(pool.acquire_timeout_ms);
-            pooling::refuse_transaction_pooling(&db, within).await?;
+            pooling::refuse_transaction_pooling(&db, acquire_wait).await?;
             budget::warn_if_short(&db, pool).await;
             (db, Database::connect(probe_options).await?)
         };
-        let probe = probe::Probe::new(probe_db, std::sync::Arc::clone(&availability), probe_within);
+        let probe = probe::Probe::new(probe_db, std::sync::Arc::clone(&availability), acquire_wait);
         let db = db::Db::new(db, std::sync::Arc::clone(&availability));
         // A quarter of the pool reads logins, and as many workers write
         // failures (on SQLite one: its writes take turns anyway, and one
