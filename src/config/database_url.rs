@@ -100,6 +100,113 @@ impl DatabaseUrl {
     }
 }
 
+/// The query parameters the PostgreSQL driver (sqlx 0.8) reads. It warns
+/// about any other and goes on without it; libpq's are many, and some
+/// change what "connected" means (`target_session_attrs`,
+/// `load_balance_hosts`), so an unread one is refused instead.
+const POSTGRES_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// The query parameters the MySQL/MariaDB driver reads; it ignores any
+/// other without a word.
+const MYSQL_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslca",
+    "ssl-ca",
+    "charset",
+    "collation",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "socket",
+    "timezone",
+    "time-zone",
+];
+
+impl DatabaseUrl {
+    /// Refuses, before anything connects, what the drivers would take
+    /// silently and do something else with (issue 23):
+    /// - several hosts (`postgres://a,b/db`, `host=a,b`): latchkey connects
+    ///   to one address and does not choose a writable server among many;
+    ///   it wants one stable address that follows the primary
+    ///   (docs/deploy.md, "Failover");
+    /// - a parameter the driver does not read, `target_session_attrs`
+    ///   first among them, which the PostgreSQL driver would ignore with a
+    ///   warning; SQLite's driver already refuses unknown parameters.
+    ///
+    /// The refusal names the parameter, never its value.
+    pub fn check(&self) -> Result<(), String> {
+        let parts = UrlParts::of(&self.0);
+        let scheme = parts.scheme.trim_end_matches("://").to_ascii_lowercase();
+        let known = match scheme.as_str() {
+            "postgres" | "postgresql" => POSTGRES_PARAMETERS,
+            "mysql" | "mariadb" => MYSQL_PARAMETERS,
+            _ => return Ok(()),
+        };
+        let authority = parts.location.split('/').next().unwrap_or_default();
+        let several = || {
+            "names several hosts; latchkey connects to one address and does not choose \
+             the writable one among many (as libpq's target_session_attrs would): give it one \
+             address that follows the primary (a moving address, Patroni's proxy, or \
+             pgbouncer in session mode; docs/deploy.md, \"Failover\"). Connected to a \
+             read-only server, latchkey reports NOT_SERVING and refuses writes with \
+             STORAGE_READ_ONLY"
+                .to_owned()
+        };
+        if authority.contains(',') {
+            return Err(several());
+        }
+        for pair in parts.query.unwrap_or_default().split('&') {
+            if pair.is_empty() {
+                continue;
+            }
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = percent_decode(name);
+            let read = known.contains(&name.as_str())
+                || (known == POSTGRES_PARAMETERS
+                    && name.starts_with("options[")
+                    && name.ends_with(']'));
+            if !read {
+                let why = if name == "target_session_attrs" || name == "load_balance_hosts" {
+                    several()
+                } else {
+                    "is not one the database driver reads; it would be ignored, so it is \
+                     refused (README, \"Configuration\")"
+                        .to_owned()
+                };
+                return Err(format!("parameter `{}` {why}", name.escape_debug()));
+            }
+            if ["host", "hostaddr", "port"].contains(&name.as_str())
+                && percent_decode(value).contains(',')
+            {
+                return Err(several());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Replaces a URL's secrets, in every form, by `*****`.
 #[derive(Clone)]
 pub struct Scrubber(Vec<String>);
@@ -218,6 +325,42 @@ mod tests {
         assert!(!format!("{url:?}").contains("s3cret"));
         let plain = DatabaseUrl::new("sqlite://latchkey.db?mode=rwc");
         assert_eq!(plain.redacted(), "sqlite://latchkey.db?mode=rwc");
+    }
+
+    #[test]
+    fn several_hosts_and_unread_parameters_are_refused() {
+        let refused = |url: &str| DatabaseUrl::new(url).check().unwrap_err();
+        for url in [
+            "postgres://u@db1:5432,db2:5432/l",
+            "postgresql://u@db1,db2/l",
+            "postgres://u@/l?host=db1,db2",
+            "postgres://u@db/l?port=5432%2C5433",
+        ] {
+            assert!(refused(url).contains("names several hosts"), "{url}");
+        }
+        let why = refused("postgres://u:s3cret@db/l?target_session_attrs=read-write");
+        assert!(why.starts_with("parameter `target_session_attrs`"), "{why}");
+        assert!(
+            why.contains("one address that follows the primary"),
+            "{why}"
+        );
+        assert!(
+            !why.contains("s3cret") && !why.contains("read-write"),
+            "{why}"
+        );
+        let why = refused("mysql://root@db/t?sslmod=required");
+        assert!(why.starts_with("parameter `sslmod` is not one"), "{why}");
+        assert!(refused("postgres://u@db/l?connect_timeout=5").contains("connect_timeout"));
+        for url in [
+            "postgres://u:p@db:5432/l?sslmode=require&application_name=latchkey",
+            "postgres://u@/l?host=/var/run/postgresql",
+            "postgres://u@db/l?options[statement_timeout]=5s",
+            "mysql://root@127.0.0.1:3306/test?ssl-mode=disabled",
+            "sqlite://latchkey.db?mode=rwc",
+            "sqlite::memory:",
+        ] {
+            assert_eq!(DatabaseUrl::new(url).check(), Ok(()), "{url}");
+        }
     }
 
     /// A string as JSON (and `Debug`) print it inside quotes.

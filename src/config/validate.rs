@@ -96,6 +96,7 @@ impl Config {
             self.server.max_connections_per_peer,
             "with 0 no peer could connect",
         )?;
+        named("database_url", self.database_url.check())?;
         self.check_app_passwords()?;
         self.check_memory()?;
         self.check_watch()

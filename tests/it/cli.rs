@@ -94,14 +94,15 @@ async fn caller_commands_work_before_and_beside_the_server() {
 }
 
 /// Database passwords never reach the terminal: not in `--print-config`,
-/// not in the error of a connection that fails, in any letter case and
-/// wherever in the URL they are.
+/// not in the error of a connection that fails, not in the refusal of a
+/// parameter the driver would ignore, in any letter case and wherever in
+/// the URL they are.
 #[test]
 fn database_passwords_are_redacted_everywhere() {
     let secrets = ["Us3rPw", "QueryPw1", "UpperPw2", "SslPw3"];
     let url = format!(
-        "postgres://latchkey:{}@127.0.0.1:1/latchkey?password={}&PASSWORD={}&sslpassword={}&connect_timeout=1",
-        secrets[0], secrets[1], secrets[2], secrets[3]
+        "postgres://latchkey:{}@127.0.0.1:1/latchkey?password={}",
+        secrets[0], secrets[1]
     );
     let printed = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["serve", "--print-config", "--database-url", &url])
@@ -113,11 +114,22 @@ fn database_passwords_are_redacted_everywhere() {
     assert!(!failed.status.success());
     let error = String::from_utf8_lossy(&failed.stderr);
     assert!(error.contains("cannot open the database"), "{error}");
+    // `PASSWORD` and `sslpassword` are not parameters the driver reads.
+    let unread = format!(
+        "postgres://latchkey:{}@127.0.0.1:1/latchkey?PASSWORD={}&sslpassword={}",
+        secrets[0], secrets[2], secrets[3]
+    );
+    let refused = latchkey(&unread, &["migrate"]);
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("parameter `PASSWORD` is not one"), "{error}");
     for output in [
         &printed.stdout,
         &printed.stderr,
         &failed.stdout,
         &failed.stderr,
+        &refused.stdout,
+        &refused.stderr,
     ] {
         let text = String::from_utf8_lossy(output);
         for secret in secrets {

@@ -19,6 +19,7 @@ mod callers;
 mod cli;
 mod common;
 mod config;
+mod connection_budget;
 mod discovery;
 mod fail2ban;
 mod faults;
