@@ -22,6 +22,13 @@ impl DatabaseUrl {
         &self.0
     }
 
+    /// Whether this is an SQLite database (`sqlite:` in any letter case).
+    pub fn is_sqlite(&self) -> bool {
+        self.0
+            .get(..7)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sqlite:"))
+    }
+
     /// The URL with every password-bearing part replaced by `*****`: the
     /// password of the user part, and the value of every query parameter
     /// whose name (in any letter case, percent-encoded or not) says it holds

@@ -23,7 +23,7 @@ use crate::domain::login::warm::WarmKey;
 use crate::domain::secrets::hashing::HashParams;
 use crate::domain::secrets::pool::HashPoolConfig;
 use crate::grpc::access::ReflectionAccess;
-use crate::store::PoolConfig;
+use crate::store::{PoolConfig, SQLITE_MAX_CONNECTIONS};
 use crate::transport::ServerConfig;
 
 /// The file read when no `--config` is given, if it exists.
@@ -260,11 +260,11 @@ impl Config {
         // fills what no layer names, so an old key's name (`window_secs`)
         // never meets its new one (`window`) from the defaults and counts as
         // given twice.
-        let mut config: Config = Figment::new()
+        let figment = Figment::new()
             .merge(toml)
             .merge(env)
-            .merge(Serialized::defaults(overrides))
-            .extract()?;
+            .merge(Serialized::defaults(overrides));
+        let mut config: Config = figment.extract()?;
         if let Some(path) = &config.database_url_file {
             let url = std::fs::read_to_string(path).map_err(|error| {
                 Box::new(figment::Error::from(format!(
@@ -273,6 +273,11 @@ impl Config {
                 )))
             })?;
             config.database_url = DatabaseUrl::new(url.trim());
+        }
+        // SQLite's pool is smaller unless a layer sizes it (store/mod.rs,
+        // `SQLITE_MAX_CONNECTIONS`).
+        if !figment.contains("database.max_connections") && config.database_url.is_sqlite() {
+            config.database.max_connections = SQLITE_MAX_CONNECTIONS;
         }
         config
             .validate()

@@ -33,6 +33,17 @@ use crate::domain::login::model::LoginState;
 use crate::domain::login::throttle::{Counter, Scope};
 use crate::domain::shared::error::{Error, Reason, Result};
 
+/// The pool's size on SQLite unless the configuration gives one (`Config::
+/// load`; 16 on PostgreSQL and MariaDB). SQLite serves one process from a
+/// file: its writes take turns whatever the pool's size, and its reads are
+/// a batch of logins per statement, so a few connections serve all that
+/// two cores can ask. Each connection is a thread of sqlx's with its own
+/// page cache and, in glibc, its own malloc arena; under a spray of
+/// distinct failures 16 of them grew the process by 117 MiB at 300,000
+/// failures and still growing, 4 by 71 MiB and flat (BENCHMARKS.md, "The
+/// spray").
+pub const SQLITE_MAX_CONNECTIONS: u32 = 4;
+
 /// Connection pool settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

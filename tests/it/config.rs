@@ -79,3 +79,52 @@ fn a_config_value_out_of_bounds_refuses_the_start_naming_the_key() {
     let stderr = String::from_utf8_lossy(&both.stderr);
     assert!(stderr.contains("duplicate field `window`"), "{stderr}");
 }
+
+/// `database.max_connections` is 4 on SQLite and 16 elsewhere unless a
+/// layer (the file, the environment) gives it, and what is given wins.
+#[test]
+fn the_pool_is_sized_for_its_database_unless_a_layer_sizes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latchkey.toml");
+    let size = |toml: &str, env: &[(&str, &str)]| {
+        std::fs::write(&file, toml).unwrap();
+        let printed = latchkey(
+            &[
+                "serve",
+                "--print-config",
+                "--config",
+                file.to_str().unwrap(),
+            ],
+            env,
+        );
+        assert!(printed.status.success(), "{printed:?}");
+        let text = String::from_utf8(printed.stdout).unwrap();
+        // The `[database]` table's, not `[server]`'s: the first after it.
+        text.split("[database]")
+            .nth(1)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("max_connections = "))
+            .unwrap_or_else(|| panic!("no database.max_connections in {text}"))
+            .to_owned()
+    };
+    let sqlite = "database_url = \"sqlite://x.db?mode=rwc\"\n";
+    let postgres = "database_url = \"postgres://u@db/l\"\n";
+    assert_eq!(size(sqlite, &[]), "4");
+    assert_eq!(size(postgres, &[]), "16");
+    assert_eq!(
+        size(&format!("{sqlite}[database]\nmax_connections = 16\n"), &[]),
+        "16"
+    );
+    assert_eq!(
+        size(sqlite, &[("LATCHKEY_DATABASE__MAX_CONNECTIONS", "9")]),
+        "9"
+    );
+    assert_eq!(
+        size(
+            postgres,
+            &[("LATCHKEY_DATABASE_URL", "sqlite://y.db?mode=rwc")]
+        ),
+        "4"
+    );
+}
