@@ -70,11 +70,25 @@ pub(crate) struct Availability {
     started: Instant,
     /// Wakes the probe: a request saw a connection fail, or a state changed.
     wake: Notify,
+    /// Whose disk fills, as the log says it: SQLite's file, or the server.
+    disk: String,
 }
 
-impl Default for Availability {
-    fn default() -> Self {
+impl Availability {
+    /// For the database at `url`: an SQLite file's disk is named by the
+    /// file (an operator's `df` finds its file system), a server's is the
+    /// server's (its URL, which may hold a password, is not logged).
+    pub(crate) fn new(url: &str) -> Self {
+        let disk = match url.strip_prefix("sqlite:") {
+            Some(rest) => {
+                let path = rest.trim_start_matches("//");
+                let path = path.split_once('?').map_or(path, |(path, _)| path);
+                format!("the file system holding the SQLite database {path}")
+            }
+            None => "the database server's disk".to_owned(),
+        };
         Self {
+            disk,
             down: AtomicBool::new(false),
             writes: AtomicU8::new(Writes::Succeed as u8),
             last_refused: AtomicU64::new(0),
@@ -83,9 +97,7 @@ impl Default for Availability {
             wake: Notify::new(),
         }
     }
-}
 
-impl Availability {
     pub(crate) fn is_down(&self) -> bool {
         self.down.load(Ordering::Acquire)
     }
@@ -147,8 +159,9 @@ impl Availability {
         }
         match writes {
             Writes::DiskFull => tracing::error!(
-                "the database's disk is full: writes are refused (UNAVAILABLE, STORAGE_FULL) \
-                 until space returns; reads go on"
+                "{} is full: writes are refused (UNAVAILABLE, STORAGE_FULL) until space \
+                 returns; reads go on",
+                self.disk
             ),
             Writes::ReadOnly => tracing::error!(
                 "the database accepts no writes (a read-only server or a standby): writes are \

@@ -137,7 +137,7 @@ impl SqlStore {
             .connect_timeout(acquire_wait)
             .acquire_timeout(acquire_wait)
             .test_before_acquire(false);
-        let availability = std::sync::Arc::new(db::Availability::default());
+        let availability = std::sync::Arc::new(db::Availability::new(url));
         let (db, probe_db) = if is_sqlite {
             let both = std::sync::Arc::clone(&availability);
             (

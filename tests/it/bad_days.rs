@@ -211,6 +211,7 @@ async fn health_within(server: &TestServer, wanted: ServingStatus, what: &str, w
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_clearly_and_recovers() {
     let disk = Tmpfs::mount(16 * 1024);
+    let log = crate::common::logs::window();
     let server = TestServer::start_on(TestDatabase::sqlite_in(disk.path()), |config| {
         config.database.health_check_interval_ms = 100;
         config.throttle.pair_limit = 1_000_000;
@@ -236,6 +237,14 @@ async fn a_full_disk_refuses_clearly_and_recovers() {
         "the disk filled, yet every write succeeded: {:?}",
         full.answers
     );
+
+    // Said once for the episode, naming the file (and so its file system).
+    let said = format!(
+        "the file system holding the SQLite database {} is full",
+        disk.path().join("latchkey.db").display()
+    );
+    let lines = String::from_utf8_lossy(&log.read()).matches(&said).count();
+    assert_eq!(lines, 1, "{said:?} logged once for the episode");
 
     std::fs::remove_file(&filler).unwrap();
     eventually(
