@@ -35,7 +35,11 @@
 //! runs it alone. Last, the spray (`spray.rs`): `--spray-failures` distinct
 //! wrong passwords from as many networks, past every bound of what failures
 //! leave behind, with the server's RSS and memory gauges against the stated
-//! bound; `--skip-spray` leaves it out, `--spray-only` runs it alone.
+//! bound; `--skip-spray` leaves it out, `--spray-only` runs it alone. With
+//! `--postgres-url`, feed writes (`feedwrites.rs`): revokes through four
+//! replicas, each one change-feed event, against 5,000 events/s;
+//! `--skip-feed-writes` leaves them out, `--feed-writes-only` runs them
+//! alone.
 
 #[path = "../../tests/it/common/bearer.rs"]
 mod bearer;
@@ -43,6 +47,7 @@ mod bearer;
 mod bench;
 mod bulk;
 mod drive;
+mod feedwrites;
 mod fleet;
 mod floors;
 mod mailstack;
@@ -61,6 +66,7 @@ use std::time::Duration;
 
 use bench::Bench;
 use bulk::bulk;
+use feedwrites::{feed_writes, FeedWrites};
 use fleet::fleet;
 use floors::{argon2_one_thread, argon2_pool};
 use mailstack::{mailstack, Mailstack};
@@ -94,6 +100,9 @@ async fn main() -> Result<(), BoxError> {
     }
     if options.spray_only {
         return spray_only(&options, dir.path()).await;
+    }
+    if options.feed_writes_only {
+        return feed_writes_only(&options, dir.path()).await;
     }
     if let Some(out) = &options.perf_warm {
         return perf_warm(&options, dir.path(), out).await;
@@ -159,6 +168,16 @@ async fn main() -> Result<(), BoxError> {
         eprintln!("the mail stack: IMAP through nginx and Dovecot");
         Some(mailstack(&options, dir.path()).await?)
     };
+    let feed = match &options.postgres_url {
+        Some(_) if !options.skip_feed_writes => {
+            eprintln!(
+                "feed writes: revokes through {} replicas",
+                feedwrites::REPLICAS
+            );
+            Some(feed_writes(&options, dir.path()).await?)
+        }
+        _ => None,
+    };
     let spray = if options.skip_spray {
         None
     } else {
@@ -190,6 +209,10 @@ async fn main() -> Result<(), BoxError> {
     if let Some(mailstack) = &mailstack {
         mailstack.rows(&mut report);
         mailstack.checks(&mut report);
+    }
+    if let Some(feed) = &feed {
+        feed.rows(&mut report);
+        feed.checks(&mut report);
     }
     if let Some(spray) = &spray {
         spray.rows(&mut report);
@@ -274,6 +297,21 @@ async fn perf_warm(options: &Options, dir: &std::path::Path, out: &str) -> Resul
         &["success"],
     );
     let summary = format!("{}; the warm path under perf.\n\n", targets::setup(options));
+    report.publish(&summary, &options.out)?;
+    Ok(())
+}
+
+/// `--feed-writes-only`: the feed writes alone, and their report.
+async fn feed_writes_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxError> {
+    let feed: FeedWrites = feed_writes(options, dir).await?;
+    let mut report = Report::default();
+    feed.rows(&mut report);
+    feed.checks(&mut report);
+    let summary = format!(
+        "{}; feed writes only: revokes through {} replicas on PostgreSQL.\n\n",
+        targets::setup(options),
+        feedwrites::REPLICAS
+    );
     report.publish(&summary, &options.out)?;
     Ok(())
 }

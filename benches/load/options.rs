@@ -5,7 +5,8 @@
 //! (20000), `--fleet-duration SECS` (60), `--skip-fleet`, `--fleet-only`,
 //! `--mailstack-concurrency N` (32), `--mailstack-duration SECS` (20),
 //! `--skip-mailstack`, `--mailstack-only`, `--spray-failures N` (120000),
-//! `--skip-spray`, `--spray-only`, `--perf-warm FILE` (only the no-op and warm rows, the warm one under
+//! `--skip-spray`, `--spray-only`, `--skip-feed-writes`,
+//! `--feed-writes-only`, `--perf-warm FILE` (only the no-op and warm rows, the warm one under
 //! `perf record -g` of the server), `--out FILE` (`target/load.md`).
 
 use std::time::Duration;
@@ -57,6 +58,11 @@ pub struct Options {
     pub spray_failures: u64,
     pub skip_spray: bool,
     pub spray_only: bool,
+    /// Feed writes from four replicas (`feedwrites.rs`, PostgreSQL):
+    /// `--skip-feed-writes` leaves them out, `--feed-writes-only` runs them
+    /// alone.
+    pub skip_feed_writes: bool,
+    pub feed_writes_only: bool,
     /// Only the no-op RPC and the warm scenario on SQLite, the second under
     /// `perf record -g` of the server, written to this file.
     pub perf_warm: Option<String>,
@@ -88,6 +94,8 @@ impl Options {
             spray_failures: 120_000,
             skip_spray: false,
             spray_only: false,
+            skip_feed_writes: false,
+            feed_writes_only: false,
             perf_warm: None,
             out: "target/load.md".to_owned(),
         };
@@ -122,6 +130,8 @@ impl Options {
                 "--spray-failures" => options.spray_failures = value()?.parse()?,
                 "--skip-spray" => options.skip_spray = true,
                 "--spray-only" => options.spray_only = true,
+                "--skip-feed-writes" => options.skip_feed_writes = true,
+                "--feed-writes-only" => options.feed_writes_only = true,
                 "--perf-warm" => options.perf_warm = Some(value()?),
                 "--bench" => {} // cargo bench passes it
                 other => return Err(format!("unknown option {other}").into()),
@@ -141,6 +151,12 @@ impl Options {
         }
         if options.spray_only && options.skip_spray {
             return Err("--spray-only goes with no --skip-spray".into());
+        }
+        if options.feed_writes_only && (options.skip_feed_writes || options.postgres_url.is_none())
+        {
+            return Err(
+                "--feed-writes-only needs --postgres-url, and no --skip-feed-writes".into(),
+            );
         }
         if options.spray_failures < 10 {
             return Err("--spray-failures must be at least 10".into());
