@@ -259,7 +259,7 @@ async fn mailstack_only(options: &Options, dir: &std::path::Path) -> Result<(), 
 }
 
 /// `--perf-warm FILE`: the no-op RPC, then the warm scenario with the
-/// server under `perf record -g` (from 2 s into it, for all but the last
+/// server under `perf record --call-graph dwarf` (from 2 s into it, for all but the last
 /// second, so the untimed first verifications stay out), and both rows.
 async fn perf_warm(options: &Options, dir: &std::path::Path, out: &str) -> Result<(), BoxError> {
     let sqlite_url = format!("sqlite://{}?mode=rwc", dir.join("load.db").display());
@@ -278,7 +278,17 @@ async fn perf_warm(options: &Options, dir: &std::path::Path, out: &str) -> Resul
     let perf = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
         std::process::Command::new("perf")
-            .args(["record", "-g", "-F", "999", "-p", &pid, "-o", &out])
+            .args([
+                "record",
+                "--call-graph",
+                "dwarf,32768",
+                "-F",
+                "499",
+                "-p",
+                &pid,
+                "-o",
+                &out,
+            ])
             .args(["--", "sleep", &seconds])
             .status()
     });

@@ -7,7 +7,7 @@
 //! `--skip-mailstack`, `--mailstack-only`, `--spray-failures N` (120000),
 //! `--skip-spray`, `--spray-only`, `--skip-feed-writes`,
 //! `--feed-writes-only`, `--perf-warm FILE` (only the no-op and warm rows, the warm one under
-//! `perf record -g` of the server), `--out FILE` (`target/load.md`).
+//! `perf record --call-graph dwarf` of the server), `--out FILE` (`target/load.md`).
 
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ pub struct Options {
     pub skip_feed_writes: bool,
     pub feed_writes_only: bool,
     /// Only the no-op RPC and the warm scenario on SQLite, the second under
-    /// `perf record -g` of the server, written to this file.
+    /// `perf record --call-graph dwarf` of the server, written to this file.
     pub perf_warm: Option<String>,
     pub out: String,
 }
