@@ -21,6 +21,7 @@ mod common;
 mod config;
 mod discovery;
 mod fail2ban;
+mod failover;
 mod faults;
 mod front_door;
 mod fuzz;
