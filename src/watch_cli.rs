@@ -47,6 +47,9 @@ pub const EXIT_STOPPED: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
 /// Exit status: the token file's place was pruned (WATCH_TOKEN_EXPIRED).
 pub const EXIT_TOKEN_EXPIRED: u8 = 3;
+/// Exit status: the feed's history changed under the watcher, after a
+/// failover that lost events (FEED_RESYNC_REQUIRED).
+pub const EXIT_RESYNC_REQUIRED: u8 = 4;
 
 /// The first wait before reconnecting, and the longest.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -100,8 +103,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// server (INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED, …, with
 /// its message); 2 on a usage error; 3 when the token file's place is
 /// older than the audit retention (FAILED_PRECONDITION,
-/// WATCH_TOKEN_EXPIRED): events after it are gone, so resync from the
-/// source of truth, delete the token file and start again.
+/// WATCH_TOKEN_EXPIRED): events after it are gone; 4 when the feed's
+/// history changed under it (FEED_RESYNC_REQUIRED: the database failed
+/// over to a standby that had not received every event, so lines already
+/// printed may name events that no longer exist, and others took their
+/// places). On 3 and 4 the token file is left as it was (a restart with it
+/// is refused the same way): resync from the source of truth, delete the
+/// token file and start again.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct WatchArgs {
@@ -404,25 +412,43 @@ impl Watcher {
     fn ended(&self, status: &Status) -> Ended {
         let message = status.message();
         match status.code() {
-            Code::FailedPrecondition
-                if reason_of(status).as_deref() == Some(Reason::WatchTokenExpired.as_str()) =>
-            {
+            Code::FailedPrecondition => {
                 let file = self
                     .token_file
                     .as_ref()
                     .map_or_else(|| "the token".to_owned(), |f| f.path.display().to_string());
+                let reason = reason_of(status);
+                let (code, what) = match reason.as_deref() {
+                    Some(r) if r == Reason::WatchTokenExpired.as_str() => (
+                        EXIT_TOKEN_EXPIRED,
+                        format!("the place saved in {file} is gone"),
+                    ),
+                    Some(r) if r == Reason::FeedResyncRequired.as_str() => (
+                        EXIT_RESYNC_REQUIRED,
+                        format!(
+                            "the feed's history changed (a database failover lost events): \
+                             lines already printed may name events that no longer exist, \
+                             and the place saved in {file} is not in the feed any more"
+                        ),
+                    ),
+                    _ => {
+                        return Ended::Fatal(Failure::error(format!(
+                            "the server refused ({:?}): {message}",
+                            status.code()
+                        )))
+                    }
+                };
                 Ended::Fatal(Failure {
-                    code: EXIT_TOKEN_EXPIRED,
+                    code,
                     message: format!(
-                        "the place saved in {file} is gone: {message}. Resync from the source \
-                         of truth, delete {file}, and start again"
+                        "{what}: {message}. Resync from the source of truth, delete {file}, \
+                         and start again"
                     ),
                 })
             }
             Code::InvalidArgument
             | Code::PermissionDenied
             | Code::Unauthenticated
-            | Code::FailedPrecondition
             | Code::NotFound
             | Code::AlreadyExists
             | Code::OutOfRange

@@ -18,6 +18,7 @@ mod m20261125_000008_add_app_password_lifecycle;
 mod m20261125_000009_create_event_feed;
 mod m20261204_000010_add_app_password_warm_verifier;
 mod m20261204_000011_create_write_probe;
+mod m20261204_000012_add_audit_event_feed_mark;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000009_create_event_feed::Migration),
             Box::new(m20261204_000010_add_app_password_warm_verifier::Migration),
             Box::new(m20261204_000011_create_write_probe::Migration),
+            Box::new(m20261204_000012_add_audit_event_feed_mark::Migration),
         ]
     }
 }

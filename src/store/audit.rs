@@ -13,7 +13,7 @@ use sea_orm::{
 use super::entities::{audit_event, event_feed};
 use super::{before_cursor, convert, fixed_shape, SqlStore};
 use crate::domain::audit::event::{AuditCursor, AuditEvent, AuditFilter};
-use crate::domain::audit::feed::{FeedEvent, FeedFilter, FeedPosition};
+use crate::domain::audit::feed::{new_mark, FeedEvent, FeedFilter, FeedPage, FeedPosition};
 use crate::domain::audit::store::AuditStore;
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::page::Page;
@@ -25,7 +25,7 @@ pub(super) async fn insert_event(txn: &Tx, event: AuditEvent) -> Result<()> {
     insert_events(txn, vec![event]).await
 }
 
-fn row_of(event: AuditEvent, seq: Option<i64>) -> audit_event::ActiveModel {
+fn row_of(event: AuditEvent, seq: Option<i64>, mark: i64) -> audit_event::ActiveModel {
     audit_event::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         occurred_at: Set(event.at.as_millis()),
@@ -38,6 +38,7 @@ fn row_of(event: AuditEvent, seq: Option<i64>) -> audit_event::ActiveModel {
         protocol: Set(event.protocol.map(|p| p.code())),
         item_count: Set(event.item_count),
         detail: Set(event.detail),
+        feed_mark: Set(seq.map(|_| mark)),
         seq: Set(seq),
     }
 }
@@ -59,6 +60,9 @@ pub(super) async fn insert_events(txn: &Tx, events: Vec<AuditEvent>) -> Result<(
         Ok(count) => take_seqs(txn, count).await?,
         Err(_) => return Err(Error::internal("too many audit events in one transaction")),
     };
+    // One mark for the transaction's feed events: which history their
+    // numbers belong to (stored as the same 64 bits, signed).
+    let mark = new_mark() as i64;
     let mut rows = events
         .into_iter()
         .map(|event| {
@@ -67,7 +71,7 @@ pub(super) async fn insert_events(txn: &Tx, events: Vec<AuditEvent>) -> Result<(
                 next_seq += 1;
                 seq
             });
-            row_of(event, seq)
+            row_of(event, seq, mark)
         })
         .peekable();
     let mut left = rows.len();
@@ -256,34 +260,74 @@ impl AuditStore for SqlStore {
         through: u64,
         filter: &FeedFilter,
         limit: u32,
-    ) -> Result<Vec<FeedEvent>> {
+    ) -> Result<FeedPage> {
         let seq = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let mut query = audit_event::Entity::find()
-            .filter(audit_event::Column::Seq.gt(seq(after)))
+        let mut wanted = sea_orm::Condition::all().add(
+            audit_event::Column::EventType.is_in(filter.event_types.iter().map(|t| t.as_str())),
+        );
+        if let Some(username) = &filter.username {
+            wanted = wanted.add(audit_event::Column::Username.eq(username.as_str()));
+        }
+        // The range along the seq index, and in it the two ends (whatever
+        // their type: their marks say which history this is) and the
+        // events the filter wants.
+        let rows = audit_event::Entity::find()
+            .filter(audit_event::Column::Seq.gte(seq(after)))
             .filter(audit_event::Column::Seq.lte(seq(through)))
             .filter(
-                audit_event::Column::EventType.is_in(filter.event_types.iter().map(|t| t.as_str())),
-            );
-        if let Some(username) = &filter.username {
-            query = query.filter(audit_event::Column::Username.eq(username.as_str()));
-        }
-        let rows = query
+                sea_orm::Condition::any()
+                    .add(audit_event::Column::Seq.eq(seq(after)))
+                    .add(audit_event::Column::Seq.eq(seq(through)))
+                    .add(wanted),
+            )
             .order_by_asc(audit_event::Column::Seq)
-            .limit(u64::from(limit))
+            .limit(u64::from(limit) + 2)
             .all(&self.db)
             .await?;
-        // A row that does not convert would leave a hole the stream steps
-        // over: an error instead (it cannot happen: the query asks for
-        // known types only).
-        rows.into_iter()
-            .map(|row| {
-                let seq = row.seq.and_then(|seq| u64::try_from(seq).ok());
-                match (seq, convert::audit_event(row)) {
-                    (Some(seq), Some(event)) => Ok(FeedEvent { seq, event }),
-                    _ => Err(Error::internal("a feed event that does not convert")),
+        let mut page = FeedPage {
+            after_mark: None,
+            through_mark: None,
+            events: Vec::new(),
+        };
+        for row in rows {
+            // A row that does not convert would leave a hole the stream
+            // steps over: an error instead (it cannot happen: the query
+            // asks for known types, and the ends are feed events).
+            let place = row.seq.and_then(|seq| u64::try_from(seq).ok());
+            let mark = row.feed_mark.unwrap_or(0) as u64;
+            let (Some(place), Some(event)) = (place, convert::audit_event(row)) else {
+                return Err(Error::internal("a feed event that does not convert"));
+            };
+            if place == after {
+                page.after_mark = Some(mark);
+                if after == through {
+                    page.through_mark = Some(mark);
                 }
-            })
-            .collect()
+                continue;
+            }
+            if place == through {
+                page.through_mark = Some(mark);
+            }
+            let wanted = filter.event_types.contains(&event.event_type)
+                && filter
+                    .username
+                    .as_ref()
+                    .is_none_or(|username| event.username.as_ref() == Some(username));
+            if wanted {
+                page.events.push(FeedEvent {
+                    seq: place,
+                    mark,
+                    event,
+                });
+            }
+        }
+        if page.events.len() > limit as usize {
+            // More than a page: the events stop short of `through`, so its
+            // mark is not this page's to give.
+            page.events.truncate(limit as usize);
+            page.through_mark = None;
+        }
+        Ok(page)
     }
 
     async fn wait_for_feed(&self, poll: Duration) {

@@ -22,6 +22,7 @@ mod config;
 mod connection_budget;
 mod discovery;
 mod fail2ban;
+mod failover;
 mod faults;
 mod front_door;
 mod fuzz;

@@ -33,6 +33,7 @@ backend_tests!(
     a_stalled_watcher_costs_bounded_memory_and_then_gets_everything,
     watchers_are_limited_per_caller_and_per_replica,
     a_token_behind_retention_is_refused_and_streams_end_when_the_server_stops,
+    a_token_of_another_history_must_resync_and_old_tokens_still_resume,
 );
 
 /// How long a test waits for an event it expects.
@@ -1049,4 +1050,102 @@ async fn a_revoked_callers_streams_end() {
         ],
         "other callers' streams go on"
     );
+}
+
+/// `token` as another history would have it: the same feed and number,
+/// `mark` for the mark (`None`: a version 1 token, which has none), and
+/// `ahead` added to the number.
+pub fn reshaped_token(token: &str, mark: Option<u64>, ahead: u64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let bytes = URL_SAFE_NO_PAD.decode(token).unwrap();
+    assert_eq!((bytes[0], bytes.len()), (2, 33), "a version 2 token");
+    let seq = u64::from_be_bytes(bytes[17..25].try_into().unwrap()) + ahead;
+    let mut out = vec![if mark.is_some() { 2 } else { 1 }];
+    out.extend_from_slice(&bytes[1..17]);
+    out.extend_from_slice(&seq.to_be_bytes());
+    if let Some(mark) = mark {
+        out.extend_from_slice(&mark.to_be_bytes());
+    }
+    URL_SAFE_NO_PAD.encode(out)
+}
+
+/// The mark a version 2 token carries.
+fn mark_of(token: &str) -> u64 {
+    latchkey::domain::audit::ResumeToken::decode(token)
+        .unwrap()
+        .mark
+}
+
+/// A token names its history: one whose mark is not the event's at its
+/// number, or whose number is ahead of the feed, is FAILED_PRECONDITION,
+/// FEED_RESYNC_REQUIRED (tests/it/failover.rs makes such tokens with a
+/// real failover). A version 1 token (no mark) resumes where the event at
+/// its number was written before marks, and must resync where the number
+/// has a mark.
+async fn a_token_of_another_history_must_resync_and_old_tokens_still_resume(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut watcher = Watcher::open(&server, Role::Operator, all_types()).await;
+    issue_simple(&server, "history").await;
+    watcher.next().await;
+    let token = watcher.token.clone();
+    let mark = mark_of(&token);
+    assert_ne!(mark, 0, "a new event has a mark");
+    let resume = |token: String| {
+        Watcher::try_open(
+            &server,
+            Role::Operator,
+            WatchEventsRequest {
+                resume_token: token,
+                ..all_types()
+            },
+        )
+    };
+    for (what, other) in [
+        ("another mark", reshaped_token(&token, Some(mark ^ 1), 0)),
+        ("ahead of the head", reshaped_token(&token, Some(mark), 5)),
+        (
+            "version 1 at a marked event",
+            reshaped_token(&token, None, 0),
+        ),
+    ] {
+        let status = resume(other)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{what}: accepted"));
+        assert_eq!(
+            status.code(),
+            Code::FailedPrecondition,
+            "{what}: {status:?}"
+        );
+        assert_eq!(reason_of(&status), "FEED_RESYNC_REQUIRED", "{what}");
+        assert!(status.message().contains("resync"), "{what}: {status:?}");
+    }
+    assert!(resume(token.clone()).await.is_ok(), "its own token resumes");
+
+    // Events from before marks (migration 12): a version 1 token there
+    // resumes, and gets what follows.
+    let db = server.database.connect().await;
+    db.execute_unprepared("UPDATE audit_event SET feed_mark = NULL")
+        .await
+        .unwrap();
+    // To the replica that is a change of history under its open stream,
+    // which it ends.
+    let ended = loop {
+        match tokio::time::timeout(PATIENCE, watcher.stream.message())
+            .await
+            .expect("the open stream ends")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::FailedPrecondition, "{ended:?}");
+    assert_eq!(reason_of(&ended), "FEED_RESYNC_REQUIRED");
+    let mut old = resume(reshaped_token(&token, None, 0))
+        .await
+        .expect("a version 1 token at an event from before marks");
+    issue_simple(&server, "after").await;
+    assert_eq!(old.next().await.account, "accounts/after");
 }

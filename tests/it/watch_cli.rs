@@ -647,18 +647,36 @@ async fn refusals_end_it_with_the_servers_message_and_never_show_the_key() {
         .prune_audit_events(Duration::from_secs(86_400))
         .await
         .unwrap();
-    std::fs::write(&token, format!("{old}\n")).unwrap();
-    let ended = run(&operator, vec![os("--token-file"), token.as_os_str()]).await;
-    assert_eq!(ended.status.code(), Some(3), "{}", ended.stderr);
-    assert!(
+    // Refused from the place `saved`: its own status, saying `says`, what
+    // to do, and the token file left as it was.
+    let refused_from = async |saved: &str, code: i32, says: &str| {
+        std::fs::write(&token, format!("{saved}\n")).unwrap();
+        let ended = run(&operator, vec![os("--token-file"), token.as_os_str()]).await;
+        assert_eq!(ended.status.code(), Some(code), "{}", ended.stderr);
+        for said in [says, &format!("delete {}", token.display())] {
+            assert!(ended.stderr.contains(said), "{said}: {}", ended.stderr);
+        }
+        let kept = std::fs::read_to_string(&token).unwrap();
+        assert_eq!(
+            kept,
+            format!("{saved}\n"),
+            "the token file is left as it was"
+        );
         ended
-            .stderr
-            .contains(&format!("delete {}", token.display())),
-        "{}",
-        ended.stderr
-    );
-    assert!(ended.stderr.contains("pruned"), "{}", ended.stderr);
-    runs.push((ended, Role::Operator));
+    };
+    runs.push((refused_from(&old, 3, "pruned").await, Role::Operator));
+
+    // A place of a history the feed no longer has (a failover that lost
+    // events): status 4, saying what happened; the token file is kept.
+    let mut watcher =
+        crate::watch::Watcher::open(&server, Role::Operator, crate::watch::all_types()).await;
+    issue_simple(&server, "lost").await;
+    watcher.next().await;
+    let lost = crate::watch::reshaped_token(&watcher.token, Some(7), 0);
+    runs.push((
+        refused_from(&lost, 4, "history changed").await,
+        Role::Operator,
+    ));
 
     for (ended, role) in &runs {
         assert!(ended.rest.is_empty());

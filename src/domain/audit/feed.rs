@@ -9,6 +9,15 @@
 //! too (or was never handed out, when its transaction rolled back and gave
 //! it up). A watcher's place is therefore one number, and "everything
 //! after it" never skips a late commit (docs/change-feed.md).
+//!
+//! A number names an event only within one history of the database. After
+//! a failover to a standby that had not replayed the newest commits, the
+//! new primary hands those numbers out again, to other events. So each
+//! transaction also stamps its feed events with a random *mark*, and a
+//! place is the number and the mark of the event there ([`Place`]): a
+//! place whose mark is not the one the database holds at its number
+//! belongs to a history that is gone, and its watcher must resync
+//! (`FEED_RESYNC_REQUIRED`).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -34,11 +43,107 @@ pub struct FeedPosition {
     pub pruned_through: u64,
 }
 
+/// A place in the feed's history: a sequence number and the mark of the
+/// event there. The start of the feed (0) and events written before marks
+/// existed (migration 12) have mark 0; every other transaction's events
+/// share one random mark that is never 0 ([`new_mark`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Place {
+    pub seq: u64,
+    pub mark: u64,
+}
+
+impl Place {
+    /// Before the first event.
+    pub const START: Place = Place { seq: 0, mark: 0 };
+}
+
+/// A new transaction's mark: random, never 0 (the mark of the start and of
+/// events from before marks).
+pub fn new_mark() -> u64 {
+    loop {
+        let mark = rand::random::<u64>();
+        if mark != 0 {
+            return mark;
+        }
+    }
+}
+
+/// What the feed holds at a number, as one read found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The event there has this mark (0 at the start of the feed).
+    Mark(u64),
+    /// Its event was pruned: nothing is left to compare with. Only the
+    /// horizon itself (`pruned_through`) is ever asked about: a place
+    /// before it is refused as expired first.
+    Pruned,
+    /// No event has this number, and none was pruned: the number is ahead
+    /// of this history (the database lost it, or never had it).
+    Missing,
+}
+
+impl Held {
+    /// What storage found at `seq` (`found`: the mark of the event there,
+    /// `None` when there is none), read against the pruned horizon.
+    pub fn at(seq: u64, found: Option<u64>, pruned_through: u64) -> Self {
+        match found {
+            Some(mark) => Held::Mark(mark),
+            None if seq == 0 => Held::Mark(0),
+            None if seq <= pruned_through => Held::Pruned,
+            None => Held::Missing,
+        }
+    }
+
+    /// The place at `seq` this names: its mark, 0 where the event was
+    /// pruned; `None` when it is missing.
+    pub fn place(self, seq: u64) -> Option<Place> {
+        match self {
+            Held::Mark(mark) => Some(Place { seq, mark }),
+            Held::Pruned => Some(Place { seq, mark: 0 }),
+            Held::Missing => None,
+        }
+    }
+
+    /// Whether `place` is in the history that holds this.
+    pub fn holds(self, place: Place) -> bool {
+        match self {
+            Held::Mark(mark) => mark == place.mark,
+            Held::Pruned => true,
+            Held::Missing => false,
+        }
+    }
+}
+
 /// One event in the feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedEvent {
     pub seq: u64,
+    /// Its transaction's mark.
+    pub mark: u64,
     pub event: AuditEvent,
+}
+
+impl FeedEvent {
+    pub fn place(&self) -> Place {
+        Place {
+            seq: self.seq,
+            mark: self.mark,
+        }
+    }
+}
+
+/// One read of the feed: the events after a place, and what the feed holds
+/// at that place and at the end of the range, all from one statement (so
+/// from one history).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPage {
+    /// The mark of the event at `after`, if there is one.
+    pub after_mark: Option<u64>,
+    /// The mark of the event at `through`, if there is one and the page
+    /// reached it (it is not full).
+    pub through_mark: Option<u64>,
+    pub events: Vec<FeedEvent>,
 }
 
 /// Which events a watcher gets; both narrow.
@@ -96,30 +201,60 @@ impl EventView {
     }
 }
 
-/// A place in one database's feed: "everything after event `seq`".
+/// A place in one database's feed: "everything after event `seq`", in
+/// the history where the event at `seq` has mark `mark`.
 ///
-/// On the wire: URL-safe base64 of a version byte (1), the feed's 16-byte
-/// id and the sequence number (8 bytes, big-endian). It grants nothing (the
-/// caller's role decides what it sees), so it is not signed; the feed id
-/// makes a token of another deployment an error instead of a silent jump.
+/// On the wire: URL-safe base64 of a version byte (2), the feed's 16-byte
+/// id, the sequence number and the mark (8 bytes each, big-endian). It
+/// grants nothing (the caller's role decides what it sees), so it is not
+/// signed; the feed id makes a token of another deployment an error
+/// instead of a silent jump, and the mark one of a lost history (a
+/// failover to a lagging standby, a restore) a resync instead of a silent
+/// skip.
+///
+/// Version 1 (no mark), from before marks, is still read, as mark 0: the
+/// mark of the events written before them. Such a token resumes as it did
+/// when the event at its number is one of those, and is refused with
+/// FEED_RESYNC_REQUIRED when the number has since been handed out again
+/// (it can only have come from a history that is gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResumeToken {
     feed: [u8; 16],
     pub seq: u64,
+    pub mark: u64,
 }
 
-const TOKEN_VERSION: u8 = 1;
-const TOKEN_BYTES: usize = 1 + 16 + 8;
+const TOKEN_VERSION: u8 = 2;
+const TOKEN_BYTES: usize = 1 + 16 + 8 + 8;
+const TOKEN_V1_BYTES: usize = 1 + 16 + 8;
 /// The longest token text accepted before decoding.
 pub const MAX_TOKEN_CHARS: usize = 64;
 
 impl ResumeToken {
-    /// The token of place `seq` in the feed `feed_id` (as stored).
-    pub fn new(feed_id: &str, seq: u64) -> Result<Self> {
+    /// The token of `place` in the feed `feed_id` (as stored).
+    pub fn new(feed_id: &str, place: Place) -> Result<Self> {
         Ok(Self {
             feed: feed_bytes(feed_id)?,
-            seq,
+            seq: place.seq,
+            mark: place.mark,
         })
+    }
+
+    /// The token of `place` in the same feed.
+    pub fn at(self, place: Place) -> Self {
+        Self {
+            seq: place.seq,
+            mark: place.mark,
+            ..self
+        }
+    }
+
+    /// The place it names.
+    pub fn place(&self) -> Place {
+        Place {
+            seq: self.seq,
+            mark: self.mark,
+        }
     }
 
     pub fn encode(&self) -> String {
@@ -127,6 +262,7 @@ impl ResumeToken {
         bytes.push(TOKEN_VERSION);
         bytes.extend_from_slice(&self.feed);
         bytes.extend_from_slice(&self.seq.to_be_bytes());
+        bytes.extend_from_slice(&self.mark.to_be_bytes());
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -134,40 +270,46 @@ impl ResumeToken {
     pub fn decode(text: &str) -> Result<Self, String> {
         const MALFORMED: &str =
             "is not a resume token: pass one from a WatchEventsResponse unchanged";
+        let malformed = || MALFORMED.to_owned();
         if text.len() > MAX_TOKEN_CHARS {
-            return Err(MALFORMED.to_owned());
+            return Err(malformed());
         }
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| MALFORMED.to_owned())?;
-        let [version, rest @ ..] = bytes.as_slice() else {
-            return Err(MALFORMED.to_owned());
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| malformed())?;
+        let (feed, seq, mark) = match bytes.as_slice() {
+            [TOKEN_VERSION, rest @ ..] if rest.len() == TOKEN_BYTES - 1 => {
+                (&rest[..16], &rest[16..24], Some(&rest[24..]))
+            }
+            [1, rest @ ..] if rest.len() == TOKEN_V1_BYTES - 1 => {
+                (&rest[..16], &rest[16..24], None)
+            }
+            _ => return Err(malformed()),
         };
-        if *version != TOKEN_VERSION || rest.len() != TOKEN_BYTES - 1 {
-            return Err(MALFORMED.to_owned());
-        }
-        let (feed, seq) = rest.split_at(16);
-        let feed: [u8; 16] = feed.try_into().map_err(|_| MALFORMED.to_owned())?;
-        let seq: [u8; 8] = seq.try_into().map_err(|_| MALFORMED.to_owned())?;
+        let number = |bytes: &[u8]| -> Result<u64, String> {
+            Ok(u64::from_be_bytes(
+                bytes.try_into().map_err(|_| malformed())?,
+            ))
+        };
         Ok(Self {
-            feed,
-            seq: u64::from_be_bytes(seq),
+            feed: feed.try_into().map_err(|_| malformed())?,
+            seq: number(seq)?,
+            mark: mark.map(number).transpose()?.unwrap_or(0),
         })
     }
 
     /// Checks the token against the feed as it stands: it must be this
-    /// feed's, not ahead of it, and not behind what was pruned.
-    pub fn check(&self, position: &FeedPosition) -> Result<()> {
+    /// feed's, not behind what was pruned, and of this history (`held`:
+    /// what the feed holds at the token's number).
+    pub fn check(&self, position: &FeedPosition, held: Held) -> Result<()> {
         if self.feed != feed_bytes(&position.feed_id)? {
             return Err(Error::invalid(
                 "resume_token",
                 "belongs to another latchkey deployment's feed",
             ));
         }
-        if self.seq > position.head {
-            return Err(Error::invalid(
-                "resume_token",
-                "is ahead of this feed: it was not issued by it (or the database was restored from an older backup; resync and watch without a token)",
+        if self.seq > position.head || !held.holds(self.place()) {
+            return Err(Error::FailedPrecondition(
+                Reason::FeedResyncRequired,
+                "this resume token belongs to a history of the feed that the database no longer has (a failover to a standby that had not received every event, or a restore from a backup): events it was given may be gone and others took their places; resync from the source of truth, then watch without a token".to_owned(),
             ));
         }
         if self.seq < position.pruned_through {
@@ -178,6 +320,14 @@ impl ResumeToken {
         }
         Ok(())
     }
+}
+
+/// The status that ends a stream whose history is gone.
+pub fn resync_required(what: &str) -> Error {
+    Error::FailedPrecondition(
+        Reason::FeedResyncRequired,
+        format!("{what}: the change feed's history changed (a failover to a standby that had not received every event, or a restore from a backup), so events this stream sent may be gone and others took their places; resync from the source of truth, then watch without a token"),
+    )
 }
 
 fn feed_bytes(feed_id: &str) -> Result<[u8; 16]> {
@@ -239,31 +389,79 @@ mod tests {
         }
     }
 
+    const MARK: u64 = 0x5eed;
+
+    fn at(seq: u64) -> Place {
+        Place { seq, mark: MARK }
+    }
+
     #[test]
     fn tokens_round_trip_and_are_checked_against_the_feed() {
-        let token = ResumeToken::new(FEED, 41).unwrap();
+        let token = ResumeToken::new(FEED, at(41)).unwrap();
         let decoded = ResumeToken::decode(&token.encode()).unwrap();
         assert_eq!(decoded, token);
-        assert!(decoded.check(&position(41, 0)).is_ok());
+        let here = Held::Mark(MARK);
+        assert!(decoded.check(&position(41, 0), here).is_ok());
         assert!(
-            decoded.check(&position(100, 41)).is_ok(),
+            decoded.check(&position(100, 41), here).is_ok(),
             "the next one is kept"
         );
+        assert!(
+            decoded.check(&position(100, 41), Held::Pruned).is_ok(),
+            "at the horizon nothing is left to compare with"
+        );
         assert!(matches!(
-            decoded.check(&position(100, 42)),
+            decoded.check(&position(100, 42), Held::Pruned),
             Err(Error::FailedPrecondition(Reason::WatchTokenExpired, _))
-        ));
-        assert!(matches!(
-            decoded.check(&position(40, 0)),
-            Err(Error::InvalidArgument(_))
         ));
         let foreign = FeedPosition {
             feed_id: "ffeeddccbbaa99887766554433221100".to_owned(),
             ..position(100, 0)
         };
         assert!(matches!(
-            decoded.check(&foreign),
+            decoded.check(&foreign, here),
             Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn a_token_of_a_lost_history_must_resync() {
+        let token = ResumeToken::new(FEED, at(41)).unwrap();
+        for (position, held) in [
+            (position(40, 0), Held::Missing),
+            (position(100, 0), Held::Mark(MARK + 1)),
+            (position(100, 0), Held::Mark(0)),
+            (position(100, 0), Held::Missing),
+        ] {
+            assert!(
+                matches!(
+                    token.check(&position, held),
+                    Err(Error::FailedPrecondition(Reason::FeedResyncRequired, _))
+                ),
+                "{position:?} {held:?}"
+            );
+        }
+        assert!(Held::at(0, None, 0).holds(Place::START));
+        assert_eq!(Held::at(5, None, 5), Held::Pruned);
+        assert_eq!(Held::at(6, None, 5), Held::Missing);
+        assert_eq!(Held::at(6, Some(9), 5), Held::Mark(9));
+        assert_ne!(new_mark(), 0);
+    }
+
+    #[test]
+    fn version_1_tokens_name_events_from_before_marks() {
+        let mut bytes = vec![1u8];
+        bytes.extend_from_slice(&feed_bytes(FEED).unwrap());
+        bytes.extend_from_slice(&41u64.to_be_bytes());
+        let old = ResumeToken::decode(&URL_SAFE_NO_PAD.encode(bytes)).unwrap();
+        assert_eq!(
+            old,
+            ResumeToken::new(FEED, Place { seq: 41, mark: 0 }).unwrap()
+        );
+        assert!(old.check(&position(50, 0), Held::Mark(0)).is_ok());
+        assert!(matches!(
+            old.check(&position(50, 0), Held::Mark(MARK)),
+            Err(Error::FailedPrecondition(Reason::FeedResyncRequired, _))
         ));
     }
 
@@ -293,7 +491,7 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_refused() {
-        let good = ResumeToken::new(FEED, 7).unwrap().encode();
+        let good = ResumeToken::new(FEED, at(7)).unwrap().encode();
         for bad in [
             String::new(),
             "x".to_owned(),
@@ -301,7 +499,8 @@ mod tests {
             good[..good.len() - 2].to_owned(),
             format!("{good}AA"),
             "A".repeat(200),
-            URL_SAFE_NO_PAD.encode([2u8; TOKEN_BYTES]),
+            URL_SAFE_NO_PAD.encode([3u8; TOKEN_BYTES]),
+            URL_SAFE_NO_PAD.encode([1u8; TOKEN_BYTES]),
         ] {
             assert!(ResumeToken::decode(&bad).is_err(), "{bad:?}");
         }

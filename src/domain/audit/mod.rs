@@ -11,7 +11,9 @@ pub mod store;
 pub mod watch;
 
 pub use event::{AuditCursor, AuditEvent, AuditFilter, EventType};
-pub use feed::{FeedEvent, FeedFilter, FeedPosition, ResumeToken, WatchConfig};
+pub use feed::{
+    FeedEvent, FeedFilter, FeedPage, FeedPosition, Held, Place, ResumeToken, WatchConfig,
+};
 pub use service::AuditTrail;
 pub use store::AuditStore;
 pub use watch::{EventFeed, WatchItem, WatchRequest, WatchStats};

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::event::{AuditCursor, AuditEvent, AuditFilter};
-use super::feed::{FeedEvent, FeedFilter, FeedPosition};
+use super::feed::{FeedFilter, FeedPage, FeedPosition};
 use crate::domain::shared::error::Result;
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::Timestamp;
@@ -34,15 +34,18 @@ pub trait AuditStore: Clone + Send + Sync + 'static {
     fn feed_position(&self) -> impl Future<Output = Result<FeedPosition>> + Send;
 
     /// Feed events with `after < seq <= through` that pass `filter`, in
-    /// sequence order, at most `limit`. `through` must be a head read
-    /// before: everything up to it is committed.
+    /// sequence order, at most `limit`, and the marks of the events at
+    /// `after` and at `through`, all in one statement (one snapshot of one
+    /// server: the marks say which history the events come from).
+    /// `through` must be a head read before: everything up to it is
+    /// committed.
     fn read_feed(
         &self,
         after: u64,
         through: u64,
         filter: &FeedFilter,
         limit: u32,
-    ) -> impl Future<Output = Result<Vec<FeedEvent>>> + Send;
+    ) -> impl Future<Output = Result<FeedPage>> + Send;
 
     /// Returns when the feed may have changed: on PostgreSQL at the next
     /// NOTIFY of a commit with feed events, or after ten times `poll` (the

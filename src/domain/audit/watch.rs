@@ -10,6 +10,14 @@
 //! client reads. A slow or stalled client therefore costs one page and the
 //! channel (and the transport's flow-control windows), never the backlog:
 //! its task waits on the send and reads on from its place later.
+//!
+//! Every read is anchored: it also reads the marks of the events at its
+//! two ends, in the same statement, and a place whose mark the database no
+//! longer holds there is a history that is gone (a failover to a standby
+//! that lost events). The follower checks the head it published at every
+//! wake-up, so it also sees a head that went back, and then ends every
+//! stream with FEED_RESYNC_REQUIRED; a stream checks its own place at each
+//! read. Neither ever steps from one history into another silently.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,7 +26,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::event::{AuditEvent, EventType};
-use super::feed::{EventView, FeedEvent, FeedFilter, ResumeToken, WatchConfig};
+use super::feed::{
+    resync_required, EventView, FeedEvent, FeedFilter, FeedPosition, Held, Place, ResumeToken,
+    WatchConfig,
+};
 use super::store::AuditStore;
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::sync::lock;
@@ -88,8 +99,11 @@ pub struct EventFeed<S> {
 struct Inner<S> {
     store: S,
     config: WatchConfig,
-    /// The newest sequence number this replica knows of.
-    head: watch::Sender<u64>,
+    /// The newest place this replica knows of.
+    head: watch::Sender<Place>,
+    /// Counts the times the follower saw the feed's history change: each
+    /// ends every stream open then (FEED_RESYNC_REQUIRED).
+    resyncs: watch::Sender<u64>,
     /// Set when the server stops: streams end.
     closing: watch::Sender<bool>,
     /// Told when a stream opens, so the follower, idle while nobody
@@ -135,7 +149,8 @@ impl<S: AuditStore> EventFeed<S> {
             inner: Arc::new(Inner {
                 store,
                 config,
-                head: watch::Sender::new(0),
+                head: watch::Sender::new(Place::START),
+                resyncs: watch::Sender::new(0),
                 closing: watch::Sender::new(false),
                 opened: tokio::sync::Notify::new(),
                 revoked: watch::Sender::new(HashSet::new()),
@@ -166,13 +181,24 @@ impl<S: AuditStore> EventFeed<S> {
     /// the error); dropping it ends the task.
     pub async fn watch(&self, request: WatchRequest) -> Result<mpsc::Receiver<Result<WatchItem>>> {
         let slot = self.take_slot(&request.caller)?;
+        // Before the start is read: a change of history the follower sees
+        // after this read ends this stream too.
+        let resyncs = self.inner.resyncs.subscribe();
         let position = self.inner.store.feed_position().await?;
         let start = match request.resume {
             Some(token) => {
-                token.check(&position)?;
+                let held = self.held(token.seq, &position, &request.filter).await?;
+                token.check(&position, held)?;
                 token
             }
-            None => ResumeToken::new(&position.feed_id, position.head)?,
+            None => {
+                let head = self
+                    .held(position.head, &position, &request.filter)
+                    .await?
+                    .place(position.head)
+                    .ok_or_else(|| resync_required("the feed's newest event is missing"))?;
+                ResumeToken::new(&position.feed_id, head)?
+            }
         };
         let (sender, receiver) = mpsc::channel(CHANNEL);
         self.inner.opened.notify_one();
@@ -185,11 +211,18 @@ impl<S: AuditStore> EventFeed<S> {
                 view: request.view,
                 start,
                 sender,
+                resyncs,
             };
             let _ = stream.follow().await;
             drop(slot);
         });
         Ok(receiver)
+    }
+
+    /// What the feed holds at `seq` now.
+    async fn held(&self, seq: u64, position: &FeedPosition, filter: &FeedFilter) -> Result<Held> {
+        let page = self.inner.store.read_feed(seq, seq, filter, 0).await?;
+        Ok(Held::at(seq, page.after_mark, position.pruned_through))
     }
 
     fn take_slot(&self, caller: &str) -> Result<Slot<S>> {
@@ -223,10 +256,12 @@ impl<S: AuditStore> EventFeed<S> {
     }
 
     /// Follows the feed's head until `stop` is set: after every wake-up
-    /// (the database's, or the poll's), reads the newest number and tells
-    /// the streams if it moved. A failed read is logged and retried at the
-    /// next wake-up. While no stream is open it only waits for one (a
-    /// stream reads its start from the database itself).
+    /// (the database's, or the poll's), reads the newest number, checks
+    /// that the place it published last is still in the feed's history,
+    /// and tells the streams if the head moved, or ends them all if the
+    /// history changed. A failed read is logged and retried at the next
+    /// wake-up. While no stream is open it only waits for one (a stream
+    /// reads its start from the database itself).
     pub async fn follow(&self, mut stop: watch::Receiver<bool>) {
         let poll = Duration::from_millis(self.inner.config.poll_interval_ms.max(1));
         loop {
@@ -237,20 +272,8 @@ impl<S: AuditStore> EventFeed<S> {
                     _ = stop.changed() => return,
                 }
             }
-            match self.inner.store.feed_position().await {
-                Ok(position) => {
-                    // Only this task publishes heads, each once the
-                    // revocations up to it are noted.
-                    let published = *self.inner.head.borrow();
-                    if position.head > published
-                        && self.note_revocations(published, position.head).await
-                    {
-                        self.inner.head.send_replace(position.head);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "reading the change feed's head failed; will retry")
-                }
+            if let Err(error) = self.advance().await {
+                tracing::warn!(%error, "reading the change feed's head failed; will retry");
             }
             tokio::select! {
                 () = self.inner.store.wait_for_feed(poll) => {}
@@ -259,45 +282,90 @@ impl<S: AuditStore> EventFeed<S> {
         }
     }
 
-    /// Notes the callers revoked in `(after, through]`, before the
-    /// streams hear of the new head: a revoked caller's streams end
-    /// before they could send what follows its revocation. False when the
-    /// read failed (logged; the streams wait for the next try).
-    async fn note_revocations(&self, after: u64, through: u64) -> bool {
+    /// One look at the feed's head. Only this task publishes heads, each
+    /// once the revocations up to it are noted.
+    async fn advance(&self) -> Result<()> {
+        let position = self.inner.store.feed_position().await?;
+        let published = *self.inner.head.borrow();
+        let head = if position.head < published.seq {
+            None
+        } else {
+            self.note_revocations(published, &position).await?
+        };
+        match head {
+            Some(head) => {
+                if head != published {
+                    self.inner.head.send_replace(head);
+                }
+            }
+            None => {
+                tracing::warn!(
+                    published = published.seq,
+                    head = position.head,
+                    "the change feed's history changed (the database failed over to a standby that had not received every event, or was restored): every stream ends with FEED_RESYNC_REQUIRED"
+                );
+                // The streams first: none reads on into the new history.
+                self.inner.resyncs.send_modify(|count| *count += 1);
+                let any = FeedFilter {
+                    event_types: vec![EventType::CallerRevoked],
+                    username: None,
+                };
+                let head = self
+                    .held(position.head, &position, &any)
+                    .await?
+                    .place(position.head)
+                    .unwrap_or(Place::START);
+                self.inner.head.send_replace(head);
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes the callers revoked after `from` up to the head of
+    /// `position`, before the streams hear of the new head: a revoked
+    /// caller's streams end before they could send what follows its
+    /// revocation. Returns the head's place, or `None` when `from` is no
+    /// longer in the feed's history (or the head is missing).
+    async fn note_revocations(
+        &self,
+        from: Place,
+        position: &FeedPosition,
+    ) -> Result<Option<Place>> {
         let filter = FeedFilter {
             event_types: vec![EventType::CallerRevoked],
             username: None,
         };
-        let mut place = after;
-        while place < through {
-            match self
+        let through = position.head;
+        let mut place = from;
+        loop {
+            let page = self
                 .inner
                 .store
-                .read_feed(place, through, &filter, PAGE)
-                .await
-            {
-                Ok(page) => {
-                    let names: Vec<String> = page
-                        .iter()
-                        .filter_map(|event| event.event.caller_name.clone())
-                        .collect();
-                    if !names.is_empty() {
-                        self.inner
-                            .revoked
-                            .send_modify(|revoked| revoked.extend(names));
-                    }
-                    match page.last() {
-                        Some(last) if page.len() == PAGE as usize => place = last.seq,
-                        _ => place = through,
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "reading caller revocations from the feed failed; will retry");
-                    return false;
+                .read_feed(place.seq, through, &filter, PAGE)
+                .await?;
+            if !Held::at(place.seq, page.after_mark, position.pruned_through).holds(place) {
+                return Ok(None);
+            }
+            let names: Vec<String> = page
+                .events
+                .iter()
+                .filter_map(|event| event.event.caller_name.clone())
+                .collect();
+            if !names.is_empty() {
+                self.inner
+                    .revoked
+                    .send_modify(|revoked| revoked.extend(names));
+            }
+            match page.events.last() {
+                Some(last) if page.events.len() == PAGE as usize => place = last.place(),
+                _ => {
+                    return Ok(
+                        Held::at(through, page.through_mark, position.pruned_through)
+                            .place(through),
+                    )
                 }
             }
         }
-        true
     }
 
     /// Ends every stream (the server is stopping): each ends with an
@@ -322,6 +390,8 @@ struct Stream<S> {
     view: EventView,
     start: ResumeToken,
     sender: mpsc::Sender<Result<WatchItem>>,
+    /// Changes when the follower sees the feed's history change.
+    resyncs: watch::Receiver<u64>,
 }
 
 /// Why a stream's task stopped sending.
@@ -330,12 +400,15 @@ struct Ended;
 impl<S: AuditStore> Stream<S> {
     async fn follow(&self) -> Result<(), Ended> {
         let mut head = self.inner.head.subscribe();
+        // Waited on below; `self.resyncs` itself is only looked at, so it
+        // still says whether the count changed since the stream opened.
+        let mut resyncs = self.resyncs.clone();
         let mut closing = self.inner.closing.subscribe();
         let mut revoked = self.inner.revoked.subscribe();
-        let mut place = self.start;
-        self.send(Ok(WatchItem::Checkpoint(place)), &mut closing)
+        let mut token = self.start;
+        self.send(Ok(WatchItem::Checkpoint(token)), &mut closing)
             .await?;
-        let mut told = place.seq;
+        let mut told = token.seq;
         let mut told_at = tokio::time::Instant::now();
         loop {
             if revoked.borrow_and_update().contains(&self.caller) {
@@ -344,9 +417,13 @@ impl<S: AuditStore> Stream<S> {
                 );
                 return Err(self.end_with(revoked, &mut closing).await);
             }
+            if self.resyncs.has_changed().unwrap_or(true) {
+                let error = resync_required("this stream's place is gone");
+                return Err(self.end_with(error, &mut closing).await);
+            }
             let newest = *head.borrow_and_update();
-            if newest > place.seq {
-                let page = match self.read_after(place.seq, newest).await {
+            if newest.seq > token.seq {
+                let page = match self.read_after(token.place(), newest).await {
                     Ok(page) => page,
                     Err(error) => return Err(self.end_with(error, &mut closing).await),
                 };
@@ -355,11 +432,11 @@ impl<S: AuditStore> Stream<S> {
                     .events_read
                     .fetch_add(read as u64, std::sync::atomic::Ordering::Relaxed);
                 for event in page {
-                    place.seq = event.seq;
+                    token = token.at(event.place());
                     self.send(
                         Ok(WatchItem::Event {
                             event: self.view.show(event.event),
-                            token: place,
+                            token,
                         }),
                         &mut closing,
                     )
@@ -367,26 +444,28 @@ impl<S: AuditStore> Stream<S> {
                     self.inner
                         .events_sent
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    told = place.seq;
+                    told = token.seq;
                     told_at = tokio::time::Instant::now();
                 }
                 if read < PAGE as usize {
-                    // Everything up to `newest` is committed and was read.
-                    place.seq = newest;
+                    // Everything up to `newest` is committed and was read,
+                    // in the history that holds `newest`.
+                    token = token.at(newest);
                 }
                 continue;
             }
             let checkpoint_due = told_at + CHECKPOINT_EVERY;
-            if place.seq > told && tokio::time::Instant::now() >= checkpoint_due {
-                self.send(Ok(WatchItem::Checkpoint(place)), &mut closing)
+            if token.seq > told && tokio::time::Instant::now() >= checkpoint_due {
+                self.send(Ok(WatchItem::Checkpoint(token)), &mut closing)
                     .await?;
-                told = place.seq;
+                told = token.seq;
                 told_at = tokio::time::Instant::now();
             }
-            let behind = place.seq > told;
+            let behind = token.seq > told;
             tokio::select! {
                 changed = head.changed() => if changed.is_err() { return Err(Ended) },
                 changed = revoked.changed() => if changed.is_err() { return Err(Ended) },
+                changed = resyncs.changed() => if changed.is_err() { return Err(Ended) },
                 () = tokio::time::sleep_until(checkpoint_due), if behind => {}
                 _ = closing.wait_for(|closing| *closing) => return Err(Ended),
                 () = self.sender.closed() => return Err(Ended),
@@ -399,7 +478,11 @@ impl<S: AuditStore> Stream<S> {
     /// (pruning moves the horizon before it deletes, so a page that lost
     /// events to a prune sees a horizon past `place`): such a stream ends
     /// with WATCH_TOKEN_EXPIRED rather than step over what was deleted.
-    async fn read_after(&self, place: u64, newest: u64) -> Result<Vec<FeedEvent>> {
+    /// And the page's ends must be in one history with `place` and
+    /// `newest` (their marks, read in the page's statement): else the
+    /// stream ends with FEED_RESYNC_REQUIRED rather than step from one
+    /// history into another.
+    async fn read_after(&self, place: Place, newest: Place) -> Result<Vec<FeedEvent>> {
         let store = &self.inner.store;
         let _permit = self
             .inner
@@ -407,14 +490,27 @@ impl<S: AuditStore> Stream<S> {
             .acquire()
             .await
             .map_err(|_| Error::internal("the feed's read bound was closed"))?;
-        let page = store.read_feed(place, newest, &self.filter, PAGE).await?;
-        if store.feed_position().await?.pruned_through > place {
+        let page = store
+            .read_feed(place.seq, newest.seq, &self.filter, PAGE)
+            .await?;
+        let pruned_through = store.feed_position().await?.pruned_through;
+        if pruned_through > place.seq {
             return Err(Error::FailedPrecondition(
                 Reason::WatchTokenExpired,
                 "this stream fell behind the audit retention and events were pruned before it read them: resync, then watch without a token".to_owned(),
             ));
         }
-        Ok(page)
+        if !Held::at(place.seq, page.after_mark, pruned_through).holds(place) {
+            return Err(resync_required("this stream's place is gone"));
+        }
+        if page.events.len() < PAGE as usize
+            && !Held::at(newest.seq, page.through_mark, pruned_through).holds(newest)
+        {
+            return Err(resync_required(
+                "the feed's head this stream was told of is gone",
+            ));
+        }
+        Ok(page.events)
     }
 
     /// Sends `error` as the stream's last item (unless the feed closes

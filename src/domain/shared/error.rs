@@ -101,6 +101,9 @@ pub enum Reason {
     /// The caller's role does not allow the method.
     RoleNotAllowed,
     WatchTokenExpired,
+    /// The change feed's history changed under a watcher (a failover to a
+    /// standby that lost events, a restore): resync, then watch anew.
+    FeedResyncRequired,
     TooManyWatchers,
     /// The account had as many app passwords issued within the last hour
     /// as it may (`app_passwords.account_issues_per_hour`).
@@ -137,6 +140,7 @@ impl Reason {
             Reason::CallerUnauthenticated => "CALLER_UNAUTHENTICATED",
             Reason::RoleNotAllowed => "ROLE_NOT_ALLOWED",
             Reason::WatchTokenExpired => "WATCH_TOKEN_EXPIRED",
+            Reason::FeedResyncRequired => "FEED_RESYNC_REQUIRED",
             Reason::TooManyWatchers => "TOO_MANY_WATCHERS",
             Reason::AccountIssueRateExceeded => "ACCOUNT_ISSUE_RATE_EXCEEDED",
             Reason::CallerIssueRateExceeded => "CALLER_ISSUE_RATE_EXCEEDED",

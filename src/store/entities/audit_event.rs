@@ -17,6 +17,10 @@ pub struct Model {
     pub detail: String,
     /// Its place in the change feed; `None` outside it.
     pub seq: Option<i64>,
+    /// The history its place belongs to (migration 12): one random
+    /// number per transaction; `None` (read as 0) before that migration
+    /// and outside the feed.
+    pub feed_mark: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -27,23 +27,12 @@ impl PgCluster {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir(&data).unwrap();
-        if as_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success(), "chown of the cluster's directory");
-        }
-        let output = run_as_postgres(&bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        owned_by_postgres(dir.path());
+        succeeds(
+            "initdb",
+            run_as_postgres(&bin.join("initdb"))
+                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(&data),
         );
         let mut cluster = Self {
             bin,
@@ -96,6 +85,50 @@ impl PgCluster {
         }
     }
 
+    /// A streaming standby of this cluster (pg_basebackup -R, over TCP as
+    /// the superuser, whom initdb's trust lines let replicate), started on
+    /// a free port of its own; stopped when dropped, like any cluster.
+    /// Under CI a missing pg_basebackup fails the test.
+    pub async fn standby(&self) -> PgCluster {
+        let basebackup = self.bin.join("pg_basebackup");
+        assert!(
+            programs::installed(
+                &[&basebackup.to_string_lossy()],
+                "postgresql (its server programs)"
+            ),
+            "pg_basebackup is missing beside initdb: {}",
+            basebackup.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        owned_by_postgres(dir.path());
+        succeeds(
+            "pg_basebackup",
+            run_as_postgres(&basebackup)
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["-U", "postgres", "-R", "-X", "stream", "--checkpoint=fast"])
+                .arg("--no-sync")
+                .arg("-D")
+                .arg(dir.path().join("data")),
+        );
+        let mut standby = Self {
+            bin: self.bin.clone(),
+            dir,
+            port: free_port(),
+            server: None,
+        };
+        standby.resume().await;
+        standby
+    }
+
+    /// Kills every process of the server at once (SIGKILL), as a crash of
+    /// its machine would: nothing is flushed or sent any more.
+    pub fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            signal("KILL", &format!("-{}", server.leader().id()));
+            server.stop();
+        }
+    }
+
     /// Creates database `name`.
     pub async fn create_database(&self, name: &str) {
         use sea_orm::ConnectionTrait;
@@ -133,6 +166,29 @@ fn server_programs() -> Option<PathBuf> {
         return None;
     };
     Some(bin)
+}
+
+/// Gives `dir` to the `postgres` user when the tests run as root.
+fn owned_by_postgres(dir: &Path) {
+    if as_root() {
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "chown of {}", dir.display());
+    }
+}
+
+/// Runs `command` to its end; fails the test with its stderr unless it
+/// succeeded.
+fn succeeds(what: &str, command: &mut Command) {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 fn as_root() -> bool {
