@@ -164,51 +164,80 @@ impl DatabaseUrl {
     ///
     /// The refusal names the parameter, never its value.
     pub fn check(&self) -> Result<(), String> {
-        let parts = UrlParts::of(&self.0);
-        let scheme = parts.scheme.trim_end_matches("://").to_ascii_lowercase();
-        let known = match scheme.as_str() {
-            "postgres" | "postgresql" => POSTGRES_PARAMETERS,
-            "mysql" | "mariadb" => MYSQL_PARAMETERS,
+        // The scheme as sea-orm and sqlx take it: up to the first `:`.
+        let scheme = self.0.split(':').next().unwrap_or_default();
+        let (known, server) = match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => (POSTGRES_PARAMETERS, "PostgreSQL"),
+            "mysql" => (MYSQL_PARAMETERS, "MySQL"),
             _ => return Ok(()),
         };
-        let authority = parts.location.split('/').next().unwrap_or_default();
         let several = || {
-            "names several hosts; latchkey connects to one address and does not choose \
-             the writable one among many (as libpq's target_session_attrs would): give it one \
-             address that follows the primary (a moving address, Patroni's proxy, or \
-             pgbouncer in session mode; docs/deploy.md, \"Failover\"). Connected to a \
-             read-only server, latchkey reports NOT_SERVING and refuses writes with \
-             STORAGE_READ_ONLY"
-                .to_owned()
+            let postgres = server == "PostgreSQL";
+            format!(
+                "names several hosts; latchkey connects to one address and does not choose \
+                 the writable one among many{}: give it one address that follows the primary \
+                 ({}; docs/deploy.md, \"Failover\"). Connected to a read-only server, latchkey \
+                 reports NOT_SERVING and refuses writes with STORAGE_READ_ONLY",
+                if postgres {
+                    " (as libpq's target_session_attrs would)"
+                } else {
+                    ""
+                },
+                if postgres {
+                    "a moving address, Patroni's proxy, or pgbouncer in session mode"
+                } else {
+                    "a moving address or a proxy"
+                },
+            )
         };
-        if authority.contains(',') {
+        // Read as the drivers read it (the `url` crate): the authority ends
+        // at the first `/`, `?` or `#`, so an `@` in the query is the
+        // query's. A URL the drivers cannot read is refused by them too;
+        // one with a comma in its authority is most likely a host list.
+        let url = match url::Url::parse(&self.0) {
+            Ok(url) => url,
+            Err(_) => {
+                let rest = self.0.split_once("//").map_or("", |(_, rest)| rest);
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+                if authority.contains(',') {
+                    return Err(several());
+                }
+                return Err(format!(
+                    "cannot be read as a {server} URL: scheme://user:password@host:port/database, \
+                     or for a Unix socket scheme:///database?host=/run/dir&user=name"
+                ));
+            }
+        };
+        if url.host_str().is_some_and(|host| host.contains(',')) {
             return Err(several());
         }
-        for pair in parts.query.unwrap_or_default().split('&') {
-            if pair.is_empty() {
+        for (name, value) in url.query_pairs() {
+            let read = known.contains(&name.as_ref())
+                || (server == "PostgreSQL" && name.starts_with("options[") && name.ends_with(']'));
+            if read {
+                if ["host", "hostaddr", "port"].contains(&name.as_ref()) && value.contains(',') {
+                    return Err(several());
+                }
                 continue;
             }
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = percent_decode(name);
-            let read = known.contains(&name.as_str())
-                || (known == POSTGRES_PARAMETERS
-                    && name.starts_with("options[")
-                    && name.ends_with(']'));
-            if !read {
-                let why = if name == "target_session_attrs" || name == "load_balance_hosts" {
-                    several()
-                } else {
-                    "is not one the database driver reads; it would be ignored, so it is \
-                     refused (README, \"Configuration\")"
-                        .to_owned()
-                };
-                return Err(format!("parameter `{}` {why}", name.escape_debug()));
+            if value.is_empty() {
+                // Perhaps the rest of a value with an unescaped `&` in it,
+                // a password's: not named.
+                return Err(
+                    "has a query parameter with no value that the database driver does \
+                            not read (an unescaped `&` inside a value?): it would be ignored, \
+                            so it is refused"
+                        .to_owned(),
+                );
             }
-            if ["host", "hostaddr", "port"].contains(&name.as_str())
-                && percent_decode(value).contains(',')
-            {
-                return Err(several());
-            }
+            let why = if name == "target_session_attrs" || name == "load_balance_hosts" {
+                several()
+            } else {
+                "is not one the database driver reads; it would be ignored, so it is refused \
+                 (README, \"Configuration\")"
+                    .to_owned()
+            };
+            return Err(self.scrub(&format!("parameter `{}` {why}", name.escape_debug())));
         }
         Ok(())
     }
@@ -253,7 +282,17 @@ impl<'a> UrlParts<'a> {
             Some(at) => url.split_at(at + 3),
             None => ("", url),
         };
-        let (userinfo, after) = match rest.rfind('@') {
+        // Where the user part ends. A URL the drivers can read ends its
+        // authority at the first `/`, `?` or `#` (so an `@` in the query is
+        // the query's); one they cannot, most likely a password with an
+        // unescaped `/`, `?` or `@`, ends it at the last `@`, so that such a
+        // password is still hidden whole.
+        let searched = if url::Url::parse(url).is_ok() {
+            rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end])
+        } else {
+            rest
+        };
+        let (userinfo, after) = match searched.rfind('@') {
             Some(at) if !scheme.is_empty() => (Some(&rest[..at]), &rest[at + 1..]),
             _ => (None, rest),
         };
@@ -340,7 +379,7 @@ mod tests {
         for url in [
             "postgres://u@db1:5432,db2:5432/l",
             "postgresql://u@db1,db2/l",
-            "postgres://u@/l?host=db1,db2",
+            "postgres:///l?host=db1,db2",
             "postgres://u@db/l?port=5432%2C5433",
         ] {
             assert!(refused(url).contains("names several hosts"), "{url}");
@@ -355,12 +394,31 @@ mod tests {
             !why.contains("s3cret") && !why.contains("read-write"),
             "{why}"
         );
+        // An `@` in the query is the query's, as the drivers read it.
+        assert_eq!(
+            DatabaseUrl::new("postgres://db/l?user=svc@tenant&options[search_path]=app,public")
+                .check(),
+            Ok(())
+        );
+        let why = refused("postgres://db/l?user=svc@tenant&target_session_attrs=read-write");
+        assert!(why.starts_with("parameter `target_session_attrs`"), "{why}");
+        // Without `//`, still checked.
+        assert!(refused("postgres:/l?target_session_attrs=any").contains("names several hosts"));
+        // What the drivers cannot read either, said with the two forms.
+        let why = refused("postgres://u@/l?host=/var/run/postgresql");
+        assert!(why.contains("host=/run/dir&user=name"), "{why}");
+        // The rest of a password cut by an unescaped `&` is never named.
+        let why = refused("postgres://u@db/l?password=ab&cdSecret");
+        assert!(
+            !why.contains("cdSecret") && why.contains("no value"),
+            "{why}"
+        );
         let why = refused("mysql://root@db/t?sslmod=required");
         assert!(why.starts_with("parameter `sslmod` is not one"), "{why}");
         assert!(refused("postgres://u@db/l?connect_timeout=5").contains("connect_timeout"));
         for url in [
             "postgres://u:p@db:5432/l?sslmode=require&application_name=latchkey",
-            "postgres://u@/l?host=/var/run/postgresql",
+            "postgres:///l?host=/var/run/postgresql&user=u",
             "postgres://u@db/l?options[statement_timeout]=5s",
             "mysql://root@127.0.0.1:3306/test?ssl-mode=disabled",
             "sqlite://latchkey.db?mode=rwc",
@@ -406,6 +464,8 @@ mod tests {
             ("postgres://app:pa/ss@db:5432/l", "pa/ss"),
             ("postgres://app:pa?ss@db:5432/l", "pa?ss"),
             ("postgres://app:a\\b\"c@db/l", "a\\b\"c"),
+            ("postgres://u@db/l?password=p@ss", "p@ss"),
+            ("postgres://u:pw@db/l?user=a@b&password=k3y", "k3y"),
         ] {
             let url = DatabaseUrl::new(url);
             assert!(!url.redacted().contains(secret), "{}", url.redacted());
