@@ -3,8 +3,9 @@
 //! every revoke one change-feed event (issue 23: "Feed writes that scale").
 //!
 //! The passwords are seeded with set-based inserts (no argon2: revoking
-//! reads no secret), `PER_ACCOUNT` on each account, so that revokes of one
-//! account rarely meet. `concurrency` closed-loop tasks spread over the
+//! reads no secret), `PER_ACCOUNT` + 1 on each of 100,000 / `PER_ACCOUNT`
+//! accounts (120,000 in all), so that revokes of one account rarely meet;
+//! a run that revokes them all fails rather than report a short rate. `concurrency` closed-loop tasks spread over the
 //! replicas (one HTTP/2 connection each) revoke distinct passwords for
 //! `duration`. Counted afterwards in the database: the feed's events (each
 //! sequence number once, none missing between the first and the last) and
@@ -28,7 +29,8 @@ use crate::BoxError;
 
 /// Replicas writing at once.
 pub const REPLICAS: usize = 4;
-/// Revocable passwords seeded on each account.
+/// The seed's POP3 passwords on each account (`seed_bulk`); each account
+/// has one more, for IMAP, and every one of them is revoked here.
 const PER_ACCOUNT: i64 = 5;
 /// The issue's target, events/s committed from [`REPLICAS`] replicas.
 pub const TARGET_PER_SECOND: f64 = 5_000.0;
@@ -58,7 +60,8 @@ pub async fn feed_writes(options: &Options, dir: &std::path::Path) -> Result<Fee
         let mut first = Server::start(&url, dir).await?;
         seed_bulk(&url, cutoff_ms, PER_ACCOUNT).await?;
         let names = Arc::new(revocable(&url).await?);
-        eprintln!("feed writes: {} passwords seeded", names.len());
+        let seeded = u64::try_from(names.len())?;
+        eprintln!("feed writes: {seeded} passwords seeded");
         let mut replicas = vec![];
         for n in 1..REPLICAS {
             replicas.push(first.replica(&format!("feed-{n}")).await?);
@@ -96,6 +99,14 @@ pub async fn feed_writes(options: &Options, dir: &std::path::Path) -> Result<Fee
             replica.stop()?;
         }
         first.stop()?;
+        let revoked = run.outcomes.get("success").copied().unwrap_or(0);
+        if revoked >= seeded {
+            return Err(format!(
+                "every seeded password was revoked ({revoked}) before the run's end: the rate \
+                 would be short; seed more or run shorter"
+            )
+            .into());
+        }
         let after = feed_events(&url, before).await?;
         Ok(FeedWrites {
             run,
@@ -161,7 +172,7 @@ impl FeedWrites {
                 "{revoked} revoked, {} events, {} distinct numbers over a span of {}",
                 self.events, self.distinct, self.span
             ),
-            i64::try_from(revoked).is_ok_and(|revoked| revoked <= self.events)
+            i64::try_from(revoked).is_ok_and(|revoked| revoked == self.events)
                 && self.events == self.distinct
                 && self.distinct == self.span,
         );

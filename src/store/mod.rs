@@ -40,8 +40,10 @@ use crate::domain::shared::error::{Error, Reason, Result};
 /// two cores can ask. Each connection is a thread of sqlx's with its own
 /// page cache and, in glibc, its own malloc arena; under a spray of
 /// distinct failures 16 of them grew the process by 117 MiB at 300,000
-/// failures and still growing, 4 by 71 MiB and flat (BENCHMARKS.md, "The
-/// spray").
+/// failures and still growing, 4 by 69-71 MiB and flat (BENCHMARKS.md,
+/// "The spray"). With 4, one task reads logins (a quarter of the pool),
+/// and its batches fill. Chosen where the configuration is loaded, so a
+/// `Config` built in code keeps 16 unless it says otherwise.
 pub const SQLITE_MAX_CONNECTIONS: u32 = 4;
 
 /// Connection pool settings.
@@ -162,7 +164,11 @@ impl SqlStore {
         // failures (on SQLite one: its writes take turns anyway, and one
         // writer never sleeps in SQLite's busy handler waiting for another).
         // Each holds a connection only while its batch runs.
-        let workers = usize::try_from(pool.max_connections / 4).unwrap_or(1);
+        // At most 64: a pool sized past any server's room (a test does)
+        // must not spawn a worker per four connections of it.
+        let workers = usize::try_from(pool.max_connections / 4)
+            .unwrap_or(1)
+            .min(64);
         let logins = batch::Batcher::start(&db, workers, login::MAX_BATCH, login::read_batch);
         let writers = if is_sqlite { 1 } else { workers };
         let failures = batch::Batcher::start(

@@ -86,17 +86,24 @@ fn a_config_value_out_of_bounds_refuses_the_start_naming_the_key() {
 fn the_pool_is_sized_for_its_database_unless_a_layer_sizes_it() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("latchkey.toml");
-    let size = |toml: &str, env: &[(&str, &str)]| {
+    let size_with = |toml: &str, env: &[(&str, &str)], flags: &[&str]| {
         std::fs::write(&file, toml).unwrap();
-        let printed = latchkey(
-            &[
-                "serve",
-                "--print-config",
-                "--config",
-                file.to_str().unwrap(),
-            ],
-            env,
-        );
+        let mut args = vec![
+            "serve",
+            "--print-config",
+            "--config",
+            file.to_str().unwrap(),
+        ];
+        args.extend(flags);
+        let printed = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(&args)
+            .env_remove("LATCHKEY_DATABASE_URL")
+            .env_remove("LATCHKEY_DATABASE_URL_FILE")
+            .env_remove("LATCHKEY_DATABASE__MAX_CONNECTIONS")
+            .envs(env.iter().copied())
+            .env("LATCHKEY_LOG__FILTER", "warn")
+            .output()
+            .unwrap();
         assert!(printed.status.success(), "{printed:?}");
         let text = String::from_utf8(printed.stdout).unwrap();
         // The `[database]` table's, not `[server]`'s: the first after it.
@@ -108,6 +115,7 @@ fn the_pool_is_sized_for_its_database_unless_a_layer_sizes_it() {
             .unwrap_or_else(|| panic!("no database.max_connections in {text}"))
             .to_owned()
     };
+    let size = |toml: &str, env: &[(&str, &str)]| size_with(toml, env, &[]);
     let sqlite = "database_url = \"sqlite://x.db?mode=rwc\"\n";
     let postgres = "database_url = \"postgres://u@db/l\"\n";
     assert_eq!(size(sqlite, &[]), "4");

@@ -297,10 +297,11 @@ async fn the_servers_rss_stays_within_the_stated_bound_past_every_part() {
 
     let sent = std::sync::atomic::AtomicU64::new(0);
     let refused = std::sync::atomic::AtomicU64::new(0);
+    let busy = std::sync::atomic::AtomicU64::new(0);
     futures::future::join_all((0..TASKS).map(|task| {
         let mut auth =
             LegacyAuthServiceClient::new(with(&channels[task as usize % 4], &authenticator));
-        let (sent, refused) = (&sent, &refused);
+        let (sent, refused, busy) = (&sent, &refused, &busy);
         async move {
             loop {
                 let n = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -319,13 +320,20 @@ async fn the_servers_rss_stays_within_the_stated_bound_past_every_part() {
                     format!("2001:db8:{:x}:{:x}::1", n >> 16, n & 0xffff)
                 };
                 let secret = wrong_secret(u32::try_from(n).unwrap());
-                let answer = auth
+                // A busy answer (a scope's guess in flight, a full hashing
+                // queue) on a slow machine is counted, not fatal.
+                match auth
                     .authenticate(login_request(&user, &secret, Protocol::Imap, &ip))
                     .await
-                    .unwrap()
-                    .into_inner();
-                if !answer.authenticated {
-                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                {
+                    Ok(answer) if !answer.get_ref().authenticated => {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(_) => panic!("a wrong password signed in"),
+                    Err(status) => {
+                        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                        busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -340,7 +348,9 @@ async fn the_servers_rss_stays_within_the_stated_bound_past_every_part() {
         "the spray reached the bound"
     );
     assert!(gauge("remembered_blocks").await <= gauge("remembered_blocks_capacity").await);
-    assert_eq!(refused.into_inner(), FAILURES, "every guess was refused");
+    let (refused, busy) = (refused.into_inner(), busy.into_inner());
+    assert_eq!(refused + busy, FAILURES, "every guess was refused");
+    assert!(busy * 100 <= FAILURES, "{busy} busy answers: more than 1%");
     let (peak, now) = (status_kib("VmHWM"), status_kib("VmRSS"));
     assert!(
         peak.saturating_sub(before) <= BOUND_KIB,
