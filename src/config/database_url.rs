@@ -22,11 +22,10 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// Whether this is an SQLite database (`sqlite:` in any letter case).
+    /// Whether this is an SQLite database: `sqlite:`, as the store and
+    /// sea-orm tell it (in that letter case).
     pub fn is_sqlite(&self) -> bool {
-        self.0
-            .get(..7)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sqlite:"))
+        self.0.starts_with("sqlite:")
     }
 
     /// The URL with every password-bearing part replaced by `*****`: the
