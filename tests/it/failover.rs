@@ -8,7 +8,6 @@
 //! to resync (FEED_RESYNC_REQUIRED): never neither. Asserted by comparing
 //! what each watcher got with what the promoted database holds.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use latchkey::domain::audit::ResumeToken;
@@ -16,13 +15,10 @@ use latchkey::domain::callers::model::Role;
 use latchkey::grpc::pb::audit_service_client::AuditServiceClient;
 use latchkey::grpc::pb::{AuditEventType, WatchEventsRequest, WatchEventsResponse};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tonic::{Code, Status, Streaming};
 
 use crate::common::harness::{TestDatabase, TestServer};
-use crate::common::link::{target_of, through};
+use crate::common::link::{target_of, through, FaultyLink};
 use crate::common::postgres::PgCluster;
 use crate::common::processes::signal;
 use crate::common::support::*;
@@ -30,56 +26,6 @@ use crate::common::support::*;
 /// How long the test waits for what it expects next (a liveness bound,
 /// never what is asserted).
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The one stable address latchkey is given, as a moving IP, Patroni's
-/// proxy or pgbouncer would give it: each connection goes to the current
-/// target, and moving the target cuts the connections to the old one.
-struct MovingAddress {
-    addr: SocketAddr,
-    target: watch::Sender<SocketAddr>,
-    accepting: JoinHandle<()>,
-}
-
-impl MovingAddress {
-    async fn to(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (target, _) = watch::channel(target);
-        let accepting = tokio::spawn({
-            let target = target.clone();
-            async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    let mut moved = target.subscribe();
-                    let to = *moved.borrow_and_update();
-                    tokio::spawn(async move {
-                        let Ok(mut outbound) = TcpStream::connect(to).await else {
-                            return;
-                        };
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                            _ = moved.changed() => {}
-                        }
-                    });
-                }
-            }
-        });
-        Self {
-            addr,
-            target,
-            accepting,
-        }
-    }
-
-    fn move_to(&self, target: SocketAddr) {
-        self.target.send_replace(target);
-    }
-}
-
-impl Drop for MovingAddress {
-    fn drop(&mut self) {
-        self.accepting.abort();
-    }
-}
 
 /// An event as both sides can name it: its type and its app password.
 type Named = (i32, String);
@@ -277,7 +223,9 @@ async fn a_failover_that_loses_events_tells_every_watcher_to_resync_or_loses_not
     };
     primary.create_database("latchkey").await;
     let mut standby = primary.standby().await;
-    let address = MovingAddress::to(target_of(&primary.url("latchkey"))).await;
+    // The one stable address latchkey is given, as a moving IP, Patroni's
+    // proxy or pgbouncer would give it.
+    let address = FaultyLink::to(target_of(&primary.url("latchkey"))).await;
     let server = TestServer::start_on(
         TestDatabase::at(through(&primary.url("latchkey"), address.addr)),
         |_| {},

@@ -1,6 +1,8 @@
 //! A TCP link between a server and its database that a test can cut and
 //! restore: the database outage of one test, without stopping the database
-//! server every other test is using.
+//! server every other test is using. It can also be moved to another
+//! target, as a moving address, Patroni's proxy or pgbouncer is at a
+//! failover.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,8 @@ use tokio::task::JoinHandle;
 
 pub struct FaultyLink {
     pub addr: SocketAddr,
+    /// Where new connections go.
+    target: watch::Sender<SocketAddr>,
     up: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
     accepting: JoinHandle<()>,
@@ -23,9 +27,11 @@ impl FaultyLink {
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
         let (cut, _) = watch::channel(0u64);
+        let (target, _) = watch::channel(target);
         let accepting = tokio::spawn({
             let up = up.clone();
             let cut = cut.clone();
+            let target = target.clone();
             async move {
                 while let Ok((mut inbound, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
@@ -33,8 +39,9 @@ impl FaultyLink {
                         continue;
                     }
                     let mut cut = cut.subscribe();
+                    let to = *target.borrow();
                     tokio::spawn(async move {
-                        let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        let Ok(mut outbound) = TcpStream::connect(to).await else {
                             return;
                         };
                         tokio::select! {
@@ -47,10 +54,18 @@ impl FaultyLink {
         });
         Self {
             addr,
+            target,
             up,
             cut,
             accepting,
         }
+    }
+
+    /// Sends new connections to `target`, and drops those open to the old
+    /// one.
+    pub fn move_to(&self, target: SocketAddr) {
+        self.target.send_replace(target);
+        self.cut.send_modify(|generation| *generation += 1);
     }
 
     /// Drops every open connection and refuses new ones.
