@@ -12,7 +12,7 @@ use crate::common::bearer::Bearer;
 use crate::common::processes::Group;
 use crate::common::support::sqlite_url;
 
-fn latchkey(database_url: &str, args: &[&str]) -> std::process::Output {
+pub fn latchkey(database_url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(args)
         .args(["--database-url", database_url])
@@ -142,6 +142,15 @@ fn database_passwords_are_redacted_everywhere() {
 /// stderr) and returns it with the first `lines` lines of its stdout, where
 /// it says what it bound; fails if they do not come within 30 s.
 pub async fn serve(args: &[impl AsRef<std::ffi::OsStr>], lines: usize) -> (Group, Vec<String>) {
+    serve_with(args, &[], lines).await
+}
+
+/// [`serve`], with settings of its own as environment variables.
+pub async fn serve_with(
+    args: &[impl AsRef<std::ffi::OsStr>],
+    env: &[(&str, &str)],
+    lines: usize,
+) -> (Group, Vec<String>) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
@@ -151,6 +160,7 @@ pub async fn serve(args: &[impl AsRef<std::ffi::OsStr>], lines: usize) -> (Group
             .arg("serve")
             .args(args)
             .env("LATCHKEY_LOG__FILTER", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()),

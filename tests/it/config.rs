@@ -6,9 +6,14 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn latchkey(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// `latchkey ARGS` with `env`, and none of the database settings the
+/// suite's own environment may hold.
+pub fn latchkey(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(args)
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .env_remove("LATCHKEY_DATABASE_URL_FILE")
+        .env_remove("LATCHKEY_DATABASE__MAX_CONNECTIONS")
         .envs(env.iter().copied())
         .env("LATCHKEY_LOG__FILTER", "warn")
         .output()
@@ -95,15 +100,7 @@ fn the_pool_is_sized_for_its_database_unless_a_layer_sizes_it() {
             file.to_str().unwrap(),
         ];
         args.extend(flags);
-        let printed = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .args(&args)
-            .env_remove("LATCHKEY_DATABASE_URL")
-            .env_remove("LATCHKEY_DATABASE_URL_FILE")
-            .env_remove("LATCHKEY_DATABASE__MAX_CONNECTIONS")
-            .envs(env.iter().copied())
-            .env("LATCHKEY_LOG__FILTER", "warn")
-            .output()
-            .unwrap();
+        let printed = latchkey(&args, env);
         assert!(printed.status.success(), "{printed:?}");
         let text = String::from_utf8(printed.stdout).unwrap();
         // The `[database]` table's, not `[server]`'s: the first after it.

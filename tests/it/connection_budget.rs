@@ -6,23 +6,21 @@
 //! The role the first test makes signs in without a password: the shared
 //! server trusts local connections (the machine's setup, and CI's).
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sea_orm::{ConnectionTrait, Database};
 
 use crate::common::harness::{Backend, TestDatabase};
 
 fn migrate(database_url: &str, max_connections: u32) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .args(["migrate", "--database-url", database_url])
-        .env(
-            "LATCHKEY_DATABASE__MAX_CONNECTIONS",
-            max_connections.to_string(),
-        )
-        .env("LATCHKEY_DATABASE__ACQUIRE_TIMEOUT", "1000")
-        .env("LATCHKEY_LOG__FILTER", "warn")
-        .output()
-        .expect("the latchkey binary runs")
+    let max_connections = max_connections.to_string();
+    crate::config::latchkey(
+        &["migrate", "--database-url", database_url],
+        &[
+            ("LATCHKEY_DATABASE__MAX_CONNECTIONS", &max_connections),
+            ("LATCHKEY_DATABASE__ACQUIRE_TIMEOUT", "1000"),
+        ],
+    )
 }
 
 /// `url` with its user replaced by `user` (no password: trust auth).

@@ -19,7 +19,7 @@ use latchkey::grpc::pb::{FailureReason, Protocol};
 use crate::backend_tests;
 use crate::common::harness::{Backend, TestServer};
 use crate::common::support::*;
-use crate::metrics::{sample, scrape};
+use crate::metrics::{sample, scrape, scrape_at};
 
 backend_tests!(a_spray_past_every_bound_stays_at_it_and_still_verifies_and_counts);
 
@@ -172,15 +172,12 @@ async fn a_spray_past_every_bound_stays_at_it_and_still_verifies_and_counts(back
 /// 300,000 failures (BENCHMARKS.md, "The spray").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_servers_rss_stays_within_the_stated_bound_past_every_part() {
-    use std::process::{Command, Stdio};
-
     use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
     use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
     use tonic::service::interceptor::InterceptedService;
     use tonic::transport::Channel;
 
     use crate::common::bearer::Bearer;
-    use crate::common::processes::Group;
 
     /// README's figure, in KiB.
     const BOUND_KIB: u64 = 100 * 1024;
@@ -191,50 +188,31 @@ async fn the_servers_rss_stays_within_the_stated_bound_past_every_part() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
     let key_of = |role: &str| {
-        let added = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .args([
-                "caller",
-                "add",
-                role,
-                "--role",
-                role,
-                "--database-url",
-                &url,
-            ])
-            .env("LATCHKEY_LOG__FILTER", "warn")
-            .output()
-            .unwrap();
+        let added = crate::cli::latchkey(&url, &["caller", "add", role, "--role", role]);
         assert!(added.status.success(), "{added:?}");
         String::from_utf8(added.stdout).unwrap().trim().to_owned()
     };
     let (issuer, authenticator) = (key_of("issuer"), key_of("authenticator"));
-    let mut server = Group::start(
-        "latchkey serve",
-        Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "127.0.0.1:0", "--database-url", &url])
-            .env("LATCHKEY_LOG__FILTER", "warn")
-            .env("LATCHKEY_ARGON2__MEMORY_KIB", "8")
-            .env("LATCHKEY_ARGON2__ITERATIONS", "1")
-            .env("LATCHKEY_THROTTLE__SOURCE_LIMIT", "1")
+    let (mut server, lines) = crate::cli::serve_with(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--database-url",
+            url.as_str(),
+        ],
+        &[
+            ("LATCHKEY_ARGON2__MEMORY_KIB", "8"),
+            ("LATCHKEY_ARGON2__ITERATIONS", "1"),
+            ("LATCHKEY_THROTTLE__SOURCE_LIMIT", "1"),
             // The accounts are issued at once, by one caller.
-            .env("LATCHKEY_APP_PASSWORDS__CALLER_ISSUES_PER_MINUTE", "100000")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit()),
-    );
+            ("LATCHKEY_APP_PASSWORDS__CALLER_ISSUES_PER_MINUTE", "100000"),
+        ],
+        2,
+    )
+    .await;
     let pid = server.leader().id();
-    let stdout = server.leader().stdout.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        std::io::BufReader::new(stdout)
-            .lines()
-            .take(2)
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .unwrap()
-    .unwrap();
     let address = |prefix: &str| -> std::net::SocketAddr {
         lines
             .iter()
@@ -256,17 +234,7 @@ async fn the_servers_rss_stays_within_the_stated_bound_past_every_part() {
             .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
     };
     let gauge = |name: &'static str| async move {
-        let mut stream = tokio::net::TcpStream::connect(metrics).await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(
-            &mut stream,
-            b"GET /metrics HTTP/1.1\r\nHost: latchkey\r\nConnection: close\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let mut body = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut body)
-            .await
-            .unwrap();
+        let (_, body) = scrape_at(metrics).await;
         sample(&body, &format!("latchkey_{name}")).unwrap_or_else(|| panic!("no {name}")) as u64
     };
     let channels = futures::future::join_all((0..4).map(|_| async {

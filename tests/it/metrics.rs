@@ -11,7 +11,11 @@ const AUTHENTICATE: &str = "/latchkey.v1.LegacyAuthService/Authenticate";
 
 /// `GET /metrics`, as a scraper sends it; returns the head and the body.
 pub async fn scrape(server: &TestServer) -> (String, String) {
-    let addr = server.metrics_addr.expect("test servers serve metrics");
+    scrape_at(server.metrics_addr.expect("test servers serve metrics")).await
+}
+
+/// [`scrape`] of the metrics listener at `addr` (a server of any kind).
+pub async fn scrape_at(addr: std::net::SocketAddr) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: latchkey\r\nConnection: close\r\n\r\n")
