@@ -22,10 +22,9 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// Whether this is an SQLite database: `sqlite:`, as the store and
-    /// sea-orm tell it (in that letter case).
+    /// Whether this is an SQLite database, as the store tells it.
     pub fn is_sqlite(&self) -> bool {
-        self.0.starts_with("sqlite:")
+        crate::store::is_sqlite(&self.0)
     }
 
     /// The URL with every password-bearing part replaced by `*****`: the

@@ -46,6 +46,13 @@ use crate::domain::shared::error::{Error, Reason, Result};
 /// `Config` built in code keeps 16 unless it says otherwise.
 pub const SQLITE_MAX_CONNECTIONS: u32 = 4;
 
+/// Whether `url` names an SQLite database: `sqlite:`, in that letter case,
+/// as sea-orm tells its backends apart. The one test of it, for the store
+/// and the configuration.
+pub fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
 /// Connection pool settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -111,7 +118,7 @@ pub struct SqlStore {
 impl SqlStore {
     /// Opens a pool (SQLite's own settings are in `sqlite.rs`).
     pub async fn connect(url: &str, pool: PoolConfig) -> Result<Self> {
-        let is_sqlite = url.starts_with("sqlite:");
+        let is_sqlite = is_sqlite(url);
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(pool.max_connections)
