@@ -10,6 +10,12 @@
 //! `duration`. Counted afterwards in the database: the feed's events (each
 //! sequence number once, none missing between the first and the last) and
 //! their rate, against the target of 5,000 events/s from 4 replicas.
+//!
+//! Run twice, in one run of the bench, each on a fresh database: first
+//! with `database.feed_numbering = "row_lock"` (every writer holds the
+//! feed's one row until it commits: the design before), then with the
+//! default `"after_commit"` (written pending, numbered by one short
+//! transaction per batch: `store/feed_numbering.rs`).
 
 use std::sync::Arc;
 
@@ -35,8 +41,54 @@ const PER_ACCOUNT: i64 = 5;
 /// The target, events/s committed from [`REPLICAS`] replicas.
 pub const TARGET_PER_SECOND: f64 = 5_000.0;
 
+/// The two designs, measured one after the other.
+pub struct FeedWritesCompared {
+    pub row_lock: FeedWrites,
+    pub after_commit: FeedWrites,
+}
+
+/// Both designs' runs: the row lock first, then numbering after commit.
+pub async fn feed_writes_compared(
+    options: &Options,
+    dir: &std::path::Path,
+) -> Result<FeedWritesCompared, BoxError> {
+    eprintln!("feed writes: numbered under the row lock (before)");
+    let row_lock = feed_writes(options, dir, "row_lock").await?;
+    eprintln!("feed writes: numbered after commit (after)");
+    let after_commit = feed_writes(options, dir, "after_commit").await?;
+    Ok(FeedWritesCompared {
+        row_lock,
+        after_commit,
+    })
+}
+
+impl FeedWritesCompared {
+    pub fn rows(&self, report: &mut Report) {
+        self.row_lock.rows(report);
+        self.after_commit.rows(report);
+    }
+
+    pub fn checks(&self, report: &mut Report) {
+        self.row_lock.whole(report);
+        self.after_commit.whole(report);
+        self.after_commit.rate(report);
+        report.check(
+            "feed writes: numbered after commit against the row lock",
+            format!(
+                "{:.0}/s against {:.0}/s ({:.1}×)",
+                self.after_commit.per_second(),
+                self.row_lock.per_second(),
+                self.after_commit.per_second() / self.row_lock.per_second().max(1.0)
+            ),
+            self.after_commit.per_second() > self.row_lock.per_second(),
+        );
+    }
+}
+
 /// What the run measured.
 pub struct FeedWrites {
+    /// `database.feed_numbering` of every replica.
+    pub numbering: &'static str,
     pub run: Run,
     /// Events in the feed after the run, and the distinct sequence numbers
     /// among them, and the span from the first to the last.
@@ -45,7 +97,11 @@ pub struct FeedWrites {
     pub span: i64,
 }
 
-pub async fn feed_writes(options: &Options, dir: &std::path::Path) -> Result<FeedWrites, BoxError> {
+pub async fn feed_writes(
+    options: &Options,
+    dir: &std::path::Path,
+    numbering: &'static str,
+) -> Result<FeedWrites, BoxError> {
     let admin = options
         .postgres_url
         .as_deref()
@@ -57,7 +113,11 @@ pub async fn feed_writes(options: &Options, dir: &std::path::Path) -> Result<Fee
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_millis(),
         )?;
-        let mut first = Server::start(&url, dir).await?;
+        let env = vec![(
+            "LATCHKEY_DATABASE__FEED_NUMBERING".to_owned(),
+            numbering.to_owned(),
+        )];
+        let mut first = Server::start_with(&url, dir, env).await?;
         seed_bulk(&url, cutoff_ms, PER_ACCOUNT).await?;
         let names = Arc::new(revocable(&url).await?);
         let seeded = u64::try_from(names.len())?;
@@ -109,6 +169,7 @@ pub async fn feed_writes(options: &Options, dir: &std::path::Path) -> Result<Fee
         }
         let after = feed_events(&url, before).await?;
         Ok(FeedWrites {
+            numbering,
             run,
             events: after[0],
             distinct: after[1],
@@ -156,18 +217,27 @@ async fn feed_events(url: &str, after: i64) -> Result<Vec<i64>, BoxError> {
 impl FeedWrites {
     pub fn rows(&self, report: &mut Report) {
         report.row(
-            &format!("feed writes: revokes through {REPLICAS} replicas"),
+            &format!(
+                "feed writes: revokes through {REPLICAS} replicas, {}",
+                self.numbering
+            ),
             "PostgreSQL",
             &self.run,
             &["success"],
         );
     }
 
-    pub fn checks(&self, report: &mut Report) {
-        let rate = self.events as f64 / self.run.elapsed.as_secs_f64();
+    fn per_second(&self) -> f64 {
+        self.events as f64 / self.run.elapsed.as_secs_f64()
+    }
+
+    fn whole(&self, report: &mut Report) {
         let revoked = self.run.outcomes.get("success").copied().unwrap_or(0);
         report.check(
-            "feed writes: every revoke one event, each sequence number once, none missing",
+            &format!(
+                "feed writes, {}: every revoke one event, each sequence number once, none missing",
+                self.numbering
+            ),
             format!(
                 "{revoked} revoked, {} events, {} distinct numbers over a span of {}",
                 self.events, self.distinct, self.span
@@ -176,8 +246,15 @@ impl FeedWrites {
                 && self.events == self.distinct
                 && self.distinct == self.span,
         );
+    }
+
+    fn rate(&self, report: &mut Report) {
+        let rate = self.per_second();
         report.check(
-            &format!("feed writes ≥ {TARGET_PER_SECOND:.0} events/s from {REPLICAS} replicas"),
+            &format!(
+                "feed writes, {}: ≥ {TARGET_PER_SECOND:.0} events/s from {REPLICAS} replicas",
+                self.numbering
+            ),
             format!("{rate:.0}/s"),
             rate >= TARGET_PER_SECOND,
         );

@@ -66,7 +66,7 @@ use std::time::Duration;
 
 use bench::Bench;
 use bulk::bulk;
-use feedwrites::{feed_writes, FeedWrites};
+use feedwrites::{feed_writes_compared, FeedWritesCompared};
 use fleet::fleet;
 use floors::{argon2_one_thread, argon2_pool};
 use mailstack::{mailstack, Mailstack};
@@ -174,7 +174,7 @@ async fn main() -> Result<(), BoxError> {
                 "feed writes: revokes through {} replicas",
                 feedwrites::REPLICAS
             );
-            Some(feed_writes(&options, dir.path()).await?)
+            Some(feed_writes_compared(&options, dir.path()).await?)
         }
         _ => None,
     };
@@ -313,7 +313,7 @@ async fn perf_warm(options: &Options, dir: &std::path::Path, out: &str) -> Resul
 
 /// `--feed-writes-only`: the feed writes alone, and their report.
 async fn feed_writes_only(options: &Options, dir: &std::path::Path) -> Result<(), BoxError> {
-    let feed: FeedWrites = feed_writes(options, dir).await?;
+    let feed: FeedWritesCompared = feed_writes_compared(options, dir).await?;
     let mut report = Report::default();
     feed.rows(&mut report);
     feed.checks(&mut report);

@@ -237,6 +237,20 @@ pub async fn watch(options: &Options, dir: &Path) -> Result<Watch, BoxError> {
         .await?;
         latency.extend(rows);
         drain = Some(drained);
+        // The same with feed events numbered under the row lock (the
+        // design before `store/feed_numbering.rs`), to compare.
+        let rows = in_fresh_database(admin, "watchlock", |url| async move {
+            let env = vec![(
+                "LATCHKEY_DATABASE__FEED_NUMBERING".to_owned(),
+                "row_lock".to_owned(),
+            )];
+            let mut pair = Pair::start_with(&url, dir, options, env).await?;
+            let rows = pair.latency_rows("PostgreSQL, row_lock", revokes).await?;
+            pair.stop()?;
+            Ok(rows)
+        })
+        .await?;
+        latency.extend(rows);
     }
     if let Some(admin) = &options.mysql_url {
         let rows = in_fresh_database(admin, "bench", |url| async move {
@@ -276,7 +290,17 @@ struct Pair {
 
 impl Pair {
     async fn start(url: &str, dir: &Path, options: &Options) -> Result<Self, BoxError> {
-        let a = Server::start(url, dir).await?;
+        Self::start_with(url, dir, options, Vec::new()).await
+    }
+
+    /// [`Pair::start`] with settings of its own (`LATCHKEY_…`) for both.
+    async fn start_with(
+        url: &str,
+        dir: &Path,
+        options: &Options,
+        env: Vec<(String, String)>,
+    ) -> Result<Self, BoxError> {
+        let a = Server::start_with(url, dir, env).await?;
         let b = a.replica("b").await?;
         let bench = Bench::new(options.clone(), a).await?;
         Ok(Self { bench, b })

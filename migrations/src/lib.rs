@@ -19,6 +19,7 @@ mod m20261125_000009_create_event_feed;
 mod m20261204_000010_add_app_password_warm_verifier;
 mod m20261204_000011_create_write_probe;
 mod m20261204_000012_add_audit_event_feed_mark;
+mod m20261205_000013_add_audit_event_feed_pending;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_add_app_password_warm_verifier::Migration),
             Box::new(m20261204_000011_create_write_probe::Migration),
             Box::new(m20261204_000012_add_audit_event_feed_mark::Migration),
+            Box::new(m20261205_000013_add_audit_event_feed_pending::Migration),
         ]
     }
 }

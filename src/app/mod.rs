@@ -270,6 +270,12 @@ impl App {
         let feed = services.feed.clone();
         let following = stop.clone();
         tasks.push(tokio::spawn(async move { feed.follow(following).await }));
+        // Change-feed events a stopped writer left pending: numbered within
+        // two health checks (`store/feed_numbering.rs`).
+        let (store, sweeping, every) = (self.store.clone(), stop.clone(), self.health_interval);
+        tasks.push(tokio::spawn(async move {
+            store.sweep_feed(every, sweeping).await
+        }));
         if let Some(listener) = metrics {
             tasks.push(tokio::spawn(serve_metrics(
                 listener,

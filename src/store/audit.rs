@@ -25,7 +25,14 @@ pub(super) async fn insert_event(txn: &Tx, event: AuditEvent) -> Result<()> {
     insert_events(txn, vec![event]).await
 }
 
-fn row_of(event: AuditEvent, seq: Option<i64>, mark: i64) -> audit_event::ActiveModel {
+/// An event's row: `seq` its place when numbered now, `pending` when it
+/// is in the feed and numbered after the commit.
+fn row_of(
+    event: AuditEvent,
+    seq: Option<i64>,
+    mark: i64,
+    pending: bool,
+) -> audit_event::ActiveModel {
     audit_event::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         occurred_at: Set(event.at.as_millis()),
@@ -40,6 +47,7 @@ fn row_of(event: AuditEvent, seq: Option<i64>, mark: i64) -> audit_event::Active
         detail: Set(event.detail),
         feed_mark: Set(seq.map(|_| mark)),
         seq: Set(seq),
+        feed_pending: Set(pending),
     }
 }
 
@@ -48,15 +56,22 @@ fn row_of(event: AuditEvent, seq: Option<i64>, mark: i64) -> audit_event::Active
 /// nine texts, so sqlx's per-connection caches of prepared statements do
 /// not fill with one text per count.
 ///
-/// Events in the change feed get their sequence numbers first, in one
-/// step ([`take_seqs`]), in the order given.
+/// Events in the change feed are written pending, to be numbered after
+/// the commit in the order of their ids, which is the order given
+/// (`feed_numbering.rs`); or, under the feed row's lock, they get their
+/// sequence numbers first, in one step ([`take_seqs`]), in the order given.
 pub(super) async fn insert_events(txn: &Tx, events: Vec<AuditEvent>) -> Result<()> {
     let in_feed = events
         .iter()
         .filter(|event| event.event_type.in_feed())
         .count();
+    let after_commit = txn.numbers_after_commit();
     let mut next_seq = match i64::try_from(in_feed) {
         Ok(0) => 0,
+        Ok(_) if after_commit => {
+            txn.wrote_pending_feed();
+            0
+        }
         Ok(count) => take_seqs(txn, count).await?,
         Err(_) => return Err(Error::internal("too many audit events in one transaction")),
     };
@@ -66,12 +81,16 @@ pub(super) async fn insert_events(txn: &Tx, events: Vec<AuditEvent>) -> Result<(
     let mut rows = events
         .into_iter()
         .map(|event| {
-            let seq = event.event_type.in_feed().then(|| {
+            let in_feed = event.event_type.in_feed();
+            if after_commit {
+                return row_of(event, None, mark, in_feed);
+            }
+            let seq = in_feed.then(|| {
                 let seq = next_seq;
                 next_seq += 1;
                 seq
             });
-            row_of(event, seq, mark)
+            row_of(event, seq, mark, false)
         })
         .peekable();
     let mut left = rows.len();
@@ -215,6 +234,8 @@ impl AuditStore for SqlStore {
         // outside the feed (NULL seq sorts first), and hold up failed logins.
         let by_time = audit_event::Entity::delete_many()
             .filter(audit_event::Column::OccurredAt.lt(before.as_millis()))
+            // A pending feed event is waiting for its place, not old.
+            .filter(audit_event::Column::FeedPending.eq(false))
             .filter(
                 sea_orm::Condition::any()
                     .add(audit_event::Column::Seq.is_null())

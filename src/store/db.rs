@@ -28,6 +28,7 @@ use sea_orm::{
 use tokio::sync::Notify;
 
 use super::errors::{classify, Class, KNOWN_DOWN};
+use super::feed_numbering::Sequencer;
 
 /// How long after a failed statement released connections are checked for
 /// a transaction left open; the connection of the failed statement is
@@ -205,11 +206,55 @@ impl Availability {
 pub(crate) struct Db {
     conn: DatabaseConnection,
     availability: Arc<Availability>,
+    /// On PostgreSQL unless `database.feed_numbering = "row_lock"`: feed
+    /// events are written pending and numbered after the commit
+    /// (`feed_numbering.rs`).
+    sequencer: Option<Arc<Sequencer>>,
 }
 
 impl Db {
-    pub(super) fn new(conn: DatabaseConnection, availability: Arc<Availability>) -> Self {
-        Self { conn, availability }
+    pub(super) fn new(
+        conn: DatabaseConnection,
+        availability: Arc<Availability>,
+        sequencer: Option<Arc<Sequencer>>,
+    ) -> Self {
+        Self {
+            conn,
+            availability,
+            sequencer,
+        }
+    }
+
+    /// Several statements as one simple query on PostgreSQL (one round
+    /// trip, one implicit transaction: never write `BEGIN` in it, which
+    /// an error would leave open on a pooled connection), and the rows of
+    /// all of them, in order. Through the door like every
+    /// other statement. The text takes no parameters: only for SQL made
+    /// of the store's own constants and numbers.
+    pub(super) async fn simple_query_pg(
+        &self,
+        sql: &str,
+    ) -> Result<Vec<sea_orm::sqlx::postgres::PgRow>, DbErr> {
+        self.availability.admit()?;
+        let run = async {
+            let mut conn = self
+                .conn
+                .get_postgres_connection_pool()
+                .acquire()
+                .await
+                .map_err(|error| DbErr::Conn(RuntimeErr::SqlxError(error)))?;
+            // A text with no arguments goes as a simple query.
+            sea_orm::sqlx::Executor::fetch_all(&mut *conn, sql)
+                .await
+                .map_err(|error| DbErr::Query(RuntimeErr::SqlxError(error)))
+        };
+        self.availability.learn(run.await)
+    }
+
+    /// The numbering runs, when this replica numbers feed events after
+    /// their commits.
+    pub(super) fn sequencer(&self) -> Option<&Arc<Sequencer>> {
+        self.sequencer.as_ref()
     }
 
     /// The pool itself, for what goes around the door: migrations, the
@@ -223,7 +268,8 @@ impl Db {
         let txn = self.availability.learn(self.conn.begin().await)?;
         Ok(Tx {
             txn,
-            availability: Arc::clone(&self.availability),
+            db: self.clone(),
+            pending_feed: AtomicBool::new(false),
         })
     }
 }
@@ -260,12 +306,49 @@ impl ConnectionTrait for Db {
 #[derive(Debug)]
 pub(crate) struct Tx {
     txn: DatabaseTransaction,
-    availability: Arc<Availability>,
+    db: Db,
+    /// Whether it wrote feed events pending, to be numbered after its
+    /// commit.
+    pending_feed: AtomicBool,
 }
 
 impl Tx {
+    /// Whether feed events written in this transaction are written pending
+    /// and numbered after the commit (`feed_numbering.rs`); if not, the
+    /// writer numbers them under the feed row's lock.
+    pub(super) fn numbers_after_commit(&self) -> bool {
+        self.db.sequencer.is_some()
+    }
+
+    /// Notes that this transaction wrote pending feed events.
+    pub(super) fn wrote_pending_feed(&self) {
+        self.pending_feed.store(true, Ordering::Relaxed);
+    }
+
+    /// Commits; with pending feed events, returns once they are numbered,
+    /// so an answered request's events are in the feed. Should that run
+    /// fail, the change is committed all the same and the request succeeds
+    /// (retrying it would repeat a change that happened): its events wait
+    /// for the next run, or the sweep's (`feed_numbering::Sweep`).
     pub(super) async fn commit(self) -> Result<(), DbErr> {
-        self.availability.learn(self.txn.commit().await)
+        let pending = self.pending_feed.load(Ordering::Relaxed);
+        let db = self.db.clone();
+        self.commit_only().await?;
+        if let (true, Some(sequencer)) = (pending, &db.sequencer) {
+            if let Err(error) = sequencer.after_commit(&db).await {
+                tracing::warn!(
+                    %error,
+                    "numbering committed change-feed events failed; the next run or the sweep \
+                     numbers them"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits, and nothing else: the numbering run's own commit.
+    pub(super) async fn commit_only(self) -> Result<(), DbErr> {
+        self.db.availability.learn(self.txn.commit().await)
     }
 }
 
@@ -276,19 +359,20 @@ impl ConnectionTrait for Tx {
     }
 
     async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.availability.learn(self.txn.execute(stmt).await)
+        self.db.availability.learn(self.txn.execute(stmt).await)
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.availability
+        self.db
+            .availability
             .learn(self.txn.execute_unprepared(sql).await)
     }
 
     async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.availability.learn(self.txn.query_one(stmt).await)
+        self.db.availability.learn(self.txn.query_one(stmt).await)
     }
 
     async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.availability.learn(self.txn.query_all(stmt).await)
+        self.db.availability.learn(self.txn.query_all(stmt).await)
     }
 }

@@ -11,6 +11,7 @@ mod convert;
 mod db;
 pub mod entities;
 mod errors;
+mod feed_numbering;
 mod feed_wakeups;
 mod login;
 mod pooling;
@@ -28,6 +29,7 @@ use sea_orm::{ConnectOptions, Database};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::shared::span::as_unit::millis;
+pub use feed_numbering::FeedNumbering;
 
 use crate::domain::login::model::LoginState;
 use crate::domain::login::throttle::{Counter, Scope};
@@ -83,6 +85,14 @@ pub struct PoolConfig {
     /// that answers nothing, within this and `acquire_timeout`.
     #[serde(rename = "health_check_interval", alias = "health_check_interval_ms", with = "millis")]
     pub health_check_interval_ms: u64,
+    /// How a PostgreSQL replica gives change-feed events their places:
+    /// `after_commit` (written pending, numbered after the commit by one
+    /// short transaction per batch) or `row_lock` (numbered in the
+    /// change's transaction, holding the feed's one row until it commits:
+    /// the design before, one writer of the fleet at a time). SQLite and
+    /// MariaDB always use the row lock. Replicas of either kind may share a
+    /// database (docs/change-feed.md).
+    pub feed_numbering: FeedNumbering,
 }
 
 impl Default for PoolConfig {
@@ -94,6 +104,7 @@ impl Default for PoolConfig {
             sqlite_mmap_mib: 0,
             sqlite_cache_mib: 2,
             health_check_interval_ms: 500,
+            feed_numbering: FeedNumbering::AfterCommit,
         }
     }
 }
@@ -166,7 +177,11 @@ impl SqlStore {
             (db, Database::connect(probe_options).await?)
         };
         let probe = probe::Probe::new(probe_db, std::sync::Arc::clone(&availability), acquire_wait);
-        let db = db::Db::new(db, std::sync::Arc::clone(&availability));
+        let after_commit = sea_orm::ConnectionTrait::get_database_backend(&db)
+            == sea_orm::DbBackend::Postgres
+            && pool.feed_numbering == FeedNumbering::AfterCommit;
+        let sequencer = after_commit.then(std::sync::Arc::default);
+        let db = db::Db::new(db, std::sync::Arc::clone(&availability), sequencer);
         // A quarter of the pool reads logins, and as many workers write
         // failures (on SQLite one: its writes take turns anyway, and one
         // writer never sleeps in SQLite's busy handler waiting for another).
@@ -245,6 +260,35 @@ impl SqlStore {
     /// replica knows of its database changed: time for a probe.
     pub async fn probe_wanted(&self) {
         self.availability.woken().await;
+    }
+
+    /// Numbers change-feed events left pending by a writer that stopped
+    /// between its commit and its numbering, once they have been pending
+    /// through a whole interval of this sweep (`feed_numbering::Sweep`);
+    /// every `interval` until `stop`. Only PostgreSQL has pending events;
+    /// every replica sweeps, whatever its own `database.feed_numbering`.
+    pub async fn sweep_feed(
+        &self,
+        interval: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use sea_orm::ConnectionTrait;
+        if self.db.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return;
+        }
+        let sequencer = self.db.sequencer().cloned().unwrap_or_default();
+        let mut sweep = feed_numbering::Sweep::default();
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(error) = sweep.look(&self.db, &sequencer).await {
+                tracing::debug!(%error, "looking for pending change-feed events failed; will retry");
+            }
+        }
     }
 
     pub async fn close(self) -> Result<()> {

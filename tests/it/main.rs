@@ -24,6 +24,7 @@ mod discovery;
 mod fail2ban;
 mod failover;
 mod faults;
+mod feed_numbering;
 mod front_door;
 mod fuzz;
 mod hash_pool;

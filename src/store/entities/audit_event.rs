@@ -18,9 +18,13 @@ pub struct Model {
     /// Its place in the change feed; `None` outside it.
     pub seq: Option<i64>,
     /// The history its place belongs to (migration 12): one random
-    /// number per transaction; `None` (read as 0) before that migration
+    /// number per transaction that numbers feed events; `None` (read as 0) before that migration
     /// and outside the feed.
     pub feed_mark: Option<i64>,
+    /// A feed event committed and not yet numbered (migration 13; only
+    /// ever true on PostgreSQL, between a change's commit and the
+    /// numbering run that takes it: `store/feed_numbering.rs`).
+    pub feed_pending: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
