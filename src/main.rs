@@ -60,7 +60,9 @@ enum Command {
     // Its help is on `WatchArgs`, beside the code it describes.
     Watch(WatchArgs),
     /// Manage latchkey's own callers (works directly on the database, so the
-    /// first operator key can be made before the server ever runs).
+    /// first operator key can be made before the server ever runs: after
+    /// `latchkey migrate`; these commands open an existing database and
+    /// never create one).
     #[command(subcommand)]
     Caller(CallerCommand),
 }
@@ -79,6 +81,10 @@ enum CallerCommand {
         /// Also accept TLS client certificates whose subject CN or SAN is this.
         #[arg(long, value_name = "IDENTITY")]
         tls_identity: Option<String>,
+        /// Write the key to this new file, readable by its owner alone
+        /// (0600), instead of stdout; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -95,9 +101,14 @@ enum CallerCommand {
         database: DatabaseArgs,
     },
     /// Print a fresh caller key, touching no database: for
-    /// callers.bootstrap_operator_key_file (`latchkey caller new-key >
-    /// /etc/latchkey/operator.key`).
-    NewKey,
+    /// callers.bootstrap_operator_key_file (`latchkey caller new-key
+    /// --key-file /etc/latchkey/operator.key`).
+    NewKey {
+        /// Write the key to this new file, readable by its owner alone
+        /// (0600), instead of stdout; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
 }
 
 /// What `serve` prints on stdout before the address it bound for gRPC, and
@@ -182,7 +193,10 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             config.migrate_on_start = true;
             let store = app::open_store(&config).await?;
             store.close().await?;
-            tracing::info!(database = %config.database_url.redacted(), "migrations applied");
+            eprintln!(
+                "latchkey: migrations applied to {}",
+                app::describe_database(&config.database_url)
+            );
             Ok(())
         }
         Command::Completions { shell } => {
@@ -213,7 +227,11 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
             let store = app::open_store(&config).await?;
             store.backup_to(&args.path).await?;
             store.close().await?;
-            eprintln!("backed up to {}", args.path.display());
+            eprintln!(
+                "latchkey: backed up {} to {}",
+                app::describe_database(&config.database_url),
+                args.path.display()
+            );
             Ok(())
         }
         Command::Caller(command) => caller(cli.config, command).await,
@@ -261,23 +279,30 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
         CallerCommand::Add { database, .. }
         | CallerCommand::List { database }
         | CallerCommand::Revoke { database, .. } => database.database_url.clone(),
-        CallerCommand::NewKey => {
-            println!("{}", CallerKey::generate()?.expose());
-            return Ok(());
+        CallerCommand::NewKey { key_file } => {
+            let key = CallerKey::generate()?;
+            return give_key(key.expose(), key_file.as_deref());
         }
     };
     let overrides = Overrides {
         database_url: database.map(DatabaseUrl::new),
         ..Overrides::default()
     };
-    let config = load(config_file, overrides)?;
+    let mut config = load(config_file, overrides)?;
+    // An existing database only, of this version: never one made here.
+    config.migrate_on_start = false;
     let app = App::build(&config, Arc::new(SystemClock)).await?;
+    eprintln!(
+        "latchkey: database {}",
+        app::describe_database(&config.database_url)
+    );
     let callers = &app.services().callers;
     match command {
         CallerCommand::Add {
             name,
             role,
             tls_identity,
+            key_file,
             ..
         } => {
             let name = parse_name(&name).map_err(|why| format!("name {why}"))?;
@@ -290,10 +315,10 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
                 .create_caller(name, role, tls_identity, CLI_ACTOR)
                 .await?;
             eprintln!(
-                "created caller {} with role {}; its key follows, shown this once:",
+                "created caller {} with role {}; its key is shown this once:",
                 created.name, created.role
             );
-            println!("{}", key.expose());
+            give_key(key.expose(), key_file.as_deref())?;
         }
         CallerCommand::List { .. } => {
             let mut after: Option<String> = None;
@@ -320,12 +345,34 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
                 }
             }
         }
-        CallerCommand::NewKey => {}
+        CallerCommand::NewKey { .. } => {}
         CallerCommand::Revoke { name, .. } => {
             let revoked = callers.revoke_caller(&name, CLI_ACTOR).await?;
             eprintln!("revoked caller {}", revoked.name);
         }
     }
+    Ok(())
+}
+
+/// A key, on stdout or into a new file of its owner's alone (0600 from
+/// its creation, whatever the umask; never over an existing file).
+fn give_key(key: &str, file: Option<&std::path::Path>) -> Result<(), BoxError> {
+    let Some(path) = file else {
+        println!("{key}");
+        return Ok(());
+    };
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|error| format!("cannot create the key file {}: {error}", path.display()))?;
+    writeln!(out, "{key}")
+        .and_then(|()| out.sync_all())
+        .map_err(|error| format!("cannot write the key file {}: {error}", path.display()))?;
+    eprintln!("latchkey: key written to {} (mode 0600)", path.display());
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 
 use crate::adapters::{self, AdaptersConfig};
-use crate::config::{AuditConfig, Config, TlsConfig};
+use crate::config::{AuditConfig, Config, DatabaseUrl, TlsConfig};
 use crate::domain::accounts::Accounts;
 use crate::domain::app_passwords::AppPasswords;
 use crate::domain::audit::{AuditTrail, EventFeed};
@@ -30,7 +30,7 @@ use crate::grpc::auth::CallerAuthLayer;
 use crate::grpc::request_log::RequestLogLayer;
 use crate::grpc::{self, MessageLimits};
 use crate::metrics::Metrics;
-use crate::store::SqlStore;
+use crate::store::{self, SqlStore};
 use crate::transport::{BoundedListener, ProofDeadline, ServerConfig};
 
 mod background;
@@ -473,6 +473,25 @@ pub async fn open_store(config: &Config) -> Result<SqlStore, BoxError> {
         }
         message
     };
+    // Without migrations the database must be there already, and be
+    // latchkey's: a command run from the wrong directory, or with the
+    // wrong URL, must not make an empty database and succeed on it.
+    let existing_only = !config.migrate_on_start;
+    if existing_only {
+        if let Some(file) = store::sqlite_file(url.expose()) {
+            if !file.exists() {
+                let absolute = std::path::absolute(&file).unwrap_or(file);
+                return Err(format!(
+                    "no SQLite database at {}: only `latchkey serve` and `latchkey migrate` \
+                     create one\n  hint: name the server's database with --database-url or \
+                     --config (or LATCHKEY_DATABASE_URL), or run `latchkey migrate` to create it \
+                     there",
+                    absolute.display()
+                )
+                .into());
+            }
+        }
+    }
     let store = SqlStore::connect(url.expose(), config.database)
         .await
         .map_err(|error| failed("open", &error))?;
@@ -481,8 +500,29 @@ pub async fn open_store(config: &Config) -> Result<SqlStore, BoxError> {
             .migrate()
             .await
             .map_err(|error| failed("migrate", &error))?;
+    } else if let Err(why) = store.check_schema().await {
+        store.close().await.ok();
+        return Err(format!(
+            "refusing the database {}: {why}\n  hint: is it the server's database? `latchkey \
+             migrate` (or `latchkey serve`, which migrates) brings it to this version",
+            describe_database(url)
+        )
+        .into());
     }
     Ok(store)
+}
+
+/// The database as a command tells which one it used: an SQLite file by
+/// its absolute path (a relative one depends on where the command ran),
+/// a server by its URL with the password hidden.
+pub fn describe_database(url: &DatabaseUrl) -> String {
+    match store::sqlite_file(url.expose()) {
+        Some(file) => {
+            let absolute = std::path::absolute(&file).unwrap_or(file);
+            format!("SQLite file {}", absolute.display())
+        }
+        None => url.redacted(),
+    }
 }
 
 /// An error and its sources, outermost first, each said once (sqlx repeats

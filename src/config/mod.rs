@@ -176,7 +176,9 @@ impl Default for LogConfig {
     fn default() -> Self {
         Self {
             format: LogFormat::Text,
-            filter: "info".to_owned(),
+            // sea-orm logs a line per migration and per step of one:
+            // `SqlStore::migrate` says it once.
+            filter: "info,sea_orm_migration=warn,sqlx::postgres::notice=warn".to_owned(),
         }
     }
 }

@@ -80,12 +80,12 @@ impl Availability {
     /// file (an operator's `df` finds its file system), a server's is the
     /// server's (its URL, which may hold a password, is not logged).
     pub(crate) fn new(url: &str) -> Self {
-        let disk = match url.strip_prefix("sqlite:") {
-            Some(rest) => {
-                let path = rest.trim_start_matches("//");
-                let path = path.split_once('?').map_or(path, |(path, _)| path);
-                format!("the file system holding the SQLite database {path}")
-            }
+        let disk = match super::sqlite_file(url) {
+            Some(path) => format!(
+                "the file system holding the SQLite database {}",
+                path.display()
+            ),
+            None if super::is_sqlite(url) => "the memory holding the SQLite database".to_owned(),
             None => "the database server's disk".to_owned(),
         };
         Self {

@@ -55,6 +55,20 @@ pub fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
+/// The file an SQLite `url` names, as given (relative to the working
+/// directory, or absolute); `None` for another backend or an in-memory
+/// database. The one reading of the path, for the store and the commands
+/// that say which database they used.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = path.trim_start_matches("//");
+    let in_memory = path.is_empty()
+        || path == ":memory:"
+        || params.split('&').any(|param| param == "mode=memory");
+    (!in_memory).then(|| std::path::PathBuf::from(path))
+}
+
 /// Connection pool settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -210,9 +224,58 @@ impl SqlStore {
         })
     }
 
+    /// Refuses a database whose schema is not this latchkey's: no
+    /// migration table (an empty database, or not latchkey's), or
+    /// migrations this binary has that it lacks. Reads only: the commands
+    /// that open an existing database (`migrate_on_start` off) must change
+    /// nothing before they are sure it is the server's.
+    /// Returns why, in words for the command's error, on refusal.
+    pub async fn check_schema(&self) -> std::result::Result<(), String> {
+        use sea_orm::ConnectionTrait;
+        let applied = self
+            .db
+            .query_all(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT version FROM seaql_migrations",
+            ))
+            .await
+            .map_err(|_| {
+                "it has no latchkey schema (no seaql_migrations table): it is empty, or not \
+                 latchkey's"
+                    .to_owned()
+            })?;
+        let applied: std::collections::HashSet<String> = applied
+            .iter()
+            .filter_map(|row| row.try_get::<String>("", "version").ok())
+            .collect();
+        let missing: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|migration| migration.name().to_owned())
+            .filter(|name| !applied.contains(name))
+            .collect();
+        match missing.last() {
+            None => Ok(()),
+            Some(newest) => Err(format!(
+                "its schema lacks {} of this latchkey's migrations (the newest: {newest})",
+                missing.len()
+            )),
+        }
+    }
+
     /// Applies pending migrations.
+    /// Applies pending migrations; says how many, once (sea-orm's own line
+    /// per migration is left out of the default log filter).
     pub async fn migrate(&self) -> Result<()> {
-        Ok(Migrator::up(self.db.pool(), None).await?)
+        let pending = Migrator::get_pending_migrations(self.db.pool()).await?;
+        Migrator::up(self.db.pool(), None).await?;
+        if let Some(newest) = pending.last() {
+            tracing::info!(
+                applied = pending.len(),
+                newest = newest.name(),
+                "database migrations applied"
+            );
+        }
+        Ok(())
     }
 
     /// Writes a consistent copy of an SQLite database to `path` while it

@@ -26,6 +26,8 @@ async fn caller_commands_work_before_and_beside_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
 
+    let migrated = latchkey(&url, &["migrate"]);
+    assert!(migrated.status.success(), "{migrated:?}");
     let added = latchkey(&url, &["caller", "add", "admin", "--role", "operator"]);
     assert!(added.status.success(), "{added:?}");
     let key = String::from_utf8(added.stdout).unwrap().trim().to_owned();
@@ -386,4 +388,145 @@ fn database_misconfiguration_says_what_is_wrong_and_what_to_do() {
             "said nothing: {error}"
         );
     }
+}
+
+/// `latchkey` in `dir` with no database named: the default configuration's
+/// `latchkey.db` there, as an operator running it from the wrong directory
+/// gets.
+fn latchkey_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .env_remove("LATCHKEY_CONFIG")
+        .env("LATCHKEY_LOG__FILTER", "warn")
+        .output()
+        .expect("the latchkey binary runs")
+}
+
+#[tokio::test]
+async fn caller_and_backup_commands_refuse_a_missing_database_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = std::path::absolute(dir.path().join("latchkey.db")).unwrap();
+    let backup = dir.path().join("copy.db");
+    for args in [
+        &["caller", "add", "admin", "--role", "operator"][..],
+        &["caller", "list"],
+        &["caller", "revoke", "admin"],
+        &["backup", backup.to_str().unwrap()],
+    ] {
+        let refused = latchkey_in(dir.path(), args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{args:?}: {stderr}");
+        assert!(refused.stdout.is_empty(), "{args:?}: no key, no listing");
+        assert!(
+            stderr.contains(&format!("no SQLite database at {}:", expected.display()))
+                && stderr.contains("hint:"),
+            "{args:?} names the absolute path it looked for, with a hint: {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+
+    // Once `migrate` made it, each says which database it used.
+    let migrated = latchkey_in(dir.path(), &["migrate"]);
+    assert!(migrated.status.success(), "{migrated:?}");
+    let listed = latchkey_in(dir.path(), &["caller", "list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stderr).contains(&format!(
+        "latchkey: database SQLite file {}",
+        expected.display()
+    )));
+    let copied = latchkey_in(dir.path(), &["backup", backup.to_str().unwrap()]);
+    assert!(copied.status.success(), "{copied:?}");
+    assert!(String::from_utf8_lossy(&copied.stderr)
+        .contains(&format!("backed up SQLite file {}", expected.display())));
+}
+
+crate::backend_tests!(commands_refuse_a_database_without_latchkeys_schema);
+
+async fn commands_refuse_a_database_without_latchkeys_schema(
+    backend: crate::common::harness::Backend,
+) {
+    use sea_orm::ConnectionTrait;
+    let database = crate::common::harness::TestDatabase::create(backend).await;
+    if let Some(file) = latchkey::store::sqlite_file(&database.url) {
+        // An empty file: SQLite's database with nothing in it.
+        std::fs::File::create(&file).unwrap();
+    }
+    for args in [
+        &["caller", "add", "admin", "--role", "operator"][..],
+        &["caller", "list"],
+    ] {
+        let refused = latchkey(&database.url, args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("no latchkey schema") && stderr.contains("latchkey migrate"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Nothing was written: not even sea-orm's migration table.
+    let db = database.connect().await;
+    let tables = db
+        .query_all(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            match db.get_database_backend() {
+                sea_orm::DbBackend::Sqlite => "SELECT name FROM sqlite_master",
+                sea_orm::DbBackend::Postgres => {
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+                }
+                sea_orm::DbBackend::MySql => {
+                    "SELECT table_name FROM information_schema.tables \
+                     WHERE table_schema = DATABASE()"
+                }
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(tables.is_empty(), "{} tables made", tables.len());
+}
+
+#[tokio::test]
+async fn a_key_file_is_new_and_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    assert!(latchkey(&url, &["migrate"]).status.success());
+    let file = dir.path().join("admin.key");
+    let path = file.to_str().unwrap();
+
+    let added = latchkey(
+        &url,
+        &[
+            "caller",
+            "add",
+            "admin",
+            "--role",
+            "operator",
+            "--key-file",
+            path,
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    assert!(added.stdout.is_empty(), "the key goes to the file alone");
+    let key = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(key.starts_with(KEY_PREFIX));
+    assert!(!String::from_utf8_lossy(&added.stderr).contains(&key));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // Never over an existing file: refused, the file as it was.
+    let again = latchkey_in(dir.path(), &["caller", "new-key", "--key-file", path]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("cannot create the key file"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), key);
+    let fresh = dir.path().join("fresh.key");
+    let made = latchkey_in(
+        dir.path(),
+        &["caller", "new-key", "--key-file", fresh.to_str().unwrap()],
+    );
+    assert!(made.status.success(), "{made:?}");
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
 }

@@ -187,6 +187,8 @@ async fn the_servers_rss_stays_within_the_stated_bound_past_every_part() {
 
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(dir.path());
+    let migrated = crate::cli::latchkey(&url, &["migrate"]);
+    assert!(migrated.status.success(), "{migrated:?}");
     let key_of = |role: &str| {
         let added = crate::cli::latchkey(&url, &["caller", "add", role, "--role", role]);
         assert!(added.status.success(), "{added:?}");
