@@ -588,19 +588,85 @@ fn hint(causes: &str) -> Option<&'static str> {
 }
 
 fn tls_config(tls: &TlsConfig) -> Result<ServerTlsConfig, BoxError> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|error| format!("cannot read {}: {error}", path.display()))
+    let read = |setting: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|error| format!("{setting} {}: cannot read it: {error}", path.display()))
     };
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
-        read(&tls.cert_file)?,
-        read(&tls.key_file)?,
-    ));
+    let cert = read("tls.cert_file", &tls.cert_file)?;
+    let key = read("tls.key_file", &tls.key_file)?;
+    check_key_pair(tls, &cert, &key)?;
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
     if let Some(ca) = &tls.client_ca_file {
+        let pem = read("tls.client_ca_file", ca)?;
+        if pem_certificates(&pem).is_empty() {
+            return Err(format!(
+                "tls.client_ca_file {}: holds no PEM certificate",
+                ca.display()
+            )
+            .into());
+        }
         config = config
-            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_ca_root(Certificate::from_pem(pem))
             .client_auth_optional(true);
     }
     Ok(config)
+}
+
+fn pem_certificates(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .filter_map(std::result::Result::ok)
+        .collect()
+}
+
+/// The key pair as rustls will take it, checked before anything is
+/// announced: each file holds what its setting says (a swap is named as
+/// such), and the key is the certificate's. Without this, a bad pair was
+/// found only when the first connection came: after "listening on",
+/// as "transport error".
+fn check_key_pair(tls: &TlsConfig, cert: &[u8], key: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let (cert_file, key_file) = (tls.cert_file.display(), tls.key_file.display());
+    let certs = pem_certificates(cert);
+    let parsed_key = PrivateKeyDer::from_pem_slice(key);
+    if certs.is_empty() {
+        let swapped =
+            PrivateKeyDer::from_pem_slice(cert).is_ok() && !pem_certificates(key).is_empty();
+        return Err(if swapped {
+            format!(
+                "tls.cert_file {cert_file} holds a private key and tls.key_file {key_file} a \
+                 certificate: the two are swapped"
+            )
+        } else {
+            format!("tls.cert_file {cert_file}: holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")")
+        });
+    }
+    let key = parsed_key.map_err(|_| {
+        if pem_certificates(key).is_empty() {
+            format!("tls.key_file {key_file}: holds no PEM private key (PKCS#8, PKCS#1 or SEC1)")
+        } else {
+            format!(
+                "tls.key_file {key_file}: holds a certificate, not a private key (is it the \
+                 certificate again?)"
+            )
+        }
+    })?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|error| {
+            format!("tls.key_file {key_file}: a private key rustls cannot use: {error}")
+        })?;
+    rustls::sign::CertifiedKey::new(certs, signing)
+        .keys_match()
+        .map_err(|_| {
+            format!(
+                "tls.key_file {key_file} is not the private key of the certificate in \
+                 tls.cert_file {cert_file} (the first certificate must be the server's own)"
+            )
+        })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -200,3 +200,100 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
 fn stranger_login() -> latchkey::grpc::pb::AuthenticateRequest {
     login_request("someone", "abcd", Protocol::Imap, "192.0.2.1")
 }
+
+/// `latchkey serve` with `cert` and `key` written as its TLS files: its
+/// exit status, stdout and stderr, or a failure if it is still running
+/// after a while (it would then be serving a pair it should have refused).
+fn serve_with_pair(cert: &str, key: &str) -> (bool, String, String) {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--database-url",
+            &crate::common::support::sqlite_url(dir.path()),
+        ])
+        .env("LATCHKEY_TLS__CERT_FILE", &cert_file)
+        .env("LATCHKEY_TLS__KEY_FILE", &key_file)
+        .env("LATCHKEY_LOG__FILTER", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the server kept running with a pair it should have refused");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.success(), stdout, stderr)
+}
+
+#[test]
+fn a_bad_key_pair_is_refused_before_anything_is_announced_naming_the_file() {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("localhost", &["localhost"]);
+    let (_, other_key) = pki.issue("localhost", &["localhost"]);
+    let cases = [
+        (
+            "swapped",
+            key.as_str(),
+            cert.as_str(),
+            "the two are swapped",
+        ),
+        (
+            "another certificate's key",
+            cert.as_str(),
+            other_key.as_str(),
+            "is not the private key of the certificate",
+        ),
+        (
+            "a certificate file that is not PEM",
+            "not a certificate\n",
+            key.as_str(),
+            "tls.cert_file",
+        ),
+        (
+            "a key file that is not PEM",
+            cert.as_str(),
+            "garbage\n",
+            "tls.key_file",
+        ),
+    ];
+    for (case, cert, key, reason) in cases {
+        let (succeeded, stdout, stderr) = serve_with_pair(cert, key);
+        assert!(!succeeded, "{case}: exits with failure");
+        assert!(
+            !stdout.contains("listening"),
+            "{case}: nothing announced: {stdout}"
+        );
+        assert!(stderr.contains(reason), "{case}: says why: {stderr}");
+        assert!(
+            stderr.contains("cert.pem") || stderr.contains("key.pem"),
+            "{case}: names the file: {stderr}"
+        );
+    }
+}
