@@ -10,7 +10,9 @@
 //! operator saw was "pool timed out". So:
 //! - [`explain_refusal`]: when the pool cannot open its first connection,
 //!   one connection of its own asks again, and a 53300 becomes an error
-//!   that names PostgreSQL's limit and the budget;
+//!   that names PostgreSQL's limit and the budget; any other refusal it
+//!   hears (connection refused, no such database, a bad password, on
+//!   MariaDB too) replaces the pool's "pool timed out", which hid it;
 //! - [`warn_if_short`]: once connected, a warning when the server has
 //!   fewer free connections than this replica may still open.
 
@@ -18,6 +20,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sea_orm::sqlx::mysql::MySqlConnection;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
 use sea_orm::sqlx::{self, Connection};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, RuntimeErr, Statement};
@@ -36,15 +39,36 @@ pub(super) async fn explain_refusal(url: &str, error: DbErr, pool: PoolConfig) -
         &error,
         DbErr::Conn(RuntimeErr::SqlxError(sqlx::Error::PoolTimedOut))
     );
-    if !timed_out || !url.starts_with("postgres") {
+    if !timed_out {
         return error.into();
     }
-    let Ok(options) = PgConnectOptions::from_str(url) else {
+    let within = Duration::from_millis(pool.acquire_timeout_ms);
+    let heard = if url.starts_with("postgres") {
+        let Ok(options) = PgConnectOptions::from_str(url) else {
+            return error.into();
+        };
+        match tokio::time::timeout(within, PgConnection::connect_with(&options)).await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                return error.into();
+            }
+            Ok(Err(heard)) => heard,
+            Err(_) => return error.into(),
+        }
+    } else if url.starts_with("mysql") || url.starts_with("mariadb") {
+        match tokio::time::timeout(within, MySqlConnection::connect(url)).await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                return error.into();
+            }
+            Ok(Err(heard)) => heard,
+            Err(_) => return error.into(),
+        }
+    } else {
         return error.into();
     };
-    let within = Duration::from_millis(pool.acquire_timeout_ms);
-    match tokio::time::timeout(within, PgConnection::connect_with(&options)).await {
-        Ok(Err(sqlx::Error::Database(refusal)))
+    match heard {
+        sqlx::Error::Database(refusal)
             if refusal.code().as_deref() == Some(TOO_MANY_CONNECTIONS) =>
         {
             Error::Unavailable(
@@ -55,11 +79,8 @@ pub(super) async fn explain_refusal(url: &str, error: DbErr, pool: PoolConfig) -
                 }),
             )
         }
-        Ok(Ok(connection)) => {
-            let _ = connection.close().await;
-            error.into()
-        }
-        Ok(Err(_)) | Err(_) => error.into(),
+        // What the server (or the network) said, not the pool's wait.
+        heard => DbErr::Conn(RuntimeErr::SqlxError(heard)).into(),
     }
 }
 

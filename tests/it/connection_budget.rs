@@ -86,3 +86,28 @@ async fn a_pool_larger_than_the_servers_room_is_warned_of_at_start() {
     let quiet = String::from_utf8_lossy(&small.stderr);
     assert!(!quiet.contains("PostgreSQL has room for"), "{quiet}");
 }
+
+/// A database server that is down at start is named by what the network
+/// said (issue 24), not by the pool's "pool timed out", which hid it.
+#[tokio::test]
+async fn a_database_down_at_start_is_named_by_what_refused_it() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for url in [
+        format!("postgres://latchkey@127.0.0.1:{port}/latchkey"),
+        format!("mysql://latchkey@127.0.0.1:{port}/latchkey"),
+    ] {
+        let refused = tokio::task::spawn_blocking(move || migrate(&url, 4))
+            .await
+            .unwrap();
+        assert!(!refused.status.success(), "{refused:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("Connection refused"), "{said}");
+        assert!(said.contains("hint:"), "{said}");
+        assert!(!said.contains("pool timed out"), "{said}");
+    }
+}
