@@ -378,7 +378,8 @@ fn give_key(key: &str, file: Option<&std::path::Path>) -> Result<(), BoxError> {
 
 /// Loads the configuration and sets up logging from it.
 fn load(file: Option<PathBuf>, overrides: Overrides) -> Result<Config, BoxError> {
-    let loaded = Config::load(file.as_deref(), overrides)?;
+    let loaded = Config::load(file.as_deref(), overrides)
+        .map_err(|error| latchkey::config::errors::describe(&error))?;
     telemetry::init(&loaded.config)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");

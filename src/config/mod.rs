@@ -31,6 +31,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "latchkey.toml";
 const ENV_PREFIX: &str = "LATCHKEY_";
 
 mod database_url;
+pub mod errors;
 mod validate;
 pub use database_url::{DatabaseUrl, Scrubber};
 

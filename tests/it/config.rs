@@ -133,3 +133,43 @@ fn the_pool_is_sized_for_its_database_unless_a_layer_sizes_it() {
         "4"
     );
 }
+
+#[test]
+fn a_misspelt_setting_is_named_with_its_file_line_and_the_nearest_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:0\"\n\n[watch]\npoll_intervall = \"1s\"\n",
+    )
+    .unwrap();
+    // Run from the directory, naming the file relatively: the message
+    // names it absolutely.
+    let refused = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--print-config", "--config", "latchkey.toml"])
+        .current_dir(dir.path())
+        .env_remove("LATCHKEY_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    let absolute = std::path::absolute(&file).unwrap();
+    assert!(
+        said.starts_with(&format!(
+            "error: {}:4: unknown setting `watch.poll_intervall` (did you mean `poll_interval`?)",
+            absolute.display()
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("default.") && !said.contains("``"), "{said}");
+
+    let from_env = latchkey(
+        &["serve", "--print-config"],
+        &[("LATCHKEY_WATCH__POLL_INTERVALL", "1s")],
+    );
+    let said = String::from_utf8_lossy(&from_env.stderr);
+    assert!(
+        said.contains("environment variable LATCHKEY_WATCH__POLL_INTERVALL: unknown setting"),
+        "{said}"
+    );
+}
