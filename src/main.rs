@@ -253,11 +253,12 @@ async fn serve(config_file: Option<PathBuf>, args: ServeArgs) -> Result<(), BoxE
         }),
         proxy_adapters: args.adapters_listen.map(|listen| AdaptersListen { listen }),
     };
-    let config = load(config_file, overrides)?;
+    let loaded = load_noting_origins(config_file, overrides)?;
     if args.print_config {
-        print!("{}", config.to_redacted_toml());
+        print!("{}", loaded.to_annotated_toml());
         return Ok(());
     }
+    let config = loaded.config;
     let listeners = Listeners::bind(&config).await?;
     let bound = listeners.addresses()?;
     let app = App::build(&config, Arc::new(SystemClock)).await?;
@@ -378,11 +379,19 @@ fn give_key(key: &str, file: Option<&std::path::Path>) -> Result<(), BoxError> {
 
 /// Loads the configuration and sets up logging from it.
 fn load(file: Option<PathBuf>, overrides: Overrides) -> Result<Config, BoxError> {
+    Ok(load_noting_origins(file, overrides)?.config)
+}
+
+/// [`load`], keeping which file was read and where each value came from.
+fn load_noting_origins(
+    file: Option<PathBuf>,
+    overrides: Overrides,
+) -> Result<latchkey::config::Loaded, BoxError> {
     let loaded = Config::load(file.as_deref(), overrides)
         .map_err(|error| latchkey::config::errors::describe(&error))?;
     telemetry::init(&loaded.config)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    Ok(loaded.config)
+    Ok(loaded)
 }

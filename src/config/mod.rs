@@ -228,6 +228,89 @@ pub struct LogOverrides {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
+    /// The file read, by its absolute path; `None` when none was (no
+    /// `--config`, and no `latchkey.toml` in the working directory).
+    pub file: Option<std::path::PathBuf>,
+    /// Where each setting that is not a default came from, by its dotted
+    /// key: the file (with its path), an environment variable (by name),
+    /// the command line, or `database_url_file`.
+    pub origins: std::collections::BTreeMap<String, String>,
+}
+
+impl Loaded {
+    /// `--print-config`: the effective configuration as TOML, secrets
+    /// redacted, each value that is not a default followed by where it
+    /// came from, under a header naming the file read.
+    pub fn to_annotated_toml(&self) -> String {
+        let mut out = match &self.file {
+            Some(file) => format!("# configuration file: {}\n", file.display()),
+            None => format!(
+                "# configuration file: none ({DEFAULT_CONFIG_FILE} is not in {}, and no --config)\n",
+                std::env::current_dir()
+                    .map(|dir| dir.display().to_string())
+                    .unwrap_or_else(|_| "the working directory".to_owned())
+            ),
+        };
+        out.push_str("# a value without a note is latchkey's default\n");
+        let mut section = String::new();
+        for line in self.config.to_redacted_toml().lines() {
+            let trimmed = line.trim();
+            if let Some(header) = trimmed.strip_prefix('[') {
+                section = header.trim_matches(|c| c == '[' || c == ']').to_owned();
+            }
+            let origin = trimmed.split_once(" = ").and_then(|(key, _)| {
+                let key = key.trim_matches('"');
+                let dotted = if section.is_empty() {
+                    key.to_owned()
+                } else {
+                    format!("{section}.{key}")
+                };
+                self.origins.get(&dotted)
+            });
+            out.push_str(line);
+            if let Some(origin) = origin {
+                out.push_str("    # from ");
+                out.push_str(origin);
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Every leaf's dotted key in `value`.
+fn leaf_keys(prefix: &str, value: &figment::value::Value, out: &mut Vec<String>) {
+    match value {
+        figment::value::Value::Dict(_, dict) => {
+            for (key, inner) in dict {
+                let dotted = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaf_keys(&dotted, inner, out);
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+/// Where `key`'s value in `figment` came from, in words; `None` for a
+/// default.
+fn origin_of(figment: &Figment, key: &str) -> Option<String> {
+    figment.find_value(key).ok()?;
+    let metadata = figment.find_metadata(key)?;
+    Some(match &metadata.source {
+        Some(figment::Source::File(path)) => std::path::absolute(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
+        _ if metadata.name.contains("environment") => format!(
+            "the environment ({ENV_PREFIX}{})",
+            key.replace('.', "__").to_ascii_uppercase()
+        ),
+        _ => "the command line".to_owned(),
+    })
 }
 
 impl Config {
@@ -277,6 +360,27 @@ impl Config {
             })?;
             config.database_url = DatabaseUrl::new(url.trim());
         }
+        let mut origins = std::collections::BTreeMap::new();
+        let mut keys = Vec::new();
+        if let Ok(value) = figment::value::Value::serialize(&config) {
+            leaf_keys("", &value, &mut keys);
+        }
+        for key in keys {
+            if let Some(origin) = origin_of(&figment, &key) {
+                origins.insert(key, origin);
+            }
+        }
+        if let Some(path) = &config.database_url_file {
+            origins.insert(
+                "database_url".to_owned(),
+                format!("database_url_file ({})", path.display()),
+            );
+        }
+        let file = match file {
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(Path::new(DEFAULT_CONFIG_FILE).to_path_buf()).filter(|path| path.exists()),
+        }
+        .map(|path| std::path::absolute(&path).unwrap_or(path));
         // SQLite's pool is smaller unless a layer sizes it (store/mod.rs,
         // `SQLITE_MAX_CONNECTIONS`).
         if !figment.contains("database.max_connections") && config.database_url.is_sqlite() {
@@ -285,7 +389,12 @@ impl Config {
         config
             .validate()
             .map_err(|why| Box::new(figment::Error::from(why)))?;
-        Ok(Loaded { config, warnings })
+        Ok(Loaded {
+            config,
+            warnings,
+            file,
+            origins,
+        })
     }
 
     /// The effective configuration as TOML, with secrets redacted.
