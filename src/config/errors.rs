@@ -171,6 +171,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's type
     fn a_typo_in_a_file_is_named_with_its_absolute_path_and_line() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -201,6 +202,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail decides the closure's type
     fn a_typo_in_the_environment_names_the_variable() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("LATCHKEY_DATABASE__MAX_CONECTIONS", "3");
