@@ -217,6 +217,29 @@ impl App {
             );
         }
         tracing::info!(%address, tls = self.tls.is_some(), "serving gRPC");
+        // The other listeners are plain HTTP whatever [tls] says.
+        if let Some(adapters) = &listeners.adapters {
+            let address = adapters.local_addr()?;
+            if !address.ip().is_loopback() {
+                tracing::warn!(
+                    %address,
+                    "THE PROXY ADAPTERS LISTEN ON A NON-LOOPBACK ADDRESS, IN PLAIN HTTP: app \
+                     passwords and caller keys cross the network in clear; keep them on \
+                     loopback, or on a network only your proxies reach (docs/proxies.md)"
+                );
+            }
+        }
+        if let Some(metrics) = &listeners.metrics {
+            let address = metrics.local_addr()?;
+            if !address.ip().is_loopback() {
+                tracing::warn!(
+                    %address,
+                    "the metrics listen on a non-loopback address, in plain HTTP and with no \
+                     key: anyone who reaches it reads latchkey's counters; keep it on a network \
+                     only your monitoring reaches"
+                );
+            }
+        }
 
         let Listeners {
             grpc,

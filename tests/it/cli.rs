@@ -530,3 +530,41 @@ async fn a_key_file_is_new_and_its_owners_alone() {
     let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+/// Every listener in plain text on a non-loopback address is warned about
+/// at start: gRPC without TLS, the proxy adapters (which carry app
+/// passwords) and the metrics (which anyone reaching them reads).
+#[tokio::test]
+async fn plain_listeners_on_non_loopback_addresses_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let log = dir.path().join("serve.log");
+    let _server = Group::start(
+        "latchkey serve",
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--database-url", &url])
+            .args(["--listen", "0.0.0.0:0", "--adapters-listen", "0.0.0.0:0"])
+            .args(["--metrics-listen", "0.0.0.0:0"])
+            .env("LATCHKEY_LOG__FILTER", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let warned = [
+        "SERVING WITHOUT TLS ON A NON-LOOPBACK ADDRESS",
+        "THE PROXY ADAPTERS LISTEN ON A NON-LOOPBACK ADDRESS, IN PLAIN HTTP",
+        "the metrics listen on a non-loopback address",
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        if warned.iter().all(|words| said.contains(words)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every warning came: {said}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
