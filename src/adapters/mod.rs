@@ -280,7 +280,11 @@ where
     }
 
     /// Decides the login and records it in the metrics and the log.
-    async fn decide(&self, adapter: Adapter, actor: String, ask: Ask) -> Answer {
+    /// `routable`: whether a success has somewhere to go; one that has not
+    /// is answered and counted as `unavailable`, what the user gets, never
+    /// as a success (nginx mail without a `mail_upstreams` entry for the
+    /// protocol). Failures stay what they are, and are throttled as such.
+    async fn decide(&self, adapter: Adapter, actor: String, ask: Ask, routable: bool) -> Answer {
         let started = Instant::now();
         let protocol = ask.protocol;
         let client_ip = ask.client_ip;
@@ -297,9 +301,22 @@ where
             })
             .await;
         let (answer, result, account) = match outcome {
-            Ok(LoginOutcome::Success { username, .. }) => {
+            Ok(LoginOutcome::Success { username, .. }) if routable => {
                 let account = username.to_string();
                 (Answer::Success { username }, "success", Some(account))
+            }
+            Ok(LoginOutcome::Success { username, .. }) => {
+                tracing::error!(
+                    adapter = adapter.as_str(),
+                    protocol = protocol.as_str(),
+                    "a login succeeded with nowhere to go (no proxy_adapters.mail_upstreams \
+                     entry for its protocol): answered with a temporary failure"
+                );
+                (
+                    Answer::Unavailable,
+                    "unavailable",
+                    Some(username.to_string()),
+                )
             }
             Ok(LoginOutcome::Failure(reason)) => (Answer::Refused, reason.as_str(), None),
             Ok(LoginOutcome::Throttled { retry_after }) => {
@@ -334,7 +351,6 @@ where
     }
 }
 
-/// A header's value as text, if present; an unreadable one is an error.
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Refusal> {
     match headers.get(name) {
         None => Ok(None),

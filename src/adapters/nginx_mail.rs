@@ -63,13 +63,14 @@ where
     let protocol = ask.protocol;
     let smtp = protocol == Protocol::Smtp;
     let waits = attempt < MAX_WAITED_ATTEMPTS;
-    match adapters.decide(Adapter::NginxMail, actor, ask).await {
+    let upstream = adapters.config.mail_upstreams.of(protocol);
+    match adapters
+        .decide(Adapter::NginxMail, actor, ask, upstream.is_some())
+        .await
+    {
         Answer::Success { username } => {
-            let Some(upstream) = adapters.config.mail_upstreams.of(protocol) else {
-                tracing::error!(
-                    protocol = protocol.as_str(),
-                    "no proxy_adapters.mail_upstreams entry for this protocol; the login succeeded but has nowhere to go"
-                );
+            // `decide` answers Unavailable for a success with no upstream.
+            let Some(upstream) = upstream else {
                 return temporary(smtp);
             };
             let server = upstream.ip().to_string();

@@ -598,3 +598,39 @@ async fn a_database_outage_is_a_temporary_failure() {
     link.restore();
     server.stop().await;
 }
+
+/// A right password for a protocol with no `mail_upstreams` entry has
+/// nowhere to go: it is answered with a temporary failure and counted as
+/// what the user got (`unavailable`), never as a success. (The login is
+/// still decided: a wrong password there stays a failure, throttled.)
+#[tokio::test]
+async fn nginx_mail_with_no_upstream_for_the_protocol_counts_no_success() {
+    let server = TestServer::start_with(Backend::Sqlite, |config| {
+        config.proxy_adapters.mail_upstreams.imap = Some("127.0.0.1:1143".parse().unwrap());
+        config.proxy_adapters.mail_upstreams.smtp = None;
+    })
+    .await;
+    let key = server.keys[&Role::Authenticator].clone();
+    let (_, secret) = issue_simple(&server, "mia@example.com").await;
+    let escaped = secret.replace(' ', "%20");
+    let smtp = nginx_mail(
+        &server,
+        &mail(&key, "smtp", "mia@example.com", &escaped, "192.0.2.3", 1),
+    )
+    .await;
+    assert_eq!(
+        smtp.header("auth-status"),
+        Some("Temporary server problem, try again later")
+    );
+    assert_eq!(smtp.header("auth-error-code"), Some("454 4.7.0"));
+
+    let (_, metrics) = crate::metrics::scrape(&server).await;
+    let counted = |result: &str| {
+        let series = format!(
+            "latchkey_authentications_total{{adapter=\"nginx-mail\",protocol=\"smtp\",result=\"{result}\"}}"
+        );
+        crate::metrics::sample(&metrics, &series).unwrap_or(0.0)
+    };
+    assert_eq!(counted("unavailable"), 1.0, "{metrics}");
+    assert_eq!(counted("success"), 0.0, "{metrics}");
+}
