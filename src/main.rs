@@ -362,17 +362,7 @@ fn give_key(key: &str, file: Option<&std::path::Path>) -> Result<(), BoxError> {
         println!("{key}");
         return Ok(());
     };
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|error| format!("cannot create the key file {}: {error}", path.display()))?;
-    writeln!(out, "{key}")
-        .and_then(|()| out.sync_all())
-        .map_err(|error| format!("cannot write the key file {}: {error}", path.display()))?;
+    app::write_key_file(path, key)?;
     eprintln!("latchkey: key written to {} (mode 0600)", path.display());
     Ok(())
 }

@@ -168,7 +168,7 @@ impl App {
     /// itself is never logged, nor put in an error.
     pub async fn bootstrap(&self, config: &Config) -> Result<(), BoxError> {
         let Some(path) = &config.callers.bootstrap_operator_key_file else {
-            return Ok(());
+            return self.first_operator(config).await;
         };
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
             format!(
@@ -194,6 +194,60 @@ impl App {
             );
         }
         Ok(())
+    }
+
+    /// The first start of a server on an SQLite database with no caller
+    /// at all (revoked ones count) and no bootstrap key configured: an
+    /// operator `first-operator` is made, its key written to a new file
+    /// beside the database, 0600, and the file's path (never the key) is
+    /// logged. So `latchkey serve` in an empty directory is a server one
+    /// can use. Never again once any caller exists, and never over an
+    /// existing file (the file is made first: of two processes starting
+    /// at once, one makes it). On PostgreSQL and MariaDB, where replicas
+    /// start together and "beside the database" is another machine, no
+    /// key is made: the log says how to make the first caller.
+    async fn first_operator(&self, config: &Config) -> Result<(), BoxError> {
+        let callers = &self.services.callers;
+        if !callers.list_callers(None, 1).await?.items.is_empty() {
+            return Ok(());
+        }
+        let Some(database) = store::sqlite_file(config.database_url.expose()) else {
+            tracing::warn!(
+                "no callers yet, and every call but health needs a caller's key: make the first \
+                 with `latchkey caller add NAME --role operator --key-file FILE`, or set \
+                 callers.bootstrap_operator_key_file"
+            );
+            return Ok(());
+        };
+        let database = std::path::absolute(&database).unwrap_or(database);
+        let file = database.with_file_name(FIRST_OPERATOR_KEY_FILE);
+        let key = CallerKey::generate()?;
+        if let Err(error) = write_key_file(&file, key.expose()) {
+            tracing::warn!(
+                "no callers yet, and no first operator key was made: {error}; make the first \
+                 caller with `latchkey caller add NAME --role operator --key-file FILE`"
+            );
+            return Ok(());
+        }
+        match callers
+            .bootstrap_operator(FIRST_OPERATOR, &key, "first-start")
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(
+                    caller = FIRST_OPERATOR,
+                    key_file = %file.display(),
+                    "first start with no callers: made an operator; its key is in key_file (0600, \
+                     this user's alone). Use it to make named callers, then revoke \
+                     callers/first-operator and delete the file"
+                );
+                Ok(())
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&file);
+                Err(error.into())
+            }
+        }
     }
 
     /// Serves on `listeners` until `shutdown` resolves, then stops
@@ -533,6 +587,27 @@ pub async fn open_store(config: &Config) -> Result<SqlStore, BoxError> {
         .into());
     }
     Ok(store)
+}
+
+/// The operator a first start makes (`App::first_operator`), and its key
+/// file's name, beside the SQLite database.
+const FIRST_OPERATOR: &str = "first-operator";
+const FIRST_OPERATOR_KEY_FILE: &str = "latchkey-first-operator.key";
+
+/// Writes `key` to a new file at `path`, its owner's alone (0600 from its
+/// creation, whatever the umask); never over an existing file.
+pub fn write_key_file(path: &std::path::Path, key: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|error| format!("cannot create the key file {}: {error}", path.display()))?;
+    writeln!(out, "{key}")
+        .and_then(|()| out.sync_all())
+        .map_err(|error| format!("cannot write the key file {}: {error}", path.display()))
 }
 
 /// The database as a command tells which one it used: an SQLite file by

@@ -568,3 +568,90 @@ async fn plain_listeners_on_non_loopback_addresses_are_warned_about() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// `latchkey serve` in `dir` with no configuration: its group, its
+/// gRPC address once it says it, and where its log goes.
+async fn serve_in(dir: &std::path::Path, run: &str) -> (Group, String, std::path::PathBuf) {
+    let (out, log) = (
+        dir.join(format!("{run}.out")),
+        dir.join(format!("{run}.log")),
+    );
+    let server = Group::start(
+        "latchkey serve",
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env_remove("LATCHKEY_DATABASE_URL")
+            .env_remove("LATCHKEY_CONFIG")
+            .env("LATCHKEY_LOG__FILTER", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let printed = std::fs::read_to_string(&out).unwrap_or_default();
+        if let Some(addr) = printed
+            .lines()
+            .find_map(|line| line.strip_prefix("latchkey: listening on "))
+        {
+            return (server, addr.to_owned(), log);
+        }
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_first_start_in_an_empty_directory_writes_an_operator_key_once() {
+    use latchkey::grpc::pb::caller_service_client::CallerServiceClient;
+    use latchkey::grpc::pb::ListCallersRequest;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("latchkey-first-operator.key");
+
+    let (mut server, addr, log) = serve_in(dir.path(), "first").await;
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(key.starts_with(KEY_PREFIX));
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let said = std::fs::read_to_string(&log).unwrap();
+    let absolute = std::path::absolute(&key_file).unwrap();
+    assert!(said.contains(&absolute.display().to_string()), "{said}");
+    assert!(!said.contains(&key), "the key itself is never logged");
+    // The key works: an operator's call.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let listed = CallerServiceClient::with_interceptor(channel, Bearer::new(&key).unwrap())
+        .list_callers(ListCallersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<_> = listed.callers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["callers/first-operator"]);
+    server.stop();
+
+    // Never again: not with the file gone, since a caller exists.
+    std::fs::remove_file(&key_file).unwrap();
+    let (mut again, _, _) = serve_in(dir.path(), "again").await;
+    again.stop();
+    assert!(!key_file.exists(), "a second start made no key");
+
+    // Nor on a database whose first caller was made by hand.
+    let other = tempfile::tempdir().unwrap();
+    assert!(latchkey_in(other.path(), &["migrate"]).status.success());
+    let added = latchkey_in(
+        other.path(),
+        &["caller", "add", "admin", "--role", "operator"],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let (mut third, _, _) = serve_in(other.path(), "third").await;
+    third.stop();
+    assert!(!other.path().join("latchkey-first-operator.key").exists());
+}
