@@ -36,6 +36,7 @@ mod memory_bound;
 mod metrics;
 mod notices;
 mod pgbouncer;
+mod proto_options;
 mod proxies;
 mod quickstart;
 mod races;
