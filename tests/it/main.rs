@@ -21,6 +21,7 @@ mod common;
 mod config;
 mod connection_budget;
 mod discovery;
+mod examples;
 mod fail2ban;
 mod failover;
 mod faults;
