@@ -4,8 +4,9 @@
 //! list, revoke, and the ErrorInfo and BadRequest of two refusals. An
 //! example that stops compiling or running fails here. Their toolchains
 //! come from the registries: `.ci/run` installs the Python packages
-//! (examples/python/requirements.txt); the TypeScript example's packages
-//! are installed here with `npm ci` when missing.
+//! (examples/python/requirements.txt) and Go's Debian packages; the
+//! TypeScript example's packages are installed here with `npm ci` when
+//! missing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -118,5 +119,31 @@ async fn the_typescript_example_type_checks_and_runs_against_the_server() {
                 .arg("latchkey_example.ts")
                 .current_dir(&dir),
         );
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_go_example_builds_and_runs_against_the_server() {
+    let tools = ["go", "protoc", "protoc-gen-go", "protoc-gen-go-grpc"];
+    let install = "Debian's packages in .ci/run's PACKAGES (golang-go, protobuf-compiler, …)";
+    if tools
+        .iter()
+        .any(|tool| crate::common::programs::find(tool, install).is_none())
+    {
+        return;
+    }
+    if !crate::common::programs::installed(
+        &[
+            "/usr/share/gocode/src/google.golang.org/grpc",
+            "/usr/share/gocode/src/google.golang.org/genproto/googleapis/rpc/errdetails",
+            "/usr/share/gocode/src/github.com/golang/protobuf/proto",
+        ],
+        install,
+    ) {
+        return;
+    }
+    let server = TestServer::start(Backend::Sqlite).await;
+    tokio::task::block_in_place(|| {
+        run_against(&server, &mut Command::new(examples().join("go/run.sh")));
     });
 }
