@@ -210,4 +210,14 @@ fn a_misspelt_setting_is_named_with_its_file_line_and_the_nearest_name() {
         said.contains("environment variable LATCHKEY_WATCH__POLL_INTERVALL: unknown setting"),
         "{said}"
     );
+
+    // An unknown top-level variable is warned about and ignored: other
+    // tools may share the prefix (the decision, in the README).
+    let warned = latchkey(&["serve", "--print-config"], &[("LATCHKEY_LISEN", "x")]);
+    assert!(warned.status.success(), "{warned:?}");
+    let said = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        said.contains("ignoring unknown environment variable LATCHKEY_LISEN"),
+        "{said}"
+    );
 }
