@@ -74,6 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/latchkey/v1/account.proto",
         "proto/latchkey/v1/caller.proto",
         "proto/latchkey/v1/audit.proto",
+        "proto/latchkey/v1/tenant.proto",
     ];
     println!("cargo::rerun-if-changed=proto");
     test_backends();

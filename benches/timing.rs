@@ -75,7 +75,13 @@ async fn main() -> Result<(), BoxError> {
     let (_, key) = app
         .services()
         .callers
-        .create_caller("bench".into(), Role::Operator, None, "bench")
+        .create_caller(
+            "bench".into(),
+            Role::Operator,
+            None,
+            None,
+            &latchkey::domain::audit::event::Actor::system("bench"),
+        )
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

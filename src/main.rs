@@ -9,6 +9,7 @@ use latchkey::app::{self, App, BoxError, Listeners};
 use latchkey::config::{
     AdaptersListen, Config, DatabaseUrl, LogFormat, LogOverrides, MetricsConfig, Overrides,
 };
+use latchkey::domain::audit::event::Actor;
 use latchkey::domain::callers::key::CallerKey;
 use latchkey::domain::callers::model::{parse_name, parse_tls_identity, Role};
 use latchkey::domain::shared::time::SystemClock;
@@ -81,6 +82,10 @@ enum CallerCommand {
         /// Also accept TLS client certificates whose subject CN or SAN is this.
         #[arg(long, value_name = "IDENTITY")]
         tls_identity: Option<String>,
+        /// Scope the caller to this tenant (made with TenantService): it
+        /// reaches only accounts of the tenant's domains. Not for operators.
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
         /// Write the key to this new file, readable by its owner alone
         /// (0600), instead of stdout; an existing file is never overwritten.
         #[arg(long, value_name = "FILE")]
@@ -120,6 +125,10 @@ const ADAPTERS_LISTENING: &str = "latchkey: proxy adapters listening on ";
 
 /// The actor recorded in the audit trail for changes made from the CLI.
 const CLI_ACTOR: &str = "cli";
+
+fn cli_actor() -> Actor {
+    Actor::system(CLI_ACTOR)
+}
 
 #[derive(Debug, Args)]
 struct BackupArgs {
@@ -303,9 +312,18 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
             name,
             role,
             tls_identity,
+            tenant,
             key_file,
             ..
         } => {
+            let tenant = tenant
+                .as_deref()
+                .map(|tenant| {
+                    let name = tenant.strip_prefix("tenants/").unwrap_or(tenant);
+                    latchkey::domain::tenants::model::parse_name(name)
+                        .map_err(|why| format!("tenant {why}"))
+                })
+                .transpose()?;
             let name = parse_name(&name).map_err(|why| format!("name {why}"))?;
             let role = Role::parse(&role).ok_or_else(|| {
                 format!("unknown role {role:?}: use issuer, authenticator, notifier or operator")
@@ -313,17 +331,24 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
             let tls_identity = parse_tls_identity(tls_identity.as_deref().unwrap_or_default())
                 .map_err(|why| format!("TLS identity {why}"))?;
             let (created, key) = callers
-                .create_caller(name, role, tls_identity, CLI_ACTOR)
+                .create_caller(name, role, tls_identity, tenant, &cli_actor())
                 .await?;
+            let scope = created
+                .tenant
+                .as_deref()
+                .map_or(String::new(), |tenant| format!(" in tenants/{tenant}"));
             eprintln!(
-                "created caller {} with role {}; its key is shown this once:",
+                "created caller {} with role {}{scope}; its key is shown this once:",
                 created.name, created.role
             );
             give_key(key.expose(), key_file.as_deref())?;
         }
         CallerCommand::List { .. } => {
             let mut after: Option<String> = None;
-            println!("{:<32} {:<14} {:<8} TLS IDENTITY", "NAME", "ROLE", "STATE");
+            println!(
+                "{:<32} {:<14} {:<8} {:<24} TLS IDENTITY",
+                "NAME", "ROLE", "STATE", "TENANT"
+            );
             loop {
                 let page = callers.list_callers(after.as_deref(), 1000).await?;
                 for caller in &page.items {
@@ -333,8 +358,9 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
                         "active"
                     };
                     let identity = caller.tls_identity.as_deref().unwrap_or("-");
+                    let tenant = caller.tenant.as_deref().unwrap_or("-");
                     println!(
-                        "{:<32} {:<14} {:<8} {identity}",
+                        "{:<32} {:<14} {:<8} {tenant:<24} {identity}",
                         caller.name,
                         caller.role.as_str(),
                         state
@@ -348,7 +374,7 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
         }
         CallerCommand::NewKey { .. } => {}
         CallerCommand::Revoke { name, .. } => {
-            let revoked = callers.revoke_caller(&name, CLI_ACTOR).await?;
+            let revoked = callers.revoke_caller(&name, &cli_actor()).await?;
             eprintln!("revoked caller {}", revoked.name);
         }
     }

@@ -77,6 +77,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 ///   detail        a reason or other detail ("" when none)
 ///   name          the event's own name, "auditEvents/{id}": unique
 ///   resume_token  the place just after this event
+///   actor_tenant  the tenant the actor is scoped to (its name), or null
 ///
 /// What a caller sees depends on its role: an authenticator the events
 /// that make a cached login result stale, a notifier every event about
@@ -565,6 +566,8 @@ fn event_line(event: &AuditEvent, resume_token: &str) -> Result<String, Failure>
         detail: &event.detail,
         name: &event.name,
         resume_token,
+        actor_tenant: some(&event.actor_tenant)
+            .map(|tenant| names::parse_tenant(&tenant).unwrap_or(tenant)),
     };
     let mut text = serde_json::to_string(&line)
         .map_err(|error| Failure::error(format!("cannot render an event: {error}")))?;
@@ -588,6 +591,7 @@ struct EventLine<'a> {
     detail: &'a str,
     name: &'a str,
     resume_token: &'a str,
+    actor_tenant: Option<String>,
 }
 
 /// Where the place is kept between runs.
@@ -768,6 +772,7 @@ mod tests {
             }),
             r#type: event_type_to_pb(EventType::AppPasswordRevoked) as i32,
             actor: "portal".into(),
+            actor_tenant: String::new(),
             account: "accounts/alice@example.com".into(),
             app_password: "accounts/alice@example.com/appPasswords/x".into(),
             caller: String::new(),
@@ -780,7 +785,7 @@ mod tests {
         assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
         assert_eq!(
             line.trim_end(),
-            r#"{"type":"app_password_revoked","time":"2026-01-01T00:00:00.005Z","account":"alice@example.com","app_password":"accounts/alice@example.com/appPasswords/x","actor":"portal","caller":null,"client_ip":null,"protocol":null,"item_count":0,"detail":"laptop \"sold\"","name":"auditEvents/7","resume_token":"tok"}"#
+            r#"{"type":"app_password_revoked","time":"2026-01-01T00:00:00.005Z","account":"alice@example.com","app_password":"accounts/alice@example.com/appPasswords/x","actor":"portal","caller":null,"client_ip":null,"protocol":null,"item_count":0,"detail":"laptop \"sold\"","name":"auditEvents/7","resume_token":"tok","actor_tenant":null}"#
         );
         let login = AuditEvent {
             r#type: 999,

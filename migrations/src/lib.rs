@@ -20,6 +20,7 @@ mod m20261204_000010_add_app_password_warm_verifier;
 mod m20261204_000011_create_write_probe;
 mod m20261204_000012_add_audit_event_feed_mark;
 mod m20261205_000013_add_audit_event_feed_pending;
+mod m20261205_000014_create_tenant;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000011_create_write_probe::Migration),
             Box::new(m20261204_000012_add_audit_event_feed_mark::Migration),
             Box::new(m20261205_000013_add_audit_event_feed_pending::Migration),
+            Box::new(m20261205_000014_create_tenant::Migration),
         ]
     }
 }

@@ -39,8 +39,8 @@ use base64::Engine as _;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use super::{
-    client_ip, credentials, protocol, refusal_response, required, Actor, Adapter, Adapters, Answer,
-    Ask, Refusal,
+    client_ip, credentials, protocol, refusal_response, required, Adapter, Adapters, Answer, Ask,
+    Proxy, Refusal,
 };
 use crate::domain::audit::AuditStore;
 use crate::domain::callers::CallerStore;
@@ -62,7 +62,7 @@ const CHALLENGE: &str = "Basic realm=\"app password\", charset=\"UTF-8\"";
 pub(super) async fn handle<S>(
     adapters: &Adapters<S>,
     adapter: Adapter,
-    Actor(actor): Actor,
+    proxy: Proxy,
     headers: &HeaderMap,
 ) -> Response
 where
@@ -76,7 +76,7 @@ where
             // typed in the wrong field.
             tracing::info!(
                 adapter = adapter.as_str(),
-                caller = actor.as_str(),
+                caller = proxy.0.caller.name.as_str(),
                 "refused a username not in latchkey's spelling"
             );
             let mut response = challenge();
@@ -88,7 +88,7 @@ where
         }
         Err(refusal) => return refusal_response(refusal).into_response(),
     };
-    match adapters.decide(adapter, actor, ask, true).await {
+    match adapters.decide(adapter, proxy, ask, true).await {
         Answer::Success { username } => {
             let mut response = StatusCode::NO_CONTENT.into_response();
             if let Ok(value) = HeaderValue::from_bytes(username.as_str().as_bytes()) {

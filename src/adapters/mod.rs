@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::domain::audit::AuditStore;
+use crate::domain::callers::model::Recognised;
 use crate::domain::callers::{CallerStore, Callers, Role};
 use crate::domain::login::{
     LoginAttempt, LoginOutcome, LoginStore, Logins, ThrottleStore, TypedPassword, UsageStore,
@@ -127,9 +128,10 @@ where
         .with_state(state)
 }
 
-/// The proxy a request came from, once its key checked out.
+/// The proxy a request came from, once its key checked out, with what it
+/// reaches.
 #[derive(Debug, Clone)]
-pub(crate) struct Actor(pub String);
+pub(crate) struct Proxy(pub Recognised);
 
 /// Every adapter request's first step, before anything of it is read: its
 /// key must name an authenticator (403 otherwise, nothing counted). A
@@ -158,7 +160,7 @@ where
             if let Some(proof) = &proof {
                 proof.prove();
             }
-            request.extensions_mut().insert(Actor(actor));
+            request.extensions_mut().insert(Proxy(actor));
             next.run(request).await
         }
         Err(refusal) => {
@@ -193,7 +195,7 @@ pub async fn serve(
 async fn basic<S>(
     State(adapters): State<Arc<Adapters<S>>>,
     Extension(adapter): Extension<Adapter>,
-    Extension(actor): Extension<Actor>,
+    Extension(actor): Extension<Proxy>,
     headers: HeaderMap,
 ) -> Response
 where
@@ -260,7 +262,7 @@ where
     S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
 {
     /// The caller named by the request's key, if it may verify logins.
-    async fn caller(&self, headers: &HeaderMap) -> Result<String, Refusal> {
+    async fn caller(&self, headers: &HeaderMap) -> Result<Recognised, Refusal> {
         let key = headers
             .get(KEY_HEADER)
             .and_then(|value| value.to_str().ok())
@@ -268,7 +270,7 @@ where
                 "an authenticator's key is required in X-Latchkey-Key",
             ))?;
         match self.callers.caller_by_key(key.trim()).await {
-            Ok(Some(caller)) if caller.role == Role::Authenticator => Ok(caller.name),
+            Ok(Some(proxy)) if proxy.caller.role == Role::Authenticator => Ok(proxy),
             Ok(Some(_)) => Err(Refusal::Caller(
                 "only a caller with the authenticator role may use the adapters",
             )),
@@ -284,7 +286,8 @@ where
     /// is answered and counted as `unavailable`, what the user gets, never
     /// as a success (nginx mail without a `mail_upstreams` entry for the
     /// protocol). Failures stay what they are, and are throttled as such.
-    async fn decide(&self, adapter: Adapter, actor: String, ask: Ask, routable: bool) -> Answer {
+    async fn decide(&self, adapter: Adapter, proxy: Proxy, ask: Ask, routable: bool) -> Answer {
+        let Proxy(Recognised { caller, reach }) = proxy;
         let started = Instant::now();
         let protocol = ask.protocol;
         let client_ip = ask.client_ip;
@@ -295,7 +298,8 @@ where
                 password: ask.password,
                 protocol,
                 client_ip,
-                actor: actor.clone(),
+                actor: caller.actor(),
+                reach,
                 wait: None,
                 client: ask.client,
             })
@@ -339,7 +343,7 @@ where
         // line, so one fail2ban filter reads both (contrib/fail2ban).
         tracing::info!(
             adapter = adapter.as_str(),
-            caller = actor.as_str(),
+            caller = caller.name.as_str(),
             result,
             account = account.as_deref().unwrap_or("-"),
             protocol = protocol.as_str(),

@@ -28,8 +28,8 @@ use axum::Extension;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use super::{
-    client_ip, credentials, header, protocol, refusal_response, required, Actor, Adapter, Adapters,
-    Answer, Ask, Refusal,
+    client_ip, credentials, header, protocol, refusal_response, required, Adapter, Adapters,
+    Answer, Ask, Proxy, Refusal,
 };
 use crate::domain::audit::AuditStore;
 use crate::domain::callers::CallerStore;
@@ -47,7 +47,7 @@ const MAX_THROTTLE_WAIT_SECS: u64 = 30;
 
 pub(super) async fn handle<S>(
     State(adapters): State<Arc<Adapters<S>>>,
-    Extension(Actor(actor)): Extension<Actor>,
+    Extension(proxy): Extension<Proxy>,
     headers: HeaderMap,
 ) -> Response
 where
@@ -65,7 +65,7 @@ where
     let waits = attempt < MAX_WAITED_ATTEMPTS;
     let upstream = adapters.config.mail_upstreams.of(protocol);
     match adapters
-        .decide(Adapter::NginxMail, actor, ask, upstream.is_some())
+        .decide(Adapter::NginxMail, proxy, ask, upstream.is_some())
         .await
     {
         Answer::Success { username } => {

@@ -19,11 +19,13 @@ use crate::adapters::{self, AdaptersConfig};
 use crate::config::{AuditConfig, Config, DatabaseUrl, TlsConfig};
 use crate::domain::accounts::Accounts;
 use crate::domain::app_passwords::AppPasswords;
+use crate::domain::audit::event::Actor;
 use crate::domain::audit::{AuditTrail, EventFeed};
 use crate::domain::callers::{CallerKey, Callers};
 use crate::domain::login::{LoginConfig, Logins};
 use crate::domain::secrets::Hasher;
 use crate::domain::shared::time::Clock;
+use crate::domain::tenants::Tenants;
 use crate::domain::Services;
 use crate::grpc::access::ReflectionAccess;
 use crate::grpc::auth::CallerAuthLayer;
@@ -185,7 +187,7 @@ impl App {
         let created = self
             .services
             .callers
-            .bootstrap_operator(BOOTSTRAP_OPERATOR, &key, "bootstrap")
+            .bootstrap_operator(BOOTSTRAP_OPERATOR, &key, &Actor::system("bootstrap"))
             .await?;
         if created {
             tracing::info!(
@@ -230,7 +232,7 @@ impl App {
             return Ok(());
         }
         match callers
-            .bootstrap_operator(FIRST_OPERATOR, &key, "first-start")
+            .bootstrap_operator(FIRST_OPERATOR, &key, &Actor::system("first-start"))
             .await
         {
             Ok(_) => {
@@ -531,8 +533,9 @@ fn services(
         ),
         accounts: Accounts::new(store.clone(), Arc::clone(&clock)),
         callers: Callers::new(store.clone(), Arc::clone(&clock), config.caller_cache),
-        audit: AuditTrail::new(store.clone(), clock),
-        feed: EventFeed::new(store, config.watch),
+        audit: AuditTrail::new(store.clone(), Arc::clone(&clock)),
+        feed: EventFeed::new(store.clone(), config.watch),
+        tenants: Tenants::new(store, clock),
     })
 }
 

@@ -14,7 +14,9 @@
 //! - `app_passwords`: issuing, reviewing, revoking;
 //! - `accounts`: disabling, enabling, deleting;
 //! - `callers`: latchkey's own callers, their keys, roles and cache;
-//! - `audit`: the audit trail's vocabulary, reading and retention.
+//! - `audit`: the audit trail's vocabulary, reading and retention;
+//! - `tenants`: tenants, the domains they own, and what a scoped caller
+//!   reaches.
 //!
 //! Imports run one way: `shared` imports nothing else here; `secrets` and
 //! `audit` import `shared`; the capabilities import those and, where a rule
@@ -28,6 +30,7 @@ pub mod callers;
 pub mod login;
 pub mod secrets;
 pub mod shared;
+pub mod tenants;
 
 /// One service per capability, as `app` wires them: each gRPC handler is
 /// given only its own, so the Authenticate handler holds `Logins` and
@@ -41,4 +44,5 @@ pub struct Services<S> {
     pub audit: audit::AuditTrail<S>,
     /// The change feed (WatchEvents).
     pub feed: audit::EventFeed<S>,
+    pub tenants: tenants::Tenants<S>,
 }

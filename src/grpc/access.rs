@@ -18,8 +18,14 @@ pub enum Access {
     Open,
     /// Server reflection: as configured.
     Reflection,
-    /// An authenticated caller with one of these roles.
+    /// An authenticated caller with one of these roles; a caller scoped
+    /// to a tenant too, the handler admitting only accounts it reaches
+    /// (`domain::tenants::Reach`).
     Roles(&'static [Role]),
+    /// A deployment-wide caller with one of these roles: a caller scoped
+    /// to a tenant is refused here, whatever its role (callers, tenants,
+    /// accounts across domains, bulk changes, the whole audit trail).
+    Deployment(&'static [Role]),
 }
 
 const ISSUERS: &[Role] = &[Role::Issuer, Role::Operator];
@@ -69,7 +75,7 @@ pub const POLICY: &[(&str, Access)] = &[
     // Across all accounts: operators only.
     (
         "/latchkey.v1.AppPasswordService/BulkRevokeAppPasswords",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.LegacyAuthService/Authenticate",
@@ -84,39 +90,63 @@ pub const POLICY: &[(&str, Access)] = &[
     ),
     (
         "/latchkey.v1.AccountService/GetAccount",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.AccountService/ListAccounts",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.AccountService/DisableAccount",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.AccountService/EnableAccount",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.AccountService/DeleteAccount",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.CallerService/CreateCaller",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.CallerService/ListCallers",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.CallerService/RevokeCaller",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.AuditService/ListAuditEvents",
-        Access::Roles(OPERATORS),
+        Access::Deployment(OPERATORS),
+    ),
+    (
+        "/latchkey.v1.TenantService/CreateTenant",
+        Access::Deployment(OPERATORS),
+    ),
+    (
+        "/latchkey.v1.TenantService/GetTenant",
+        Access::Deployment(OPERATORS),
+    ),
+    (
+        "/latchkey.v1.TenantService/ListTenants",
+        Access::Deployment(OPERATORS),
+    ),
+    (
+        "/latchkey.v1.TenantService/UpdateTenant",
+        Access::Deployment(OPERATORS),
+    ),
+    (
+        "/latchkey.v1.TenantService/DeleteTenant",
+        Access::Deployment(OPERATORS),
+    ),
+    (
+        "/latchkey.v1.TenantService/MoveTenantDomain",
+        Access::Deployment(OPERATORS),
     ),
     (
         "/latchkey.v1.AuditService/WatchEvents",
@@ -177,8 +207,8 @@ const USER_EVENTS: &[EventType] = &[
 ];
 
 /// Every event in the feed: what an operator may watch.
-const FEED_EVENTS: [EventType; 20] = {
-    let mut feed = [EventType::AppPasswordIssued; 20];
+const FEED_EVENTS: [EventType; 24] = {
+    let mut feed = [EventType::AppPasswordIssued; 24];
     let mut from = 0;
     let mut to = 0;
     while from < EventType::ALL.len() {

@@ -57,7 +57,7 @@ impl<S: AccountStore> AccountService for AccountHandler<S> {
         &self,
         request: Request<DisableAccountRequest>,
     ) -> Result<Response<Account>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let AccountReason { username, reason } =
             requests::parse_disable_account(request.get_ref())?;
         let account = self
@@ -71,7 +71,7 @@ impl<S: AccountStore> AccountService for AccountHandler<S> {
         &self,
         request: Request<EnableAccountRequest>,
     ) -> Result<Response<Account>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let username = requests::parse_enable_account(request.get_ref())?;
         let account = self.accounts.enable_account(&username, &actor).await?;
         Ok(Response::new(account_to_pb(account)))
@@ -81,7 +81,7 @@ impl<S: AccountStore> AccountService for AccountHandler<S> {
         &self,
         request: Request<DeleteAccountRequest>,
     ) -> Result<Response<()>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let username = requests::parse_delete_account(request.get_ref())?;
         self.accounts.delete_account(&username, &actor).await?;
         Ok(Response::new(()))

@@ -59,8 +59,9 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         &self,
         request: Request<IssueAppPasswordRequest>,
     ) -> Result<Response<IssueAppPasswordResponse>, Status> {
-        let issued_by = caller::name_of(&request);
+        let issued_by = caller::actor_of(&request);
         let issue = requests::parse_issue_app_password(request.get_ref(), issued_by)?;
+        caller::reach_of(&request).admit(&issue.username)?;
         let issued = self.app_passwords.issue(issue).await?;
         let now = self.app_passwords.now();
         Ok(Response::new(IssueAppPasswordResponse {
@@ -74,6 +75,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         request: Request<ListAppPasswordsRequest>,
     ) -> Result<Response<ListAppPasswordsResponse>, Status> {
         let list = requests::parse_list_app_passwords(request.get_ref())?;
+        caller::reach_of(&request).admit(&list.username)?;
         let page = self
             .app_passwords
             .list_app_passwords(
@@ -102,6 +104,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         request: Request<GetAppPasswordRequest>,
     ) -> Result<Response<AppPassword>, Status> {
         let AppPasswordName { username, id } = requests::parse_get_app_password(request.get_ref())?;
+        caller::reach_of(&request).admit(&username)?;
         let password = self.app_passwords.get_app_password(&username, id).await?;
         Ok(self.answer(password))
     }
@@ -110,9 +113,10 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         &self,
         request: Request<RevokeAppPasswordRequest>,
     ) -> Result<Response<AppPassword>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let ReasonedChange { name, reason } =
             requests::parse_revoke_app_password(request.get_ref())?;
+        caller::reach_of(&request).admit(&name.username)?;
         let password = self
             .app_passwords
             .revoke_app_password(&name.username, name.id, &reason, &actor)
@@ -124,9 +128,10 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         &self,
         request: Request<RevokeAccountAppPasswordsRequest>,
     ) -> Result<Response<RevokeAccountAppPasswordsResponse>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let AccountReason { username, reason } =
             requests::parse_revoke_account_app_passwords(request.get_ref())?;
+        caller::reach_of(&request).admit(&username)?;
         let revoked = self
             .app_passwords
             .revoke_account_app_passwords(&username, &reason, &actor)
@@ -140,9 +145,10 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         &self,
         request: Request<UpdateAppPasswordRequest>,
     ) -> Result<Response<AppPassword>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let requests::Update { name, update } =
             requests::parse_update_app_password(request.get_ref())?;
+        caller::reach_of(&request).admit(&name.username)?;
         let updated = self
             .app_passwords
             .update(&name.username, name.id, update, &actor)
@@ -154,9 +160,10 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         &self,
         request: Request<SuspendAppPasswordRequest>,
     ) -> Result<Response<AppPassword>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let ReasonedChange { name, reason } =
             requests::parse_suspend_app_password(request.get_ref())?;
+        caller::reach_of(&request).admit(&name.username)?;
         let password = self
             .app_passwords
             .suspend(&name.username, name.id, &reason, &actor)
@@ -168,9 +175,10 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         &self,
         request: Request<ResumeAppPasswordRequest>,
     ) -> Result<Response<AppPassword>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let AppPasswordName { username, id } =
             requests::parse_resume_app_password(request.get_ref())?;
+        caller::reach_of(&request).admit(&username)?;
         let password = self.app_passwords.resume(&username, id, &actor).await?;
         Ok(self.answer(password))
     }
@@ -179,8 +187,9 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         &self,
         request: Request<ReportPrimaryCredentialChangeRequest>,
     ) -> Result<Response<ReportPrimaryCredentialChangeResponse>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let report = requests::parse_report_primary_credential_change(request.get_ref())?;
+        caller::reach_of(&request).admit(&report.username)?;
         let outcome = self
             .app_passwords
             .primary_credential_changed(&report.username, report.change, report.changed_at, &actor)
@@ -195,7 +204,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for App
         &self,
         request: Request<BulkRevokeAppPasswordsRequest>,
     ) -> Result<Response<BulkRevokeAppPasswordsResponse>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let budget = deadline::of(&request).map_or(BULK_BUDGET, |d| (d / 2).min(BULK_BUDGET));
         let bulk = requests::parse_bulk_revoke_app_passwords(request.get_ref())?;
         let outcome = self

@@ -81,8 +81,15 @@ impl<S: AuditStore> AuditService for AuditHandler<S> {
         let reach = role.map_or(&[][..], access::watchable);
         let view = role.map_or(EventView::Target, access::watch_view);
         let caller = caller::name_of(&request);
-        let WatchEvents { filter, resume } =
+        let WatchEvents { mut filter, resume } =
             requests::parse_watch_events(request.get_ref(), reach)?;
+        // A scoped watcher: an account of its tenant only, and events of
+        // its tenant's domains only, chosen by the query.
+        let scope = caller::reach_of(&request);
+        if let Some(username) = &filter.username {
+            scope.admit(username)?;
+        }
+        filter.domains = scope.domains().map(std::sync::Arc::from);
         let receiver = self
             .feed
             .watch(WatchRequest {

@@ -18,10 +18,11 @@ use tower::{Layer, Service};
 use super::access::{access_for, Access, ReflectionAccess};
 use super::status::with_reason;
 use super::tls_identity;
-use crate::domain::callers::model::Caller;
+use crate::domain::callers::model::Recognised;
 use crate::domain::callers::service::Callers;
 use crate::domain::callers::store::CallerStore;
 use crate::domain::shared::error::Reason;
+use crate::domain::tenants::model::Reach;
 use crate::transport::Proof;
 
 const UNAUTHENTICATED: &str =
@@ -89,25 +90,26 @@ where
         let callers = self.callers.clone();
         let reflection = self.reflection;
         Box::pin(async move {
-            let needed = match access_for(request.uri().path()) {
+            let (needed, deployment_only) = match access_for(request.uri().path()) {
                 Some(Access::Open) => return inner.call(request).await,
                 Some(Access::Reflection) if reflection == ReflectionAccess::Open => {
                     return inner.call(request).await
                 }
-                Some(Access::Reflection) => None,
-                Some(Access::Roles(roles)) => Some(roles),
-                None => Some(&[][..]),
+                Some(Access::Reflection) => (None, false),
+                Some(Access::Roles(roles)) => (Some(roles), false),
+                Some(Access::Deployment(roles)) => (Some(roles), true),
+                None => (Some(&[][..]), false),
             };
             let presented = Presented::of(&request);
-            let caller = match presented.identify(&callers).await {
-                Ok(Some(caller)) => {
+            let (caller, reach) = match presented.identify(&callers).await {
+                Ok(Some(Recognised { caller, reach })) => {
                     // A recognised caller proves its connection at once,
                     // before its request runs (`transport.rs`: connections
                     // without one are capped, the oldest closed first).
                     if let Some(proof) = Proof::of_request(&request) {
                         proof.prove();
                     }
-                    caller
+                    (caller, reach)
                 }
                 Ok(None) => {
                     return Ok(refuse(with_reason(
@@ -118,24 +120,33 @@ where
                 }
                 Err(error) => return Ok(refuse(Status::from(error))),
             };
-            if let Some(roles) = needed {
-                if !roles.contains(&caller.role) {
-                    let status = with_reason(
-                        tonic::Code::PermissionDenied,
-                        format!(
-                            "caller {} (role {}) may not call {}",
-                            caller.name,
-                            caller.role,
-                            request.uri().path()
-                        ),
-                        Reason::RoleNotAllowed,
-                    );
-                    let mut response = refuse(status);
-                    response.extensions_mut().insert(caller);
-                    return Ok(response);
-                }
+            let path = request.uri().path();
+            let denied = match needed {
+                Some(roles) if !roles.contains(&caller.role) => Some((
+                    format!(
+                        "caller {} (role {}) may not call {path}",
+                        caller.name, caller.role
+                    ),
+                    Reason::RoleNotAllowed,
+                )),
+                // Deployment-wide methods: never for a scoped caller.
+                _ if deployment_only && reach != Reach::Deployment => Some((
+                    format!(
+                        "caller {} is scoped to a tenant and may not call {path}",
+                        caller.name
+                    ),
+                    Reason::OutsideTenant,
+                )),
+                _ => None,
+            };
+            if let Some((message, reason)) = denied {
+                let mut response =
+                    refuse(with_reason(tonic::Code::PermissionDenied, message, reason));
+                response.extensions_mut().insert(caller);
+                return Ok(response);
             }
             request.extensions_mut().insert(caller.clone());
+            request.extensions_mut().insert(reach);
             let mut response = inner.call(request).await?;
             response.extensions_mut().insert(caller);
             Ok(response)
@@ -174,7 +185,7 @@ impl Presented {
     async fn identify<S: CallerStore>(
         self,
         callers: &Callers<S>,
-    ) -> crate::domain::shared::error::Result<Option<Caller>> {
+    ) -> crate::domain::shared::error::Result<Option<Recognised>> {
         match self {
             Self::Bearer(Some(key)) => callers.caller_by_key(&key).await,
             Self::Bearer(None) => Ok(None),

@@ -3,7 +3,9 @@
 
 use tonic::Request;
 
+use crate::domain::audit::event::Actor;
 pub use crate::domain::callers::model::Caller;
+use crate::domain::tenants::model::Reach;
 
 /// The caller's name. The authentication layer puts a caller on every
 /// request that reaches a handler needing one; "unauthenticated" marks the
@@ -13,6 +15,24 @@ pub fn name_of<T>(request: &Request<T>) -> String {
         || "unauthenticated".to_owned(),
         |caller| caller.name.clone(),
     )
+}
+
+/// The caller as the audit trail records who acted: its name and tenant.
+pub fn actor_of<T>(request: &Request<T>) -> Actor {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| Actor::system("unauthenticated"), Caller::actor)
+}
+
+/// Which accounts the caller reaches (`domain::tenants`). A request
+/// without one reaches nothing: a missing scope fails closed.
+pub fn reach_of<T>(request: &Request<T>) -> Reach {
+    request
+        .extensions()
+        .get::<Reach>()
+        .cloned()
+        .unwrap_or_else(Reach::nothing)
 }
 
 /// The caller's role; `None` on the open methods.

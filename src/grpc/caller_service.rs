@@ -32,15 +32,16 @@ impl<S: CallerStore> CallerService for CallerHandler<S> {
         &self,
         request: Request<CreateCallerRequest>,
     ) -> Result<Response<CreateCallerResponse>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let NewCaller {
             name,
             role,
             tls_identity,
+            tenant,
         } = requests::parse_create_caller(request.get_ref())?;
         let (created, key) = self
             .callers
-            .create_caller(name, role, tls_identity, &actor)
+            .create_caller(name, role, tls_identity, tenant, &actor)
             .await?;
         Ok(Response::new(CreateCallerResponse {
             caller: Some(caller_to_pb(created)),
@@ -68,7 +69,7 @@ impl<S: CallerStore> CallerService for CallerHandler<S> {
         &self,
         request: Request<RevokeCallerRequest>,
     ) -> Result<Response<Caller>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
         let name = requests::parse_revoke_caller(request.get_ref())?;
         let revoked = self.callers.revoke_caller(&name, &actor).await?;
         Ok(Response::new(caller_to_pb(revoked)))

@@ -207,6 +207,16 @@ pub fn parse_role(value: i32) -> Result<Role, String> {
     }
 }
 
+pub fn tenant_to_pb(tenant: crate::domain::tenants::model::Tenant) -> pb::Tenant {
+    pb::Tenant {
+        name: names::tenant(&tenant.name),
+        display_name: tenant.display_name,
+        domains: tenant.domains,
+        create_time: Some(timestamp(tenant.created_at)),
+        update_time: Some(timestamp(tenant.updated_at)),
+    }
+}
+
 pub fn caller_to_pb(caller: Caller) -> pb::Caller {
     pb::Caller {
         name: names::caller(&caller.name),
@@ -217,10 +227,15 @@ pub fn caller_to_pb(caller: Caller) -> pb::Caller {
         created_by: caller.created_by,
         last_use_time: caller.last_used_at.map(timestamp),
         revoke_time: caller.revoked_at.map(timestamp),
+        tenant: caller
+            .tenant
+            .as_deref()
+            .map(names::tenant)
+            .unwrap_or_default(),
     }
 }
 
-const EVENT_TYPES: [(EventType, pb::AuditEventType); 21] = [
+const EVENT_TYPES: [(EventType, pb::AuditEventType); 25] = [
     (
         EventType::AppPasswordExpired,
         pb::AuditEventType::AppPasswordExpired,
@@ -236,6 +251,13 @@ const EVENT_TYPES: [(EventType, pb::AuditEventType); 21] = [
     (
         EventType::AccountLoginBlocked,
         pb::AuditEventType::AccountLoginBlocked,
+    ),
+    (EventType::TenantCreated, pb::AuditEventType::TenantCreated),
+    (EventType::TenantUpdated, pb::AuditEventType::TenantUpdated),
+    (EventType::TenantDeleted, pb::AuditEventType::TenantDeleted),
+    (
+        EventType::TenantDomainMoved,
+        pb::AuditEventType::TenantDomainMoved,
     ),
     (
         EventType::AppPasswordUpdated,
@@ -360,6 +382,11 @@ pub fn audit_event_to_pb(event: AuditEvent) -> pb::AuditEvent {
             .map_or(pb::Protocol::Unspecified, protocol_to_pb) as i32,
         item_count: event.item_count.unwrap_or_default(),
         detail: event.detail,
+        actor_tenant: event
+            .actor_tenant
+            .as_deref()
+            .map(names::tenant)
+            .unwrap_or_default(),
     }
 }
 

@@ -37,9 +37,10 @@ where
         &self,
         request: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        let actor = caller::name_of(&request);
+        let actor = caller::actor_of(&request);
+        let reach = caller::reach_of(&request);
         let wait = deadline::of(&request);
-        let attempt = requests::parse_authenticate(request.get_ref(), actor, wait)?;
+        let attempt = requests::parse_authenticate(request.get_ref(), actor, reach, wait)?;
         let protocol = attempt.protocol;
         // Logged as the rules see it: an IPv4 client seen through IPv6 as
         // its IPv4 address, so one fail2ban filter matches both.
@@ -62,6 +63,7 @@ where
             _ => Viewer::Issuer(caller::name_of(&request)),
         };
         let explain = requests::parse_explain_login(request.get_ref())?;
+        caller::reach_of(&request).admit(&explain.username)?;
         let explanation = self.logins.explain(explain, &viewer).await?;
         let now = self.logins.clock().now();
         Ok(Response::new(explanation_to_pb(explanation, now)))

@@ -21,6 +21,7 @@ pub mod request_log;
 mod requests;
 mod routes;
 pub mod status;
+mod tenant_service;
 mod tls_identity;
 mod validate;
 
@@ -30,3 +31,4 @@ pub use audit_service::AuditHandler;
 pub use caller_service::CallerHandler;
 pub use legacy_auth_service::LegacyAuthHandler;
 pub use routes::{routes, MessageLimits, SERVICE_NAMES};
+pub use tenant_service::TenantHandler;

@@ -10,6 +10,7 @@ use crate::domain::shared::username::Username;
 const ACCOUNTS: &str = "accounts/";
 const APP_PASSWORDS: &str = "/appPasswords/";
 const CALLERS: &str = "callers/";
+const TENANTS: &str = "tenants/";
 
 pub fn account(username: &Username) -> String {
     format!("{ACCOUNTS}{username}")
@@ -25,12 +26,27 @@ pub fn caller(name: &str) -> String {
 
 /// Reads `callers/{name}`.
 pub fn parse_caller(name: &str) -> Result<String, String> {
+    parse_named(name, CALLERS)
+}
+
+pub fn tenant(name: &str) -> String {
+    format!("{TENANTS}{name}")
+}
+
+/// Reads `tenants/{name}`.
+pub fn parse_tenant(name: &str) -> Result<String, String> {
+    parse_named(name, TENANTS)
+}
+
+/// Reads `{collection}{name}` where the name is a caller's or a tenant's
+/// (the same rule: `domain::callers::model::parse_name`).
+fn parse_named(name: &str, collection: &str) -> Result<String, String> {
     if name.len() > RESOURCE_NAME_MAX_BYTES {
         return Err(format!("must be at most {RESOURCE_NAME_MAX_BYTES} bytes"));
     }
     let rest = name
-        .strip_prefix(CALLERS)
-        .ok_or_else(|| "must be of the form callers/{name}".to_owned())?;
+        .strip_prefix(collection)
+        .ok_or_else(|| format!("must be of the form {collection}{{name}}"))?;
     crate::domain::callers::model::parse_name(rest)
 }
 

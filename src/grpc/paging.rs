@@ -101,11 +101,25 @@ pub fn caller_token(last: &str) -> String {
 }
 
 pub fn parse_caller_token(token: &str) -> Result<Option<String>, String> {
+    parse_name_token("caller", token)
+}
+
+/// Token for the page of tenants after `last`.
+pub fn tenant_token(last: &str) -> String {
+    encode(&["tenant", last])
+}
+
+pub fn parse_tenant_token(token: &str) -> Result<Option<String>, String> {
+    parse_name_token("tenant", token)
+}
+
+/// A token of a listing by name, of `kind`, naming the last name listed.
+fn parse_name_token(kind: &str, token: &str) -> Result<Option<String>, String> {
     if token.is_empty() {
         return Ok(None);
     }
     match decode(token)?.as_slice() {
-        [kind, last] if kind == "caller" => Ok(Some(last.clone())),
+        [read, last] if read == kind => Ok(Some(last.clone())),
         _ => Err(INVALID.to_owned()),
     }
 }

@@ -9,6 +9,7 @@ use crate::domain::app_passwords::AppPasswordStore;
 use crate::domain::audit::AuditStore;
 use crate::domain::callers::CallerStore;
 use crate::domain::login::{LoginStore, ThrottleStore, UsageStore};
+use crate::domain::tenants::TenantStore;
 use crate::domain::Services;
 
 use super::access::ReflectionAccess;
@@ -17,17 +18,22 @@ use super::pb::app_password_service_server::AppPasswordServiceServer;
 use super::pb::audit_service_server::AuditServiceServer;
 use super::pb::caller_service_server::CallerServiceServer;
 use super::pb::legacy_auth_service_server::LegacyAuthServiceServer;
+use super::pb::tenant_service_server::TenantServiceServer;
 use super::pb::FILE_DESCRIPTOR_SET;
-use super::{AccountHandler, AppPasswordHandler, AuditHandler, CallerHandler, LegacyAuthHandler};
+use super::{
+    AccountHandler, AppPasswordHandler, AuditHandler, CallerHandler, LegacyAuthHandler,
+    TenantHandler,
+};
 
 /// Fully qualified names of latchkey's own services, as health checks and
 /// reflection name them.
-pub const SERVICE_NAMES: [&str; 5] = [
+pub const SERVICE_NAMES: [&str; 6] = [
     "latchkey.v1.AppPasswordService",
     "latchkey.v1.LegacyAuthService",
     "latchkey.v1.AccountService",
     "latchkey.v1.CallerService",
     "latchkey.v1.AuditService",
+    "latchkey.v1.TenantService",
 ];
 
 /// The largest request message each kind of service accepts: a larger one
@@ -55,7 +61,8 @@ where
         + CallerStore
         + LoginStore
         + ThrottleStore
-        + UsageStore,
+        + UsageStore
+        + TenantStore,
 {
     let Services {
         logins,
@@ -64,6 +71,7 @@ where
         callers,
         audit,
         feed,
+        tenants,
     } = services;
     let max = limits.own;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -92,6 +100,9 @@ where
         )
         .add_service(
             AuditServiceServer::new(AuditHandler::new(audit, feed)).max_decoding_message_size(max),
+        )
+        .add_service(
+            TenantServiceServer::new(TenantHandler::new(tenants)).max_decoding_message_size(max),
         );
     if reflection != ReflectionAccess::Off {
         routes = with_reflection(routes, limits.probe)?;

@@ -46,6 +46,9 @@ impl From<Error> for Status {
             Error::ResourceExhausted(_, message) => {
                 with_reason(Code::ResourceExhausted, message, reason)
             }
+            Error::PermissionDenied(_, message) => {
+                with_reason(Code::PermissionDenied, message, reason)
+            }
             Error::RateLimited {
                 message,
                 retry_after,

@@ -18,6 +18,7 @@ use crate::domain::audit::store::AuditStore;
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::Timestamp;
+use crate::domain::tenants::model::domain_of;
 
 /// Writes `event` in `txn`, the transaction of the change it describes,
 /// so that neither can be committed without the other.
@@ -37,7 +38,12 @@ fn row_of(
         id: sea_orm::ActiveValue::NotSet,
         occurred_at: Set(event.at.as_millis()),
         event_type: Set(event.event_type.as_str().to_owned()),
+        account_domain: Set(event
+            .username
+            .as_ref()
+            .and_then(|u| domain_of(u).map(str::to_owned))),
         actor: Set(event.actor),
+        actor_tenant: Set(event.actor_tenant),
         username: Set(event.username.map(|u| u.as_str().to_owned())),
         app_password_id: Set(event.app_password_id),
         caller_name: Set(event.caller_name),
@@ -289,6 +295,13 @@ impl AuditStore for SqlStore {
         if let Some(username) = &filter.username {
             wanted = wanted.add(audit_event::Column::Username.eq(username.as_str()));
         }
+        if let Some(domains) = &filter.domains {
+            wanted = wanted.add(if domains.is_empty() {
+                Expr::cust("1 = 0")
+            } else {
+                audit_event::Column::AccountDomain.is_in(domains.iter().map(String::as_str))
+            });
+        }
         // The range along the seq index, and in it the two ends (whatever
         // their type: their marks say which history this is) and the
         // events the filter wants.
@@ -329,12 +342,7 @@ impl AuditStore for SqlStore {
             if place == through {
                 page.through_mark = Some(mark);
             }
-            let wanted = filter.event_types.contains(&event.event_type)
-                && filter
-                    .username
-                    .as_ref()
-                    .is_none_or(|username| event.username.as_ref() == Some(username));
-            if wanted {
+            if filter.wants(&event) {
                 page.events.push(FeedEvent {
                     seq: place,
                     mark,

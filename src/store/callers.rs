@@ -5,6 +5,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 
 use super::audit::insert_event;
 use super::entities::caller::{self, KeyDigest};
+use super::entities::tenant;
 use super::{convert, SqlStore};
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::callers::model::Caller;
@@ -44,6 +45,19 @@ impl CallerStore for SqlStore {
         if name_taken {
             return Ok(CreateCallerOutcome::NameTaken);
         }
+        if let Some(tenant) = &new.tenant {
+            // Locked until the commit, so a concurrent DeleteTenant cannot
+            // leave this caller scoped to a tenant that is gone.
+            let exists = tenant::Entity::find()
+                .filter(tenant::Column::Name.eq(tenant.as_str()))
+                .lock_exclusive()
+                .one(&txn)
+                .await?
+                .is_some();
+            if !exists {
+                return Ok(CreateCallerOutcome::TenantNotFound);
+            }
+        }
         if let Some(identity) = &new.tls_identity {
             let identity_taken = caller::Entity::find()
                 .filter(caller::Column::TlsIdentity.eq(identity.as_str()))
@@ -65,6 +79,7 @@ impl CallerStore for SqlStore {
             created_by: Set(new.created_by.clone()),
             last_used_at: Set(None),
             revoked_at: Set(None),
+            tenant: Set(new.tenant.clone()),
         };
         let inserted = caller::Entity::insert(row)
             .exec_without_returning(&txn)
@@ -109,6 +124,11 @@ impl CallerStore for SqlStore {
             .all(&self.db)
             .await?;
         rows.into_iter().map(known_role).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn tenant_domains(&self, name: &str) -> Result<Vec<String>> {
+        super::tenants::domains_of(&self.db, name).await
     }
 
     async fn touch_caller(&self, name: &str, now: Timestamp) -> Result<()> {

@@ -65,6 +65,7 @@ pub(super) fn audit_event(row: audit_event::Model) -> Option<AuditEvent> {
         at: Timestamp::from_millis(row.occurred_at),
         event_type: EventType::parse(&row.event_type)?,
         actor: row.actor,
+        actor_tenant: row.actor_tenant,
         username: row.username.map(Username::from_stored),
         app_password_id: row.app_password_id,
         caller_name: row.caller_name,
@@ -85,5 +86,6 @@ pub(super) fn caller(row: caller::Model) -> Option<Caller> {
         created_by: row.created_by,
         last_used_at: row.last_used_at.map(Timestamp::from_millis),
         revoked_at: row.revoked_at.map(Timestamp::from_millis),
+        tenant: row.tenant,
     })
 }

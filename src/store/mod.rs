@@ -17,6 +17,7 @@ mod login;
 mod pooling;
 mod probe;
 mod sqlite;
+mod tenants;
 mod throttle;
 mod usage;
 

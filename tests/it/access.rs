@@ -19,66 +19,151 @@ const AUTHENTICATOR_OR_OPERATOR: &[Role] = &[Role::Authenticator, Role::Operator
 const OPERATOR: &[Role] = &[Role::Operator];
 const WATCHERS: &[Role] = &[Role::Authenticator, Role::Notifier, Role::Operator];
 
-/// Who may call each latchkey RPC: the brief's roles, written out.
-const EXPECTED: &[(&str, &[Role])] = &[
+/// Whether a caller scoped to a tenant may call a method at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Yes, for accounts of its tenant's domains only.
+    Tenant,
+    /// No: deployment-wide callers only.
+    Deployment,
+}
+use Reach::{Deployment as DEPLOYMENT, Tenant as TENANT};
+
+/// Who may call each latchkey RPC: the brief's roles, written out, and
+/// whether a scoped caller of those roles may.
+const EXPECTED: &[(&str, &[Role], Reach)] = &[
     (
         "/latchkey.v1.AppPasswordService/IssueAppPassword",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.AppPasswordService/ListAppPasswords",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.AppPasswordService/GetAppPassword",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.AppPasswordService/RevokeAppPassword",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.AppPasswordService/RevokeAccountAppPasswords",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.AppPasswordService/UpdateAppPassword",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.AppPasswordService/SuspendAppPassword",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.AppPasswordService/ResumeAppPassword",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.AppPasswordService/ReportPrimaryCredentialChange",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.AppPasswordService/BulkRevokeAppPasswords",
         OPERATOR,
+        DEPLOYMENT,
     ),
     (
         "/latchkey.v1.LegacyAuthService/Authenticate",
         AUTHENTICATOR_OR_OPERATOR,
+        TENANT,
     ),
     (
         "/latchkey.v1.LegacyAuthService/ExplainLogin",
         ISSUER_OR_OPERATOR,
+        TENANT,
     ),
-    ("/latchkey.v1.AccountService/GetAccount", OPERATOR),
-    ("/latchkey.v1.AccountService/ListAccounts", OPERATOR),
-    ("/latchkey.v1.AccountService/DisableAccount", OPERATOR),
-    ("/latchkey.v1.AccountService/EnableAccount", OPERATOR),
-    ("/latchkey.v1.AccountService/DeleteAccount", OPERATOR),
-    ("/latchkey.v1.CallerService/CreateCaller", OPERATOR),
-    ("/latchkey.v1.CallerService/ListCallers", OPERATOR),
-    ("/latchkey.v1.CallerService/RevokeCaller", OPERATOR),
-    ("/latchkey.v1.AuditService/ListAuditEvents", OPERATOR),
-    ("/latchkey.v1.AuditService/WatchEvents", WATCHERS),
+    (
+        "/latchkey.v1.AccountService/GetAccount",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.AccountService/ListAccounts",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.AccountService/DisableAccount",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.AccountService/EnableAccount",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.AccountService/DeleteAccount",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.CallerService/CreateCaller",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.CallerService/ListCallers",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.CallerService/RevokeCaller",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.AuditService/ListAuditEvents",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    ("/latchkey.v1.AuditService/WatchEvents", WATCHERS, TENANT),
+    (
+        "/latchkey.v1.TenantService/CreateTenant",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    ("/latchkey.v1.TenantService/GetTenant", OPERATOR, DEPLOYMENT),
+    (
+        "/latchkey.v1.TenantService/ListTenants",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.TenantService/UpdateTenant",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.TenantService/DeleteTenant",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.TenantService/MoveTenantDomain",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
 ];
 
 /// Every RPC the compiled protos define, as request paths.
@@ -104,7 +189,7 @@ fn defined_methods() -> BTreeSet<String> {
 #[test]
 fn the_policy_covers_exactly_the_defined_methods() {
     let defined = defined_methods();
-    let expected: BTreeSet<String> = EXPECTED.iter().map(|(m, _)| (*m).to_owned()).collect();
+    let expected: BTreeSet<String> = EXPECTED.iter().map(|(m, ..)| (*m).to_owned()).collect();
     assert_eq!(defined, expected, "the protos and this table disagree");
     let in_policy: BTreeSet<String> = POLICY
         .iter()
@@ -115,8 +200,12 @@ fn the_policy_covers_exactly_the_defined_methods() {
         in_policy, expected,
         "src/grpc/access.rs and this table disagree"
     );
-    for (method, roles) in EXPECTED {
-        assert_eq!(access_for(method), Some(Access::Roles(roles)), "{method}");
+    for (method, roles, reach) in EXPECTED {
+        let access = match reach {
+            TENANT => Access::Roles(roles),
+            DEPLOYMENT => Access::Deployment(roles),
+        };
+        assert_eq!(access_for(method), Some(access), "{method}");
     }
     assert_eq!(
         access_for("/latchkey.v1.AppPasswordService/NoSuchMethod"),
@@ -155,6 +244,7 @@ async fn every_method_checks_its_caller(backend: Backend) {
             name: "retired-proxy".into(),
             role: latchkey::grpc::pb::Role::Operator as i32,
             tls_identity: String::new(),
+            tenant: String::new(),
         })
         .await
         .unwrap()
@@ -177,7 +267,7 @@ async fn every_method_checks_its_caller(backend: Backend) {
     );
     let unknown = "latchkey_aaaaaaaaaaaa_".to_owned() + &"B".repeat(43);
 
-    for (method, allowed) in EXPECTED {
+    for (method, allowed, _) in EXPECTED {
         for key in [
             None,
             Some("not-a-key"),

@@ -2,6 +2,8 @@
 //! under load; the copy restores every password acknowledged before the
 //! backup began, and serves logins with them.
 
+use latchkey::domain::audit::event::Actor;
+use latchkey::domain::tenants::Reach;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -121,7 +123,8 @@ async fn a_backup_while_serving_under_load_restores_everything_acknowledged() {
                 password: TypedPassword::new(secret),
                 protocol: DomainProtocol::Imap,
                 client_ip: "192.0.2.2".parse().unwrap(),
-                actor: "test".into(),
+                actor: Actor::system("test"),
+                reach: Reach::Deployment,
                 wait: None,
                 client: None,
             })

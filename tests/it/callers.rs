@@ -14,6 +14,7 @@ fn create(name: &str, role: Role, tls_identity: &str) -> CreateCallerRequest {
         name: name.into(),
         role: role as i32,
         tls_identity: tls_identity.into(),
+        tenant: String::new(),
     }
 }
 

@@ -42,6 +42,7 @@ async fn another_issuer(server: &TestServer, name: &str) -> Authed {
             name: name.into(),
             role: latchkey::grpc::pb::Role::Issuer as i32,
             tls_identity: String::new(),
+            tenant: String::new(),
         })
         .await
         .unwrap()

@@ -29,6 +29,7 @@ async fn no_secret_in_database_files_audit_trail_or_logs() {
             name: "portal".into(),
             role: latchkey::grpc::pb::Role::Issuer as i32,
             tls_identity: String::new(),
+            tenant: String::new(),
         })
         .await
         .unwrap()

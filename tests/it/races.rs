@@ -2,6 +2,7 @@
 //! once; a client's deadline is honoured and a cancelled request leaks
 //! nothing.
 
+use latchkey::domain::audit::event::Actor;
 use std::time::{Duration, Instant};
 
 use latchkey::domain::callers::model::Role;
@@ -144,7 +145,7 @@ async fn a_caller_revoked_elsewhere_is_refused_once_the_caller_cache_expires(bac
     first
         .services
         .callers
-        .revoke_caller("test-operator", "test")
+        .revoke_caller("test-operator", &Actor::system("test"))
         .await
         .unwrap();
     assert_eq!(list(&first).await, Err(Code::Unauthenticated));

@@ -107,6 +107,7 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
             name: "imap-proxy".into(),
             role: latchkey::grpc::pb::Role::Authenticator as i32,
             tls_identity: "imap-proxy.internal".into(),
+            tenant: String::new(),
         })
         .await
         .unwrap();
@@ -161,6 +162,7 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
             name: "portal".into(),
             role: latchkey::grpc::pb::Role::Operator as i32,
             tls_identity: "portal.internal".into(),
+            tenant: String::new(),
         })
         .await
         .unwrap();
@@ -181,6 +183,7 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
             name: "impostor".into(),
             role: latchkey::grpc::pb::Role::Operator as i32,
             tls_identity: "imap-proxy.internal".into(),
+            tenant: String::new(),
         })
         .await
         .unwrap_err();

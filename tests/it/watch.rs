@@ -383,6 +383,7 @@ async fn roles_watch_only_their_reach(backend: Backend) {
             name: "another".into(),
             role: latchkey::grpc::pb::Role::Issuer as i32,
             tls_identity: String::new(),
+            tenant: String::new(),
         })
         .await
         .unwrap();

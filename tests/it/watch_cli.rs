@@ -32,7 +32,7 @@ use crate::watch::{all_types, toggle, walk, Watcher};
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The fields of every line, in their documented order.
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "type",
     "time",
     "account",
@@ -45,6 +45,7 @@ const FIELDS: [&str; 12] = [
     "detail",
     "name",
     "resume_token",
+    "actor_tenant",
 ];
 
 /// A running `latchkey watch`, its stdout lines as they come.
@@ -745,6 +746,7 @@ async fn over_tls_a_client_certificate_stands_in_for_the_key() {
         name: "cache-flusher".into(),
         role: latchkey::grpc::pb::Role::Authenticator as i32,
         tls_identity: "flusher.internal".into(),
+        tenant: String::new(),
     })
     .await
     .unwrap();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::model::{account_not_found, Account};
 use super::store::AccountStore;
-use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::audit::event::{Actor, AuditEvent, EventType};
 use crate::domain::shared::error::Result;
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::{Clock, Timestamp};
@@ -47,7 +47,7 @@ impl<S: AccountStore> Accounts<S> {
         &self,
         username: &Username,
         reason: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Account> {
         let event = AuditEvent::new(EventType::AccountDisabled, self.now(), actor)
             .account(username)
@@ -58,7 +58,7 @@ impl<S: AccountStore> Accounts<S> {
             .ok_or_else(|| account_not_found(username))
     }
 
-    pub async fn enable_account(&self, username: &Username, actor: &str) -> Result<Account> {
+    pub async fn enable_account(&self, username: &Username, actor: &Actor) -> Result<Account> {
         let event = AuditEvent::new(EventType::AccountEnabled, self.now(), actor).account(username);
         self.store
             .set_account_disabled(username, None, event)
@@ -66,7 +66,7 @@ impl<S: AccountStore> Accounts<S> {
             .ok_or_else(|| account_not_found(username))
     }
 
-    pub async fn delete_account(&self, username: &Username, actor: &str) -> Result<()> {
+    pub async fn delete_account(&self, username: &Username, actor: &Actor) -> Result<()> {
         let event = AuditEvent::new(EventType::AccountDeleted, self.now(), actor).account(username);
         if self.store.delete_account(username, event).await? {
             Ok(())

@@ -236,7 +236,7 @@ pub struct IssueRequest {
     pub allowed_networks: AllowedNetworks,
     /// `None`: the server's default (`app_passwords.default_idle_timeout`).
     pub idle_timeout: Option<Duration>,
-    pub issued_by: String,
+    pub issued_by: crate::domain::audit::event::Actor,
 }
 
 /// A freshly issued password and its secret; the only value that ever holds
@@ -340,6 +340,11 @@ pub struct Change {
 /// The actor of what housekeeping writes.
 pub const HOUSEKEEPING: &str = "housekeeping";
 
+/// Housekeeping as an actor: latchkey itself, no tenant.
+pub fn housekeeping() -> crate::domain::audit::event::Actor {
+    crate::domain::audit::event::Actor::system(HOUSEKEEPING)
+}
+
 /// The notices housekeeping writes into the audit trail, and so into the
 /// change feed, each once however many replicas run it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -425,7 +430,7 @@ impl NoticeWindow {
                 password.rules().last_active_at.to_rfc3339()
             ),
         };
-        AuditEvent::new(self.kind.event_type(), self.now, HOUSEKEEPING)
+        AuditEvent::new(self.kind.event_type(), self.now, &housekeeping())
             .app_password(&password.username, password.id)
             .detail(detail)
     }

@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use super::issue_bounds::{account_counted_after, account_issue_limit, account_wait, CallerIssues};
 use super::model::{
-    app_password_not_found, check_idle_timeout, usage_lag, AppPassword, AppPasswordCursor,
-    AppPasswordsConfig, BulkFilter, Change, ChangePolicy, CredentialChange, Expiry, IssueLimits,
-    IssueOutcome, IssueRequest, Issued, NewAppPassword, Notice, NoticeKind, NoticeWindow, Refusal,
-    SettingsUpdate, Suspension, HOUSEKEEPING,
+    app_password_not_found, check_idle_timeout, housekeeping, usage_lag, AppPassword,
+    AppPasswordCursor, AppPasswordsConfig, BulkFilter, Change, ChangePolicy, CredentialChange,
+    Expiry, IssueLimits, IssueOutcome, IssueRequest, Issued, NewAppPassword, Notice, NoticeKind,
+    NoticeWindow, Refusal, SettingsUpdate, Suspension,
 };
 use super::store::AppPasswordStore;
 use crate::domain::accounts::model::account_not_found;
 use crate::domain::accounts::store::AccountStore;
-use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::audit::event::{Actor, AuditEvent, EventType};
 use crate::domain::audit::store::AuditStore;
 use crate::domain::secrets::format::Secret;
 use crate::domain::secrets::hashing::Hasher;
@@ -186,7 +186,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         // so one user's loop on their own account spends that account's
         // bound, not the portal's.
         self.inner.caller_issues.admit(
-            &request.issued_by,
+            &request.issued_by.name,
             self.inner.config.caller_issues_per_minute,
             now,
         )?;
@@ -198,7 +198,9 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
             .issue_admitted(&request, limits, expires_at, idle_timeout, now)
             .await;
         if issued.is_err() {
-            self.inner.caller_issues.refund(&request.issued_by, now);
+            self.inner
+                .caller_issues
+                .refund(&request.issued_by.name, now);
         }
         issued
     }
@@ -227,7 +229,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 display_name: request.display_name.clone(),
                 protocols: request.protocols,
                 allowed_networks: request.allowed_networks.clone(),
-                issued_by: request.issued_by.clone(),
+                issued_by: request.issued_by.name.clone(),
                 created_at: now,
                 expires_at,
                 idle_timeout,
@@ -280,7 +282,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         username: &Username,
         id: Uuid,
         reason: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<AppPassword> {
         let event = AuditEvent::new(EventType::AppPasswordRevoked, self.now(), actor)
             .app_password(username, id)
@@ -295,7 +297,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         &self,
         username: &Username,
         reason: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<u64> {
         let event = AuditEvent::new(EventType::AccountAppPasswordsRevoked, self.now(), actor)
             .account(username)
@@ -316,7 +318,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         username: &Username,
         id: Uuid,
         update: SettingsUpdate,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<AppPassword> {
         let now = self.now();
         if let Patch::Set(at) = update.expires_at {
@@ -370,7 +372,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         username: &Username,
         id: Uuid,
         reason: &str,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<AppPassword> {
         let now = self.now();
         let (reason, actor) = (reason.to_owned(), actor.to_owned());
@@ -396,7 +398,12 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
 
     /// Resumes a suspended app password; resuming an active one succeeds
     /// and changes nothing.
-    pub async fn resume(&self, username: &Username, id: Uuid, actor: &str) -> Result<AppPassword> {
+    pub async fn resume(
+        &self,
+        username: &Username,
+        id: Uuid,
+        actor: &Actor,
+    ) -> Result<AppPassword> {
         let now = self.now();
         let actor = actor.to_owned();
         self.change(username, id, move |current| {
@@ -439,7 +446,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         username: &Username,
         change: CredentialChange,
         changed_at: Option<Timestamp>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<ChangeOutcome> {
         let now = self.now();
         let changed_at = changed_at.unwrap_or(now);
@@ -494,7 +501,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         reason: &str,
         validate_only: bool,
         budget: Duration,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<BulkOutcome> {
         if filter.is_empty() {
             return Err(Error::invalid(
@@ -577,7 +584,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                         did = true;
                         let at = current.next_change_at(now);
                         let event =
-                            AuditEvent::new(EventType::AppPasswordIdleExpired, at, HOUSEKEEPING)
+                            AuditEvent::new(EventType::AppPasswordIdleExpired, at, &housekeeping())
                                 .app_password(&current.username, current.id)
                                 .detail(format!(
                                     "unused since {}",

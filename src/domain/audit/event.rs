@@ -37,10 +37,16 @@ pub enum EventType {
     AppPasswordIdleExpiringSoon,
     /// The account's failure counter started a block.
     AccountLoginBlocked,
+    TenantCreated,
+    /// Its display name or domains changed (the detail says which).
+    TenantUpdated,
+    TenantDeleted,
+    /// A domain was given to a tenant, from another or from none.
+    TenantDomainMoved,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 21] = [
+    pub const ALL: [EventType; 25] = [
         EventType::AppPasswordIssued,
         EventType::AppPasswordRevoked,
         EventType::AccountAppPasswordsRevoked,
@@ -62,6 +68,10 @@ impl EventType {
         EventType::AppPasswordExpiringSoon,
         EventType::AppPasswordIdleExpiringSoon,
         EventType::AccountLoginBlocked,
+        EventType::TenantCreated,
+        EventType::TenantUpdated,
+        EventType::TenantDeleted,
+        EventType::TenantDomainMoved,
     ];
 
     /// The stored name. Never rename: stored rows use it.
@@ -88,6 +98,10 @@ impl EventType {
             EventType::AppPasswordExpiringSoon => "app_password_expiring_soon",
             EventType::AppPasswordIdleExpiringSoon => "app_password_idle_expiring_soon",
             EventType::AccountLoginBlocked => "account_login_blocked",
+            EventType::TenantCreated => "tenant_created",
+            EventType::TenantUpdated => "tenant_updated",
+            EventType::TenantDeleted => "tenant_deleted",
+            EventType::TenantDomainMoved => "tenant_domain_moved",
         }
     }
 
@@ -106,6 +120,35 @@ impl EventType {
 /// The longest detail stored, in characters.
 pub const DETAIL_MAX_CHARS: usize = 500;
 
+/// Who caused an event: a caller's name, and the tenant it is scoped to
+/// (written into every event it causes); or latchkey itself
+/// ("housekeeping", "cli"), which has no tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Actor {
+    pub name: String,
+    pub tenant: Option<String>,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>, tenant: Option<String>) -> Self {
+        Self {
+            name: name.into(),
+            tenant,
+        }
+    }
+
+    /// latchkey itself, or a person at its command line: no tenant.
+    pub fn system(name: &str) -> Self {
+        Self::new(name, None)
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     /// Assigned by storage; 0 until written.
@@ -114,6 +157,8 @@ pub struct AuditEvent {
     pub event_type: EventType,
     /// The caller that made the request.
     pub actor: String,
+    /// The tenant that caller is scoped to, if any.
+    pub actor_tenant: Option<String>,
     pub username: Option<Username>,
     pub app_password_id: Option<Uuid>,
     pub caller_name: Option<String>,
@@ -124,12 +169,13 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    pub fn new(event_type: EventType, at: Timestamp, actor: &str) -> Self {
+    pub fn new(event_type: EventType, at: Timestamp, actor: &Actor) -> Self {
         Self {
             id: 0,
             at,
             event_type,
-            actor: actor.to_owned(),
+            actor: actor.name.clone(),
+            actor_tenant: actor.tenant.clone(),
             username: None,
             app_password_id: None,
             caller_name: None,
@@ -138,6 +184,11 @@ impl AuditEvent {
             item_count: None,
             detail: String::new(),
         }
+    }
+
+    /// Who caused it, as the [`Actor`] it was made with.
+    pub fn by(&self) -> Actor {
+        Actor::new(self.actor.clone(), self.actor_tenant.clone())
     }
 
     pub fn account(mut self, username: &Username) -> Self {

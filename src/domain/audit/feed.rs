@@ -25,10 +25,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::shared::span::as_unit::millis;
 
-use super::event::{AuditEvent, EventType};
+use std::sync::Arc;
+
+use super::event::{Actor, AuditEvent, EventType};
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::time::Span;
 use crate::domain::shared::username::Username;
+use crate::domain::tenants::model::domain_of;
 
 /// The feed as stored: whose it is, its newest event and how much of it
 /// has been pruned.
@@ -153,6 +156,29 @@ pub struct FeedFilter {
     /// see.
     pub event_types: Vec<EventType>,
     pub username: Option<Username>,
+    /// A scoped watcher's tenant's domains: only events of accounts of
+    /// these domains, filtered in the query (`domain::tenants`). `None`:
+    /// every account's.
+    pub domains: Option<Arc<[String]>>,
+}
+
+impl FeedFilter {
+    /// Whether the filter wants `event` (the query has chosen by the same
+    /// rules; this checks what it read).
+    pub fn wants(&self, event: &AuditEvent) -> bool {
+        self.event_types.contains(&event.event_type)
+            && self
+                .username
+                .as_ref()
+                .is_none_or(|username| event.username.as_ref() == Some(username))
+            && self.domains.as_ref().is_none_or(|domains| {
+                event
+                    .username
+                    .as_ref()
+                    .and_then(domain_of)
+                    .is_some_and(|domain| domains.iter().any(|d| d == domain))
+            })
+    }
 }
 
 /// How much of each event a watcher's stream carries; which role gets
@@ -184,6 +210,7 @@ impl EventView {
                     username,
                     app_password_id,
                     actor: _,
+                    actor_tenant: _,
                     caller_name: _,
                     client_ip: _,
                     protocol: _,
@@ -194,7 +221,7 @@ impl EventView {
                     id,
                     username,
                     app_password_id,
-                    ..AuditEvent::new(event_type, at, "")
+                    ..AuditEvent::new(event_type, at, &Actor::system(""))
                 }
             }
         }
@@ -472,7 +499,7 @@ mod tests {
         let mut event = AuditEvent::new(
             EventType::AppPasswordUpdated,
             crate::domain::shared::time::Timestamp::from_millis(5),
-            "portal",
+            &Actor::system("portal"),
         )
         .app_password(&username, id)
         .detail("allowed_networks: 192.0.2.0/24 -> 198.51.100.0/24");
@@ -483,8 +510,8 @@ mod tests {
         event.caller_name = Some("someone".to_owned());
         assert_eq!(EventView::Whole.show(event.clone()), event);
         let shown = EventView::Target.show(event.clone());
-        let mut expected =
-            AuditEvent::new(event.event_type, event.at, "").app_password(&username, id);
+        let mut expected = AuditEvent::new(event.event_type, event.at, &Actor::system(""))
+            .app_password(&username, id);
         expected.id = 7;
         assert_eq!(shown, expected);
     }

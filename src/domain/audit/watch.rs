@@ -309,6 +309,7 @@ impl<S: AuditStore> EventFeed<S> {
                 let any = FeedFilter {
                     event_types: vec![EventType::CallerRevoked],
                     username: None,
+                    domains: None,
                 };
                 let head = self
                     .held(position.head, &position, &any)
@@ -334,6 +335,7 @@ impl<S: AuditStore> EventFeed<S> {
         let filter = FeedFilter {
             event_types: vec![EventType::CallerRevoked],
             username: None,
+            domains: None,
         };
         let through = position.head;
         let mut place = from;

@@ -26,6 +26,7 @@ use crate::domain::shared::span::as_unit::millis;
 use super::model::Caller;
 use crate::domain::shared::sync::lock;
 use crate::domain::shared::time::Timestamp;
+use crate::domain::tenants::model::Reach;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,6 +61,8 @@ pub enum CredentialId {
 pub struct CachedCaller {
     pub caller: Caller,
     pub key_digest: Option<String>,
+    /// What it reaches, as read with its row.
+    pub reach: Reach,
 }
 
 #[derive(Debug)]
@@ -145,8 +148,10 @@ mod tests {
                 created_by: "test".to_owned(),
                 last_used_at: None,
                 revoked_at: None,
+                tenant: None,
             },
             key_digest: Some("digest".to_owned()),
+            reach: Reach::Deployment,
         }
     }
 

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
+use crate::domain::audit::event::Actor;
 use crate::domain::shared::time::Timestamp;
+use crate::domain::tenants::model::Reach;
 
 pub const NAME_MAX_CHARS: usize = 64;
 pub const TLS_IDENTITY_MAX_BYTES: usize = 255;
@@ -56,6 +58,23 @@ pub struct Caller {
     pub created_by: String,
     pub last_used_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    /// The tenant it is scoped to; `None`: deployment-wide. Set at
+    /// creation, never changed.
+    pub tenant: Option<String>,
+}
+
+impl Caller {
+    /// The caller as the audit trail records who acted.
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.name.clone(), self.tenant.clone())
+    }
+}
+
+/// A caller recognised by its credential, with what it reaches.
+#[derive(Debug, Clone)]
+pub struct Recognised {
+    pub caller: Caller,
+    pub reach: Reach,
 }
 
 /// A caller name: 1 to 64 of `a-z 0-9 . _ -`, so it is safe in resource
@@ -98,11 +117,14 @@ pub struct StoredCaller {
     pub key_digest: String,
 }
 
+/// Why a caller cannot be created.
 #[derive(Debug)]
 pub enum CreateCallerOutcome {
     Created(Caller),
     NameTaken,
     TlsIdentityTaken,
+    /// The tenant it would be scoped to does not exist.
+    TenantNotFound,
 }
 
 #[cfg(test)]

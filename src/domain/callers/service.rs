@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use super::cache::{CachedCaller, CallerCache, CallerCacheConfig, CredentialId};
 use super::key::CallerKey;
-use super::model::{Caller, CreateCallerOutcome, Role};
+use super::model::{Caller, CreateCallerOutcome, Recognised, Role};
 use super::store::CallerStore;
-use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::audit::event::{Actor, AuditEvent, EventType};
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::{Clock, Timestamp};
+use crate::domain::tenants::model::Reach;
 
 /// A caller's `last_used_at` is refreshed at most this often, so that
 /// recognising a caller on every request does not also write on every
@@ -54,21 +55,22 @@ impl<S: CallerStore> Callers<S> {
     /// The caller a presented bearer key belongs to, if it is valid and not
     /// revoked. The caller's row comes from the caller cache when it was
     /// read within its TTL; the key is checked against it either way.
-    pub async fn caller_by_key(&self, presented: &str) -> Result<Option<Caller>> {
+    pub async fn caller_by_key(&self, presented: &str) -> Result<Option<Recognised>> {
         let Some(key) = CallerKey::parse(presented) else {
             return Ok(None);
         };
         let now = self.now();
         let id = CredentialId::KeyId(key.key_id().to_owned());
         let read = || async {
-            Ok(self
-                .store()
-                .caller_by_key_id(key.key_id())
-                .await?
-                .map(|stored| CachedCaller {
-                    caller: stored.caller,
-                    key_digest: Some(stored.key_digest),
-                }))
+            let Some(stored) = self.store().caller_by_key_id(key.key_id()).await? else {
+                return Ok(None);
+            };
+            let reach = self.reach_of(&stored.caller).await?;
+            Ok(Some(CachedCaller {
+                caller: stored.caller,
+                key_digest: Some(stored.key_digest),
+                reach,
+            }))
         };
         let Some(cached) = self.cached_caller(id, now, read).await? else {
             return Ok(None);
@@ -81,7 +83,23 @@ impl<S: CallerStore> Callers<S> {
             return Ok(None);
         }
         self.touch(&cached.caller, now).await;
-        Ok(Some(cached.caller))
+        Ok(Some(Recognised {
+            caller: cached.caller,
+            reach: cached.reach,
+        }))
+    }
+
+    /// What `caller` reaches: everything, or its tenant's domains as
+    /// stored now.
+    async fn reach_of(&self, caller: &Caller) -> Result<Reach> {
+        let Some(tenant) = &caller.tenant else {
+            return Ok(Reach::Deployment);
+        };
+        let domains = self.store().tenant_domains(tenant).await?;
+        Ok(Reach::Tenant {
+            name: tenant.clone(),
+            domains: Arc::from(domains),
+        })
     }
 
     /// The caller a verified TLS client certificate maps to: the one caller
@@ -89,7 +107,10 @@ impl<S: CallerStore> Callers<S> {
     /// CN, SANs). A certificate that names two callers is refused: which
     /// one it means cannot be told, and picking one would grant a role
     /// nobody chose.
-    pub async fn caller_by_tls_identities(&self, identities: &[String]) -> Result<Option<Caller>> {
+    pub async fn caller_by_tls_identities(
+        &self,
+        identities: &[String],
+    ) -> Result<Option<Recognised>> {
         if identities.is_empty() {
             return Ok(None);
         }
@@ -104,16 +125,22 @@ impl<S: CallerStore> Callers<S> {
                 );
                 return Ok(None);
             }
-            Ok(callers.pop().map(|caller| CachedCaller {
+            let Some(caller) = callers.pop() else {
+                return Ok(None);
+            };
+            let reach = self.reach_of(&caller).await?;
+            Ok(Some(CachedCaller {
                 caller,
                 key_digest: None,
+                reach,
             }))
         };
-        let Some(CachedCaller { caller, .. }) = self.cached_caller(id, now, read).await? else {
+        let Some(CachedCaller { caller, reach, .. }) = self.cached_caller(id, now, read).await?
+        else {
             return Ok(None);
         };
         self.touch(&caller, now).await;
-        Ok(Some(caller))
+        Ok(Some(Recognised { caller, reach }))
     }
 
     /// The caller's row for `id` from the caller cache if it was read
@@ -154,16 +181,27 @@ impl<S: CallerStore> Callers<S> {
     }
 
     /// Creates a caller; the key is returned once and only its digest kept.
+    /// A tenant scopes it to that tenant's domains; operators are
+    /// deployment-wide, never scoped (they manage tenants and callers,
+    /// which belong to no tenant).
     pub async fn create_caller(
         &self,
         name: String,
         role: Role,
         tls_identity: Option<String>,
-        actor: &str,
+        tenant: Option<String>,
+        actor: &Actor,
     ) -> Result<(Caller, CallerKey)> {
+        if tenant.is_some() && role == Role::Operator {
+            return Err(Error::invalid(
+                "tenant",
+                "an operator is deployment-wide and cannot be scoped to a tenant; \
+                 scope an issuer, authenticator or notifier",
+            ));
+        }
         let key = CallerKey::generate()?;
         let caller = self
-            .create_with_key(name, role, tls_identity, &key, actor)
+            .create_with_key(name, role, tls_identity, tenant, &key, actor)
             .await?;
         Ok((caller, key))
     }
@@ -177,7 +215,7 @@ impl<S: CallerStore> Callers<S> {
         &self,
         name: &str,
         key: &CallerKey,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<bool> {
         if let Some(stored) = self.store().caller_by_key_id(key.key_id()).await? {
             if key.matches(&stored.key_digest) && stored.caller.name == name {
@@ -189,7 +227,7 @@ impl<S: CallerStore> Callers<S> {
             ));
         }
         match self
-            .create_with_key(name.to_owned(), Role::Operator, None, key, actor)
+            .create_with_key(name.to_owned(), Role::Operator, None, None, key, actor)
             .await
         {
             Ok(_) => Ok(true),
@@ -208,8 +246,9 @@ impl<S: CallerStore> Callers<S> {
         name: String,
         role: Role,
         tls_identity: Option<String>,
+        tenant: Option<String>,
         key: &CallerKey,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<Caller> {
         let now = self.now();
         let caller = Caller {
@@ -217,11 +256,16 @@ impl<S: CallerStore> Callers<S> {
             role,
             tls_identity,
             created_at: now,
-            created_by: actor.to_owned(),
+            created_by: actor.name.clone(),
             last_used_at: None,
             revoked_at: None,
+            tenant: tenant.clone(),
         };
-        let mut event = AuditEvent::new(EventType::CallerCreated, now, actor).detail(role.as_str());
+        let detail = match &tenant {
+            Some(tenant) => format!("{role} tenants/{tenant}"),
+            None => role.as_str().to_owned(),
+        };
+        let mut event = AuditEvent::new(EventType::CallerCreated, now, actor).detail(detail);
         event.caller_name = Some(name.clone());
         match self
             .store()
@@ -237,6 +281,10 @@ impl<S: CallerStore> Callers<S> {
                 Reason::TlsIdentityTaken,
                 "another caller already has this TLS identity".to_owned(),
             )),
+            CreateCallerOutcome::TenantNotFound => Err(Error::NotFound {
+                reason: Reason::TenantNotFound,
+                resource: format!("tenants/{}", tenant.unwrap_or_default()),
+            }),
         }
     }
 
@@ -246,7 +294,7 @@ impl<S: CallerStore> Callers<S> {
 
     /// Effective at once on this replica, and on every other once its
     /// cached copy of the caller's row is older than the caller cache's TTL.
-    pub async fn revoke_caller(&self, name: &str, actor: &str) -> Result<Caller> {
+    pub async fn revoke_caller(&self, name: &str, actor: &Actor) -> Result<Caller> {
         let mut event = AuditEvent::new(EventType::CallerRevoked, self.now(), actor);
         event.caller_name = Some(name.to_owned());
         let revoked = self.store().revoke_caller(name, event).await?;

@@ -30,6 +30,10 @@ pub trait CallerStore: Clone + Send + Sync + 'static {
         identities: &[String],
     ) -> impl Future<Output = Result<Vec<Caller>>> + Send;
 
+    /// The domains of tenant `name`, sorted: what a caller scoped to it
+    /// reaches (none for a tenant deleted since).
+    fn tenant_domains(&self, name: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+
     fn touch_caller(&self, name: &str, now: Timestamp) -> impl Future<Output = Result<()>> + Send;
 
     fn list_callers(

@@ -45,7 +45,10 @@ pub struct LoginAttempt {
     pub protocol: Protocol,
     pub client_ip: IpAddr,
     /// The proxy that asked, for the audit trail.
-    pub actor: String,
+    pub actor: crate::domain::audit::event::Actor,
+    /// Which accounts the proxy reaches (`domain::tenants`): a login for
+    /// any other is decided as an unknown user's.
+    pub reach: crate::domain::tenants::model::Reach,
     /// How long the caller will wait for the answer (its deadline), if it
     /// said; otherwise the configured default applies.
     pub wait: Option<Duration>,

@@ -20,7 +20,7 @@ use super::verified_cache::{VerifiedCache, VerifiedCacheConfig};
 use super::warm::WarmKey;
 use crate::domain::accounts::store::AccountStore;
 use crate::domain::app_passwords::store::AppPasswordStore;
-use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::audit::event::{Actor, AuditEvent, EventType};
 use crate::domain::audit::store::AuditStore;
 use crate::domain::secrets::format::Secret;
 use crate::domain::secrets::hashing::Hasher;
@@ -28,6 +28,7 @@ use crate::domain::secrets::pool::{Admission, Ticket};
 use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::time::{Clock, Timestamp};
+use crate::domain::shared::username::Username;
 use tokio_util::task::TaskTracker;
 
 /// How logins are throttled, cached and recorded; the defaults and their
@@ -264,7 +265,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
     async fn read(&self, attempt: &LoginAttempt, typed: &Typed, now: Timestamp) -> Result<Gated> {
         let state = self
             .store()
-            .login_state(&typed.scopes, &attempt.username, &typed.selector)
+            .login_state(&typed.scopes, &typed.looked_up, &typed.selector)
             .await?;
         match decision::gate(
             &typed.facts(&state, attempt, now),
@@ -462,7 +463,7 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
         credential: &Credential,
         usage: Usage,
         warm: Option<Warm>,
-        actor: &str,
+        actor: &Actor,
     ) -> Result<()> {
         let (seen_networks, events) = success_events(credential, &usage, actor);
         let buffer = &self.inner.usage;
@@ -612,6 +613,11 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
 struct Typed {
     client_ip: IpAddr,
     scopes: Scopes,
+    /// The username the login's state is read by: the one typed, or, for
+    /// an account outside the proxy's tenant, one no account can have, so
+    /// that the same query finds nothing and the login is decided, and
+    /// costs, exactly as an unknown user's.
+    looked_up: Username,
     secret: Option<Secret>,
     /// A malformed secret still runs the same query (with a selector that
     /// matches nothing), so it costs what any other failure costs.
@@ -628,7 +634,16 @@ impl Typed {
             .unwrap_or(config.default_wait)
             .min(config.max_wait);
         let client_ip = canonical_ip(attempt.client_ip);
-        let scopes = Scopes::of(&attempt.username, client_ip);
+        let (scopes, looked_up) = match attempt.reach.tenant() {
+            Some(tenant) if !attempt.reach.reaches(&attempt.username) => (
+                Scopes::outside(tenant, &attempt.username, client_ip),
+                Username::nobody(),
+            ),
+            _ => (
+                Scopes::of(&attempt.username, client_ip),
+                attempt.username.clone(),
+            ),
+        };
         let typed = attempt.password.expose();
         let digest = inner
             .memory
@@ -636,6 +651,7 @@ impl Typed {
         let secret = Secret::parse(typed);
         Self {
             client_ip,
+            looked_up,
             selector: secret.as_ref().map_or("", Secret::selector).to_owned(),
             scopes,
             secret,

@@ -160,6 +160,24 @@ impl Scopes {
         }
     }
 
+    /// The scopes of a login a tenant's proxy asked for an account outside
+    /// its tenant (`domain::tenants`): its network counts as any other,
+    /// but its pair and account counters are the tenant's own, never the
+    /// account's. Such guesses are throttled like any, and lock nobody of
+    /// another tenant out.
+    pub fn outside(tenant: &str, username: &Username, client: IpAddr) -> Self {
+        let network = source_network(client).to_string();
+        let name = username.as_str();
+        Self {
+            source: Scope::new(ScopeKind::Source, &["source", &network]),
+            pair: Scope::new(
+                ScopeKind::Pair,
+                &["pair", "outside", tenant, name, &network],
+            ),
+            account: Scope::new(ScopeKind::Account, &["account", "outside", tenant, name]),
+        }
+    }
+
     pub fn all(&self) -> [&Scope; 3] {
         [&self.source, &self.pair, &self.account]
     }
@@ -210,7 +228,7 @@ pub fn account_block_event(
     }
     let until = after.blocked_until?;
     let username = failure.username.as_ref()?;
-    let mut event = AuditEvent::new(EventType::AccountLoginBlocked, now, &failure.actor)
+    let mut event = AuditEvent::new(EventType::AccountLoginBlocked, now, &failure.by())
         .account(username)
         .detail(format!(
             "blocked until {} after {} failed logins",
@@ -331,6 +349,7 @@ impl ThrottleConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::audit::event::Actor;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_millis(seconds * 1000)
@@ -394,9 +413,13 @@ mod tests {
         let rule = config.rule(ScopeKind::Account);
         let ann = Username::parse("ann").unwrap();
         let failure = |now: Timestamp| {
-            let mut event = AuditEvent::new(EventType::AuthenticationFailed, now, "proxy")
-                .account(&ann)
-                .detail("invalid_credentials");
+            let mut event = AuditEvent::new(
+                EventType::AuthenticationFailed,
+                now,
+                &Actor::system("proxy"),
+            )
+            .account(&ann)
+            .detail("invalid_credentials");
             event.client_ip = Some("192.0.2.7".parse().unwrap());
             event
         };

@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::model::{Credential, Usage, Warm};
-use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::audit::event::{Actor, AuditEvent, EventType};
 use crate::domain::shared::network::SeenNetworks;
 use crate::domain::shared::sync::lock;
 
@@ -173,7 +173,7 @@ impl UsageBuffer {
 pub fn success_events(
     credential: &Credential,
     usage: &Usage,
-    actor: &str,
+    actor: &Actor,
 ) -> (Option<SeenNetworks>, Vec<AuditEvent>) {
     let network = SeenNetworks::network_of(usage.client_ip);
     let event_type = if credential.use_count == 0 {

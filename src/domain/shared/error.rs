@@ -23,6 +23,11 @@ pub enum Error {
     /// A quota or cap is reached.
     #[error("{1}")]
     ResourceExhausted(Reason, String),
+    /// The caller may not act on the target: decided from the request
+    /// alone (a name outside the caller's tenant), never from what is
+    /// stored, so it says nothing about whether the target exists.
+    #[error("{1}")]
+    PermissionDenied(Reason, String),
     /// A rate bound is reached: nothing was done, and the same request may
     /// succeed after `retry_after`.
     #[error("{message}")]
@@ -111,6 +116,14 @@ pub enum Reason {
     /// The caller issued as many app passwords within the last minute as it
     /// may on this replica (`app_passwords.caller_issues_per_minute`).
     CallerIssueRateExceeded,
+    /// The account's domain is not one of the caller's tenant's.
+    OutsideTenant,
+    TenantNotFound,
+    TenantNameTaken,
+    /// The domain belongs to another tenant (MoveTenantDomain moves it).
+    DomainTaken,
+    /// The tenant still has callers that are not revoked.
+    TenantInUse,
 }
 
 impl Reason {
@@ -144,6 +157,11 @@ impl Reason {
             Reason::TooManyWatchers => "TOO_MANY_WATCHERS",
             Reason::AccountIssueRateExceeded => "ACCOUNT_ISSUE_RATE_EXCEEDED",
             Reason::CallerIssueRateExceeded => "CALLER_ISSUE_RATE_EXCEEDED",
+            Reason::OutsideTenant => "OUTSIDE_TENANT",
+            Reason::TenantNotFound => "TENANT_NOT_FOUND",
+            Reason::TenantNameTaken => "TENANT_NAME_TAKEN",
+            Reason::DomainTaken => "DOMAIN_TAKEN",
+            Reason::TenantInUse => "TENANT_IN_USE",
         }
     }
 }
@@ -157,6 +175,7 @@ impl Error {
             | Error::AlreadyExists(reason, _)
             | Error::FailedPrecondition(reason, _)
             | Error::ResourceExhausted(reason, _)
+            | Error::PermissionDenied(reason, _)
             | Error::RateLimited { reason, .. } => *reason,
             Error::Unauthenticated(_) => Reason::CallerUnauthenticated,
             Error::Unavailable(Outage::Transient | Outage::Down, _) => Reason::StorageUnavailable,

@@ -39,6 +39,12 @@ impl Username {
         Ok(Self(folded))
     }
 
+    /// A name no account can have (`parse` refuses `/`): a login read by
+    /// it finds no account, at the cost of reading one.
+    pub(crate) fn nobody() -> Self {
+        Self("/".to_owned())
+    }
+
     /// A username read back from storage, where only parsed ones are written.
     pub(crate) fn from_stored(value: String) -> Self {
         Self(value)

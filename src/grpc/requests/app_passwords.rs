@@ -75,7 +75,7 @@ pub(super) fn idle_timeout(timeout: &prost_types::Duration) -> Result<Duration, 
 /// An app password issued as asked, by `issued_by`.
 pub fn parse_issue_app_password(
     request: &IssueAppPasswordRequest,
-    issued_by: String,
+    issued_by: crate::domain::audit::event::Actor,
 ) -> Result<IssueRequest, Status> {
     let expiry = match &request.expiration {
         None => Checked::valid(None),
@@ -258,6 +258,7 @@ fn bulk_filter(filter: Option<&pb::AppPasswordFilter>) -> Checked<BulkFilter> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::audit::event::Actor;
     use crate::grpc::requests::testing::fields;
 
     fn timestamp(seconds: i64, nanos: i32) -> prost_types::Timestamp {
@@ -277,7 +278,7 @@ mod tests {
                 nanos: 0,
             }),
         };
-        let status = parse_issue_app_password(&request, "issuer".into()).unwrap_err();
+        let status = parse_issue_app_password(&request, Actor::system("issuer")).unwrap_err();
         assert_eq!(
             fields(status),
             [
@@ -295,10 +296,10 @@ mod tests {
             protocols: vec![pb::Protocol::Imap as i32],
             ..Default::default()
         };
-        let issue = parse_issue_app_password(&request, "issuer".into()).unwrap();
+        let issue = parse_issue_app_password(&request, Actor::system("issuer")).unwrap();
         assert_eq!(issue.username.as_str(), "alice");
         assert!(issue.expiry.is_none() && issue.idle_timeout.is_none());
-        assert_eq!(issue.issued_by, "issuer");
+        assert_eq!(issue.issued_by.name, "issuer");
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub fn parse_watch_events(
         filter: FeedFilter {
             event_types,
             username,
+            // Set by the handler from the caller's reach.
+            domains: None,
         },
         resume,
     })

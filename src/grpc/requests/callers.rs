@@ -8,26 +8,33 @@ use crate::grpc::convert::parse_role;
 use crate::grpc::pb::{CreateCallerRequest, ListCallersRequest, RevokeCallerRequest};
 use crate::grpc::{names, paging};
 
-use super::{all, check, page, PageRequest};
+use super::{all, check, optional, page, PageRequest};
 
 #[derive(Debug)]
 pub struct NewCaller {
     pub name: String,
     pub role: Role,
     pub tls_identity: Option<String>,
+    pub tenant: Option<String>,
 }
 
 pub fn parse_create_caller(request: &CreateCallerRequest) -> Result<NewCaller, Status> {
-    let (name, role, tls_identity) = all((
+    let tenant = !request.tenant.is_empty();
+    let (name, role, tls_identity, tenant) = all((
         check("name", parse_name(&request.name)),
         check("role", parse_role(request.role)),
         check("tls_identity", parse_tls_identity(&request.tls_identity)),
+        optional(
+            "tenant",
+            tenant.then(|| names::parse_tenant(&request.tenant)),
+        ),
     ))
     .finish()?;
     Ok(NewCaller {
         name,
         role,
         tls_identity,
+        tenant,
     })
 }
 
@@ -54,9 +61,10 @@ mod tests {
             name: String::new(),
             role: 99,
             tls_identity: "a\u{0}".into(),
+            tenant: "acme".into(),
         };
         let status = parse_create_caller(&request).unwrap_err();
-        assert_eq!(fields(status), ["name", "role", "tls_identity"]);
+        assert_eq!(fields(status), ["name", "role", "tls_identity", "tenant"]);
     }
 
     #[test]

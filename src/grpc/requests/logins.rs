@@ -4,12 +4,14 @@ use std::time::Duration;
 
 use tonic::Status;
 
+use crate::domain::audit::event::Actor;
 use crate::domain::login::explain::ExplainRequest;
 use crate::domain::login::model::{LoginAttempt, TypedPassword};
 use crate::domain::shared::client::ClientName;
 use crate::domain::shared::limits::PASSWORD_INPUT_MAX_BYTES;
 use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::username::Username;
+use crate::domain::tenants::model::Reach;
 
 use crate::grpc::convert::parse_login_protocol;
 use crate::grpc::pb::{self, AuthenticateRequest, ExplainLoginRequest};
@@ -30,10 +32,12 @@ fn password(raw: &str) -> Result<TypedPassword, String> {
     Ok(TypedPassword::new(raw))
 }
 
-/// A login asked for by `actor`, which will wait `wait` for the answer.
+/// A login asked for by `actor`, reaching `reach`, which will wait `wait`
+/// for the answer.
 pub fn parse_authenticate(
     request: &AuthenticateRequest,
-    actor: String,
+    actor: Actor,
+    reach: Reach,
     wait: Option<Duration>,
 ) -> Result<LoginAttempt, Status> {
     let (username, password, protocol, client_ip, client) = all((
@@ -50,6 +54,7 @@ pub fn parse_authenticate(
         protocol,
         client_ip,
         actor,
+        reach,
         wait,
         client,
     })
@@ -84,8 +89,13 @@ mod tests {
 
     #[test]
     fn a_login_names_every_bad_field_in_order() {
-        let status =
-            parse_authenticate(&AuthenticateRequest::default(), "proxy".into(), None).unwrap_err();
+        let status = parse_authenticate(
+            &AuthenticateRequest::default(),
+            Actor::system("proxy"),
+            Reach::Deployment,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             violations(status),
             [
@@ -103,7 +113,8 @@ mod tests {
             client_ip: "::ffff:192.0.2.1".into(),
             client_id: "a\nb".into(),
         };
-        let status = parse_authenticate(&request, "proxy".into(), None).unwrap_err();
+        let status = parse_authenticate(&request, Actor::system("proxy"), Reach::Deployment, None)
+            .unwrap_err();
         assert_eq!(fields(status), ["password", "protocol", "client_id"]);
     }
 

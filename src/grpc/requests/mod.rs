@@ -17,6 +17,7 @@ mod app_passwords;
 mod audit;
 mod callers;
 mod logins;
+mod tenants;
 mod update;
 
 use tonic::Status;
@@ -36,6 +37,10 @@ pub use app_passwords::{
 pub use audit::{parse_list_audit_events, parse_watch_events, WatchEvents};
 pub use callers::{parse_create_caller, parse_list_callers, parse_revoke_caller, NewCaller};
 pub use logins::{parse_authenticate, parse_explain_login};
+pub use tenants::{
+    parse_create_tenant, parse_list_tenants, parse_move_tenant_domain, parse_tenant_name,
+    parse_update_tenant, NewTenant, TenantUpdate,
+};
 pub use update::{parse_update_app_password, Update};
 
 /// An account (`name` or `parent`) and a free-text reason.

@@ -25,6 +25,11 @@ pub struct Model {
     /// ever true on PostgreSQL, between a change's commit and the
     /// numbering run that takes it: `store/feed_numbering.rs`).
     pub feed_pending: bool,
+    /// The tenant of the caller that caused it (migration 14).
+    pub actor_tenant: Option<String>,
+    /// The domain of its account (migration 14): what a tenant's change
+    /// feed is filtered by, in the query.
+    pub account_domain: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,8 @@ pub struct Model {
     pub created_by: String,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The tenant it is scoped to (migration 14); `None`: deployment-wide.
+    pub tenant: Option<String>,
 }
 
 /// The SHA-256 of a caller key; its own type so that `Debug` of a row never

@@ -6,3 +6,5 @@ pub mod audit_event;
 pub mod auth_throttle;
 pub mod caller;
 pub mod event_feed;
+pub mod tenant;
+pub mod tenant_domain;

@@ -18,6 +18,7 @@
 //! so, when it is asked for a backend whose URL is not set: under CI, or in
 //! a run that forces ignored tests (`--ignored`, `--include-ignored`).
 
+use latchkey::domain::audit::event::Actor;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,7 +189,7 @@ impl TestServer {
             let (_, key) = app
                 .services()
                 .callers
-                .create_caller(name, role, None, "test-harness")
+                .create_caller(name, role, None, None, &Actor::system("test-harness"))
                 .await
                 .unwrap();
             keys.insert(role, key.expose().to_owned());

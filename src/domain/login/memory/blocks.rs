@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use crate::domain::audit::event::{AuditEvent, EventType};
+use crate::domain::audit::event::{Actor, AuditEvent, EventType};
 use crate::domain::login::model::FailureReason;
 use crate::domain::login::throttle::{source_network, Scope, ScopeKey, ScopeKind};
 use crate::domain::shared::protocol::Protocol;
@@ -30,7 +30,7 @@ pub struct ThrottledAttempt<'a> {
     pub username: Option<&'a Username>,
     pub client_ip: IpAddr,
     pub protocol: Protocol,
-    pub actor: &'a str,
+    pub actor: &'a Actor,
 }
 
 /// A block found in memory.
@@ -64,7 +64,7 @@ pub(super) struct Blocks {
 struct ThrottledKey {
     scope: ScopeKey,
     protocol: Protocol,
-    actor: String,
+    actor: Actor,
 }
 
 /// The attempts one block refused since the last flush.
@@ -85,7 +85,7 @@ struct Throttled {
     by_scope: HashMap<ThrottledKey, ThrottledCount>,
     /// Attempts of kinds past [`THROTTLED_ROWS_PER_FLUSH`]: their count and
     /// the proxy of the first (the summary row's actor).
-    overflow: Option<(String, u64)>,
+    overflow: Option<(Actor, u64)>,
 }
 
 impl Blocks {
@@ -166,7 +166,7 @@ impl Blocks {
         let key = ThrottledKey {
             scope: attempt.by.key,
             protocol: attempt.protocol,
-            actor: attempt.actor.to_owned(),
+            actor: attempt.actor.clone(),
         };
         let mut throttled = lock(&self.throttled);
         let kinds = throttled.by_scope.len();
@@ -195,7 +195,7 @@ impl Blocks {
             None => {
                 let (_, attempts) = throttled
                     .overflow
-                    .get_or_insert_with(|| (attempt.actor.to_owned(), 0));
+                    .get_or_insert_with(|| (attempt.actor.clone(), 0));
                 *attempts = attempts.saturating_add(1);
             }
         }

@@ -500,7 +500,7 @@ fn coalesced(guess: &mut Guess, now: Timestamp) -> Option<AuditEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::audit::event::EventType;
+    use crate::domain::audit::event::{Actor, EventType};
 
     const WINDOW: Duration = Duration::from_secs(86_400);
 
@@ -516,7 +516,11 @@ mod tests {
             digest: GuessDigest::from_bytes(bytes),
             verified_against: HashPrint::of(None),
             matched: false,
-            event: AuditEvent::new(EventType::AuthenticationFailed, at(0), "proxy"),
+            event: AuditEvent::new(
+                EventType::AuthenticationFailed,
+                at(0),
+                &Actor::system("proxy"),
+            ),
             reason: FailureReason::InvalidCredentials,
             network: network.parse().unwrap(),
             account_known,

@@ -66,7 +66,7 @@ use self::flights::{FlightKey, Flights, Reserve};
 use self::guesses::{GuessLimits, Guesses, NewGuess};
 use super::model::FailureReason;
 use super::throttle::{source_network, Scope, ScopeKind, Scopes};
-use crate::domain::audit::event::AuditEvent;
+use crate::domain::audit::event::{Actor, AuditEvent};
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::protocol::Protocol;
 use crate::domain::shared::random;
@@ -106,7 +106,7 @@ pub struct Attempt<'a> {
     pub username: &'a Username,
     pub client_ip: IpAddr,
     pub protocol: Protocol,
-    pub actor: &'a str,
+    pub actor: &'a Actor,
     pub digest: GuessDigest,
 }
 
@@ -419,6 +419,8 @@ mod tests {
     use crate::domain::audit::event::EventType;
     use tokio::time::Instant;
 
+    static PROXY: std::sync::LazyLock<Actor> = std::sync::LazyLock::new(|| Actor::system("proxy"));
+
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_millis(seconds * 1000)
     }
@@ -449,7 +451,7 @@ mod tests {
             username,
             client_ip,
             protocol: Protocol::Imap,
-            actor: "proxy",
+            actor: &PROXY,
             digest: memory.digest(&scopes.pair, client_ip, Protocol::Imap, typed),
         }
     }
@@ -459,7 +461,7 @@ mod tests {
             verified_against,
             matched,
             reason,
-            event: AuditEvent::new(EventType::AuthenticationFailed, at(0), "proxy"),
+            event: AuditEvent::new(EventType::AuthenticationFailed, at(0), &PROXY),
             account_exists: true,
         }
     }

@@ -1,0 +1,230 @@
+//! Tenants, their domains, and what a scoped caller reaches.
+
+use std::sync::Arc;
+
+use crate::domain::shared::error::{Error, Reason};
+use crate::domain::shared::time::Timestamp;
+use crate::domain::shared::username::Username;
+
+pub const NAME_MAX_CHARS: usize = 64;
+pub const DISPLAY_NAME_MAX_CHARS: usize = 200;
+/// A DNS name's longest text form, in bytes.
+pub const DOMAIN_MAX_BYTES: usize = 253;
+/// The most domains one tenant owns: far above a hosting customer's, and
+/// small enough that a scoped caller's domains are one short list in
+/// every query that filters by them.
+pub const DOMAINS_MAX: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub name: String,
+    pub display_name: String,
+    /// Sorted.
+    pub domains: Vec<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A tenant name: 1 to 64 of `a-z 0-9 . _ -`, like a caller's.
+pub fn parse_name(raw: &str) -> Result<String, String> {
+    crate::domain::callers::model::parse_name(raw)
+}
+
+pub fn parse_display_name(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > DISPLAY_NAME_MAX_CHARS {
+        return Err(format!(
+            "must be at most {DISPLAY_NAME_MAX_CHARS} characters"
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_owned());
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A domain as accounts' usernames spell it: normalized exactly as a
+/// username is (so `Example.COM` and `example.com` are one domain), then
+/// dot-separated labels, none empty, no `@`, at most 253 bytes.
+pub fn parse_domain(raw: &str) -> Result<String, String> {
+    let normalized = Username::parse(raw)?;
+    let domain = normalized.as_str();
+    if domain.len() > DOMAIN_MAX_BYTES {
+        return Err(format!("must be at most {DOMAIN_MAX_BYTES} bytes"));
+    }
+    if domain.contains('@') {
+        return Err("is a domain, without '@' or anything before it".to_owned());
+    }
+    if domain.split('.').any(str::is_empty) {
+        return Err("must be dot-separated labels, none empty".to_owned());
+    }
+    Ok(domain.to_owned())
+}
+
+/// Domains, each parsed, sorted and without repeats; at most
+/// [`DOMAINS_MAX`]. `Err` names the first bad one by its index.
+pub fn parse_domains(raw: &[String]) -> Result<Vec<String>, String> {
+    if raw.len() > DOMAINS_MAX {
+        return Err(format!("must be at most {DOMAINS_MAX} domains"));
+    }
+    let mut domains = Vec::with_capacity(raw.len());
+    for (i, domain) in raw.iter().enumerate() {
+        domains.push(parse_domain(domain).map_err(|why| format!("[{i}] {why}"))?);
+    }
+    domains.sort();
+    domains.dedup();
+    Ok(domains)
+}
+
+/// The account's domain: what follows the last `@` of its username, if
+/// anything does. Migration 14 fills `audit_event.account_domain` of
+/// existing rows by the same rule.
+pub fn domain_of(username: &Username) -> Option<&str> {
+    username
+        .as_str()
+        .rsplit_once('@')
+        .map(|(_, domain)| domain)
+        .filter(|domain| !domain.is_empty())
+}
+
+/// Which accounts a caller reaches: every one, or those of its tenant's
+/// domains (as read when the caller was recognised; a domain moved since
+/// is reached or lost within the caller cache's TTL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    Deployment,
+    Tenant {
+        name: String,
+        /// Sorted, as stored.
+        domains: Arc<[String]>,
+    },
+}
+
+impl Reach {
+    /// Reaches nothing: for a request that somehow carries no caller, so
+    /// that a missing scope fails closed.
+    pub fn nothing() -> Self {
+        Self::Tenant {
+            name: String::new(),
+            domains: Arc::from(Vec::new()),
+        }
+    }
+
+    pub fn reaches(&self, username: &Username) -> bool {
+        match self {
+            Self::Deployment => true,
+            Self::Tenant { domains, .. } => domain_of(username)
+                .is_some_and(|domain| domains.binary_search_by(|d| d.as_str().cmp(domain)).is_ok()),
+        }
+    }
+
+    /// Refuses an account outside the reach, from its name alone.
+    pub fn admit(&self, username: &Username) -> Result<(), Error> {
+        if self.reaches(username) {
+            return Ok(());
+        }
+        Err(Error::PermissionDenied(
+            Reason::OutsideTenant,
+            format!("accounts/{username} is outside the caller's tenant"),
+        ))
+    }
+
+    /// The tenant's name, for a scoped caller.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Self::Deployment => None,
+            Self::Tenant { name, .. } => Some(name),
+        }
+    }
+
+    /// The domains a scoped caller's reads are filtered to; `None` for a
+    /// deployment-wide caller (no filter).
+    pub fn domains(&self) -> Option<&[String]> {
+        match self {
+            Self::Deployment => None,
+            Self::Tenant { domains, .. } => Some(domains),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum CreateTenantOutcome {
+    Created(Tenant),
+    NameTaken,
+    /// The domain belongs to that tenant.
+    DomainTaken {
+        domain: String,
+        owner: String,
+    },
+}
+
+#[derive(Debug)]
+pub enum UpdateTenantOutcome {
+    Updated(Tenant),
+    NotFound,
+    DomainTaken { domain: String, owner: String },
+}
+
+#[derive(Debug)]
+pub enum MoveDomainOutcome {
+    /// Moved from that tenant (`None`: the domain was nobody's).
+    Moved {
+        tenant: Tenant,
+        from: Option<String>,
+    },
+    TenantNotFound,
+}
+
+#[derive(Debug)]
+pub enum DeleteTenantOutcome {
+    Deleted,
+    NotFound,
+    /// That many unrevoked callers are scoped to it.
+    InUse(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Username {
+        Username::parse(name).unwrap()
+    }
+
+    #[test]
+    fn a_domain_is_what_follows_the_last_at_and_is_matched_exactly() {
+        assert_eq!(domain_of(&user("alice@example.com")), Some("example.com"));
+        assert_eq!(domain_of(&user("a@b@example.com")), Some("example.com"));
+        assert_eq!(domain_of(&user("alice")), None);
+        assert_eq!(domain_of(&user("alice@")), None);
+        let reach = Reach::Tenant {
+            name: "acme".to_owned(),
+            domains: Arc::from(vec!["acme.test".to_owned(), "example.com".to_owned()]),
+        };
+        assert!(reach.reaches(&user("Alice@Example.COM")));
+        assert!(!reach.reaches(&user("alice@eu.example.com")));
+        assert!(!reach.reaches(&user("alice@badexample.com")));
+        assert!(!reach.reaches(&user("alice")));
+        assert!(reach.admit(&user("bob@other.test")).is_err());
+        assert!(Reach::Deployment.reaches(&user("alice")));
+        assert!(!Reach::nothing().reaches(&user("alice@example.com")));
+    }
+
+    #[test]
+    fn domains_are_normalized_sorted_and_bounded() {
+        assert_eq!(
+            parse_domains(&[
+                "B.test".to_owned(),
+                "a.test".to_owned(),
+                "b.test".to_owned()
+            ]),
+            Ok(vec!["a.test".to_owned(), "b.test".to_owned()])
+        );
+        for bad in ["", "a@b.test", ".test", "a..test", "a b.test", "a/b"] {
+            assert!(parse_domain(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_domain(&format!("{}.test", "a".repeat(250))).is_err());
+        let many: Vec<String> = (0..=DOMAINS_MAX).map(|n| format!("d{n}.test")).collect();
+        assert!(parse_domains(&many).is_err());
+    }
+}

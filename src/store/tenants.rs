@@ -1,0 +1,314 @@
+//! Queries on tenants and the domains they own.
+
+use std::collections::BTreeSet;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use super::audit::insert_event;
+use super::db::Tx;
+use super::entities::{caller, tenant, tenant_domain};
+use super::SqlStore;
+use crate::domain::audit::event::AuditEvent;
+use crate::domain::shared::error::Result;
+use crate::domain::shared::page::Page;
+use crate::domain::shared::time::Timestamp;
+use crate::domain::tenants::model::{
+    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, UpdateTenantOutcome,
+};
+use crate::domain::tenants::store::TenantStore;
+
+/// The tenant's row, locked until the transaction ends (on SQLite the
+/// transaction holds the write lock already: `lock_for_write`).
+async fn locked_tenant(txn: &Tx, name: &str) -> Result<Option<tenant::Model>> {
+    Ok(tenant::Entity::find()
+        .filter(tenant::Column::Name.eq(name))
+        .lock_exclusive()
+        .one(txn)
+        .await?)
+}
+
+pub(super) async fn domains_of(
+    txn: &impl sea_orm::ConnectionTrait,
+    name: &str,
+) -> Result<Vec<String>> {
+    Ok(tenant_domain::Entity::find()
+        .select_only()
+        .column(tenant_domain::Column::Domain)
+        .filter(tenant_domain::Column::Tenant.eq(name))
+        .order_by_asc(tenant_domain::Column::Domain)
+        .into_tuple()
+        .all(txn)
+        .await?)
+}
+
+/// The first of `domains` that a tenant other than `name` owns, and its
+/// owner.
+async fn taken_elsewhere(
+    txn: &Tx,
+    domains: &[String],
+    name: &str,
+) -> Result<Option<(String, String)>> {
+    if domains.is_empty() {
+        return Ok(None);
+    }
+    let owned: Vec<(String, String)> = tenant_domain::Entity::find()
+        .select_only()
+        .column(tenant_domain::Column::Domain)
+        .column(tenant_domain::Column::Tenant)
+        .filter(tenant_domain::Column::Domain.is_in(domains.iter().map(String::as_str)))
+        .filter(tenant_domain::Column::Tenant.ne(name))
+        .order_by_asc(tenant_domain::Column::Domain)
+        .lock_exclusive()
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(owned.into_iter().next())
+}
+
+async fn add_domains(txn: &Tx, domains: &[String], name: &str, now: Timestamp) -> Result<()> {
+    if domains.is_empty() {
+        return Ok(());
+    }
+    let rows = domains.iter().map(|domain| tenant_domain::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        domain: Set(domain.clone()),
+        tenant: Set(name.to_owned()),
+        added_at: Set(now.as_millis()),
+    });
+    tenant_domain::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+fn tenant_of(row: tenant::Model, domains: Vec<String>) -> Tenant {
+    Tenant {
+        name: row.name,
+        display_name: row.display_name,
+        domains,
+        created_at: Timestamp::from_millis(row.created_at),
+        updated_at: Timestamp::from_millis(row.updated_at),
+    }
+}
+
+fn unique_violation(error: &sea_orm::DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+impl TenantStore for SqlStore {
+    /// Name and domains are unique: checked inside the transaction, and
+    /// backed by unique indexes should two creations race.
+    #[tracing::instrument(skip_all, fields(tenant = %new.name))]
+    async fn create_tenant(&self, new: Tenant, event: AuditEvent) -> Result<CreateTenantOutcome> {
+        let txn = self.db.begin().await?;
+        super::app_passwords::lock_for_write(&txn).await?;
+        if locked_tenant(&txn, &new.name).await?.is_some() {
+            return Ok(CreateTenantOutcome::NameTaken);
+        }
+        if let Some((domain, owner)) = taken_elsewhere(&txn, &new.domains, &new.name).await? {
+            return Ok(CreateTenantOutcome::DomainTaken { domain, owner });
+        }
+        let row = tenant::ActiveModel {
+            id: sea_orm::ActiveValue::NotSet,
+            name: Set(new.name.clone()),
+            display_name: Set(new.display_name.clone()),
+            created_at: Set(new.created_at.as_millis()),
+            updated_at: Set(new.updated_at.as_millis()),
+        };
+        if let Err(error) = tenant::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await
+        {
+            if unique_violation(&error) {
+                return Ok(CreateTenantOutcome::NameTaken);
+            }
+            return Err(error.into());
+        }
+        add_domains(&txn, &new.domains, &new.name, new.created_at).await?;
+        insert_event(&txn, event).await?;
+        txn.commit().await?;
+        Ok(CreateTenantOutcome::Created(new))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
+        let Some(row) = tenant::Entity::find()
+            .filter(tenant::Column::Name.eq(name))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let domains = domains_of(&self.db, name).await?;
+        Ok(Some(tenant_of(row, domains)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_tenants(&self, after: Option<&str>, limit: u32) -> Result<Page<Tenant>> {
+        let mut query = tenant::Entity::find();
+        if let Some(after) = after {
+            query = query.filter(tenant::Column::Name.gt(after));
+        }
+        let rows = query
+            .order_by_asc(tenant::Column::Name)
+            .limit(u64::from(limit) + 1)
+            .all(&self.db)
+            .await?;
+        let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
+        let owned: Vec<(String, String)> = if names.is_empty() {
+            Vec::new()
+        } else {
+            tenant_domain::Entity::find()
+                .select_only()
+                .column(tenant_domain::Column::Tenant)
+                .column(tenant_domain::Column::Domain)
+                .filter(tenant_domain::Column::Tenant.is_in(names))
+                .order_by_asc(tenant_domain::Column::Domain)
+                .into_tuple()
+                .all(&self.db)
+                .await?
+        };
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let domains = owned
+                    .iter()
+                    .filter(|(owner, _)| *owner == row.name)
+                    .map(|(_, domain)| domain.clone())
+                    .collect();
+                tenant_of(row, domains)
+            })
+            .collect();
+        Ok(Page::from_overfetch(items, limit))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %name))]
+    async fn update_tenant(
+        &self,
+        name: &str,
+        display_name: Option<String>,
+        domains: Option<Vec<String>>,
+        now: Timestamp,
+        mut event: AuditEvent,
+    ) -> Result<UpdateTenantOutcome> {
+        let txn = self.db.begin().await?;
+        super::app_passwords::lock_for_write(&txn).await?;
+        let Some(row) = locked_tenant(&txn, name).await? else {
+            return Ok(UpdateTenantOutcome::NotFound);
+        };
+        let mut changes = Vec::new();
+        let mut current = domains_of(&txn, name).await?;
+        if let Some(wanted) = domains {
+            if let Some((domain, owner)) = taken_elsewhere(&txn, &wanted, name).await? {
+                return Ok(UpdateTenantOutcome::DomainTaken { domain, owner });
+            }
+            let had: BTreeSet<&String> = current.iter().collect();
+            let wants: BTreeSet<&String> = wanted.iter().collect();
+            let added: Vec<String> = wants.difference(&had).map(|d| (*d).clone()).collect();
+            let removed: Vec<String> = had.difference(&wants).map(|d| (*d).clone()).collect();
+            if !removed.is_empty() {
+                tenant_domain::Entity::delete_many()
+                    .filter(tenant_domain::Column::Tenant.eq(name))
+                    .filter(tenant_domain::Column::Domain.is_in(removed.iter().map(String::as_str)))
+                    .exec(&txn)
+                    .await?;
+                changes.push(format!("-{}", removed.join(",-")));
+            }
+            if !added.is_empty() {
+                add_domains(&txn, &added, name, now).await?;
+                changes.push(format!("+{}", added.join(",+")));
+            }
+            current = wanted;
+        }
+        let mut active: tenant::ActiveModel = row.clone().into();
+        if let Some(display_name) = display_name.filter(|d| *d != row.display_name) {
+            changes.push("display_name".to_owned());
+            active.display_name = Set(display_name);
+        }
+        if changes.is_empty() {
+            // Nothing changed: nothing written, no event.
+            return Ok(UpdateTenantOutcome::Updated(tenant_of(row, current)));
+        }
+        active.updated_at = Set(now.as_millis());
+        let row = tenant::Entity::update(active).exec(&txn).await?;
+        event = event.detail(format!("tenants/{name} {}", changes.join(" ")));
+        insert_event(&txn, event).await?;
+        txn.commit().await?;
+        Ok(UpdateTenantOutcome::Updated(tenant_of(row, current)))
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %to))]
+    async fn move_domain(
+        &self,
+        domain: &str,
+        to: &str,
+        now: Timestamp,
+        event: AuditEvent,
+    ) -> Result<MoveDomainOutcome> {
+        let txn = self.db.begin().await?;
+        super::app_passwords::lock_for_write(&txn).await?;
+        let Some(row) = locked_tenant(&txn, to).await? else {
+            return Ok(MoveDomainOutcome::TenantNotFound);
+        };
+        let owner: Option<String> = tenant_domain::Entity::find()
+            .select_only()
+            .column(tenant_domain::Column::Tenant)
+            .filter(tenant_domain::Column::Domain.eq(domain))
+            .lock_exclusive()
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        if owner.as_deref() != Some(to) {
+            tenant_domain::Entity::delete_many()
+                .filter(tenant_domain::Column::Domain.eq(domain))
+                .exec(&txn)
+                .await?;
+            add_domains(&txn, &[domain.to_owned()], to, now).await?;
+            let from = owner
+                .as_deref()
+                .map_or("none".to_owned(), |o| format!("tenants/{o}"));
+            let event = event.detail(format!("{domain} from {from} to tenants/{to}"));
+            insert_event(&txn, event).await?;
+        }
+        let domains = domains_of(&txn, to).await?;
+        txn.commit().await?;
+        Ok(MoveDomainOutcome::Moved {
+            tenant: tenant_of(row, domains),
+            from: owner,
+        })
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %name))]
+    async fn delete_tenant(&self, name: &str, event: AuditEvent) -> Result<DeleteTenantOutcome> {
+        let txn = self.db.begin().await?;
+        super::app_passwords::lock_for_write(&txn).await?;
+        if locked_tenant(&txn, name).await?.is_none() {
+            return Ok(DeleteTenantOutcome::NotFound);
+        }
+        let callers = caller::Entity::find()
+            .filter(caller::Column::Tenant.eq(name))
+            .filter(caller::Column::RevokedAt.is_null())
+            .count(&txn)
+            .await?;
+        if callers > 0 {
+            return Ok(DeleteTenantOutcome::InUse(callers));
+        }
+        tenant_domain::Entity::delete_many()
+            .filter(tenant_domain::Column::Tenant.eq(name))
+            .exec(&txn)
+            .await?;
+        tenant::Entity::delete_many()
+            .filter(tenant::Column::Name.eq(name))
+            .exec(&txn)
+            .await?;
+        insert_event(&txn, event).await?;
+        txn.commit().await?;
+        Ok(DeleteTenantOutcome::Deleted)
+    }
+}
