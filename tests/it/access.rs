@@ -292,3 +292,207 @@ async fn every_method_checks_its_caller(backend: Backend) {
     }
     server.stop().await;
 }
+
+/// An encoded request, sent as it is: one call path for every method.
+#[derive(Debug, Default, Clone)]
+struct Raw(Vec<u8>);
+
+impl Message for Raw {
+    fn encode_raw(&self, buf: &mut impl bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// A valid request of `method` naming `username`'s account (`None` for a
+/// method that names none).
+fn request_naming(method: &str, username: &str) -> Option<Vec<u8>> {
+    use latchkey::grpc::pb;
+    let account = format!("accounts/{username}");
+    let password = format!("{account}/appPasswords/{}", uuid::Uuid::now_v7());
+    let name = method.rsplit('/').next().unwrap();
+    Some(match name {
+        "IssueAppPassword" => {
+            crate::common::support::issue_request(username, "Mail", &[pb::Protocol::Imap])
+                .encode_to_vec()
+        }
+        "ListAppPasswords" => pb::ListAppPasswordsRequest {
+            parent: account,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "GetAppPassword" | "ResumeAppPassword" => {
+            pb::GetAppPasswordRequest { name: password }.encode_to_vec()
+        }
+        "RevokeAppPassword" | "SuspendAppPassword" => pb::RevokeAppPasswordRequest {
+            name: password,
+            reason: String::new(),
+        }
+        .encode_to_vec(),
+        "RevokeAccountAppPasswords" => pb::RevokeAccountAppPasswordsRequest {
+            parent: account,
+            reason: String::new(),
+        }
+        .encode_to_vec(),
+        "UpdateAppPassword" => pb::UpdateAppPasswordRequest {
+            app_password: Some(pb::AppPassword {
+                name: password,
+                display_name: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        }
+        .encode_to_vec(),
+        "ReportPrimaryCredentialChange" => pb::ReportPrimaryCredentialChangeRequest {
+            parent: account,
+            change: pb::PrimaryCredentialChange::SelfServiceChange as i32,
+            change_time: None,
+        }
+        .encode_to_vec(),
+        "Authenticate" => crate::common::support::login_request(
+            username,
+            "abcd efgh ijkl mnop qrst uvwx yzab",
+            pb::Protocol::Imap,
+            "192.0.2.50",
+        )
+        .encode_to_vec(),
+        "ExplainLogin" => pb::ExplainLoginRequest {
+            username: username.into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "WatchEvents" => pb::WatchEventsRequest {
+            account,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        _ => return None,
+    })
+}
+
+/// Calls `path` with `request`; the status of its first answer.
+async fn call_with(channel: Authed, path: &str, request: Vec<u8>) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<Raw, ()>::default();
+    let path = http::uri::PathAndQuery::from_str(path).unwrap();
+    match grpc
+        .server_streaming(tonic::Request::new(Raw(request)), path, codec)
+        .await
+    {
+        Ok(response) => match response.into_inner().message().await {
+            Ok(_) => tonic::Status::ok(""),
+            Err(status) => status,
+        },
+        Err(status) => status,
+    }
+}
+
+crate::backend_tests!(every_method_checks_a_scoped_callers_tenant);
+
+/// The tenant dimension: every RPC × every role a scoped caller may have
+/// × an account in its tenant, out of it, and the same out-of-tenant
+/// account asked for by a deployment-wide caller of that role.
+async fn every_method_checks_a_scoped_callers_tenant(backend: Backend) {
+    use latchkey::grpc::pb::tenant_service_client::TenantServiceClient;
+    use latchkey::grpc::pb::{CreateTenantRequest, Tenant};
+    let server = TestServer::start(backend).await;
+    TenantServiceClient::new(server.as_role(Role::Operator))
+        .create_tenant(CreateTenantRequest {
+            tenant_id: "acme".into(),
+            tenant: Some(Tenant {
+                domains: vec!["acme.test".into()],
+                ..Tenant::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut scoped = Vec::new();
+    for role in [Role::Issuer, Role::Authenticator, Role::Notifier] {
+        let key = server
+            .callers()
+            .create_caller(CreateCallerRequest {
+                name: format!("acme-{role}"),
+                role: match role {
+                    Role::Issuer => latchkey::grpc::pb::Role::Issuer,
+                    Role::Authenticator => latchkey::grpc::pb::Role::Authenticator,
+                    _ => latchkey::grpc::pb::Role::Notifier,
+                } as i32,
+                tls_identity: String::new(),
+                tenant: "tenants/acme".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .key;
+        scoped.push((role, key));
+    }
+    let outcome = |status: &tonic::Status| {
+        let reason = crate::common::support::reason_of(status);
+        (status.code(), reason)
+    };
+    for (method, allowed, reach) in EXPECTED {
+        for (role, key) in &scoped {
+            let inside = request_naming(method, "alice@acme.test");
+            let request = inside.clone().unwrap_or_default();
+            let status = call_with(server.as_caller(Some(key)), method, request).await;
+            if !allowed.contains(role) {
+                assert_eq!(
+                    outcome(&status),
+                    (Code::PermissionDenied, "ROLE_NOT_ALLOWED".to_owned()),
+                    "{method} as a scoped {role}"
+                );
+                continue;
+            }
+            assert_eq!(
+                *reach, TENANT,
+                "{method}: scoped callers have no deployment-wide role"
+            );
+            assert!(inside.is_some(), "{method} names no account");
+            assert_ne!(
+                status.code(),
+                Code::PermissionDenied,
+                "{method} refused a scoped {role} its own tenant's account: {status:?}"
+            );
+            for outside in ["alice@other.test", "alice@eu.acme.test", "root"] {
+                let request = request_naming(method, outside).unwrap();
+                let status = call_with(server.as_caller(Some(key)), method, request.clone()).await;
+                if *method == "/latchkey.v1.LegacyAuthService/Authenticate" {
+                    // Answered as an unknown user's login: a refusal, not an error.
+                    assert_eq!(status.code(), Code::Ok, "{method} {outside}: {status:?}");
+                } else {
+                    assert_eq!(
+                        outcome(&status),
+                        (Code::PermissionDenied, "OUTSIDE_TENANT".to_owned()),
+                        "{method} let a scoped {role} reach {outside}"
+                    );
+                }
+                // The same request from a deployment-wide caller of the
+                // role is never refused for its account.
+                let status = call_with(server.as_role(*role), method, request).await;
+                assert_ne!(
+                    status.code(),
+                    Code::PermissionDenied,
+                    "{method} refused a deployment-wide {role} {outside}: {status:?}"
+                );
+            }
+        }
+    }
+    server.stop().await;
+}

@@ -45,6 +45,7 @@ mod refusals;
 mod review;
 mod secrets;
 mod systemd;
+mod tenants;
 mod throttling;
 mod tls;
 mod transport;
