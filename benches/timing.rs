@@ -76,10 +76,7 @@ async fn main() -> Result<(), BoxError> {
         .services()
         .callers
         .create_caller(
-            "bench".into(),
-            Role::Operator,
-            None,
-            None,
+            latchkey::domain::callers::model::NewCaller::plain("bench".into(), Role::Operator),
             &latchkey::domain::audit::event::Actor::system("bench"),
         )
         .await?;

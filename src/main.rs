@@ -11,8 +11,12 @@ use latchkey::config::{
 };
 use latchkey::domain::audit::event::Actor;
 use latchkey::domain::callers::key::CallerKey;
-use latchkey::domain::callers::model::{parse_name, parse_tls_identity, Role};
-use latchkey::domain::shared::time::SystemClock;
+use latchkey::domain::callers::model::{
+    parse_name, parse_tls_identity, KeyLimits, NewCaller, Role,
+};
+use latchkey::domain::shared::network::AllowedNetworks;
+use latchkey::domain::shared::span::Span;
+use latchkey::domain::shared::time::{Clock, SystemClock};
 use latchkey::telemetry;
 use latchkey::watch_cli::{self, WatchArgs};
 
@@ -86,6 +90,13 @@ enum CallerCommand {
         /// reaches only accounts of the tenant's domains. Not for operators.
         #[arg(long, value_name = "TENANT")]
         tenant: Option<String>,
+        /// Stop recognising the caller after this long ("90d", "12h").
+        #[arg(long, value_name = "SPAN")]
+        expires: Option<String>,
+        /// Accept its requests only from this network (CIDR or address);
+        /// repeat for several. Without it, any address.
+        #[arg(long = "allow-network", value_name = "CIDR")]
+        allow_networks: Vec<String>,
         /// Write the key to this new file, readable by its owner alone
         /// (0600), instead of stdout; an existing file is never overwritten.
         #[arg(long, value_name = "FILE")]
@@ -102,6 +113,20 @@ enum CallerCommand {
     /// caller cache's TTL (1 s by default) on every running server.
     Revoke {
         name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Give a caller a new key, printed once; the old key keeps working
+    /// for the overlap, then stops.
+    Rotate {
+        name: String,
+        /// How long the old key keeps working ("1h" by default, at most
+        /// "24h", "0s" ends it at once).
+        #[arg(long, value_name = "SPAN", default_value = "1h")]
+        overlap: String,
+        /// Write the new key to this new file (0600) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -288,7 +313,8 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
     let database = match &command {
         CallerCommand::Add { database, .. }
         | CallerCommand::List { database }
-        | CallerCommand::Revoke { database, .. } => database.database_url.clone(),
+        | CallerCommand::Revoke { database, .. }
+        | CallerCommand::Rotate { database, .. } => database.database_url.clone(),
         CallerCommand::NewKey { key_file } => {
             let key = CallerKey::generate()?;
             return give_key(key.expose(), key_file.as_deref());
@@ -313,9 +339,32 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
             role,
             tls_identity,
             tenant,
+            expires,
+            allow_networks,
             key_file,
             ..
         } => {
+            let expires_at = expires
+                .as_deref()
+                .map(|span| {
+                    Span::parse(span)
+                        .map(|span| SystemClock.now().saturating_add(span.duration()))
+                        .ok_or_else(|| {
+                            format!("--expires {span:?}: write a span such as 90d or 12h")
+                        })
+                })
+                .transpose()?;
+            let mut networks = Vec::new();
+            for entry in &allow_networks {
+                networks.push(
+                    AllowedNetworks::parse_entry(entry)
+                        .map_err(|why| format!("--allow-network {why}"))?,
+                );
+            }
+            let limits = KeyLimits {
+                expires_at,
+                allowed_networks: AllowedNetworks::new(networks),
+            };
             let tenant = tenant
                 .as_deref()
                 .map(|tenant| {
@@ -331,7 +380,16 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
             let tls_identity = parse_tls_identity(tls_identity.as_deref().unwrap_or_default())
                 .map_err(|why| format!("TLS identity {why}"))?;
             let (created, key) = callers
-                .create_caller(name, role, tls_identity, tenant, &cli_actor())
+                .create_caller(
+                    NewCaller {
+                        name,
+                        role,
+                        tls_identity,
+                        tenant,
+                        limits,
+                    },
+                    &cli_actor(),
+                )
                 .await?;
             let scope = created
                 .tenant
@@ -373,6 +431,26 @@ async fn caller(config_file: Option<PathBuf>, command: CallerCommand) -> Result<
             }
         }
         CallerCommand::NewKey { .. } => {}
+        CallerCommand::Rotate {
+            name,
+            overlap,
+            key_file,
+            ..
+        } => {
+            let overlap = Span::parse(&overlap)
+                .ok_or_else(|| format!("--overlap {overlap:?}: write a span such as 1h or 30m"))?;
+            let (rotated, key) = callers
+                .rotate_key(&name, overlap.duration(), &cli_actor())
+                .await?;
+            eprintln!(
+                "gave caller {} a new key; the old one works until {}; the new key is shown this once:",
+                rotated.name,
+                rotated
+                    .previous_key_expires_at
+                    .map_or_else(|| "now".to_owned(), |at| at.to_rfc3339())
+            );
+            give_key(key.expose(), key_file.as_deref())?;
+        }
         CallerCommand::Revoke { name, .. } => {
             let revoked = callers.revoke_caller(&name, &cli_actor()).await?;
             eprintln!("revoked caller {}", revoked.name);

@@ -81,6 +81,7 @@ use tokio::time::{Instant, Sleep};
 use tonic::transport::server::{Connected, TcpConnectInfo, TlsConnectInfo};
 
 use crate::domain::login::throttle::source_network;
+use crate::domain::shared::network::canonical_ip;
 
 /// Limits of the gRPC listener; see the module docs for what each bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,7 +270,7 @@ impl BoundedListener {
             Ok(place) => {
                 self.at_cap.store(false, Ordering::Relaxed);
                 let _ = stream.set_nodelay(true);
-                let proof = Unproven::admit(&self.unproven, source_network(peer.ip()));
+                let proof = Unproven::admit(&self.unproven, peer.ip());
                 Some(Guarded::new(
                     stream,
                     (place, peer_place),
@@ -331,11 +332,12 @@ impl Unproven {
     /// the peer network that holds the most of them. So a peer that opens
     /// connections as fast as it can closes its own, not a proxy's that is
     /// still in its handshake, nor a health checker's.
-    fn admit(unproven: &Arc<Unproven>, peer: IpNet) -> Proof {
+    fn admit(unproven: &Arc<Unproven>, ip: IpAddr) -> Proof {
         let id = unproven.next.fetch_add(1, Ordering::Relaxed);
         let proof = Proof(Arc::new(Link {
             id,
-            peer,
+            peer: source_network(ip),
+            ip: canonical_ip(ip),
             proven: AtomicBool::new(false),
             checking: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
@@ -398,6 +400,8 @@ struct Link {
     id: u64,
     /// The peer's network (an IPv4 address, an IPv6 /64).
     peer: IpNet,
+    /// The peer's address, as the connection came from it.
+    ip: IpAddr,
     proven: AtomicBool,
     /// A request with a credential is being checked: the deadline to prove
     /// itself waits for the answer (a slow database must not cut a proxy).
@@ -433,6 +437,12 @@ impl Proof {
     pub fn checked(&self) {
         self.0.checking.store(false, Ordering::SeqCst);
         self.0.waker.wake();
+    }
+
+    /// The address the connection came from: what a caller's allowed
+    /// networks are checked against.
+    pub fn peer_ip(&self) -> IpAddr {
+        self.0.ip
     }
 
     /// The proof a request's connection carries, on either listener and
@@ -732,8 +742,8 @@ impl AsyncWrite for Guarded {
 mod tests {
     use super::*;
 
-    fn net(ip: &str) -> IpNet {
-        source_network(ip.parse().unwrap())
+    fn net(ip: &str) -> IpAddr {
+        ip.parse().unwrap()
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod m20261204_000011_create_write_probe;
 mod m20261204_000012_add_audit_event_feed_mark;
 mod m20261205_000013_add_audit_event_feed_pending;
 mod m20261205_000014_create_tenant;
+mod m20261205_000015_add_caller_key_life;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000012_add_audit_event_feed_mark::Migration),
             Box::new(m20261205_000013_add_audit_event_feed_pending::Migration),
             Box::new(m20261205_000014_create_tenant::Migration),
+            Box::new(m20261205_000015_add_caller_key_life::Migration),
         ]
     }
 }

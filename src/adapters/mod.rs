@@ -155,7 +155,8 @@ where
     {
         proof.checking();
     }
-    match adapters.caller(request.headers()).await {
+    let peer = proof.as_ref().map(Proof::peer_ip);
+    match adapters.caller(request.headers(), peer).await {
         Ok(actor) => {
             if let Some(proof) = &proof {
                 proof.prove();
@@ -262,14 +263,18 @@ where
     S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
 {
     /// The caller named by the request's key, if it may verify logins.
-    async fn caller(&self, headers: &HeaderMap) -> Result<Recognised, Refusal> {
+    async fn caller(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Recognised, Refusal> {
         let key = headers
             .get(KEY_HEADER)
             .and_then(|value| value.to_str().ok())
             .ok_or(Refusal::Caller(
                 "an authenticator's key is required in X-Latchkey-Key",
             ))?;
-        match self.callers.caller_by_key(key.trim()).await {
+        match self.callers.caller_by_key(key.trim(), peer).await {
             Ok(Some(proxy)) if proxy.caller.role == Role::Authenticator => Ok(proxy),
             Ok(Some(_)) => Err(Refusal::Caller(
                 "only a caller with the authenticator role may use the adapters",

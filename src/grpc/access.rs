@@ -121,6 +121,10 @@ pub const POLICY: &[(&str, Access)] = &[
         Access::Deployment(OPERATORS),
     ),
     (
+        "/latchkey.v1.CallerService/RotateCallerKey",
+        Access::Deployment(OPERATORS),
+    ),
+    (
         "/latchkey.v1.AuditService/ListAuditEvents",
         Access::Deployment(OPERATORS),
     ),
@@ -207,8 +211,8 @@ const USER_EVENTS: &[EventType] = &[
 ];
 
 /// Every event in the feed: what an operator may watch.
-const FEED_EVENTS: [EventType; 24] = {
-    let mut feed = [EventType::AppPasswordIssued; 24];
+const FEED_EVENTS: [EventType; 25] = {
+    let mut feed = [EventType::AppPasswordIssued; 25];
     let mut from = 0;
     let mut to = 0;
     while from < EventType::ALL.len() {

@@ -101,7 +101,8 @@ where
                 None => (Some(&[][..]), false),
             };
             let presented = Presented::of(&request);
-            let (caller, reach) = match presented.identify(&callers).await {
+            let peer = Proof::of_request(&request).map(|proof| proof.peer_ip());
+            let (caller, reach) = match presented.identify(&callers, peer).await {
                 Ok(Some(Recognised { caller, reach })) => {
                     // A recognised caller proves its connection at once,
                     // before its request runs (`transport.rs`: connections
@@ -185,11 +186,14 @@ impl Presented {
     async fn identify<S: CallerStore>(
         self,
         callers: &Callers<S>,
+        peer: Option<std::net::IpAddr>,
     ) -> crate::domain::shared::error::Result<Option<Recognised>> {
         match self {
-            Self::Bearer(Some(key)) => callers.caller_by_key(&key).await,
+            Self::Bearer(Some(key)) => callers.caller_by_key(&key, peer).await,
             Self::Bearer(None) => Ok(None),
-            Self::Certificate(identities) => callers.caller_by_tls_identities(&identities).await,
+            Self::Certificate(identities) => {
+                callers.caller_by_tls_identities(&identities, peer).await
+            }
         }
     }
 }

@@ -11,9 +11,9 @@ use super::convert::caller_to_pb;
 use super::pb::caller_service_server::CallerService;
 use super::pb::{
     Caller, CreateCallerRequest, CreateCallerResponse, ListCallersRequest, ListCallersResponse,
-    RevokeCallerRequest,
+    RevokeCallerRequest, RotateCallerKeyRequest, RotateCallerKeyResponse,
 };
-use super::requests::{self, NewCaller};
+use super::requests;
 use super::{caller, paging};
 
 pub struct CallerHandler<S> {
@@ -33,16 +33,8 @@ impl<S: CallerStore> CallerService for CallerHandler<S> {
         request: Request<CreateCallerRequest>,
     ) -> Result<Response<CreateCallerResponse>, Status> {
         let actor = caller::actor_of(&request);
-        let NewCaller {
-            name,
-            role,
-            tls_identity,
-            tenant,
-        } = requests::parse_create_caller(request.get_ref())?;
-        let (created, key) = self
-            .callers
-            .create_caller(name, role, tls_identity, tenant, &actor)
-            .await?;
+        let new = requests::parse_create_caller(request.get_ref())?;
+        let (created, key) = self.callers.create_caller(new, &actor).await?;
         Ok(Response::new(CreateCallerResponse {
             caller: Some(caller_to_pb(created)),
             key: key.expose().to_owned(),
@@ -62,6 +54,19 @@ impl<S: CallerStore> CallerService for CallerHandler<S> {
         Ok(Response::new(ListCallersResponse {
             callers: page.items.into_iter().map(caller_to_pb).collect(),
             next_page_token,
+        }))
+    }
+
+    async fn rotate_caller_key(
+        &self,
+        request: Request<RotateCallerKeyRequest>,
+    ) -> Result<Response<RotateCallerKeyResponse>, Status> {
+        let actor = caller::actor_of(&request);
+        let (name, overlap) = requests::parse_rotate_caller_key(request.get_ref())?;
+        let (rotated, key) = self.callers.rotate_key(&name, overlap, &actor).await?;
+        Ok(Response::new(RotateCallerKeyResponse {
+            caller: Some(caller_to_pb(rotated)),
+            key: key.expose().to_owned(),
         }))
     }
 

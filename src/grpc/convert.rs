@@ -232,10 +232,17 @@ pub fn caller_to_pb(caller: Caller) -> pb::Caller {
             .as_deref()
             .map(names::tenant)
             .unwrap_or_default(),
+        expire_time: caller.expires_at.map(timestamp),
+        allowed_networks: caller.allowed_networks.entries(),
+        last_use_ip: caller
+            .last_used_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
+        previous_key_expire_time: caller.previous_key_expires_at.map(timestamp),
     }
 }
 
-const EVENT_TYPES: [(EventType, pb::AuditEventType); 25] = [
+const EVENT_TYPES: [(EventType, pb::AuditEventType); 26] = [
     (
         EventType::AppPasswordExpired,
         pb::AuditEventType::AppPasswordExpired,
@@ -258,6 +265,10 @@ const EVENT_TYPES: [(EventType, pb::AuditEventType); 25] = [
     (
         EventType::TenantDomainMoved,
         pb::AuditEventType::TenantDomainMoved,
+    ),
+    (
+        EventType::CallerKeyRotated,
+        pb::AuditEventType::CallerKeyRotated,
     ),
     (
         EventType::AppPasswordUpdated,

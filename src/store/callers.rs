@@ -9,11 +9,13 @@ use super::entities::tenant;
 use super::{convert, SqlStore};
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::callers::model::Caller;
-use crate::domain::callers::model::{CreateCallerOutcome, StoredCaller};
+use crate::domain::callers::model::{CreateCallerOutcome, RotateKeyOutcome, StoredCaller};
 use crate::domain::callers::store::CallerStore;
 use crate::domain::shared::error::{Error, Result};
+use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::Timestamp;
+use std::net::IpAddr;
 
 fn known_role(row: caller::Model) -> Result<Caller> {
     let role = row.role.clone();
@@ -80,6 +82,12 @@ impl CallerStore for SqlStore {
             last_used_at: Set(None),
             revoked_at: Set(None),
             tenant: Set(new.tenant.clone()),
+            expires_at: Set(new.expires_at.map(Timestamp::as_millis)),
+            allowed_networks: Set(new.allowed_networks.to_stored()),
+            last_used_ip: Set(None),
+            previous_key_id: Set(None),
+            previous_key_hash: Set(None),
+            previous_key_expires_at: Set(None),
         };
         let inserted = caller::Entity::insert(row)
             .exec_without_returning(&txn)
@@ -95,22 +103,43 @@ impl CallerStore for SqlStore {
         }
         insert_event(&txn, event).await?;
         txn.commit().await?;
-        Ok(CreateCallerOutcome::Created(new))
+        Ok(CreateCallerOutcome::Created(Box::new(new)))
     }
 
     #[tracing::instrument(skip_all)]
     async fn caller_by_key_id(&self, key_id: &str) -> Result<Option<StoredCaller>> {
+        // The current key's id, or the one a rotation replaced (both
+        // unique, and a new key id is never an old one: 72 random bits).
         let Some(row) = caller::Entity::find()
-            .filter(caller::Column::KeyId.eq(key_id))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(caller::Column::KeyId.eq(key_id))
+                    .add(caller::Column::PreviousKeyId.eq(key_id)),
+            )
             .one(&self.db)
             .await?
         else {
             return Ok(None);
         };
-        let key_digest = row.key_hash.0.clone();
+        let (key_digest, key_expires_at) = if row.key_id == key_id {
+            (row.key_hash.0.clone(), None)
+        } else {
+            (
+                row.previous_key_hash
+                    .clone()
+                    .map(|d| d.0)
+                    .unwrap_or_default(),
+                // Without an end, a replaced key is dead: fail closed.
+                Some(
+                    row.previous_key_expires_at
+                        .map_or(Timestamp::from_millis(0), Timestamp::from_millis),
+                ),
+            )
+        };
         Ok(Some(StoredCaller {
             caller: known_role(row)?,
             key_digest,
+            key_expires_at,
         }))
     }
 
@@ -131,13 +160,54 @@ impl CallerStore for SqlStore {
         super::tenants::domains_of(&self.db, name).await
     }
 
-    async fn touch_caller(&self, name: &str, now: Timestamp) -> Result<()> {
-        caller::Entity::update_many()
-            .col_expr(caller::Column::LastUsedAt, Expr::value(now.as_millis()))
+    async fn touch_caller(&self, name: &str, now: Timestamp, from: Option<IpAddr>) -> Result<()> {
+        let mut update = caller::Entity::update_many()
+            .col_expr(caller::Column::LastUsedAt, Expr::value(now.as_millis()));
+        if let Some(from) = from {
+            update = update.col_expr(
+                caller::Column::LastUsedIp,
+                Expr::value(canonical_ip(from).to_string()),
+            );
+        }
+        update
             .filter(caller::Column::Name.eq(name))
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(caller = %name))]
+    async fn rotate_caller_key(
+        &self,
+        name: &str,
+        key_id: &str,
+        key_digest: &str,
+        old_until: Timestamp,
+        event: AuditEvent,
+    ) -> Result<RotateKeyOutcome> {
+        let txn = self.db.begin().await?;
+        super::app_passwords::lock_for_write(&txn).await?;
+        let Some(row) = caller::Entity::find()
+            .filter(caller::Column::Name.eq(name))
+            .lock_exclusive()
+            .one(&txn)
+            .await?
+        else {
+            return Ok(RotateKeyOutcome::NotFound);
+        };
+        if row.revoked_at.is_some() {
+            return Ok(RotateKeyOutcome::Revoked);
+        }
+        let mut active: caller::ActiveModel = row.clone().into();
+        active.previous_key_id = Set(Some(row.key_id.clone()));
+        active.previous_key_hash = Set(Some(row.key_hash.clone()));
+        active.previous_key_expires_at = Set(Some(old_until.as_millis()));
+        active.key_id = Set(key_id.to_owned());
+        active.key_hash = Set(KeyDigest(key_digest.to_owned()));
+        let row = caller::Entity::update(active).exec(&txn).await?;
+        insert_event(&txn, event).await?;
+        txn.commit().await?;
+        Ok(RotateKeyOutcome::Rotated(Box::new(known_role(row)?)))
     }
 
     #[tracing::instrument(skip_all)]

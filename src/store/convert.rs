@@ -87,5 +87,9 @@ pub(super) fn caller(row: caller::Model) -> Option<Caller> {
         last_used_at: row.last_used_at.map(Timestamp::from_millis),
         revoked_at: row.revoked_at.map(Timestamp::from_millis),
         tenant: row.tenant,
+        expires_at: row.expires_at.map(Timestamp::from_millis),
+        allowed_networks: AllowedNetworks::from_stored(&row.allowed_networks),
+        last_used_ip: row.last_used_ip.and_then(|ip| ip.parse().ok()),
+        previous_key_expires_at: row.previous_key_expires_at.map(Timestamp::from_millis),
     })
 }

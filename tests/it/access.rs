@@ -133,6 +133,11 @@ const EXPECTED: &[(&str, &[Role], Reach)] = &[
         DEPLOYMENT,
     ),
     (
+        "/latchkey.v1.CallerService/RotateCallerKey",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
+    (
         "/latchkey.v1.AuditService/ListAuditEvents",
         OPERATOR,
         DEPLOYMENT,
@@ -245,6 +250,7 @@ async fn every_method_checks_its_caller(backend: Backend) {
             role: latchkey::grpc::pb::Role::Operator as i32,
             tls_identity: String::new(),
             tenant: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -436,6 +442,7 @@ async fn every_method_checks_a_scoped_callers_tenant(backend: Backend) {
                 } as i32,
                 tls_identity: String::new(),
                 tenant: "tenants/acme".into(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -1,5 +1,8 @@
-//! CallerService: creating, listing and revoking callers, and its bad inputs.
+//! CallerService: creating, listing and revoking callers, and its bad
+//! inputs; keys with a life: expiry, allowed networks, rotation with an
+//! overlap, all with the clock moved rather than waited on.
 
+use latchkey::domain::shared::time::Clock;
 use latchkey::grpc::pb::{CreateCallerRequest, ListCallersRequest, RevokeCallerRequest, Role};
 use tonic::Code;
 
@@ -7,7 +10,10 @@ use crate::backend_tests;
 use crate::common::harness::{Backend, TestServer};
 use crate::common::support::*;
 
-backend_tests!(callers_are_created_listed_revoked_and_validated);
+backend_tests!(
+    callers_are_created_listed_revoked_and_validated,
+    caller_keys_expire_keep_to_their_networks_and_rotate_with_an_overlap,
+);
 
 fn create(name: &str, role: Role, tls_identity: &str) -> CreateCallerRequest {
     CreateCallerRequest {
@@ -15,6 +21,7 @@ fn create(name: &str, role: Role, tls_identity: &str) -> CreateCallerRequest {
         role: role as i32,
         tls_identity: tls_identity.into(),
         tenant: String::new(),
+        ..Default::default()
     }
 }
 
@@ -188,5 +195,155 @@ async fn a_failed_last_use_write_does_not_refuse_the_caller() {
         .await;
     assert!(listed.is_ok(), "{listed:?}");
     db.close().await.unwrap();
+    server.stop().await;
+}
+
+/// Whether `key` is recognised: an issuer's harmless call.
+async fn works(server: &TestServer, key: &str) -> bool {
+    use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
+    use latchkey::grpc::pb::ListAppPasswordsRequest;
+    match AppPasswordServiceClient::new(server.as_caller(Some(key)))
+        .list_app_passwords(ListAppPasswordsRequest {
+            parent: "accounts/alice".into(),
+            ..Default::default()
+        })
+        .await
+    {
+        Err(status) if status.code() == Code::Unauthenticated => false,
+        // Recognised: the account is unknown, which is an answer.
+        Err(status) if status.code() == Code::NotFound => true,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn caller_keys_expire_keep_to_their_networks_and_rotate_with_an_overlap(backend: Backend) {
+    use latchkey::grpc::pb::{AuditEventType, ListAuditEventsRequest, RotateCallerKeyRequest};
+    use std::time::Duration;
+    let server = TestServer::start(backend).await;
+    let mut callers = server.callers();
+    let now = server.clock.now();
+    let seconds = |at: latchkey::domain::shared::time::Timestamp| at.as_millis() / 1000;
+    let key = |request: CreateCallerRequest| {
+        let mut callers = server.callers();
+        async move { callers.create_caller(request).await.map(|r| r.into_inner()) }
+    };
+
+    // An expiry: recognised until then, not after.
+    let expiring = key(CreateCallerRequest {
+        expire_time: Some(prost_types::Timestamp {
+            seconds: seconds(now) + 3600,
+            nanos: 0,
+        }),
+        ..create("portal-2026", Role::Issuer, "")
+    })
+    .await
+    .unwrap();
+    assert!(works(&server, &expiring.key).await);
+    let past = key(CreateCallerRequest {
+        expire_time: Some(prost_types::Timestamp {
+            seconds: seconds(now) - 1,
+            nanos: 0,
+        }),
+        ..create("portal-past", Role::Issuer, "")
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&past), ["expire_time"]);
+
+    // Allowed networks: the connection's own address decides. The tests
+    // connect from 127.0.0.1.
+    let walled = key(CreateCallerRequest {
+        allowed_networks: vec!["10.0.0.0/8".into()],
+        ..create("walled", Role::Issuer, "")
+    })
+    .await
+    .unwrap();
+    assert!(!works(&server, &walled.key).await, "refused from 127.0.0.1");
+    let local = key(CreateCallerRequest {
+        allowed_networks: vec!["127.0.0.0/8".into(), "::1".into()],
+        ..create("local", Role::Issuer, "")
+    })
+    .await
+    .unwrap();
+    assert!(works(&server, &local.key).await);
+    let bad = key(CreateCallerRequest {
+        allowed_networks: vec!["10.0.0.0/33".into()],
+        ..create("bad-net", Role::Issuer, "")
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(violated_fields(&bad), ["allowed_networks"]);
+    let listed = callers
+        .list_callers(ListCallersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .callers;
+    let local_row = listed.iter().find(|c| c.name == "callers/local").unwrap();
+    assert_eq!(local_row.last_use_ip, "127.0.0.1");
+    assert_eq!(local_row.allowed_networks, ["127.0.0.0/8", "::1/128"]);
+    let walled_row = listed.iter().find(|c| c.name == "callers/walled").unwrap();
+    assert_eq!(walled_row.last_use_ip, "", "a refused use is not a use");
+
+    // Rotation: both keys work through the overlap, then only the new.
+    let rotate = |overlap: Option<u64>| RotateCallerKeyRequest {
+        name: "callers/local".into(),
+        overlap: overlap.map(|seconds| prost_types::Duration {
+            seconds: seconds as i64,
+            nanos: 0,
+        }),
+    };
+    let rotated = callers
+        .rotate_caller_key(rotate(Some(600)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(rotated.key, local.key);
+    assert!(
+        works(&server, &local.key).await,
+        "the old key, in its overlap"
+    );
+    assert!(works(&server, &rotated.key).await);
+    server.clock.advance(Duration::from_secs(601));
+    assert!(!works(&server, &local.key).await, "the old key, after it");
+    assert!(works(&server, &rotated.key).await);
+    // A second rotation with no overlap ends the previous key at once.
+    let again = callers
+        .rotate_caller_key(rotate(Some(0)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!works(&server, &rotated.key).await);
+    assert!(works(&server, &again.key).await);
+    let too_long = callers
+        .rotate_caller_key(rotate(Some(24 * 3600 + 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&too_long), ["overlap"]);
+    let rotations = audit_events(
+        &server,
+        ListAuditEventsRequest {
+            types: vec![AuditEventType::CallerKeyRotated as i32],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(rotations.len(), 2);
+    assert!(rotations.iter().all(|e| e.caller == "callers/local"));
+
+    // The expiry, passed (the clock moved 601 s; move it past the hour).
+    server.clock.advance(Duration::from_secs(3000));
+    assert!(!works(&server, &expiring.key).await, "expired");
+    callers
+        .revoke_caller(RevokeCallerRequest {
+            name: "callers/local".into(),
+        })
+        .await
+        .unwrap();
+    let revoked = callers.rotate_caller_key(rotate(None)).await.unwrap_err();
+    assert_eq!(
+        (revoked.code(), reason_of(&revoked).as_str()),
+        (Code::FailedPrecondition, "CALLER_REVOKED")
+    );
     server.stop().await;
 }

@@ -263,7 +263,12 @@ async fn a_bootstrap_operator_is_made_once_from_its_key_file() {
         .await
         .unwrap();
     let callers = &app.services().callers;
-    let caller = callers.caller_by_key(&key).await.unwrap().unwrap().caller;
+    let caller = callers
+        .caller_by_key(&key, None)
+        .await
+        .unwrap()
+        .unwrap()
+        .caller;
     assert_eq!(
         (caller.name.as_str(), caller.role),
         ("bootstrap", Role::Operator)

@@ -287,6 +287,7 @@ async fn random_requests_get_answers_not_crashes(backend: Backend) {
                         role: or_junk_number(&mut rng, role),
                         tls_identity: or_junk_text(&mut rng, String::new()),
                         tenant: String::new(),
+                        ..Default::default()
                     })
                     .await,
             ),

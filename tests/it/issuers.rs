@@ -43,6 +43,7 @@ async fn another_issuer(server: &TestServer, name: &str) -> Authed {
             role: latchkey::grpc::pb::Role::Issuer as i32,
             tls_identity: String::new(),
             tenant: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -30,6 +30,7 @@ async fn no_secret_in_database_files_audit_trail_or_logs() {
             role: latchkey::grpc::pb::Role::Issuer as i32,
             tls_identity: String::new(),
             tenant: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -68,6 +68,7 @@ async fn scoped_caller(
             role: role as i32,
             tls_identity: String::new(),
             tenant: format!("tenants/{tenant}"),
+            ..Default::default()
         })
         .await
         .map(|response| response.into_inner().key)

@@ -108,6 +108,7 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
             role: latchkey::grpc::pb::Role::Authenticator as i32,
             tls_identity: "imap-proxy.internal".into(),
             tenant: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -163,6 +164,7 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
             role: latchkey::grpc::pb::Role::Operator as i32,
             tls_identity: "portal.internal".into(),
             tenant: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -184,6 +186,7 @@ async fn tls_with_bearer_keys_and_with_client_certificates() {
             role: latchkey::grpc::pb::Role::Operator as i32,
             tls_identity: "imap-proxy.internal".into(),
             tenant: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -384,6 +384,7 @@ async fn roles_watch_only_their_reach(backend: Backend) {
             role: latchkey::grpc::pb::Role::Issuer as i32,
             tls_identity: String::new(),
             tenant: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -747,6 +747,7 @@ async fn over_tls_a_client_certificate_stands_in_for_the_key() {
         role: latchkey::grpc::pb::Role::Authenticator as i32,
         tls_identity: "flusher.internal".into(),
         tenant: String::new(),
+        ..Default::default()
     })
     .await
     .unwrap();

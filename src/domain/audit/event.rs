@@ -43,10 +43,13 @@ pub enum EventType {
     TenantDeleted,
     /// A domain was given to a tenant, from another or from none.
     TenantDomainMoved,
+    /// A caller was given a new key (the detail says until when the old
+    /// one works).
+    CallerKeyRotated,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 25] = [
+    pub const ALL: [EventType; 26] = [
         EventType::AppPasswordIssued,
         EventType::AppPasswordRevoked,
         EventType::AccountAppPasswordsRevoked,
@@ -72,6 +75,7 @@ impl EventType {
         EventType::TenantUpdated,
         EventType::TenantDeleted,
         EventType::TenantDomainMoved,
+        EventType::CallerKeyRotated,
     ];
 
     /// The stored name. Never rename: stored rows use it.
@@ -102,6 +106,7 @@ impl EventType {
             EventType::TenantUpdated => "tenant_updated",
             EventType::TenantDeleted => "tenant_deleted",
             EventType::TenantDomainMoved => "tenant_domain_moved",
+            EventType::CallerKeyRotated => "caller_key_rotated",
         }
     }
 

@@ -61,6 +61,8 @@ pub enum CredentialId {
 pub struct CachedCaller {
     pub caller: Caller,
     pub key_digest: Option<String>,
+    /// For a rotated-out key: when it stops working.
+    pub key_expires_at: Option<Timestamp>,
     /// What it reaches, as read with its row.
     pub reach: Reach,
 }
@@ -118,10 +120,11 @@ impl CallerCache {
 
     /// Notes that the caller's last use was recorded at `at`, so that the
     /// cached row does not make the next requests record it again.
-    pub fn touched(&self, name: &str, at: Timestamp) {
+    pub fn touched(&self, name: &str, at: Timestamp, from: Option<std::net::IpAddr>) {
         for (cached, _) in self.entries().values_mut() {
             if cached.caller.name == name {
                 cached.caller.last_used_at = Some(at);
+                cached.caller.last_used_ip = from.or(cached.caller.last_used_ip);
             }
         }
     }
@@ -149,8 +152,13 @@ mod tests {
                 last_used_at: None,
                 revoked_at: None,
                 tenant: None,
+                expires_at: None,
+                allowed_networks: Default::default(),
+                last_used_ip: None,
+                previous_key_expires_at: None,
             },
             key_digest: Some("digest".to_owned()),
+            key_expires_at: None,
             reach: Reach::Deployment,
         }
     }
@@ -187,7 +195,7 @@ mod tests {
         cache.put(key.clone(), caller("proxy"), at(0));
         cache.put(cert.clone(), caller("proxy"), at(0));
         cache.put(other.clone(), caller("other"), at(0));
-        cache.touched("proxy", at(5));
+        cache.touched("proxy", at(5), None);
         assert_eq!(
             cache.get(&cert, at(6)).unwrap().caller.last_used_at,
             Some(at(5))

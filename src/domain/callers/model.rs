@@ -2,7 +2,10 @@
 
 use std::fmt;
 
+use std::net::IpAddr;
+
 use crate::domain::audit::event::Actor;
+use crate::domain::shared::network::AllowedNetworks;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::tenants::model::Reach;
 
@@ -61,9 +64,61 @@ pub struct Caller {
     /// The tenant it is scoped to; `None`: deployment-wide. Set at
     /// creation, never changed.
     pub tenant: Option<String>,
+    /// When it stops being recognised; `None`: never.
+    pub expires_at: Option<Timestamp>,
+    /// The addresses its requests may come from (the peer of the
+    /// connection); empty: any.
+    pub allowed_networks: AllowedNetworks,
+    /// The address of its last recorded use.
+    pub last_used_ip: Option<IpAddr>,
+    /// Until when the key a rotation replaced still works; `None` once
+    /// there is no such key.
+    pub previous_key_expires_at: Option<Timestamp>,
+}
+
+/// The longest a rotated-out key keeps working beside its successor.
+pub const ROTATION_OVERLAP_MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The overlap when a rotation names none: long enough to roll a new key
+/// out to a service's replicas, short enough that a key rotated because it
+/// leaked dies the same hour.
+pub const ROTATION_OVERLAP_DEFAULT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A caller to create, its fields parsed.
+#[derive(Debug, Clone)]
+pub struct NewCaller {
+    pub name: String,
+    pub role: Role,
+    pub tls_identity: Option<String>,
+    pub tenant: Option<String>,
+    pub limits: KeyLimits,
+}
+
+impl NewCaller {
+    /// A deployment-wide caller with a key of no limits.
+    pub fn plain(name: String, role: Role) -> Self {
+        Self {
+            name,
+            role,
+            tls_identity: None,
+            tenant: None,
+            limits: KeyLimits::default(),
+        }
+    }
+}
+
+/// What a new caller's key is limited by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub expires_at: Option<Timestamp>,
+    pub allowed_networks: AllowedNetworks,
 }
 
 impl Caller {
+    /// Neither revoked nor expired at `now`.
+    pub fn usable_at(&self, now: Timestamp) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|until| now < until)
+    }
+
     /// The caller as the audit trail records who acted.
     pub fn actor(&self) -> Actor {
         Actor::new(self.name.clone(), self.tenant.clone())
@@ -115,16 +170,25 @@ pub fn parse_tls_identity(raw: &str) -> Result<Option<String>, String> {
 pub struct StoredCaller {
     pub caller: Caller,
     pub key_digest: String,
+    /// For the key a rotation replaced: when it stops working.
+    pub key_expires_at: Option<Timestamp>,
 }
 
 /// Why a caller cannot be created.
 #[derive(Debug)]
 pub enum CreateCallerOutcome {
-    Created(Caller),
+    Created(Box<Caller>),
     NameTaken,
     TlsIdentityTaken,
     /// The tenant it would be scoped to does not exist.
     TenantNotFound,
+}
+
+#[derive(Debug)]
+pub enum RotateKeyOutcome {
+    Rotated(Box<Caller>),
+    NotFound,
+    Revoked,
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! Managing and recognising latchkey's own callers.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::cache::{CachedCaller, CallerCache, CallerCacheConfig, CredentialId};
 use super::key::CallerKey;
-use super::model::{Caller, CreateCallerOutcome, Recognised, Role};
+use super::model::{
+    Caller, CreateCallerOutcome, NewCaller, Recognised, Role, RotateKeyOutcome,
+    ROTATION_OVERLAP_MAX,
+};
 use super::store::CallerStore;
 use crate::domain::audit::event::{Actor, AuditEvent, EventType};
 use crate::domain::shared::error::{Error, Reason, Result};
@@ -52,10 +56,18 @@ impl<S: CallerStore> Callers<S> {
         self.inner.clock.now()
     }
 
-    /// The caller a presented bearer key belongs to, if it is valid and not
-    /// revoked. The caller's row comes from the caller cache when it was
-    /// read within its TTL; the key is checked against it either way.
-    pub async fn caller_by_key(&self, presented: &str) -> Result<Option<Recognised>> {
+    /// The caller a presented bearer key belongs to, if it is valid, not
+    /// revoked or expired (nor, for a key a rotation replaced, past its
+    /// overlap), and `peer` (the connection's address) is among its
+    /// allowed networks. The caller's row comes from the caller cache when
+    /// it was read within its TTL; every check runs either way. A key
+    /// refused for any of these is answered as an unknown one: a stolen
+    /// key used from elsewhere learns nothing of itself.
+    pub async fn caller_by_key(
+        &self,
+        presented: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Option<Recognised>> {
         let Some(key) = CallerKey::parse(presented) else {
             return Ok(None);
         };
@@ -69,20 +81,27 @@ impl<S: CallerStore> Callers<S> {
             Ok(Some(CachedCaller {
                 caller: stored.caller,
                 key_digest: Some(stored.key_digest),
+                key_expires_at: stored.key_expires_at,
                 reach,
             }))
         };
         let Some(cached) = self.cached_caller(id, now, read).await? else {
             return Ok(None);
         };
+        // The caller's own address first: a key used from elsewhere is
+        // not compared at all.
+        if !from_allowed_network(&cached.caller, peer) {
+            return Ok(None);
+        }
         let key_matches = cached
             .key_digest
             .as_deref()
             .is_some_and(|digest| key.matches(digest));
-        if !key_matches || cached.caller.revoked_at.is_some() {
+        let key_alive = cached.key_expires_at.is_none_or(|until| now < until);
+        if !key_matches || !key_alive || !cached.caller.usable_at(now) {
             return Ok(None);
         }
-        self.touch(&cached.caller, now).await;
+        self.touch(&cached.caller, peer, now).await;
         Ok(Some(Recognised {
             caller: cached.caller,
             reach: cached.reach,
@@ -110,6 +129,7 @@ impl<S: CallerStore> Callers<S> {
     pub async fn caller_by_tls_identities(
         &self,
         identities: &[String],
+        peer: Option<IpAddr>,
     ) -> Result<Option<Recognised>> {
         if identities.is_empty() {
             return Ok(None);
@@ -132,6 +152,7 @@ impl<S: CallerStore> Callers<S> {
             Ok(Some(CachedCaller {
                 caller,
                 key_digest: None,
+                key_expires_at: None,
                 reach,
             }))
         };
@@ -139,7 +160,10 @@ impl<S: CallerStore> Callers<S> {
         else {
             return Ok(None);
         };
-        self.touch(&caller, now).await;
+        if !from_allowed_network(&caller, peer) || !caller.usable_at(now) {
+            return Ok(None);
+        }
+        self.touch(&caller, peer, now).await;
         Ok(Some(Recognised { caller, reach }))
     }
 
@@ -168,13 +192,14 @@ impl<S: CallerStore> Callers<S> {
     /// Records the caller's last use, at most once per resolution. Best
     /// effort: a failed write is logged and the request goes on, since
     /// who the caller is was already established.
-    async fn touch(&self, caller: &Caller, now: Timestamp) {
+    async fn touch(&self, caller: &Caller, peer: Option<IpAddr>, now: Timestamp) {
         let stale = caller
             .last_used_at
-            .is_none_or(|at| now.since(at) >= LAST_USED_RESOLUTION);
+            .is_none_or(|at| now.since(at) >= LAST_USED_RESOLUTION)
+            || (peer.is_some() && caller.last_used_ip != peer);
         if stale {
-            self.inner.cache.touched(&caller.name, now);
-            if let Err(error) = self.store().touch_caller(&caller.name, now).await {
+            self.inner.cache.touched(&caller.name, now, peer);
+            if let Err(error) = self.store().touch_caller(&caller.name, now, peer).await {
                 tracing::warn!(caller = %caller.name, %error, "recording a caller's last use failed");
             }
         }
@@ -186,23 +211,21 @@ impl<S: CallerStore> Callers<S> {
     /// which belong to no tenant).
     pub async fn create_caller(
         &self,
-        name: String,
-        role: Role,
-        tls_identity: Option<String>,
-        tenant: Option<String>,
+        new: NewCaller,
         actor: &Actor,
     ) -> Result<(Caller, CallerKey)> {
-        if tenant.is_some() && role == Role::Operator {
+        if new.tenant.is_some() && new.role == Role::Operator {
             return Err(Error::invalid(
                 "tenant",
                 "an operator is deployment-wide and cannot be scoped to a tenant; \
                  scope an issuer, authenticator or notifier",
             ));
         }
+        if new.limits.expires_at.is_some_and(|at| at <= self.now()) {
+            return Err(Error::invalid("expire_time", "must be in the future"));
+        }
         let key = CallerKey::generate()?;
-        let caller = self
-            .create_with_key(name, role, tls_identity, tenant, &key, actor)
-            .await?;
+        let caller = self.create_with_key(new, &key, actor).await?;
         Ok((caller, key))
     }
 
@@ -227,7 +250,7 @@ impl<S: CallerStore> Callers<S> {
             ));
         }
         match self
-            .create_with_key(name.to_owned(), Role::Operator, None, None, key, actor)
+            .create_with_key(NewCaller::plain(name.to_owned(), Role::Operator), key, actor)
             .await
         {
             Ok(_) => Ok(true),
@@ -243,13 +266,17 @@ impl<S: CallerStore> Callers<S> {
 
     async fn create_with_key(
         &self,
-        name: String,
-        role: Role,
-        tls_identity: Option<String>,
-        tenant: Option<String>,
+        new: NewCaller,
         key: &CallerKey,
         actor: &Actor,
     ) -> Result<Caller> {
+        let NewCaller {
+            name,
+            role,
+            tls_identity,
+            tenant,
+            limits,
+        } = new;
         let now = self.now();
         let caller = Caller {
             name: name.clone(),
@@ -260,6 +287,10 @@ impl<S: CallerStore> Callers<S> {
             last_used_at: None,
             revoked_at: None,
             tenant: tenant.clone(),
+            expires_at: limits.expires_at,
+            allowed_networks: limits.allowed_networks,
+            last_used_ip: None,
+            previous_key_expires_at: None,
         };
         let detail = match &tenant {
             Some(tenant) => format!("{role} tenants/{tenant}"),
@@ -272,7 +303,7 @@ impl<S: CallerStore> Callers<S> {
             .create_caller(caller, key.key_id(), &key.digest(), event)
             .await?
         {
-            CreateCallerOutcome::Created(caller) => Ok(caller),
+            CreateCallerOutcome::Created(caller) => Ok(*caller),
             CreateCallerOutcome::NameTaken => Err(Error::AlreadyExists(
                 Reason::CallerNameTaken,
                 format!("callers/{name} already exists"),
@@ -292,6 +323,50 @@ impl<S: CallerStore> Callers<S> {
         self.store().list_callers(after, limit).await
     }
 
+    /// Gives the caller a new key, returned once. The old key keeps
+    /// working for `overlap` (at most [`ROTATION_OVERLAP_MAX`]; zero ends
+    /// it at once), so a service can roll the new one out to its replicas
+    /// with no window without a valid key; then it dies. A key rotated
+    /// before its predecessor's overlap ended ends that one at once.
+    pub async fn rotate_key(
+        &self,
+        name: &str,
+        overlap: Duration,
+        actor: &Actor,
+    ) -> Result<(Caller, CallerKey)> {
+        if overlap > ROTATION_OVERLAP_MAX {
+            return Err(Error::invalid(
+                "overlap",
+                format!(
+                    "must be at most {} hours",
+                    ROTATION_OVERLAP_MAX.as_secs() / 3600
+                ),
+            ));
+        }
+        let now = self.now();
+        let key = CallerKey::generate()?;
+        let old_until = now.saturating_add(overlap);
+        let mut event = AuditEvent::new(EventType::CallerKeyRotated, now, actor)
+            .detail(format!("old key works until {}", old_until.to_rfc3339()));
+        event.caller_name = Some(name.to_owned());
+        let outcome = self
+            .store()
+            .rotate_caller_key(name, key.key_id(), &key.digest(), old_until, event)
+            .await?;
+        self.inner.cache.forget(name);
+        match outcome {
+            RotateKeyOutcome::Rotated(caller) => Ok((*caller, key)),
+            RotateKeyOutcome::NotFound => Err(Error::NotFound {
+                reason: Reason::CallerNotFound,
+                resource: format!("callers/{name}"),
+            }),
+            RotateKeyOutcome::Revoked => Err(Error::FailedPrecondition(
+                Reason::CallerRevoked,
+                format!("callers/{name} is revoked; create a new caller"),
+            )),
+        }
+    }
+
     /// Effective at once on this replica, and on every other once its
     /// cached copy of the caller's row is older than the caller cache's TTL.
     pub async fn revoke_caller(&self, name: &str, actor: &Actor) -> Result<Caller> {
@@ -304,4 +379,21 @@ impl<S: CallerStore> Callers<S> {
             resource: format!("callers/{name}"),
         })
     }
+}
+
+/// Whether `peer` may use `caller`: any address when it lists no
+/// networks; otherwise only one of them, and never an unknown address.
+fn from_allowed_network(caller: &Caller, peer: Option<IpAddr>) -> bool {
+    if caller.allowed_networks.is_unrestricted() {
+        return true;
+    }
+    let allowed = peer.is_some_and(|peer| caller.allowed_networks.permits(peer));
+    if !allowed {
+        tracing::warn!(
+            caller = %caller.name,
+            peer = ?peer,
+            "a caller's credential was used from outside its allowed networks; refused"
+        );
+    }
+    allowed
 }

@@ -2,7 +2,9 @@
 
 use std::future::Future;
 
-use super::model::{Caller, CreateCallerOutcome, StoredCaller};
+use std::net::IpAddr;
+
+use super::model::{Caller, CreateCallerOutcome, RotateKeyOutcome, StoredCaller};
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::error::Result;
 use crate::domain::shared::page::Page;
@@ -34,7 +36,24 @@ pub trait CallerStore: Clone + Send + Sync + 'static {
     /// reaches (none for a tenant deleted since).
     fn tenant_domains(&self, name: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
 
-    fn touch_caller(&self, name: &str, now: Timestamp) -> impl Future<Output = Result<()>> + Send;
+    /// Records a use at `now`, from `from` when known.
+    fn touch_caller(
+        &self,
+        name: &str,
+        now: Timestamp,
+        from: Option<IpAddr>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Makes `key_id`/`key_digest` the caller's key; the key it replaces
+    /// keeps working until `old_until`, and an older one stops at once.
+    fn rotate_caller_key(
+        &self,
+        name: &str,
+        key_id: &str,
+        key_digest: &str,
+        old_until: Timestamp,
+        event: AuditEvent,
+    ) -> impl Future<Output = Result<RotateKeyOutcome>> + Send;
 
     fn list_callers(
         &self,

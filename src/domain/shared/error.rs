@@ -124,6 +124,8 @@ pub enum Reason {
     DomainTaken,
     /// The tenant still has callers that are not revoked.
     TenantInUse,
+    /// A revoked caller cannot be given a new key.
+    CallerRevoked,
 }
 
 impl Reason {
@@ -162,6 +164,7 @@ impl Reason {
             Reason::TenantNameTaken => "TENANT_NAME_TAKEN",
             Reason::DomainTaken => "DOMAIN_TAKEN",
             Reason::TenantInUse => "TENANT_IN_USE",
+            Reason::CallerRevoked => "CALLER_REVOKED",
         }
     }
 }

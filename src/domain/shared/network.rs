@@ -58,6 +58,11 @@ impl AllowedNetworks {
         Ok(net.trunc())
     }
 
+    /// Any address: no networks listed, and the list was readable.
+    pub fn is_unrestricted(&self) -> bool {
+        self.unreadable.is_none() && self.networks.is_empty()
+    }
+
     pub fn permits(&self, client: IpAddr) -> bool {
         if self.unreadable.is_some() {
             return false;

@@ -2,31 +2,41 @@
 
 use tonic::Status;
 
-use crate::domain::callers::model::{parse_name, parse_tls_identity, Role};
+use std::time::Duration;
+
+use crate::domain::callers::model::{
+    parse_name, parse_tls_identity, KeyLimits, ROTATION_OVERLAP_DEFAULT, ROTATION_OVERLAP_MAX,
+};
+use crate::grpc::convert::parse_timestamp;
+use crate::grpc::validate;
 
 use crate::grpc::convert::parse_role;
-use crate::grpc::pb::{CreateCallerRequest, ListCallersRequest, RevokeCallerRequest};
+use crate::grpc::pb::{
+    CreateCallerRequest, ListCallersRequest, RevokeCallerRequest, RotateCallerKeyRequest,
+};
 use crate::grpc::{names, paging};
 
 use super::{all, check, optional, page, PageRequest};
 
-#[derive(Debug)]
-pub struct NewCaller {
-    pub name: String,
-    pub role: Role,
-    pub tls_identity: Option<String>,
-    pub tenant: Option<String>,
-}
+use crate::domain::callers::model::NewCaller;
 
 pub fn parse_create_caller(request: &CreateCallerRequest) -> Result<NewCaller, Status> {
     let tenant = !request.tenant.is_empty();
-    let (name, role, tls_identity, tenant) = all((
+    let (name, role, tls_identity, tenant, expires_at, allowed_networks) = all((
         check("name", parse_name(&request.name)),
         check("role", parse_role(request.role)),
         check("tls_identity", parse_tls_identity(&request.tls_identity)),
         optional(
             "tenant",
             tenant.then(|| names::parse_tenant(&request.tenant)),
+        ),
+        optional(
+            "expire_time",
+            request.expire_time.as_ref().map(parse_timestamp),
+        ),
+        check(
+            "allowed_networks",
+            validate::allowed_networks(&request.allowed_networks),
         ),
     ))
     .finish()?;
@@ -35,7 +45,34 @@ pub fn parse_create_caller(request: &CreateCallerRequest) -> Result<NewCaller, S
         role,
         tls_identity,
         tenant,
+        limits: KeyLimits {
+            expires_at,
+            allowed_networks,
+        },
     })
+}
+
+/// The caller's name, and how long its old key keeps working.
+pub fn parse_rotate_caller_key(
+    request: &RotateCallerKeyRequest,
+) -> Result<(String, Duration), Status> {
+    all((
+        check("name", names::parse_caller(&request.name)),
+        optional("overlap", request.overlap.as_ref().map(parse_overlap)),
+    ))
+    .map(|(name, overlap)| (name, overlap.unwrap_or(ROTATION_OVERLAP_DEFAULT)))
+    .finish()
+}
+
+fn parse_overlap(overlap: &prost_types::Duration) -> Result<Duration, String> {
+    let overlap = Duration::try_from(*overlap).map_err(|_| "must not be negative".to_owned())?;
+    if overlap > ROTATION_OVERLAP_MAX {
+        return Err(format!(
+            "must be at most {} hours",
+            ROTATION_OVERLAP_MAX.as_secs() / 3600
+        ));
+    }
+    Ok(overlap)
 }
 
 pub fn parse_list_callers(request: &ListCallersRequest) -> Result<PageRequest<String>, Status> {
@@ -62,6 +99,7 @@ mod tests {
             role: 99,
             tls_identity: "a\u{0}".into(),
             tenant: "acme".into(),
+            ..Default::default()
         };
         let status = parse_create_caller(&request).unwrap_err();
         assert_eq!(fields(status), ["name", "role", "tls_identity", "tenant"]);

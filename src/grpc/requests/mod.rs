@@ -35,7 +35,9 @@ pub use app_passwords::{
     AppPasswordName, ReasonedChange,
 };
 pub use audit::{parse_list_audit_events, parse_watch_events, WatchEvents};
-pub use callers::{parse_create_caller, parse_list_callers, parse_revoke_caller, NewCaller};
+pub use callers::{
+    parse_create_caller, parse_list_callers, parse_revoke_caller, parse_rotate_caller_key,
+};
 pub use logins::{parse_authenticate, parse_explain_login};
 pub use tenants::{
     parse_create_tenant, parse_list_tenants, parse_move_tenant_domain, parse_tenant_name,

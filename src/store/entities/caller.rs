@@ -18,6 +18,13 @@ pub struct Model {
     pub revoked_at: Option<i64>,
     /// The tenant it is scoped to (migration 14); `None`: deployment-wide.
     pub tenant: Option<String>,
+    /// Migration 15: the key's life.
+    pub expires_at: Option<i64>,
+    pub allowed_networks: String,
+    pub last_used_ip: Option<String>,
+    pub previous_key_id: Option<String>,
+    pub previous_key_hash: Option<KeyDigest>,
+    pub previous_key_expires_at: Option<i64>,
 }
 
 /// The SHA-256 of a caller key; its own type so that `Debug` of a row never

@@ -189,7 +189,10 @@ impl TestServer {
             let (_, key) = app
                 .services()
                 .callers
-                .create_caller(name, role, None, None, &Actor::system("test-harness"))
+                .create_caller(
+                    latchkey::domain::callers::model::NewCaller::plain(name, role),
+                    &Actor::system("test-harness"),
+                )
                 .await
                 .unwrap();
             keys.insert(role, key.expose().to_owned());
