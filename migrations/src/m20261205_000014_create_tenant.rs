@@ -8,7 +8,8 @@ pub struct Migration;
 
 /// Tenants: customers of one deployment, each owning account domains.
 ///
-/// - `tenant`: one row per tenant, by name (the `tenants/{tenant}` id).
+/// - `tenant`: one row per tenant, by name (the `tenants/{tenant}` id),
+///   with its app-password policy.
 /// - `tenant_domain`: which tenant owns a domain. The domain is the key,
 ///   so a domain belongs to at most one tenant.
 /// - `caller.tenant`: the tenant a caller is scoped to; NULL (every
@@ -41,6 +42,9 @@ impl MigrationTrait for Migration {
                             .string_len(200)
                             .not_null(),
                     )
+                    // Its app-password policy, as JSON (store/tenants.rs):
+                    // read whole with the tenant, never queried into.
+                    .col(ColumnDef::new(Tenant::Policy).string_len(1000).not_null())
                     .col(ColumnDef::new(Tenant::CreatedAt).big_integer().not_null())
                     .col(ColumnDef::new(Tenant::UpdatedAt).big_integer().not_null())
                     .to_owned(),
@@ -175,6 +179,7 @@ enum Tenant {
     Id,
     Name,
     DisplayName,
+    Policy,
     CreatedAt,
     UpdatedAt,
 }

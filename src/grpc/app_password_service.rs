@@ -10,6 +10,7 @@ use crate::domain::accounts::store::AccountStore;
 use crate::domain::app_passwords::service::AppPasswords;
 use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::store::AuditStore;
+use crate::domain::tenants::store::TenantStore;
 
 use super::convert::{app_password_to_pb, policy_to_pb};
 use super::pb::app_password_service_server::AppPasswordService;
@@ -43,7 +44,7 @@ impl<S> AppPasswordHandler<S> {
     }
 }
 
-impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordHandler<S> {
+impl<S: AppPasswordStore + AccountStore + AuditStore + TenantStore> AppPasswordHandler<S> {
     /// One app password as a response, in its state as of now.
     fn answer(
         &self,
@@ -54,7 +55,9 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordHandler<S> {
 }
 
 #[tonic::async_trait]
-impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswordService for AppPasswordHandler<S> {
+impl<S: AppPasswordStore + AccountStore + AuditStore + TenantStore> AppPasswordService
+    for AppPasswordHandler<S>
+{
     async fn issue_app_password(
         &self,
         request: Request<IssueAppPasswordRequest>,

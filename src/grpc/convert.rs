@@ -207,8 +207,31 @@ pub fn parse_role(value: i32) -> Result<Role, String> {
     }
 }
 
+fn tenant_policy_to_pb(policy: &crate::domain::tenants::model::TenantPolicy) -> pb::TenantPolicy {
+    let change = |p: Option<ChangePolicy>| {
+        p.map_or(pb::PrimaryChangePolicy::Unspecified, policy_to_pb) as i32
+    };
+    let overrides = &policy.on_primary_change;
+    pb::TenantPolicy {
+        max_active_app_passwords: policy
+            .max_active_app_passwords
+            .map_or(0, |cap| i32::try_from(cap).unwrap_or(i32::MAX)),
+        max_lifetime: policy.max_lifetime.map(duration),
+        default_idle_timeout: policy.default_idle_timeout.map(duration),
+        allowed_protocols: policy
+            .allowed_protocols
+            .map(|set| set.protocols().map(|p| protocol_to_pb(p) as i32).collect())
+            .unwrap_or_default(),
+        self_service_change: change(overrides.self_service_change),
+        admin_reset: change(overrides.admin_reset),
+        account_recovery: change(overrides.account_recovery),
+        second_factor_reset: change(overrides.second_factor_reset),
+    }
+}
+
 pub fn tenant_to_pb(tenant: crate::domain::tenants::model::Tenant) -> pb::Tenant {
     pb::Tenant {
+        policy: Some(tenant_policy_to_pb(&tenant.policy)),
         name: names::tenant(&tenant.name),
         display_name: tenant.display_name,
         domains: tenant.domains,

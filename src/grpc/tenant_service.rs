@@ -36,10 +36,11 @@ impl<S: TenantStore> TenantService for TenantHandler<S> {
             name,
             display_name,
             domains,
+            policy,
         } = requests::parse_create_tenant(request.get_ref())?;
         let tenant = self
             .tenants
-            .create(name, display_name, domains, &actor)
+            .create(name, display_name, domains, policy, &actor)
             .await?;
         Ok(Response::new(tenant_to_pb(tenant)))
     }

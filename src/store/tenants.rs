@@ -1,6 +1,7 @@
 //! Queries on tenants and the domains they own.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -11,13 +12,17 @@ use super::audit::insert_event;
 use super::db::Tx;
 use super::entities::{caller, tenant, tenant_domain};
 use super::SqlStore;
+use crate::domain::app_passwords::model::ChangePolicy;
 use crate::domain::audit::event::AuditEvent;
-use crate::domain::shared::error::Result;
+use crate::domain::shared::error::{Error, Result};
 use crate::domain::shared::page::Page;
+use crate::domain::shared::protocol::ProtocolSet;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::tenants::model::{
-    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, UpdateTenantOutcome,
+    ChangeOverrides, CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant,
+    TenantPolicy, UpdateTenantOutcome,
 };
+use crate::domain::tenants::service::TenantChange;
 use crate::domain::tenants::store::TenantStore;
 
 /// The tenant's row, locked until the transaction ends (on SQLite the
@@ -84,14 +89,81 @@ async fn add_domains(txn: &Tx, domains: &[String], name: &str, now: Timestamp) -
     Ok(())
 }
 
-fn tenant_of(row: tenant::Model, domains: Vec<String>) -> Tenant {
-    Tenant {
+/// A policy's stored form: JSON of its set fields, durations in
+/// milliseconds, protocols as their bits, policies by their names.
+fn policy_to_stored(policy: &TenantPolicy) -> String {
+    let millis = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let change = |p: Option<ChangePolicy>| p.map(ChangePolicy::as_str);
+    let overrides = &policy.on_primary_change;
+    serde_json::json!({
+        "max_active_app_passwords": policy.max_active_app_passwords,
+        "max_lifetime_ms": millis(policy.max_lifetime),
+        "default_idle_timeout_ms": millis(policy.default_idle_timeout),
+        "allowed_protocols": policy.allowed_protocols.map(ProtocolSet::bits),
+        "self_service_change": change(overrides.self_service_change),
+        "admin_reset": change(overrides.admin_reset),
+        "account_recovery": change(overrides.account_recovery),
+        "second_factor_reset": change(overrides.second_factor_reset),
+    })
+    .to_string()
+}
+
+/// Reads a stored policy back. Fails closed: a policy that cannot be read
+/// is an error, never an empty policy (which would lift the tenant's
+/// limits).
+fn policy_from_stored(stored: &str) -> Result<TenantPolicy> {
+    let unreadable = || Error::internal("a tenant's stored policy cannot be read");
+    let value: serde_json::Value = serde_json::from_str(stored).map_err(|_| unreadable())?;
+    let field = |name: &str| value.get(name).filter(|v| !v.is_null());
+    let millis = |name: &str| -> Result<Option<Duration>> {
+        field(name)
+            .map(|v| v.as_u64().map(Duration::from_millis).ok_or_else(unreadable))
+            .transpose()
+    };
+    let change = |name: &str| -> Result<Option<ChangePolicy>> {
+        field(name)
+            .map(|v| {
+                v.as_str()
+                    .and_then(|s| ChangePolicy::ALL.into_iter().find(|p| p.as_str() == s))
+                    .ok_or_else(unreadable)
+            })
+            .transpose()
+    };
+    Ok(TenantPolicy {
+        max_active_app_passwords: field("max_active_app_passwords")
+            .map(|v| {
+                v.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(unreadable)
+            })
+            .transpose()?,
+        max_lifetime: millis("max_lifetime_ms")?,
+        default_idle_timeout: millis("default_idle_timeout_ms")?,
+        allowed_protocols: field("allowed_protocols")
+            .map(|v| {
+                v.as_i64()
+                    .map(ProtocolSet::from_bits)
+                    .ok_or_else(unreadable)
+            })
+            .transpose()?,
+        on_primary_change: ChangeOverrides {
+            self_service_change: change("self_service_change")?,
+            admin_reset: change("admin_reset")?,
+            account_recovery: change("account_recovery")?,
+            second_factor_reset: change("second_factor_reset")?,
+        },
+    })
+}
+
+fn tenant_of(row: tenant::Model, domains: Vec<String>) -> Result<Tenant> {
+    Ok(Tenant {
+        policy: policy_from_stored(&row.policy)?,
         name: row.name,
         display_name: row.display_name,
         domains,
         created_at: Timestamp::from_millis(row.created_at),
         updated_at: Timestamp::from_millis(row.updated_at),
-    }
+    })
 }
 
 fn unique_violation(error: &sea_orm::DbErr) -> bool {
@@ -118,6 +190,7 @@ impl TenantStore for SqlStore {
             id: sea_orm::ActiveValue::NotSet,
             name: Set(new.name.clone()),
             display_name: Set(new.display_name.clone()),
+            policy: Set(policy_to_stored(&new.policy)),
             created_at: Set(new.created_at.as_millis()),
             updated_at: Set(new.updated_at.as_millis()),
         };
@@ -146,7 +219,7 @@ impl TenantStore for SqlStore {
             return Ok(None);
         };
         let domains = domains_of(&self.db, name).await?;
-        Ok(Some(tenant_of(row, domains)))
+        Ok(Some(tenant_of(row, domains)?))
     }
 
     #[tracing::instrument(skip_all)]
@@ -184,7 +257,7 @@ impl TenantStore for SqlStore {
                     .collect();
                 tenant_of(row, domains)
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, limit))
     }
 
@@ -192,11 +265,15 @@ impl TenantStore for SqlStore {
     async fn update_tenant(
         &self,
         name: &str,
-        display_name: Option<String>,
-        domains: Option<Vec<String>>,
+        change: TenantChange,
         now: Timestamp,
         mut event: AuditEvent,
     ) -> Result<UpdateTenantOutcome> {
+        let TenantChange {
+            display_name,
+            domains,
+            policy,
+        } = change;
         let txn = self.db.begin().await?;
         super::app_passwords::lock_for_write(&txn).await?;
         let Some(row) = locked_tenant(&txn, name).await? else {
@@ -231,16 +308,43 @@ impl TenantStore for SqlStore {
             changes.push("display_name".to_owned());
             active.display_name = Set(display_name);
         }
+        if let Some(policy) = policy {
+            let stored = policy_to_stored(&policy);
+            if stored != row.policy {
+                changes.push(format!("policy {stored}"));
+                active.policy = Set(stored);
+            }
+        }
         if changes.is_empty() {
             // Nothing changed: nothing written, no event.
-            return Ok(UpdateTenantOutcome::Updated(tenant_of(row, current)));
+            return Ok(UpdateTenantOutcome::Updated(tenant_of(row, current)?));
         }
         active.updated_at = Set(now.as_millis());
         let row = tenant::Entity::update(active).exec(&txn).await?;
         event = event.detail(format!("tenants/{name} {}", changes.join(" ")));
         insert_event(&txn, event).await?;
         txn.commit().await?;
-        Ok(UpdateTenantOutcome::Updated(tenant_of(row, current)))
+        Ok(UpdateTenantOutcome::Updated(tenant_of(row, current)?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn policy_of_domain(&self, domain: &str) -> Result<Option<TenantPolicy>> {
+        let stored: Option<String> = tenant::Entity::find()
+            .select_only()
+            .column(tenant::Column::Policy)
+            .filter(
+                tenant::Column::Name.in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(tenant_domain::Column::Tenant)
+                        .from(tenant_domain::Entity)
+                        .and_where(tenant_domain::Column::Domain.eq(domain))
+                        .to_owned(),
+                ),
+            )
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        stored.as_deref().map(policy_from_stored).transpose()
     }
 
     #[tracing::instrument(skip_all, fields(tenant = %to))]
@@ -279,7 +383,7 @@ impl TenantStore for SqlStore {
         let domains = domains_of(&txn, to).await?;
         txn.commit().await?;
         Ok(MoveDomainOutcome::Moved {
-            tenant: tenant_of(row, domains),
+            tenant: tenant_of(row, domains)?,
             from: owner,
         })
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use latchkey::domain::callers::model::Role;
 use latchkey::domain::login::throttle::Scopes;
+use latchkey::domain::shared::time::Clock;
 use latchkey::domain::shared::username::Username;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
 use latchkey::grpc::pb::audit_service_client::AuditServiceClient;
@@ -35,6 +36,7 @@ backend_tests!(
     nothing_of_one_tenant_is_reachable_with_anothers_keys,
     an_outsiders_login_costs_and_counts_as_an_unknown_users,
     a_tenants_watchers_see_only_its_accounts_events,
+    each_tenants_policy_applies_to_its_accounts_whoever_asks,
 );
 
 fn tenants(server: &TestServer) -> TenantServiceClient<Authed> {
@@ -646,5 +648,184 @@ async fn a_tenants_watchers_see_only_its_accounts_events(backend: Backend) {
     .await
     .unwrap_err();
     assert_eq!(reason_of(&status), "OUTSIDE_TENANT");
+    server.stop().await;
+}
+
+async fn each_tenants_policy_applies_to_its_accounts_whoever_asks(backend: Backend) {
+    use latchkey::grpc::pb::{
+        IssueAppPasswordRequest, PrimaryChangePolicy, PrimaryCredentialChange, TenantPolicy,
+    };
+    let day = 86_400;
+    let duration = |seconds: i64| prost_types::Duration { seconds, nanos: 0 };
+    let server = TestServer::start(backend).await;
+    let policy = TenantPolicy {
+        max_active_app_passwords: 2,
+        max_lifetime: Some(duration(30 * day)),
+        default_idle_timeout: Some(duration(7 * day)),
+        allowed_protocols: vec![Protocol::Imap as i32, Protocol::Smtp as i32],
+        self_service_change: PrimaryChangePolicy::RevokeAll as i32,
+        ..TenantPolicy::default()
+    };
+    tenants(&server)
+        .create_tenant(CreateTenantRequest {
+            tenant_id: "a".into(),
+            tenant: Some(Tenant {
+                domains: vec!["a.test".into()],
+                policy: Some(policy.clone()),
+                ..Tenant::default()
+            }),
+        })
+        .await
+        .unwrap();
+    create_tenant(&server, "b", &["b.test"]).await.unwrap();
+    let shown = tenants(&server)
+        .get_tenant(GetTenantRequest {
+            name: "tenants/a".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.policy, Some(policy));
+
+    // The deployment-wide test issuer asks; the tenant's policy applies.
+    let mut portal = server.app_passwords();
+    let issue = |user: &str, protocols: &[Protocol]| issue_request(user, "Mail", protocols);
+    let refused = portal
+        .issue_app_password(issue("alice@a.test", &[Protocol::Pop3]))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["protocols"]);
+    let refused = portal
+        .issue_app_password(issue("alice@a.test", &[Protocol::Any]))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["protocols"]);
+    let refused = portal
+        .issue_app_password(with_ttl(issue("alice@a.test", &[Protocol::Imap]), 31 * day))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["ttl"]);
+    let first = portal
+        .issue_app_password(issue("alice@a.test", &[Protocol::Imap]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first_password = first.app_password.unwrap();
+    let start = server.clock.now().as_millis() / 1000;
+    assert_eq!(
+        first_password.expire_time.as_ref().map(|t| t.seconds),
+        Some(start + 30 * day),
+        "no expiry asked: the tenant's maximum"
+    );
+    assert_eq!(
+        first_password.idle_timeout.as_ref().map(|d| d.seconds),
+        Some(7 * day)
+    );
+    portal
+        .issue_app_password(issue("alice@a.test", &[Protocol::Smtp]))
+        .await
+        .unwrap();
+    let full = portal
+        .issue_app_password(issue("alice@a.test", &[Protocol::Imap]))
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&full), "APP_PASSWORD_CAP_REACHED");
+    // An update may not reach past the maximum from the issue, nor add a
+    // protocol the tenant does not allow.
+    let update = |paths: &[&str], password: AppPassword| UpdateAppPasswordRequest {
+        app_password: Some(password),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        }),
+    };
+    let longer = portal
+        .update_app_password(update(
+            &["expire_time"],
+            AppPassword {
+                name: first_password.name.clone(),
+                expire_time: Some(prost_types::Timestamp {
+                    seconds: start + 31 * day,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&longer), ["app_password.expire_time"]);
+    let pop = portal
+        .update_app_password(update(
+            &["protocols"],
+            AppPassword {
+                name: first_password.name.clone(),
+                protocols: vec![Protocol::Imap as i32, Protocol::Pop3 as i32],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&pop), ["app_password.protocols"]);
+
+    // Another tenant's accounts keep the deployment's policy.
+    let bob = portal
+        .issue_app_password(IssueAppPasswordRequest {
+            ..issue("bob@b.test", &[Protocol::Pop3])
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(bob.app_password.unwrap().expire_time.is_none());
+
+    // Tightened later: new issues follow it, issued passwords keep working.
+    tenants(&server)
+        .update_tenant(UpdateTenantRequest {
+            tenant: Some(Tenant {
+                name: "tenants/a".into(),
+                policy: Some(TenantPolicy {
+                    allowed_protocols: vec![Protocol::Smtp as i32],
+                    self_service_change: PrimaryChangePolicy::RevokeAll as i32,
+                    ..TenantPolicy::default()
+                }),
+                ..Tenant::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["policy".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    let imap = login(&server, "alice@a.test", &first.secret).await;
+    assert!(imap.authenticated, "{imap:?}");
+    let refused = portal
+        .issue_app_password(issue("carol@a.test", &[Protocol::Imap]))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&refused), ["protocols"]);
+
+    // The primary-change policy: the tenant's for alice, the deployment's
+    // (keep, for a self-service change) for bob.
+    let report = |user: &str| ReportPrimaryCredentialChangeRequest {
+        parent: format!("accounts/{user}"),
+        change: PrimaryCredentialChange::SelfServiceChange as i32,
+        change_time: None,
+    };
+    let alice = portal
+        .report_primary_credential_change(report("alice@a.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (alice.policy(), alice.revoked_count),
+        (PrimaryChangePolicy::RevokeAll, 2)
+    );
+    let bob = portal
+        .report_primary_credential_change(report("bob@b.test"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (bob.policy(), bob.revoked_count),
+        (PrimaryChangePolicy::Keep, 0)
+    );
     server.stop().await;
 }

@@ -505,6 +505,12 @@ pub enum ChangePolicy {
 }
 
 impl ChangePolicy {
+    pub const ALL: [ChangePolicy; 3] = [
+        ChangePolicy::Keep,
+        ChangePolicy::RevokeIssuedBefore,
+        ChangePolicy::RevokeAll,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             ChangePolicy::Keep => "keep",

@@ -26,6 +26,8 @@ use crate::domain::shared::page::Page;
 use crate::domain::shared::patch::Patch;
 use crate::domain::shared::time::{in_words, new_id, Clock, Timestamp, CLOCK_SKEW};
 use crate::domain::shared::username::Username;
+use crate::domain::tenants::model::{domain_of, TenantPolicy};
+use crate::domain::tenants::store::TenantStore;
 
 /// How many times a selector collision is retried before giving up; four
 /// collisions in a row would mean the generator is broken.
@@ -91,7 +93,7 @@ pub struct ChangeOutcome {
     pub revoked: u64,
 }
 
-impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
+impl<S: AppPasswordStore + AccountStore + AuditStore + TenantStore> AppPasswords<S> {
     pub fn new(
         store: S,
         hasher: Hasher,
@@ -125,8 +127,30 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
         self.inner.clock.now()
     }
 
+    /// The policy of the tenant owning `username`'s domain; the default
+    /// (every field the deployment's) when no tenant does.
+    async fn tenant_policy(&self, username: &Username) -> Result<TenantPolicy> {
+        let Some(domain) = domain_of(username) else {
+            return Ok(TenantPolicy::default());
+        };
+        Ok(self
+            .store()
+            .policy_of_domain(domain)
+            .await?
+            .unwrap_or_default())
+    }
+
     pub async fn issue(&self, request: IssueRequest) -> Result<Issued> {
         let now = self.now();
+        let policy = self.tenant_policy(&request.username).await?;
+        if let Some(allowed) = policy.allowed_protocols {
+            if !request.protocols.within(allowed) {
+                return Err(Error::invalid(
+                    "protocols",
+                    format!("the account's tenant allows only {allowed}"),
+                ));
+            }
+        }
         let expires_at = match request.expiry {
             None => None,
             Some(Expiry::At(at)) if at <= now => {
@@ -145,8 +169,29 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 "must be before the year 10000",
             ));
         }
+        // The tenant's maximum life: a longer one is refused, none given
+        // gets the maximum.
+        let expires_at = match (policy.max_lifetime, expires_at) {
+            (None, expires_at) => expires_at,
+            (Some(max), None) => Some(now.saturating_add(max)),
+            (Some(max), Some(at)) if at > now.saturating_add(max) => {
+                let field = match request.expiry {
+                    Some(Expiry::After(_)) => "ttl",
+                    _ => "expire_time",
+                };
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "the account's tenant allows app passwords at most {}",
+                        in_words(max)
+                    ),
+                ));
+            }
+            (Some(_), at) => at,
+        };
         let idle_timeout = request
             .idle_timeout
+            .or(policy.default_idle_timeout)
             .or(self
                 .inner
                 .config
@@ -156,7 +201,9 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
             .transpose()
             .map_err(|description| Error::invalid("idle_timeout", description))?;
         let limits = IssueLimits {
-            cap: self.inner.max_active_per_account,
+            cap: policy
+                .max_active_app_passwords
+                .unwrap_or(self.inner.max_active_per_account),
             per_hour: self.inner.config.account_issues_per_hour,
         };
         let cap = limits.cap;
@@ -339,9 +386,37 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
             check_idle_timeout(timeout)
                 .map_err(|description| Error::invalid("app_password.idle_timeout", description))?;
         }
+        let policy = self.tenant_policy(username).await?;
+        if let (Some(allowed), Some(protocols)) = (policy.allowed_protocols, update.protocols) {
+            if !protocols.within(allowed) {
+                return Err(Error::invalid(
+                    "app_password.protocols",
+                    format!("the account's tenant allows only {allowed}"),
+                ));
+            }
+        }
         let actor = actor.to_owned();
         self.change(username, id, move |current| {
             refuse_if_over(current, now)?;
+            // The tenant's maximum life counts from the password's issue.
+            if let Some(max) = policy.max_lifetime {
+                let latest = current.created_at.saturating_add(max);
+                let too_late = match update.expires_at {
+                    Patch::Set(at) => at > latest,
+                    Patch::Clear => true,
+                    Patch::Keep => false,
+                };
+                if too_late {
+                    return Err(Error::invalid(
+                        "app_password.expire_time",
+                        format!(
+                            "the account's tenant allows app passwords at most {} from their issue ({})",
+                            in_words(max),
+                            latest.to_rfc3339()
+                        ),
+                    ));
+                }
+            }
             let (settings, described) = changed_settings(current, update);
             if settings.is_empty() {
                 return Ok(None);
@@ -463,7 +538,12 @@ impl<S: AppPasswordStore + AccountStore + AuditStore> AppPasswords<S> {
                 ),
             ));
         }
-        let policy = self.inner.config.on_primary_change.for_change(change);
+        let policy = self
+            .tenant_policy(username)
+            .await?
+            .on_primary_change
+            .over(self.inner.config.on_primary_change)
+            .for_change(change);
         let event = AuditEvent::new(EventType::PrimaryCredentialChanged, now, actor)
             .account(username)
             .detail(format!(

@@ -102,6 +102,12 @@ impl ProtocolSet {
         self.0
     }
 
+    /// Whether every protocol this set allows, `allowed` allows too. "Any"
+    /// is within only "any": it would cover protocols `allowed` leaves out.
+    pub fn within(self, allowed: ProtocolSet) -> bool {
+        allowed.is_any() || (!self.is_any() && self.0 & !allowed.0 == 0)
+    }
+
     pub(crate) const fn from_bits(bits: i64) -> Self {
         Self(bits)
     }

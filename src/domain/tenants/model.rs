@@ -1,6 +1,10 @@
 //! Tenants, their domains, and what a scoped caller reaches.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::app_passwords::model::{ChangePolicies, ChangePolicy};
+use crate::domain::shared::protocol::ProtocolSet;
 
 use crate::domain::shared::error::{Error, Reason};
 use crate::domain::shared::time::Timestamp;
@@ -21,9 +25,65 @@ pub struct Tenant {
     pub display_name: String,
     /// Sorted.
     pub domains: Vec<String>,
+    pub policy: TenantPolicy,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
+
+/// What a tenant sets for its accounts' app passwords, each overriding the
+/// deployment's setting; `None` (every field, for a new tenant) keeps the
+/// deployment's.
+///
+/// A policy applies to the accounts of the tenant's domains whoever asks
+/// (a deployment-wide issuer too), at every issue, update and report of a
+/// primary-credential change from the moment it is set. Passwords already
+/// issued keep the protocols and expiry they were issued with: changing a
+/// working password under its user would break their device mid-sync
+/// without a word. To end them, revoke them (RevokeAccountAppPasswords,
+/// BulkRevokeAppPasswords by protocol or age).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantPolicy {
+    /// Active app passwords one account may hold.
+    pub max_active_app_passwords: Option<u32>,
+    /// The longest life an app password may be issued with; a password
+    /// issued without an expiry gets this one.
+    pub max_lifetime: Option<Duration>,
+    /// The idle timeout of passwords that ask for none.
+    pub default_idle_timeout: Option<Duration>,
+    /// The protocols a password may carry ("any" is refused under a list).
+    pub allowed_protocols: Option<ProtocolSet>,
+    /// What a primary-credential change does, per kind of change.
+    pub on_primary_change: ChangeOverrides,
+}
+
+/// Per kind of primary-credential change: the tenant's policy, or `None`
+/// for the deployment's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChangeOverrides {
+    pub self_service_change: Option<ChangePolicy>,
+    pub admin_reset: Option<ChangePolicy>,
+    pub account_recovery: Option<ChangePolicy>,
+    pub second_factor_reset: Option<ChangePolicy>,
+}
+
+impl ChangeOverrides {
+    /// The deployment's `policies`, with these overrides applied.
+    pub fn over(&self, policies: ChangePolicies) -> ChangePolicies {
+        ChangePolicies {
+            self_service_change: self
+                .self_service_change
+                .unwrap_or(policies.self_service_change),
+            admin_reset: self.admin_reset.unwrap_or(policies.admin_reset),
+            account_recovery: self.account_recovery.unwrap_or(policies.account_recovery),
+            second_factor_reset: self
+                .second_factor_reset
+                .unwrap_or(policies.second_factor_reset),
+        }
+    }
+}
+
+/// The largest cap a tenant may set: the same bound the deployment's has.
+pub const MAX_ACTIVE_APP_PASSWORDS_LIMIT: u32 = 10_000;
 
 /// A tenant name: 1 to 64 of `a-z 0-9 . _ -`, like a caller's.
 pub fn parse_name(raw: &str) -> Result<String, String> {

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use super::model::{
-    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, UpdateTenantOutcome,
+    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, TenantPolicy,
+    UpdateTenantOutcome,
 };
 use super::store::TenantStore;
 use crate::domain::audit::event::{Actor, AuditEvent, EventType};
@@ -16,6 +17,8 @@ use crate::domain::shared::time::{Clock, Timestamp};
 pub struct TenantChange {
     pub display_name: Option<String>,
     pub domains: Option<Vec<String>>,
+    /// Replaces the whole policy.
+    pub policy: Option<TenantPolicy>,
 }
 
 #[derive(Clone)]
@@ -43,6 +46,7 @@ impl<S: TenantStore> Tenants<S> {
         name: String,
         display_name: String,
         domains: Vec<String>,
+        policy: TenantPolicy,
         actor: &Actor,
     ) -> Result<Tenant> {
         let now = self.now();
@@ -53,6 +57,7 @@ impl<S: TenantStore> Tenants<S> {
             name: name.clone(),
             display_name,
             domains,
+            policy,
             created_at: now,
             updated_at: now,
         };
@@ -85,7 +90,7 @@ impl<S: TenantStore> Tenants<S> {
         let event = self.event(EventType::TenantUpdated, name, actor);
         match self
             .store
-            .update_tenant(name, change.display_name, change.domains, self.now(), event)
+            .update_tenant(name, change, self.now(), event)
             .await?
         {
             UpdateTenantOutcome::Updated(tenant) => Ok(tenant),

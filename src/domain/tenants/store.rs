@@ -3,8 +3,10 @@
 use std::future::Future;
 
 use super::model::{
-    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, UpdateTenantOutcome,
+    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, TenantPolicy,
+    UpdateTenantOutcome,
 };
+use super::service::TenantChange;
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::error::Result;
 use crate::domain::shared::page::Page;
@@ -29,17 +31,23 @@ pub trait TenantStore: Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Page<Tenant>>> + Send;
 
-    /// Sets the display name and/or replaces the domains (`None`: left as
-    /// they are). A domain another tenant owns is refused, never moved.
-    /// The event's detail is completed with what changed.
+    /// Sets the display name, replaces the domains and/or the policy
+    /// (`None`: left as they are). A domain another tenant owns is
+    /// refused, never moved. The event's detail is completed with what
+    /// changed.
     fn update_tenant(
         &self,
         name: &str,
-        display_name: Option<String>,
-        domains: Option<Vec<String>>,
+        change: TenantChange,
         now: Timestamp,
         event: AuditEvent,
     ) -> impl Future<Output = Result<UpdateTenantOutcome>> + Send;
+
+    /// The policy of the tenant owning `domain`, if one does.
+    fn policy_of_domain(
+        &self,
+        domain: &str,
+    ) -> impl Future<Output = Result<Option<TenantPolicy>>> + Send;
 
     /// Gives `domain` to tenant `to`, from whichever tenant owns it.
     fn move_domain(

@@ -7,6 +7,8 @@ pub struct Model {
     pub id: i64,
     pub name: String,
     pub display_name: String,
+    /// `store/tenants.rs::policy_to_stored`.
+    pub policy: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
