@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use latchkey::app::App;
 use latchkey::config::{Config, DatabaseUrl};
-use latchkey::domain::callers::model::Role;
+use latchkey::domain::audit::event::Actor;
+use latchkey::domain::callers::model::{NewCaller, Role};
 use latchkey::domain::login::throttle::ThrottleConfig;
 use latchkey::domain::shared::time::{Clock, ManualClock, SystemClock};
 use latchkey::grpc::pb::account_service_client::AccountServiceClient;
@@ -72,12 +73,33 @@ async fn main() -> Result<(), BoxError> {
     };
     let clock = ManualClock::starting_at(SystemClock.now());
     let app = App::build(&config, Arc::new(clock.clone())).await?;
+    let bench = Actor::system("bench");
     let (_, key) = app
         .services()
         .callers
+        .create_caller(NewCaller::plain("bench".into(), Role::Operator), &bench)
+        .await?;
+    // A tenant's proxy, for the login of an account outside its tenant:
+    // decided as an unknown user's, and timed beside the others.
+    app.services()
+        .tenants
+        .create(
+            "acme".into(),
+            String::new(),
+            vec!["acme.test".into()],
+            Default::default(),
+            &bench,
+        )
+        .await?;
+    let (_, acme_key) = app
+        .services()
+        .callers
         .create_caller(
-            latchkey::domain::callers::model::NewCaller::plain("bench".into(), Role::Operator),
-            &latchkey::domain::audit::event::Actor::system("bench"),
+            NewCaller {
+                tenant: Some("acme".into()),
+                ..NewCaller::plain("acme-proxy".into(), Role::Authenticator)
+            },
+            &bench,
         )
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -89,13 +111,21 @@ async fn main() -> Result<(), BoxError> {
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()
         .await?;
-    let authed = InterceptedService::new(channel, Bearer::new(key.expose())?);
+    let authed = InterceptedService::new(channel.clone(), Bearer::new(key.expose())?);
+    let mut acme = LegacyAuthServiceClient::new(InterceptedService::new(
+        channel,
+        Bearer::new(acme_key.expose())?,
+    ));
     let mut issuer = AppPasswordServiceClient::new(authed.clone());
     let mut accounts = AccountServiceClient::new(authed.clone());
     let mut auth = LegacyAuthServiceClient::new(authed);
 
     let real = issuer
         .issue_app_password(issue("real", None))
+        .await?
+        .into_inner();
+    let outsider = issuer
+        .issue_app_password(issue("outsider@globex.test", None))
         .await?
         .into_inner();
     let other = issuer
@@ -146,7 +176,9 @@ async fn main() -> Result<(), BoxError> {
     clock.advance(Duration::from_secs(3_700));
     drop(real);
 
-    let cases: [(&str, &str, &str, FailureReason); 7] = [
+    // The last case is asked by acme's proxy, with the account's right
+    // password: outside its tenant, it is an unknown user to that proxy.
+    let cases: [(&str, &str, &str, FailureReason); 8] = [
         (
             "unknown user",
             "nobody",
@@ -189,12 +221,24 @@ async fn main() -> Result<(), BoxError> {
             &disabled.secret,
             FailureReason::AccountDisabled,
         ),
+        (
+            "out of tenant",
+            "outsider@globex.test",
+            &outsider.secret,
+            FailureReason::InvalidCredentials,
+        ),
     ];
+    let out_of_tenant = cases.len() - 1;
     let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(ROUNDS); cases.len()];
     // Warm up connections, caches and the allocator before measuring.
-    for (_, username, password, _) in &cases {
+    for (index, (_, username, password, _)) in cases.iter().enumerate() {
+        let client = if index == out_of_tenant {
+            &mut acme
+        } else {
+            &mut auth
+        };
         for _ in 0..5 {
-            auth.authenticate(login(username, password, 0)).await?;
+            client.authenticate(login(username, password, 0)).await?;
         }
     }
     for round in 0..ROUNDS {
@@ -202,8 +246,13 @@ async fn main() -> Result<(), BoxError> {
         for i in 0..cases.len() {
             let index = (round + i) % cases.len();
             let (name, username, password, expected) = cases[index];
+            let client = if index == out_of_tenant {
+                &mut acme
+            } else {
+                &mut auth
+            };
             let started = Instant::now();
-            let response = auth
+            let response = client
                 .authenticate(login(username, password, round))
                 .await?
                 .into_inner();

@@ -20,9 +20,8 @@ use crate::domain::shared::protocol::ProtocolSet;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::tenants::model::{
     ChangeOverrides, CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant,
-    TenantPolicy, UpdateTenantOutcome,
+    TenantChange, TenantPolicy, UpdateTenantOutcome,
 };
-use crate::domain::tenants::service::TenantChange;
 use crate::domain::tenants::store::TenantStore;
 
 /// The tenant's row, locked until the transaction ends (on SQLite the

@@ -207,6 +207,15 @@ impl Reach {
     }
 }
 
+/// What an update changes: `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct TenantChange {
+    pub display_name: Option<String>,
+    pub domains: Option<Vec<String>>,
+    /// Replaces the whole policy.
+    pub policy: Option<TenantPolicy>,
+}
+
 #[derive(Debug)]
 pub enum CreateTenantOutcome {
     Created(Tenant),

@@ -3,23 +3,14 @@
 use std::sync::Arc;
 
 use super::model::{
-    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, TenantPolicy,
-    UpdateTenantOutcome,
+    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, TenantChange,
+    TenantPolicy, UpdateTenantOutcome,
 };
 use super::store::TenantStore;
 use crate::domain::audit::event::{Actor, AuditEvent, EventType};
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::page::Page;
 use crate::domain::shared::time::{Clock, Timestamp};
-
-/// What an update changes: `None` leaves a field as it is.
-#[derive(Debug, Default)]
-pub struct TenantChange {
-    pub display_name: Option<String>,
-    pub domains: Option<Vec<String>>,
-    /// Replaces the whole policy.
-    pub policy: Option<TenantPolicy>,
-}
 
 #[derive(Clone)]
 pub struct Tenants<S> {

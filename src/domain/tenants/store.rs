@@ -3,10 +3,9 @@
 use std::future::Future;
 
 use super::model::{
-    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, TenantPolicy,
-    UpdateTenantOutcome,
+    CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, TenantChange,
+    TenantPolicy, UpdateTenantOutcome,
 };
-use super::service::TenantChange;
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::shared::error::Result;
 use crate::domain::shared::page::Page;

@@ -6,10 +6,9 @@ use tonic::Status;
 
 use crate::domain::app_passwords::model::{check_idle_timeout, ChangePolicy};
 use crate::domain::tenants::model::{
-    parse_display_name, parse_domain, parse_domains, parse_name, ChangeOverrides, TenantPolicy,
-    MAX_ACTIVE_APP_PASSWORDS_LIMIT,
+    parse_display_name, parse_domain, parse_domains, parse_name, ChangeOverrides, TenantChange,
+    TenantPolicy, MAX_ACTIVE_APP_PASSWORDS_LIMIT,
 };
-use crate::domain::tenants::service::TenantChange;
 use crate::grpc::convert::{parse_positive_duration, parse_protocol_set};
 use crate::grpc::pb;
 use crate::grpc::pb::{
