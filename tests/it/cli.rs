@@ -660,3 +660,138 @@ async fn the_first_start_in_an_empty_directory_writes_an_operator_key_once() {
     third.stop();
     assert!(!other.path().join("latchkey-first-operator.key").exists());
 }
+
+/// `caller add` with a tenant, an expiry and networks, and `caller rotate`,
+/// as an operator scripts them.
+#[tokio::test]
+async fn caller_keys_get_a_tenant_an_expiry_networks_and_rotate() {
+    use latchkey::domain::audit::event::Actor;
+    use latchkey::domain::shared::time::{Clock, SystemClock};
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    assert!(latchkey(&url, &["migrate"]).status.success());
+    let mut config = crate::common::harness::test_config();
+    config.database_url = latchkey::config::DatabaseUrl::new(url.clone());
+    let app = latchkey::app::App::build(&config, std::sync::Arc::new(SystemClock))
+        .await
+        .unwrap();
+    app.services()
+        .tenants
+        .create(
+            "acme".into(),
+            String::new(),
+            vec!["acme.test".into()],
+            Default::default(),
+            &Actor::system("test"),
+        )
+        .await
+        .unwrap();
+
+    let key_file = dir.path().join("portal.key");
+    let added = latchkey(
+        &url,
+        &[
+            "caller",
+            "add",
+            "portal",
+            "--role",
+            "issuer",
+            "--tenant",
+            "tenants/acme",
+            "--expires",
+            "30d",
+            "--allow-network",
+            "10.0.0.0/8",
+            "--allow-network",
+            "192.0.2.7",
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    assert!(String::from_utf8_lossy(&added.stderr).contains("in tenants/acme"));
+    let operator = latchkey(
+        &url,
+        &[
+            "caller", "add", "boss", "--role", "operator", "--tenant", "acme",
+        ],
+    );
+    assert!(!operator.status.success());
+    assert!(String::from_utf8_lossy(&operator.stderr).contains("deployment-wide"));
+    let nowhere = latchkey(
+        &url,
+        &[
+            "caller", "add", "lost", "--role", "issuer", "--tenant", "nowhere",
+        ],
+    );
+    assert!(!nowhere.status.success());
+    let bad = latchkey(
+        &url,
+        &[
+            "caller",
+            "add",
+            "x",
+            "--role",
+            "issuer",
+            "--expires",
+            "soon",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--expires"));
+
+    let listed = String::from_utf8(latchkey(&url, &["caller", "list"]).stdout).unwrap();
+    let row = listed.lines().find(|l| l.starts_with("portal")).unwrap();
+    assert!(row.contains("acme"), "{listed}");
+
+    let stored = app
+        .services()
+        .callers
+        .list_callers(None, 10)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|c| c.name == "portal")
+        .unwrap();
+    assert_eq!(stored.tenant.as_deref(), Some("acme"));
+    assert_eq!(
+        stored.allowed_networks.entries(),
+        ["10.0.0.0/8", "192.0.2.7/32"]
+    );
+    let in_30_days = SystemClock.now().as_millis() + 30 * 86_400_000;
+    let expires = stored.expires_at.unwrap().as_millis();
+    assert!((in_30_days - 60_000..=in_30_days).contains(&expires));
+
+    let old = std::fs::read_to_string(&key_file).unwrap();
+    let new_file = dir.path().join("portal-2.key");
+    let rotated = latchkey(
+        &url,
+        &[
+            "caller",
+            "rotate",
+            "portal",
+            "--overlap",
+            "2h",
+            "--key-file",
+            new_file.to_str().unwrap(),
+        ],
+    );
+    assert!(rotated.status.success(), "{rotated:?}");
+    let new = std::fs::read_to_string(&new_file).unwrap();
+    assert_ne!(old.trim(), new.trim());
+    let too_long = latchkey(&url, &["caller", "rotate", "portal", "--overlap", "25h"]);
+    assert!(!too_long.status.success());
+    let callers = &app.services().callers;
+    let peer = Some("10.1.2.3".parse().unwrap());
+    for key in [&old, &new] {
+        let found = callers.caller_by_key(key.trim(), peer).await.unwrap();
+        assert_eq!(found.map(|r| r.caller.name).as_deref(), Some("portal"));
+    }
+    let elsewhere = Some("198.51.100.1".parse().unwrap());
+    assert!(callers
+        .caller_by_key(new.trim(), elsewhere)
+        .await
+        .unwrap()
+        .is_none());
+}
