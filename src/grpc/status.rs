@@ -49,6 +49,7 @@ impl From<Error> for Status {
             Error::PermissionDenied(_, message) => {
                 with_reason(Code::PermissionDenied, message, reason)
             }
+            Error::Retry(_, message) => with_reason(Code::Unavailable, message, reason),
             Error::RateLimited {
                 message,
                 retry_after,

@@ -648,6 +648,43 @@ async fn a_tenants_watchers_see_only_its_accounts_events(backend: Backend) {
     .await
     .unwrap_err();
     assert_eq!(reason_of(&status), "OUTSIDE_TENANT");
+
+    // A's domain moves to B: A's open streams end, to be resumed from
+    // their tokens with the domains as they are then; the new stream has
+    // none of alice's events.
+    tenants(&server)
+        .move_tenant_domain(MoveTenantDomainRequest {
+            name: "tenants/b".into(),
+            domain: "a.test".into(),
+        })
+        .await
+        .unwrap();
+    for stream in [&mut a_mailer, &mut a_proxy] {
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => continue,
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+        assert_eq!(
+            (ended.code(), reason_of(&ended).as_str()),
+            (Code::Unavailable, "SCOPE_CHANGED")
+        );
+    }
+    server.clock.advance(Duration::from_secs(2));
+    let mut a_mailer = watch(&server, &a.notifier, WatchEventsRequest::default())
+        .await
+        .unwrap();
+    let (name, _) = issue_simple(&server, "alice@a.test").await;
+    revoke(&server, name).await;
+    assert!(accounts_seen(&mut a_mailer, Duration::from_secs(1))
+        .await
+        .is_empty());
     server.stop().await;
 }
 
