@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -373,6 +374,14 @@ impl TenantStore for SqlStore {
                 .exec(&txn)
                 .await?;
             add_domains(&txn, &[domain.to_owned()], to, now).await?;
+            // Both tenants changed.
+            tenant::Entity::update_many()
+                .col_expr(tenant::Column::UpdatedAt, Expr::value(now.as_millis()))
+                .filter(
+                    tenant::Column::Name.is_in([Some(to), owner.as_deref()].into_iter().flatten()),
+                )
+                .exec(&txn)
+                .await?;
             let from = owner
                 .as_deref()
                 .map_or("none".to_owned(), |o| format!("tenants/{o}"));
@@ -380,6 +389,7 @@ impl TenantStore for SqlStore {
             insert_event(&txn, event).await?;
         }
         let domains = domains_of(&txn, to).await?;
+        let row = locked_tenant(&txn, to).await?.unwrap_or(row);
         txn.commit().await?;
         Ok(MoveDomainOutcome::Moved {
             tenant: tenant_of(row, domains)?,

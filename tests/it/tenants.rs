@@ -172,6 +172,7 @@ async fn tenants_are_managed_and_a_domain_moves_only_when_asked(backend: Backend
     );
 
     // Moving is its own call, and audited with both tenants.
+    server.clock.advance(std::time::Duration::from_secs(5));
     let moved = tenants(&server)
         .move_tenant_domain(MoveTenantDomainRequest {
             name: "tenants/globex".into(),
@@ -181,6 +182,10 @@ async fn tenants_are_managed_and_a_domain_moves_only_when_asked(backend: Backend
         .unwrap()
         .into_inner();
     assert_eq!(moved.domains, ["acme.test", "globex.test"]);
+    assert!(
+        moved.update_time.unwrap().seconds > moved.create_time.unwrap().seconds,
+        "a move updates the tenant"
+    );
     let acme = tenants(&server)
         .get_tenant(GetTenantRequest {
             name: "tenants/acme".into(),
