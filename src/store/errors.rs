@@ -50,6 +50,34 @@ impl From<DbErr> for Error {
     }
 }
 
+/// Whether `error` says the database chose this transaction as a deadlock
+/// (or serialization) victim and rolled all of it back: nothing of it was
+/// written, so running it again counts nothing twice.
+pub(super) fn rolled_back(error: &Error) -> bool {
+    let Error::Unavailable(Outage::Transient, source) = error else {
+        return false;
+    };
+    let Some(
+        DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)),
+    ) = source.downcast_ref::<DbErr>()
+    else {
+        return false;
+    };
+    let Some(database) = error.as_database_error() else {
+        return false;
+    };
+    if let Some(mysql) = database.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(mysql.number(), 1213 | 1020);
+    }
+    if database
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        return matches!(database.code().as_deref(), Some("40001" | "40P01"));
+    }
+    false
+}
+
 pub(super) fn classify(error: &DbErr) -> Class {
     match error {
         DbErr::Conn(RuntimeErr::Internal(message)) if message == KNOWN_DOWN => Class::KnownDown,

@@ -30,7 +30,7 @@ fn counter(row: &auth_throttle::Model) -> Counter {
 
 /// One failed login to write: its scopes with their rules, when, and its
 /// audit event.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct FailureWrite {
     scopes: Vec<(Scope, FailureRule)>,
     now: Timestamp,
@@ -46,8 +46,27 @@ pub(super) fn write_failures(
     db: Db,
     failures: Vec<FailureWrite>,
 ) -> BatchFuture<Vec<(Scope, Counter)>> {
-    Box::pin(async move { record_failure_batch(&db, failures).await })
+    Box::pin(async move {
+        // A deadlock victim was rolled back whole (on MariaDB, a batch's
+        // row locks can meet housekeeping's prune of the same table): run
+        // it again, a few times, rather than fail logins that counted
+        // nothing.
+        let mut attempts = 0;
+        loop {
+            match record_failure_batch(&db, failures.clone()).await {
+                Err(error) if attempts < DEADLOCK_RETRIES && super::errors::rolled_back(&error) => {
+                    attempts += 1;
+                    tracing::debug!(%error, attempts, "failed-login batch chosen as a deadlock victim; run again");
+                }
+                answer => return answer,
+            }
+        }
+    })
 }
+
+/// How many times a failed-login batch rolled back as a deadlock victim
+/// runs again before its logins are answered UNAVAILABLE.
+const DEADLOCK_RETRIES: u32 = 3;
 
 /// The rows are made to exist first, by an idempotent insert; then the
 /// transaction takes them in key order, so concurrent ones lock in the
