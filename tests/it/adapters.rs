@@ -71,7 +71,7 @@ pub async fn get_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) 
 }
 
 /// nginx mail's request for one login.
-fn mail(
+pub fn mail(
     key: &str,
     protocol: &str,
     user: &str,
@@ -90,7 +90,7 @@ fn mail(
     ]
 }
 
-async fn nginx_mail(server: &TestServer, headers: &[(String, String)]) -> Answer {
+pub async fn nginx_mail(server: &TestServer, headers: &[(String, String)]) -> Answer {
     let headers: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))

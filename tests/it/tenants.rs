@@ -26,7 +26,7 @@ use latchkey::grpc::pb::{
 };
 use tonic::{Code, Status};
 
-use crate::adapters::get;
+use crate::adapters::{get, mail, nginx_mail};
 use crate::backend_tests;
 use crate::common::harness::{Authed, Backend, TestServer};
 use crate::common::support::*;
@@ -515,6 +515,17 @@ async fn an_outsiders_login_costs_and_counts_as_an_unknown_users(backend: Backen
         http_basic(&server, &b.authenticator, "nobody@b.test", &secret).await,
         401
     );
+    assert_eq!(argon2_runs(&server) - before, 2);
+    // And nginx mail's: the same answer for both.
+    let before = argon2_runs(&server);
+    let mut refusals = Vec::new();
+    for user in ["alice@a.test", "nobody@b.test"] {
+        let headers = mail(&b.authenticator, "imap", user, &secret, "192.0.2.30", 1);
+        let answer = nginx_mail(&server, &headers).await;
+        refusals.push(answer.header("auth-status").map(str::to_owned));
+    }
+    assert_eq!(refusals[0], refusals[1]);
+    assert_eq!(refusals[0].as_deref(), Some("Invalid login or password"));
     assert_eq!(argon2_runs(&server) - before, 2);
 
     // Many guesses from B's side, from many networks: nothing counts on
