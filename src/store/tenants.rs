@@ -35,18 +35,22 @@ async fn locked_tenant(txn: &Tx, name: &str) -> Result<Option<tenant::Model>> {
         .await?)
 }
 
+/// The tenant's domains, sorted by their bytes: `Reach::reaches` searches
+/// them so, and a database's collation may order text otherwise
+/// (PostgreSQL's ignores punctuation under most locales).
 pub(super) async fn domains_of(
     txn: &impl sea_orm::ConnectionTrait,
     name: &str,
 ) -> Result<Vec<String>> {
-    Ok(tenant_domain::Entity::find()
+    let mut domains: Vec<String> = tenant_domain::Entity::find()
         .select_only()
         .column(tenant_domain::Column::Domain)
         .filter(tenant_domain::Column::Tenant.eq(name))
-        .order_by_asc(tenant_domain::Column::Domain)
         .into_tuple()
         .all(txn)
-        .await?)
+        .await?;
+    domains.sort_unstable();
+    Ok(domains)
 }
 
 /// The first of `domains` that a tenant other than `name` owns, and its
@@ -250,11 +254,12 @@ impl TenantStore for SqlStore {
         let items = rows
             .into_iter()
             .map(|row| {
-                let domains = owned
+                let mut domains: Vec<String> = owned
                     .iter()
                     .filter(|(owner, _)| *owner == row.name)
                     .map(|(_, domain)| domain.clone())
                     .collect();
+                domains.sort_unstable();
                 tenant_of(row, domains)
             })
             .collect::<Result<Vec<_>>>()?;

@@ -252,6 +252,29 @@ async fn tenants_are_managed_and_a_domain_moves_only_when_asked(backend: Backend
     create_tenant(&server, "initech", &["globex.test", "acme.test"])
         .await
         .unwrap();
+
+    // Domains whose order under a database's collation is not their
+    // bytes' (PostgreSQL's locales skip punctuation): shown in byte
+    // order, and every one reached by the tenant's portal.
+    let punctuated = ["ab.example", "a-b.example", "a_b.example", "a.b.example"];
+    let tenant = create_tenant(&server, "punct", &punctuated).await.unwrap();
+    let mut sorted = punctuated.map(str::to_owned).to_vec();
+    sorted.sort();
+    assert_eq!(tenant.domains, sorted);
+    let key = scoped_caller(&server, "punct-portal", R::Issuer, "punct")
+        .await
+        .unwrap();
+    let mut portal = AppPasswordServiceClient::new(server.as_caller(Some(&key)));
+    for domain in punctuated {
+        portal
+            .issue_app_password(issue_request(
+                &format!("user@{domain}"),
+                "Mail",
+                &[Protocol::Imap],
+            ))
+            .await
+            .unwrap_or_else(|status| panic!("{domain}: {status:?}"));
+    }
     server.stop().await;
 }
 
