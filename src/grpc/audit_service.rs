@@ -84,12 +84,12 @@ impl<S: AuditStore> AuditService for AuditHandler<S> {
         let WatchEvents { mut filter, resume } =
             requests::parse_watch_events(request.get_ref(), reach)?;
         // A scoped watcher: an account of its tenant only, and events of
-        // its tenant's domains only, chosen by the query.
+        // the domains its tenant owns at each read, chosen by the query.
         let scope = caller::reach_of(&request);
         if let Some(username) = &filter.username {
             scope.admit(username)?;
         }
-        filter.domains = scope.domains().map(std::sync::Arc::from);
+        filter.tenant = scope.tenant().map(str::to_owned);
         let receiver = self
             .feed
             .watch(WatchRequest {

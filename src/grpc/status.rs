@@ -49,7 +49,6 @@ impl From<Error> for Status {
             Error::PermissionDenied(_, message) => {
                 with_reason(Code::PermissionDenied, message, reason)
             }
-            Error::Retry(_, message) => with_reason(Code::Unavailable, message, reason),
             Error::RateLimited {
                 message,
                 retry_after,

@@ -10,7 +10,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use super::entities::{audit_event, event_feed};
+use super::entities::{audit_event, event_feed, tenant_domain};
 use super::{before_cursor, convert, fixed_shape, SqlStore};
 use crate::domain::audit::event::{AuditCursor, AuditEvent, AuditFilter};
 use crate::domain::audit::feed::{new_mark, FeedEvent, FeedFilter, FeedPage, FeedPosition};
@@ -295,12 +295,8 @@ impl AuditStore for SqlStore {
         if let Some(username) = &filter.username {
             wanted = wanted.add(audit_event::Column::Username.eq(username.as_str()));
         }
-        if let Some(domains) = &filter.domains {
-            wanted = wanted.add(if domains.is_empty() {
-                Expr::cust("1 = 0")
-            } else {
-                audit_event::Column::AccountDomain.is_in(domains.iter().map(String::as_str))
-            });
+        if let Some(tenant) = &filter.tenant {
+            wanted = wanted.add(audit_event::Column::AccountDomain.in_subquery(domains_of(tenant)));
         }
         // The range along the seq index, and in it the two ends (whatever
         // their type: their marks say which history this is) and the
@@ -323,11 +319,16 @@ impl AuditStore for SqlStore {
             through_mark: None,
             events: Vec::new(),
         };
+        // The event at `through`, when the filter wants it but for its
+        // tenant, which the statement did not say (it read that row as an
+        // end): decided below.
+        let mut through_event = None;
         for row in rows {
             // A row that does not convert would leave a hole the stream
             // steps over: an error instead (it cannot happen: the query
             // asks for known types, and the ends are feed events).
             let place = row.seq.and_then(|seq| u64::try_from(seq).ok());
+            let domain = row.account_domain.clone();
             let mark = row.feed_mark.unwrap_or(0) as u64;
             let (Some(place), Some(event)) = (place, convert::audit_event(row)) else {
                 return Err(Error::internal("a feed event that does not convert"));
@@ -341,6 +342,17 @@ impl AuditStore for SqlStore {
             }
             if place == through {
                 page.through_mark = Some(mark);
+                if filter.tenant.is_some() && filter.wants(&event) {
+                    through_event = Some((
+                        domain,
+                        FeedEvent {
+                            seq: place,
+                            mark,
+                            event,
+                        },
+                    ));
+                    continue;
+                }
             }
             if filter.wants(&event) {
                 page.events.push(FeedEvent {
@@ -348,6 +360,15 @@ impl AuditStore for SqlStore {
                     mark,
                     event,
                 });
+            }
+        }
+        // Whether the tenant owns the event's domain, asked after the
+        // statement that read the event, so at least as late: a domain
+        // moved away before the event happened is seen moved, and its
+        // event is not the old tenant's.
+        if let (Some(tenant), Some((Some(domain), event))) = (&filter.tenant, through_event) {
+            if page.events.len() < limit as usize && self.owns(tenant, &domain).await? {
+                page.events.push(event);
             }
         }
         if page.events.len() > limit as usize {
@@ -365,5 +386,27 @@ impl AuditStore for SqlStore {
 
     async fn quiet_feed(&self) {
         self.feed_wakeups.stop().await;
+    }
+}
+
+/// The domains `tenant` owns, as the statement that holds this subquery
+/// sees them.
+fn domains_of(tenant: &str) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(tenant_domain::Column::Domain)
+        .from(tenant_domain::Entity)
+        .and_where(tenant_domain::Column::Tenant.eq(tenant))
+        .to_owned()
+}
+
+impl SqlStore {
+    /// Whether `tenant` owns `domain` now.
+    async fn owns(&self, tenant: &str, domain: &str) -> Result<bool> {
+        let owned = tenant_domain::Entity::find()
+            .filter(tenant_domain::Column::Tenant.eq(tenant))
+            .filter(tenant_domain::Column::Domain.eq(domain))
+            .one(&self.db)
+            .await?;
+        Ok(owned.is_some())
     }
 }

@@ -25,13 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::shared::span::as_unit::millis;
 
-use std::sync::Arc;
-
 use super::event::{Actor, AuditEvent, EventType};
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::time::Span;
 use crate::domain::shared::username::Username;
-use crate::domain::tenants::model::domain_of;
 
 /// The feed as stored: whose it is, its newest event and how much of it
 /// has been pruned.
@@ -156,28 +153,27 @@ pub struct FeedFilter {
     /// see.
     pub event_types: Vec<EventType>,
     pub username: Option<Username>,
-    /// A scoped watcher's tenant's domains: only events of accounts of
-    /// these domains, filtered in the query (`domain::tenants`). `None`:
-    /// every account's.
-    pub domains: Option<Arc<[String]>>,
+    /// A scoped watcher's tenant: only events of accounts of the domains
+    /// that tenant owns when each page is read, chosen by the query from
+    /// the tenant's domains as that statement sees them
+    /// (`domain::tenants`). A domain moved away is out of the stream from
+    /// the next page on, one moved in is in: an open stream needs no
+    /// reconnect, and no cached list of domains can keep a lost one.
+    /// `None`: every account's.
+    pub tenant: Option<String>,
 }
 
 impl FeedFilter {
-    /// Whether the filter wants `event` (the query has chosen by the same
-    /// rules; this checks what it read).
+    /// Whether the filter wants `event` by its type and account (the
+    /// query has chosen by the same rules; this checks what it read). The
+    /// tenant's domains are the store's to check, in the statement that
+    /// read the event.
     pub fn wants(&self, event: &AuditEvent) -> bool {
         self.event_types.contains(&event.event_type)
             && self
                 .username
                 .as_ref()
                 .is_none_or(|username| event.username.as_ref() == Some(username))
-            && self.domains.as_ref().is_none_or(|domains| {
-                event
-                    .username
-                    .as_ref()
-                    .and_then(domain_of)
-                    .is_some_and(|domain| domains.iter().any(|d| d == domain))
-            })
     }
 }
 

@@ -112,11 +112,6 @@ struct Inner<S> {
     /// Callers the follower saw revoked in the feed since this replica
     /// started: their streams end.
     revoked: watch::Sender<HashSet<String>>,
-    /// Counts the tenant changes (domains moved, a tenant updated or
-    /// deleted) the follower saw: each ends every stream scoped to a
-    /// tenant, which resumes from its token with its tenant's domains as
-    /// they are then.
-    rescoped: watch::Sender<u64>,
     reads: tokio::sync::Semaphore,
     watchers: Mutex<Watchers>,
     events_read: std::sync::atomic::AtomicU64,
@@ -159,7 +154,6 @@ impl<S: AuditStore> EventFeed<S> {
                 closing: watch::Sender::new(false),
                 opened: tokio::sync::Notify::new(),
                 revoked: watch::Sender::new(HashSet::new()),
-                rescoped: watch::Sender::new(0),
                 reads: tokio::sync::Semaphore::new(CONCURRENT_READS),
                 watchers: Mutex::new(Watchers::default()),
                 events_read: 0.into(),
@@ -190,7 +184,6 @@ impl<S: AuditStore> EventFeed<S> {
         // Before the start is read: a change of history the follower sees
         // after this read ends this stream too.
         let resyncs = self.inner.resyncs.subscribe();
-        let rescoped = self.inner.rescoped.subscribe();
         let position = self.inner.store.feed_position().await?;
         let start = match request.resume {
             Some(token) => {
@@ -219,7 +212,6 @@ impl<S: AuditStore> EventFeed<S> {
                 start,
                 sender,
                 resyncs,
-                rescoped,
             };
             let _ = stream.follow().await;
             drop(slot);
@@ -317,7 +309,7 @@ impl<S: AuditStore> EventFeed<S> {
                 let any = FeedFilter {
                     event_types: vec![EventType::CallerRevoked],
                     username: None,
-                    domains: None,
+                    tenant: None,
                 };
                 let head = self
                     .held(position.head, &position, &any)
@@ -330,26 +322,20 @@ impl<S: AuditStore> EventFeed<S> {
         Ok(())
     }
 
-    /// Notes the callers revoked and the tenants changed after `from` up
-    /// to the head of `position`, before the streams hear of the new head:
-    /// a revoked caller's streams, and every stream scoped to a tenant,
-    /// end before they could send what follows the change. Returns the
-    /// head's place, or `None` when `from` is no longer in the feed's
-    /// history (or the head is missing).
+    /// Notes the callers revoked after `from` up to the head of
+    /// `position`, before the streams hear of the new head: a revoked
+    /// caller's streams end before they could send what follows its
+    /// revocation. Returns the head's place, or `None` when `from` is no
+    /// longer in the feed's history (or the head is missing).
     async fn note_revocations(
         &self,
         from: Place,
         position: &FeedPosition,
     ) -> Result<Option<Place>> {
         let filter = FeedFilter {
-            event_types: vec![
-                EventType::CallerRevoked,
-                EventType::TenantUpdated,
-                EventType::TenantDeleted,
-                EventType::TenantDomainMoved,
-            ],
+            event_types: vec![EventType::CallerRevoked],
             username: None,
-            domains: None,
+            tenant: None,
         };
         let through = position.head;
         let mut place = from;
@@ -365,17 +351,8 @@ impl<S: AuditStore> EventFeed<S> {
             let names: Vec<String> = page
                 .events
                 .iter()
-                .filter(|event| event.event.event_type == EventType::CallerRevoked)
                 .filter_map(|event| event.event.caller_name.clone())
                 .collect();
-            let rescopes = page
-                .events
-                .iter()
-                .filter(|event| event.event.event_type != EventType::CallerRevoked)
-                .count() as u64;
-            if rescopes > 0 {
-                self.inner.rescoped.send_modify(|count| *count += rescopes);
-            }
             if !names.is_empty() {
                 self.inner
                     .revoked
@@ -417,8 +394,6 @@ struct Stream<S> {
     sender: mpsc::Sender<Result<WatchItem>>,
     /// Changes when the follower sees the feed's history change.
     resyncs: watch::Receiver<u64>,
-    /// Changes when the follower sees a tenant change.
-    rescoped: watch::Receiver<u64>,
 }
 
 /// Why a stream's task stopped sending.
@@ -430,8 +405,6 @@ impl<S: AuditStore> Stream<S> {
         // Waited on below; `self.resyncs` itself is only looked at, so it
         // still says whether the count changed since the stream opened.
         let mut resyncs = self.resyncs.clone();
-        let mut rescoped = self.rescoped.clone();
-        let scoped = self.filter.domains.is_some();
         let mut closing = self.inner.closing.subscribe();
         let mut revoked = self.inner.revoked.subscribe();
         let mut token = self.start;
@@ -440,25 +413,21 @@ impl<S: AuditStore> Stream<S> {
         let mut told = token.seq;
         let mut told_at = tokio::time::Instant::now();
         loop {
+            // The head first: the follower notes revocations and changes
+            // of history before it publishes a head past them, so a head
+            // read here that holds what follows one is checked against it
+            // just below, before anything is read up to it.
+            let newest = *head.borrow_and_update();
             if revoked.borrow_and_update().contains(&self.caller) {
                 let revoked = Error::Unauthenticated(
                     "this caller was revoked; its streams are closed".to_owned(),
                 );
                 return Err(self.end_with(revoked, &mut closing).await);
             }
-            if scoped && self.rescoped.has_changed().unwrap_or(true) {
-                let error = Error::Retry(
-                    Reason::ScopeChanged,
-                    "the caller's tenant changed its domains: resume from the last token"
-                        .to_owned(),
-                );
-                return Err(self.end_with(error, &mut closing).await);
-            }
             if self.resyncs.has_changed().unwrap_or(true) {
                 let error = resync_required("this stream's place is gone");
                 return Err(self.end_with(error, &mut closing).await);
             }
-            let newest = *head.borrow_and_update();
             if newest.seq > token.seq {
                 let page = match self.read_after(token.place(), newest).await {
                     Ok(page) => page,
@@ -503,7 +472,6 @@ impl<S: AuditStore> Stream<S> {
                 changed = head.changed() => if changed.is_err() { return Err(Ended) },
                 changed = revoked.changed() => if changed.is_err() { return Err(Ended) },
                 changed = resyncs.changed() => if changed.is_err() { return Err(Ended) },
-                changed = rescoped.changed(), if scoped => if changed.is_err() { return Err(Ended) },
                 () = tokio::time::sleep_until(checkpoint_due), if behind => {}
                 _ = closing.wait_for(|closing| *closing) => return Err(Ended),
                 () = self.sender.closed() => return Err(Ended),

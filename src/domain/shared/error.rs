@@ -36,12 +36,6 @@ pub enum Error {
         message: String,
         retry_after: std::time::Duration,
     },
-    /// Nothing was wrong with the request, but what it was answered under
-    /// changed (a stream scoped to a tenant whose domains changed): make
-    /// it again, as after a cut connection (a stream resumes from its last
-    /// token).
-    #[error("{1}")]
-    Retry(Reason, String),
     /// The caller is no longer recognised (revoked while a stream of its
     /// was open).
     #[error("{0}")]
@@ -132,9 +126,6 @@ pub enum Reason {
     TenantInUse,
     /// A revoked caller cannot be given a new key.
     CallerRevoked,
-    /// A scoped stream's tenant changed its domains: resume from the last
-    /// token, and the new stream has the new domains.
-    ScopeChanged,
 }
 
 impl Reason {
@@ -174,7 +165,6 @@ impl Reason {
             Reason::DomainTaken => "DOMAIN_TAKEN",
             Reason::TenantInUse => "TENANT_IN_USE",
             Reason::CallerRevoked => "CALLER_REVOKED",
-            Reason::ScopeChanged => "SCOPE_CHANGED",
         }
     }
 }
@@ -189,7 +179,6 @@ impl Error {
             | Error::FailedPrecondition(reason, _)
             | Error::ResourceExhausted(reason, _)
             | Error::PermissionDenied(reason, _)
-            | Error::Retry(reason, _)
             | Error::RateLimited { reason, .. } => *reason,
             Error::Unauthenticated(_) => Reason::CallerUnauthenticated,
             Error::Unavailable(Outage::Transient | Outage::Down, _) => Reason::StorageUnavailable,

@@ -197,15 +197,6 @@ impl Reach {
             Self::Tenant { name, .. } => Some(name),
         }
     }
-
-    /// The domains a scoped caller's reads are filtered to; `None` for a
-    /// deployment-wide caller (no filter).
-    pub fn domains(&self) -> Option<&[String]> {
-        match self {
-            Self::Deployment => None,
-            Self::Tenant { domains, .. } => Some(domains),
-        }
-    }
 }
 
 /// What an update changes: `None` leaves a field as it is.

@@ -70,7 +70,7 @@ pub fn parse_watch_events(
             event_types,
             username,
             // Set by the handler from the caller's reach.
-            domains: None,
+            tenant: None,
         },
         resume,
     })
