@@ -62,8 +62,11 @@ where
             Some(Role::Operator) => Viewer::Operator,
             _ => Viewer::Issuer(caller::name_of(&request)),
         };
-        let explain = requests::parse_explain_login(request.get_ref())?;
-        caller::reach_of(&request).admit(&explain.username)?;
+        let mut explain = requests::parse_explain_login(request.get_ref())?;
+        let reach = caller::reach_of(&request);
+        reach.admit(&explain.username)?;
+        // A tenant's portal sees the network as its own proxies count it.
+        explain.door = reach.tenant().map(str::to_owned);
         let explanation = self.logins.explain(explain, &viewer).await?;
         let now = self.logins.clock().now();
         Ok(Response::new(explanation_to_pb(explanation, now)))

@@ -441,7 +441,7 @@ mod tests {
     #[test]
     fn debug_leaves_out_the_selector() {
         let username = Username::from_stored("alice@example.com".to_owned());
-        let scopes = Scopes::of(&username, std::net::IpAddr::from([192, 0, 2, 1]));
+        let scopes = Scopes::of(&username, std::net::IpAddr::from([192, 0, 2, 1]), None);
         let printed = format!("{:?}", LoginKey::new(&scopes, &username, "qzxw"));
         assert!(printed.contains("alice@example.com"), "{printed}");
         assert!(!printed.contains("qzxw"), "{printed}");
@@ -478,7 +478,11 @@ mod tests {
             .enumerate()
             .map(|(n, name)| {
                 let username = Username::from_stored((*name).to_owned());
-                let scopes = Scopes::of(&username, std::net::IpAddr::from([192, 0, 2, n as u8]));
+                let scopes = Scopes::of(
+                    &username,
+                    std::net::IpAddr::from([192, 0, 2, n as u8]),
+                    None,
+                );
                 LoginKey::new(&scopes, &username, &format!("sel{n}"))
             })
             .collect();

@@ -292,6 +292,7 @@ async fn nginx_mail_answers_in_its_own_protocol(backend: Backend) {
     let scopes = latchkey::domain::login::throttle::Scopes::of(
         &latchkey::domain::shared::username::Username::parse("mia@example.com").unwrap(),
         "192.0.2.9".parse().unwrap(),
+        None,
     );
     assert_eq!(stored_failures(&server, &scopes.pair.key).await, 0);
     server.stop().await;

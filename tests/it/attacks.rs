@@ -40,7 +40,11 @@ async fn failure_rows(server: &TestServer) -> (i64, i64) {
 }
 
 fn pair_of(username: &str, ip: &str) -> Scopes {
-    Scopes::of(&Username::parse(username).unwrap(), ip.parse().unwrap())
+    Scopes::of(
+        &Username::parse(username).unwrap(),
+        ip.parse().unwrap(),
+        None,
+    )
 }
 
 /// Waits until no guess is in flight or queued for argon2 (the server

@@ -116,6 +116,7 @@ async fn guesses_stored(server: &TestServer) -> i64 {
     let scopes = Scopes::of(
         &Username::parse("olive").unwrap(),
         WRONG_GUESS_IP.parse().unwrap(),
+        None,
     );
     stored_failures(server, &scopes.pair.key).await
 }

@@ -117,6 +117,7 @@ async fn a_full_guess_memory_still_counts_a_stale_device_once(backend: Backend) 
     let scopes = latchkey::domain::login::throttle::Scopes::of(
         &latchkey::domain::shared::username::Username::parse("hugo").unwrap(),
         "192.0.2.90".parse().unwrap(),
+        None,
     );
     assert_eq!(
         stored_failures(&server, &scopes.pair.key).await,

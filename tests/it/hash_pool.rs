@@ -86,6 +86,7 @@ async fn a_full_queue_is_refused_at_once_and_recovers() {
     let account = Scopes::of(
         &Username::parse("busy").unwrap(),
         "198.51.100.1".parse().unwrap(),
+        None,
     )
     .account;
     assert_eq!(

@@ -44,12 +44,20 @@ fn network(group: u32, n: u32) -> String {
 }
 
 fn source_key(username: &str, ip: &str) -> String {
-    let scopes = Scopes::of(&Username::parse(username).unwrap(), ip.parse().unwrap());
+    let scopes = Scopes::of(
+        &Username::parse(username).unwrap(),
+        ip.parse().unwrap(),
+        None,
+    );
     scopes.source.key.as_str().to_owned()
 }
 
 fn pair_key(username: &str, ip: &str) -> String {
-    let scopes = Scopes::of(&Username::parse(username).unwrap(), ip.parse().unwrap());
+    let scopes = Scopes::of(
+        &Username::parse(username).unwrap(),
+        ip.parse().unwrap(),
+        None,
+    );
     scopes.pair.key.as_str().to_owned()
 }
 

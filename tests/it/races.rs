@@ -114,7 +114,7 @@ async fn concurrent_logins_of_many_accounts_each_get_their_own_answer(backend: B
     // its own account (a success clears only its pair).
     for (n, (username, _, _)) in issued.iter().enumerate() {
         let ip = format!("198.51.100.{n}").parse().unwrap();
-        let scopes = Scopes::of(&Username::parse(username).unwrap(), ip);
+        let scopes = Scopes::of(&Username::parse(username).unwrap(), ip, None);
         assert_eq!(
             stored_failures(&server, &scopes.account.key).await,
             3,

@@ -565,7 +565,7 @@ async fn an_outsiders_login_costs_and_counts_as_an_unknown_users(backend: Backen
         .await;
     }
     let alice = Username::parse("alice@a.test").unwrap();
-    let scopes = Scopes::of(&alice, "198.51.100.10".parse().unwrap());
+    let scopes = Scopes::of(&alice, "198.51.100.10".parse().unwrap(), Some("a"));
     assert_eq!(stored_failures(&server, &scopes.account.key).await, 0);
     assert_eq!(stored_failures(&server, &scopes.pair.key).await, 0);
     let outside = Scopes::outside("b", &alice, "198.51.100.10".parse().unwrap());
@@ -606,6 +606,67 @@ async fn an_outsiders_login_costs_and_counts_as_an_unknown_users(backend: Backen
     assert!(failures
         .iter()
         .all(|e| e.actor == "b-proxy" && e.actor_tenant == "tenants/b"));
+
+    // B's proxy reports enough failures from one network to block it
+    // (B's own names here, each under its pair's limit; the client address
+    // is whatever B's proxy says).
+    // The block is B's: A's users on that network (a carrier's NAT they
+    // share) still sign in through A's proxy, and nothing counted on the
+    // network for A's or the deployment-wide doors.
+    let shared = "203.0.113.7";
+    let limit = 30;
+    for n in 0..limit {
+        let refused = authenticate(
+            &server,
+            &b.authenticator,
+            &format!("nobody{n}@b.test"),
+            &wrong_secret(100 + n),
+            shared,
+        )
+        .await;
+        assert_refused(&refused, FailureReason::InvalidCredentials);
+    }
+    let blocked = authenticate(&server, &b.authenticator, "bob@b.test", &secret, shared).await;
+    assert_refused(&blocked, FailureReason::Throttled);
+    let ip = shared.parse().unwrap();
+    let b_side = Scopes::of(&Username::parse("nobody@b.test").unwrap(), ip, Some("b"));
+    assert_eq!(
+        stored_failures(&server, &b_side.source.key).await,
+        i64::from(limit)
+    );
+    let own = authenticate(&server, &a.authenticator, "alice@a.test", &secret, shared).await;
+    assert!(own.authenticated, "{own:?}");
+    for door in [Some("a"), None] {
+        let source = Scopes::of(&alice, ip, door).source;
+        assert_eq!(stored_failures(&server, &source.key).await, 0, "{door:?}");
+    }
+    // Each portal's ExplainLogin shows the network as its own proxies
+    // count it: blocked for B's users, open for A's.
+    AppPasswordServiceClient::new(server.as_caller(Some(&b.issuer)))
+        .issue_app_password(issue_request("bob@b.test", "Mail", &[Protocol::Imap]))
+        .await
+        .unwrap();
+    let explain = |key: String, user: &str| {
+        let request = ExplainLoginRequest {
+            username: user.into(),
+            client_ip: shared.into(),
+            protocol: Protocol::Imap as i32,
+        };
+        let channel = server.as_caller(Some(&key));
+        async move {
+            LegacyAuthServiceClient::new(channel)
+                .explain_login(request)
+                .await
+                .unwrap()
+                .into_inner()
+                .source
+                .unwrap()
+        }
+    };
+    let b_view = explain(b.issuer.clone(), "bob@b.test").await;
+    assert!(b_view.blocked_until.is_some(), "{b_view:?}");
+    let a_view = explain(a.issuer.clone(), "alice@a.test").await;
+    assert!(a_view.blocked_until.is_none(), "{a_view:?}");
     server.stop().await;
 }
 

@@ -189,6 +189,7 @@ async fn success_clears_the_pair_only(backend: Backend) {
     let scopes = Scopes::of(
         &Username::parse("bruno").unwrap(),
         "192.0.2.10".parse().unwrap(),
+        None,
     );
     assert_eq!(stored_failures(&server, &scopes.pair.key).await, 0);
     assert_eq!(stored_failures(&server, &scopes.account.key).await, 6);
@@ -234,6 +235,7 @@ async fn concurrent_failures_are_all_counted(backend: Backend) {
     let scopes = Scopes::of(
         &Username::parse("dora").unwrap(),
         "203.0.113.1".parse().unwrap(),
+        None,
     );
     assert_eq!(stored_failures(&server, &scopes.account.key).await, 40);
     server.stop().await;

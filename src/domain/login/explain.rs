@@ -98,6 +98,10 @@ pub struct ExplainRequest {
     pub username: Username,
     pub client_ip: Option<IpAddr>,
     pub protocol: Option<Protocol>,
+    /// Whose front doors' network counter is shown as the source scope:
+    /// the explaining caller's tenant, whose proxies count under it
+    /// (`Scopes::of`), or (`None`) the deployment-wide proxies'.
+    pub door: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,8 +157,7 @@ where
     };
 
     let (source, pair, account_scope, recent_failures) = if sight.sees_account_state() {
-        let (source, pair, account_scope) =
-            scopes(store, throttle, now, &username, request.client_ip, sight).await?;
+        let (source, pair, account_scope) = scopes(store, throttle, now, &request, sight).await?;
         let failures = recent_failures(store, &username, sight, &passwords).await?;
         (source, pair, Some(account_scope), failures)
     } else {
@@ -250,11 +253,12 @@ async fn scopes<S: LoginStore>(
     store: &S,
     throttle: &ThrottleConfig,
     now: Timestamp,
-    username: &Username,
-    client_ip: Option<IpAddr>,
+    request: &ExplainRequest,
     sight: Sight<'_>,
 ) -> Result<(Option<ScopeState>, Option<ScopeState>, ScopeState)> {
-    let scopes = Scopes::of(username, client_ip.unwrap_or(NO_ADDRESS));
+    let (username, client_ip) = (&request.username, request.client_ip);
+    let door = request.door.as_deref();
+    let scopes = Scopes::of(username, client_ip.unwrap_or(NO_ADDRESS), door);
     let state = store.login_state(&scopes, username, "").await?;
     let counters = &state.counters;
     let scope = |kind: ScopeKind| {

@@ -640,7 +640,7 @@ impl Typed {
                 Username::nobody(),
             ),
             _ => (
-                Scopes::of(&attempt.username, client_ip),
+                Scopes::of(&attempt.username, client_ip, attempt.reach.tenant()),
                 attempt.username.clone(),
             ),
         };

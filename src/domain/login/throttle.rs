@@ -151,30 +151,45 @@ pub struct Scopes {
 }
 
 impl Scopes {
-    pub fn of(username: &Username, client: IpAddr) -> Self {
+    /// The scopes of a login asked for by a caller of `door`'s tenant (a
+    /// tenant's proxy), or (`None`) by a deployment-wide caller.
+    pub fn of(username: &Username, client: IpAddr, door: Option<&str>) -> Self {
         let network = source_network(client).to_string();
         Self {
-            source: Scope::new(ScopeKind::Source, &["source", &network]),
+            source: Self::source(&network, door),
             pair: Scope::new(ScopeKind::Pair, &["pair", username.as_str(), &network]),
             account: Scope::new(ScopeKind::Account, &["account", username.as_str()]),
         }
     }
 
     /// The scopes of a login a tenant's proxy asked for an account outside
-    /// its tenant (`domain::tenants`): its network counts as any other,
-    /// but its pair and account counters are the tenant's own, never the
-    /// account's. Such guesses are throttled like any, and lock nobody of
-    /// another tenant out.
+    /// its tenant (`domain::tenants`): its network counts as any of the
+    /// tenant's, but its pair and account counters are the tenant's own,
+    /// never the account's. Such guesses are throttled like any, and lock
+    /// nobody of another tenant out.
     pub fn outside(tenant: &str, username: &Username, client: IpAddr) -> Self {
         let network = source_network(client).to_string();
         let name = username.as_str();
         Self {
-            source: Scope::new(ScopeKind::Source, &["source", &network]),
+            source: Self::source(&network, Some(tenant)),
             pair: Scope::new(
                 ScopeKind::Pair,
                 &["pair", "outside", tenant, name, &network],
             ),
             account: Scope::new(ScopeKind::Account, &["account", "outside", tenant, name]),
+        }
+    }
+
+    /// A network's counter is one per front door's owner: a tenant's
+    /// proxies count its failures apart from every other tenant's and from
+    /// the deployment-wide proxies'. The client address is what a proxy
+    /// reports, so a shared counter would let one tenant's proxy, or its
+    /// users' guesses, block a network for every other tenant's users
+    /// (say, a mobile carrier's NAT that they share).
+    fn source(network: &str, door: Option<&str>) -> Scope {
+        match door {
+            None => Scope::new(ScopeKind::Source, &["source", network]),
+            Some(tenant) => Scope::new(ScopeKind::Source, &["source", "tenant", tenant, network]),
         }
     }
 
@@ -360,7 +375,7 @@ mod tests {
     #[test]
     fn scope_keys_are_the_stored_hex_sha256() {
         let alice = Username::parse("alice").unwrap();
-        let scopes = Scopes::of(&alice, "2001:db8::1".parse().unwrap());
+        let scopes = Scopes::of(&alice, "2001:db8::1".parse().unwrap(), None);
         let hex = |parts: &[&str]| {
             let mut hasher = Sha256::new();
             for part in parts {
@@ -483,16 +498,48 @@ mod tests {
         let a = Scopes::of(
             &Username::parse("u").unwrap(),
             "2001:db8:1:2::1".parse().unwrap(),
+            None,
         );
         let b = Scopes::of(
             &Username::parse("u").unwrap(),
             "2001:db8:1:2:ffff::9".parse().unwrap(),
+            None,
         );
-        let c = Scopes::of(&Username::parse("u").unwrap(), "192.0.2.1".parse().unwrap());
-        let d = Scopes::of(&Username::parse("u").unwrap(), "192.0.2.2".parse().unwrap());
+        let c = Scopes::of(
+            &Username::parse("u").unwrap(),
+            "192.0.2.1".parse().unwrap(),
+            None,
+        );
+        let d = Scopes::of(
+            &Username::parse("u").unwrap(),
+            "192.0.2.2".parse().unwrap(),
+            None,
+        );
         assert_eq!(a.source, b.source);
         assert_eq!(a.pair, b.pair);
         assert_ne!(c.source, d.source);
         assert_eq!(a.account, c.account);
+    }
+
+    #[test]
+    fn a_network_counts_apart_for_each_tenants_doors() {
+        let alice = Username::parse("alice@a.test").unwrap();
+        let ip = "192.0.2.1".parse().unwrap();
+        let deployment = Scopes::of(&alice, ip, None);
+        let a = Scopes::of(&alice, ip, Some("a"));
+        let b = Scopes::outside("b", &alice, ip);
+        let sources = [deployment.source, a.source, b.source];
+        for (i, one) in sources.iter().enumerate() {
+            for other in &sources[i + 1..] {
+                assert_ne!(one, other);
+            }
+        }
+        // The account's own counters are the same whoever's door it came
+        // through (and never touched from outside its tenant).
+        assert_eq!((deployment.pair, deployment.account), (a.pair, a.account));
+        assert_ne!(a.account, b.account);
+        // An outsider's failures through B's doors count where B's own do.
+        let b_own = Scopes::of(&Username::parse("bob@b.test").unwrap(), ip, Some("b"));
+        assert_eq!(b.source, b_own.source);
     }
 }

@@ -79,6 +79,7 @@ pub fn parse_explain_login(request: &ExplainLoginRequest) -> Result<ExplainReque
         username,
         client_ip,
         protocol,
+        door: None,
     })
 }
 

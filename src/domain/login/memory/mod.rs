@@ -434,7 +434,7 @@ mod tests {
     }
 
     fn scopes_of(username: &Username, ip: &str) -> Scopes {
-        Scopes::of(username, ip.parse().unwrap())
+        Scopes::of(username, ip.parse().unwrap(), None)
     }
 
     /// `typed` by `u` over IMAP from `scopes`' address.
@@ -537,7 +537,7 @@ mod tests {
         let memory = memory();
         let alice = Username::parse("alice").unwrap();
         let refuse = |ip: IpAddr, by: ScopeKind| {
-            let scopes = Scopes::of(&alice, ip);
+            let scopes = Scopes::of(&alice, ip, None);
             let login = attempt(&memory, &scopes, &alice, &ip.to_string(), "x");
             memory.refused(&login, by, &[], true, at(0));
         };
