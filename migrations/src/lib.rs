@@ -22,6 +22,7 @@ mod m20261204_000012_add_audit_event_feed_mark;
 mod m20261205_000013_add_audit_event_feed_pending;
 mod m20261205_000014_create_tenant;
 mod m20261205_000015_add_caller_key_life;
+mod m20261205_000016_clear_ambiguous_account_domain;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000013_add_audit_event_feed_pending::Migration),
             Box::new(m20261205_000014_create_tenant::Migration),
             Box::new(m20261205_000015_add_caller_key_life::Migration),
+            Box::new(m20261205_000016_clear_ambiguous_account_domain::Migration),
         ]
     }
 }

@@ -19,7 +19,8 @@ pub struct Migration;
 ///   latchkey's own housekeeping.
 /// - `audit_event.account_domain`: the domain of the event's account (the
 ///   part of its username after the last `@`), so that a tenant's change
-///   feed is filtered in the query. Filled here for existing rows.
+///   feed is filtered in the query. Filled here for existing rows
+///   (migration 16 clears it where the username holds several `@`).
 ///
 /// No tenant exists until an operator makes one.
 #[async_trait::async_trait]

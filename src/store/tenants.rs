@@ -21,7 +21,7 @@ use crate::domain::shared::protocol::ProtocolSet;
 use crate::domain::shared::time::Timestamp;
 use crate::domain::tenants::model::{
     ChangeOverrides, CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant,
-    TenantChange, TenantPolicy, UpdateTenantOutcome,
+    TenantChange, TenantPolicy, UpdateTenantOutcome, DOMAINS_MAX,
 };
 use crate::domain::tenants::store::TenantStore;
 
@@ -374,6 +374,10 @@ impl TenantStore for SqlStore {
             .one(&txn)
             .await?;
         if owner.as_deref() != Some(to) {
+            // The tenant's row is locked, so its count cannot grow meanwhile.
+            if domains_of(&txn, to).await?.len() >= DOMAINS_MAX {
+                return Ok(MoveDomainOutcome::Full);
+            }
             tenant_domain::Entity::delete_many()
                 .filter(tenant_domain::Column::Domain.eq(domain))
                 .exec(&txn)

@@ -37,6 +37,7 @@ backend_tests!(
     an_outsiders_login_costs_and_counts_as_an_unknown_users,
     a_tenants_watchers_see_only_its_accounts_events,
     each_tenants_policy_applies_to_its_accounts_whoever_asks,
+    names_with_several_at_signs_lose_the_domain_migration_14_gave,
 );
 
 fn tenants(server: &TestServer) -> TenantServiceClient<Authed> {
@@ -275,6 +276,30 @@ async fn tenants_are_managed_and_a_domain_moves_only_when_asked(backend: Backend
             .await
             .unwrap_or_else(|status| panic!("{domain}: {status:?}"));
     }
+
+    // A move never takes a tenant past its most domains; nothing moves.
+    let hundred: Vec<String> = (0..100).map(|n| format!("d{n}.full.test")).collect();
+    let hundred: Vec<&str> = hundred.iter().map(String::as_str).collect();
+    create_tenant(&server, "full", &hundred).await.unwrap();
+    let full = tenants(&server)
+        .move_tenant_domain(MoveTenantDomainRequest {
+            name: "tenants/full".into(),
+            domain: "acme.test".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (full.code(), reason_of(&full).as_str()),
+        (Code::ResourceExhausted, "TENANT_DOMAINS_FULL")
+    );
+    let initech = tenants(&server)
+        .get_tenant(GetTenantRequest {
+            name: "tenants/initech".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(initech.domains, ["acme.test", "globex.test"]);
     server.stop().await;
 }
 
@@ -309,7 +334,14 @@ async fn nothing_of_one_tenant_is_reachable_with_anothers_keys(backend: Backend)
 
     // B's portal: every call naming A's account is refused from the name
     // alone, the same for an account that exists and one that does not.
-    for account in ["alice@a.test", "nobody@a.test", "root"] {
+    // Nor a name with several `@` ending in B's domain: a mail server may
+    // file it under a.test.
+    for account in [
+        "alice@a.test",
+        "nobody@a.test",
+        "root",
+        "alice@a.test@b.test",
+    ] {
         let password = format!("accounts/{account}/appPasswords/{}", uuid::Uuid::now_v7());
         let password = if account == "alice@a.test" {
             name.clone()
@@ -965,4 +997,47 @@ async fn each_tenants_policy_applies_to_its_accounts_whoever_asks(backend: Backe
         (PrimaryChangePolicy::Keep, 0)
     );
     server.stop().await;
+}
+
+/// Migration 14 filled `account_domain` of existing events from the last
+/// `@`; migration 16 clears it where the name holds several, so a
+/// tenant's change feed, filtered by that column, never carries them.
+async fn names_with_several_at_signs_lose_the_domain_migration_14_gave(backend: Backend) {
+    use latchkey::store::entities::audit_event;
+    use latchkey_migrations::{Migrator, MigratorTrait};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, QueryOrder};
+    let database = crate::common::harness::TestDatabase::create(backend).await;
+    let db = database.connect().await;
+    Migrator::up(&db, Some(15)).await.unwrap();
+    for (username, domain) in [("alice@a.test@b.test", "b.test"), ("bob@b.test", "b.test")] {
+        audit_event::ActiveModel {
+            occurred_at: Set(0),
+            event_type: Set("app_password_issued".to_owned()),
+            actor: Set("portal".to_owned()),
+            username: Set(Some(username.to_owned())),
+            detail: Set(String::new()),
+            feed_pending: Set(false),
+            account_domain: Set(Some(domain.to_owned())),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+    }
+    Migrator::up(&db, None).await.unwrap();
+    let domains: Vec<(Option<String>, Option<String>)> = audit_event::Entity::find()
+        .order_by_asc(audit_event::Column::Id)
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| (row.username, row.account_domain))
+        .collect();
+    assert_eq!(
+        domains,
+        [
+            (Some("alice@a.test@b.test".to_owned()), None),
+            (Some("bob@b.test".to_owned()), Some("b.test".to_owned())),
+        ]
+    );
 }

@@ -126,6 +126,8 @@ pub enum Reason {
     TenantInUse,
     /// A revoked caller cannot be given a new key.
     CallerRevoked,
+    /// The tenant already owns as many domains as a tenant may.
+    TenantDomainsFull,
 }
 
 impl Reason {
@@ -165,6 +167,7 @@ impl Reason {
             Reason::DomainTaken => "DOMAIN_TAKEN",
             Reason::TenantInUse => "TENANT_IN_USE",
             Reason::CallerRevoked => "CALLER_REVOKED",
+            Reason::TenantDomainsFull => "TENANT_DOMAINS_FULL",
         }
     }
 }

@@ -6,9 +6,9 @@
 //! The rules, decided here and documented in the README ("Hosting many
 //! domains"):
 //! - an account's domain is the part of its (normalized) username after
-//!   its last `@`; a username without one, or with nothing after it, has
-//!   no domain and belongs to no tenant: only deployment-wide callers
-//!   reach it;
+//!   its `@`; a username without one, with nothing after it, or with
+//!   several `@` (whose domain depends on who splits it) has no domain
+//!   and belongs to no tenant: only deployment-wide callers reach it;
 //! - a domain is matched exactly, never by suffix: a tenant owning
 //!   `example.com` does not own `eu.example.com` unless it lists it too
 //!   (hosting providers sell subdomains to different customers, and a

@@ -136,15 +136,19 @@ pub fn parse_domains(raw: &[String]) -> Result<Vec<String>, String> {
     Ok(domains)
 }
 
-/// The account's domain: what follows the last `@` of its username, if
-/// anything does. Migration 14 fills `audit_event.account_domain` of
-/// existing rows by the same rule.
+/// The account's domain: what follows the one `@` of its username, if
+/// anything does. A username with several `@` has none: which part is
+/// its domain depends on who reads it (a mail server may split at the
+/// first, a parser at the last), so it belongs to no tenant, and no
+/// tenant's caller can name `alice@a.test@b.test` to reach what another
+/// system files under `a.test`. Migrations 14 and 16 fill
+/// `audit_event.account_domain` of existing rows by the same rule.
 pub fn domain_of(username: &Username) -> Option<&str> {
     username
         .as_str()
-        .rsplit_once('@')
+        .split_once('@')
         .map(|(_, domain)| domain)
-        .filter(|domain| !domain.is_empty())
+        .filter(|domain| !domain.is_empty() && !domain.contains('@'))
 }
 
 /// Which accounts a caller reaches: every one, or those of its tenant's
@@ -234,6 +238,8 @@ pub enum MoveDomainOutcome {
         from: Option<String>,
     },
     TenantNotFound,
+    /// The tenant owns [`DOMAINS_MAX`] domains already: nothing moved.
+    Full,
 }
 
 #[derive(Debug)]
@@ -255,7 +261,7 @@ mod tests {
     #[test]
     fn a_domain_is_what_follows_the_last_at_and_is_matched_exactly() {
         assert_eq!(domain_of(&user("alice@example.com")), Some("example.com"));
-        assert_eq!(domain_of(&user("a@b@example.com")), Some("example.com"));
+        assert_eq!(domain_of(&user("a@b@example.com")), None);
         assert_eq!(domain_of(&user("alice")), None);
         assert_eq!(domain_of(&user("alice@")), None);
         let reach = Reach::Tenant {
@@ -266,6 +272,8 @@ mod tests {
         assert!(!reach.reaches(&user("alice@eu.example.com")));
         assert!(!reach.reaches(&user("alice@badexample.com")));
         assert!(!reach.reaches(&user("alice")));
+        assert!(!reach.reaches(&user("alice@acme.test@example.com")));
+        assert!(!reach.reaches(&user("alice@example.com@acme.test")));
         assert!(reach.admit(&user("bob@other.test")).is_err());
         assert!(Reach::Deployment.reaches(&user("alice")));
         assert!(!Reach::nothing().reaches(&user("alice@example.com")));

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::model::{
     CreateTenantOutcome, DeleteTenantOutcome, MoveDomainOutcome, Tenant, TenantChange,
-    TenantPolicy, UpdateTenantOutcome,
+    TenantPolicy, UpdateTenantOutcome, DOMAINS_MAX,
 };
 use super::store::TenantStore;
 use crate::domain::audit::event::{Actor, AuditEvent, EventType};
@@ -105,6 +105,12 @@ impl<S: TenantStore> Tenants<S> {
         {
             MoveDomainOutcome::Moved { tenant, .. } => Ok(tenant),
             MoveDomainOutcome::TenantNotFound => Err(not_found(to)),
+            MoveDomainOutcome::Full => Err(Error::ResourceExhausted(
+                Reason::TenantDomainsFull,
+                format!(
+                    "tenants/{to} owns {DOMAINS_MAX} domains, the most a tenant may; remove one first (UpdateTenant)"
+                ),
+            )),
         }
     }
 
