@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::db::Tx;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, Iterable, QueryFilter,
     QueryOrder, QuerySelect,
 };
 
@@ -295,13 +295,34 @@ impl AuditStore for SqlStore {
         if let Some(username) = &filter.username {
             wanted = wanted.add(audit_event::Column::Username.eq(username.as_str()));
         }
-        if let Some(tenant) = &filter.tenant {
-            wanted = wanted.add(audit_event::Column::AccountDomain.in_subquery(domains_of(tenant)));
+        let owned = filter.tenant.as_deref().map(owned_by);
+        if let Some(owned) = &owned {
+            wanted = wanted.add(owned.clone());
         }
         // The range along the seq index, and in it the two ends (whatever
         // their type: their marks say which history this is) and the
         // events the filter wants.
-        let rows = audit_event::Entity::find()
+        let mut select = audit_event::Entity::find();
+        if let Some(owned) = owned {
+            // The ends are read whatever their domain: for a tenant, the
+            // same statement says whether the tenant owned each row's
+            // event, by leaving `account_domain` NULL where it did not.
+            select = select
+                .select_only()
+                .columns(
+                    audit_event::Column::iter()
+                        .filter(|column| !matches!(column, audit_event::Column::AccountDomain)),
+                )
+                .expr_as(
+                    Expr::case(
+                        owned,
+                        Expr::col((audit_event::Entity, audit_event::Column::AccountDomain)),
+                    )
+                    .finally(Expr::cust("NULL")),
+                    "account_domain",
+                );
+        }
+        let rows = select
             .filter(audit_event::Column::Seq.gte(seq(after)))
             .filter(audit_event::Column::Seq.lte(seq(through)))
             .filter(
@@ -319,16 +340,12 @@ impl AuditStore for SqlStore {
             through_mark: None,
             events: Vec::new(),
         };
-        // The event at `through`, when the filter wants it but for its
-        // tenant, which the statement did not say (it read that row as an
-        // end): decided below.
-        let mut through_event = None;
         for row in rows {
             // A row that does not convert would leave a hole the stream
             // steps over: an error instead (it cannot happen: the query
             // asks for known types, and the ends are feed events).
             let place = row.seq.and_then(|seq| u64::try_from(seq).ok());
-            let domain = row.account_domain.clone();
+            let owned = filter.tenant.is_none() || row.account_domain.is_some();
             let mark = row.feed_mark.unwrap_or(0) as u64;
             let (Some(place), Some(event)) = (place, convert::audit_event(row)) else {
                 return Err(Error::internal("a feed event that does not convert"));
@@ -342,33 +359,13 @@ impl AuditStore for SqlStore {
             }
             if place == through {
                 page.through_mark = Some(mark);
-                if filter.tenant.is_some() && filter.wants(&event) {
-                    through_event = Some((
-                        domain,
-                        FeedEvent {
-                            seq: place,
-                            mark,
-                            event,
-                        },
-                    ));
-                    continue;
-                }
             }
-            if filter.wants(&event) {
+            if owned && filter.wants(&event) {
                 page.events.push(FeedEvent {
                     seq: place,
                     mark,
                     event,
                 });
-            }
-        }
-        // Whether the tenant owns the event's domain, asked after the
-        // statement that read the event, so at least as late: a domain
-        // moved away before the event happened is seen moved, and its
-        // event is not the old tenant's.
-        if let (Some(tenant), Some((Some(domain), event))) = (&filter.tenant, through_event) {
-            if page.events.len() < limit as usize && self.owns(tenant, &domain).await? {
-                page.events.push(event);
             }
         }
         if page.events.len() > limit as usize {
@@ -389,24 +386,27 @@ impl AuditStore for SqlStore {
     }
 }
 
-/// The domains `tenant` owns, as the statement that holds this subquery
-/// sees them.
-fn domains_of(tenant: &str) -> sea_orm::sea_query::SelectStatement {
-    sea_orm::sea_query::Query::select()
-        .column(tenant_domain::Column::Domain)
-        .from(tenant_domain::Entity)
-        .and_where(tenant_domain::Column::Tenant.eq(tenant))
-        .to_owned()
-}
-
-impl SqlStore {
-    /// Whether `tenant` owns `domain` now.
-    async fn owns(&self, tenant: &str, domain: &str) -> Result<bool> {
-        let owned = tenant_domain::Entity::find()
-            .filter(tenant_domain::Column::Tenant.eq(tenant))
-            .filter(tenant_domain::Column::Domain.eq(domain))
-            .one(&self.db)
-            .await?;
-        Ok(owned.is_some())
-    }
+/// Whether `tenant` owned the event's domain when the event happened, as
+/// the statement holding this condition sees `tenant_domain`: the domain
+/// is the tenant's now, and was given to it (`added_at`) no later than
+/// the event. So a domain's events leave the streams of a tenant that
+/// lost it, and a tenant that gains one gets its events from then on, not
+/// its earlier history.
+fn owned_by(tenant: &str) -> sea_orm::sea_query::SimpleExpr {
+    let event = |column| Expr::col((audit_event::Entity, column));
+    Expr::exists(
+        sea_orm::sea_query::Query::select()
+            .expr(Expr::val(1))
+            .from(tenant_domain::Entity)
+            .and_where(tenant_domain::Column::Tenant.eq(tenant))
+            .and_where(
+                Expr::col((tenant_domain::Entity, tenant_domain::Column::Domain))
+                    .equals((audit_event::Entity, audit_event::Column::AccountDomain)),
+            )
+            .and_where(
+                Expr::col((tenant_domain::Entity, tenant_domain::Column::AddedAt))
+                    .lte(event(audit_event::Column::OccurredAt)),
+            )
+            .to_owned(),
+    )
 }

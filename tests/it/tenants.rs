@@ -720,6 +720,23 @@ async fn watch(
     Ok(stream)
 }
 
+/// The token of the place a new stream of `key` starts at: the newest
+/// event now.
+async fn first_token(server: &TestServer, key: &str) -> String {
+    let mut stream = AuditServiceClient::new(server.as_caller(Some(key)))
+        .watch_events(WatchEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.audit_event.is_none());
+    first.resume_token
+}
+
 /// The accounts of the events that arrive within `wait`.
 async fn accounts_seen(
     stream: &mut tonic::Streaming<latchkey::grpc::pb::WatchEventsResponse>,
@@ -739,6 +756,7 @@ async fn a_tenants_watchers_see_only_its_accounts_events(backend: Backend) {
     let server = TestServer::start(backend).await;
     let a = tenant_with_keys(&server, "a", &["a.test", "a2.test"]).await;
     let b = tenant_with_keys(&server, "b", &["b.test"]).await;
+    let before_everything = first_token(&server, &b.notifier).await;
     let mut a_mailer = watch(&server, &a.notifier, WatchEventsRequest::default())
         .await
         .unwrap();
@@ -789,6 +807,9 @@ async fn a_tenants_watchers_see_only_its_accounts_events(backend: Backend) {
     let mut b_mailer = watch(&server, &b.notifier, WatchEventsRequest::default())
         .await
         .unwrap();
+    // Less than the caller cache's TTL: nothing read with the callers
+    // expires. The move is later than alice's events so far.
+    server.clock.advance(Duration::from_millis(100));
     tenants(&server)
         .move_tenant_domain(MoveTenantDomainRequest {
             name: "tenants/b".into(),
@@ -810,6 +831,28 @@ async fn a_tenants_watchers_see_only_its_accounts_events(backend: Backend) {
     assert!(accounts_seen(&mut a_proxy, Duration::from_secs(1))
         .await
         .is_empty());
+    // B's history of a.test starts at the move: resumed from before
+    // everything, B's notifier gets its own bob's events and alice's made
+    // since, not alice's from A's time.
+    let mut b_resumed = watch(
+        &server,
+        &b.notifier,
+        WatchEventsRequest {
+            resume_token: before_everything,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        accounts_seen(&mut b_resumed, Duration::from_secs(3)).await,
+        [
+            "accounts/bob@b.test",
+            "accounts/bob@b.test",
+            "accounts/alice@a.test",
+            "accounts/alice@a.test"
+        ]
+    );
     // A's events still reach A's open streams: they were not ended.
     let (name, _) = issue_simple(&server, "carol@a2.test").await;
     revoke(&server, name).await;
