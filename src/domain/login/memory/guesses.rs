@@ -10,11 +10,13 @@
 //! 2. Guesses for accounts that do not exist matter least: they protect
 //!    only the source's counter from a stale device of a deleted account.
 //!    They take at most half of the memory, and at most
-//!    [`GuessLimits::per_network`] of them come from one source network (an
-//!    IPv4 address, an IPv6 /64). A new one past the network's share is not
-//!    remembered (the network's own repeats are then counted: it is the
-//!    network that sent them); past the half, it replaces the oldest such
-//!    guess, from whichever network.
+//!    [`GuessLimits::per_network`] of them come from one source: a network
+//!    (an IPv4 address, an IPv6 /64) as its throttle counter counts it, so
+//!    apart for each tenant's proxies. A new one past the source's share is
+//!    not remembered (the source's own repeats are then counted, on its own
+//!    counter: it is the source that sent them, and another tenant's proxy
+//!    reporting the same network cannot use up its share); past the half,
+//!    it replaces the oldest such guess, from whichever source.
 //! 3. When the memory is full, guesses past the window are dropped first
 //!    (at most once a minute, so a memory kept full costs no walk on every
 //!    guess); then a new guess replaces the oldest guess for an unknown
@@ -37,12 +39,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::domain::audit::event::AuditEvent;
 use crate::domain::login::model::FailureReason;
+use crate::domain::login::throttle::ScopeKey;
 use crate::domain::shared::time::Timestamp;
 
 /// A keyed digest of one guess: pair, exact client address, protocol and
@@ -122,8 +124,8 @@ pub struct Guess {
     pub reason: FailureReason,
     /// Repeats not yet audited.
     pub repeats: u32,
-    /// Where it came from, and whether its account exists.
-    pub network: IpNet,
+    /// The source scope it came from, and whether its account exists.
+    pub source: ScopeKey,
     pub account_known: bool,
     /// Its place in the order of arrival.
     seq: u64,
@@ -146,7 +148,7 @@ pub struct NewGuess {
     pub matched: bool,
     pub event: AuditEvent,
     pub reason: FailureReason,
-    pub network: IpNet,
+    pub source: ScopeKey,
     pub account_known: bool,
 }
 
@@ -168,7 +170,7 @@ impl NewGuess {
             event,
             reason: self.reason,
             repeats,
-            network: self.network,
+            source: self.source,
             account_known: self.account_known,
             seq: 0,
         }
@@ -189,8 +191,8 @@ pub struct Guesses {
     by_pair: HashMap<Arc<str>, Vec<Guess>>,
     count: usize,
     unknown: usize,
-    /// Guesses for unknown accounts per source network.
-    unknown_per_network: HashMap<IpNet, usize>,
+    /// Guesses for unknown accounts per source.
+    unknown_per_network: HashMap<ScopeKey, usize>,
     /// The order of arrival, oldest first, of each kind: a place whose
     /// guess is gone is skipped when met, and the queues are rebuilt from
     /// what is left at every prune.
@@ -320,7 +322,7 @@ impl Guesses {
             self.known_order.push_back(place);
         } else {
             self.unknown += 1;
-            *self.unknown_per_network.entry(guess.network).or_insert(0) += 1;
+            *self.unknown_per_network.entry(guess.source).or_insert(0) += 1;
             self.unknown_order.push_back(place);
         }
         self.count += 1;
@@ -342,10 +344,10 @@ impl Guesses {
         self.count -= 1;
         if !guess.account_known {
             self.unknown -= 1;
-            if let Some(n) = self.unknown_per_network.get_mut(&guess.network) {
+            if let Some(n) = self.unknown_per_network.get_mut(&guess.source) {
                 *n -= 1;
                 if *n == 0 {
-                    self.unknown_per_network.remove(&guess.network);
+                    self.unknown_per_network.remove(&guess.source);
                 }
             }
         }
@@ -358,7 +360,7 @@ impl Guesses {
         if !guess.account_known {
             let from_network = self
                 .unknown_per_network
-                .get(&guess.network)
+                .get(&guess.source)
                 .copied()
                 .unwrap_or(0);
             if from_network >= self.limits.per_network {
@@ -508,6 +510,15 @@ mod tests {
         Timestamp::from_millis(seconds * 1000)
     }
 
+    /// The deployment-wide source scope of `network`.
+    fn source_of(network: &str) -> ScopeKey {
+        let network: ipnet::IpNet = network.parse().unwrap();
+        let anyone = crate::domain::shared::username::Username::parse("u").unwrap();
+        crate::domain::login::throttle::Scopes::of(&anyone, network.addr(), None)
+            .source
+            .key
+    }
+
     /// A guess numbered `n` from `network`, for an existing account or not.
     fn guess(n: u32, network: &str, account_known: bool) -> NewGuess {
         let mut bytes = [0u8; 32];
@@ -522,7 +533,7 @@ mod tests {
                 &Actor::system("proxy"),
             ),
             reason: FailureReason::InvalidCredentials,
-            network: network.parse().unwrap(),
+            source: source_of(network),
             account_known,
         }
     }
@@ -543,6 +554,41 @@ mod tests {
     /// The network of attacker number `n`: an IPv6 /64 of its own.
     fn attacker(n: u32) -> String {
         format!("2001:db8:{:x}:{:x}::/64", n >> 16, n & 0xffff)
+    }
+
+    #[test]
+    fn one_tenants_proxy_cannot_use_up_another_tenants_share_of_a_network() {
+        let mut guesses = Guesses::new(GuessLimits::of(200));
+        let network: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+        let anyone = crate::domain::shared::username::Username::parse("u").unwrap();
+        let source = |door| {
+            crate::domain::login::throttle::Scopes::of(&anyone, network, door)
+                .source
+                .key
+        };
+        let from = |n: u32, door| NewGuess {
+            source: source(door),
+            ..guess(n, "203.0.113.7/32", false)
+        };
+        // B's proxy reports 30 unknown-account guesses from the network:
+        // 8 are remembered, its share.
+        let b_side = (0..30u32)
+            .filter(|&n| guesses.insert(&format!("b {n}"), from(n, Some("b")), 0, at(1), WINDOW))
+            .count();
+        assert_eq!(b_side, 8);
+        // A's share of the same network is whole.
+        let a_side = (0..8u32)
+            .filter(|&n| {
+                guesses.insert(
+                    &format!("a {n}"),
+                    from(100 + n, Some("a")),
+                    0,
+                    at(1),
+                    WINDOW,
+                )
+            })
+            .count();
+        assert_eq!(a_side, 8);
     }
 
     #[test]

@@ -65,7 +65,7 @@ use self::blocks::Blocks;
 use self::flights::{FlightKey, Flights, Reserve};
 use self::guesses::{GuessLimits, Guesses, NewGuess};
 use super::model::FailureReason;
-use super::throttle::{source_network, Scope, ScopeKind, Scopes};
+use super::throttle::{Scope, ScopeKind, Scopes};
 use crate::domain::audit::event::{Actor, AuditEvent};
 use crate::domain::shared::error::{Error, Reason, Result};
 use crate::domain::shared::protocol::Protocol;
@@ -359,7 +359,7 @@ impl ThrottleMemory {
             matched: failure.matched,
             event: failure.event,
             reason: failure.reason,
-            network: source_network(attempt.client_ip),
+            source: attempt.scopes.source.key,
             account_known: failure.account_exists,
         };
         let pair = attempt.scopes.pair.key.as_str();
