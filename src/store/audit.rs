@@ -393,7 +393,6 @@ impl AuditStore for SqlStore {
 /// lost it, and a tenant that gains one gets its events from then on, not
 /// its earlier history.
 fn owned_by(tenant: &str) -> sea_orm::sea_query::SimpleExpr {
-    let event = |column| Expr::col((audit_event::Entity, column));
     Expr::exists(
         sea_orm::sea_query::Query::select()
             .expr(Expr::val(1))
@@ -404,8 +403,9 @@ fn owned_by(tenant: &str) -> sea_orm::sea_query::SimpleExpr {
                     .equals((audit_event::Entity, audit_event::Column::AccountDomain)),
             )
             .and_where(
-                Expr::col((tenant_domain::Entity, tenant_domain::Column::AddedAt))
-                    .lte(event(audit_event::Column::OccurredAt)),
+                Expr::col((tenant_domain::Entity, tenant_domain::Column::AddedAt)).lte(Expr::col(
+                    (audit_event::Entity, audit_event::Column::OccurredAt),
+                )),
             )
             .to_owned(),
     )

@@ -708,6 +708,31 @@ async fn watch(
     key: &str,
     request: WatchEventsRequest,
 ) -> Result<tonic::Streaming<latchkey::grpc::pb::WatchEventsResponse>, Status> {
+    Ok(watch_from_checkpoint(server, key, request).await?.0)
+}
+
+/// The token of the place a new stream of `key` starts at: the newest
+/// event now.
+async fn first_token(server: &TestServer, key: &str) -> String {
+    watch_from_checkpoint(server, key, WatchEventsRequest::default())
+        .await
+        .unwrap()
+        .1
+}
+
+/// Opens WatchEvents with `key`: the stream after its first checkpoint,
+/// and that checkpoint's token.
+async fn watch_from_checkpoint(
+    server: &TestServer,
+    key: &str,
+    request: WatchEventsRequest,
+) -> Result<
+    (
+        tonic::Streaming<latchkey::grpc::pb::WatchEventsResponse>,
+        String,
+    ),
+    Status,
+> {
     let mut stream = AuditServiceClient::new(server.as_caller(Some(key)))
         .watch_events(request)
         .await?
@@ -717,24 +742,7 @@ async fn watch(
         .unwrap()?
         .unwrap();
     assert!(first.audit_event.is_none());
-    Ok(stream)
-}
-
-/// The token of the place a new stream of `key` starts at: the newest
-/// event now.
-async fn first_token(server: &TestServer, key: &str) -> String {
-    let mut stream = AuditServiceClient::new(server.as_caller(Some(key)))
-        .watch_events(WatchEventsRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(20), stream.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(first.audit_event.is_none());
-    first.resume_token
+    Ok((stream, first.resume_token))
 }
 
 /// The accounts of the events that arrive within `wait`.

@@ -93,8 +93,9 @@ pub struct GuessLimits {
     pub total: usize,
     /// Guesses for unknown accounts at most: half the total.
     pub unknown: usize,
-    /// Guesses for unknown accounts from one source network at most: 1% of
-    /// the total, and never fewer than one pair's worth.
+    /// Guesses for unknown accounts from one source (a network, as its
+    /// throttle counter counts it) at most: 1% of the total, and never
+    /// fewer than one pair's worth.
     pub per_network: usize,
 }
 
@@ -192,7 +193,7 @@ pub struct Guesses {
     count: usize,
     unknown: usize,
     /// Guesses for unknown accounts per source.
-    unknown_per_network: HashMap<ScopeKey, usize>,
+    unknown_per_source: HashMap<ScopeKey, usize>,
     /// The order of arrival, oldest first, of each kind: a place whose
     /// guess is gone is skipped when met, and the queues are rebuilt from
     /// what is left at every prune.
@@ -212,7 +213,7 @@ impl Guesses {
             by_pair: HashMap::new(),
             count: 0,
             unknown: 0,
-            unknown_per_network: HashMap::new(),
+            unknown_per_source: HashMap::new(),
             unknown_order: VecDeque::new(),
             known_order: VecDeque::new(),
             next_seq: 0,
@@ -322,7 +323,7 @@ impl Guesses {
             self.known_order.push_back(place);
         } else {
             self.unknown += 1;
-            *self.unknown_per_network.entry(guess.source).or_insert(0) += 1;
+            *self.unknown_per_source.entry(guess.source).or_insert(0) += 1;
             self.unknown_order.push_back(place);
         }
         self.count += 1;
@@ -344,10 +345,10 @@ impl Guesses {
         self.count -= 1;
         if !guess.account_known {
             self.unknown -= 1;
-            if let Some(n) = self.unknown_per_network.get_mut(&guess.source) {
+            if let Some(n) = self.unknown_per_source.get_mut(&guess.source) {
                 *n -= 1;
                 if *n == 0 {
-                    self.unknown_per_network.remove(&guess.source);
+                    self.unknown_per_source.remove(&guess.source);
                 }
             }
         }
@@ -358,12 +359,12 @@ impl Guesses {
     /// not to be remembered.
     fn make_room(&mut self, guess: &NewGuess, now: Timestamp, window: Duration) -> bool {
         if !guess.account_known {
-            let from_network = self
-                .unknown_per_network
+            let from_source = self
+                .unknown_per_source
                 .get(&guess.source)
                 .copied()
                 .unwrap_or(0);
-            if from_network >= self.limits.per_network {
+            if from_source >= self.limits.per_network {
                 return false;
             }
             if self.unknown >= self.limits.unknown && !self.evict_oldest(false, now) {
@@ -510,11 +511,12 @@ mod tests {
         Timestamp::from_millis(seconds * 1000)
     }
 
-    /// The deployment-wide source scope of `network`.
-    fn source_of(network: &str) -> ScopeKey {
+    /// The source scope of `network` for the doors of `door`'s tenant
+    /// (`None`: the deployment-wide ones).
+    fn source_of(network: &str, door: Option<&str>) -> ScopeKey {
         let network: ipnet::IpNet = network.parse().unwrap();
         let anyone = crate::domain::shared::username::Username::parse("u").unwrap();
-        crate::domain::login::throttle::Scopes::of(&anyone, network.addr(), None)
+        crate::domain::login::throttle::Scopes::of(&anyone, network.addr(), door)
             .source
             .key
     }
@@ -533,7 +535,7 @@ mod tests {
                 &Actor::system("proxy"),
             ),
             reason: FailureReason::InvalidCredentials,
-            source: source_of(network),
+            source: source_of(network, None),
             account_known,
         }
     }
@@ -559,15 +561,8 @@ mod tests {
     #[test]
     fn one_tenants_proxy_cannot_use_up_another_tenants_share_of_a_network() {
         let mut guesses = Guesses::new(GuessLimits::of(200));
-        let network: std::net::IpAddr = "203.0.113.7".parse().unwrap();
-        let anyone = crate::domain::shared::username::Username::parse("u").unwrap();
-        let source = |door| {
-            crate::domain::login::throttle::Scopes::of(&anyone, network, door)
-                .source
-                .key
-        };
         let from = |n: u32, door| NewGuess {
-            source: source(door),
+            source: source_of("203.0.113.7/32", door),
             ..guess(n, "203.0.113.7/32", false)
         };
         // B's proxy reports 30 unknown-account guesses from the network:
