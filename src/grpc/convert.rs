@@ -11,6 +11,7 @@ use crate::domain::audit::watch::WatchItem;
 use crate::domain::callers::model::{Caller, Role};
 use crate::domain::login::explain::{Explanation, ScopeState};
 use crate::domain::login::model::{FailureReason, LoginOutcome};
+use crate::domain::secrets::format;
 use crate::domain::shared::protocol::{Protocol, ProtocolSet};
 use crate::domain::shared::time::Timestamp;
 
@@ -161,7 +162,7 @@ pub fn app_password_to_pb(password: AppPassword, now: Timestamp) -> pb::AppPassw
         use_count: password.use_count,
         revoke_time: password.revoked.as_ref().map(|r| timestamp(r.at)),
         revoke_reason: password.revoked.map(|r| r.reason).unwrap_or_default(),
-        secret_prefix: password.selector,
+        secret_prefix: format::hint(&password.selector),
         idle_timeout: password.idle_timeout.map(duration),
         idle_expire_time,
         suspend_time: password.suspended.as_ref().map(|s| timestamp(s.at)),

@@ -3,7 +3,7 @@
 use sea_orm::sea_query::{Expr, Func, OnConflict, Query, SelectStatement, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, UpdateMany,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -175,8 +175,14 @@ async fn issue_refusal(
     if let Some(wait) = account_wait(limits.per_hour, &newest, new.created_at) {
         return Ok(Some(IssueOutcome::AccountIssueLimit(wait)));
     }
+    // A version 2 selector must be free across the deployment (it is the
+    // password's public id), a version 1 one within the account.
+    let mut holders = Condition::any().add(of_account);
+    if let Some(public_id) = &new.public_id {
+        holders = holders.add(app_password::Column::PublicId.eq(public_id.as_str()));
+    }
     let selector_taken = app_password::Entity::find()
-        .filter(of_account)
+        .filter(holders)
         .filter(app_password::Column::Selector.eq(new.selector.as_str()))
         .count(txn)
         .await?
@@ -190,6 +196,7 @@ fn new_row(new: NewAppPassword, account_id: i64) -> app_password::ActiveModel {
         id: Set(new.id),
         account_id: Set(account_id),
         selector: Set(new.selector),
+        public_id: Set(new.public_id),
         secret_hash: Set(SecretHash(new.secret_hash)),
         display_name: Set(new.display_name),
         protocols: Set(new.protocols.bits()),
@@ -286,9 +293,19 @@ impl AppPasswordStore for SqlStore {
             return Ok(refused);
         }
         let (username, id) = (new.username.clone(), new.id);
-        app_password::Entity::insert(new_row(new, account.id))
+        let inserted = app_password::Entity::insert(new_row(new, account.id))
             .exec_without_returning(&txn)
-            .await?;
+            .await;
+        // Another account's issue took the same public id between the
+        // check above and this insert (the account lock does not cover
+        // other accounts): the unique index refuses it, and a new secret
+        // is drawn. The transaction is dropped, so rolled back.
+        if let Err(error) = inserted {
+            return match error.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => Ok(IssueOutcome::SelectorTaken),
+                _ => Err(error.into()),
+            };
+        }
         insert_event(&txn, event).await?;
         // Read back before committing: once the commit returns, nothing
         // else can fail and turn an issued password into an error.

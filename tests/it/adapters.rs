@@ -98,10 +98,6 @@ pub async fn nginx_mail(server: &TestServer, headers: &[(String, String)]) -> An
     get(server.adapters_addr, "/auth/nginx-mail", &headers).await
 }
 
-fn argon2_runs(server: &TestServer) -> u64 {
-    server.services.logins.stats().argon2_verifications
-}
-
 async fn nginx_mail_answers_in_its_own_protocol(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
         config.proxy_adapters.mail_upstreams.imap = Some("127.0.0.1:1143".parse().unwrap());

@@ -30,10 +30,6 @@ backend_tests!(
     guesses_whose_caller_leaves_are_counted_or_never_run,
 );
 
-fn argon2_runs(server: &TestServer) -> u64 {
-    server.services.logins.stats().argon2_verifications
-}
-
 /// Rows of failed logins in the audit trail, and the repeats they count.
 async fn failure_rows(server: &TestServer) -> (i64, i64) {
     failed_login_rows(server, "%").await

@@ -49,15 +49,6 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     })
 }
 
-async fn get(server: &TestServer, name: &str) -> AppPassword {
-    server
-        .app_passwords()
-        .get_app_password(GetAppPasswordRequest { name: name.into() })
-        .await
-        .expect("get")
-        .into_inner()
-}
-
 async fn update(
     server: &TestServer,
     password: AppPassword,
@@ -133,11 +124,11 @@ async fn update_changes_settings_on_every_replica_and_is_audited(backend: Backen
     let (password, secret) = (issued.app_password.unwrap(), issued.secret);
     assert_eq!(
         password.secret_prefix,
-        secret.split(' ').next().unwrap(),
-        "the hint is the secret's first group"
+        secret.split(' ').take(2).collect::<Vec<_>>().join(" "),
+        "the hint is the secret's first two groups: the marker and selector"
     );
     assert!(login_as(&replica, "uma", &secret, Protocol::Imap, A).await);
-    let password = get(&server, &password.name).await;
+    let password = get_password(&server, &password.name).await;
 
     let mut changed = password.clone();
     changed.display_name = "New phone".into();
@@ -247,7 +238,7 @@ async fn update_changes_settings_on_every_replica_and_is_audited(backend: Backen
 async fn update_refuses_bad_input_field_by_field_and_changes_nothing(backend: Backend) {
     let server = TestServer::start(backend).await;
     let (name, _) = issue_simple(&server, "vic").await;
-    let before = get(&server, &name).await;
+    let before = get_password(&server, &name).await;
     let base = || AppPassword {
         name: name.clone(),
         ..Default::default()
@@ -312,7 +303,11 @@ async fn update_refuses_bad_input_field_by_field_and_changes_nothing(backend: Ba
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&status), ["app_password"]);
-    assert_eq!(get(&server, &name).await, before, "nothing changed");
+    assert_eq!(
+        get_password(&server, &name).await,
+        before,
+        "nothing changed"
+    );
 
     // A password that is over stays over.
     revoke(&server, name.clone()).await;
@@ -469,7 +464,10 @@ async fn idle_passwords_are_refused_at_once_then_marked_once(backend: Backend) {
             FailureReason::IdleExpired,
         );
     }
-    assert_eq!(get(&server, &name).await.state(), State::IdleExpired);
+    assert_eq!(
+        get_password(&server, &name).await.state(),
+        State::IdleExpired
+    );
     // Idle ones no longer count toward the cap, marked or not.
     let account = server
         .accounts()
@@ -511,7 +509,7 @@ async fn idle_passwords_are_refused_at_once_then_marked_once(backend: Backend) {
     assert_eq!(marked.len(), 2, "{marked:?}");
     assert_eq!(marked_again.len(), 2, "{marked_again:?}");
     assert_eq!(marked_again[0].actor, "housekeeping");
-    let password = get(&server, &name).await;
+    let password = get_password(&server, &name).await;
     assert_eq!(password.state(), State::IdleExpired);
     assert!(password.idle_expire_time.is_some());
     // Over is over: an update cannot bring it back.
@@ -718,7 +716,10 @@ async fn bulk_revocation_by_filter(backend: Backend) {
     assert_eq!(preview.revoked_count, 0);
     assert!(preview.sample.iter().all(|p| p.display_name == "Old POP"));
     for sampled in &preview.sample {
-        assert_eq!(get(&server, &sampled.name).await.state(), State::Active);
+        assert_eq!(
+            get_password(&server, &sampled.name).await.state(),
+            State::Active
+        );
     }
 
     // A filter that matches nothing is a success that changes nothing.
@@ -994,7 +995,7 @@ async fn ended_passwords_are_pruned_after_retention(backend: Backend) {
             .advance_and_settle(Duration::from_secs(6 * 86_400), Duration::from_secs(20))
             .await
     );
-    get(&server, &ended).await;
+    get_password(&server, &ended).await;
     // And again at eight days, when it has gone.
     assert!(
         server
@@ -1010,7 +1011,7 @@ async fn ended_passwords_are_pruned_after_retention(backend: Backend) {
         .await;
     let gone = found.is_err_and(|status| status.code() == Code::NotFound);
     assert!(gone, "a password revoked 8 days ago is pruned after 7");
-    assert_eq!(get(&server, &kept).await.state(), State::Active);
+    assert_eq!(get_password(&server, &kept).await.state(), State::Active);
     // Its history stays.
     let revoked = events(&server, "ivy", Some(AuditEventType::AppPasswordRevoked)).await;
     assert_eq!(revoked.len(), 1);
@@ -1075,7 +1076,7 @@ async fn an_update_racing_logins_never_mixes_old_and_new(backend: Backend) {
             .len(),
         40
     );
-    let _ = get(&server, &name).await;
+    let _ = get_password(&server, &name).await;
     replica.stop().await;
     server.stop().await;
 }
@@ -1117,7 +1118,7 @@ async fn suspends_racing_resumes_end_in_the_last_audited_state(backend: Backend)
             .unwrap()
             .expect("every suspend and resume succeeds");
     }
-    let state = get(&server, &name).await.state();
+    let state = get_password(&server, &name).await.state();
     assert!(matches!(state, State::Active | State::Suspended));
     let mut changes: Vec<AuditEventType> = events(&server, "lou", None)
         .await

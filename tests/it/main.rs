@@ -43,6 +43,7 @@ mod quickstart;
 mod races;
 mod refusals;
 mod review;
+mod secret_format;
 mod secrets;
 mod systemd;
 mod tenants;

@@ -523,10 +523,6 @@ async fn http_basic(server: &TestServer, key: &str, user: &str, pass: &str) -> u
         .status
 }
 
-fn argon2_runs(server: &TestServer) -> u64 {
-    server.services.logins.stats().argon2_verifications
-}
-
 async fn an_outsiders_login_costs_and_counts_as_an_unknown_users(backend: Backend) {
     let server = TestServer::start(backend).await;
     let a = tenant_with_keys(&server, "a", &["a.test"]).await;

@@ -42,7 +42,11 @@ async fn issue_authenticate_review_revoke(backend: Backend) {
     assert_eq!(password.use_count, 0);
     assert!(password.last_use_time.is_none() && password.revoke_time.is_none());
     let groups: Vec<&str> = issued.secret.split(' ').collect();
-    assert_eq!(groups.len(), 7);
+    assert_eq!(groups.len(), 9);
+    assert!(
+        groups[0].starts_with("lk"),
+        "the marker of a version 2 secret"
+    );
     assert!(groups
         .iter()
         .all(|g| g.len() == 4 && g.bytes().all(|b| b.is_ascii_lowercase())));

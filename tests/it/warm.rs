@@ -35,10 +35,6 @@ fn with_key(path: &std::path::Path) -> impl FnOnce(&mut Config) + '_ {
     move |config: &mut Config| config.verified_cache.key_file = Some(path.to_owned())
 }
 
-fn argon2_runs(server: &TestServer) -> u64 {
-    server.services.logins.stats().argon2_verifications
-}
-
 /// Signs in once with each device's secret through `server`; every one
 /// must succeed. Returns the argon2 runs it cost there.
 async fn sign_in_all(server: &TestServer, devices: &[(String, String)]) -> u64 {

@@ -253,6 +253,9 @@ pub struct NewAppPassword {
     pub id: Uuid,
     pub username: Username,
     pub selector: String,
+    /// A version 2 password's selector, which must be free across the
+    /// deployment (`Secret::public_id`); `None` for version 1.
+    pub public_id: Option<String>,
     /// The argon2id PHC string; never the secret.
     pub secret_hash: String,
     pub display_name: String,
@@ -282,8 +285,9 @@ pub enum IssueOutcome {
     /// The account's issue bound is reached; another may be issued after
     /// this long (`issue_bounds::account_wait`).
     AccountIssueLimit(Duration),
-    /// The account already has a password with this selector (about one
-    /// issue in 450,000 per existing password); draw a new secret.
+    /// The selector is taken: for version 2, by any password in the
+    /// deployment (about 3% of issues at ten million live passwords); for
+    /// version 1, by one of the account's. Draw a new secret.
     SelectorTaken,
 }
 

@@ -29,9 +29,11 @@ use crate::domain::shared::username::Username;
 use crate::domain::tenants::model::{domain_of, TenantPolicy};
 use crate::domain::tenants::store::TenantStore;
 
-/// How many times a selector collision is retried before giving up; four
-/// collisions in a row would mean the generator is broken.
-const SELECTOR_ATTEMPTS: usize = 4;
+/// How many times a selector collision is retried before giving up. A
+/// version 2 selector is drawn from 308 million values: at ten million live
+/// passwords 3% of draws collide, so eight in a row (one in 10¹²) would
+/// mean the generator is broken.
+const SELECTOR_ATTEMPTS: usize = 8;
 
 /// Issuing, reviewing and revoking app passwords; cheap to clone.
 #[derive(Clone)]
@@ -272,6 +274,7 @@ impl<S: AppPasswordStore + AccountStore + AuditStore + TenantStore> AppPasswords
                 id: new_id(now),
                 username: request.username.clone(),
                 selector: secret.selector().to_owned(),
+                public_id: secret.public_id().map(str::to_owned),
                 secret_hash,
                 display_name: request.display_name.clone(),
                 protocols: request.protocols,

@@ -70,6 +70,9 @@ pub enum Verification {
     /// This replica verified the very same guess against the very same
     /// stored hash within the throttle's window (no argon2).
     Remembered { matched: bool },
+    /// The typed text is a version 2 secret whose check letters are wrong:
+    /// no secret ever issued, decided from the text alone (no argon2).
+    CheckFailed,
 }
 
 /// What to change once a login is decided.

@@ -22,7 +22,7 @@ use crate::domain::accounts::store::AccountStore;
 use crate::domain::app_passwords::store::AppPasswordStore;
 use crate::domain::audit::event::{Actor, AuditEvent, EventType};
 use crate::domain::audit::store::AuditStore;
-use crate::domain::secrets::format::Secret;
+use crate::domain::secrets::format::{Reading, Secret};
 use crate::domain::secrets::hashing::Hasher;
 use crate::domain::secrets::pool::{Admission, Ticket};
 use crate::domain::shared::error::{Error, Result};
@@ -239,6 +239,9 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             };
             let facts = typed.facts(&state, &attempt, now);
             let login = Login::new(&attempt, &typed, &facts, memory);
+            if typed.check_failed {
+                return self.conclude(&login, Verification::CheckFailed).await;
+            }
             if let Some(verification) = self.verify_from_memory(&login, may_use_cache) {
                 return self.conclude(&login, verification).await;
             }
@@ -619,6 +622,12 @@ struct Typed {
     /// costs, exactly as an unknown user's.
     looked_up: Username,
     secret: Option<Secret>,
+    /// A version 2 secret whose check letters are wrong (a typing error,
+    /// or a guess that is not worth an argon2 run): it is read, gated and
+    /// counted as any wrong password, and refused with the same answer,
+    /// without argon2. What sets it apart is in the typed text alone, so
+    /// the shorter answer tells nothing of the account.
+    check_failed: bool,
     /// A malformed secret still runs the same query (with a selector that
     /// matches nothing), so it costs what any other failure costs.
     selector: String,
@@ -648,13 +657,18 @@ impl Typed {
         let digest = inner
             .memory
             .digest(&scopes.pair, client_ip, attempt.protocol, typed);
-        let secret = Secret::parse(typed);
+        let (secret, check_failed) = match Secret::read(typed) {
+            Reading::Secret(secret) => (Some(secret), false),
+            Reading::CheckFailed => (None, true),
+            Reading::NotASecret => (None, false),
+        };
         Self {
             client_ip,
             looked_up,
             selector: secret.as_ref().map_or("", Secret::selector).to_owned(),
             scopes,
             secret,
+            check_failed,
             digest,
             deadline: tokio::time::Instant::now() + wait,
         }

@@ -9,6 +9,9 @@ pub struct Model {
     pub id: Uuid,
     pub account_id: i64,
     pub selector: String,
+    /// The selector of a version 2 password, unique across the deployment;
+    /// NULL for version 1.
+    pub public_id: Option<String>,
     pub secret_hash: SecretHash,
     pub display_name: String,
     pub protocols: i64,

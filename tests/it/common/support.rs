@@ -3,9 +3,9 @@
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use latchkey::grpc::pb::{
     issue_app_password_request::Expiration, AppPassword, AuditEvent, AuthenticateRequest,
-    AuthenticateResponse, ExplainLoginRequest, FailureReason, IssueAppPasswordRequest,
-    IssueAppPasswordResponse, ListAuditEventsRequest, LoginExplanation, Protocol,
-    RevokeAppPasswordRequest,
+    AuthenticateResponse, ExplainLoginRequest, FailureReason, GetAppPasswordRequest,
+    IssueAppPasswordRequest, IssueAppPasswordResponse, ListAuditEventsRequest, LoginExplanation,
+    Protocol, RevokeAppPasswordRequest,
 };
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -15,6 +15,37 @@ use super::harness::TestServer;
 /// The URL of an SQLite database file in `dir`, created on first use.
 pub fn sqlite_url(dir: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display())
+}
+
+/// How many argon2 verifications the server's logins have run.
+pub fn argon2_runs(server: &TestServer) -> u64 {
+    server.services.logins.stats().argon2_verifications
+}
+
+/// The one value `sql` selects from the server's database (a count, a
+/// column of the one row), read in a connection of its own.
+pub async fn query_value<T: sea_orm::TryGetable>(server: &TestServer, sql: &str) -> T {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = server.database.connect().await;
+    let value = db
+        .query_one(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no row: {sql}"))
+        .try_get_by_index::<T>(0)
+        .unwrap();
+    db.close().await.unwrap();
+    value
+}
+
+/// GetAppPassword by name, as the issuer.
+pub async fn get_password(server: &TestServer, name: &str) -> AppPassword {
+    server
+        .app_passwords()
+        .get_app_password(GetAppPasswordRequest { name: name.into() })
+        .await
+        .expect("get")
+        .into_inner()
 }
 
 pub fn issue_request(
