@@ -17,6 +17,7 @@ use latchkey::domain::callers::model::{
 use latchkey::domain::shared::network::AllowedNetworks;
 use latchkey::domain::shared::span::Span;
 use latchkey::domain::shared::time::{Clock, SystemClock};
+use latchkey::scan_cli::{self, ScanArgs};
 use latchkey::telemetry;
 use latchkey::watch_cli::{self, WatchArgs};
 
@@ -64,6 +65,8 @@ enum Command {
     Backup(BackupArgs),
     // Its help is on `WatchArgs`, beside the code it describes.
     Watch(WatchArgs),
+    // Its help is on `ScanArgs`.
+    Scan(ScanArgs),
     /// Manage latchkey's own callers (works directly on the database, so the
     /// first operator key can be made before the server ever runs: after
     /// `latchkey migrate`; these commands open an existing database and
@@ -198,6 +201,10 @@ struct ServeArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Offline and synchronous, with an exit status of its own.
+    if let Command::Scan(args) = &cli.command {
+        return scan(args);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -211,6 +218,30 @@ fn main() -> ExitCode {
             eprintln!("error: {error}");
             // `watch` has a status of its own for an expired token.
             ExitCode::from(watch_cli::exit_status(&*error))
+        }
+    }
+}
+
+/// `latchkey scan`: 0 nothing found, 1 found, 2 a path unread (or a
+/// failure to write what was found).
+fn scan(args: &ScanArgs) -> ExitCode {
+    match scan_cli::run(args) {
+        Ok((totals, unreadable)) => {
+            eprintln!(
+                "latchkey scan: {} found in {} files, {} bytes ({} candidates failed their check)",
+                totals.found, totals.files, totals.bytes, totals.failed_checks
+            );
+            if unreadable {
+                ExitCode::from(2)
+            } else if totals.found > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
         }
     }
 }
@@ -271,6 +302,8 @@ async fn run(cli: Cli) -> Result<(), BoxError> {
         Command::Caller(command) => caller(cli.config, command).await,
         // A client of a running server: it reads no configuration.
         Command::Watch(args) => Ok(watch_cli::run(args).await?),
+        // Run by `main` before any runtime starts.
+        Command::Scan(_) => Err("latchkey scan is run before the runtime".into()),
     }
 }
 

@@ -44,6 +44,7 @@ mod races;
 mod refusals;
 mod review;
 mod secret_format;
+mod secret_scanning;
 mod secrets;
 mod systemd;
 mod tenants;
