@@ -259,7 +259,14 @@ fn the_import_scanner_reads_what_it_should() {
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "main",
-        &["app", "config", "domain", "telemetry", "watch_cli"],
+        &[
+            "app",
+            "config",
+            "domain",
+            "scan_cli",
+            "telemetry",
+            "watch_cli",
+        ],
     ),
     ("lib", &[]),
     (
@@ -284,6 +291,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("transport", &["domain"]),
     ("metrics", &["domain"]),
     ("watch_cli", &["app", "domain", "grpc"]),
+    ("scan_cli", &["domain"]),
     ("domain", &[]),
     ("store", &["domain"]),
 ];
