@@ -64,6 +64,8 @@ const SECRET_BEARING_MESSAGES: &[&str] = &[
     ".latchkey.v1.IssueAppPasswordResponse",
     ".latchkey.v1.AuthenticateRequest",
     ".latchkey.v1.CreateCallerResponse",
+    ".latchkey.v1.ReportLeakedSecretsRequest",
+    ".latchkey.v1.LookupAppPasswordRequest",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -75,6 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/latchkey/v1/caller.proto",
         "proto/latchkey/v1/audit.proto",
         "proto/latchkey/v1/tenant.proto",
+        "proto/latchkey/v1/leak.proto",
     ];
     println!("cargo::rerun-if-changed=proto");
     test_backends();

@@ -83,7 +83,7 @@ enum CallerCommand {
         name: String,
         /// issuer (manages app passwords), authenticator (verifies logins, and
         /// watches what makes a cached login stale), notifier (watches users'
-        /// events) or operator (everything).
+        /// events), reporter (reports leaked secrets) or operator (everything).
         #[arg(long)]
         role: String,
         /// Also accept TLS client certificates whose subject CN or SAN is this.

@@ -9,7 +9,11 @@
 //! - `GET /auth/http-basic`: nginx's `auth_request`, for HTTP protocols
 //!   (CalDAV, CardDAV, ActiveSync, EWS) with Basic credentials;
 //! - `GET /auth/dovecot`: the same exchange, for Dovecot's Lua passdb
-//!   (`http_basic` serves both).
+//!   (`http_basic` serves both);
+//! - `POST /leaks/report`: ReportLeakedSecrets in the shape of GitHub's
+//!   secret scanning partner program (`leak_reports`), signed by a
+//!   configured key or sent with a reporter's key; it has its own
+//!   authentication, outside the authenticators' below.
 //!
 //! The listener is off unless `proxy_adapters.listen` is set, on its own
 //! address, so the gRPC port is not widened; it has the same connection
@@ -21,7 +25,10 @@
 //! anything the end user sent), never from anything else.
 
 mod http_basic;
+mod leak_reports;
 mod nginx_mail;
+
+pub use leak_reports::LeakReportKeys;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -31,7 +38,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Router};
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -40,6 +47,8 @@ use tokio::net::TcpListener;
 use crate::domain::audit::AuditStore;
 use crate::domain::callers::model::Recognised;
 use crate::domain::callers::{CallerStore, Callers, Role};
+use crate::domain::leaks::store::LeakStore;
+use crate::domain::leaks::Leaks;
 use crate::domain::login::{
     LoginAttempt, LoginOutcome, LoginStore, Logins, ThrottleStore, TypedPassword, UsageStore,
 };
@@ -64,6 +73,10 @@ pub struct AdaptersConfig {
     /// The backend nginx's mail proxy sends each protocol's sessions to, as
     /// `IP:port` (nginx needs an address, not a host name).
     pub mail_upstreams: MailUpstreams,
+    /// The public keys `POST /leaks/report` accepts signed reports from,
+    /// in the JSON of `https://api.github.com/meta/public_keys/secret_scanning`;
+    /// unset: only reports sent with a reporter's key.
+    pub leak_report_keys_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +102,8 @@ impl MailUpstreams {
 struct Adapters<S> {
     logins: Logins<S>,
     callers: Callers<S>,
+    leaks: Leaks<S>,
+    leak_keys: Arc<LeakReportKeys>,
     config: AdaptersConfig,
     metrics: Arc<Metrics>,
 }
@@ -97,18 +112,25 @@ struct Adapters<S> {
 pub fn router<S>(
     logins: Logins<S>,
     callers: Callers<S>,
+    leaks: Leaks<S>,
+    leak_keys: Arc<LeakReportKeys>,
     config: AdaptersConfig,
     metrics: Arc<Metrics>,
 ) -> Router
 where
-    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore,
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore + LeakStore,
 {
     let state = Arc::new(Adapters {
         logins,
         callers,
+        leaks,
+        leak_keys,
         config,
         metrics,
     });
+    let reports = Router::new()
+        .route("/leaks/report", post(report::<S>))
+        .with_state(Arc::clone(&state));
     Router::new()
         .route("/auth/nginx-mail", get(nginx_mail::handle::<S>))
         // One exchange behind two doors, told apart in metrics and the log
@@ -126,6 +148,15 @@ where
             authenticate::<S>,
         ))
         .with_state(state)
+        .merge(reports)
+}
+
+/// `/leaks/report`: authenticated by itself (`leak_reports`).
+async fn report<S>(State(adapters): State<Arc<Adapters<S>>>, request: Request) -> Response
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore + LeakStore,
+{
+    leak_reports::handle(&adapters, request).await
 }
 
 /// The proxy a request came from, once its key checked out, with what it

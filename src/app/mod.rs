@@ -22,6 +22,7 @@ use crate::domain::app_passwords::AppPasswords;
 use crate::domain::audit::event::Actor;
 use crate::domain::audit::{AuditTrail, EventFeed};
 use crate::domain::callers::{CallerKey, Callers};
+use crate::domain::leaks::Leaks;
 use crate::domain::login::{LoginConfig, Logins};
 use crate::domain::secrets::Hasher;
 use crate::domain::shared::time::Clock;
@@ -47,6 +48,8 @@ pub struct App {
     services: Services<SqlStore>,
     metrics: Arc<Metrics>,
     adapters: AdaptersConfig,
+    /// The keys signed leak reports are checked with, read at build.
+    leak_keys: Arc<adapters::LeakReportKeys>,
     store: SqlStore,
     reflection: ReflectionAccess,
     tls: Option<ServerTlsConfig>,
@@ -137,6 +140,9 @@ impl App {
     pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, BoxError> {
         config.validate()?;
         let tls = config.tls.as_ref().map(tls_config).transpose()?;
+        let leak_keys = Arc::new(adapters::LeakReportKeys::load(
+            config.proxy_adapters.leak_report_keys_file.as_deref(),
+        )?);
         let store = open_store(config).await?;
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
         let services = services(config, store.clone(), hasher, clock)?;
@@ -149,6 +155,7 @@ impl App {
             services,
             metrics,
             adapters: config.proxy_adapters.clone(),
+            leak_keys,
             store,
             reflection: config.reflection,
             tls,
@@ -383,6 +390,8 @@ impl App {
         let router = adapters::router(
             self.services.logins.clone(),
             self.services.callers.clone(),
+            self.services.leaks.clone(),
+            Arc::clone(&self.leak_keys),
             self.adapters.clone(),
             Arc::clone(&self.metrics),
         );
@@ -522,6 +531,12 @@ fn services(
             login,
             warm,
         )?,
+        leaks: Leaks::new(
+            store.clone(),
+            hasher.clone(),
+            Arc::clone(&clock),
+            config.leaks,
+        ),
         app_passwords: AppPasswords::new(
             store.clone(),
             hasher,

@@ -5,6 +5,7 @@
 
 use crate::domain::app_passwords::model::AppPasswordsConfig;
 use crate::domain::audit::WatchConfig;
+use crate::domain::leaks::LeaksConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -82,6 +83,8 @@ pub struct Config {
     pub proxy_adapters: AdaptersConfig,
     /// The change feed (WatchEvents) and housekeeping's notices.
     pub watch: WatchConfig,
+    /// The hourly bounds on leak reports and lookups by secret.
+    pub leaks: LeaksConfig,
 }
 
 impl Default for Config {
@@ -109,6 +112,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             proxy_adapters: AdaptersConfig::default(),
             watch: WatchConfig::default(),
+            leaks: LeaksConfig::default(),
         }
     }
 }

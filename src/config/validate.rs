@@ -99,6 +99,7 @@ impl Config {
         named("database_url", self.database_url.check())?;
         self.check_app_passwords()?;
         self.check_memory()?;
+        self.leaks.validate()?;
         self.check_watch()
     }
 

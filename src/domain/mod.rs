@@ -16,7 +16,8 @@
 //! - `callers`: latchkey's own callers, their keys, roles and cache;
 //! - `audit`: the audit trail's vocabulary, reading and retention;
 //! - `tenants`: tenants, the domains they own, and what a scoped caller
-//!   reaches.
+//!   reaches;
+//! - `leaks`: reports of leaked secrets, and lookup by secret.
 //!
 //! Imports run one way: `shared` imports nothing else here; `secrets` and
 //! `audit` import `shared`; the capabilities import those and, where a rule
@@ -27,6 +28,7 @@ pub mod accounts;
 pub mod app_passwords;
 pub mod audit;
 pub mod callers;
+pub mod leaks;
 pub mod login;
 pub mod secrets;
 pub mod shared;
@@ -45,4 +47,5 @@ pub struct Services<S> {
     /// The change feed (WatchEvents).
     pub feed: audit::EventFeed<S>,
     pub tenants: tenants::Tenants<S>,
+    pub leaks: leaks::Leaks<S>,
 }

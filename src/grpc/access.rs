@@ -31,6 +31,8 @@ pub enum Access {
 const ISSUERS: &[Role] = &[Role::Issuer, Role::Operator];
 const AUTHENTICATORS: &[Role] = &[Role::Authenticator, Role::Operator];
 const OPERATORS: &[Role] = &[Role::Operator];
+/// Secret scanners, and operators.
+const REPORTERS: &[Role] = &[Role::Reporter, Role::Operator];
 /// The change feed: each role sees what [`watchable`] gives it.
 const WATCHERS: &[Role] = &[Role::Authenticator, Role::Notifier, Role::Operator];
 
@@ -156,6 +158,16 @@ pub const POLICY: &[(&str, Access)] = &[
         "/latchkey.v1.AuditService/WatchEvents",
         Access::Roles(WATCHERS),
     ),
+    // A report names passwords by their secrets alone, in any tenant: a
+    // reporter is deployment-wide, as an operator is.
+    (
+        "/latchkey.v1.LeakService/ReportLeakedSecrets",
+        Access::Deployment(REPORTERS),
+    ),
+    (
+        "/latchkey.v1.LeakService/LookupAppPassword",
+        Access::Deployment(OPERATORS),
+    ),
     ("/grpc.health.v1.Health/Check", Access::Open),
     ("/grpc.health.v1.Health/Watch", Access::Open),
     (
@@ -232,7 +244,7 @@ pub fn watchable(role: Role) -> &'static [EventType] {
         Role::Authenticator => CACHE_EVENTS,
         Role::Notifier => USER_EVENTS,
         Role::Operator => &FEED_EVENTS,
-        Role::Issuer => &[],
+        Role::Issuer | Role::Reporter => &[],
     }
 }
 
@@ -252,7 +264,7 @@ pub fn watchable(role: Role) -> &'static [EventType] {
 pub fn watch_view(role: Role) -> EventView {
     match role {
         Role::Notifier | Role::Operator => EventView::Whole,
-        Role::Authenticator | Role::Issuer => EventView::Target,
+        Role::Authenticator | Role::Issuer | Role::Reporter => EventView::Target,
     }
 }
 

@@ -194,6 +194,7 @@ pub fn role_to_pb(role: Role) -> pb::Role {
         Role::Authenticator => pb::Role::Authenticator,
         Role::Operator => pb::Role::Operator,
         Role::Notifier => pb::Role::Notifier,
+        Role::Reporter => pb::Role::Reporter,
     }
 }
 
@@ -203,6 +204,7 @@ pub fn parse_role(value: i32) -> Result<Role, String> {
         Ok(pb::Role::Authenticator) => Ok(Role::Authenticator),
         Ok(pb::Role::Operator) => Ok(Role::Operator),
         Ok(pb::Role::Notifier) => Ok(Role::Notifier),
+        Ok(pb::Role::Reporter) => Ok(Role::Reporter),
         Ok(pb::Role::Unspecified) => Err("is required".to_owned()),
         Err(_) => Err(format!("{value} is not a known role")),
     }
@@ -266,7 +268,7 @@ pub fn caller_to_pb(caller: Caller) -> pb::Caller {
     }
 }
 
-const EVENT_TYPES: [(EventType, pb::AuditEventType); 26] = [
+const EVENT_TYPES: [(EventType, pb::AuditEventType); 28] = [
     (
         EventType::AppPasswordExpired,
         pb::AuditEventType::AppPasswordExpired,
@@ -293,6 +295,11 @@ const EVENT_TYPES: [(EventType, pb::AuditEventType); 26] = [
     (
         EventType::CallerKeyRotated,
         pb::AuditEventType::CallerKeyRotated,
+    ),
+    (EventType::LeakReported, pb::AuditEventType::LeakReported),
+    (
+        EventType::AppPasswordLookedUp,
+        pb::AuditEventType::AppPasswordLookedUp,
     ),
     (
         EventType::AppPasswordUpdated,

@@ -4,7 +4,10 @@
 
 use std::fmt;
 
-use super::pb::{AuthenticateRequest, CreateCallerResponse, IssueAppPasswordResponse};
+use super::pb::{
+    AuthenticateRequest, CreateCallerResponse, IssueAppPasswordResponse, LookupAppPasswordRequest,
+    ReportLeakedSecretsRequest,
+};
 
 impl fmt::Debug for IssueAppPasswordResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -36,6 +39,26 @@ impl fmt::Debug for CreateCallerResponse {
     }
 }
 
+impl fmt::Debug for ReportLeakedSecretsRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReportLeakedSecretsRequest")
+            .field(
+                "secrets",
+                &format_args!("<{} redacted>", self.secrets.len()),
+            )
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Debug for LookupAppPasswordRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LookupAppPasswordRequest")
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +79,15 @@ mod tests {
             secret: "abcd efgh".into(),
         };
         assert!(!format!("{response:?}").contains("abcd"));
+        let report = ReportLeakedSecretsRequest {
+            secrets: vec!["lkab cdef ghij".into()],
+            source: "https://example.com/gist".into(),
+        };
+        let printed = format!("{report:?}");
+        assert!(printed.contains("gist") && !printed.contains("lkab"));
+        let lookup = LookupAppPasswordRequest {
+            secret: "lkab cdef ghij".into(),
+        };
+        assert!(!format!("{lookup:?}").contains("lkab"));
     }
 }

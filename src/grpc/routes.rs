@@ -8,7 +8,9 @@ use crate::domain::accounts::AccountStore;
 use crate::domain::app_passwords::AppPasswordStore;
 use crate::domain::audit::AuditStore;
 use crate::domain::callers::CallerStore;
+use crate::domain::leaks::store::LeakStore;
 use crate::domain::login::{LoginStore, ThrottleStore, UsageStore};
+use crate::domain::shared::limits::LEAK_REPORT_MESSAGE_MAX_BYTES;
 use crate::domain::tenants::TenantStore;
 use crate::domain::Services;
 
@@ -17,23 +19,25 @@ use super::pb::account_service_server::AccountServiceServer;
 use super::pb::app_password_service_server::AppPasswordServiceServer;
 use super::pb::audit_service_server::AuditServiceServer;
 use super::pb::caller_service_server::CallerServiceServer;
+use super::pb::leak_service_server::LeakServiceServer;
 use super::pb::legacy_auth_service_server::LegacyAuthServiceServer;
 use super::pb::tenant_service_server::TenantServiceServer;
 use super::pb::FILE_DESCRIPTOR_SET;
 use super::{
-    AccountHandler, AppPasswordHandler, AuditHandler, CallerHandler, LegacyAuthHandler,
-    TenantHandler,
+    AccountHandler, AppPasswordHandler, AuditHandler, CallerHandler, LeakHandler,
+    LegacyAuthHandler, TenantHandler,
 };
 
 /// Fully qualified names of latchkey's own services, as health checks and
 /// reflection name them.
-pub const SERVICE_NAMES: [&str; 6] = [
+pub const SERVICE_NAMES: [&str; 7] = [
     "latchkey.v1.AppPasswordService",
     "latchkey.v1.LegacyAuthService",
     "latchkey.v1.AccountService",
     "latchkey.v1.CallerService",
     "latchkey.v1.AuditService",
     "latchkey.v1.TenantService",
+    "latchkey.v1.LeakService",
 ];
 
 /// The largest request message each kind of service accepts: a larger one
@@ -62,7 +66,8 @@ where
         + LoginStore
         + ThrottleStore
         + UsageStore
-        + TenantStore,
+        + TenantStore
+        + LeakStore,
 {
     let Services {
         logins,
@@ -72,6 +77,7 @@ where
         audit,
         feed,
         tenants,
+        leaks,
     } = services;
     let max = limits.own;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -103,6 +109,10 @@ where
         )
         .add_service(
             TenantServiceServer::new(TenantHandler::new(tenants)).max_decoding_message_size(max),
+        )
+        .add_service(
+            LeakServiceServer::new(LeakHandler::new(leaks))
+                .max_decoding_message_size(max.max(LEAK_REPORT_MESSAGE_MAX_BYTES)),
         );
     if reflection != ReflectionAccess::Off {
         routes = with_reflection(routes, limits.probe)?;

@@ -13,6 +13,7 @@ pub mod entities;
 mod errors;
 mod feed_numbering;
 mod feed_wakeups;
+mod leaks;
 mod login;
 mod pooling;
 mod probe;

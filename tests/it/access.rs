@@ -169,6 +169,16 @@ const EXPECTED: &[(&str, &[Role], Reach)] = &[
         OPERATOR,
         DEPLOYMENT,
     ),
+    (
+        "/latchkey.v1.LeakService/ReportLeakedSecrets",
+        &[Role::Reporter, Role::Operator],
+        DEPLOYMENT,
+    ),
+    (
+        "/latchkey.v1.LeakService/LookupAppPassword",
+        OPERATOR,
+        DEPLOYMENT,
+    ),
 ];
 
 /// Every RPC the compiled protos define, as request paths.

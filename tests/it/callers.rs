@@ -97,7 +97,7 @@ async fn callers_are_created_listed_revoked_and_validated(backend: Backend) {
         .await
         .unwrap()
         .into_inner();
-    // imap-proxy and the harness's four, in name order, across two pages.
+    // imap-proxy and the harness's five, in name order, across two pages.
     let names: Vec<String> = listed
         .callers
         .iter()
@@ -111,7 +111,8 @@ async fn callers_are_created_listed_revoked_and_validated(backend: Backend) {
             "callers/test-authenticator",
             "callers/test-issuer",
             "callers/test-notifier",
-            "callers/test-operator"
+            "callers/test-operator",
+            "callers/test-reporter"
         ]
     );
     for (page_size, page_token) in [(-1, ""), (1001, ""), (10, "bogus")] {

@@ -30,6 +30,7 @@ mod front_door;
 mod fuzz;
 mod hash_pool;
 mod issuers;
+mod leak_reports;
 mod leaks;
 mod lifecycle;
 mod limits;

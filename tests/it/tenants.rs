@@ -12,7 +12,6 @@ use latchkey::domain::login::throttle::Scopes;
 use latchkey::domain::shared::time::Clock;
 use latchkey::domain::shared::username::Username;
 use latchkey::grpc::pb::app_password_service_client::AppPasswordServiceClient;
-use latchkey::grpc::pb::audit_service_client::AuditServiceClient;
 use latchkey::grpc::pb::legacy_auth_service_client::LegacyAuthServiceClient;
 use latchkey::grpc::pb::tenant_service_client::TenantServiceClient;
 use latchkey::grpc::pb::{
@@ -714,31 +713,6 @@ async fn first_token(server: &TestServer, key: &str) -> String {
         .await
         .unwrap()
         .1
-}
-
-/// Opens WatchEvents with `key`: the stream after its first checkpoint,
-/// and that checkpoint's token.
-async fn watch_from_checkpoint(
-    server: &TestServer,
-    key: &str,
-    request: WatchEventsRequest,
-) -> Result<
-    (
-        tonic::Streaming<latchkey::grpc::pb::WatchEventsResponse>,
-        String,
-    ),
-    Status,
-> {
-    let mut stream = AuditServiceClient::new(server.as_caller(Some(key)))
-        .watch_events(request)
-        .await?
-        .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(20), stream.message())
-        .await
-        .unwrap()?
-        .unwrap();
-    assert!(first.audit_event.is_none());
-    Ok((stream, first.resume_token))
 }
 
 /// The accounts of the events that arrive within `wait`.

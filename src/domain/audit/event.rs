@@ -46,10 +46,18 @@ pub enum EventType {
     /// A caller was given a new key (the detail says until when the old
     /// one works).
     CallerKeyRotated,
+    /// A report of leaked secrets (ReportLeakedSecrets): its source, and
+    /// how many it held, passed their check and were revoked (each
+    /// revocation is an `AppPasswordRevoked` of its own).
+    LeakReported,
+    /// An operator looked up a password by its secret
+    /// (LookupAppPassword); it names the password only where the secret
+    /// verified.
+    AppPasswordLookedUp,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 26] = [
+    pub const ALL: [EventType; 28] = [
         EventType::AppPasswordIssued,
         EventType::AppPasswordRevoked,
         EventType::AccountAppPasswordsRevoked,
@@ -76,6 +84,8 @@ impl EventType {
         EventType::TenantDeleted,
         EventType::TenantDomainMoved,
         EventType::CallerKeyRotated,
+        EventType::LeakReported,
+        EventType::AppPasswordLookedUp,
     ];
 
     /// The stored name. Never rename: stored rows use it.
@@ -107,6 +117,8 @@ impl EventType {
             EventType::TenantDeleted => "tenant_deleted",
             EventType::TenantDomainMoved => "tenant_domain_moved",
             EventType::CallerKeyRotated => "caller_key_rotated",
+            EventType::LeakReported => "leak_reported",
+            EventType::AppPasswordLookedUp => "app_password_looked_up",
         }
     }
 
@@ -116,9 +128,16 @@ impl EventType {
 
     /// Whether events of this type are in the change feed (WatchEvents):
     /// every change, and not the failed logins, which an attack writes by
-    /// the thousand (the feed has the block they start instead).
+    /// the thousand (the feed has the block they start instead), nor what
+    /// changed nothing: a lookup, a leak report (the revocations it made
+    /// are in the feed as revocations).
     pub const fn in_feed(self) -> bool {
-        !matches!(self, EventType::AuthenticationFailed)
+        !matches!(
+            self,
+            EventType::AuthenticationFailed
+                | EventType::LeakReported
+                | EventType::AppPasswordLookedUp
+        )
     }
 }
 

@@ -22,14 +22,17 @@ pub enum Role {
     Operator,
     /// Watches the change feed for users' events, and nothing else.
     Notifier,
+    /// Reports leaked secrets (a secret scanner), and nothing else.
+    Reporter,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::Issuer,
         Role::Authenticator,
         Role::Operator,
         Role::Notifier,
+        Role::Reporter,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -38,6 +41,7 @@ impl Role {
             Role::Authenticator => "authenticator",
             Role::Operator => "operator",
             Role::Notifier => "notifier",
+            Role::Reporter => "reporter",
         }
     }
 

@@ -208,17 +208,24 @@ impl<S: CallerStore> Callers<S> {
     /// Creates a caller; the key is returned once and only its digest kept.
     /// A tenant scopes it to that tenant's domains; operators are
     /// deployment-wide, never scoped (they manage tenants and callers,
-    /// which belong to no tenant).
+    /// which belong to no tenant), and so are reporters (a leak report
+    /// names passwords by their secrets alone, in any tenant).
     pub async fn create_caller(
         &self,
         new: NewCaller,
         actor: &Actor,
     ) -> Result<(Caller, CallerKey)> {
-        if new.tenant.is_some() && new.role == Role::Operator {
+        if new.tenant.is_some() && matches!(new.role, Role::Operator | Role::Reporter) {
             return Err(Error::invalid(
                 "tenant",
-                "an operator is deployment-wide and cannot be scoped to a tenant; \
-                 scope an issuer, authenticator or notifier",
+                format!(
+                    "{} is deployment-wide and cannot be scoped to a tenant; \
+                     scope an issuer, authenticator or notifier",
+                    match new.role {
+                        Role::Reporter => "a reporter (it names passwords by secret alone)",
+                        _ => "an operator",
+                    }
+                ),
             ));
         }
         if new.limits.expires_at.is_some_and(|at| at <= self.now()) {

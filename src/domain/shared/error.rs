@@ -128,6 +128,14 @@ pub enum Reason {
     CallerRevoked,
     /// The tenant already owns as many domains as a tenant may.
     TenantDomainsFull,
+    /// The caller's, or this replica's, hourly bound on secrets reported
+    /// as leaked is reached (`leaks.*_secrets_per_hour`).
+    LeakReportRateExceeded,
+    /// The caller looked up as many secrets within the last hour as it may
+    /// (`leaks.lookups_per_hour`).
+    LookupRateExceeded,
+    /// A version 1 secret names no password without its username.
+    SecretVersionOne,
 }
 
 impl Reason {
@@ -168,6 +176,9 @@ impl Reason {
             Reason::TenantInUse => "TENANT_IN_USE",
             Reason::CallerRevoked => "CALLER_REVOKED",
             Reason::TenantDomainsFull => "TENANT_DOMAINS_FULL",
+            Reason::LeakReportRateExceeded => "LEAK_REPORT_RATE_EXCEEDED",
+            Reason::LookupRateExceeded => "LOOKUP_RATE_EXCEEDED",
+            Reason::SecretVersionOne => "SECRET_VERSION_ONE",
         }
     }
 }

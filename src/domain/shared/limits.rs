@@ -24,6 +24,19 @@ pub const REASON_MAX_CHARS: usize = 500;
 pub const CLIENT_IP_MAX_BYTES: usize = 64;
 /// A resource name as sent, in bytes.
 pub const RESOURCE_NAME_MAX_BYTES: usize = 1024;
+/// Secrets in one leak report (ReportLeakedSecrets).
+pub const REPORT_SECRETS_MAX: usize = 1_000;
+/// One reported or looked-up secret as sent, in bytes: a version 2 secret
+/// with separators is 44.
+pub const REPORTED_SECRET_MAX_BYTES: usize = 100;
+/// Where a leak report's secrets were found, in characters; with "LEAKED: "
+/// it fits an audit event's detail.
+pub const REPORT_SOURCE_MAX_CHARS: usize = 400;
+/// The largest ReportLeakedSecrets message, in bytes: a full report
+/// (1,000 secrets of 100 bytes, and a source) fits. Only LeakService takes
+/// messages this large, and only from an authenticated reporter or
+/// operator: the auth layer refuses anyone else before the body is read.
+pub const LEAK_REPORT_MESSAGE_MAX_BYTES: usize = 128 * 1024;
 /// A page token as sent, in bytes.
 pub const PAGE_TOKEN_MAX_BYTES: usize = 2048;
 /// Page size when the caller gives none.

@@ -16,6 +16,7 @@ mod accounts;
 mod app_passwords;
 mod audit;
 mod callers;
+mod leaks;
 mod logins;
 mod tenants;
 mod update;
@@ -38,6 +39,7 @@ pub use audit::{parse_list_audit_events, parse_watch_events, WatchEvents};
 pub use callers::{
     parse_create_caller, parse_list_callers, parse_revoke_caller, parse_rotate_caller_key,
 };
+pub use leaks::{parse_lookup_app_password, parse_report_leaked_secrets, LeakReport};
 pub use logins::{parse_authenticate, parse_explain_login};
 pub use tenants::{
     parse_create_tenant, parse_list_tenants, parse_move_tenant_domain, parse_tenant_name,

@@ -366,3 +366,30 @@ pub async fn explain(
         .await
         .map(tonic::Response::into_inner)
 }
+
+/// Opens WatchEvents with `key`: the stream after its first checkpoint,
+/// and that checkpoint's token.
+pub async fn watch_from_checkpoint(
+    server: &TestServer,
+    key: &str,
+    request: latchkey::grpc::pb::WatchEventsRequest,
+) -> Result<
+    (
+        tonic::Streaming<latchkey::grpc::pb::WatchEventsResponse>,
+        String,
+    ),
+    Status,
+> {
+    let mut stream = latchkey::grpc::pb::audit_service_client::AuditServiceClient::new(
+        server.as_caller(Some(key)),
+    )
+    .watch_events(request)
+    .await?
+    .into_inner();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(20), stream.message())
+        .await
+        .unwrap()?
+        .unwrap();
+    assert!(first.audit_event.is_none());
+    Ok((stream, first.resume_token))
+}
