@@ -12,6 +12,7 @@ pub mod caller;
 mod caller_service;
 pub(crate) mod convert;
 mod deadline;
+mod gate;
 mod leak_service;
 mod legacy_auth_service;
 pub(crate) mod names;
