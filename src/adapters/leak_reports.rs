@@ -107,6 +107,11 @@ impl LeakReportKeys {
         Ok(Self { keys })
     }
 
+    /// Whether a key of this identifier is configured.
+    fn knows(&self, id: &str) -> bool {
+        self.keys.iter().any(|(known, _)| known == id)
+    }
+
     /// Whether `signature` (base64, DER) is a signature of `body` by the
     /// key named `id`.
     fn verifies(&self, id: &str, signature: &str, body: &[u8]) -> bool {
@@ -164,6 +169,16 @@ where
     };
     if let Some(Err(refused)) = by_key {
         return refused;
+    }
+    // Nothing to check a signature with, or no signature: refused from the
+    // headers alone, before the body is read.
+    let signed = header(KEY_ID_HEADER).is_some_and(|id| adapters.leak_keys.knows(id))
+        && header(SIGNATURE_HEADER).is_some();
+    if by_key.is_none() && !signed {
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "a report signed with a key of proxy_adapters.leak_report_keys_file, or a reporter's key in X-Latchkey-Key, is required",
+        );
     }
     let Ok(body) = axum::body::to_bytes(body, BODY_MAX_BYTES).await else {
         return text(
@@ -270,8 +285,14 @@ where
 
 /// The matches, bounded as ReportLeakedSecrets bounds its fields.
 fn parse(body: &[u8]) -> Result<Vec<Match>, String> {
-    let matches: Vec<Match> =
-        serde_json::from_slice(body).map_err(|e| format!("not a JSON array of matches: {e}"))?;
+    let matches: Vec<Match> = serde_json::from_slice(body).map_err(|e| {
+        // serde's message may quote the body (a secret): only where.
+        format!(
+            "not a JSON array of {{\"token\", \"url\"}} matches (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
     if matches.is_empty() || matches.len() > REPORT_SECRETS_MAX {
         return Err(format!("must hold 1 to {REPORT_SECRETS_MAX} matches"));
     }

@@ -97,7 +97,8 @@ impl LeaksConfig {
 }
 
 /// One secret of a report, as found, and where it was found.
-#[derive(Debug, Clone, Copy)]
+/// No `Debug`: it holds the secret as typed.
+#[derive(Clone, Copy)]
 pub struct Found<'a> {
     pub typed: &'a str,
     pub source: &'a str,

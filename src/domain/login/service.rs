@@ -239,11 +239,13 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
             };
             let facts = typed.facts(&state, &attempt, now);
             let login = Login::new(&attempt, &typed, &facts, memory);
-            if typed.check_failed {
-                return self.conclude(&login, Verification::CheckFailed).await;
-            }
-            if let Some(verification) = self.verify_from_memory(&login, may_use_cache) {
-                return self.conclude(&login, verification).await;
+            // A failed check needs no argon2, but still takes its place among
+            // the scope's guesses in flight below: a burst of them must not
+            // all pass the gate on one read and count past the limit.
+            if !typed.check_failed {
+                if let Some(verification) = self.verify_from_memory(&login, may_use_cache) {
+                    return self.conclude(&login, verification).await;
+                }
             }
             let _place = match held.take() {
                 Some(place) => place,
@@ -255,6 +257,9 @@ impl<S: LoginStore + ThrottleStore + UsageStore + AuditStore> Logins<S> {
                     }
                 },
             };
+            if typed.check_failed {
+                return self.conclude(&login, Verification::CheckFailed).await;
+            }
             let matched = self.verify_with_argon2(&login, &ticket).await?;
             return self
                 .conclude(&login, Verification::Argon2 { matched })
