@@ -38,13 +38,10 @@ use serde::Deserialize;
 use crate::domain::audit::event::Actor;
 use crate::domain::audit::AuditStore;
 use crate::domain::callers::{CallerStore, Role};
+use crate::domain::leaks::input::{check_count, check_secret, check_source};
 use crate::domain::leaks::store::LeakStore;
 use crate::domain::leaks::Found;
-use crate::domain::secrets::scan::candidates;
 use crate::domain::shared::error::Error;
-use crate::domain::shared::limits::{
-    check_text, REPORTED_SECRET_MAX_BYTES, REPORT_SECRETS_MAX, REPORT_SOURCE_MAX_CHARS,
-};
 
 use super::{Adapters, KEY_HEADER};
 use crate::transport::Proof;
@@ -293,19 +290,10 @@ fn parse(body: &[u8]) -> Result<Vec<Match>, String> {
             e.column()
         )
     })?;
-    if matches.is_empty() || matches.len() > REPORT_SECRETS_MAX {
-        return Err(format!("must hold 1 to {REPORT_SECRETS_MAX} matches"));
-    }
+    check_count(matches.len()).map_err(|why| format!("the array {why}"))?;
     for m in &matches {
-        if m.token.is_empty() || m.token.len() > REPORTED_SECRET_MAX_BYTES {
-            return Err(format!(
-                "each token must be 1 to {REPORTED_SECRET_MAX_BYTES} bytes"
-            ));
-        }
-        check_text(&m.url, REPORT_SOURCE_MAX_CHARS).map_err(|why| format!("url {why}"))?;
-        if !candidates(m.url.as_bytes(), 0, m.url.len()).is_empty() {
-            return Err("a url must not hold an app password".to_owned());
-        }
+        check_secret(&m.token).map_err(|why| format!("token: {why}"))?;
+        check_source(&m.url).map_err(|why| format!("url {why}"))?;
     }
     Ok(matches)
 }

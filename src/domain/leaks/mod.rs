@@ -7,6 +7,7 @@
 //! which secrets were real.
 
 pub mod bounds;
+pub mod input;
 pub mod service;
 pub mod store;
 

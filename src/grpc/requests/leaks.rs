@@ -3,10 +3,7 @@
 use tonic::Status;
 
 use super::{all, check};
-use crate::domain::secrets::scan::candidates;
-use crate::domain::shared::limits::{
-    check_text, REPORTED_SECRET_MAX_BYTES, REPORT_SECRETS_MAX, REPORT_SOURCE_MAX_CHARS,
-};
+use crate::domain::leaks::input::{check_count, check_secret, check_source};
 use crate::grpc::pb::{LookupAppPasswordRequest, ReportLeakedSecretsRequest};
 
 /// A report's secrets (as sent: read by the domain) and its source.
@@ -31,40 +28,23 @@ pub fn parse_lookup_app_password(request: &LookupAppPasswordRequest) -> Result<&
 }
 
 fn secrets(raw: &[String]) -> Result<Vec<&str>, String> {
-    if raw.is_empty() {
-        return Err("must hold at least one secret".to_owned());
-    }
-    if raw.len() > REPORT_SECRETS_MAX {
-        return Err(format!("must hold at most {REPORT_SECRETS_MAX} secrets"));
-    }
-    raw.iter().map(|s| secret(s)).collect()
+    check_count(raw.len())?;
+    raw.iter()
+        .map(|s| check_secret(s).map(|()| s.as_str()))
+        .collect()
 }
 
 fn secret(raw: &str) -> Result<&str, String> {
-    if raw.is_empty() {
-        return Err("must not be empty".to_owned());
-    }
-    if raw.len() > REPORTED_SECRET_MAX_BYTES {
-        return Err(format!(
-            "each must be at most {REPORTED_SECRET_MAX_BYTES} bytes"
-        ));
-    }
-    Ok(raw)
+    check_secret(raw).map(|()| raw)
 }
 
-/// Where the secrets were found: trimmed, bounded, and holding no app
-/// password itself (it is written to the audit trail).
+/// Where the secrets were found: trimmed, required, and within
+/// `leaks::input::check_source`.
 fn source(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err("must say where the secrets were found (a URL or a few words)".to_owned());
     }
-    check_text(trimmed, REPORT_SOURCE_MAX_CHARS)?;
-    if !candidates(trimmed.as_bytes(), 0, trimmed.len()).is_empty() {
-        return Err(
-            "must not hold an app password (it is written to the audit trail): give it in secrets"
-                .to_owned(),
-        );
-    }
+    check_source(trimmed)?;
     Ok(trimmed.to_owned())
 }
