@@ -44,7 +44,8 @@ struct LoginLabels {
 /// it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginResult {
-    /// `grpc`, or the proxy adapter: `nginx-mail`, `http-basic`, `dovecot`.
+    /// `grpc`, or the proxy adapter: `nginx-mail`, `http-basic`, `dovecot`,
+    /// `oauth2`.
     pub adapter: &'static str,
     pub protocol: &'static str,
     /// `success`, a failure reason, or `throttled`.
@@ -93,7 +94,7 @@ impl Metrics {
         let logins = Family::<LoginLabels, Counter>::default();
         registry.register(
             "authentications",
-            "Login answers by adapter (grpc, nginx-mail, http-basic, dovecot), protocol and result (success, a failure reason, throttled, or unavailable)",
+            "Login answers by adapter (grpc, nginx-mail, http-basic, dovecot, oauth2), protocol and result (success, a failure reason, throttled, or unavailable)",
             logins.clone(),
         );
         registry.register_collector(Box::new(DomainCollector {

@@ -89,7 +89,7 @@ where
         Err(refusal) => return refusal_response(refusal).into_response(),
     };
     match adapters.decide(adapter, proxy, ask, true).await {
-        Answer::Success { username } => {
+        Answer::Success { username, .. } => {
             let mut response = StatusCode::NO_CONTENT.into_response();
             if let Ok(value) = HeaderValue::from_bytes(username.as_str().as_bytes()) {
                 response.headers_mut().insert(USER_HEADER, value);

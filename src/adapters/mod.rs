@@ -10,6 +10,11 @@
 //!   (CalDAV, CardDAV, ActiveSync, EWS) with Basic credentials;
 //! - `GET /auth/dovecot`: the same exchange, for Dovecot's Lua passdb
 //!   (`http_basic` serves both);
+//! - `POST /oauth2/token`, `/oauth2/introspect`, `/oauth2/revoke`: OAuth
+//!   2.0's password grant, introspection and revocation, for stock
+//!   Dovecot's oauth2 passdb (`oauth2`); the client authenticates with an
+//!   authenticator's name and key as `client_id` and `client_secret`, its
+//!   own authentication, outside the header below;
 //! - `POST /leaks/report`: ReportLeakedSecrets in the shape of GitHub's
 //!   secret scanning partner program (`leak_reports`), signed by a
 //!   configured key or sent with a reporter's key; it has its own
@@ -27,6 +32,7 @@
 mod http_basic;
 mod leak_reports;
 mod nginx_mail;
+mod oauth2;
 
 pub use leak_reports::LeakReportKeys;
 
@@ -58,6 +64,8 @@ use crate::domain::shared::limits::{CLIENT_IP_MAX_BYTES, PASSWORD_INPUT_MAX_BYTE
 use crate::domain::shared::network::canonical_ip;
 use crate::domain::shared::protocol::Protocol;
 use crate::domain::shared::username::Username;
+use crate::domain::tokens::store::TokenStore;
+use crate::domain::tokens::AccessTokens;
 use crate::metrics::{LoginResult, Metrics};
 use crate::transport::{BoundedListener, Proof, ProofDeadline, ServerConfig};
 
@@ -103,33 +111,60 @@ struct Adapters<S> {
     logins: Logins<S>,
     callers: Callers<S>,
     leaks: Leaks<S>,
+    tokens: AccessTokens<S>,
     leak_keys: Arc<LeakReportKeys>,
     config: AdaptersConfig,
     metrics: Arc<Metrics>,
 }
 
+/// The services the adapters answer with.
+pub struct AdapterServices<S> {
+    pub logins: Logins<S>,
+    pub callers: Callers<S>,
+    pub leaks: Leaks<S>,
+    pub tokens: AccessTokens<S>,
+}
+
 /// The adapters' router, for `serve` and for tests.
 pub fn router<S>(
-    logins: Logins<S>,
-    callers: Callers<S>,
-    leaks: Leaks<S>,
+    services: AdapterServices<S>,
     leak_keys: Arc<LeakReportKeys>,
     config: AdaptersConfig,
     metrics: Arc<Metrics>,
 ) -> Router
 where
-    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore + LeakStore,
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore + LeakStore + TokenStore,
 {
+    let AdapterServices {
+        logins,
+        callers,
+        leaks,
+        tokens,
+    } = services;
     let state = Arc::new(Adapters {
         logins,
         callers,
         leaks,
+        tokens,
         leak_keys,
         config,
         metrics,
     });
-    let reports = Router::new()
+    // Routes that authenticate their caller themselves.
+    let own_authentication = Router::new()
         .route("/leaks/report", post(report::<S>))
+        .route(
+            "/oauth2/token",
+            post(oauth::<S>).layer(Extension(oauth2::Endpoint::Token)),
+        )
+        .route(
+            "/oauth2/introspect",
+            post(oauth::<S>).layer(Extension(oauth2::Endpoint::Introspect)),
+        )
+        .route(
+            "/oauth2/revoke",
+            post(oauth::<S>).layer(Extension(oauth2::Endpoint::Revoke)),
+        )
         .with_state(Arc::clone(&state));
     Router::new()
         .route("/auth/nginx-mail", get(nginx_mail::handle::<S>))
@@ -148,7 +183,19 @@ where
             authenticate::<S>,
         ))
         .with_state(state)
-        .merge(reports)
+        .merge(own_authentication)
+}
+
+/// `/oauth2/*`: the client authenticated by itself (`oauth2`).
+async fn oauth<S>(
+    State(adapters): State<Arc<Adapters<S>>>,
+    Extension(endpoint): Extension<oauth2::Endpoint>,
+    request: Request,
+) -> Response
+where
+    S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore + TokenStore,
+{
+    oauth2::handle(&adapters, endpoint, request).await
 }
 
 /// `/leaks/report`: authenticated by itself (`leak_reports`).
@@ -242,6 +289,7 @@ enum Adapter {
     NginxMail,
     HttpBasic,
     Dovecot,
+    OAuth2,
 }
 
 impl Adapter {
@@ -250,6 +298,7 @@ impl Adapter {
             Adapter::NginxMail => "nginx-mail",
             Adapter::HttpBasic => "http-basic",
             Adapter::Dovecot => "dovecot",
+            Adapter::OAuth2 => "oauth2",
         }
     }
 }
@@ -267,6 +316,8 @@ struct Ask {
 enum Answer {
     Success {
         username: Username,
+        /// The password that signed in (what an OAuth token is bound to).
+        app_password_id: uuid::Uuid,
     },
     Refused,
     Throttled {
@@ -341,9 +392,19 @@ where
             })
             .await;
         let (answer, result, account) = match outcome {
-            Ok(LoginOutcome::Success { username, .. }) if routable => {
+            Ok(LoginOutcome::Success {
+                username,
+                app_password_id,
+            }) if routable => {
                 let account = username.to_string();
-                (Answer::Success { username }, "success", Some(account))
+                (
+                    Answer::Success {
+                        username,
+                        app_password_id,
+                    },
+                    "success",
+                    Some(account),
+                )
             }
             Ok(LoginOutcome::Success { username, .. }) => {
                 tracing::error!(

@@ -68,7 +68,7 @@ where
         .decide(Adapter::NginxMail, proxy, ask, upstream.is_some())
         .await
     {
-        Answer::Success { username } => {
+        Answer::Success { username, .. } => {
             // `decide` answers Unavailable for a success with no upstream.
             let Some(upstream) = upstream else {
                 return temporary(smtp);

@@ -18,6 +18,7 @@ use crate::domain::app_passwords::model::NoticeKind;
 use crate::domain::app_passwords::AppPasswords;
 use crate::domain::audit::AuditTrail;
 use crate::domain::login::Logins;
+use crate::domain::tokens::AccessTokens;
 use crate::grpc;
 use crate::metrics::Metrics;
 use crate::store::SqlStore;
@@ -74,6 +75,7 @@ pub(super) async fn housekeeping(
     logins: Logins<SqlStore>,
     app_passwords: AppPasswords<SqlStore>,
     trail: AuditTrail<SqlStore>,
+    tokens: AccessTokens<SqlStore>,
     audit: AuditConfig,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -107,6 +109,11 @@ pub(super) async fn housekeeping(
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "pruned audit events past retention"),
             Err(error) => tracing::warn!(%error, "pruning the audit trail failed; will retry"),
+        }
+        match tokens.prune().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "pruned expired access tokens"),
+            Err(error) => tracing::warn!(%error, "pruning access tokens failed; will retry"),
         }
         match logins.prune_throttle_counters().await {
             Ok(0) => {}

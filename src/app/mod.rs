@@ -27,6 +27,7 @@ use crate::domain::login::{LoginConfig, Logins};
 use crate::domain::secrets::Hasher;
 use crate::domain::shared::time::Clock;
 use crate::domain::tenants::Tenants;
+use crate::domain::tokens::AccessTokens;
 use crate::domain::Services;
 use crate::grpc::access::ReflectionAccess;
 use crate::grpc::auth::CallerAuthLayer;
@@ -348,6 +349,7 @@ impl App {
                 services.logins.clone(),
                 services.app_passwords.clone(),
                 services.audit.clone(),
+                services.tokens.clone(),
                 self.audit,
                 stop.clone(),
             )),
@@ -388,9 +390,12 @@ impl App {
         mut stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let router = adapters::router(
-            self.services.logins.clone(),
-            self.services.callers.clone(),
-            self.services.leaks.clone(),
+            adapters::AdapterServices {
+                logins: self.services.logins.clone(),
+                callers: self.services.callers.clone(),
+                leaks: self.services.leaks.clone(),
+                tokens: self.services.tokens.clone(),
+            },
             Arc::clone(&self.leak_keys),
             self.adapters.clone(),
             Arc::clone(&self.metrics),
@@ -531,6 +536,7 @@ fn services(
             login,
             warm,
         )?,
+        tokens: AccessTokens::new(store.clone(), Arc::clone(&clock), config.oauth2),
         leaks: Leaks::new(
             store.clone(),
             hasher.clone(),

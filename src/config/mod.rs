@@ -6,6 +6,7 @@
 use crate::domain::app_passwords::model::AppPasswordsConfig;
 use crate::domain::audit::WatchConfig;
 use crate::domain::leaks::LeaksConfig;
+use crate::domain::tokens::TokensConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -85,6 +86,9 @@ pub struct Config {
     pub watch: WatchConfig,
     /// The hourly bounds on leak reports and lookups by secret.
     pub leaks: LeaksConfig,
+    /// The OAuth 2.0 door's access tokens (`/oauth2/*` on the adapters'
+    /// listener).
+    pub oauth2: TokensConfig,
 }
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             proxy_adapters: AdaptersConfig::default(),
             watch: WatchConfig::default(),
             leaks: LeaksConfig::default(),
+            oauth2: TokensConfig::default(),
         }
     }
 }

@@ -100,6 +100,7 @@ impl Config {
         self.check_app_passwords()?;
         self.check_memory()?;
         self.leaks.validate()?;
+        self.oauth2.validate()?;
         self.check_watch()
     }
 

@@ -17,7 +17,9 @@
 //! - `audit`: the audit trail's vocabulary, reading and retention;
 //! - `tenants`: tenants, the domains they own, and what a scoped caller
 //!   reaches;
-//! - `leaks`: reports of leaked secrets, and lookup by secret.
+//! - `leaks`: reports of leaked secrets, and lookup by secret;
+//! - `tokens`: OAuth 2.0 access tokens, each bound to the login that
+//!   made it.
 //!
 //! Imports run one way: `shared` imports nothing else here; `secrets` and
 //! `audit` import `shared`; the capabilities import those and, where a rule
@@ -33,6 +35,7 @@ pub mod login;
 pub mod secrets;
 pub mod shared;
 pub mod tenants;
+pub mod tokens;
 
 /// One service per capability, as `app` wires them: each gRPC handler is
 /// given only its own, so the Authenticate handler holds `Logins` and
@@ -48,4 +51,6 @@ pub struct Services<S> {
     pub feed: audit::EventFeed<S>,
     pub tenants: tenants::Tenants<S>,
     pub leaks: leaks::Leaks<S>,
+    /// OAuth 2.0 access tokens (the adapters' `/oauth2/*`).
+    pub tokens: tokens::AccessTokens<S>,
 }

@@ -79,6 +79,8 @@ where
         feed,
         tenants,
         leaks,
+        // The OAuth 2.0 door is HTTP only (`adapters::oauth2`).
+        tokens: _,
     } = services;
     let max = limits.own;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -20,6 +20,7 @@ mod probe;
 mod sqlite;
 mod tenants;
 mod throttle;
+mod tokens;
 mod usage;
 
 use std::time::Duration;

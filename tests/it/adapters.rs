@@ -55,18 +55,9 @@ pub async fn get_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])]) 
     stream.write_all(&request).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let (head, _) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
+    let HttpAnswer {
+        status, headers, ..
+    } = HttpAnswer::read(&response);
     Answer { status, headers }
 }
 
@@ -592,6 +583,23 @@ async fn a_database_outage_is_a_temporary_failure() {
     )
     .await;
     assert_eq!(basic.status, 503);
+    let grant = http_post(
+        server.adapters_addr,
+        "/oauth2/token",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-Dovecot-Auth-Remote", "192.0.2.3:143"),
+        ],
+        format!(
+            "grant_type=password&username=olga&password={escaped}&scope=smtp\
+             &client_id=test-authenticator&client_secret={key}"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(grant.status, 503, "{grant:?}");
+    assert!(grant.body.contains("temporarily_unavailable"), "{grant:?}");
+    assert!(!grant.body.contains("invalid_grant"));
     link.restore();
     server.stop().await;
 }

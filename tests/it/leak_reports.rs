@@ -420,39 +420,17 @@ async fn events_of(
     .await
 }
 
-/// One HTTP/1.1 POST of `body` on a connection of its own: the status and
-/// the body answered.
+/// A JSON POST: the status and the body answered.
 async fn post(
     addr: std::net::SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    for (name, value) in headers {
-        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
-    }
-    request.extend_from_slice(b"\r\n");
-    request.extend_from_slice(body);
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(&request).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let answer = http_post(addr, path, &all, body).await;
+    (answer.status, answer.body)
 }
 
 /// A P-256 key pair, and its public key in GitHub's key file format under

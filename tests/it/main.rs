@@ -37,6 +37,7 @@ mod limits;
 mod memory_bound;
 mod metrics;
 mod notices;
+mod oauth2;
 mod pgbouncer;
 mod proto_options;
 mod proxies;
