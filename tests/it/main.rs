@@ -21,6 +21,7 @@ mod common;
 mod config;
 mod connection_budget;
 mod discovery;
+mod dovecot_oauth2;
 mod examples;
 mod fail2ban;
 mod failover;

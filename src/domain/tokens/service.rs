@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::model::{AccessToken, Grant, Introspection, StoredToken, TokenDigest};
 use super::store::TokenStore;
 use crate::domain::shared::error::Result;
+use crate::domain::shared::span::as_unit::secs;
 use crate::domain::shared::time::Clock;
 use crate::domain::tenants::model::Reach;
 
@@ -24,6 +25,7 @@ pub struct TokensConfig {
     /// How long an access token lives, in seconds (1 to 3,600). Dovecot
     /// uses its token once, within the login; other clients introspect it
     /// for as long as it lives, so short is safe.
+    #[serde(rename = "token_lifetime", alias = "token_lifetime_secs", with = "secs")]
     pub token_lifetime_secs: u64,
     /// Live tokens one app password keeps at most: its newest. A device
     /// signing in every few minutes never needs more than a handful.
@@ -44,7 +46,7 @@ impl TokensConfig {
         if self.token_lifetime_secs == 0 || self.token_lifetime_secs > TOKEN_LIFETIME_MAX.as_secs()
         {
             return Err(format!(
-                "oauth2.token_lifetime_secs must be 1 to {}",
+                "oauth2.token_lifetime must be 1s to {}s",
                 TOKEN_LIFETIME_MAX.as_secs()
             ));
         }
