@@ -94,6 +94,25 @@ impl Bench {
         .await
     }
 
+    /// The same 64 secrets as `warm`, through the OAuth 2.0 door as
+    /// Dovecot's oauth2 passdb asks it (`POST /oauth2/token`, the password
+    /// grant, client credentials in the form), a connection each like the
+    /// nginx row; each success stores its token's row.
+    pub async fn warm_oauth2(&self) -> Run {
+        let key = self.server.authenticator_key.clone();
+        let addr = self.server.adapters_addr.clone();
+        let logins: Arc<Vec<Login>> =
+            Arc::new(self.logins.iter().take(WARM_SECRETS).cloned().collect());
+        self.run(move |n, _channel| {
+            let (key, addr, logins) = (key.clone(), addr.clone(), Arc::clone(&logins));
+            async move {
+                let login = logins.get((n % logins.len() as u64) as usize)?.clone();
+                Some(oauth2_grant(&addr, &key, &login.username, &login.secret).await)
+            }
+        })
+        .await
+    }
+
     /// Accounts that do not exist, each attempt from its own address.
     async fn unknown_user(&self) -> Run {
         let key = self.authenticator.clone();
@@ -172,6 +191,8 @@ pub struct Scenarios {
     pub warm: Run,
     /// Warm, through the nginx-mail adapter as nginx calls it.
     pub warm_nginx_mail: Run,
+    /// Warm, through `/oauth2/token` as Dovecot's oauth2 passdb calls it.
+    pub warm_oauth2: Run,
     pub unknown: Run,
     pub wrong: Run,
     pub throttled: Run,
@@ -191,6 +212,7 @@ impl Scenarios {
         let cold = bench.cold().await;
         let warm = bench.warm().await;
         let warm_nginx_mail = bench.warm_nginx_mail().await;
+        let warm_oauth2 = bench.warm_oauth2().await;
         let unknown = bench.unknown_user().await;
         let wrong = bench.wrong_password().await;
         let throttled = bench.throttled().await;
@@ -200,6 +222,7 @@ impl Scenarios {
             cold,
             warm,
             warm_nginx_mail,
+            warm_oauth2,
             unknown,
             wrong,
             throttled,
@@ -220,6 +243,12 @@ impl Scenarios {
             "warm via nginx-mail adapter (HTTP/1.0, a connection each)",
             backend,
             &self.warm_nginx_mail,
+            &["success"],
+        );
+        report.row(
+            "warm via /oauth2/token (password grant, a connection each)",
+            backend,
+            &self.warm_oauth2,
             &["success"],
         );
         report.row(
@@ -267,6 +296,43 @@ async fn nginx_mail(addr: &str, key: &str, username: &str, secret: &str) -> Stri
         Some(status) => status.to_owned(),
         None => "no Auth-Status".to_owned(),
     }
+}
+
+/// One password grant to `/oauth2/token` on a connection of its own, as
+/// Dovecot's oauth2 passdb sends it; the outcome is `success` for a 200,
+/// else the answer's `error`.
+async fn oauth2_grant(addr: &str, key: &str, username: &str, secret: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = format!(
+        "grant_type=password&username={username}&password={}&client_id=bench-authenticator\
+         &client_secret={key}",
+        secret.replace(' ', "+")
+    );
+    let request = format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         X-Dovecot-Auth-Service: imap\r\nX-Dovecot-Auth-Remote: 10.1.0.1:40000\r\n\r\n{body}",
+        body.len()
+    );
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return "connect failed".to_owned();
+    };
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return "write failed".to_owned();
+    }
+    let mut response = Vec::with_capacity(1024);
+    if stream.read_to_end(&mut response).await.is_err() {
+        return "read failed".to_owned();
+    }
+    let text = String::from_utf8_lossy(&response);
+    if text.starts_with("HTTP/1.1 200") && text.contains("\"access_token\"") {
+        return "success".to_owned();
+    }
+    text.split("\"error\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("no answer")
+        .to_owned()
 }
 
 /// Runs `work` on a fresh PostgreSQL or MariaDB database made through
