@@ -384,12 +384,11 @@ where
         } => {
             let grant = Grant {
                 app_password_id,
-                username: username.clone(),
                 protocol,
                 client_ip,
                 client_id,
             };
-            match adapters.tokens.issue(grant).await {
+            match adapters.tokens.issue(grant) {
                 Ok(Issued { token, expires_in }) => Ok(json_response(
                     StatusCode::OK,
                     &json!({
@@ -402,7 +401,7 @@ where
                     }),
                 )),
                 Err(error) => {
-                    tracing::warn!(%error, "a login succeeded but its access token could not be stored");
+                    tracing::warn!(%error, "a login succeeded but its access token could not be made");
                     Err(OAuthError::unavailable(
                         "sign-in cannot be completed now; try again later",
                     ))
@@ -445,22 +444,15 @@ where
             OAuthError::unavailable("latchkey cannot check the token now")
         })?;
     let body = match answer {
-        Introspection::Active {
-            username,
-            protocol,
-            client_id,
-            client_ip: _,
-            issued_at,
-            expires_at,
-        } => json!({
+        Introspection::Active { username, claims } => json!({
             "active": true,
             "username": username.as_str(),
             "sub": username.as_str(),
-            "scope": protocol.as_str(),
-            "client_id": client_id,
+            "scope": claims.protocol.as_str(),
+            "client_id": claims.client_id,
             "token_type": "Bearer",
-            "iat": issued_at.as_millis().div_euclid(1000),
-            "exp": expires_at.as_millis().div_euclid(1000),
+            "iat": claims.issued_at.as_millis().div_euclid(1000),
+            "exp": claims.expires_at.as_millis().div_euclid(1000),
         }),
         Introspection::Inactive => json!({"active": false}),
     };

@@ -517,6 +517,16 @@ fn services(
         default_wait: Duration::from_millis(config.hash_pool.default_wait_ms),
         max_wait: Duration::from_secs(config.server.request_timeout_secs),
     };
+    let token_key = config.oauth2.key()?;
+    match &config.oauth2.key_file {
+        Some(_) => tracing::info!(
+            key_id = token_key.id(),
+            "OAuth access tokens sealed with oauth2.key_file: every replica with it reads them"
+        ),
+        None => tracing::info!(
+            "oauth2.key_file unset: OAuth access tokens are read only by the replica that issued them, until it restarts"
+        ),
+    }
     let warm = config.verified_cache.warm_key()?;
     match &warm {
         Some(key) => tracing::info!(
@@ -536,7 +546,12 @@ fn services(
             login,
             warm,
         )?,
-        tokens: AccessTokens::new(store.clone(), Arc::clone(&clock), config.oauth2),
+        tokens: AccessTokens::new(
+            store.clone(),
+            Arc::clone(&clock),
+            config.oauth2.lifetime(),
+            token_key,
+        ),
         leaks: Leaks::new(
             store.clone(),
             hasher.clone(),

@@ -1,8 +1,9 @@
 //! The OAuth 2.0 door on the adapters' listener (`src/adapters/oauth2.rs`),
 //! over real HTTP: the password grant through the login decision, tokens
-//! that live only while their login would still pass, shared by replicas,
-//! bounded, stored as digests, revocable; and bad input refused with
-//! nothing verified, counted or written. Stock Dovecot using it:
+//! that live only while their login would still pass, read by every
+//! replica with the key file, written nowhere when issued, revocable (a
+//! revocation kept as a digest until the token would have expired); and
+//! bad input refused with nothing verified, counted or written. Stock Dovecot using it:
 //! `tests/it/dovecot_oauth2.rs`.
 
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use crate::common::support::*;
 
 backend_tests!(
     a_token_lives_only_while_its_login_would_pass,
-    tokens_are_bounded_per_password_and_pruned_when_expired
+    revocations_are_kept_until_the_token_expires
 );
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
@@ -129,12 +130,24 @@ async fn active(server: &TestServer, token: &str) -> bool {
     introspect(server, token).await["active"] == Value::Bool(true)
 }
 
-async fn token_rows(server: &TestServer) -> i64 {
-    query_value(server, "SELECT COUNT(*) FROM oauth_token").await
+async fn revoked_rows(server: &TestServer) -> i64 {
+    query_value(server, "SELECT COUNT(*) FROM oauth_revoked_token").await
+}
+
+/// A key file every replica of a test shares.
+fn key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("oauth2.key");
+    std::fs::write(&path, [42u8; 32]).unwrap();
+    path
 }
 
 async fn a_token_lives_only_while_its_login_would_pass(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = key_file(dir.path());
+    let server = TestServer::start_with(backend, |config| {
+        config.oauth2.key_file = Some(key_file.clone());
+    })
+    .await;
     let issued = issue(
         &server,
         issue_request("alice@example.com", "Mail", &[Protocol::Imap]),
@@ -156,17 +169,18 @@ async fn a_token_lives_only_while_its_login_would_pass(backend: Backend) {
     let token = token_of(&answer);
     assert_eq!(answer.header("cache-control"), Some("no-store"));
     let body = answer.json();
-    assert!(token.starts_with("lkat_") && token.len() == 48, "{token}");
+    assert!(token.starts_with("lkat_") && token.len() <= 256, "{token}");
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["expires_in"], 300);
     assert_eq!(body["scope"], "imap");
     assert_eq!(body["username"], "alice@example.com");
     assert_eq!(body["active"], true);
     assert_eq!(argon2_runs(&server), runs + 1, "one verification");
-    // Stored as its SHA-256 only.
-    let digest: String = query_value(&server, "SELECT digest FROM oauth_token").await;
-    assert_eq!(digest, lower_hex(&Sha256::digest(token.as_bytes())));
-    assert_eq!(token_rows(&server).await, 1);
+    assert_eq!(
+        revoked_rows(&server).await,
+        0,
+        "nothing written for a token"
+    );
 
     // Introspection, here and on another replica.
     let seen = introspect(&server, &token).await;
@@ -178,8 +192,17 @@ async fn a_token_lives_only_while_its_login_would_pass(backend: Backend) {
         seen["exp"].as_i64().unwrap() - seen["iat"].as_i64().unwrap(),
         300
     );
-    let replica = server.replica_with(|_| {}).await;
+    let replica = server
+        .replica_with(|config| config.oauth2.key_file = Some(key_file.clone()))
+        .await;
     assert_eq!(introspect(&replica, &token).await["active"], true);
+    // A replica without the key file reads nothing of it.
+    let keyless = server.replica_with(|_| {}).await;
+    assert_eq!(
+        introspect(&keyless, &token).await,
+        serde_json::json!({"active": false})
+    );
+    keyless.stop().await;
     // Bound to its client address: asked for another, inactive.
     let key = &server.keys[&Role::Authenticator];
     let elsewhere = introspect_on(server.adapters_addr, key, &token, Some("203.0.113.9")).await;
@@ -279,9 +302,17 @@ async fn a_token_lives_only_while_its_login_would_pass(backend: Backend) {
     let mismatched = introspect_as(server.adapters_addr, CLIENT, &other_key, &fresh, None).await;
     assert_eq!(mismatched.status, 401, "a key goes with its own client_id");
     assert_eq!(mismatched.json()["error"], "invalid_client");
+    assert_eq!(revoked_rows(&server).await, 0);
     let by_owner = revoke(CLIENT, key.clone(), fresh.clone()).await;
     assert_eq!(by_owner.status, 200);
     assert!(!active(&server, &fresh).await, "revoked");
+    assert!(!active(&replica, &fresh).await, "revoked on every replica");
+    let digest: String = query_value(&server, "SELECT digest FROM oauth_revoked_token").await;
+    assert_eq!(
+        digest,
+        lower_hex(&Sha256::digest(fresh.as_bytes())),
+        "kept as a digest"
+    );
     assert_eq!(
         revoke(CLIENT, key.clone(), fresh.clone()).await.status,
         200,
@@ -307,52 +338,59 @@ async fn a_token_lives_only_while_its_login_would_pass(backend: Backend) {
     server.stop().await;
 }
 
-async fn tokens_are_bounded_per_password_and_pruned_when_expired(backend: Backend) {
+async fn revocations_are_kept_until_the_token_expires(backend: Backend) {
     let server = TestServer::start_with(backend, |config| {
-        config.oauth2.tokens_per_password = 3;
         config.oauth2.token_lifetime_secs = 60;
     })
     .await;
     let (_, secret) = issue_simple(&server, "bob").await;
-    let (_, other) = issue_simple(&server, "carol").await;
+    let key = server.keys[&Role::Authenticator].clone();
     let mut tokens = Vec::new();
-    for n in 0..5 {
+    for n in 0..3 {
         let remote = format!("192.0.2.{n}:993");
         tokens.push(token_of(
             &grant(&server, "bob", &secret, "imap", &remote).await,
         ));
-        server.clock.advance(std::time::Duration::from_millis(10));
     }
-    let carols = token_of(&grant(&server, "carol", &other, "smtp", "192.0.2.1:25").await);
-    assert_eq!(token_rows(&server).await, 4, "bob's newest 3, and carol's");
-    for (n, token) in tokens.iter().enumerate() {
-        assert_eq!(active(&server, token).await, n >= 2, "token {n}");
+    assert_eq!(revoked_rows(&server).await, 0, "issuing writes nothing");
+    for token in &tokens[..2] {
+        let answer = post_form(
+            server.adapters_addr,
+            "/oauth2/revoke",
+            &[
+                ("token", token),
+                ("client_id", CLIENT),
+                ("client_secret", &key),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(answer.status, 200);
     }
-    assert!(
-        active(&server, &carols).await,
-        "another password's are its own"
-    );
+    assert_eq!(revoked_rows(&server).await, 2);
+    assert!(!active(&server, &tokens[0]).await && !active(&server, &tokens[1]).await);
+    assert!(active(&server, &tokens[2]).await, "the others live on");
 
-    // Expired: housekeeping deletes them.
+    // Expired: housekeeping forgets the revocations.
     server.clock.advance(std::time::Duration::from_secs(61));
-    until_value(&server, 0).await;
-    assert!(!active(&server, &carols).await);
+    until_rows(&server, 0).await;
+    assert!(!active(&server, &tokens[2]).await, "expired");
     server.stop().await;
 }
 
-/// Waits for housekeeping (on the moved clock) to leave `rows` tokens.
-async fn until_value(server: &TestServer, rows: i64) {
+/// Waits for housekeeping (on the moved clock) to leave `rows` revocations.
+async fn until_rows(server: &TestServer, rows: i64) {
     server.clock.advance(std::time::Duration::from_secs(3_600));
     for _ in 0..100 {
-        if token_rows(server).await == rows {
+        if revoked_rows(server).await == rows {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(
-        token_rows(server).await,
+        revoked_rows(server).await,
         rows,
-        "housekeeping pruned expired tokens"
+        "housekeeping pruned expired revocations"
     );
 }
 
@@ -591,7 +629,13 @@ async fn bad_requests_are_refused_with_nothing_verified_or_counted() {
         assert_eq!(no_token.json()["error"], "invalid_request");
     }
     // Anything that is not one of ours is inactive, unread.
-    for text in ["x", "lkat_", &secret, &"a".repeat(48)] {
+    for text in [
+        "x",
+        "lkat_",
+        &secret,
+        &"a".repeat(48),
+        &format!("lkat_{}", "A".repeat(120)),
+    ] {
         assert_eq!(
             introspect(&server, text).await,
             serde_json::json!({"active": false}),
@@ -604,7 +648,7 @@ async fn bad_requests_are_refused_with_nothing_verified_or_counted() {
         failures,
         "nothing was counted"
     );
-    assert_eq!(token_rows(&server).await, 0, "nothing was stored");
+    assert_eq!(revoked_rows(&server).await, 0, "nothing was stored");
 
     // A token reused after its revocation: inactive, and the grant after
     // the password's revocation is refused.

@@ -2,12 +2,14 @@
 //! documentation for what a token is bound to).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{AccessToken, Grant, Introspection, StoredToken, TokenDigest};
+use super::model::{AccessToken, Claims, Grant, Introspection, TokenDigest};
+use super::seal::TokenKey;
 use super::store::TokenStore;
 use crate::domain::shared::error::Result;
 use crate::domain::shared::span::as_unit::secs;
@@ -16,10 +18,8 @@ use crate::domain::tenants::model::Reach;
 
 /// The longest a token may be set to live.
 pub const TOKEN_LIFETIME_MAX: Duration = Duration::from_secs(3_600);
-/// The most live tokens a password may be set to keep.
-pub const TOKENS_PER_PASSWORD_MAX: u32 = 1_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TokensConfig {
     /// How long an access token lives, in seconds (1 to 3,600). Dovecot
@@ -27,16 +27,17 @@ pub struct TokensConfig {
     /// for as long as it lives, so short is safe.
     #[serde(rename = "token_lifetime", alias = "token_lifetime_secs", with = "secs")]
     pub token_lifetime_secs: u64,
-    /// Live tokens one app password keeps at most: its newest. A device
-    /// signing in every few minutes never needs more than a handful.
-    pub tokens_per_password: u32,
+    /// A file of at least 32 random bytes, the same on every replica: the
+    /// key tokens are sealed with (`seal.rs`). Unset: a key of each
+    /// process's own, so only the replica that issued a token reads it.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for TokensConfig {
     fn default() -> Self {
         Self {
             token_lifetime_secs: 300,
-            tokens_per_password: 16,
+            key_file: None,
         }
     }
 }
@@ -50,16 +51,24 @@ impl TokensConfig {
                 TOKEN_LIFETIME_MAX.as_secs()
             ));
         }
-        if self.tokens_per_password == 0 || self.tokens_per_password > TOKENS_PER_PASSWORD_MAX {
-            return Err(format!(
-                "oauth2.tokens_per_password must be 1 to {TOKENS_PER_PASSWORD_MAX}"
-            ));
-        }
         Ok(())
     }
 
     pub fn lifetime(&self) -> Duration {
         Duration::from_secs(self.token_lifetime_secs)
+    }
+
+    /// The key of `key_file`, or one of this process's own when unset. A
+    /// file that cannot be read or is too short stops the start.
+    pub fn key(&self) -> std::result::Result<TokenKey, String> {
+        let Some(path) = &self.key_file else {
+            return TokenKey::random().map_err(|error| error.to_string());
+        };
+        let material = zeroize::Zeroizing::new(std::fs::read(path).map_err(|error| {
+            format!("oauth2.key_file {} cannot be read: {error}", path.display())
+        })?);
+        TokenKey::from_material(&material)
+            .map_err(|why| format!("oauth2.key_file {} {why}", path.display()))
     }
 }
 
@@ -74,40 +83,35 @@ pub struct Issued {
 pub struct AccessTokens<S> {
     store: S,
     clock: Arc<dyn Clock>,
-    config: TokensConfig,
+    lifetime: Duration,
+    key: Arc<TokenKey>,
 }
 
 impl<S: TokenStore> AccessTokens<S> {
-    pub fn new(store: S, clock: Arc<dyn Clock>, config: TokensConfig) -> Self {
+    pub fn new(store: S, clock: Arc<dyn Clock>, lifetime: Duration, key: TokenKey) -> Self {
         Self {
             store,
             clock,
-            config,
+            lifetime,
+            key: Arc::new(key),
         }
     }
 
-    /// A token for a login that has just succeeded.
-    pub async fn issue(&self, grant: Grant) -> Result<Issued> {
-        let token = AccessToken::generate()?;
+    /// A token for a login that has just succeeded: sealed, nothing
+    /// written.
+    pub fn issue(&self, grant: Grant) -> Result<Issued> {
         let now = self.clock.now();
-        let lifetime = self.config.lifetime();
-        self.store
-            .insert_token(
-                StoredToken {
-                    digest: token.digest(),
-                    app_password_id: grant.app_password_id,
-                    protocol: grant.protocol,
-                    client_ip: grant.client_ip,
-                    client_id: grant.client_id,
-                    issued_at: now,
-                    expires_at: now.saturating_add(lifetime),
-                },
-                self.config.tokens_per_password,
-            )
-            .await?;
+        let token = self.key.seal(&Claims {
+            app_password_id: grant.app_password_id,
+            protocol: grant.protocol,
+            client_ip: grant.client_ip,
+            client_id: grant.client_id,
+            issued_at: now,
+            expires_at: now.saturating_add(self.lifetime),
+        })?;
         Ok(Issued {
             token,
-            expires_in: lifetime,
+            expires_in: self.lifetime,
         })
     }
 
@@ -121,48 +125,60 @@ impl<S: TokenStore> AccessTokens<S> {
         reach: &Reach,
         client_ip: Option<IpAddr>,
     ) -> Result<Introspection> {
-        let Some(digest) = TokenDigest::of_presented(presented) else {
-            return Ok(Introspection::Inactive);
-        };
-        let Some(state) = self.store.token_state(&digest).await? else {
-            return Ok(Introspection::Inactive);
-        };
         let now = self.clock.now();
-        let token = state.token;
+        let Some(claims) = self.key.open(presented) else {
+            return Ok(Introspection::Inactive);
+        };
+        if claims.expires_at <= now || client_ip.is_some_and(|ip| ip != claims.client_ip) {
+            return Ok(Introspection::Inactive);
+        }
+        let (state, revoked) = self
+            .store
+            .token_state(claims.app_password_id, &TokenDigest::of(presented))
+            .await?;
+        let Some(state) = state else {
+            return Ok(Introspection::Inactive);
+        };
         let password = state.app_password;
-        let live = token.expires_at > now
+        let live = !revoked
             && !state.account_disabled
             && password
                 .rules()
-                .refusal(now, Some(token.protocol), Some(token.client_ip))
+                .refusal(now, Some(claims.protocol), Some(claims.client_ip))
                 .is_none()
-            && reach.reaches(&password.username)
-            && client_ip.is_none_or(|ip| ip == token.client_ip);
+            && reach.reaches(&password.username);
         if !live {
             return Ok(Introspection::Inactive);
         }
         Ok(Introspection::Active {
             username: password.username,
-            protocol: token.protocol,
-            client_id: token.client_id,
-            client_ip: token.client_ip,
-            issued_at: token.issued_at,
-            expires_at: token.expires_at,
+            claims,
         })
     }
 
-    /// Revokes `presented` if `client_id` was issued it (RFC 7009). Any
-    /// other text, a token already gone, or another client's token changes
-    /// nothing, and the caller answers alike.
+    /// Revokes `presented` if it is a live token `client_id` was issued
+    /// (RFC 7009), on every replica, until it expires. Any other text, an
+    /// expired token or another client's token changes nothing, and the
+    /// caller answers alike.
     pub async fn revoke(&self, presented: &str, client_id: &str) -> Result<bool> {
-        let Some(digest) = TokenDigest::of_presented(presented) else {
+        let Some(claims) = self.key.open(presented) else {
             return Ok(false);
         };
-        self.store.delete_token(&digest, client_id).await
+        if claims.client_id != client_id || claims.expires_at <= self.clock.now() {
+            return Ok(false);
+        }
+        self.store
+            .revoke_token(
+                &TokenDigest::of(presented),
+                claims.app_password_id,
+                claims.expires_at,
+            )
+            .await?;
+        Ok(true)
     }
 
-    /// Deletes expired tokens, for housekeeping.
+    /// Forgets revocations of expired tokens, for housekeeping.
     pub async fn prune(&self) -> Result<u64> {
-        self.store.prune_tokens(self.clock.now()).await
+        self.store.prune_revoked_tokens(self.clock.now()).await
     }
 }

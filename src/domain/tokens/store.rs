@@ -1,36 +1,32 @@
-//! What access tokens need from storage.
+//! What access tokens need from storage: nothing when one is issued; the
+//! password's state, and the tokens revoked before they expired.
 
 use std::future::Future;
 
-use super::model::{StoredToken, TokenDigest, TokenState};
+use uuid::Uuid;
+
+use super::model::{PasswordState, TokenDigest};
 use crate::domain::shared::error::Result;
 use crate::domain::shared::time::Timestamp;
 
 pub trait TokenStore: Clone + Send + Sync + 'static {
-    /// Stores `token`, then, in the same transaction, deletes its
-    /// password's tokens beyond the newest `keep` and those expired at
-    /// `token.issued_at`.
-    fn insert_token(
-        &self,
-        token: StoredToken,
-        keep: u32,
-    ) -> impl Future<Output = Result<()>> + Send;
-
-    /// The token stored under `digest`, with its password and account as
-    /// they are now (one read).
+    /// The password `id` and its account as they are now, and whether a
+    /// token of `digest` was revoked (two indexed reads).
     fn token_state(
         &self,
+        id: uuid::Uuid,
         digest: &TokenDigest,
-    ) -> impl Future<Output = Result<Option<TokenState>>> + Send;
+    ) -> impl Future<Output = Result<(Option<PasswordState>, bool)>> + Send;
 
-    /// Deletes the token stored under `digest` if `client_id` was issued
-    /// it; whether one was deleted.
-    fn delete_token(
+    /// Remembers that the token of `digest`, a token of the password `id`,
+    /// is revoked, until `expires_at`; revoking it again changes nothing.
+    fn revoke_token(
         &self,
         digest: &TokenDigest,
-        client_id: &str,
-    ) -> impl Future<Output = Result<bool>> + Send;
+        id: Uuid,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
 
-    /// Deletes the tokens expired at `now`; how many.
-    fn prune_tokens(&self, now: Timestamp) -> impl Future<Output = Result<u64>> + Send;
+    /// Forgets revocations of tokens expired at `now`; how many.
+    fn prune_revoked_tokens(&self, now: Timestamp) -> impl Future<Output = Result<u64>> + Send;
 }

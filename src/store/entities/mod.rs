@@ -6,6 +6,6 @@ pub mod audit_event;
 pub mod auth_throttle;
 pub mod caller;
 pub mod event_feed;
-pub mod oauth_token;
+pub mod oauth_revoked_token;
 pub mod tenant;
 pub mod tenant_domain;
