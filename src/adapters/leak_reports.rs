@@ -177,6 +177,14 @@ where
             "a report signed with a key of proxy_adapters.leak_report_keys_file, or a reporter's key in X-Latchkey-Key, is required",
         );
     }
+    // One of the replica's leak requests at once (the gRPC door's too),
+    // before the body is read.
+    let Ok(_permit) = adapters.leaks.requests_at_once().acquire_owned().await else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "latchkey cannot take the report now; send it again",
+        );
+    };
     let Ok(body) = axum::body::to_bytes(body, BODY_MAX_BYTES).await else {
         return text(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,10 +1,12 @@
 //! A bound on the requests one service runs at once on this replica: a
 //! request past it waits (within its deadline) before its body is decoded.
-//! LeakService has it: its messages may be 128 KiB (a full leak report) and
-//! each report may run up to 1,000 argon2 verifications, so at most
-//! [`LEAK_SERVICE_AT_ONCE`] run at once, whatever the number of
-//! connections and streams; a waiting request holds no more than its HTTP/2
-//! flow-control window.
+//! LeakService has it, with the permits of `domain/leaks`'
+//! `REQUESTS_AT_ONCE`, which the HTTP door (`POST /leaks/report`) takes
+//! too: its messages may be 128 KiB (a full leak report) and each report
+//! may run up to 1,000 argon2 verifications, so only that many run at
+//! once, through both doors, whatever the number of connections and
+//! streams; a waiting request holds no more than its HTTP/2 flow-control
+//! window.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,9 +16,6 @@ use std::task::{Context, Poll};
 use tokio::sync::Semaphore;
 use tonic::server::NamedService;
 use tower::Service;
-
-/// LeakService requests at once on one replica.
-pub const LEAK_SERVICE_AT_ONCE: usize = 4;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -28,11 +27,9 @@ pub struct Gate<S> {
 }
 
 impl<S> Gate<S> {
-    pub fn new(inner: S, at_once: usize) -> Self {
-        Self {
-            inner,
-            permits: Arc::new(Semaphore::new(at_once)),
-        }
+    /// `inner`, run while holding one of `permits`.
+    pub fn new(inner: S, permits: Arc<Semaphore>) -> Self {
+        Self { inner, permits }
     }
 }
 
@@ -90,7 +87,7 @@ mod tests {
                 }
             })
         };
-        let gate = Gate::new(service, 2);
+        let gate = Gate::new(service, Arc::new(Semaphore::new(2)));
         let calls: Vec<_> = (0..8)
             .map(|_| tower::ServiceExt::oneshot(gate.clone(), ()))
             .collect();

@@ -15,7 +15,7 @@ use crate::domain::tenants::TenantStore;
 use crate::domain::Services;
 
 use super::access::ReflectionAccess;
-use super::gate::{Gate, LEAK_SERVICE_AT_ONCE};
+use super::gate::Gate;
 use super::pb::account_service_server::AccountServiceServer;
 use super::pb::app_password_service_server::AppPasswordServiceServer;
 use super::pb::audit_service_server::AuditServiceServer;
@@ -113,11 +113,14 @@ where
         .add_service(
             TenantServiceServer::new(TenantHandler::new(tenants)).max_decoding_message_size(max),
         )
-        .add_service(Gate::new(
-            LeakServiceServer::new(LeakHandler::new(leaks))
-                .max_decoding_message_size(max.max(LEAK_REPORT_MESSAGE_MAX_BYTES)),
-            LEAK_SERVICE_AT_ONCE,
-        ));
+        .add_service({
+            let at_once = leaks.requests_at_once();
+            Gate::new(
+                LeakServiceServer::new(LeakHandler::new(leaks))
+                    .max_decoding_message_size(max.max(LEAK_REPORT_MESSAGE_MAX_BYTES)),
+                at_once,
+            )
+        });
     if reflection != ReflectionAccess::Off {
         routes = with_reflection(routes, limits.probe)?;
     }

@@ -585,3 +585,52 @@ async fn the_http_door_takes_signed_and_keyed_reports_and_nothing_else(backend: 
     }
     server.stop().await;
 }
+
+/// The HTTP door takes a place among the replica's leak requests at once,
+/// the same places LeakService's gRPC requests take: while every place is
+/// held, a report is neither read nor verified; once one frees, it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_door_waits_for_a_place_among_the_replicas_leak_requests() {
+    use latchkey::domain::leaks::service::REQUESTS_AT_ONCE;
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (name, secret) = issue_simple(&server, "ida@example.com").await;
+    let places = server.services.leaks.requests_at_once();
+    let held = std::sync::Arc::clone(&places)
+        .acquire_many_owned(REQUESTS_AT_ONCE as u32)
+        .await
+        .unwrap();
+    let key = server.keys[&Role::Reporter].clone();
+    let body =
+        serde_json::json!([{"token": secret, "url": "https://example.com/paste"}]).to_string();
+    let addr = server.adapters_addr;
+    let before = argon2_runs(&server);
+    let sent = tokio::spawn(async move {
+        post(
+            addr,
+            "/leaks/report",
+            &[("X-Latchkey-Key", &key)],
+            body.as_bytes(),
+        )
+        .await
+    });
+    // Given time to be read and verified, had it a place: it did neither.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!sent.is_finished(), "answered while every place was held");
+    assert_eq!(
+        argon2_runs(&server),
+        before,
+        "verified while every place was held"
+    );
+    assert_eq!(get_password(&server, &name).await.state(), State::Active);
+    drop(held);
+    let (status, answer) = sent.await.unwrap();
+    assert_eq!((status, answer.trim()), (200, "[]"));
+    assert_eq!(argon2_runs(&server) - before, 1);
+    assert_eq!(get_password(&server, &name).await.state(), State::Revoked);
+    assert_eq!(
+        places.available_permits(),
+        REQUESTS_AT_ONCE,
+        "every place given back"
+    );
+    server.stop().await;
+}

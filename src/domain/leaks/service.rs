@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use super::bounds::{Charges, Refused};
 use super::store::LeakStore;
@@ -123,7 +124,16 @@ struct Inner<S> {
     config: LeaksConfig,
     reports: Charges,
     lookups: Charges,
+    at_once: Arc<Semaphore>,
 }
+
+/// Leak reports and lookups running at once on one replica, through either
+/// door (gRPC's `grpc/gate.rs`, before a message is decoded; HTTP's
+/// `adapters/leak_reports.rs`, before a body is read): a report's message
+/// may be 128 KiB (512 KiB of JSON over HTTP) and cost up to 1,000 argon2
+/// runs, so however many connections send them, at most this many are held
+/// in memory and verified at once; the rest wait, within their deadline.
+pub const REQUESTS_AT_ONCE: usize = 4;
 
 impl<S: LeakStore + AuditStore> Leaks<S> {
     pub fn new(store: S, hasher: Hasher, clock: Arc<dyn Clock>, config: LeaksConfig) -> Self {
@@ -135,8 +145,15 @@ impl<S: LeakStore + AuditStore> Leaks<S> {
                 config,
                 reports: Charges::default(),
                 lookups: Charges::default(),
+                at_once: Arc::new(Semaphore::new(REQUESTS_AT_ONCE)),
             }),
         }
+    }
+
+    /// The permits of [`REQUESTS_AT_ONCE`], which both doors take before
+    /// they read a request.
+    pub fn requests_at_once(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.inner.at_once)
     }
 
     /// The time the service runs on, for converting what it returns.
