@@ -2,10 +2,10 @@
 //! the revocation of a report's verified passwords.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
-use super::app_passwords::{account_id_of, active_at};
+use super::app_passwords::{active_at, lock_for_write};
 use super::audit::insert_events;
 use super::entities::{account, app_password};
 use super::{convert, SqlStore};
@@ -41,25 +41,38 @@ impl LeakStore for SqlStore {
         report: AuditEvent,
     ) -> Result<u64> {
         let txn = self.db.begin().await?;
-        let mut revoked = 0;
-        let mut events = Vec::with_capacity(leaked.len() + 1);
-        for (username, id, event) in leaked {
-            let changed = app_password::Entity::update_many()
-                .col_expr(app_password::Column::RevokedAt, Expr::value(at.as_millis()))
-                .col_expr(app_password::Column::RevokeReason, Expr::value(reason))
-                .filter(app_password::Column::Id.eq(id))
-                .filter(app_password::Column::AccountId.in_subquery(account_id_of(&username)))
-                .filter(active_at(at))
-                .exec(&txn)
-                .await?;
-            if changed.rows_affected > 0 {
-                revoked += changed.rows_affected;
-                events.push(event);
-            }
-        }
+        lock_for_write(&txn).await?;
+        // Which of them are still active or suspended, locked (PostgreSQL,
+        // MySQL; SQLite holds the write lock already), and then those
+        // revoked: two statements for the whole report, whatever it held,
+        // so neither the statements nor their number tell how many were
+        // real. (A password id is unique across accounts, and each came
+        // from the read by its public id.)
+        let ids: Vec<Uuid> = leaked.iter().map(|(_, id, _)| *id).collect();
+        let live: Vec<Uuid> = app_password::Entity::find()
+            .select_only()
+            .column(app_password::Column::Id)
+            .filter(app_password::Column::Id.is_in(ids))
+            .filter(active_at(at))
+            .lock_exclusive()
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let revoked = app_password::Entity::update_many()
+            .col_expr(app_password::Column::RevokedAt, Expr::value(at.as_millis()))
+            .col_expr(app_password::Column::RevokeReason, Expr::value(reason))
+            .filter(app_password::Column::Id.is_in(live.iter().copied()))
+            .exec(&txn)
+            .await?;
+        let live: std::collections::HashSet<Uuid> = live.into_iter().collect();
+        let mut events: Vec<AuditEvent> = leaked
+            .into_iter()
+            .filter(|(_, id, _)| live.contains(id))
+            .map(|(_, _, event)| event)
+            .collect();
         events.push(report);
         insert_events(&txn, events).await?;
         txn.commit().await?;
-        Ok(revoked)
+        Ok(revoked.rows_affected)
     }
 }
