@@ -76,7 +76,7 @@ pub fn run(args: &ScanArgs) -> io::Result<(Totals, bool)> {
         if path.as_os_str() == "-" {
             sink.scan_reader(Path::new("-"), io::stdin().lock())?;
         } else {
-            sink.walk(path)?;
+            sink.walk_named(path)?;
         }
     }
     out.flush()?;
@@ -106,30 +106,75 @@ struct Sink<'a, W: Write> {
 }
 
 impl<W: Write> Sink<'_, W> {
+    /// A path named on the command line: followed if it is a symbolic
+    /// link, and read as a stream if it is a FIFO or a device (someone
+    /// named it); a socket or the like is counted unreadable, never passed
+    /// over in silence.
+    fn walk_named(&mut self, path: &Path) -> io::Result<()> {
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(error) => return self.unreadable(path, &error),
+        };
+        if meta.is_dir() {
+            return self.walk_dir(path);
+        }
+        if meta.is_file() {
+            return self.scan_file(path);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let kind = meta.file_type();
+            if kind.is_fifo() || kind.is_char_device() || kind.is_block_device() {
+                return self.scan_file(path);
+            }
+        }
+        let error = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a file, a directory, a FIFO or a device",
+        );
+        self.unreadable(path, &error)
+    }
+
+    /// A path met inside a directory: files and directories are read;
+    /// symbolic links and special files are passed over (as `grep -r`
+    /// does), so a link cannot lead the scan out of the tree or into a
+    /// loop, and a FIFO cannot hold it.
     fn walk(&mut self, path: &Path) -> io::Result<()> {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(meta) => meta,
             Err(error) => return self.unreadable(path, &error),
         };
         if meta.is_dir() {
-            let mut entries = match std::fs::read_dir(path) {
-                Ok(entries) => entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .collect::<Vec<_>>(),
-                Err(error) => return self.unreadable(path, &error),
-            };
-            entries.sort();
-            for entry in entries {
-                self.walk(&entry)?;
-            }
+            self.walk_dir(path)
         } else if meta.is_file() {
-            match File::open(path) {
-                Ok(file) => self.scan_reader(path, file)?,
-                Err(error) => self.unreadable(path, &error)?,
-            }
+            self.scan_file(path)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A directory's entries, in order.
+    fn walk_dir(&mut self, path: &Path) -> io::Result<()> {
+        let mut entries = match std::fs::read_dir(path) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect::<Vec<_>>(),
+            Err(error) => return self.unreadable(path, &error),
+        };
+        entries.sort();
+        for entry in entries {
+            self.walk(&entry)?;
         }
         Ok(())
+    }
+
+    fn scan_file(&mut self, path: &Path) -> io::Result<()> {
+        match File::open(path) {
+            Ok(file) => self.scan_reader(path, file),
+            Err(error) => self.unreadable(path, &error),
+        }
     }
 
     fn unreadable(&mut self, path: &Path, error: &io::Error) -> io::Result<()> {
@@ -154,15 +199,17 @@ impl<W: Write> Sink<'_, W> {
         loop {
             let before = buffer.len();
             buffer.resize(before + CHUNK, 0);
-            let read = match read_full(&mut reader, &mut buffer[before..]) {
-                Ok(read) => read,
-                Err(error) => {
-                    buffer.truncate(before);
-                    self.unreadable(path, &error)?;
-                    break;
-                }
+            // A read that fails ends the stream there: what was read before
+            // it, the tail kept from the last chunk included, is still
+            // scanned, and the path is counted unreadable (exit status 2).
+            let (read, failed) = match read_full(&mut reader, &mut buffer[before..]) {
+                Ok(read) => (read, None),
+                Err(error) => (0, Some(error)),
             };
             buffer.truncate(before + read);
+            if let Some(error) = failed {
+                self.unreadable(path, &error)?;
+            }
             self.totals.bytes += read as u64;
             let at_end = read == 0;
             let to = if at_end {

@@ -446,3 +446,52 @@ fn real_code_raises_no_false_positive() {
         assert!(finds.is_empty(), "{finds:?}");
     }
 }
+
+/// Paths named on the command line are never passed over: a symbolic link
+/// is followed, a FIFO is read as a stream, and a socket is reported
+/// unreadable (exit status 2). Inside a directory, links are not followed.
+#[test]
+fn named_links_and_fifos_are_scanned_and_nothing_is_skipped_in_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let find = write_vectors(dir.path())
+        .into_iter()
+        .find(|(_, tag)| tag == "find")
+        .map(|(name, _)| name)
+        .unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::os::unix::fs::symlink(dir.path().join(&find), tree.join("link")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join(&find), dir.path().join("named-link")).unwrap();
+
+    let linked = latchkey_scan(&["named-link"], dir.path());
+    assert_eq!(linked.status.code(), Some(1), "a named link is followed");
+    assert_eq!(
+        scan_finds(&linked),
+        BTreeSet::from(["named-link:1".to_owned()])
+    );
+    let inside = latchkey_scan(&["tree"], dir.path());
+    assert_eq!(inside.status.code(), Some(0), "a link inside a tree is not");
+
+    let fifo = dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let text = std::fs::read(dir.path().join(&find)).unwrap();
+    let writer = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::write(fifo, text).unwrap()
+    });
+    let piped = latchkey_scan(&["fifo"], dir.path());
+    writer.join().unwrap();
+    assert_eq!(piped.status.code(), Some(1), "a named FIFO is read");
+    assert_eq!(scan_finds(&piped), BTreeSet::from(["fifo:1".to_owned()]));
+
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let refused = latchkey_scan(&["socket"], dir.path());
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "a socket is unreadable, said so"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("socket"));
+}
