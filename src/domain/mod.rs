@@ -17,7 +17,8 @@
 //! - `audit`: the audit trail's vocabulary, reading and retention;
 //! - `tenants`: tenants, the domains they own, and what a scoped caller
 //!   reaches;
-//! - `leaks`: reports of leaked secrets, and lookup by secret.
+//! - `leaks`: reports of leaked secrets, and lookup by secret;
+//! - `webhooks`: the change feed pushed to configured targets, signed.
 //!
 //! Imports run one way: `shared` imports nothing else here; `secrets` and
 //! `audit` import `shared`; the capabilities import those and, where a rule
@@ -33,6 +34,7 @@ pub mod login;
 pub mod secrets;
 pub mod shared;
 pub mod tenants;
+pub mod webhooks;
 
 /// One service per capability, as `app` wires them: each gRPC handler is
 /// given only its own, so the Authenticate handler holds `Logins` and
