@@ -24,6 +24,7 @@ mod m20261205_000014_create_tenant;
 mod m20261205_000015_add_caller_key_life;
 mod m20261205_000016_clear_ambiguous_account_domain;
 mod m20261205_000017_add_app_password_public_id;
+mod m20261205_000019_create_webhook_cursor;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000015_add_caller_key_life::Migration),
             Box::new(m20261205_000016_clear_ambiguous_account_domain::Migration),
             Box::new(m20261205_000017_add_app_password_public_id::Migration),
+            Box::new(m20261205_000019_create_webhook_cursor::Migration),
         ]
     }
 }

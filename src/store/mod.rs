@@ -21,6 +21,7 @@ mod sqlite;
 mod tenants;
 mod throttle;
 mod usage;
+mod webhooks;
 
 use std::time::Duration;
 

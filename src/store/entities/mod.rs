@@ -8,3 +8,4 @@ pub mod caller;
 pub mod event_feed;
 pub mod tenant;
 pub mod tenant_domain;
+pub mod webhook_cursor;
