@@ -6,6 +6,7 @@
 use crate::domain::app_passwords::model::AppPasswordsConfig;
 use crate::domain::audit::WatchConfig;
 use crate::domain::leaks::LeaksConfig;
+use crate::domain::webhooks::{Target, WebhookTarget};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -85,6 +86,9 @@ pub struct Config {
     pub watch: WatchConfig,
     /// The hourly bounds on leak reports and lookups by secret.
     pub leaks: LeaksConfig,
+    /// `[[webhooks]]`: targets the change feed is pushed to, signed
+    /// (`domain::webhooks`).
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 impl Default for Config {
@@ -113,6 +117,7 @@ impl Default for Config {
             proxy_adapters: AdaptersConfig::default(),
             watch: WatchConfig::default(),
             leaks: LeaksConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -406,6 +411,30 @@ impl Config {
         let mut shown = self.clone();
         shown.database_url = DatabaseUrl::new(self.database_url.redacted());
         toml::to_string_pretty(&shown).unwrap_or_else(|error| format!("# cannot render: {error}\n"))
+    }
+}
+
+impl Config {
+    /// The webhook targets, each with its key read from its `secret_file`
+    /// (at start, as the other secret files are): a file that cannot be
+    /// read, or holds no Standard Webhooks secret, refuses the start. The
+    /// secret is never put in an error.
+    pub fn webhook_targets(&self) -> Result<Vec<Target>, String> {
+        self.webhooks
+            .iter()
+            .enumerate()
+            .map(|(index, target)| {
+                let path = &target.secret_file;
+                let secret =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
+                        format!(
+                            "webhooks[{index}].secret_file {} cannot be read: {error}",
+                            path.display()
+                        )
+                    })?);
+                Target::new(target, index, &secret)
+            })
+            .collect()
     }
 }
 
