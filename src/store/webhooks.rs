@@ -38,8 +38,15 @@ impl WebhookStore for SqlStore {
             lease_until: Set(0),
             writes: Set(0),
         };
+        // "Do nothing" spelled as an update that changes nothing: MariaDB
+        // has no ON DUPLICATE KEY IGNORE, which sea-query writes for it.
+        let unchanged = Expr::col((webhook_cursor::Entity, Column::Writes));
         webhook_cursor::Entity::insert(row)
-            .on_conflict(OnConflict::column(Column::Target).do_nothing().to_owned())
+            .on_conflict(
+                OnConflict::column(Column::Target)
+                    .value(Column::Writes, unchanged)
+                    .to_owned(),
+            )
             .exec_without_returning(&self.db)
             .await?;
         Ok(())
