@@ -22,6 +22,10 @@ use crate::domain::shared::time::{Clock, Timestamp};
 /// timeouts): a replica that dies with it is replaced within this. The
 /// holder renews it at a third of it.
 pub const LEASE: Duration = Duration::from_secs(30);
+/// How often a replica that does not hold a target's lease tries to take
+/// it: a lease given up at a stop is taken over within this. The try is
+/// an UPDATE that matches no row while the lease is held.
+const TAKE_OVER_EVERY: Duration = Duration::from_secs(2);
 
 /// Sends one attempt: the delivery, with the headers of its signature.
 /// The wiring's HTTP client; the deliverer bounds it with the target's
@@ -185,7 +189,7 @@ impl<S: WebhookStore + AuditStore, P: Post> Deliverer<S, P> {
                 Ok(Spell::NotHolder) => {
                     errors.reset();
                     self.stats.lag.store(0, Relaxed);
-                    self.lease / 3
+                    TAKE_OVER_EVERY
                 }
                 Err(error) => {
                     tracing::warn!(target = name, %error, "webhook delivery: the database failed; will retry");
