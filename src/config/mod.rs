@@ -655,4 +655,39 @@ mod tests {
             assert!(refused.contains(why), "{file}: {refused}");
         }
     }
+
+    #[test]
+    fn webhook_targets_load_checked_and_keep_their_secrets_to_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let good = dir.path().join("good");
+        std::fs::write(&good, format!("{secret}\n")).unwrap();
+        let file = format!(
+            "[[webhooks]]\nname = \"portal\"\nurl = \"https://hooks.example.com/latchkey\"\nevent_types = [\"app_password_revoked\"]\nsecret_file = \"{}\"\ntimeout = \"5s\"\n",
+            good.display()
+        );
+        let config = load_with(&file, &[]).unwrap();
+        assert_eq!(config.webhooks[0].timeout, 5);
+        assert_eq!(config.webhooks[0].max_backoff, 300, "5 minutes by default");
+        let targets = config.webhook_targets().unwrap();
+        assert!(!format!("{targets:?}").contains("MfKQ9r8G"));
+        assert!(!config.to_redacted_toml().contains("MfKQ9r8G"));
+        // The printed configuration loads back.
+        assert_eq!(load_with(&config.to_redacted_toml(), &[]).unwrap(), config);
+
+        let twice = format!("{file}{file}");
+        let refused = load_with(&twice, &[]).unwrap_err();
+        assert!(refused.contains("webhooks[1].name"), "{refused}");
+        let plain_ftp = file.replace("https://", "ftp://");
+        let refused = load_with(&plain_ftp, &[]).unwrap_err();
+        assert!(refused.contains("webhooks[0].url"), "{refused}");
+
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let mut config = config;
+        config.webhooks[0].secret_file = bad;
+        let refused = config.webhook_targets().unwrap_err();
+        assert!(refused.starts_with("webhooks[0].secret_file"), "{refused}");
+        assert!(!refused.contains("MfKQ9r8G"), "{refused}");
+    }
 }

@@ -58,3 +58,4 @@ mod walk;
 mod warm;
 mod watch;
 mod watch_cli;
+mod webhooks;
