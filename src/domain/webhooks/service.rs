@@ -163,6 +163,15 @@ enum Spell {
     NotHolder,
 }
 
+/// How delivering one event ended.
+enum Attempts {
+    /// The target answered 2xx.
+    Delivered,
+    /// Retention pruned it before it was delivered.
+    Pruned,
+    Ended(Spell),
+}
+
 /// The lease holder's state between two writes of its cursor.
 struct Holding {
     place: Place,
@@ -312,8 +321,11 @@ impl<S: WebhookStore + AuditStore, P: Post> Deliverer<S, P> {
         for event in &page.events {
             let delivery = Delivery::of(&position.feed_id, event)
                 .map_err(crate::domain::shared::error::Error::internal)?;
-            if let Some(spell) = self.deliver(&delivery, holding, stop).await? {
-                return Ok(Some(spell));
+            match self.deliver(&delivery, holding, stop).await? {
+                Attempts::Delivered => {}
+                // Read again: the page's start finds the horizon past it.
+                Attempts::Pruned => return Ok(None),
+                Attempts::Ended(spell) => return Ok(Some(spell)),
             }
             self.stats.delivered.fetch_add(1, Relaxed);
             if let Some(spell) = self.move_to(holding, event.place()).await? {
@@ -333,20 +345,25 @@ impl<S: WebhookStore + AuditStore, P: Post> Deliverer<S, P> {
         Ok(None)
     }
 
-    /// Sends `delivery` until the target answers 2xx: `None` then, `Some`
-    /// when the spell ends first.
+    /// Sends `delivery` until the target answers 2xx, or retention prunes
+    /// it while it is retried (then it is skipped as the page's start is:
+    /// the cursor has fallen behind what the feed holds), or the spell
+    /// ends.
     async fn deliver(
         &self,
         delivery: &Delivery,
         holding: &mut Holding,
         stop: &mut watch::Receiver<bool>,
-    ) -> Result<Option<Spell>> {
+    ) -> Result<Attempts> {
         let name = self.target.name.as_str();
         let mut backoff = Backoff::new(FIRST_BACKOFF, self.target.max_backoff);
         let mut attempt = 0u32;
         loop {
             if !self.renew_if_due(holding).await? {
-                return Ok(Some(Spell::NotHolder));
+                return Ok(Attempts::Ended(Spell::NotHolder));
+            }
+            if attempt > 0 && self.store.feed_position().await?.pruned_through > holding.place.seq {
+                return Ok(Attempts::Pruned);
             }
             attempt = attempt.saturating_add(1);
             let timestamp = self.clock.now().as_millis().div_euclid(1000);
@@ -354,12 +371,12 @@ impl<S: WebhookStore + AuditStore, P: Post> Deliverer<S, P> {
             let sent = tokio::time::timeout(self.target.timeout, self.post.post(delivery, &signed));
             let why = tokio::select! {
                 sent = sent => match sent {
-                    Ok(Ok(status)) if (200..300).contains(&status) => return Ok(None),
+                    Ok(Ok(status)) if (200..300).contains(&status) => return Ok(Attempts::Delivered),
                     Ok(Ok(status)) => format!("answered {status}"),
                     Ok(Err(why)) => why,
                     Err(_) => format!("no answer within {} s", self.target.timeout.as_secs()),
                 },
-                _ = stop.wait_for(|stop| *stop) => return Ok(Some(Spell::Stopped)),
+                _ = stop.wait_for(|stop| *stop) => return Ok(Attempts::Ended(Spell::Stopped)),
             };
             self.stats.failed.fetch_add(1, Relaxed);
             let wait = backoff.next_wait();
@@ -378,10 +395,10 @@ impl<S: WebhookStore + AuditStore, P: Post> Deliverer<S, P> {
                 let step = until.min(Instant::now() + self.lease / 3);
                 tokio::select! {
                     () = tokio::time::sleep_until(step) => {}
-                    _ = stop.wait_for(|stop| *stop) => return Ok(Some(Spell::Stopped)),
+                    _ = stop.wait_for(|stop| *stop) => return Ok(Attempts::Ended(Spell::Stopped)),
                 }
                 if !self.renew_if_due(holding).await? {
-                    return Ok(Some(Spell::NotHolder));
+                    return Ok(Attempts::Ended(Spell::NotHolder));
                 }
             }
         }
