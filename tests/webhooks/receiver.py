@@ -6,8 +6,9 @@ request, in the record file.
 
     python3 receiver.py PORT SECRET_FILE RECORD_FILE
 
-A request to /_status/NNN makes every later delivery answer NNN (503 takes
-the receiver "down", 204 brings it back); the record lines say what each
+A request to /_status/NNN makes every later delivery answer NNN: 503 takes
+the receiver "down" (deliveries are then answered unchecked, as by a
+service that is down), 204 brings it back; the record lines say what each
 delivery was answered.
 """
 
@@ -71,6 +72,13 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         headers = {key.lower(): value for key, value in self.headers.items()}
         status = ANSWER[0]
+        if status >= 300:
+            # Down: as a service that is down, it checks nothing.
+            record({"down": headers.get("webhook-id"), "status": status})
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         try:
             event, data = check(headers, body)
             record(
