@@ -315,6 +315,9 @@ impl<S: WebhookStore + AuditStore, P: Post> Deliverer<S, P> {
                 "the change feed's history changed (a failover to a standby that had not received every event, or a restore): events delivered from the lost history stay delivered, and the target must resync from the source of truth; carrying on from the new history"
             );
             let restart = self.place_at(restart, position).await?;
+            // Bounded: a history that still does not hold the new place
+            // is read again after a poll, not at once.
+            tokio::time::sleep(self.poll).await;
             return self.move_to(holding, restart).await;
         }
         let full = page.events.len() == PAGE as usize;
@@ -362,8 +365,15 @@ impl<S: WebhookStore + AuditStore, P: Post> Deliverer<S, P> {
             if !self.renew_if_due(holding).await? {
                 return Ok(Attempts::Ended(Spell::NotHolder));
             }
-            if attempt > 0 && self.store.feed_position().await?.pruned_through > holding.place.seq {
-                return Ok(Attempts::Pruned);
+            if attempt > 0 {
+                let position = self.store.feed_position().await?;
+                if position.pruned_through > holding.place.seq {
+                    return Ok(Attempts::Pruned);
+                }
+                // The head moves on while this event waits.
+                self.stats
+                    .lag
+                    .store(position.head.saturating_sub(holding.place.seq), Relaxed);
             }
             attempt = attempt.saturating_add(1);
             let timestamp = self.clock.now().as_millis().div_euclid(1000);
