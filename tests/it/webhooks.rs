@@ -395,10 +395,16 @@ async fn a_dead_target_does_not_hold_up_another(backend: Backend) {
         target_sample(&metrics, "webhook_deliveries_total", "live"),
         9.0
     );
-    eventually("the dead target's attempts fail", PATIENCE, async || {
-        let (_, metrics) = scrape(&server).await;
-        (target_sample(&metrics, "webhook_failed_attempts_total", "dead") >= 1.0).then_some(())
-    })
+    eventually(
+        "the dead target's attempts fail, and it lags",
+        PATIENCE,
+        async || {
+            let (_, metrics) = scrape(&server).await;
+            let failed = target_sample(&metrics, "webhook_failed_attempts_total", "dead");
+            let lag = target_sample(&metrics, "webhook_lag_events", "dead");
+            (failed >= 1.0 && lag >= expected.len() as f64).then_some(())
+        },
+    )
     .await;
     server.stop().await;
     holding.abort();
