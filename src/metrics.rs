@@ -21,6 +21,7 @@ use tonic::Code;
 
 use crate::domain::audit::WatchStats;
 use crate::domain::login::Stats;
+use crate::domain::webhooks::{TargetCounts, WebhookStats};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
@@ -108,6 +109,16 @@ impl Metrics {
         }
     }
 
+    /// Adds the webhook targets' counters, labelled by target name (names
+    /// come from the configuration, checked at load: a fixed set).
+    pub fn with_webhooks(mut self, webhooks: WebhookStats) -> Self {
+        if !webhooks.counts().is_empty() {
+            self.registry
+                .register_collector(Box::new(WebhookCollector { webhooks }));
+        }
+        self
+    }
+
     /// Counts one answered request. `method` is a known method's full path
     /// or `unknown`.
     pub fn record_request(
@@ -179,6 +190,75 @@ impl Collector for DomainCollector {
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+/// Reads the webhook deliverers' counters at scrape time.
+#[derive(Debug)]
+struct WebhookCollector {
+    webhooks: WebhookStats,
+}
+
+/// The webhook metrics: name, help, whether a counter (else a gauge), and
+/// the value of one target's counts.
+type WebhookMetric = (&'static str, &'static str, bool, fn(&TargetCounts) -> u64);
+
+const WEBHOOK_METRICS: [WebhookMetric; 4] = [
+    (
+        "webhook_deliveries",
+        "Change-feed events a webhook target answered with a 2xx, by target",
+        true,
+        |counts| counts.delivered,
+    ),
+    (
+        "webhook_failed_attempts",
+        "Webhook attempts that failed (a non-2xx answer, a timeout, no connection), by target",
+        true,
+        |counts| counts.failed,
+    ),
+    (
+        "webhook_skipped_by_retention",
+        "Change-feed places pruned (audit.retention_days) before a webhook target got them, by target",
+        true,
+        |counts| counts.skipped,
+    ),
+    (
+        "webhook_lag_events",
+        "Change-feed places between a webhook target's cursor and the feed's head, on the replica delivering to it (0 on the others)",
+        false,
+        |counts| counts.lag,
+    ),
+];
+
+impl Collector for WebhookCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let counts = self.webhooks.counts();
+        for (name, help, counter, value) in WEBHOOK_METRICS {
+            let kind = if counter {
+                ConstCounter::new(0u64).metric_type()
+            } else {
+                ConstGauge::new(0i64).metric_type()
+            };
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for target in &counts {
+                let labels = TargetLabels {
+                    target: target.target.clone(),
+                };
+                let encoder = family.encode_family(&labels)?;
+                if counter {
+                    ConstCounter::new(value(target)).encode(encoder)?;
+                } else {
+                    ConstGauge::new(i64::try_from(value(target)).unwrap_or(i64::MAX))
+                        .encode(encoder)?;
+                }
+            }
         }
         Ok(())
     }

@@ -31,6 +31,7 @@ use zeroize::Zeroizing;
 
 use crate::domain::audit::EventType;
 use crate::domain::callers::key::CallerKey;
+use crate::domain::shared::backoff::Backoff;
 use crate::domain::shared::error::Reason;
 use crate::domain::shared::username::Username;
 use crate::grpc::convert::{event_type_from_pb, event_type_to_pb, parse_login_protocol};
@@ -219,7 +220,7 @@ pub async fn run(args: WatchArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let mut watcher = Watcher::new(args)?;
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
         let ended = tokio::select! {
             () = stop.wait() => return Ok(()),
@@ -695,36 +696,6 @@ fn create_private(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Capped exponential backoff, with jitter so a fleet of watchers does not
-/// reconnect in step after a server restart.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            next: FIRST_BACKOFF,
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait before the next attempt: the current step, less up to a
-    /// quarter at random; the step doubles up to [`MAX_BACKOFF`].
-    fn next_wait(&mut self) -> Duration {
-        let step = self.next;
-        self.next = (step * 2).min(MAX_BACKOFF);
-        let jitter = rand::random_range(0.0..0.25);
-        step.mul_f64(1.0 - jitter)
-    }
-
-    fn reset(&mut self) {
-        self.next = FIRST_BACKOFF;
-    }
-}
-
 /// An error with its sources, as "error: source: source" (a source that
 /// only repeats the one before is said once).
 struct Chain<'a>(&'a dyn std::error::Error);
@@ -824,20 +795,6 @@ mod tests {
         assert_eq!(names.len(), in_feed);
         let refused = parser.parse_ref(&command, None, std::ffi::OsStr::new("revoked"));
         assert!(refused.is_err());
-    }
-
-    #[test]
-    fn backoff_doubles_to_its_cap_with_jitter_and_resets() {
-        let mut backoff = Backoff::default();
-        let first = backoff.next_wait();
-        assert!(first <= FIRST_BACKOFF && first >= FIRST_BACKOFF.mul_f64(0.75));
-        let mut last = first;
-        for _ in 0..20 {
-            last = backoff.next_wait();
-        }
-        assert!(last <= MAX_BACKOFF && last >= MAX_BACKOFF.mul_f64(0.75));
-        backoff.reset();
-        assert!(backoff.next_wait() <= FIRST_BACKOFF);
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod m20261205_000015_add_caller_key_life;
 mod m20261205_000016_clear_ambiguous_account_domain;
 mod m20261205_000017_add_app_password_public_id;
 mod m20261205_000018_create_oauth_revoked_token;
+mod m20261205_000019_create_webhook_cursor;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000016_clear_ambiguous_account_domain::Migration),
             Box::new(m20261205_000017_add_app_password_public_id::Migration),
             Box::new(m20261205_000018_create_oauth_revoked_token::Migration),
+            Box::new(m20261205_000019_create_webhook_cursor::Migration),
         ]
     }
 }

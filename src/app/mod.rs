@@ -28,6 +28,7 @@ use crate::domain::secrets::Hasher;
 use crate::domain::shared::time::Clock;
 use crate::domain::tenants::Tenants;
 use crate::domain::tokens::AccessTokens;
+use crate::domain::webhooks::{Deliverer, Webhooks};
 use crate::domain::Services;
 use crate::grpc::access::ReflectionAccess;
 use crate::grpc::auth::CallerAuthLayer;
@@ -38,6 +39,7 @@ use crate::store::{self, SqlStore};
 use crate::transport::{BoundedListener, ProofDeadline, ServerConfig};
 
 mod background;
+mod webhook_client;
 use background::{flush_logins, housekeeping, serve_metrics, set_serving, watch_database};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -57,6 +59,8 @@ pub struct App {
     server: ServerConfig,
     audit: AuditConfig,
     health_interval: Duration,
+    /// One per `[[webhooks]]` target, started by `serve`.
+    deliverers: Vec<Deliverer<SqlStore, webhook_client::HttpPost>>,
 }
 
 /// The listeners `serve` serves on, bound together before it starts:
@@ -144,13 +148,18 @@ impl App {
         let leak_keys = Arc::new(adapters::LeakReportKeys::load(
             config.proxy_adapters.leak_report_keys_file.as_deref(),
         )?);
+        let targets = config.webhook_targets()?;
         let store = open_store(config).await?;
         let hasher = Hasher::new(config.argon2, config.hash_pool).await?;
+        let webhooks = webhooks(config, targets, &store, &clock)?;
         let services = services(config, store.clone(), hasher, clock)?;
         let metrics = {
             let logins = services.logins.clone();
             let feed = services.feed.clone();
-            Arc::new(Metrics::new(move || (logins.stats(), feed.stats())))
+            Arc::new(
+                Metrics::new(move || (logins.stats(), feed.stats()))
+                    .with_webhooks(webhooks.stats()),
+            )
         };
         Ok(Self {
             services,
@@ -163,6 +172,7 @@ impl App {
             server: config.server,
             audit: config.audit,
             health_interval: Duration::from_millis(config.database.health_check_interval_ms),
+            deliverers: webhooks.into_deliverers(),
         })
     }
 
@@ -264,7 +274,7 @@ impl App {
     /// accepting, lets in-flight requests finish, writes what logins
     /// gathered in memory, and closes the database pool.
     pub async fn serve(
-        self,
+        mut self,
         listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), BoxError> {
@@ -311,8 +321,15 @@ impl App {
             adapters,
         } = listeners;
         let (stopping, stop) = watch::channel(false);
-        let Background { tasks, watching } =
-            self.spawn_background(metrics, adapters, &health, &stop);
+        let Background {
+            mut tasks,
+            watching,
+        } = self.spawn_background(metrics, adapters, &health, &stop);
+        // Each webhook target in a task of its own: a slow or dead one
+        // holds up nothing but itself.
+        for deliverer in std::mem::take(&mut self.deliverers) {
+            tasks.push(tokio::spawn(deliverer.run(stop.clone())));
+        }
         let feed = self.services.feed.clone();
         let (began, stop_began) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {
@@ -500,6 +517,30 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// A webhook deliverer per target, each with an HTTP client of its own.
+fn webhooks(
+    config: &Config,
+    targets: Vec<crate::domain::webhooks::Target>,
+    store: &SqlStore,
+    clock: &Arc<dyn Clock>,
+) -> Result<Webhooks<SqlStore, webhook_client::HttpPost>, BoxError> {
+    let roots = if targets.iter().any(|target| target.url.scheme() == "https") {
+        webhook_client::system_roots()
+    } else {
+        Arc::new(rustls::RootCertStore::empty())
+    };
+    let targets = targets
+        .into_iter()
+        .map(|target| {
+            let client = webhook_client::HttpPost::new(&target, &roots)?;
+            tracing::info!(target = %target.name, types = target.event_types.len(), "webhook target");
+            Ok((target, client))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let poll = Duration::from_millis(config.watch.poll_interval_ms);
+    Ok(Webhooks::new(targets, store, clock, poll))
 }
 
 /// One service per capability, over `store`, as `config` sets them up.

@@ -7,6 +7,7 @@ use crate::domain::app_passwords::model::AppPasswordsConfig;
 use crate::domain::audit::WatchConfig;
 use crate::domain::leaks::LeaksConfig;
 use crate::domain::tokens::TokensConfig;
+use crate::domain::webhooks::{Target, WebhookTarget};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -89,6 +90,9 @@ pub struct Config {
     /// The OAuth 2.0 door's access tokens (`/oauth2/*` on the adapters'
     /// listener).
     pub oauth2: TokensConfig,
+    /// `[[webhooks]]`: targets the change feed is pushed to, signed
+    /// (`domain::webhooks`).
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 impl Default for Config {
@@ -118,6 +122,7 @@ impl Default for Config {
             watch: WatchConfig::default(),
             leaks: LeaksConfig::default(),
             oauth2: TokensConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -414,6 +419,30 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The webhook targets, each with its key read from its `secret_file`
+    /// (at start, as the other secret files are): a file that cannot be
+    /// read, or holds no Standard Webhooks secret, refuses the start. The
+    /// secret is never put in an error.
+    pub fn webhook_targets(&self) -> Result<Vec<Target>, String> {
+        self.webhooks
+            .iter()
+            .enumerate()
+            .map(|(index, target)| {
+                let path = &target.secret_file;
+                let secret =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
+                        format!(
+                            "webhooks[{index}].secret_file {} cannot be read: {error}",
+                            path.display()
+                        )
+                    })?);
+                Target::new(target, index, &secret)
+            })
+            .collect()
+    }
+}
+
 fn known_keys() -> Vec<String> {
     match figment::value::Value::serialize(Config::default()) {
         Ok(figment::value::Value::Dict(_, dict)) => dict.keys().cloned().collect(),
@@ -630,5 +659,40 @@ mod tests {
             let refused = load_with(file, &[]).unwrap_err();
             assert!(refused.contains(why), "{file}: {refused}");
         }
+    }
+
+    #[test]
+    fn webhook_targets_load_checked_and_keep_their_secrets_to_themselves() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let good = dir.path().join("good");
+        std::fs::write(&good, format!("{secret}\n")).unwrap();
+        let file = format!(
+            "[[webhooks]]\nname = \"portal\"\nurl = \"https://hooks.example.com/latchkey\"\nevent_types = [\"app_password_revoked\"]\nsecret_file = \"{}\"\ntimeout = \"5s\"\n",
+            good.display()
+        );
+        let config = load_with(&file, &[]).unwrap();
+        assert_eq!(config.webhooks[0].timeout, 5);
+        assert_eq!(config.webhooks[0].max_backoff, 300, "5 minutes by default");
+        let targets = config.webhook_targets().unwrap();
+        assert!(!format!("{targets:?}").contains("MfKQ9r8G"));
+        assert!(!config.to_redacted_toml().contains("MfKQ9r8G"));
+        // The printed configuration loads back.
+        assert_eq!(load_with(&config.to_redacted_toml(), &[]).unwrap(), config);
+
+        let twice = format!("{file}{file}");
+        let refused = load_with(&twice, &[]).unwrap_err();
+        assert!(refused.contains("webhooks[1].name"), "{refused}");
+        let plain_ftp = file.replace("https://", "ftp://");
+        let refused = load_with(&plain_ftp, &[]).unwrap_err();
+        assert!(refused.contains("webhooks[0].url"), "{refused}");
+
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let mut config = config;
+        config.webhooks[0].secret_file = bad;
+        let refused = config.webhook_targets().unwrap_err();
+        assert!(refused.starts_with("webhooks[0].secret_file"), "{refused}");
+        assert!(!refused.contains("MfKQ9r8G"), "{refused}");
     }
 }

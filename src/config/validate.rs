@@ -101,7 +101,25 @@ impl Config {
         self.check_memory()?;
         self.leaks.validate()?;
         self.oauth2.validate()?;
-        self.check_watch()
+        self.check_watch()?;
+        self.check_webhooks()
+    }
+
+    /// Each target's fields, and names that tell them apart.
+    fn check_webhooks(&self) -> Result<(), String> {
+        for (index, target) in self.webhooks.iter().enumerate() {
+            target.check(index)?;
+            if let Some(first) = self.webhooks[..index]
+                .iter()
+                .position(|other| other.name == target.name)
+            {
+                return Err(format!(
+                    "webhooks[{index}].name {:?} is webhooks[{first}]'s too: each target needs a name of its own (its metrics and its cursor go by it)",
+                    target.name
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The figures the memory bound is made of (README, "What failed

@@ -19,7 +19,8 @@
 //!   reaches;
 //! - `leaks`: reports of leaked secrets, and lookup by secret;
 //! - `tokens`: OAuth 2.0 access tokens, each bound to the login that
-//!   made it.
+//!   made it;
+//! - `webhooks`: the change feed pushed to configured targets, signed.
 //!
 //! Imports run one way: `shared` imports nothing else here; `secrets` and
 //! `audit` import `shared`; the capabilities import those and, where a rule
@@ -36,6 +37,7 @@ pub mod secrets;
 pub mod shared;
 pub mod tenants;
 pub mod tokens;
+pub mod webhooks;
 
 /// One service per capability, as `app` wires them: each gRPC handler is
 /// given only its own, so the Authenticate handler holds `Logins` and

@@ -22,6 +22,7 @@ mod tenants;
 mod throttle;
 mod tokens;
 mod usage;
+mod webhooks;
 
 use std::time::Duration;
 

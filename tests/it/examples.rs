@@ -14,6 +14,7 @@ use std::process::Command;
 use latchkey::domain::callers::model::Role;
 
 use crate::common::harness::{Backend, TestServer};
+use crate::common::programs;
 
 /// What every example prints, the app password's name aside.
 const EXPECTED: &[&str] = &[
@@ -62,20 +63,10 @@ fn run_against(server: &TestServer, command: &mut Command) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_example_runs_against_the_server() {
-    let ready = Command::new("python3")
-        .args([
-            "-c",
-            "import grpc, grpc_tools, grpc_status, google.rpc.error_details_pb2",
-        ])
-        .status()
-        .is_ok_and(|status| status.success());
-    if !ready {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "the Python example's packages are missing under CI; .ci/run installs \
-             examples/python/requirements.txt"
-        );
-        eprintln!("skipping: pip install -r examples/python/requirements.txt");
+    if !programs::python_modules(
+        "grpc, grpc_tools, grpc_status, google.rpc.error_details_pb2",
+        "examples/python/requirements.txt",
+    ) {
         return;
     }
     let server = TestServer::start(Backend::Sqlite).await;

@@ -60,3 +60,4 @@ mod walk;
 mod warm;
 mod watch;
 mod watch_cli;
+mod webhooks;

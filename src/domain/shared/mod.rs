@@ -5,6 +5,7 @@
 //! callers; every other module of the domain may import this one, and this
 //! one imports none of them.
 
+pub mod backoff;
 pub mod client;
 pub mod error;
 pub mod hex;

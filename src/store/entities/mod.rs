@@ -9,3 +9,4 @@ pub mod event_feed;
 pub mod oauth_revoked_token;
 pub mod tenant;
 pub mod tenant_domain;
+pub mod webhook_cursor;

@@ -44,6 +44,25 @@ pub fn installed(paths: &[&str], install: &str) -> bool {
     false
 }
 
+/// Whether python3 imports `modules` (comma-separated, as `import` takes
+/// them); outside CI says on stderr what to install, and under CI fails
+/// when one is missing. `requirements`: the pinned file `.ci/run`
+/// installs them from.
+pub fn python_modules(modules: &str, requirements: &str) -> bool {
+    let ready = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !ready {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 lacks {modules} under CI; .ci/run installs {requirements}"
+        );
+        eprintln!("skipping: pip install -r {requirements}");
+    }
+    ready
+}
+
 /// grpcurl, as `.ci/run` installs it.
 pub fn grpcurl() -> Option<PathBuf> {
     find(
