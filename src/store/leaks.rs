@@ -38,7 +38,7 @@ impl LeakStore for SqlStore {
         leaked: Vec<(Username, Uuid, AuditEvent)>,
         reason: &str,
         at: Timestamp,
-        report: AuditEvent,
+        report: Option<AuditEvent>,
     ) -> Result<u64> {
         let txn = self.db.begin().await?;
         lock_for_write(&txn).await?;
@@ -70,7 +70,7 @@ impl LeakStore for SqlStore {
             .filter(|(_, id, _)| live.contains(id))
             .map(|(_, _, event)| event)
             .collect();
-        events.push(report);
+        events.extend(report);
         insert_events(&txn, events).await?;
         txn.commit().await?;
         Ok(revoked.rows_affected)

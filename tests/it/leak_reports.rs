@@ -634,3 +634,42 @@ async fn the_http_door_waits_for_a_place_among_the_replicas_leak_requests() {
     );
     server.stop().await;
 }
+
+/// A report of more checked secrets than one revocation's part (100):
+/// the real ones in each part are revoked, each checked secret costs one
+/// argon2 run, and the report's audit row counts them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_report_revokes_part_by_part() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let (early_name, early) = issue_simple(&server, "jo@example.com").await;
+    let (late_name, late) = issue_simple(&server, "kim@example.com").await;
+    let made_up: Vec<String> = (0..248)
+        .map(|_| Secret::generate().unwrap().display().to_string())
+        .collect();
+    let mut secrets: Vec<&str> = made_up.iter().map(String::as_str).collect();
+    secrets.insert(10, &early);
+    secrets.insert(230, &late);
+    let before = argon2_runs(&server);
+    let answer = report(&server, &secrets, "https://example.com/dump")
+        .await
+        .unwrap();
+    assert_eq!(answer.received, 250);
+    assert_eq!(
+        argon2_runs(&server) - before,
+        250,
+        "one argon2 per checked secret"
+    );
+    for name in [&early_name, &late_name] {
+        assert_eq!(get_password(&server, name).await.state(), State::Revoked);
+    }
+    let reports = events_of(&server, AuditEventType::LeakReported).await;
+    assert_eq!(reports.len(), 1);
+    assert!(
+        reports[0]
+            .detail
+            .starts_with("250 received, 250 passed the check, 2 verified"),
+        "{}",
+        reports[0].detail
+    );
+    server.stop().await;
+}

@@ -14,7 +14,8 @@
 //!
 //! A report is idempotent: sending it again revokes nothing more and costs
 //! the same. A report cut short (the hashing pool full, the database gone)
-//! answers with the error; whatever it revoked stays revoked, and sending
+//! answers with the error; whatever it revoked stays revoked (it revokes
+//! what verified every `REVOKE_EVERY` checked secrets), and sending
 //! it again finishes it.
 //!
 //! **A lookup** (LookupAppPassword, operators only) takes one secret and,
@@ -50,6 +51,9 @@ use crate::domain::shared::time::Clock;
 
 /// The revoke reason of a password reported as leaked.
 pub const LEAKED: &str = "LEAKED";
+/// Checked secrets a report verifies between its revocations: a report cut
+/// short loses at most this many secrets' work.
+const REVOKE_EVERY: usize = 100;
 /// How long a report's or lookup's verification waits for a place on the
 /// hashing threads before the call fails (UNAVAILABLE, retry).
 const HASH_WAIT: Duration = Duration::from_secs(30);
@@ -195,28 +199,34 @@ impl<S: LeakStore + AuditStore> Leaks<S> {
             )
             .map_err(|refused| report_refused(refused, config))?;
 
-        // Every checked secret costs the same: one read, one argon2.
-        let (mut verified, mut leaked) = (0, Vec::new());
-        for (secret, source) in &checked {
+        // Every checked secret costs the same: one read, one argon2. What
+        // verified is revoked every REVOKE_EVERY checked secrets, whether
+        // or not any did (the statements depend on the count checked
+        // alone), so a report cut short (its deadline, the hashing pool
+        // full) keeps what it revoked, and sending it again finishes it.
+        let (mut verified, mut revoked, mut leaked) = (0, 0, Vec::new());
+        for (index, (secret, source)) in checked.iter().enumerate() {
             if let Some(app_password) = self.verified(secret).await? {
                 verified += 1;
                 if matches!(
                     app_password.state(now),
                     AppPasswordState::Active | AppPasswordState::Suspended
                 ) {
-                    leaked.push((app_password, *source));
+                    let event = AuditEvent::new(EventType::AppPasswordRevoked, now, actor)
+                        .app_password(&app_password.username, app_password.id)
+                        .detail(format!("{LEAKED}: {source}"));
+                    leaked.push((app_password.username, app_password.id, event));
                 }
             }
+            let chunk_done = (index + 1) % REVOKE_EVERY == 0 && index + 1 < checked.len();
+            if chunk_done {
+                revoked += self
+                    .inner
+                    .store
+                    .revoke_leaked(std::mem::take(&mut leaked), LEAKED, now, None)
+                    .await?;
+            }
         }
-        let leaked = leaked
-            .into_iter()
-            .map(|(p, source)| {
-                let event = AuditEvent::new(EventType::AppPasswordRevoked, now, actor)
-                    .app_password(&p.username, p.id)
-                    .detail(format!("{LEAKED}: {source}"));
-                (p.username, p.id, event)
-            })
-            .collect();
         let received = u32::try_from(found.len()).unwrap_or(u32::MAX);
         // The counts are for operators (the audit trail); the reporter's
         // answer is the receipt alone. "Verified" counts those already
@@ -225,10 +235,10 @@ impl<S: LeakStore + AuditStore> Leaks<S> {
             "{received} received, {} passed the check, {verified} verified: {summary}",
             checked.len()
         ));
-        let revoked = self
+        revoked += self
             .inner
             .store
-            .revoke_leaked(leaked, LEAKED, now, report)
+            .revoke_leaked(leaked, LEAKED, now, Some(report))
             .await?;
         tracing::info!(
             reporter = %actor.name,

@@ -27,12 +27,12 @@ pub trait LeakStore: Clone + Send + Sync + 'static {
     /// In one transaction: revokes each of `leaked` that is still active
     /// or suspended at `at` (not revoked, expired or idle-expired) with
     /// `reason`, writing its event only if it was; then writes `report`,
-    /// always. Returns how many were revoked.
+    /// if given (a report's last part). Returns how many were revoked.
     fn revoke_leaked(
         &self,
         leaked: Vec<(Username, Uuid, AuditEvent)>,
         reason: &str,
         at: Timestamp,
-        report: AuditEvent,
+        report: Option<AuditEvent>,
     ) -> impl Future<Output = Result<u64>> + Send;
 }
