@@ -58,6 +58,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
+use zeroize::Zeroizing;
 
 use super::{client_ip, credentials, Adapter, Adapters, Answer, Ask, Proxy};
 use crate::domain::audit::AuditStore;
@@ -89,7 +90,8 @@ pub(super) enum Endpoint {
     Revoke,
 }
 
-/// An OAuth error answer (RFC 6749 §5.2).
+/// An OAuth error answer (RFC 6749 §5.2); it never holds a secret.
+#[derive(Debug)]
 struct OAuthError {
     status: StatusCode,
     code: &'static str,
@@ -167,12 +169,13 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     response
 }
 
-/// A request's form parameters, each at most once.
-struct Form(Vec<(String, String)>);
+/// A request's form parameters, each at most once; the values (a password,
+/// a client secret, a token) wiped when dropped.
+struct Form(Vec<(String, Zeroizing<String>)>);
 
 impl Form {
     fn parse(body: &[u8]) -> Result<Self, OAuthError> {
-        let mut params: Vec<(String, String)> = Vec::new();
+        let mut params: Vec<(String, Zeroizing<String>)> = Vec::new();
         for (name, value) in form_urlencoded::parse(body) {
             if params.len() == PARAMS_MAX {
                 return Err(OAuthError::invalid_request(format!(
@@ -186,21 +189,22 @@ impl Form {
                     printable(&name)
                 )));
             }
-            params.push((name.into_owned(), value.into_owned()));
+            params.push((name.into_owned(), Zeroizing::new(value.into_owned())));
         }
         Ok(Self(params))
     }
 
+    /// A parameter's value; an empty one counts as omitted (RFC 6749 §3.2).
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(seen, _)| seen == name)
             .map(|(_, value)| value.as_str())
+            .filter(|value| !value.is_empty())
     }
 
     fn required(&self, name: &str) -> Result<&str, OAuthError> {
         self.get(name)
-            .filter(|value| !value.is_empty())
             .ok_or_else(|| OAuthError::invalid_request(format!("{name} is required")))
     }
 }
@@ -235,13 +239,22 @@ where
     if !form_typed {
         return OAuthError::invalid_request(format!("the body must be {FORM}")).into_response();
     }
-    let Ok(body) = axum::body::to_bytes(body, BODY_MAX_BYTES).await else {
-        return OAuthError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            format!("the body must be at most {BODY_MAX_BYTES} bytes"),
-        )
-        .into_response();
+    let body = match axum::body::to_bytes(body, BODY_MAX_BYTES).await {
+        Ok(body) => Zeroizing::new(body.to_vec()),
+        Err(error) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                OAuthError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request",
+                    format!("the body must be at most {BODY_MAX_BYTES} bytes"),
+                )
+            } else {
+                OAuthError::invalid_request("the body could not be read")
+            }
+            .into_response();
+        }
     };
     let form = match Form::parse(&body) {
         Ok(form) => form,
@@ -300,10 +313,9 @@ where
             }
             (id, secret)
         }
-        (None, (Some(id), Some(secret))) => (id.to_owned(), secret.to_owned()),
+        (None, (Some(id), Some(secret))) => (id.to_owned(), Zeroizing::new(secret.to_owned())),
         (None, _) => return Err(OAuthError::invalid_client()),
     };
-    let secret = zeroize::Zeroizing::new(secret);
     match adapters.callers.caller_by_key(secret.trim(), peer).await {
         Ok(Some(found)) if found.caller.role == Role::Authenticator && found.caller.name == id => {
             Ok(found)
@@ -317,21 +329,25 @@ where
 
 /// `client_id:client_secret` of an HTTP Basic header, each form-decoded
 /// (RFC 6749 §2.3.1).
-fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+fn basic_credentials(value: &HeaderValue) -> Option<(String, Zeroizing<String>)> {
     let value = value.to_str().ok()?;
-    let encoded = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))?;
-    let decoded = zeroize::Zeroizing::new(STANDARD.decode(encoded.trim()).ok()?);
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = Zeroizing::new(STANDARD.decode(encoded.trim()).ok()?);
     let text = std::str::from_utf8(&decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
-    let decode = |part: &str| -> String {
-        form_urlencoded::parse(format!("v={part}").as_bytes())
-            .next()
-            .map(|(_, value)| value.into_owned())
-            .unwrap_or_default()
+    let decode = |part: &str| -> Zeroizing<String> {
+        let wrapped = Zeroizing::new(format!("v={part}"));
+        Zeroizing::new(
+            form_urlencoded::parse(wrapped.as_bytes())
+                .next()
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_default(),
+        )
     };
-    Some((decode(id), decode(secret)))
+    Some((decode(id).to_string(), decode(secret)))
 }
 
 /// The password grant.
@@ -433,7 +449,7 @@ async fn introspect<S>(
 where
     S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore + TokenStore,
 {
-    let presented = zeroize::Zeroizing::new(form.required("token")?.to_owned());
+    let presented = Zeroizing::new(form.required("token")?.to_owned());
     let client_ip = address(headers)?;
     let answer = adapters
         .tokens
@@ -456,6 +472,15 @@ where
         }),
         Introspection::Inactive => json!({"active": false}),
     };
+    // Who asked about whose token (never the token), for operators.
+    let active = body["active"] == Value::Bool(true);
+    tracing::info!(
+        adapter = Adapter::OAuth2.as_str(),
+        caller = client.caller.name.as_str(),
+        result = if active { "active" } else { "inactive" },
+        account = body["username"].as_str().unwrap_or("-"),
+        "token introspected"
+    );
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -468,8 +493,8 @@ async fn revoke<S>(
 where
     S: LoginStore + ThrottleStore + UsageStore + AuditStore + CallerStore + TokenStore,
 {
-    let presented = zeroize::Zeroizing::new(form.required("token")?.to_owned());
-    adapters
+    let presented = Zeroizing::new(form.required("token")?.to_owned());
+    let revoked = adapters
         .tokens
         .revoke(&presented, &client.caller.name)
         .await
@@ -477,6 +502,12 @@ where
             tracing::warn!(%error, "a token could not be revoked");
             OAuthError::unavailable("latchkey cannot revoke the token now; send it again")
         })?;
+    tracing::info!(
+        adapter = Adapter::OAuth2.as_str(),
+        caller = client.caller.name.as_str(),
+        result = if revoked { "revoked" } else { "unchanged" },
+        "token revocation"
+    );
     let mut response = StatusCode::OK.into_response();
     response
         .headers_mut()
@@ -484,65 +515,93 @@ where
     Ok(response)
 }
 
-/// The login's protocol: the scope's one protocol name, or Dovecot's
-/// service when there is no scope.
+/// The login's protocol. Dovecot's `X-Dovecot-Auth-Service` is the
+/// service of this very login, so it decides when sent: a Dovecot whose
+/// passdb sets one `scope` for every service (as generic OAuth guides
+/// have it) sends `scope=imap` with a POP3 or SMTP login too, and the
+/// scope must not widen a password's protocols. A scope naming another
+/// protocol than the service is refused; without the header, the scope's
+/// one protocol name decides.
 fn protocol(scope: Option<&str>, headers: &HeaderMap) -> Result<Protocol, OAuthError> {
     let invalid = |why: String| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", why);
-    let named = match scope.map(str::trim).filter(|scope| !scope.is_empty()) {
+    let known = |named: &str| {
+        super::protocol(named).map_err(|_| {
+            invalid(format!(
+                "{:?} is not a protocol latchkey knows",
+                printable(named)
+            ))
+        })
+    };
+    let scoped = match scope.map(str::trim).filter(|scope| !scope.is_empty()) {
         Some(scope) => {
             let mut words = scope.split(' ').filter(|word| !word.is_empty());
             match (words.next(), words.next()) {
-                (Some(one), None) => one.to_owned(),
+                (Some(one), None) => Some(known(one)?),
                 _ => return Err(invalid("the scope must be one protocol name".into())),
             }
         }
-        None => match headers
-            .get(DOVECOT_SERVICE_HEADER)
-            .and_then(|value| value.to_str().ok())
-        {
-            Some(service) => match service.trim() {
-                "submission" => "smtp".to_owned(),
-                other => other.to_owned(),
-            },
-            None => {
-                return Err(invalid(
-                    "name the protocol in scope (imap, pop3, smtp…), or send \
-                     X-Dovecot-Auth-Service"
-                        .into(),
-                ))
-            }
-        },
+        None => None,
     };
-    super::protocol(&named).map_err(|_| {
-        invalid(format!(
-            "{:?} is not a protocol latchkey knows",
-            printable(&named)
-        ))
-    })
+    let service = match headers.get(DOVECOT_SERVICE_HEADER) {
+        None => None,
+        Some(value) => {
+            let service = value
+                .to_str()
+                .map_err(|_| OAuthError::invalid_request("X-Dovecot-Auth-Service is not ASCII"))?;
+            Some(known(match service.trim() {
+                "submission" => "smtp",
+                other => other,
+            })?)
+        }
+    };
+    match (service, scoped) {
+        (Some(service), Some(scoped)) if service != scoped => Err(invalid(format!(
+            "the scope names {} but this login's service is {}",
+            scoped.as_str(),
+            service.as_str()
+        ))),
+        (Some(protocol), _) | (None, Some(protocol)) => Ok(protocol),
+        (None, None) => Err(invalid(
+            "name the protocol in scope (imap, pop3, smtp…), or send X-Dovecot-Auth-Service".into(),
+        )),
+    }
 }
 
 /// The client address Dovecot or the operator's proxy set, if any.
+/// Both may be sent (Dovecot behind an nginx that sets
+/// `X-Latchkey-Client-IP`); then they must agree, so that no hop can pass
+/// on an address of the sender's choosing beside the one it set.
 fn address(headers: &HeaderMap) -> Result<Option<IpAddr>, OAuthError> {
     let bad = |_| OAuthError::invalid_request("the client address is not an IP address");
-    if let Some(remote) = headers.get(DOVECOT_REMOTE_HEADER) {
-        let remote = remote
-            .to_str()
-            .map_err(|_| OAuthError::invalid_request("X-Dovecot-Auth-Remote is not ASCII"))?;
-        // Dovecot sends `ip:port`, `[v6]:port`, or the address alone.
-        let ip = match remote.trim().parse::<SocketAddr>() {
-            Ok(socket) => socket.ip().to_string(),
-            Err(_) => remote.trim().to_owned(),
-        };
-        return client_ip(&ip).map(Some).map_err(bad);
-    }
-    match headers.get(CLIENT_IP_HEADER) {
-        None => Ok(None),
+    let dovecot = match headers.get(DOVECOT_REMOTE_HEADER) {
+        None => None,
+        Some(remote) => {
+            let remote = remote
+                .to_str()
+                .map_err(|_| OAuthError::invalid_request("X-Dovecot-Auth-Remote is not ASCII"))?;
+            // Dovecot sends `ip:port`, `[v6]:port`, or the address alone.
+            let ip = match remote.trim().parse::<SocketAddr>() {
+                Ok(socket) => socket.ip().to_string(),
+                Err(_) => remote.trim().to_owned(),
+            };
+            Some(client_ip(&ip).map_err(bad)?)
+        }
+    };
+    let proxy = match headers.get(CLIENT_IP_HEADER) {
+        None => None,
         Some(value) => {
             let value = value
                 .to_str()
                 .map_err(|_| OAuthError::invalid_request("X-Latchkey-Client-IP is not ASCII"))?;
-            client_ip(value).map(Some).map_err(bad)
+            Some(client_ip(value).map_err(bad)?)
         }
+    };
+    match (dovecot, proxy) {
+        (Some(a), Some(b)) if a != b => Err(OAuthError::invalid_request(
+            "X-Dovecot-Auth-Remote and X-Latchkey-Client-IP name different addresses",
+        )),
+        (Some(ip), _) | (None, Some(ip)) => Ok(Some(ip)),
+        (None, None) => Ok(None),
     }
 }
 
@@ -567,18 +626,13 @@ mod tests {
             STANDARD.encode("dove%20cot:s%3Acret+x")
         ))
         .unwrap();
-        assert_eq!(
-            basic_credentials(&value),
-            Some(("dove cot".to_owned(), "s:cret x".to_owned()))
-        );
-        assert_eq!(
-            basic_credentials(&HeaderValue::from_static("Bearer x")),
-            None
-        );
+        let (id, secret) = basic_credentials(&value).unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("dove cot", "s:cret x"));
+        assert!(basic_credentials(&HeaderValue::from_static("Bearer x")).is_none());
     }
 
     #[test]
-    fn the_protocol_is_the_scope_or_dovecots_service() {
+    fn the_protocol_is_dovecots_service_or_else_the_scope() {
         let mut headers = HeaderMap::new();
         assert_eq!(protocol(Some("imap"), &headers).ok(), Some(Protocol::Imap));
         assert!(protocol(Some("imap pop3"), &headers).is_err());
@@ -590,6 +644,39 @@ mod tests {
         );
         assert_eq!(protocol(None, &headers).ok(), Some(Protocol::Smtp));
         assert_eq!(protocol(Some(" "), &headers).ok(), Some(Protocol::Smtp));
+        assert_eq!(protocol(Some("smtp"), &headers).ok(), Some(Protocol::Smtp));
+        // One scope for every service must not widen a password's
+        // protocols: the service decides, and a scope against it is refused.
+        let refused = protocol(Some("imap"), &headers).err().unwrap();
+        assert_eq!(refused.code, "invalid_scope");
+        headers.insert(DOVECOT_SERVICE_HEADER, HeaderValue::from_static("sieve"));
+        assert!(protocol(None, &headers).is_err(), "not a latchkey protocol");
+    }
+
+    #[test]
+    fn the_two_address_headers_must_agree() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            DOVECOT_REMOTE_HEADER,
+            HeaderValue::from_static("192.0.2.7:993"),
+        );
+        headers.insert(CLIENT_IP_HEADER, HeaderValue::from_static("192.0.2.7"));
+        assert_eq!(
+            address(&headers).ok().flatten(),
+            Some("192.0.2.7".parse().unwrap())
+        );
+        headers.insert(CLIENT_IP_HEADER, HeaderValue::from_static("198.51.100.1"));
+        assert!(address(&headers).is_err());
+    }
+
+    #[test]
+    fn empty_parameters_count_as_omitted_and_basic_is_any_case() {
+        let form = Form::parse(b"client_secret=&token=x").unwrap();
+        assert_eq!(form.get("client_secret"), None);
+        assert_eq!(form.get("token"), Some("x"));
+        let value = HeaderValue::from_str(&format!("BASIC {}", STANDARD.encode("a:b"))).unwrap();
+        let (id, secret) = basic_credentials(&value).unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("a", "b"));
     }
 
     #[test]

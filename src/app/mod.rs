@@ -564,8 +564,10 @@ fn services(
             key_id = token_key.id(),
             "OAuth access tokens sealed with oauth2.key_file: every replica with it reads them"
         ),
+        // Not a warning: one replica, or none using the OAuth door, needs
+        // no key file, and a default start stays quiet.
         None => tracing::info!(
-            "oauth2.key_file unset: OAuth access tokens are read only by the replica that issued them, until it restarts"
+            "oauth2.key_file unset: OAuth access tokens are read only by the replica that issued them, until it restarts; give every replica the same key file"
         ),
     }
     let warm = config.verified_cache.warm_key()?;

@@ -55,9 +55,13 @@ impl TokenStore for SqlStore {
         .await;
         match inserted {
             Ok(_) => Ok(()),
-            // Revoked already (here or on another replica): nothing changes.
+            // Revoked already (here or on another replica), or its password
+            // is gone (deleted with its account, or pruned), which ended the
+            // token already: nothing changes (RFC 7009 §2.2: 200).
             Err(error) => match error.sql_err() {
-                Some(SqlErr::UniqueConstraintViolation(_)) => Ok(()),
+                Some(
+                    SqlErr::UniqueConstraintViolation(_) | SqlErr::ForeignKeyConstraintViolation(_),
+                ) => Ok(()),
                 _ => Err(error.into()),
             },
         }

@@ -534,6 +534,20 @@ async fn bad_requests_are_refused_with_nothing_verified_or_counted() {
             "invalid_scope",
         ),
         (
+            "a scope against this login's service",
+            vec![FORM, remote, ("X-Dovecot-Auth-Service", "pop3")],
+            with(&[]),
+            400,
+            "invalid_scope",
+        ),
+        (
+            "two client addresses that differ",
+            vec![FORM, remote, ("X-Latchkey-Client-IP", "198.51.100.9")],
+            with(&[]),
+            400,
+            "invalid_request",
+        ),
+        (
             "two protocols",
             vec![FORM, remote],
             with(&[("scope", Some("imap pop3"))]),
@@ -673,6 +687,31 @@ async fn bad_requests_are_refused_with_nothing_verified_or_counted() {
             .json()["error"],
         "invalid_grant"
     );
+
+    // A token whose password is gone with its account: revoking it is
+    // answered 200 (it ended already), not a temporary failure.
+    let (_, eves) = issue_simple(&server, "eve").await;
+    let orphan = token_of(&grant(&server, "eve", &eves, "imap", "192.0.2.45:143").await);
+    server
+        .accounts()
+        .delete_account(latchkey::grpc::pb::DeleteAccountRequest {
+            name: "accounts/eve".into(),
+        })
+        .await
+        .unwrap();
+    assert!(!active(&server, &orphan).await);
+    let gone = post_form(
+        addr,
+        "/oauth2/revoke",
+        &[
+            ("token", &orphan),
+            ("client_id", CLIENT),
+            ("client_secret", &key),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 200, "{gone:?}");
     server.stop().await;
 }
 

@@ -7,11 +7,16 @@
 //! same on every replica), through SHA-256 with a label of its own, so the
 //! same file could never serve as another key of latchkey's by accident.
 //! Unset, each process draws its own at start: tokens are then read only
-//! by the replica that issued them, and until it restarts (a warning at
-//! start says so). Each token has a fresh random 96-bit nonce; a key seals
-//! far fewer than the 2³² tokens after which random nonces could repeat
-//! (rotate the file yearly at 100 logins a second: tokens live minutes,
-//! so a rotation ends at most one lifetime of them).
+//! by the replica that issued them, and until it restarts (a line at
+//! start says so). Each token has a fresh random 96-bit nonce. Random
+//! nonces must stay well under 2³² seals per key, where a repeat becomes
+//! likely (and with it, forged tags): that is about 500 days of 100
+//! successful OAuth logins a second across all replicas, 50 days at 1,000.
+//! Rotate the key file well within that (tokens live minutes, so a
+//! rotation ends at most one lifetime of them; Dovecot never notices).
+//! Introspection also refuses a token whose lifetime or issue time this
+//! code would never seal (`service.rs::plausible`), which bounds what a
+//! forgery could claim.
 
 use std::net::{IpAddr, Ipv6Addr};
 
