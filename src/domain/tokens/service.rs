@@ -140,14 +140,10 @@ impl<S: TokenStore> AccessTokens<S> {
         client_ip: Option<IpAddr>,
     ) -> Result<Introspection> {
         let now = self.clock.now();
-        let Some(claims) = self
-            .key
-            .open(presented)
-            .filter(|claims| plausible(claims, now))
-        else {
+        let Some(claims) = self.live_claims(presented, now) else {
             return Ok(Introspection::Inactive);
         };
-        if claims.expires_at <= now || client_ip.is_some_and(|ip| ip != claims.client_ip) {
+        if client_ip.is_some_and(|ip| ip != claims.client_ip) {
             return Ok(Introspection::Inactive);
         }
         let (state, revoked) = self
@@ -181,15 +177,10 @@ impl<S: TokenStore> AccessTokens<S> {
     /// which refuses a request for another client's token, so that no
     /// client learns from the answer that a token it holds is another's.
     pub async fn revoke(&self, presented: &str, client_id: &str) -> Result<bool> {
-        let now = self.clock.now();
-        let Some(claims) = self
-            .key
-            .open(presented)
-            .filter(|claims| plausible(claims, now))
-        else {
+        let Some(claims) = self.live_claims(presented, self.clock.now()) else {
             return Ok(false);
         };
-        if claims.client_id != client_id || claims.expires_at <= now {
+        if claims.client_id != client_id {
             return Ok(false);
         }
         self.store
@@ -200,6 +191,18 @@ impl<S: TokenStore> AccessTokens<S> {
             )
             .await?;
         Ok(true)
+    }
+
+    /// What `presented` carries, if it is a token sealed here, plausible
+    /// and unexpired at `now`.
+    fn live_claims(
+        &self,
+        presented: &str,
+        now: crate::domain::shared::time::Timestamp,
+    ) -> Option<Claims> {
+        self.key
+            .open(presented)
+            .filter(|claims| plausible(claims, now) && claims.expires_at > now)
     }
 
     /// Forgets revocations of expired tokens, for housekeeping.
