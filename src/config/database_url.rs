@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::shared::percent;
+
 /// A database URL. It may embed a password, so `Debug` and
 /// [`DatabaseUrl::redacted`] hide it; only [`DatabaseUrl::expose`] shows it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,26 +327,7 @@ fn is_secret_parameter(name: &str) -> bool {
 
 /// `%XX` escapes (and `+`) decoded; anything malformed is kept as it is.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&percent::decode(text)).into_owned()
 }
 
 impl fmt::Debug for DatabaseUrl {

@@ -6,6 +6,7 @@ use crate::domain::secrets::scan::candidates;
 use crate::domain::shared::limits::{
     check_text, REPORTED_SECRET_MAX_BYTES, REPORT_SECRETS_MAX, REPORT_SOURCE_MAX_CHARS,
 };
+use crate::domain::shared::percent;
 
 /// 1 to [`REPORT_SECRETS_MAX`] secrets.
 pub fn check_count(count: usize) -> Result<(), String> {
@@ -32,7 +33,7 @@ pub fn check_source(raw: &str) -> Result<(), String> {
     // As written, and as a URL would carry it (`%20` or `+` for the
     // spaces, any letter escaped): either form in the audit trail is the
     // secret. (A version 1 secret has no marker to find it by.)
-    let decoded = percent_decoded(raw);
+    let decoded = percent::decode(raw);
     let holds = |text: &[u8]| !candidates(text, 0, text.len()).is_empty();
     if holds(raw.as_bytes()) || holds(&decoded) {
         return Err(
@@ -41,31 +42,6 @@ pub fn check_source(raw: &str) -> Result<(), String> {
         );
     }
     Ok(())
-}
-
-/// `text` with `%XX` escapes decoded and `+` read as a space, as a URL's
-/// query would be; a malformed escape is kept as it is.
-fn percent_decoded(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push((high * 16 + low) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]
@@ -105,6 +81,5 @@ mod tests {
         ] {
             assert!(check_source(fine).is_ok(), "{fine}");
         }
-        assert_eq!(percent_decoded("a%41+%2"), b"aA %2");
     }
 }

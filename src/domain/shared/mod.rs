@@ -13,6 +13,7 @@ pub mod limits;
 pub mod network;
 pub mod page;
 pub mod patch;
+pub mod percent;
 pub mod protocol;
 pub mod random;
 pub mod span;
