@@ -77,9 +77,9 @@ impl Bench {
         .await
     }
 
-    /// The same 64 secrets as `warm`, asked the way nginx's mail proxy asks
-    /// (`auth_http`): HTTP/1.0, a connection of its own per request.
-    pub async fn warm_nginx_mail(&self) -> Run {
+    /// The same 64 secrets as `warm`, asked through one of the adapters'
+    /// HTTP doors as its proxy asks, a connection of its own per request.
+    pub async fn warm_through(&self, door: Door) -> Run {
         let key = self.server.authenticator_key.clone();
         let addr = self.server.adapters_addr.clone();
         let logins: Arc<Vec<Login>> =
@@ -88,26 +88,11 @@ impl Bench {
             let (key, addr, logins) = (key.clone(), addr.clone(), Arc::clone(&logins));
             async move {
                 let login = logins.get((n % logins.len() as u64) as usize)?.clone();
-                Some(nginx_mail(&addr, &key, &login.username, &login.secret).await)
-            }
-        })
-        .await
-    }
-
-    /// The same 64 secrets as `warm`, through the OAuth 2.0 door as
-    /// Dovecot's oauth2 passdb asks it (`POST /oauth2/token`, the password
-    /// grant, client credentials in the form), a connection each like the
-    /// nginx row; each success stores its token's row.
-    pub async fn warm_oauth2(&self) -> Run {
-        let key = self.server.authenticator_key.clone();
-        let addr = self.server.adapters_addr.clone();
-        let logins: Arc<Vec<Login>> =
-            Arc::new(self.logins.iter().take(WARM_SECRETS).cloned().collect());
-        self.run(move |n, _channel| {
-            let (key, addr, logins) = (key.clone(), addr.clone(), Arc::clone(&logins));
-            async move {
-                let login = logins.get((n % logins.len() as u64) as usize)?.clone();
-                Some(oauth2_grant(&addr, &key, &login.username, &login.secret).await)
+                let (user, secret) = (&login.username, &login.secret);
+                Some(match door {
+                    Door::NginxMail => nginx_mail(&addr, &key, user, secret).await,
+                    Door::OAuth2 => oauth2_grant(&addr, &key, user, secret).await,
+                })
             }
         })
         .await
@@ -211,8 +196,8 @@ impl Scenarios {
         }
         let cold = bench.cold().await;
         let warm = bench.warm().await;
-        let warm_nginx_mail = bench.warm_nginx_mail().await;
-        let warm_oauth2 = bench.warm_oauth2().await;
+        let warm_nginx_mail = bench.warm_through(Door::NginxMail).await;
+        let warm_oauth2 = bench.warm_through(Door::OAuth2).await;
         let unknown = bench.unknown_user().await;
         let wrong = bench.wrong_password().await;
         let throttled = bench.throttled().await;
@@ -265,6 +250,16 @@ impl Scenarios {
         );
         report.row("throttled source", backend, &self.throttled, &["throttled"]);
     }
+}
+
+/// An HTTP door of the adapters, asked as its proxy asks it.
+#[derive(Debug, Clone, Copy)]
+pub enum Door {
+    /// nginx's mail proxy (`auth_http`): HTTP/1.0 GET.
+    NginxMail,
+    /// Dovecot's oauth2 passdb: the password grant to `/oauth2/token`,
+    /// client credentials in the form.
+    OAuth2,
 }
 
 /// One nginx `auth_http` request on a connection of its own; the outcome
