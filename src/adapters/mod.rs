@@ -356,6 +356,17 @@ where
             .ok_or(Refusal::Caller(
                 "an authenticator's key is required in X-Latchkey-Key",
             ))?;
+        self.authenticator(key, peer).await
+    }
+
+    /// The caller whose key `key` is, if it is an authenticator: the one
+    /// check of every door whose callers are proxies (this header, and the
+    /// OAuth door's client secret).
+    async fn authenticator(
+        &self,
+        key: &str,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Recognised, Refusal> {
         match self.callers.caller_by_key(key.trim(), peer).await {
             Ok(Some(proxy)) if proxy.caller.role == Role::Authenticator => Ok(proxy),
             Ok(Some(_)) => Err(Refusal::Caller(

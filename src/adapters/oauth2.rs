@@ -60,10 +60,10 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::{client_ip, credentials, Adapter, Adapters, Answer, Ask, Proxy};
+use super::{client_ip, credentials, Adapter, Adapters, Answer, Ask, Proxy, Refusal};
 use crate::domain::audit::AuditStore;
 use crate::domain::callers::model::Recognised;
-use crate::domain::callers::{CallerStore, Role};
+use crate::domain::callers::CallerStore;
 use crate::domain::login::{LoginStore, ThrottleStore, UsageStore};
 use crate::domain::shared::protocol::Protocol;
 use crate::domain::tokens::service::Issued;
@@ -316,14 +316,14 @@ where
         (None, (Some(id), Some(secret))) => (id.to_owned(), Zeroizing::new(secret.to_owned())),
         (None, _) => return Err(OAuthError::invalid_client()),
     };
-    match adapters.callers.caller_by_key(secret.trim(), peer).await {
-        Ok(Some(found)) if found.caller.role == Role::Authenticator && found.caller.name == id => {
-            Ok(found)
-        }
-        Ok(_) => Err(OAuthError::invalid_client()),
-        Err(_) => Err(OAuthError::unavailable(
+    match adapters.authenticator(&secret, peer).await {
+        Ok(found) if found.caller.name == id => Ok(found),
+        Err(Refusal::Unavailable) => Err(OAuthError::unavailable(
             "latchkey cannot check the client now",
         )),
+        Ok(_) | Err(Refusal::Caller(_) | Refusal::BadRequest(_)) => {
+            Err(OAuthError::invalid_client())
+        }
     }
 }
 
