@@ -558,7 +558,7 @@ fn services(
         default_wait: Duration::from_millis(config.hash_pool.default_wait_ms),
         max_wait: Duration::from_secs(config.server.request_timeout_secs),
     };
-    let token_key = config.oauth2.key()?;
+    let token_key = config.token_key()?;
     match &config.oauth2.key_file {
         Some(_) => tracing::info!(
             key_id = token_key.id(),

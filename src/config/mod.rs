@@ -6,6 +6,7 @@
 use crate::domain::app_passwords::model::AppPasswordsConfig;
 use crate::domain::audit::WatchConfig;
 use crate::domain::leaks::LeaksConfig;
+use crate::domain::tokens::seal::TokenKey;
 use crate::domain::tokens::TokensConfig;
 use crate::domain::webhooks::{Target, WebhookTarget};
 use std::net::SocketAddr;
@@ -441,6 +442,16 @@ impl Config {
             })
             .collect()
     }
+
+    /// The key OAuth access tokens are sealed with: `oauth2.key_file`'s,
+    /// or one of this process's own when unset. A file that cannot be read
+    /// or holds too little stops the start.
+    pub fn token_key(&self) -> Result<TokenKey, String> {
+        match &self.oauth2.key_file {
+            Some(path) => read_key_file("oauth2.key_file", path, TokenKey::from_material),
+            None => TokenKey::random().map_err(|error| error.to_string()),
+        }
+    }
 }
 
 fn known_keys() -> Vec<String> {
@@ -503,19 +514,28 @@ impl VerifiedCacheSettings {
         let Some(path) = &self.key_file else {
             return Ok(None);
         };
-        let material = zeroize::Zeroizing::new(std::fs::read(path).map_err(|error| {
-            format!(
-                "verified_cache.key_file {} cannot be read: {error}",
-                path.display()
+        read_key_file("verified_cache.key_file", path, |material| {
+            WarmKey::new(
+                material,
+                std::time::Duration::from_secs(self.warm_window_secs),
             )
-        })?);
-        WarmKey::new(
-            &material,
-            std::time::Duration::from_secs(self.warm_window_secs),
-        )
+        })
         .map(Some)
-        .map_err(|why| format!("verified_cache.key_file {} {why}", path.display()))
     }
+}
+
+/// The key made from the key file `setting` names at `path`; an error
+/// names the setting and the file. The bytes read are wiped after.
+fn read_key_file<K>(
+    setting: &str,
+    path: &std::path::Path,
+    key: impl FnOnce(&[u8]) -> Result<K, String>,
+) -> Result<K, String> {
+    let material = zeroize::Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|error| format!("{setting} {} cannot be read: {error}", path.display()))?,
+    );
+    key(&material).map_err(|why| format!("{setting} {} {why}", path.display()))
 }
 
 #[cfg(test)]

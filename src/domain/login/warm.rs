@@ -43,8 +43,6 @@ use crate::domain::secrets::format::Secret;
 use crate::domain::shared::hex::lower_hex;
 use crate::domain::shared::time::Timestamp;
 
-/// The least key material accepted, in bytes.
-pub const KEY_MIN_BYTES: usize = 32;
 const VERSION: &str = "v1";
 
 /// The key warm verifiers are made under, and its id (the first 8 bytes of
@@ -67,12 +65,7 @@ impl std::fmt::Debug for WarmKey {
 impl WarmKey {
     /// A key from the bytes of its file; `Err` says why they will not do.
     pub fn new(material: &[u8], window: Duration) -> Result<Self, String> {
-        if material.len() < KEY_MIN_BYTES {
-            return Err(format!(
-                "holds {} bytes; at least {KEY_MIN_BYTES} random bytes are needed (head -c 32 /dev/urandom > FILE)",
-                material.len()
-            ));
-        }
+        crate::domain::shared::random::check_key_material(material)?;
         let digest = Sha256::digest(material);
         Ok(Self {
             id: lower_hex(&digest[..8]),

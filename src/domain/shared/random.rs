@@ -30,6 +30,23 @@ pub fn key() -> Result<[u8; 32]> {
     Ok(key)
 }
 
+/// The fewest bytes a key file may hold (the warm verifiers', the OAuth
+/// tokens'): 256 bits, as `head -c 32 /dev/urandom > FILE` makes.
+pub const KEY_FILE_MIN_BYTES: usize = 32;
+
+/// Whether a key file's bytes are enough to be a key; `Err` says why not,
+/// as the end of a sentence that names the file.
+pub fn check_key_material(material: &[u8]) -> std::result::Result<(), String> {
+    if material.len() < KEY_FILE_MIN_BYTES {
+        return Err(format!(
+            "holds {} bytes; at least {KEY_FILE_MIN_BYTES} random bytes are needed \
+             (head -c 32 /dev/urandom > FILE)",
+            material.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Draws `count` characters uniformly from `alphabet` (at most 256
 /// entries), by rejection sampling random bytes: a byte past the largest
 /// multiple of the alphabet's size is drawn again, so no character is more

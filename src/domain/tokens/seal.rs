@@ -33,8 +33,6 @@ use crate::domain::shared::protocol::Protocol;
 use crate::domain::shared::random;
 use crate::domain::shared::time::Timestamp;
 
-/// The fewest random bytes a key file may hold.
-pub const KEY_MIN_BYTES: usize = 32;
 const LABEL: &[u8] = b"latchkey oauth2 access token key v1\0";
 const AAD: &[u8] = b"latchkey oauth2 access token v1";
 const VERSION: u8 = 1;
@@ -51,13 +49,7 @@ pub struct TokenKey {
 impl TokenKey {
     /// The key of a key file's `material`.
     pub fn from_material(material: &[u8]) -> std::result::Result<Self, String> {
-        if material.len() < KEY_MIN_BYTES {
-            return Err(format!(
-                "holds {} bytes; at least {KEY_MIN_BYTES} random bytes are needed \
-                 (head -c 32 /dev/urandom > FILE)",
-                material.len()
-            ));
-        }
+        random::check_key_material(material)?;
         let mut hasher = Sha256::new();
         hasher.update(LABEL);
         hasher.update(material);

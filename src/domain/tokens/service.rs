@@ -57,19 +57,6 @@ impl TokensConfig {
     pub fn lifetime(&self) -> Duration {
         Duration::from_secs(self.token_lifetime_secs)
     }
-
-    /// The key of `key_file`, or one of this process's own when unset. A
-    /// file that cannot be read or is too short stops the start.
-    pub fn key(&self) -> std::result::Result<TokenKey, String> {
-        let Some(path) = &self.key_file else {
-            return TokenKey::random().map_err(|error| error.to_string());
-        };
-        let material = zeroize::Zeroizing::new(std::fs::read(path).map_err(|error| {
-            format!("oauth2.key_file {} cannot be read: {error}", path.display())
-        })?);
-        TokenKey::from_material(&material)
-            .map_err(|why| format!("oauth2.key_file {} {why}", path.display()))
-    }
 }
 
 /// Replicas' clocks may disagree by this much: a token another replica
